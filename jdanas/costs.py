@@ -1,0 +1,51 @@
+"""Architecture costs measured from the built model, not from hand formulas.
+
+* ``params``: number of elements of the ``params`` collection (weights, biases, BN scale/bias; not BN
+  running statistics), i.e. PyTorch's ``sum(p.numel() for p in model.parameters())``.
+* ``flops``: XLA's cost analysis of the compiled inference forward pass at batch size 1. XLA
+  counts a multiply-add as 2 FLOPs (so ``flops ~= 2 x MACs`` plus element-wise work); many papers
+  (and the NB201 tables) report MACs under the name FLOPs.
+
+Masked spaces are costed through ``space.cost_module(enc)``: unselected ops never count.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jdanas.spaces.base import AbstractSearchSpace, to_tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class Costs:
+  params: int
+  flops: float
+
+
+@functools.lru_cache(maxsize=4096)
+def _costs(space: AbstractSearchSpace, enc: tuple[int, ...], num_classes: int,
+           input_shape: tuple[int, ...], with_flops: bool) -> Costs:
+  module = space.cost_module(enc, num_classes)
+  x = jnp.zeros((1,) + input_shape, jnp.float32)
+  e = jnp.asarray(enc, jnp.int32)
+  abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), x, e, train=False))
+  params = int(sum(math.prod(a.shape) for a in jax.tree.leaves(abstract["params"])))
+  flops = float("nan")
+  if with_flops:
+    forward = jax.jit(lambda v, x: module.apply(v, x, e, train=False)["logits"])
+    analysis = forward.lower(abstract, x).compile().cost_analysis()
+    if isinstance(analysis, (list, tuple)):  # older jax returns one dict per program
+      analysis = analysis[0]
+    flops = float(analysis.get("flops", float("nan")))
+  return Costs(params=params, flops=flops)
+
+
+def model_costs(space: AbstractSearchSpace, enc: Any, *, num_classes: int,
+                input_shape: tuple[int, ...] = (32, 32, 3), flops: bool = True) -> Costs:
+  """Params and FLOPs of architecture ``enc`` (cached per architecture)."""
+  return _costs(space, to_tuple(space.check(enc)), int(num_classes), tuple(input_shape), bool(flops))

@@ -1,0 +1,92 @@
+"""Hinton knowledge distillation (Hinton, Vinyals & Dean 2015, https://arxiv.org/abs/1503.02531).
+
+One definition covers the conventions of the papers jdanas hosts (methods.md §1.1)::
+
+  loss_i = hard_weight * CE(y_i, softmax(z_s)) + soft_weight * T^2 * D(softmax(z_t / T), softmax(z_s / T))
+
+with ``D`` either the KL divergence (``soft_form="kl"``, RepDistiller/CRD/DisWOT: hard 0.1, soft 0.9,
+T=4) or the soft cross-entropy ``H(p_t, p_s)`` (``soft_form="soft_ce"``, DaSS: hard 0.5, soft 0.5,
+T=6), which differs from KL by the teacher entropy and has the same gradient. The ``T^2`` factor
+is explicit. Values are per example; callers reduce (``mean`` over the batch equals the papers'
+sum-over-classes, mean-over-batch reduction).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+
+SOFT_FORMS = ("kl", "soft_ce")
+
+
+def kd_loss(student_logits: jax.Array, teacher_logits: jax.Array | None, labels: jax.Array, *,
+            temperature: float = 4.0, hard_weight: float = 0.1, soft_weight: float = 0.9,
+            soft_form: str = "kl") -> jax.Array:
+  """Per-example KD loss.
+
+  Args:
+    student_logits: ``float[B, K]``.
+    teacher_logits: ``float[B, K]``, or ``None`` for plain cross-entropy (then ``soft_weight`` is
+      ignored).
+    labels: ``int[B]`` class indices.
+    temperature: softmax temperature ``T`` of the soft term.
+    hard_weight: weight of the cross-entropy with the labels.
+    soft_weight: weight of ``T^2 * D(teacher || student)``.
+    soft_form: ``"kl"`` or ``"soft_ce"``.
+
+  Returns:
+    ``float32[B]``.
+  """
+  if soft_form not in SOFT_FORMS:
+    raise ValueError(f"soft_form: {soft_form!r} is not one of {SOFT_FORMS}")
+  student_logits = student_logits.astype(jnp.float32)
+  hard = optax.softmax_cross_entropy_with_integer_labels(student_logits, labels)
+  if teacher_logits is None or soft_weight == 0:
+    return hard_weight * hard
+  t = float(temperature)
+  log_ps = jax.nn.log_softmax(student_logits / t, axis=-1)
+  log_pt = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / t, axis=-1)
+  pt = jnp.exp(log_pt)
+  if soft_form == "kl":
+    soft = jnp.sum(pt * (log_pt - log_ps), axis=-1)
+  else:
+    soft = -jnp.sum(pt * log_ps, axis=-1)
+  return hard_weight * hard + soft_weight * t * t * soft
+
+
+@dataclasses.dataclass(frozen=True)
+class KDLoss:
+  """A KD loss configuration (hashable, so it can close over jitted code)."""
+  temperature: float = 4.0
+  hard_weight: float = 0.1
+  soft_weight: float = 0.9
+  soft_form: str = "kl"
+
+  def __post_init__(self):
+    if self.soft_form not in SOFT_FORMS:
+      raise ValueError(f"loss.soft_form: {self.soft_form!r} is not one of {SOFT_FORMS}")
+    if not self.temperature > 0:
+      raise ValueError(f"loss.temperature must be > 0, got {self.temperature}")
+    if self.hard_weight < 0 or self.soft_weight < 0 or self.hard_weight + self.soft_weight == 0:
+      raise ValueError(f"loss.hard_weight/soft_weight must be >= 0 and not both 0, got "
+                       f"{self.hard_weight}/{self.soft_weight}")
+
+  @property
+  def uses_teacher(self) -> bool:
+    return self.soft_weight > 0
+
+  def __call__(self, student_logits, teacher_logits, labels) -> jax.Array:
+    return kd_loss(student_logits, teacher_logits, labels, temperature=self.temperature,
+                   hard_weight=self.hard_weight, soft_weight=self.soft_weight, soft_form=self.soft_form)
+
+
+KD_PRESETS: dict[str, KDLoss] = {
+    # RepDistiller / CRD / DisWOT scripts: 0.1 * CE + 0.9 * T^2 KL, T = 4.
+    "repdistiller": KDLoss(temperature=4.0, hard_weight=0.1, soft_weight=0.9, soft_form="kl"),
+    # DaSS "alpha distillation": 0.5 * CE + 0.5 * T^2 * H(p_t, p_s), T = 6.
+    "dass": KDLoss(temperature=6.0, hard_weight=0.5, soft_weight=0.5, soft_form="soft_ce"),
+    # Plain supervised training (no teacher).
+    "ce": KDLoss(hard_weight=1.0, soft_weight=0.0),
+}

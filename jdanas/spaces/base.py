@@ -1,0 +1,104 @@
+"""The search-space interface shared by every space.
+
+A space is a frozen dataclass. Architectures are fixed-length ``int32[D]`` encodings
+(decision ``i`` takes values ``0 .. num_choices[i]-1``); readable strings exist only on the host.
+
+* ``sample``, ``mutate`` and ``is_valid`` are pure, jittable and vmappable.
+* ``encode`` / ``decode`` convert between encodings and readable strings (host side).
+* ``signature(enc)`` is the part of an architecture that fixes parameter shapes. Students
+  with equal signatures share one compiled training program; everything else about the
+  architecture enters the module as the traced ``enc`` argument.
+* ``build(signature, num_classes)`` returns a Flax Linen module called as
+  ``module.apply(variables, x, enc, train=...)`` that returns a :data:`Features` dict.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, Hashable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class AbstractSearchSpace(abc.ABC):
+  """Base class of all spaces: concrete spaces are frozen dataclasses."""
+
+  name: str = "abstract"  # concrete spaces set a class attribute
+
+  @property
+  @abc.abstractmethod
+  def num_choices(self) -> tuple[int, ...]:
+    """Cardinality of each decision; ``D = len(num_choices)``."""
+
+  @property
+  def num_decisions(self) -> int:
+    return len(self.num_choices)
+
+  # ---- jittable -----------------------------------------------------------------------
+  def sample(self, key: jax.Array) -> jax.Array:
+    """A uniformly random valid encoding, ``int32[D]``."""
+    maxval = jnp.asarray(self.num_choices, jnp.int32)
+    return jax.random.randint(key, (self.num_decisions,), 0, maxval, dtype=jnp.int32)
+
+  def mutate(self, key: jax.Array, enc: jax.Array) -> jax.Array:
+    """Changes exactly one decision (among those with more than one choice) to another value."""
+    n = jnp.asarray(self.num_choices, jnp.int32)
+    key_pos, key_val = jax.random.split(key)
+    mutable = n > 1
+    pos = jax.random.choice(key_pos, self.num_decisions, p=mutable / mutable.sum())
+    shift = jax.random.randint(key_val, (), 1, jnp.maximum(n[pos], 2), dtype=jnp.int32)
+    return enc.at[pos].set((enc[pos] + shift) % n[pos]).astype(jnp.int32)
+
+  def is_valid(self, enc: jax.Array) -> jax.Array:
+    """``bool[]``: every decision is within its range."""
+    enc = jnp.asarray(enc)
+    n = jnp.asarray(self.num_choices, jnp.int32)
+    return jnp.all((enc >= 0) & (enc < n)) & (enc.shape == (self.num_decisions,))
+
+  # ---- host side ----------------------------------------------------------------------
+  @abc.abstractmethod
+  def encode(self, arch: str) -> np.ndarray:
+    """See the module docstring."""
+
+  @abc.abstractmethod
+  def decode(self, enc: Any) -> str:
+    """See the module docstring."""
+
+  @abc.abstractmethod
+  def signature(self, enc: Any) -> Hashable:
+    """See the module docstring."""
+
+  @abc.abstractmethod
+  def build(self, signature: Hashable, num_classes: int) -> nn.Module:
+    """See the module docstring."""
+
+  def cost_module(self, enc: Any, num_classes: int) -> nn.Module:
+    """The module whose parameters and FLOPs are the architecture's true cost.
+
+    Masked spaces (one superset module for every architecture) override this to return the
+    exact architecture, so that unselected operations never count.
+    """
+    return self.build(self.signature(enc), num_classes)
+
+  def check(self, enc: Any) -> np.ndarray:
+    """Host-side validation: returns ``int32[D]`` or raises ``ValueError`` naming the problem."""
+    arr = np.asarray(enc)
+    if arr.shape != (self.num_decisions,):
+      raise ValueError(f"{self.name}: encoding must have shape ({self.num_decisions},), got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+      raise ValueError(f"{self.name}: encoding must be integer, got dtype {arr.dtype}")
+    n = np.asarray(self.num_choices)
+    bad = np.nonzero((arr < 0) | (arr >= n))[0]
+    if bad.size:
+      i = int(bad[0])
+      raise ValueError(f"{self.name}: decision {i} = {int(arr[i])} is outside 0..{n[i] - 1}")
+    if not bool(self.is_valid(jnp.asarray(arr, jnp.int32))):
+      raise ValueError(f"{self.name}: encoding {arr.tolist()} is not a valid architecture")
+    return arr.astype(np.int32)
+
+
+def to_tuple(enc: Any) -> tuple[int, ...]:
+  return tuple(int(v) for v in np.asarray(enc).reshape(-1))

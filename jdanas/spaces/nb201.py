@@ -1,0 +1,184 @@
+"""NAS-Bench-201 cell space (Dong & Yang, ICLR 2020, https://arxiv.org/abs/2001.00326).
+
+A cell is a DAG over 4 nodes with one edge per pair ``i < j`` (6 edges); node ``j`` is the sum
+of ``op(i->j)(node i)`` and the cell output is node 3. Each edge picks one of
+``none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3`` (5^6 = 15,625 cells).
+``nor_conv_kxk`` is ReLU -> Conv(k, no bias) -> BN; the pool excludes padding from its count.
+
+Macro skeleton (C=16, N=5): stem Conv3x3+BN -> N cells @C -> residual reduction (C->2C)
+-> N cells @2C -> residual reduction (2C->4C) -> N cells @4C -> BN+ReLU -> GAP -> Linear.
+
+Encoding: ``int32[6]``, the op index of each edge in arch-string order
+``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` i.e. edges (1<-0), (2<-0), (2<-1), (3<-0), (3<-1), (3<-2).
+
+Two forms share the encoding and parameter names:
+
+* ``masked=False``: one module per cell (only the chosen ops exist); signature = the cell.
+* ``masked=True``: one superset module whose per-edge op choice is the traced ``enc`` input, so
+  any set of cells runs in ONE compiled program (signature ``()``). Unselected ops are weighted
+  by an exact 0, so outputs and gradients equal the per-cell module's; parameter counts and
+  FLOPs always come from the per-cell module (:meth:`NB201Space.cost_module`).
+
+The official NB201 index (the order of the benchmark files) is not a formula of the cell; use
+:class:`jdanas.benchmarks.nb201.NB201Table` to map between indices, strings and accuracies.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Hashable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jdanas.models import layers
+from jdanas.spaces.base import AbstractSearchSpace, to_tuple
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from), arch-string order
+_NODE_RE = re.compile(r"^\|(.+)\|$")
+
+
+class ReLUConvBN(nn.Module):
+  features: int
+  kernel: int
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    x = layers.conv(self.features, self.kernel, self.stride, name="conv")(nn.relu(x))
+    return layers.batch_norm(train, "bn")(x)
+
+
+class ReductionBlock(nn.Module):
+  """NB201's ResNetBasicblock with stride 2: two ReLUConvBN 3x3 + (AvgPool 2 -> Conv1x1) shortcut."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    y = ReLUConvBN(self.features, 3, 2, name="conv_a")(x, train)
+    y = ReLUConvBN(self.features, 3, 1, name="conv_b")(y, train)
+    r = nn.avg_pool(x, (2, 2), (2, 2))
+    r = layers.conv(self.features, 1, name="shortcut")(r)
+    return r + y
+
+
+class Cell(nn.Module):
+  """One NB201 cell. ``ops`` = op names per edge (per-cell form) or ``None`` (masked form)."""
+  features: int
+  ops: tuple[str, ...] | None = None
+
+  @nn.compact
+  def __call__(self, x, enc, train: bool):
+    nodes = [x]
+    for j in (1, 2, 3):
+      acc = jnp.zeros_like(x)
+      for i in range(j):
+        e = EDGES.index((j, i))
+        h = nodes[i]
+        prefix = f"edge{j}{i}"
+        if self.ops is None:
+          w = jax.nn.one_hot(enc[e], len(OPS), dtype=h.dtype)
+          out = (w[1] * h
+                 + w[2] * ReLUConvBN(self.features, 1, name=f"{prefix}_conv1x1")(h, train)
+                 + w[3] * ReLUConvBN(self.features, 3, name=f"{prefix}_conv3x3")(h, train)
+                 + w[4] * layers.avg_pool_3x3_exclude_pad(h))
+        else:
+          op = self.ops[e]
+          if op == "none":
+            continue
+          if op == "skip_connect":
+            out = h
+          elif op == "nor_conv_1x1":
+            out = ReLUConvBN(self.features, 1, name=f"{prefix}_conv1x1")(h, train)
+          elif op == "nor_conv_3x3":
+            out = ReLUConvBN(self.features, 3, name=f"{prefix}_conv3x3")(h, train)
+          else:
+            out = layers.avg_pool_3x3_exclude_pad(h)
+        acc = acc + out
+      nodes.append(acc)
+    return nodes[3]
+
+
+class NB201Network(nn.Module):
+  ops: tuple[str, ...] | None = None  # None: masked superset, the cell comes from ``enc``
+  channels: int = 16
+  num_cells: int = 5
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x, enc=None, *, train: bool = False) -> layers.Features:
+    if self.ops is None and enc is None:
+      raise ValueError("the masked NB201 network needs the cell encoding `enc`")
+    x = layers.conv(self.channels, 3, name="stem_conv")(x)
+    x = layers.batch_norm(train, "stem_bn")(x)
+    stages = []
+    for s in range(3):
+      c = self.channels * 2 ** s
+      if s > 0:
+        x = ReductionBlock(c, name=f"reduction{s}")(x, train)
+      for k in range(self.num_cells):
+        x = Cell(c, self.ops, name=f"stage{s + 1}_cell{k}")(x, enc, train)
+      stages.append(x)
+    pre_pool = nn.relu(layers.batch_norm(train, "lastact_bn")(x))
+    return layers.features_dict(stages, pre_pool, layers.classifier(self.num_classes))
+
+
+def parse_arch_str(arch: str) -> tuple[str, ...]:
+  """``'|a~0|+|b~0|c~1|+|d~0|e~1|f~2|'`` -> ``('a', 'b', 'c', 'd', 'e', 'f')`` with checks."""
+  nodes = arch.strip().split("+")
+  if len(nodes) != 3:
+    raise ValueError(f"NB201 arch string must have 3 nodes separated by '+': {arch!r}")
+  ops = []
+  for j, node in enumerate(nodes, start=1):
+    m = _NODE_RE.match(node)
+    items = m.group(1).split("|") if m else []
+    if len(items) != j:
+      raise ValueError(f"NB201 arch string node {j} must have {j} edges: {arch!r}")
+    for i, item in enumerate(items):
+      op, _, src = item.partition("~")
+      if op not in OPS or src != str(i):
+        raise ValueError(f"NB201 arch string: bad edge {item!r} (ops: {', '.join(OPS)}) in {arch!r}")
+      ops.append(op)
+  return tuple(ops)
+
+
+def format_arch_str(ops: Sequence[str]) -> str:
+  groups, e = [], 0
+  for j in (1, 2, 3):
+    groups.append("|" + "|".join(f"{ops[e + i]}~{i}" for i in range(j)) + "|")
+    e += j
+  return "+".join(groups)
+
+
+@dataclasses.dataclass(frozen=True)
+class NB201Space(AbstractSearchSpace):
+  """NAS-Bench-201 cells on the exact NB201 macro skeleton (see module docstring)."""
+  channels: int = 16
+  num_cells: int = 5
+  masked: bool = False
+  name = "nb201"
+
+  @property
+  def num_choices(self) -> tuple[int, ...]:
+    return (len(OPS),) * len(EDGES)
+
+  def encode(self, arch: str) -> np.ndarray:
+    return np.asarray([OPS.index(op) for op in parse_arch_str(arch)], np.int32)
+
+  def decode(self, enc: Any) -> str:
+    return format_arch_str([OPS[i] for i in to_tuple(self.check(enc))])
+
+  def signature(self, enc: Any) -> Hashable:
+    return () if self.masked else to_tuple(enc)
+
+  def build(self, signature: Hashable, num_classes: int) -> nn.Module:
+    ops = None if self.masked else tuple(OPS[i] for i in signature)
+    return NB201Network(ops=ops, channels=self.channels, num_cells=self.num_cells,
+                        num_classes=num_classes)
+
+  def cost_module(self, enc: Any, num_classes: int) -> nn.Module:
+    return NB201Network(ops=tuple(OPS[i] for i in to_tuple(enc)), channels=self.channels,
+                        num_cells=self.num_cells, num_classes=num_classes)

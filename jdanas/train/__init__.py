@@ -1,0 +1,7 @@
+"""Training: recipes, device-side batching and the population engine."""
+from jdanas.train.population import (STRATEGIES, Group, PopulationResult, PopulationTrainer, StudentState,
+                                     train_population)
+from jdanas.train.recipe import Recipe
+
+__all__ = ["STRATEGIES", "Group", "PopulationResult", "PopulationTrainer", "Recipe", "StudentState",
+           "train_population"]

@@ -1,0 +1,435 @@
+"""The population engine: train many candidate students against one teacher at once.
+
+``PopulationTrainer(space, data, recipe=..., teacher=...)`` compiles and caches one training
+program per *group* of students and trains any list of encodings of ``space``:
+
+* students are grouped by ``space.signature(enc)`` (what fixes parameter shapes); everything
+  else about an architecture is the traced ``enc`` argument of the module;
+* every step draws ONE batch (deterministic from ``(key, step)``, augmented on device) and runs
+  the teacher ONCE on it, outside any vmap or grad; every group consumes the same batch;
+* strategies:
+
+  - ``vmap``: members of a group (same signature) are stacked on a leading axis and the
+    single-student step is vmapped. On XLA:CPU vmapped convolutions become grouped
+    convolutions, which run several times slower than a loop (measured: ``bench/population.py``).
+  - ``unroll``: one jitted program whose trace loops over members in Python; members may have
+    different signatures. Fastest on XLA:CPU; compile time grows with the number of members.
+  - ``loop``: one program per student (P = 1), called once per student per step.
+  - ``auto``: per backend. On CPU: ``unroll`` for groups of >= 2 same-signature students and
+    ``loop`` for singletons (programs are then reused across search rounds).
+    On GPU/TPU: ``vmap`` for groups of >= 2, ``loop`` for singletons (the usual fast path for
+    grouped convolutions there; re-measure with ``bench/population.py`` on your accelerator).
+
+* the number of compiled training programs equals the number of distinct
+  ``(signature, strategy, P)`` groups and is exposed as ``num_compilations``; programs are cached
+  across calls, so a search compiles each group once;
+* a student whose loss or logits become non-finite gets a NaN accuracy; members never interact,
+  so the others are bit-identical to a run without the divergence;
+* with a ``mesh`` of axes ``('pop', 'data')``, batches (and teacher logits) are sharded over
+  ``data`` and vmapped stacks over ``pop``; ``jit`` + ``NamedSharding`` only, no ``pmap``.
+
+Student ``i`` is initialised from ``fold_in(key_init, i)``; the same key gives the same result.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import time
+from typing import Any, Hashable, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from jdanas.spaces.base import AbstractSearchSpace
+from jdanas.train import batching
+from jdanas.train.recipe import Recipe
+
+STRATEGIES = ("auto", "vmap", "unroll", "loop")
+
+
+@flax.struct.dataclass
+class StudentState:
+  """Training state of one student (or a stack of students along axis 0)."""
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  enc: jax.Array        # int32[D]: the traced architecture (used by masked spaces)
+  lr_scale: jax.Array   # float32[]: per-student learning-rate multiplier
+  diverged: jax.Array   # bool[]: a non-finite loss was seen
+  loss: jax.Array       # float32[]: loss of the last step
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+  """A set of students trained by one compiled program."""
+  strategy: str
+  signature: Hashable          # one signature (vmap/loop) or a tuple of them (unroll)
+  members: tuple[int, ...]     # population indices; padding repeats the first member
+  size: int                    # P of the program (members + padding)
+
+  @property
+  def key(self) -> tuple:
+    return (self.strategy, self.signature, self.size)
+
+
+@dataclasses.dataclass
+class PopulationResult:
+  """What :meth:`PopulationTrainer.train` returns.
+
+  Attributes:
+    accuracy: ``float32[P]`` validation accuracy in [0, 1]; NaN where training diverged.
+    loss: ``float32[P]`` training loss of the last step.
+    groups: the compiled groups that trained the population.
+    num_compilations: training programs compiled by this call (0 when all were cached).
+    compile_seconds: time spent compiling (training, batch and eval programs).
+    train_seconds: wall time of the training steps (after compilation).
+    examples_per_s: student-examples per second over ``train_seconds`` (``P * steps * B / t``).
+  """
+  accuracy: np.ndarray
+  loss: np.ndarray
+  groups: list[Group]
+  num_compilations: int
+  compile_seconds: float
+  train_seconds: float
+  examples_per_s: float
+  _states: dict = dataclasses.field(repr=False, default_factory=dict)
+
+  def variables(self, i: int) -> dict:
+    """Flax variables ``{'params', 'batch_stats'}`` of student ``i`` (on device)."""
+    state = self._states[i]
+    return {"params": state.params, "batch_stats": state.batch_stats}
+
+  def state(self, i: int) -> StudentState:
+    return self._states[i]
+
+
+def _single_init(module, tx, key, enc, lr_scale, sample_x):
+  variables = module.init(key, sample_x, enc, train=False)
+  params = variables["params"]
+  return StudentState(params=params, batch_stats=variables.get("batch_stats", {}),
+                      opt_state=tx.init(params), enc=enc, lr_scale=lr_scale,
+                      diverged=jnp.zeros((), bool), loss=jnp.zeros((), jnp.float32))
+
+
+def _single_step(module, tx, loss_fn, state: StudentState, x, y, t_logits) -> StudentState:
+  def objective(params):
+    out, mutated = module.apply({"params": params, "batch_stats": state.batch_stats}, x, state.enc,
+                                train=True, mutable=["batch_stats"])
+    return jnp.mean(loss_fn(out["logits"], t_logits, y)), mutated.get("batch_stats", {})
+  (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = jax.tree.map(lambda p, u: p + state.lr_scale * u, state.params, updates)
+  return state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state,
+                       diverged=state.diverged | ~jnp.isfinite(loss), loss=loss)
+
+
+def _single_eval(module, state: StudentState, vx, vy, vmask, mean, std):
+  """Accuracy over padded validation batches ``[nb, eb, ...]``; NaN if diverged/non-finite."""
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+
+  def body(carry, batch):
+    correct, finite = carry
+    x, y, m = batch
+    logits = module.apply(variables, batching.normalize(x, mean, std), state.enc, train=False)["logits"]
+    hit = (jnp.argmax(logits, -1) == y) & m
+    ok = jnp.all(jnp.isfinite(logits) | ~m[:, None])
+    return (correct + hit.sum(), finite & ok), None
+
+  (correct, finite), _ = jax.lax.scan(body, (jnp.zeros((), jnp.int32), jnp.ones((), bool)), (vx, vy, vmask))
+  acc = correct / jnp.maximum(vmask.sum(), 1)
+  return jnp.where(finite & ~state.diverged, acc, jnp.nan).astype(jnp.float32)
+
+
+class PopulationTrainer:
+  """Trains populations of students of one space against one teacher (see module docstring).
+
+  Args:
+    space: the search space the encodings belong to.
+    data: a :class:`jdanas.data.Dataset` (``train``/``val`` splits of uint8 NHWC images,
+      ``num_classes``, ``mean``/``std``).
+    recipe: the training recipe shared by all students.
+    teacher: a :class:`jdanas.teachers.Teacher`, required when ``recipe.loss`` has a soft term.
+    strategy: one of ``auto, vmap, unroll, loop``.
+    mesh: optional ``jax.sharding.Mesh`` with axes ``('pop', 'data')``.
+    max_unroll: most students in one unrolled program (bigger groups are split evenly).
+  """
+
+  def __init__(self, space: AbstractSearchSpace, data, *, recipe: Recipe, teacher=None,
+               strategy: str = "auto", mesh: Mesh | None = None, max_unroll: int = 16):
+    if strategy not in STRATEGIES:
+      raise ValueError(f"strategy: {strategy!r} is not one of {STRATEGIES}")
+    if recipe.loss.uses_teacher and teacher is None:
+      raise ValueError("teacher: the recipe's loss has a soft (KD) term but no teacher was given")
+    if max_unroll < 1:
+      raise ValueError(f"max_unroll: must be >= 1, got {max_unroll}")
+    n_train = len(data.train.y)
+    if n_train < recipe.batch_size:
+      raise ValueError(f"recipe.batch_size: {recipe.batch_size} exceeds the {n_train} training examples")
+    if mesh is not None:
+      if tuple(mesh.axis_names) != ("pop", "data"):
+        raise ValueError(f"mesh: axes must be ('pop', 'data'), got {mesh.axis_names}")
+      if recipe.batch_size % mesh.shape["data"]:
+        raise ValueError(f"recipe.batch_size: {recipe.batch_size} is not divisible by the mesh's "
+                         f"'data' axis ({mesh.shape['data']})")
+    self.space, self.data, self.recipe, self.teacher = space, data, recipe, teacher
+    self.strategy, self.mesh, self.max_unroll = strategy, mesh, max_unroll
+    self.num_classes = int(data.num_classes)
+    self.tx = recipe.make_optimizer()
+    self.trace_counts: collections.Counter = collections.Counter()
+    self._compiled: dict = {}
+    self._mean = tuple(float(m) for m in data.mean)
+    self._std = tuple(float(s) for s in data.std)
+    image_shape = tuple(data.train.x.shape[1:])
+    self._pad = batching.default_pad(image_shape[0])
+    self._sample_x = jnp.zeros((1,) + image_shape, jnp.float32)
+    replicated = self._sharding(P())
+    self._train_x = jax.device_put(np.asarray(data.train.x), replicated)
+    self._train_y = jax.device_put(np.asarray(data.train.y, np.int32), replicated)
+    self._val = self._padded_val(data.val, recipe.eval_batch_size, replicated)
+    self._teacher_vars = jax.device_put(teacher.variables, replicated) if teacher is not None else None
+
+  # ---- public -------------------------------------------------------------------------
+  @property
+  def num_compilations(self) -> int:
+    """Training programs compiled so far by this trainer (one per distinct group key)."""
+    return sum(1 for k in self._compiled if k[0] == "step")
+
+  def plan(self, encodings: Sequence[Any]) -> list[Group]:
+    """Splits a population into compiled groups (see the module docstring)."""
+    signatures = [self.space.signature(e) for e in encodings]
+    strategy = self.strategy
+    if strategy == "auto":
+      multi = "unroll" if jax.default_backend() == "cpu" else "vmap"
+    by_sig: dict[Hashable, list[int]] = collections.defaultdict(list)
+    for i, sig in enumerate(signatures):
+      by_sig[sig].append(i)
+    groups: list[Group] = []
+    if strategy == "unroll":  # any architectures in one program, sorted for determinism
+      order = sorted(range(len(signatures)), key=lambda i: (repr(signatures[i]), i))
+      for chunk in self._chunks(order, self.max_unroll):
+        members = tuple(chunk)
+        groups.append(Group("unroll", tuple(signatures[i] for i in members), members, len(members)))
+      return groups
+    for sig, members in by_sig.items():
+      if strategy == "loop" or (strategy == "auto" and len(members) == 1):
+        groups.extend(Group("loop", sig, (i,), 1) for i in members)
+      elif strategy == "vmap" or multi == "vmap":
+        pop = self.mesh.shape["pop"] if self.mesh is not None else 1
+        size = math.ceil(len(members) / pop) * pop
+        groups.append(Group("vmap", sig, tuple(members) + (members[0],) * (size - len(members)), size))
+      else:
+        for chunk in self._chunks(members, self.max_unroll):
+          groups.append(Group("unroll", (sig,) * len(chunk), tuple(chunk), len(chunk)))
+    return groups
+
+  def train(self, key: jax.Array, encodings: Sequence[Any], *, lr_scale: Sequence[float] | None = None,
+            progress: bool = False, desc: str = "train") -> PopulationResult:
+    """Trains every encoding from scratch and returns validation accuracies.
+
+    Args:
+      key: PRNG key; split into init, data-order and augmentation keys.
+      encodings: ``P`` encodings of ``self.space`` (validated before any compute).
+      lr_scale: optional ``P`` per-student learning-rate multipliers (default 1).
+      progress: show a tqdm bar over steps.
+      desc: the bar's label.
+    """
+    encs = [self.space.check(e) for e in encodings]
+    n = len(encs)
+    if n == 0:
+      raise ValueError("encodings: the population is empty")
+    scales = np.ones(n, np.float32) if lr_scale is None else np.asarray(lr_scale, np.float32)
+    if scales.shape != (n,):
+      raise ValueError(f"lr_scale: expected {n} values, got shape {scales.shape}")
+    key_init, key_data, key_aug = jax.random.split(key, 3)
+    groups = self.plan(encs)
+    compiled_before = self.num_compilations
+    compile_s = 0.0
+    batch_fn, dt = self._get("batch", (), lambda: self._build_batch_fn(), self._batch_args(key_data, key_aug, 0))
+    compile_s += dt
+    states, steps = [], []
+    for g in groups:
+      members = []
+      for i in g.members:
+        sig = self.space.signature(encs[i])
+        args = (jax.random.fold_in(key_init, i), jnp.asarray(encs[i]), jnp.float32(scales[i]))
+        init_fn, dt = self._get("init", (sig,), lambda sig=sig: self._build_init_fn(sig), args)
+        compile_s += dt
+        members.append(init_fn(*args))
+      states.append(self._assemble(g, members))
+    x, y, t = batch_fn(*self._batch_args(key_data, key_aug, 0))
+    for gi, g in enumerate(groups):
+      step_fn, dt = self._get("step", g.key, lambda g=g: self._build_step_fn(g), (states[gi], x, y, t))
+      compile_s += dt
+      steps.append(step_fn)
+    t_start = time.perf_counter()
+    for step in tqdm(range(self.recipe.steps), desc=desc, disable=not progress, leave=False):
+      x, y, t = batch_fn(*self._batch_args(key_data, key_aug, step))
+      for gi in range(len(groups)):
+        states[gi] = steps[gi](states[gi], x, y, t)
+    jax.block_until_ready(states)
+    train_s = time.perf_counter() - t_start
+    acc = np.full(n, np.nan, np.float32)
+    loss = np.full(n, np.nan, np.float32)
+    per_student: dict[int, StudentState] = {}
+    for gi, g in enumerate(groups):
+      eval_fn, dt = self._get("eval", g.key, lambda g=g: self._build_eval_fn(g), (states[gi],) + self._val)
+      compile_s += dt
+      g_acc = np.asarray(jax.device_get(eval_fn(states[gi], *self._val)))
+      members = self._member_states(g, states[gi])
+      for j, i in enumerate(g.members):
+        if i in per_student:  # padding repeats a member already stored
+          continue
+        acc[i] = g_acc[j]
+        loss[i] = float(jax.device_get(members[j].loss))
+        per_student[i] = members[j]
+    return PopulationResult(
+        accuracy=acc, loss=loss, groups=groups,
+        num_compilations=self.num_compilations - compiled_before, compile_seconds=compile_s,
+        train_seconds=train_s,
+        examples_per_s=n * self.recipe.steps * self.recipe.batch_size / max(train_s, 1e-9),
+        _states=per_student)
+
+  # ---- program construction --------------------------------------------------------------
+  def _get(self, kind: str, gkey: tuple, build, args):
+    """AOT-compiles (once per ``(kind, group key)``) and returns ``(compiled, seconds spent)``."""
+    key = (kind,) + tuple(gkey)
+    if key in self._compiled:
+      return self._compiled[key], 0.0
+    t0 = time.perf_counter()
+    compiled = build().lower(*args).compile()
+    self._compiled[key] = compiled
+    return compiled, time.perf_counter() - t0
+
+  def _sharding(self, spec: P):
+    return None if self.mesh is None else NamedSharding(self.mesh, spec)
+
+  def _jit(self, fn, out_spec: P | None, donate: bool = False):
+    kwargs = {"donate_argnums": 0} if donate else {}
+    if self.mesh is not None and out_spec is not None:
+      kwargs["out_shardings"] = NamedSharding(self.mesh, out_spec)
+    return jax.jit(fn, **kwargs)
+
+  def _state_spec(self, g: Group) -> P:
+    return P("pop") if g.strategy == "vmap" else P()
+
+  def _batch_args(self, key_data, key_aug, step):
+    return (self._train_x, self._train_y, self._teacher_vars, key_data, key_aug, jnp.int32(step))
+
+  def _build_batch_fn(self):
+    recipe, teacher, n = self.recipe, self.teacher, len(self.data.train.y)
+    mean, std, pad = self._mean, self._std, self._pad
+    uses_teacher = recipe.loss.uses_teacher
+
+    def batch_fn(train_x, train_y, teacher_vars, key_data, key_aug, step):
+      self.trace_counts[("batch",)] += 1
+      idx = batching.batch_indices(key_data, step, n, recipe.batch_size)
+      x, y = train_x[idx], train_y[idx]
+      if recipe.augment:
+        x = batching.augment(jax.random.fold_in(key_aug, step), x, pad)
+      x = batching.normalize(x, mean, std)
+      # One teacher pass per batch, shared by every student of every group.
+      t = teacher.module.apply(teacher_vars, x, None, train=False)["logits"] if uses_teacher else None
+      return x, y, t
+
+    # Batches and teacher logits are split over the mesh's 'data' axis.
+    return self._jit(batch_fn, P("data"))
+
+  def _modules(self, g: Group) -> list:
+    sigs = g.signature if g.strategy == "unroll" else (g.signature,)
+    return [self.space.build(s, self.num_classes) for s in sigs]
+
+  def _build_init_fn(self, signature: Hashable):
+    """Single-student init, one program per signature, shared by every strategy.
+
+    Parameters are drawn with an RBG key derived from the student's threefry key: XLA:CPU
+    compiles one threefry kernel per parameter tensor (measured 10.7 s vs 2.0 s for a small
+    NB201 net), while RBG is one RngBitGenerator op per tensor. Members of every strategy are
+    initialised by this same program, so all strategies start from identical parameters.
+    """
+    module, tx, sample_x = self.space.build(signature, self.num_classes), self.tx, self._sample_x
+
+    def init_fn(key, enc, scale):
+      self.trace_counts[("init", signature)] += 1
+      key_rbg = jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
+      return _single_init(module, tx, key_rbg, enc, scale, sample_x)
+
+    return self._jit(init_fn, P())
+
+  def _assemble(self, g: Group, members: list[StudentState]):
+    """Per-student states -> the layout of the group's program (list, stack or single)."""
+    if g.strategy == "unroll":
+      return members
+    if g.strategy == "loop":
+      return members[0]
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *members)
+    return stacked if self.mesh is None else jax.device_put(stacked, NamedSharding(self.mesh, P("pop")))
+
+  def _build_step_fn(self, g: Group):
+    modules, tx, loss_fn = self._modules(g), self.tx, self.recipe.loss
+
+    def step_fn(states, x, y, t):
+      self.trace_counts[("step",) + g.key] += 1
+      if g.strategy == "unroll":
+        return [_single_step(m, tx, loss_fn, s, x, y, t) for m, s in zip(modules, states)]
+      one = lambda s: _single_step(modules[0], tx, loss_fn, s, x, y, t)
+      return jax.vmap(one)(states) if g.strategy == "vmap" else one(states)
+
+    return self._jit(step_fn, self._state_spec(g), donate=True)
+
+  def _build_eval_fn(self, g: Group):
+    modules, mean, std = self._modules(g), self._mean, self._std
+
+    def eval_fn(states, vx, vy, vmask):
+      self.trace_counts[("eval",) + g.key] += 1
+      if g.strategy == "unroll":
+        return jnp.stack([_single_eval(m, s, vx, vy, vmask, mean, std) for m, s in zip(modules, states)])
+      one = lambda s: _single_eval(modules[0], s, vx, vy, vmask, mean, std)
+      return jax.vmap(one)(states) if g.strategy == "vmap" else one(states)[None]
+
+    return self._jit(eval_fn, None)
+
+  # ---- helpers ------------------------------------------------------------------------------
+  @staticmethod
+  def _chunks(items: Sequence[int], max_size: int) -> list[list[int]]:
+    """Splits into ceil(n / max_size) chunks of (nearly) equal size."""
+    items = list(items)
+    k = math.ceil(len(items) / max_size)
+    size = math.ceil(len(items) / k)
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+  def _padded_val(self, split, eval_batch: int, sharding):
+    x, y = np.asarray(split.x), np.asarray(split.y, np.int32)
+    n = len(y)
+    if n == 0:
+      raise ValueError("data.val: the validation split is empty")
+    eb = min(eval_batch, n)
+    nb = math.ceil(n / eb)
+    pad = nb * eb - n
+    xp = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]).reshape((nb, eb) + x.shape[1:])
+    yp = np.concatenate([y, np.zeros(pad, np.int32)]).reshape(nb, eb)
+    mask = (np.arange(nb * eb) < n).reshape(nb, eb)
+    return tuple(jax.device_put(a, sharding) for a in (xp, yp, mask))
+
+  @staticmethod
+  def _member_states(g: Group, states) -> list[StudentState]:
+    if g.strategy == "unroll":
+      return list(states)
+    if g.strategy == "vmap":
+      return [jax.tree.map(lambda a, j=j: a[j], states) for j in range(g.size)]
+    return [states]
+
+
+def train_population(key: jax.Array, space: AbstractSearchSpace, encodings: Sequence[Any], data, *,
+                     recipe: Recipe, teacher=None, strategy: str = "auto", mesh: Mesh | None = None,
+                     lr_scale: Sequence[float] | None = None, progress: bool = False) -> PopulationResult:
+  """One-shot convenience wrapper: ``PopulationTrainer(...).train(key, encodings)``.
+
+  Use a :class:`PopulationTrainer` directly to reuse compiled programs across calls (a search).
+  """
+  trainer = PopulationTrainer(space, data, recipe=recipe, teacher=teacher, strategy=strategy, mesh=mesh)
+  return trainer.train(key, encodings, lr_scale=lr_scale, progress=progress)

@@ -1,0 +1,143 @@
+"""The CIFAR model zoo: every entry follows the module contract; parameter counts match PyTorch."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jdanas.models import MODELS, get_model
+
+CONTRACT_KEYS = {"stages", "pre_pool", "pooled", "logits"}
+
+# PyTorch ``sum(p.numel() for p in model.parameters())`` of the RepDistiller models with 100
+# classes, in millions; all agree with a count by hand from the architectures.
+CIFAR100_PARAMS_M = {
+    "resnet20": 0.278,
+    "resnet56": 0.861,
+    "resnet110": 1.736,
+    "resnet32x4": 7.43,
+    "wrn_40_2": 2.255,
+    "wrn_16_2": 0.703,
+    "vgg13": 9.462,
+    "vgg8": 3.965,
+    "mobilenetv2_half": 0.812,
+}
+
+
+def abstract_variables(module, x):
+  """Variable shapes from ``init`` traced abstractly (no compilation, no random numbers)."""
+  return jax.eval_shape(lambda key, inp: module.init(key, inp, None, train=False), jax.random.key(0), x)
+
+
+def num_params(variables) -> int:
+  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(variables["params"]))
+
+
+def concrete_variables(shapes, seed: int = 0):
+  """Cheap host-side values for ``shapes``: N(0, 0.1^2) weights, BN running stats (0, 1), unit
+  BN scales.
+
+  Compiling ``init`` costs seconds per model on CPU (one RNG program per parameter); the forward
+  pass is what these tests check.
+  """
+  rng = np.random.default_rng(seed)
+
+  def value(path, leaf):
+    if path[-1].key in ("scale", "var"):
+      return jnp.ones(leaf.shape, leaf.dtype)
+    if path[-1].key == "mean":
+      return jnp.zeros(leaf.shape, leaf.dtype)
+    return jnp.asarray(0.1 * rng.standard_normal(leaf.shape), leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(value, shapes)
+
+
+def run(module, variables, x, jit: bool):
+  """``((train features, batch_stats updates), eval features)``; jitted as ONE program."""
+  def both(v, inp):
+    return (module.apply(v, inp, None, train=True, mutable=["batch_stats"]),
+            module.apply(v, inp, None, train=False))
+  return (jax.jit(both) if jit else both)(variables, x)
+
+
+def check_features(feats, batch: int, num_classes: int):
+  assert set(feats) == CONTRACT_KEYS
+  assert isinstance(feats["stages"], tuple) and len(feats["stages"]) >= 3
+  assert feats["stages"][-1].shape[0] == batch
+  channels = feats["pre_pool"].shape[-1]
+  assert feats["pre_pool"].ndim == 4
+  assert feats["pooled"].shape == (batch, channels)
+  assert feats["logits"].shape == (batch, num_classes)
+  assert bool(jnp.all(jnp.isfinite(feats["logits"])))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_model_runs_and_follows_contract(name):
+  module = get_model(name, 5)
+  x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 16, 16, 3)), jnp.float32)
+  shapes = abstract_variables(module, x)
+  assert set(shapes) == {"params", "batch_stats"}
+  variables = concrete_variables(shapes)
+  # Op-by-op execution compiles one small program per distinct operand shape; jit compiles one
+  # program per layer. Deep but repetitive nets (ResNets, WRNs, VGGs) are faster op by op,
+  # MobileNets (many distinct widths) faster jitted.
+  jit = len({leaf.shape for leaf in jax.tree.leaves(shapes)}) > 30
+  (train_feats, updates), eval_feats = run(module, variables, x, jit)
+  check_features(train_feats, 2, 5)
+  check_features(eval_feats, 2, 5)
+  assert set(updates) == {"batch_stats"}
+  assert jax.tree.structure(updates["batch_stats"]) == jax.tree.structure(shapes["batch_stats"])
+  # Train mode normalises with batch statistics: the updated running means moved off zero.
+  moved = [float(jnp.abs(m).max()) for m in jax.tree.leaves(updates["batch_stats"])]
+  assert max(moved) > 0
+
+
+@pytest.mark.parametrize("name", sorted(CIFAR100_PARAMS_M))
+def test_cifar100_param_counts(name):
+  count = num_params(abstract_variables(get_model(name, 100), jnp.zeros((1, 32, 32, 3))))
+  assert count == pytest.approx(CIFAR100_PARAMS_M[name] * 1e6, rel=0.02)
+
+
+def test_exact_param_counts_by_hand():
+  # mobile_half (T=6, width 0.5): stem 464, blocks 475,912, head conv 207,360, linear 128,100.
+  # vgg8: five conv3x3(+bias)+BN layers 3,913,728 and linear 51,300.
+  shapes = lambda name: abstract_variables(get_model(name, 100), jnp.zeros((1, 32, 32, 3)))
+  assert num_params(shapes("mobilenetv2_half")) == 812_836
+  assert num_params(shapes("vgg8")) == 3_965_028
+
+
+@pytest.mark.parametrize("name, stage_shapes, pre_pool_shape", [
+    ("resnet20", [(32, 32, 16), (16, 16, 32), (8, 8, 64)], (8, 8, 64)),
+    ("resnet8x4", [(32, 32, 64), (16, 16, 128), (8, 8, 256)], (8, 8, 256)),
+    ("wrn_40_2", [(32, 32, 32), (16, 16, 64), (8, 8, 128)], (8, 8, 128)),
+    # RepDistiller pools after groups 0-2 only (and after 3 only for 64-pixel inputs).
+    ("vgg13", [(32, 32, 64), (16, 16, 128), (8, 8, 256), (4, 4, 512), (4, 4, 512)], (4, 4, 512)),
+    # Stem stride 2 as in RepDistiller; taps after blocks 1, 2, 4, 6.
+    ("mobilenetv2_half", [(16, 16, 12), (8, 8, 16), (4, 4, 48), (2, 2, 160)], (2, 2, 1280)),
+])
+def test_cifar_feature_shapes(name, stage_shapes, pre_pool_shape):
+  module = get_model(name, 100)
+  x = jnp.zeros((2, 32, 32, 3))
+  feats = jax.eval_shape(lambda v, inp: module.apply(v, inp, None, train=False),
+                         abstract_variables(module, x), x)
+  assert [s.shape[1:] for s in feats["stages"]] == stage_shapes
+  assert feats["pre_pool"].shape[1:] == pre_pool_shape
+  assert feats["logits"].shape == (2, 100)
+
+
+@pytest.mark.parametrize("size", [8, 64])
+def test_vgg_pooling_small_and_large_inputs(size):
+  module = get_model("vgg8", 10)
+  x = jnp.zeros((1, size, size, 3))
+  feats = jax.eval_shape(lambda v, inp: module.apply(v, inp, None, train=False),
+                         abstract_variables(module, x), x)
+  # 8x8: pools after groups 0-2 reach 1x1 and stop there; 64x64: four pools down to 4x4.
+  expected = [8, 4, 2, 1, 1] if size == 8 else [64, 32, 16, 8, 4]
+  assert [s.shape[1] for s in feats["stages"]] == expected
+
+
+def test_get_model_unknown_name():
+  with pytest.raises(ValueError, match="unknown name 'resnet19'") as info:
+    get_model("resnet19", 10)
+  assert "\n" not in str(info.value) and "wrn_40_2" in str(info.value)

@@ -1,0 +1,173 @@
+"""The population engine: strategies agree, compile counts, NaN isolation, sharding, determinism."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jdanas.distill import KD_PRESETS
+from jdanas.parallel import make_mesh
+from jdanas.spaces import get_space
+from jdanas.train import PopulationTrainer, Recipe, train_population
+from jdanas.train import batching
+
+RECIPE = Recipe(steps=4, batch_size=16, loss=KD_PRESETS["ce"], learning_rate=0.1, eval_batch_size=16)
+CELLS = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|",
+         "|nor_conv_1x1~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|nor_conv_3x3~1|nor_conv_1x1~2|",
+         "|skip_connect~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|none~0|skip_connect~1|nor_conv_3x3~2|"]
+
+
+@pytest.fixture(scope="module")
+def cell_space():
+  return get_space("nb201_masked", channels=4, num_cells=1)
+
+
+@pytest.fixture(scope="module")
+def depth_space():
+  return get_space("s1_resnet", depth_choices=(1, 2), widths=(4, 8, 8), stem=4)
+
+
+def _params(result, i):
+  return jax.tree.leaves(jax.device_get(result.variables(i)))
+
+
+def _assert_same_students(a, b, rtol=1e-5, atol=1e-6):
+  np.testing.assert_allclose(a.loss, b.loss, rtol=rtol, atol=atol)
+  np.testing.assert_allclose(a.accuracy, b.accuracy, atol=1e-6)
+  for i in range(len(a.loss)):
+    for pa, pb in zip(_params(a, i), _params(b, i)):
+      np.testing.assert_allclose(pa, pb, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("strategy", ["unroll", "vmap"])
+def test_strategies_equal_per_student_training(strategy, depth_space, tiny_data, key):
+  encs = [depth_space.encode(n) for n in ("111", "111", "111")]
+  loop = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="loop").train(key, encs)
+  other = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy=strategy).train(key, encs)
+  assert np.all(np.isfinite(loop.accuracy))
+  _assert_same_students(loop, other)
+
+
+def test_masked_cells_match_per_cell_modules(tiny_data, key):
+  masked = get_space("nb201_masked", channels=4, num_cells=1)
+  per_cell = get_space("nb201", channels=4, num_cells=1)
+  encs = [masked.encode(c) for c in CELLS[:2]]
+  a = PopulationTrainer(masked, tiny_data, recipe=RECIPE, strategy="unroll").train(key, encs)
+  b = PopulationTrainer(per_cell, tiny_data, recipe=RECIPE, strategy="loop").train(key, encs)
+  np.testing.assert_allclose(a.loss, b.loss, rtol=1e-5)
+  np.testing.assert_allclose(a.accuracy, b.accuracy)
+
+
+def test_unroll_mixes_architectures(depth_space, tiny_data, key):
+  encs = [depth_space.encode(n) for n in ("111", "211", "121")]
+  loop = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="loop").train(key, encs)
+  unroll = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="unroll").train(key, encs)
+  assert len(unroll.groups) == 1 and unroll.num_compilations == 1
+  assert len(loop.groups) == 3 and loop.num_compilations == 3
+  _assert_same_students(loop, unroll)
+
+
+def test_compilations_equal_groups_and_are_cached(depth_space, tiny_data, key):
+  encs = [depth_space.encode(n) for n in ("111", "111", "211", "121")]
+  trainer = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="auto")
+  first = trainer.train(key, encs)
+  keys = {g.key for g in first.groups}
+  assert first.num_compilations == len(keys) == 3  # unroll(111 x2), loop(211), loop(121)
+  second = trainer.train(jax.random.key(1), encs)
+  assert second.num_compilations == 0
+  # Each jitted program traced exactly once over both calls.
+  assert all(v == 1 for v in trainer.trace_counts.values()), trainer.trace_counts
+  assert trainer.trace_counts[("batch",)] == 1
+
+
+def test_masked_nb201_needs_one_program(cell_space, tiny_data, key):
+  trainer = PopulationTrainer(cell_space, tiny_data, recipe=RECIPE, strategy="auto")
+  encs = [cell_space.encode(c) for c in CELLS[:2]]
+  result = trainer.train(key, encs)
+  assert result.num_compilations == 1 and len(result.groups) == 1
+  more = [np.asarray(cell_space.sample(jax.random.key(100 + i))) for i in range(2)]
+  assert trainer.train(key, more).num_compilations == 0
+
+
+@pytest.mark.parametrize("strategy", ["unroll", "vmap", "loop"])
+def test_diverging_student_is_nan_and_isolated(strategy, depth_space, tiny_data, key):
+  encs = [depth_space.encode(n) for n in ("111", "111", "111")]
+  trainer = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy=strategy)
+  clean = trainer.train(key, encs, lr_scale=[1.0, 1.0, 1.0])
+  broken = trainer.train(key, encs, lr_scale=[1.0, 1e30, 1.0])
+  assert np.isnan(broken.accuracy[1]) and np.isfinite(clean.accuracy[1])
+  for i in (0, 2):  # bit-identical, not merely close
+    assert broken.accuracy[i] == clean.accuracy[i]
+    assert broken.loss[i] == clean.loss[i]
+    for pa, pb in zip(_params(broken, i), _params(clean, i)):
+      np.testing.assert_array_equal(pa, pb)
+
+
+def test_four_devices_match_one(depth_space, tiny_data, key):
+  assert jax.device_count() == 4, "conftest sets 4 simulated CPU devices"
+  encs = [depth_space.encode(n) for n in ("111", "111")]
+  single = train_population(key, depth_space, encs, tiny_data, recipe=RECIPE, strategy="vmap")
+  sharded = train_population(key, depth_space, encs, tiny_data, recipe=RECIPE, strategy="vmap",
+                             mesh=make_mesh(pop=2, data=2))
+  np.testing.assert_array_equal(sharded.accuracy, single.accuracy)
+  np.testing.assert_allclose(sharded.loss, single.loss, rtol=1e-4)
+  data_only = train_population(key, depth_space, encs, tiny_data, recipe=RECIPE, strategy="unroll",
+                               mesh=make_mesh(pop=1, data=4))
+  np.testing.assert_array_equal(data_only.accuracy, single.accuracy)
+
+
+def test_same_seed_same_result(depth_space, tiny_data):
+  encs = [depth_space.encode(n) for n in ("111", "112")]
+  trainer = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE)
+  a = trainer.train(jax.random.key(3), encs)
+  b = trainer.train(jax.random.key(3), encs)
+  c = trainer.train(jax.random.key(4), encs)
+  np.testing.assert_array_equal(a.loss, b.loss)
+  assert not np.array_equal(a.loss, c.loss)
+
+
+def test_kd_uses_teacher_once_per_batch(cell_space, tiny_data, key):
+  from jdanas.teachers import Teacher
+  module = cell_space.cost_module(cell_space.encode(CELLS[0]), tiny_data.num_classes)
+  variables = module.init(jax.random.key(9), jnp.zeros((1, 8, 8, 3)), None, train=False)
+  teacher = Teacher("nb201-cell", module, variables, tiny_data.num_classes, (8, 8, 3))
+  recipe = Recipe(steps=3, batch_size=16, loss=KD_PRESETS["repdistiller"], eval_batch_size=16)
+  trainer = PopulationTrainer(cell_space, tiny_data, recipe=recipe, teacher=teacher, strategy="vmap")
+  result = trainer.train(key, [cell_space.encode(c) for c in CELLS[:2]])
+  assert np.all(np.isfinite(result.accuracy))
+  jaxpr = jax.make_jaxpr(trainer._build_batch_fn())(*trainer._batch_args(*jax.random.split(key), 0))
+  assert str(jaxpr).count("conv_general_dilated") > 0  # the teacher runs in the batch program ...
+  with pytest.raises(ValueError, match="teacher"):
+    PopulationTrainer(cell_space, tiny_data, recipe=recipe)  # ... and KD without one is refused
+
+
+def test_bad_inputs_fail_before_compute(cell_space, tiny_data, key):
+  with pytest.raises(ValueError, match="strategy"):
+    PopulationTrainer(cell_space, tiny_data, recipe=RECIPE, strategy="pmap")
+  with pytest.raises(ValueError, match="batch_size"):
+    PopulationTrainer(cell_space, tiny_data, recipe=Recipe(batch_size=10_000, loss=KD_PRESETS["ce"]))
+  trainer = PopulationTrainer(cell_space, tiny_data, recipe=RECIPE)
+  with pytest.raises(ValueError, match="decision 0"):
+    trainer.train(key, [np.array([7, 0, 0, 0, 0, 0])])
+  with pytest.raises(ValueError, match="lr_scale"):
+    trainer.train(key, [cell_space.encode(CELLS[0])], lr_scale=[1.0, 2.0])
+  with pytest.raises(ValueError, match="recipe.steps"):
+    Recipe(steps=0)
+
+
+def test_batches_are_deterministic_and_cover_each_epoch():
+  key = jax.random.key(5)
+  idx = [np.asarray(batching.batch_indices(key, jnp.int32(s), 40, 8)) for s in range(5)]
+  assert sorted(np.concatenate(idx).tolist()) == list(range(40))  # one epoch, no repeats
+  again = np.asarray(batching.batch_indices(key, jnp.int32(3), 40, 8))
+  np.testing.assert_array_equal(again, idx[3])
+  nxt = np.asarray(batching.batch_indices(key, jnp.int32(5), 40, 8))
+  assert not np.array_equal(nxt, idx[0])  # a new permutation for the next epoch
+
+
+def test_augment_shapes_and_flip():
+  x = jnp.arange(2 * 4 * 4 * 1, dtype=jnp.float32).reshape(2, 4, 4, 1)
+  y = batching.augment(jax.random.key(0), x, pad=0, flip=True)
+  for a, b in zip(np.asarray(x), np.asarray(y)):
+    assert np.array_equal(a, b) or np.array_equal(a[:, ::-1], b)
+  z = batching.augment(jax.random.key(1), x, pad=1, flip=False)
+  assert z.shape == x.shape
