@@ -6,6 +6,8 @@ then run the same program on the global mesh.
 """
 from __future__ import annotations
 
+import numbers
+
 import jax
 from jax.sharding import Mesh
 
@@ -13,6 +15,10 @@ from jax.sharding import Mesh
 def make_mesh(pop: int = 1, data: int = -1) -> Mesh:
   """A ``('pop', 'data')`` mesh over all devices; ``-1`` takes the remaining devices."""
   n = jax.device_count()
+  for name, size in (("pop", pop), ("data", data)):
+    if not isinstance(size, numbers.Integral) or (size < 1 and size != -1):
+      raise ValueError(f"mesh: {name} must be a positive int or -1, got {size!r}")
+  pop, data = int(pop), int(data)
   if pop == -1 and data == -1:
     raise ValueError("mesh: at most one of pop/data may be -1")
   pop = n // data if pop == -1 else pop

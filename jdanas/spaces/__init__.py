@@ -8,11 +8,13 @@ from jdanas.spaces.base import AbstractSearchSpace
 from jdanas.spaces.mobilenet import MobileNetSpace
 from jdanas.spaces.nb201 import NB201Space
 from jdanas.spaces.resnet_depth import ResNetDepthSpace
+from jdanas.spaces.zoo import ZooSpace
 
 SPACES: dict[str, Callable[..., AbstractSearchSpace]] = {
     "nb201": NB201Space,
     "nb201_masked": functools.partial(NB201Space, masked=True),
     "s1_resnet": ResNetDepthSpace,
+    "zoo": ZooSpace,
     "mobilenet": MobileNetSpace,
 }
 
@@ -27,4 +29,4 @@ def get_space(name: str, **kwargs: Any) -> AbstractSearchSpace:
     raise ValueError(f"space {name!r}: bad arguments {kwargs}: {e}") from None
 
 
-__all__ = ["AbstractSearchSpace", "NB201Space", "ResNetDepthSpace", "SPACES", "get_space"]
+__all__ = ["AbstractSearchSpace", "NB201Space", "ResNetDepthSpace", "SPACES", "ZooSpace", "get_space"]

@@ -95,7 +95,8 @@ class AbstractSearchSpace(abc.ABC):
     if bad.size:
       i = int(bad[0])
       raise ValueError(f"{self.name}: decision {i} = {int(arr[i])} is outside 0..{n[i] - 1}")
-    if not bool(self.is_valid(jnp.asarray(arr, jnp.int32))):
+    overridden = type(self).is_valid is not AbstractSearchSpace.is_valid  # base check done above
+    if overridden and not bool(self.is_valid(jnp.asarray(arr, jnp.int32))):
       raise ValueError(f"{self.name}: encoding {arr.tolist()} is not a valid architecture")
     return arr.astype(np.int32)
 

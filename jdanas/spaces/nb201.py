@@ -16,8 +16,9 @@ Two forms share the encoding and parameter names:
 * ``masked=False``: one module per cell (only the chosen ops exist); signature = the cell.
 * ``masked=True``: one superset module whose per-edge op choice is the traced ``enc`` input, so
   any set of cells runs in ONE compiled program (signature ``()``). Unselected ops are weighted
-  by an exact 0, so outputs and gradients equal the per-cell module's; parameter counts and
-  FLOPs always come from the per-cell module (:meth:`NB201Space.cost_module`).
+  by an exact 0, so outputs and gradients equal the per-cell module's, at the price of computing
+  every op (the superset's FLOPs); parameter counts and FLOPs always come from the per-cell
+  module (:meth:`NB201Space.cost_module`).
 
 The official NB201 index (the order of the benchmark files) is not a formula of the cell; use
 :class:`jdanas.benchmarks.nb201.NB201Table` to map between indices, strings and accuracies.
@@ -65,10 +66,50 @@ class ReductionBlock(nn.Module):
     return r + y
 
 
+EDGE_IMPLS = ("weighted", "switch")
+
+
+class Edge(nn.Module):
+  """One edge. ``op`` fixed (per-cell form: only that op exists) or ``None`` (masked form).
+
+  In the masked form the op index is a traced input. ``impl="weighted"`` sums every op weighted
+  by the exact one-hot of the index (outputs and gradients bit-equal to the per-cell edge).
+  ``impl="switch"`` is an ``nn.switch`` over the ops, which runs only the chosen op when the index
+  is not batched; on XLA:CPU it was measured slower than the weighted sum (``bench/masked_edge.py``),
+  so ``weighted`` is the default. Both use the same parameter paths (``conv1x1``/``conv3x3``).
+  """
+  features: int
+  op: str | None = None
+  impl: str = "weighted"
+
+  def setup(self):
+    if self.op in (None, "nor_conv_1x1"):
+      self.conv1x1 = ReLUConvBN(self.features, 1)
+    if self.op in (None, "nor_conv_3x3"):
+      self.conv3x3 = ReLUConvBN(self.features, 3)
+
+  def __call__(self, h, op_index, train: bool):
+    branches = [lambda m, h: jnp.zeros_like(h),
+                lambda m, h: h,
+                lambda m, h: m.conv1x1(h, train),
+                lambda m, h: m.conv3x3(h, train),
+                lambda m, h: layers.avg_pool_3x3_exclude_pad(h)]
+    if self.op is not None:
+      return branches[OPS.index(self.op)](self, h)
+    if self.impl == "weighted":
+      w = jax.nn.one_hot(op_index, len(OPS), dtype=h.dtype)
+      return sum(w[k] * branches[k](self, h) for k in range(1, len(OPS)))
+    if self.is_initializing():  # create every op's variables
+      for branch in branches:
+        branch(self, h)
+    return nn.switch(op_index, branches, self, h)
+
+
 class Cell(nn.Module):
   """One NB201 cell. ``ops`` = op names per edge (per-cell form) or ``None`` (masked form)."""
   features: int
   ops: tuple[str, ...] | None = None
+  edge_impl: str = "weighted"
 
   @nn.compact
   def __call__(self, x, enc, train: bool):
@@ -77,27 +118,11 @@ class Cell(nn.Module):
       acc = jnp.zeros_like(x)
       for i in range(j):
         e = EDGES.index((j, i))
-        h = nodes[i]
-        prefix = f"edge{j}{i}"
-        if self.ops is None:
-          w = jax.nn.one_hot(enc[e], len(OPS), dtype=h.dtype)
-          out = (w[1] * h
-                 + w[2] * ReLUConvBN(self.features, 1, name=f"{prefix}_conv1x1")(h, train)
-                 + w[3] * ReLUConvBN(self.features, 3, name=f"{prefix}_conv3x3")(h, train)
-                 + w[4] * layers.avg_pool_3x3_exclude_pad(h))
-        else:
-          op = self.ops[e]
-          if op == "none":
-            continue
-          if op == "skip_connect":
-            out = h
-          elif op == "nor_conv_1x1":
-            out = ReLUConvBN(self.features, 1, name=f"{prefix}_conv1x1")(h, train)
-          elif op == "nor_conv_3x3":
-            out = ReLUConvBN(self.features, 3, name=f"{prefix}_conv3x3")(h, train)
-          else:
-            out = layers.avg_pool_3x3_exclude_pad(h)
-        acc = acc + out
+        op = None if self.ops is None else self.ops[e]
+        if op == "none":
+          continue
+        op_index = None if self.ops is not None else enc[e]
+        acc = acc + Edge(self.features, op, self.edge_impl, name=f"edge{j}{i}")(nodes[i], op_index, train)
       nodes.append(acc)
     return nodes[3]
 
@@ -107,6 +132,7 @@ class NB201Network(nn.Module):
   channels: int = 16
   num_cells: int = 5
   num_classes: int = 10
+  edge_impl: str = "weighted"
 
   @nn.compact
   def __call__(self, x, enc=None, *, train: bool = False) -> layers.Features:
@@ -120,7 +146,7 @@ class NB201Network(nn.Module):
       if s > 0:
         x = ReductionBlock(c, name=f"reduction{s}")(x, train)
       for k in range(self.num_cells):
-        x = Cell(c, self.ops, name=f"stage{s + 1}_cell{k}")(x, enc, train)
+        x = Cell(c, self.ops, self.edge_impl, name=f"stage{s + 1}_cell{k}")(x, enc, train)
       stages.append(x)
     pre_pool = nn.relu(layers.batch_norm(train, "lastact_bn")(x))
     return layers.features_dict(stages, pre_pool, layers.classifier(self.num_classes))
@@ -159,7 +185,12 @@ class NB201Space(AbstractSearchSpace):
   channels: int = 16
   num_cells: int = 5
   masked: bool = False
+  edge_impl: str = "weighted"  # masked form only: "weighted" or "switch" (see Edge)
   name = "nb201"
+
+  def __post_init__(self):
+    if self.edge_impl not in EDGE_IMPLS:
+      raise ValueError(f"nb201.edge_impl: {self.edge_impl!r} is not one of {EDGE_IMPLS}")
 
   @property
   def num_choices(self) -> tuple[int, ...]:
@@ -177,7 +208,7 @@ class NB201Space(AbstractSearchSpace):
   def build(self, signature: Hashable, num_classes: int) -> nn.Module:
     ops = None if self.masked else tuple(OPS[i] for i in signature)
     return NB201Network(ops=ops, channels=self.channels, num_cells=self.num_cells,
-                        num_classes=num_classes)
+                        num_classes=num_classes, edge_impl=self.edge_impl)
 
   def cost_module(self, enc: Any, num_classes: int) -> nn.Module:
     return NB201Network(ops=tuple(OPS[i] for i in to_tuple(enc)), channels=self.channels,

@@ -1,0 +1,64 @@
+"""How to implement the masked NB201 edge on this backend: weighted sum vs switch vs per-cell.
+
+One KD-free training step of a single NB201 student (C=16, one cell per stage, batch 64 of
+32x32x3), median ms per step, the three programs timed interleaved in one run:
+
+  python bench/masked_edge.py [--quick]
+
+Prints one JSON line per implementation with keys ``impl, ms_per_step, ratio_vs_per_cell``.
+``per_cell`` builds only the chosen ops (one program per cell); ``weighted`` and ``switch`` are
+the masked form (one program for every cell) with ``NB201Space(edge_impl=...)``.
+"""
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jdanas.distill import KD_PRESETS
+from jdanas.spaces import get_space
+from jdanas.train import Recipe
+from jdanas.train.population import _single_init, _single_step
+
+CELL = "|nor_conv_1x1~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_1x1~1|none~2|"
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--cell", default=CELL)
+  args = parser.parse_args()
+  reps, steps = (2, 2) if args.quick else (5, 5)
+  recipe = Recipe(steps=10, batch_size=64, loss=KD_PRESETS["ce"])
+  tx = recipe.make_optimizer()
+  x = jax.random.normal(jax.random.key(0), (64, 32, 32, 3))
+  y = jnp.zeros(64, jnp.int32)
+  programs = {}
+  for impl in ("per_cell", "weighted", "switch"):
+    space = (get_space("nb201", channels=16, num_cells=1) if impl == "per_cell" else
+             get_space("nb201_masked", channels=16, num_cells=1, edge_impl=impl))
+    enc = jnp.asarray(space.encode(args.cell))
+    module = space.build(space.signature(np.asarray(enc)), 10)
+    state = jax.jit(lambda k, m=module: _single_init(m, tx, k, enc, 1.0, x[:1]))(jax.random.key(0))
+    step = jax.jit(lambda s, m=module: _single_step(m, tx, recipe.loss, s, x, y, None))
+    state = jax.block_until_ready(step(state))
+    programs[impl] = [step, state]
+  times = {k: [] for k in programs}
+  for _ in range(reps):  # interleaved: A B C A B C ...
+    for impl, prog in programs.items():
+      t0 = time.perf_counter()
+      for _ in range(steps):
+        prog[1] = prog[0](prog[1])
+      jax.block_until_ready(prog[1])
+      times[impl].append((time.perf_counter() - t0) / steps)
+  base = float(np.median(times["per_cell"]))
+  for impl, ts in times.items():
+    med = float(np.median(ts))
+    print(json.dumps({"impl": impl, "ms_per_step": round(med * 1e3, 1), "ratio_vs_per_cell": round(med / base, 2),
+                      "backend": jax.default_backend(), "cell": args.cell}))
+
+
+if __name__ == "__main__":
+  main()
