@@ -1,26 +1,50 @@
-"""Default: offline, CPU, embedded data. Trains a teacher, then KD-trains a population of students.
+"""Default: a complete distillation-aware search, offline, on CPU, on embedded data.
 
 Data: scikit-learn's handwritten digits (1,797 8x8 grey images shipped inside the package; no
-network). Teacher: CIFAR ResNet-20 trained on the fly (cached in the workdir). Students: 8 distinct
-random cells of the masked NAS-Bench-201 space (one cell per stage, C=16), KD-trained together in
-ONE compiled program with the RepDistiller loss (0.1 CE + 0.9 T^2 KL, T=4).
+network), 10% of the training pool held out for validation. Teacher: CIFAR ResNet-20 trained on the
+fly (cached in the workdir). Search: regularized evolution (with deduplication) over the masked
+NAS-Bench-201 cell space (C=8, one cell per stage), every proposal scored by a short KD run
+(RepDistiller loss: 0.1 CE + 0.9 T^2 KL, T=4) of the population engine; all cells share ONE
+compiled program. Then the top 2 are KD-trained with the full schedule, the best by validation
+accuracy is also trained without KD, and report, plots and the exported student are written.
 
-Run: python run.py --config configs/default.py --workdir /tmp/jdanas_default
-Measured (2-core CPU, XLA:CPU): see the README's "main job" section for the time and results.
+Run:      python run.py --config configs/default.py --workdir /tmp/jdanas_default
+Resume:   the same command after an interruption (checkpoints every round).
+Smoke:    python run.py --config configs/default.py:smoke --workdir /tmp/jdanas_smoke  (seconds; tiny
+          nets and schedules, for tests and quick checks of an installation; results meaningless)
+Measured: see README ("The main job") for runtime and results on the 2-core CPU.
 """
 import ml_collections
 
 
-def get_config():
+def get_config(arg: str | None = None):
+  """``arg``: None for the default run, ``"smoke"`` for the tiny variant used by tests."""
+  if arg not in (None, "", "smoke"):
+    raise ValueError(f"configs/default.py: unknown variant {arg!r} (use nothing or 'smoke')")
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.data = dict(name="digits", path="", data_dir="", val_fraction=0.1, train_limit=0)
+  c.data = dict(name="digits", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0, test_limit=0)
   c.teacher = dict(name="resnet20", path="",
                    train=dict(steps=300, batch_size=64, optimizer="sgd", learning_rate=0.1,
                               weight_decay=5e-4, schedule="cosine", augment=True))
-  c.space = dict(name="nb201_masked", kwargs=dict(channels=16, num_cells=1))
-  c.population = dict(size=8, strategy="auto")
-  c.student = dict(steps=200, batch_size=64, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
-                   schedule="cosine", augment=True, loss="repdistiller", temperature=4.0)
+  c.space = dict(name="nb201_masked", kwargs=dict(channels=8, num_cells=1))
+  c.searcher = dict(name="regularized_evolution", dedup=True,
+                    kwargs=dict(num_asks=4, population_size=8, tournament_size=3))
+  c.evaluator = dict(name="short_kd", strategy="auto", table="", column="cifar10_valid_acc")
+  c.constraint = dict(max_params=0, max_flops=0.0)  # 0 = no limit
+  c.short_kd = dict(steps=60, batch_size=64, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
+                    schedule="cosine", augment=True)
+  c.kd = dict(loss="repdistiller", temperature=4.0)
+  c.search = dict(rounds=6, top_k=2)
+  c.final = dict(steps=300, batch_size=64, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
+                 schedule="cosine", augment=True)
   c.mesh = dict(pop=1, data=-1)
+  if arg == "smoke":
+    c.teacher.name = "resnet8"
+    c.teacher.train.update(steps=3, batch_size=32)
+    c.space = dict(name="s1_resnet", kwargs=dict(depth_choices=(1, 2), widths=(4, 8, 8), stem=4))
+    c.searcher.kwargs.update(num_asks=2, population_size=2, tournament_size=2)
+    c.short_kd.update(steps=2, batch_size=32)
+    c.search.update(rounds=3, top_k=2)
+    c.final.update(steps=2, batch_size=32)
   return ml_collections.ConfigDict(c)

@@ -1,44 +1,107 @@
-"""End to end: the run.py pipeline on the embedded digits with a tiny config; bad configs."""
+"""End to end: the run.py pipeline on the embedded digits with a tiny config; resume; bad configs."""
 import json
+import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from configs import default
+from jdanas import load_student
 from jdanas.experiment import ConfigError, run, validate_config
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
-def tiny_config():
-  c = default.get_config()
-  c.teacher.name = "resnet8"
-  c.teacher.train.steps = 3
-  c.teacher.train.batch_size = 32
-  c.space.name = "s1_resnet"
-  c.space.kwargs = dict(depth_choices=(1,), widths=(4, 8, 8), stem=4)
-  c.population.size = 2
-  c.student.steps = 2
-  c.student.batch_size = 32
+
+def tiny_config(**changes):
+  """The config's smoke variant (tiny teacher, S1 space with 8 tiny students, 3 rounds of 2)."""
+  c = default.get_config("smoke")
+  for field, value in changes.items():
+    node = c
+    *parents, leaf = field.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
   return c
 
 
-def test_pipeline_runs_and_caches_teacher(tmp_path, capsys):
-  config = tiny_config()
-  report = run(config, tmp_path)
-  assert (tmp_path / "teacher" / "teacher.json").exists()
-  saved = json.loads((tmp_path / "population.json").read_text())
-  assert saved["students"] == report["students"]
-  assert len(report["students"]) == 1  # the space has a single architecture: no duplicates
-  assert report["students"][0]["arch"] == "111"
-  assert report["students"][0]["params"] > 0 and report["students"][0]["flops"] > 0
-  again = run(config, tmp_path)  # cached teacher, same seed: same result
-  assert again["teacher"] == report["teacher"]
-  assert again["students"] == report["students"]
+def _ledger(workdir):
+  rows = json.loads((pathlib.Path(workdir) / "ledger.json").read_text())
+  return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
 
 
-@pytest.mark.parametrize("field, value, match", [
-    ("mesh.pop", 3, "config.mesh"),
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("full")
+  return workdir, run(tiny_config(), workdir)
+
+
+def test_pipeline_writes_report_plots_and_reloadable_export(uninterrupted):
+  workdir, report = uninterrupted
+  for name in ("report.json", "report.md", "search.png", "pareto.png", "metrics.jsonl", "ledger.json"):
+    assert (workdir / name).exists(), name
+  assert list((workdir / "tb").iterdir()), "TensorBoard event file"
+  assert report["search"]["evaluations"] == 6
+  ledger = _ledger(workdir)
+  assert [r["index"] for r in ledger] == list(range(6))
+  assert len({r["arch"] for r in ledger}) == 6  # deduplicated proposals
+  student = load_student(workdir / report["export"])
+  assert student.arch == report["final"]["arch"]
+  saved = json.loads((workdir / "report.json").read_text())
+  assert saved["final"]["arch"] == report["final"]["arch"]
+  assert len(saved["top"]) == 2
+  rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["round"] for r in rows] == [0, 1, 2]
+
+
+def test_resume_after_interruption_gives_identical_ledger(uninterrupted, tmp_path):
+  full_dir, full = uninterrupted
+  run(tiny_config(**{"search.rounds": 2}), tmp_path)  # "interrupted" after 2 of 3 rounds
+  resumed = run(tiny_config(), tmp_path)
+  assert resumed["search"]["resumed_from_round"] == 2
+  assert _ledger(tmp_path) == _ledger(full_dir)
+  assert resumed["final"] == full["final"]
+
+
+def test_corrupt_latest_checkpoint_falls_back(uninterrupted, tmp_path, capsys):
+  full_dir, _ = uninterrupted
+  run(tiny_config(**{"search.rounds": 2}), tmp_path)
+  for f in (tmp_path / "checkpoints" / "2").rglob("*"):
+    if f.is_file():
+      f.write_bytes(b"truncated")
+  run(tiny_config(), tmp_path)
+  assert "checkpoint of round 2 is unreadable" in capsys.readouterr().err
+  assert _ledger(tmp_path) == _ledger(full_dir)
+
+
+def _cli(workdir, *extra):
+  return [sys.executable, "run.py", "--config", "configs/default.py:smoke", "--workdir", str(workdir), *extra]
+
+
+def test_sigkill_mid_run_then_resume(uninterrupted, tmp_path):
+  full_dir, _ = uninterrupted
+  env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONUNBUFFERED="1")
+  proc = subprocess.Popen(_cli(tmp_path), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  deadline = time.time() + 240
+  while not (tmp_path / "checkpoints" / "1").exists():
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    assert time.time() < deadline, "no checkpoint written in time"
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (tmp_path / "report.json").exists()
+  done = subprocess.run(_cli(tmp_path), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "[resume] continuing after round" in done.stderr
+  ledger = _ledger(tmp_path)
+  assert [r["index"] for r in ledger] == list(range(len(ledger)))  # no duplicate, no gap
+  assert ledger == _ledger(full_dir)
+
+
+BAD = [
     ("data.name", "", "config.data.name"),
     ("data.val_fraction", 1.5, "config.data.val_fraction"),
     ("teacher.name", "resnet9000", "config.teacher.name"),
@@ -46,14 +109,25 @@ def test_pipeline_runs_and_caches_teacher(tmp_path, capsys):
     ("teacher.train.steps", 0, "config.teacher.train.steps"),
     ("teacher.train.optimizer", "lbfgs", "config.teacher.train.optimizer"),
     ("space.name", "darts", "config.space.name"),
-    ("population.size", 0, "config.population.size"),
-    ("population.strategy", "pmap", "config.population.strategy"),
-    ("student.loss", "fitnet", "config.student.loss"),
-    ("student.temperature", -1.0, "config.student.temperature"),
-    ("student.learning_rate", 0.0, "config.student.learning_rate"),
-    ("student.schedule", "step", "config.student.schedule"),
-    ("student.batch_size", -4, "config.student.batch_size"),
-])
+    ("searcher.name", "bohb", "config.searcher.name"),
+    ("evaluator.name", "oracle", "config.evaluator.name"),
+    ("evaluator.strategy", "pmap", "config.evaluator.strategy"),
+    ("kd.loss", "ce", "config.kd.loss"),
+    ("kd.loss", "fitnet", "config.kd.loss"),
+    ("kd.temperature", -1.0, "config.kd.temperature"),
+    ("short_kd.learning_rate", 0.0, "config.short_kd.learning_rate"),
+    ("short_kd.schedule", "step", "config.short_kd.schedule"),
+    ("short_kd.batch_size", -4, "config.short_kd.batch_size"),
+    ("final.steps", 0, "config.final.steps"),
+    ("final.weight_decay", -1.0, "config.final.weight_decay"),
+    ("search.rounds", 0, "config.search.rounds"),
+    ("search.top_k", 0, "config.search.top_k"),
+    ("constraint.max_params", -5, "config.constraint.max_params"),
+    ("mesh.pop", 3, "config.mesh"),
+]
+
+
+@pytest.mark.parametrize("field, value, match", BAD)
 def test_bad_configs_name_the_field(field, value, match):
   c = default.get_config()
   node = c
@@ -66,22 +140,25 @@ def test_bad_configs_name_the_field(field, value, match):
   assert "\n" not in str(err.value)
 
 
-def test_bad_space_kwargs_and_npz_path():
-  c = default.get_config()
-  c.space.kwargs = dict(channels=16, num_cells=1, edge_impl="magic")
-  with pytest.raises(ConfigError, match="config.space.kwargs"):
-    validate_config(c)
-  c = default.get_config()
-  c.data.name = "npz"
-  c.data.path = "/nonexistent/file.npz"
-  with pytest.raises(ConfigError, match="config.data.path"):
-    validate_config(c)
+def test_bad_nested_values():
+  cases = [
+      ({"space": {"kwargs": dict(channels=16, num_cells=1, edge_impl="magic")}}, "config.space.kwargs"),
+      ({"searcher": {"kwargs": dict(num_asks=0)}}, "config.searcher.kwargs"),
+      ({"data": {"name": "npz", "path": "/nonexistent/file.npz"}}, "config.data.path"),
+      ({"evaluator": {"name": "tabular", "table": "/nonexistent.csv"}}, "config.evaluator"),
+  ]
+  for change, match in cases:
+    c = default.get_config()
+    for section, values in change.items():
+      for k, v in values.items():
+        c[section][k] = v
+    with pytest.raises(ConfigError, match=match):
+      validate_config(c)
 
 
 def test_run_py_exits_2_with_one_line_error(tmp_path):
   proc = subprocess.run([sys.executable, "run.py", "--config", "configs/default.py", "--workdir", str(tmp_path),
-                         "--config.population.strategy=pmap"], capture_output=True, text=True, timeout=120,
-                        cwd=pathlib.Path(__file__).resolve().parents[1])
+                         "--config.evaluator.strategy=pmap"], capture_output=True, text=True, timeout=120, cwd=REPO)
   assert proc.returncode == 2
-  assert "config.population.strategy" in proc.stderr
+  assert "config.evaluator.strategy" in proc.stderr
   assert "Traceback" not in proc.stderr

@@ -1,0 +1,41 @@
+"""Searchers: a registry of name -> factory ``(space, **kwargs) -> Searcher``, plus wrappers.
+
+Every searcher follows the pure ``init / ask / tell`` contract of :mod:`jdanas.searchers.base`;
+wrappers (:func:`with_dedup`, :func:`with_constraint`) compose with any of them.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from jdanas.searchers.base import (Archive, Searcher, archive_add, archive_best, archive_contains,
+                                   archive_init, best_index, tell_metrics)
+from jdanas.searchers.evolution import EvolutionState, regularized_evolution
+from jdanas.searchers.random_search import RandomSearchState, random_search
+from jdanas.searchers.wrappers import (ConstraintState, DedupState, duplicates, enumerate_encodings,
+                                       mixed_radix_index, table_predicate, with_constraint, with_dedup)
+from jdanas.spaces.base import AbstractSearchSpace
+
+SEARCHERS: dict[str, Callable[..., Searcher]] = {
+    "random": random_search,
+    "regularized_evolution": regularized_evolution,
+}
+
+
+def get_searcher(name: str, space: AbstractSearchSpace, **kwargs: Any) -> Searcher:
+  """Builds a registered searcher; unknown names or keywords raise a one-line ``ValueError``."""
+  if name not in SEARCHERS:
+    raise ValueError(f"searcher: unknown name {name!r}; choose one of {', '.join(sorted(SEARCHERS))}")
+  factory = SEARCHERS[name]
+  try:
+    inspect.signature(factory).bind(space, **kwargs)
+  except TypeError as e:
+    raise ValueError(f"searcher {name!r}: bad arguments {kwargs}: {e}") from None
+  return factory(space, **kwargs)
+
+
+__all__ = ["Archive", "ConstraintState", "DedupState", "EvolutionState", "RandomSearchState",
+           "SEARCHERS", "Searcher", "archive_add", "archive_best", "archive_contains",
+           "archive_init", "best_index", "duplicates", "enumerate_encodings", "get_searcher",
+           "mixed_radix_index", "random_search", "regularized_evolution", "table_predicate",
+           "tell_metrics", "with_constraint", "with_dedup"]

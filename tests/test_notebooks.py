@@ -1,0 +1,31 @@
+"""Executes the notebooks end to end (slow: the quickstart runs the default search, ~5 min on CPU)."""
+import json
+import os
+import pathlib
+
+import pytest
+
+NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_outputs_are_stripped(path):
+  nb = json.loads(path.read_text())
+  for cell in nb["cells"]:
+    if cell["cell_type"] == "code":
+      assert cell["outputs"] == [] and cell["execution_count"] is None, f"{path.name}: strip outputs before committing"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_executes(path, tmp_path, monkeypatch):
+  nbformat = pytest.importorskip("nbformat")
+  nbclient = pytest.importorskip("nbclient")
+  monkeypatch.setenv("JDANAS_NOTEBOOK_WORKDIR", str(tmp_path / "workdir"))
+  nb = nbformat.read(path, as_version=4)
+  client = nbclient.NotebookClient(nb, timeout=1800, kernel_name="python3",
+                                   resources={"metadata": {"path": str(path.parent)}})
+  client.execute()
+  outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+  assert "test accuracy of the exported program" in outputs
+  assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
