@@ -4,8 +4,12 @@
   python run.py --config configs/default.py --workdir /tmp/jdanas --config.population.size=4
 
 The pipeline lives in :mod:`jdanas.experiment` (importable from notebooks); this file only parses
-flags. A bad config exits with status 2 and a one-line error naming the field.
+flags. A bad config exits with status 2 and a one-line error naming the field. Compiled programs
+are cached in ``<workdir>/jax_cache`` (unless ``JAX_COMPILATION_CACHE_DIR`` is set), so a resumed
+run does not compile again.
 """
+import os
+import pathlib
 import sys
 
 from absl import app, flags, logging
@@ -20,6 +24,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
+  import jax
+  if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(_WORKDIR.value).absolute() / "jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   from jdanas.experiment import ConfigError, run
   try:
     run(_CONFIG.value, _WORKDIR.value)

@@ -397,6 +397,7 @@ def _final_phase(config, workdir, data, space, teacher, loss, mesh, ledger, key)
   for i, r in enumerate(top):
     top_rows.append({"arch": r["arch"], "search_score": r["score"], "params": r["params"], "flops": r["flops"],
                      "val_accuracy": None if not np.isfinite(kd.accuracy[i]) else float(kd.accuracy[i])})
+  top_rows.sort(key=lambda r: -1.0 if r["val_accuracy"] is None else -r["val_accuracy"])
   return {
       "top": top_rows,
       "final": {"arch": space.decode(enc), "params": c.params, "flops": c.flops, "steps": int(config.final.steps),

@@ -1,10 +1,17 @@
 """Test setup: 4 simulated CPU devices (sharding tests), XLA optimisations off (compile time
-dominates tiny test programs), and shared fixtures."""
+dominates tiny test programs), a persistent compilation cache shared by the session's processes
+(resume tests compile the same programs again), and shared fixtures."""
 import os
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jdanas_test_jax_cache_"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_disable_most_optimizations", True)
@@ -32,3 +39,21 @@ def require_file(path):
   if not os.path.exists(path):
     pytest.skip(f"shared data file {path} not found (set JDANAS_DATA_DIR to the shared/data folder)")
   return path
+
+
+def concrete_variables(shapes, seed: int = 0):
+  """Host-side values for abstract variables (N(0, 0.1^2) weights, unit BN scale/var, zero mean).
+
+  Compiling ``init`` costs seconds per model on CPU (one RNG program per parameter); tests that
+  check forward passes draw values for ``jax.eval_shape(module.init, ...)`` shapes instead.
+  """
+  rng = np.random.default_rng(seed)
+
+  def value(path, leaf):
+    if path[-1].key in ("scale", "var"):
+      return jnp.ones(leaf.shape, leaf.dtype)
+    if path[-1].key == "mean":
+      return jnp.zeros(leaf.shape, leaf.dtype)
+    return jnp.asarray(0.1 * rng.standard_normal(leaf.shape), leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(value, shapes)

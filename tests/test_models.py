@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import concrete_variables
 from jdanas.models import MODELS, get_model
 
 CONTRACT_KEYS = {"stages", "pre_pool", "pooled", "logits"}
@@ -32,25 +33,6 @@ def abstract_variables(module, x):
 
 def num_params(variables) -> int:
   return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(variables["params"]))
-
-
-def concrete_variables(shapes, seed: int = 0):
-  """Cheap host-side values for ``shapes``: N(0, 0.1^2) weights, BN running stats (0, 1), unit
-  BN scales.
-
-  Compiling ``init`` costs seconds per model on CPU (one RNG program per parameter); the forward
-  pass is what these tests check.
-  """
-  rng = np.random.default_rng(seed)
-
-  def value(path, leaf):
-    if path[-1].key in ("scale", "var"):
-      return jnp.ones(leaf.shape, leaf.dtype)
-    if path[-1].key == "mean":
-      return jnp.zeros(leaf.shape, leaf.dtype)
-    return jnp.asarray(0.1 * rng.standard_normal(leaf.shape), leaf.dtype)
-
-  return jax.tree_util.tree_map_with_path(value, shapes)
 
 
 def run(module, variables, x, jit: bool):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from conftest import require_file
+from conftest import concrete_variables, require_file
 from jdanas.benchmarks.nb201 import NB201Table
 from jdanas.costs import model_costs
 from jdanas.models import get_model
@@ -57,20 +57,6 @@ def batched(name: str, method: str):
 @functools.cache
 def samples(name: str, n: int = 256, seed: int = 0) -> np.ndarray:
   return np.asarray(batched(name, "sample")(keys(n, seed)))
-
-
-def concrete_variables(shapes, seed: int = 0):
-  """Host-side values for abstract variables: N(0, 0.1^2) weights, unit BN scale/var, zero mean."""
-  rng = np.random.default_rng(seed)
-
-  def value(path, leaf):
-    if path[-1].key in ("scale", "var"):
-      return jnp.ones(leaf.shape, leaf.dtype)
-    if path[-1].key == "mean":
-      return jnp.zeros(leaf.shape, leaf.dtype)
-    return jnp.asarray(0.1 * rng.standard_normal(leaf.shape), leaf.dtype)
-
-  return jax.tree_util.tree_map_with_path(value, shapes)
 
 
 def abstract_init(module, x, enc):
@@ -202,7 +188,7 @@ def test_mutate_only_touches_decisions_with_choices():
       return ()
 
     def build(self, signature, num_classes):
-      raise NotImplementedError
+      raise AssertionError("the toy space is never built in this test")
 
   toy = Toy()
   parents = np.random.default_rng(0).integers(0, toy.num_choices, (128, 4)).astype(np.int32)

@@ -17,7 +17,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 Features = dict[str, Any]
 
@@ -47,5 +49,14 @@ def classifier(num_classes: int, name: str = "classifier") -> nn.Dense:
 
 
 def avg_pool_3x3_exclude_pad(x):
-  """3x3 average pool, stride 1, padding 1, ``count_include_pad=False`` (NAS-Bench-201's pool)."""
-  return nn.avg_pool(x, (3, 3), (1, 1), ((1, 1), (1, 1)), count_include_pad=False)
+  """3x3 average pool, stride 1, padding 1, ``count_include_pad=False`` (NAS-Bench-201's pool).
+
+  The divisor (how many real pixels each window covers) is a numpy constant computed at trace
+  time: the equivalent ``nn.avg_pool(..., count_include_pad=False)`` pools a batch-sized array of
+  ones, which XLA:CPU constant-folds for seconds per program (``bench/population.py`` notes).
+  """
+  h, w = x.shape[-3], x.shape[-2]
+  ones = np.pad(np.ones((h, w), np.float32), 1)
+  counts = sum(ones[i:i + h, j:j + w] for i in range(3) for j in range(3))
+  summed = nn.pool(x, 0.0, jax.lax.add, (3, 3), (1, 1), ((1, 1), (1, 1)))
+  return summed / jnp.asarray(counts[:, :, None], x.dtype)

@@ -1,0 +1,58 @@
+"""NAS-Bench-201 cells on CIFAR-10: regularized evolution with short-KD fitness from a ResNet-56 teacher.
+
+Data: CIFAR-10 through TFDS by name (prepare it once: ``tfds build cifar10 --data_dir DIR
+--file_format array_record``, then ``--config.data.data_dir=DIR``), or local npz files:
+
+  python run.py --config configs/nb201_re.py --workdir /tmp/nb201_re \\
+    --config.data.name=npz --config.data.data_dir=../shared/data \\
+    --config.data.path=cifar10_train_subset.npz --config.data.test_path=cifar10_test.npz
+
+Space: the full NB201 skeleton (C=16, N=5), masked form (every cell in one compiled program).
+Searcher: regularized evolution (population 32, tournament 8, 8 proposals a round, deduplicated),
+fitness = validation accuracy after a 1-epoch KD run (RepDistiller loss, T=4); the top 3 are then
+KD-trained for 30 epochs and the best by validation accuracy is exported.
+
+Hardware/runtime: the full variant is sized for an accelerator; it has not been run here (the
+project's machines are 2-core CPUs without a GPU), so no result is claimed for it.
+
+``:runlocal`` is a CPU-sized variant (C=8, one cell per stage, 5,000 training images, 3 rounds of
+4, short schedules). Measured on the 2-core CPU with the shared CIFAR-10 npz files (command above
+with ``configs/nb201_re.py:runlocal``): see the README's benchmark section for its runtime and
+result.
+"""
+import ml_collections
+
+
+def get_config(arg: str | None = None):
+  """``arg``: None for the full run, ``"runlocal"`` for the CPU-sized variant."""
+  if arg not in (None, "", "runlocal"):
+    raise ValueError(f"configs/nb201_re.py: unknown variant {arg!r} (use nothing or 'runlocal')")
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.data = dict(name="cifar10", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0,
+                test_limit=0)
+  c.teacher = dict(name="resnet56", path="",
+                   train=dict(steps=20_000, batch_size=128, optimizer="sgd", learning_rate=0.1,
+                              weight_decay=5e-4, schedule="cosine", augment=True))
+  c.space = dict(name="nb201_masked", kwargs=dict(channels=16, num_cells=5))
+  c.searcher = dict(name="regularized_evolution", dedup=True,
+                    kwargs=dict(num_asks=8, population_size=32, tournament_size=8))
+  c.evaluator = dict(name="short_kd", strategy="auto", table="", column="cifar10_valid_acc")
+  c.constraint = dict(max_params=0, max_flops=0.0)
+  c.short_kd = dict(steps=350, batch_size=128, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
+                    schedule="cosine", augment=True)
+  c.kd = dict(loss="repdistiller", temperature=4.0)
+  c.search = dict(rounds=50, top_k=3)
+  c.final = dict(steps=10_500, batch_size=128, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
+                 schedule="cosine", augment=True)
+  c.mesh = dict(pop=1, data=-1)
+  if arg == "runlocal":
+    c.data.update(train_limit=5000, test_limit=2000)
+    c.teacher.name = "resnet20"
+    c.teacher.train.update(steps=400, batch_size=64)
+    c.space.kwargs = dict(channels=8, num_cells=1)
+    c.searcher.kwargs.update(num_asks=4, population_size=8, tournament_size=3)
+    c.short_kd.update(steps=40, batch_size=64)
+    c.search.update(rounds=3, top_k=2)
+    c.final.update(steps=300, batch_size=64)
+  return ml_collections.ConfigDict(c)
