@@ -12,7 +12,10 @@ Run:      python run.py --config configs/default.py --workdir /tmp/jdanas_defaul
 Resume:   the same command after an interruption (checkpoints every round).
 Smoke:    python run.py --config configs/default.py:smoke --workdir /tmp/jdanas_smoke  (seconds; tiny
           nets and schedules, for tests and quick checks of an installation; results meaningless)
-Measured: see README ("The main job") for runtime and results on the 2-core CPU.
+Measured (2026-11-22, 2-core CPU, XLA:CPU, one benchmark process running alongside): 2 min 57 s
+          end to end; teacher ResNet-20 94.4 % val / 94.4 % test; 24 evaluations in 69 s with one
+          compiled training program; chosen cell (32 k params) 93.6 % test with KD vs 95.3 %
+          without KD (KD does not help on this tiny problem; reported as measured).
 """
 import ml_collections
 

@@ -49,3 +49,28 @@ def model_costs(space: AbstractSearchSpace, enc: Any, *, num_classes: int,
                 input_shape: tuple[int, ...] = (32, 32, 3), flops: bool = True) -> Costs:
   """Params and FLOPs of architecture ``enc`` (cached per architecture)."""
   return _costs(space, to_tuple(space.check(enc)), int(num_classes), tuple(input_shape), bool(flops))
+
+
+def latency_ms(space: AbstractSearchSpace, enc: Any, *, num_classes: int,
+               input_shape: tuple[int, ...] = (32, 32, 3), batch_size: int = 1, repeats: int = 20) -> float:
+  """Median wall-clock milliseconds of the exact architecture's jitted inference forward pass.
+
+  Measured on the default device of this process (after one warm-up call), with weights of the
+  right shapes (latency does not depend on their values). It is a property of the host: compare
+  latencies measured on the same machine only.
+  """
+  import time
+
+  module = space.cost_module(to_tuple(space.check(enc)), int(num_classes))
+  x = jnp.zeros((batch_size,) + tuple(input_shape), jnp.float32)
+  e = jnp.asarray(to_tuple(enc), jnp.int32)
+  abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), x[:1], e, train=False))
+  variables = jax.tree.map(lambda a: jnp.full(a.shape, 0.01, a.dtype), abstract)
+  forward = jax.jit(lambda v, x: module.apply(v, x, e, train=False)["logits"])
+  jax.block_until_ready(forward(variables, x))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(forward(variables, x))
+    times.append(time.perf_counter() - t0)
+  return float(sorted(times)[len(times) // 2] * 1e3)

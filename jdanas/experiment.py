@@ -396,6 +396,8 @@ def _final_phase(config, workdir, data, space, teacher, loss, mesh, ledger, key)
   top_rows = []
   for i, r in enumerate(top):
     top_rows.append({"arch": r["arch"], "search_score": r["score"], "params": r["params"], "flops": r["flops"],
+                     "latency_ms": costs.latency_ms(space, encs[i], num_classes=data.num_classes,
+                                                    input_shape=data.image_shape),
                      "val_accuracy": None if not np.isfinite(kd.accuracy[i]) else float(kd.accuracy[i])})
   top_rows.sort(key=lambda r: -1.0 if r["val_accuracy"] is None else -r["val_accuracy"])
   return {
@@ -415,9 +417,9 @@ def _print_summary(report: dict, workdir: pathlib.Path) -> None:
   print(f"teacher {t['name']}: val {fmt(t['val_accuracy'])}, test {fmt(t['test_accuracy'])}")
   print(f"search: {report['search']['evaluations']} evaluations in {report['search']['seconds']:.1f} s "
         f"({report['search']['num_compilations']} compiled programs)")
-  print(f"{'val_acc':>8} {'params':>9} {'MFLOPs':>8}  arch (top after final KD)")
+  print(f"{'val_acc':>8} {'params':>9} {'MFLOPs':>8} {'ms@b1':>7}  arch (top after final KD)")
   for r in report["top"]:
-    print(f"{fmt(r['val_accuracy']):>8} {r['params']:>9d} {r['flops'] / 1e6:>8.2f}  {r['arch']}")
+    print(f"{fmt(r['val_accuracy']):>8} {r['params']:>9d} {r['flops'] / 1e6:>8.2f} {r['latency_ms']:>7.2f}  {r['arch']}")
   print(f"chosen {f['arch']}: KD test {fmt(f['kd']['test_accuracy'])} vs no-KD test {fmt(f['no_kd']['test_accuracy'])}")
   print(f"report: {workdir / 'report.md'}; exported student: {workdir / report['export']} "
         f"({report['seconds']:.1f} s total)")

@@ -53,6 +53,7 @@ def test_pipeline_writes_report_plots_and_reloadable_export(uninterrupted):
   saved = json.loads((workdir / "report.json").read_text())
   assert saved["final"]["arch"] == report["final"]["arch"]
   assert len(saved["top"]) == 2
+  assert all(r["latency_ms"] > 0 and r["params"] > 0 and r["flops"] > 0 for r in saved["top"])
   rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [r["round"] for r in rows] == [0, 1, 2]
 
