@@ -83,6 +83,18 @@ class AbstractSearchSpace(abc.ABC):
     """
     return self.build(self.signature(enc), num_classes)
 
+  def static_build(self, enc: Any, num_classes: int) -> nn.Module | None:
+    """A module specialised to one architecture, or None when the space has no such form.
+
+    Masked spaces (architecture as a traced input) may return a module that has exactly the
+    variable layout of ``build(signature(enc))`` but fixes ``enc`` at trace time, so it runs
+    only the selected operations; it is called like the masked module (``enc`` is ignored).
+    The population engine uses it to trade one compilation per architecture for faster steps
+    (``PopulationTrainer(specialize=...)``).
+    """
+    del enc, num_classes
+    return None
+
   def check(self, enc: Any) -> np.ndarray:
     """Host-side validation: returns ``int32[D]`` or raises ``ValueError`` naming the problem."""
     arr = np.asarray(enc)

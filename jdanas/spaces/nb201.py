@@ -77,10 +77,15 @@ class Edge(nn.Module):
   ``impl="switch"`` is an ``nn.switch`` over the ops, which runs only the chosen op when the index
   is not batched; on XLA:CPU it was measured slower than the weighted sum (``bench/masked_edge.py``),
   so ``weighted`` is the default. Both use the same parameter paths (``conv1x1``/``conv3x3``).
+
+  ``static_op`` (masked form only) fixes the op at trace time: the edge keeps the masked
+  variable layout (every op's variables exist) but runs only that op, so a program compiled for
+  one known cell computes what the per-cell edge computes, without the other ops' cost.
   """
   features: int
   op: str | None = None
   impl: str = "weighted"
+  static_op: str | None = None
 
   def setup(self):
     if self.op in (None, "nor_conv_1x1"):
@@ -96,20 +101,28 @@ class Edge(nn.Module):
                 lambda m, h: layers.avg_pool_3x3_exclude_pad(h)]
     if self.op is not None:
       return branches[OPS.index(self.op)](self, h)
+    if self.is_initializing() and (self.static_op is not None or self.impl != "weighted"):
+      for branch in branches:  # create every op's variables (the weighted sum calls them all)
+        branch(self, h)
+    if self.static_op == "none":
+      # 0 * h, as the weighted sum gives, and not a constant: XLA:CPU would constant-fold the
+      # ops downstream of constant zeros (seconds per batch-sized avg-pool) when compiling.
+      return h * 0.0
+    if self.static_op is not None:
+      return branches[OPS.index(self.static_op)](self, h)
     if self.impl == "weighted":
       w = jax.nn.one_hot(op_index, len(OPS), dtype=h.dtype)
       return sum(w[k] * branches[k](self, h) for k in range(1, len(OPS)))
-    if self.is_initializing():  # create every op's variables
-      for branch in branches:
-        branch(self, h)
     return nn.switch(op_index, branches, self, h)
 
 
 class Cell(nn.Module):
-  """One NB201 cell. ``ops`` = op names per edge (per-cell form) or ``None`` (masked form)."""
+  """One NB201 cell. ``ops`` = op names per edge (per-cell form) or ``None`` (masked form);
+  ``static_ops``: masked form with the cell fixed at trace time (see :class:`Edge`)."""
   features: int
   ops: tuple[str, ...] | None = None
   edge_impl: str = "weighted"
+  static_ops: tuple[str, ...] | None = None
 
   @nn.compact
   def __call__(self, x, enc, train: bool):
@@ -121,8 +134,9 @@ class Cell(nn.Module):
         op = None if self.ops is None else self.ops[e]
         if op == "none":
           continue
-        op_index = None if self.ops is not None else enc[e]
-        acc = acc + Edge(self.features, op, self.edge_impl, name=f"edge{j}{i}")(nodes[i], op_index, train)
+        static = None if self.static_ops is None else self.static_ops[e]
+        op_index = None if self.ops is not None or static is not None else enc[e]
+        acc = acc + Edge(self.features, op, self.edge_impl, static, name=f"edge{j}{i}")(nodes[i], op_index, train)
       nodes.append(acc)
     return nodes[3]
 
@@ -133,10 +147,11 @@ class NB201Network(nn.Module):
   num_cells: int = 5
   num_classes: int = 10
   edge_impl: str = "weighted"
+  static_ops: tuple[str, ...] | None = None  # masked layout, cell fixed at trace time
 
   @nn.compact
   def __call__(self, x, enc=None, *, train: bool = False) -> layers.Features:
-    if self.ops is None and enc is None:
+    if self.ops is None and self.static_ops is None and enc is None:
       raise ValueError("the masked NB201 network needs the cell encoding `enc`")
     x = layers.conv(self.channels, 3, name="stem_conv")(x)
     x = layers.batch_norm(train, "stem_bn")(x)
@@ -146,7 +161,7 @@ class NB201Network(nn.Module):
       if s > 0:
         x = ReductionBlock(c, name=f"reduction{s}")(x, train)
       for k in range(self.num_cells):
-        x = Cell(c, self.ops, self.edge_impl, name=f"stage{s + 1}_cell{k}")(x, enc, train)
+        x = Cell(c, self.ops, self.edge_impl, self.static_ops, name=f"stage{s + 1}_cell{k}")(x, enc, train)
       stages.append(x)
     pre_pool = nn.relu(layers.batch_norm(train, "lastact_bn")(x))
     return layers.features_dict(stages, pre_pool, layers.classifier(self.num_classes))
@@ -209,6 +224,12 @@ class NB201Space(AbstractSearchSpace):
     ops = None if self.masked else tuple(OPS[i] for i in signature)
     return NB201Network(ops=ops, channels=self.channels, num_cells=self.num_cells,
                         num_classes=num_classes, edge_impl=self.edge_impl)
+
+  def static_build(self, enc: Any, num_classes: int) -> nn.Module | None:
+    if not self.masked:
+      return None
+    return NB201Network(static_ops=tuple(OPS[i] for i in to_tuple(enc)), channels=self.channels,
+                        num_cells=self.num_cells, num_classes=num_classes, edge_impl=self.edge_impl)
 
   def cost_module(self, enc: Any, num_classes: int) -> nn.Module:
     return NB201Network(ops=tuple(OPS[i] for i in to_tuple(enc)), channels=self.channels,
