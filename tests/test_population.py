@@ -57,6 +57,44 @@ def test_masked_cells_match_per_cell_modules(tiny_data, key):
   np.testing.assert_allclose(a.accuracy, b.accuracy)
 
 
+def test_specialised_masked_cells_train_like_the_masked_program(cell_space, tiny_data, key):
+  encs = [cell_space.encode(c) for c in CELLS[:2]] + [cell_space.encode(CELLS[0])]
+  masked = PopulationTrainer(cell_space, tiny_data, recipe=RECIPE, strategy="loop", specialize=False)
+  static = PopulationTrainer(cell_space, tiny_data, recipe=RECIPE, strategy="loop", specialize=True)
+  a, b = masked.train(key, encs), static.train(key, encs)
+  assert a.num_compilations == 1  # one masked program serves every cell
+  assert b.num_compilations == 2  # one specialised program per distinct cell
+  assert {type(g.signature).__name__ for g in b.groups} == {"Static"}
+  assert np.all(np.isfinite(a.accuracy))
+  # Same initial parameters and same updates: only unselected ops' BN statistics may differ.
+  np.testing.assert_allclose(a.loss, b.loss, rtol=1e-5)
+  np.testing.assert_allclose(a.accuracy, b.accuracy)
+  for i in range(len(encs)):
+    pa, pb = jax.device_get(a.variables(i)["params"]), jax.device_get(b.variables(i)["params"])
+    assert jax.tree.structure(pa) == jax.tree.structure(pb)
+    for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
+      np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_specialize_auto_rule_and_errors(cell_space, depth_space, tiny_data):
+  from jdanas.train.population import SPECIALIZE_MIN_WORK, auto_specialize, masked_flops
+  shape = tuple(tiny_data.train.x.shape[1:])
+  flops = masked_flops(cell_space, tiny_data.num_classes, shape)
+  assert flops > 0
+  enough = int(np.ceil(SPECIALIZE_MIN_WORK / (flops * 16)))  # steps at batch 16 that reach the work
+  cpu = jax.default_backend() == "cpu"
+  kw = dict(batch_size=16, num_classes=tiny_data.num_classes, input_shape=shape)
+  assert auto_specialize(cell_space, "auto", steps=enough, **kw) is cpu
+  assert not auto_specialize(cell_space, "auto", steps=enough - 1, **kw)
+  assert not auto_specialize(cell_space, "unroll", steps=enough, **kw)  # explicit strategies keep one program
+  assert not auto_specialize(depth_space, "auto", steps=10 ** 9, **kw)  # no masked form
+  assert not PopulationTrainer(cell_space, tiny_data, recipe=RECIPE).specialize  # 4 steps: one program
+  with pytest.raises(ValueError, match="specialize: space 's1_resnet' has no specialised form"):
+    PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, specialize=True)
+  with pytest.raises(ValueError, match="specialize: 'yes' is not one of"):
+    PopulationTrainer(cell_space, tiny_data, recipe=RECIPE, specialize="yes")
+
+
 def test_unroll_mixes_architectures(depth_space, tiny_data, key):
   encs = [depth_space.encode(n) for n in ("111", "211", "121")]
   loop = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="loop").train(key, encs)

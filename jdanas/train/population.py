@@ -20,6 +20,17 @@ program per *group* of students and trains any list of encodings of ``space``:
     On GPU/TPU: ``vmap`` for groups of >= 2, ``loop`` for singletons (the usual fast path for
     grouped convolutions there; re-measure with ``bench/population.py`` on your accelerator).
 
+* specialisation (``specialize=``): a masked space (architecture as a traced input, every op
+  computed and weighted) can instead train each student with ``space.static_build(enc)``, the
+  same variable layout with the architecture fixed at trace time, so only the selected ops run.
+  Same initial parameters, same updates (bit-equal forward and gradients for NB201), one program
+  per distinct architecture instead of one for all. ``"auto"`` specialises on CPU, with the
+  ``auto`` strategy, when the schedule's work (masked forward FLOPs x batch x steps) reaches
+  ``SPECIALIZE_MIN_WORK``: measured on the 2-core CPU (``bench/masked_edge.py``), a specialised
+  NB201 step program compiles in about 2 s and runs 4-5x faster than the weighted masked step
+  (160 vs 750 ms at C=16, batch 64), so it pays for its compilation within a few steps of a
+  32x32 model, while for tiny inputs (8x8 digits) compilation dominates and the single masked
+  program stays; on GPU/TPU the masked program stays (vmapped);
 * the number of compiled training programs equals the number of distinct
   ``(signature, strategy, P)`` groups and is exposed as ``num_compilations``; programs are cached
   across calls, so a search compiles each group once;
@@ -34,6 +45,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import math
 import time
 from typing import Any, Hashable, Sequence
@@ -50,6 +62,50 @@ from jdanas.train import batching
 from jdanas.train.recipe import Recipe
 
 STRATEGIES = ("auto", "vmap", "unroll", "loop")
+# Work of a schedule (forward FLOPs per example of the masked model x batch x steps) above which
+# ``specialize="auto"`` specialises on CPU. Measured (bench/masked_edge.py, 2-core CPU): at NB201
+# C=16, one cell per stage, batch 64 (1.05e8 FLOPs/example) a specialised step program compiles in
+# 2.2 s and saves 0.59 s per step, i.e. it breaks even after ~4 steps = 2.7e10; twice that margin.
+SPECIALIZE_MIN_WORK = 5e10
+
+
+@functools.lru_cache(maxsize=64)
+def masked_flops(space: AbstractSearchSpace, num_classes: int, input_shape: tuple[int, ...]) -> float:
+  """Forward FLOPs per example of a masked space's superset module (XLA cost analysis of the
+  lowered program, no compilation), the per-step cost that specialisation avoids."""
+  module = space.build(space.signature(np.zeros(space.num_decisions, np.int32)), num_classes)
+  x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
+  e = jnp.zeros((space.num_decisions,), jnp.int32)
+  abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), x, e, train=False))
+  analysis = jax.jit(lambda v, x, e: module.apply(v, x, e, train=False)["logits"]).lower(
+      abstract, x, e).cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0]
+  return float((analysis or {}).get("flops", 0.0))
+
+
+def auto_specialize(space: AbstractSearchSpace, strategy: str, *, steps: int, batch_size: int,
+                    num_classes: int, input_shape: tuple[int, ...]) -> bool:
+  """What ``specialize="auto"`` decides (see the module docstring): True on CPU, with the
+  ``auto`` strategy, for a space with a specialised form, when the schedule's work
+  ``masked_flops x batch_size x steps`` reaches ``SPECIALIZE_MIN_WORK``."""
+  if strategy != "auto" or jax.default_backend() != "cpu":
+    return False
+  if space.static_build(np.zeros(space.num_decisions, np.int32), 2) is None:
+    return False
+  work = masked_flops(space, int(num_classes), tuple(input_shape)) * batch_size * steps
+  return work >= SPECIALIZE_MIN_WORK
+
+
+@dataclasses.dataclass(frozen=True)
+class Static:
+  """Group signature of a student trained by ``space.static_build(encoding)``.
+
+  ``signature`` is the masked signature (it fixes the variable layout and the init program),
+  ``encoding`` the architecture baked into the compiled program.
+  """
+  signature: Hashable
+  encoding: tuple[int, ...]
 
 
 @flax.struct.dataclass
@@ -157,12 +213,21 @@ class PopulationTrainer:
     strategy: one of ``auto, vmap, unroll, loop``.
     mesh: optional ``jax.sharding.Mesh`` with axes ``('pop', 'data')``.
     max_unroll: most students in one unrolled program (bigger groups are split evenly).
+    specialize: ``True``, ``False`` or ``"auto"``: train students of a masked space with their
+      specialised module (see the module docstring); ``True`` needs a space with
+      ``static_build``.
   """
 
   def __init__(self, space: AbstractSearchSpace, data, *, recipe: Recipe, teacher=None,
-               strategy: str = "auto", mesh: Mesh | None = None, max_unroll: int = 16):
+               strategy: str = "auto", mesh: Mesh | None = None, max_unroll: int = 16,
+               specialize: bool | str = "auto"):
     if strategy not in STRATEGIES:
       raise ValueError(f"strategy: {strategy!r} is not one of {STRATEGIES}")
+    if not (isinstance(specialize, bool) or specialize == "auto"):
+      raise ValueError(f"specialize: {specialize!r} is not one of True, False, 'auto'")
+    can_specialize = space.static_build(np.zeros(space.num_decisions, np.int32), 2) is not None
+    if specialize is True and not can_specialize:
+      raise ValueError(f"specialize: space {space.name!r} has no specialised form (static_build)")
     if recipe.loss.uses_teacher and teacher is None:
       raise ValueError("teacher: the recipe's loss has a soft (KD) term but no teacher was given")
     if max_unroll < 1:
@@ -178,6 +243,10 @@ class PopulationTrainer:
                          f"'data' axis ({mesh.shape['data']})")
     self.space, self.data, self.recipe, self.teacher = space, data, recipe, teacher
     self.strategy, self.mesh, self.max_unroll = strategy, mesh, max_unroll
+    if specialize == "auto":
+      specialize = auto_specialize(space, strategy, steps=recipe.steps, batch_size=recipe.batch_size,
+                                   num_classes=data.num_classes, input_shape=tuple(data.train.x.shape[1:]))
+    self.specialize = bool(specialize)
     self.num_classes = int(data.num_classes)
     self.tx = recipe.make_optimizer()
     self.trace_counts: collections.Counter = collections.Counter()
@@ -202,6 +271,8 @@ class PopulationTrainer:
   def plan(self, encodings: Sequence[Any]) -> list[Group]:
     """Splits a population into compiled groups (see the module docstring)."""
     signatures = [self.space.signature(e) for e in encodings]
+    if self.specialize:
+      signatures = [Static(sig, tuple(int(v) for v in np.asarray(e))) for sig, e in zip(signatures, encodings)]
     strategy = self.strategy
     if strategy == "auto":
       multi = "unroll" if jax.default_backend() == "cpu" else "vmap"
@@ -341,7 +412,8 @@ class PopulationTrainer:
 
   def _modules(self, g: Group) -> list:
     sigs = g.signature if g.strategy == "unroll" else (g.signature,)
-    return [self.space.build(s, self.num_classes) for s in sigs]
+    return [self.space.static_build(np.asarray(s.encoding, np.int32), self.num_classes)
+            if isinstance(s, Static) else self.space.build(s, self.num_classes) for s in sigs]
 
   def _build_init_fn(self, signature: Hashable):
     """Single-student init, one program per signature, shared by every strategy.
