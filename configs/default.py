@@ -33,7 +33,9 @@ def get_config(arg: str | None = None):
   c.space = dict(name="nb201_masked", kwargs=dict(channels=8, num_cells=1))
   c.searcher = dict(name="regularized_evolution", dedup=True,
                     kwargs=dict(num_asks=4, population_size=8, tournament_size=3))
-  c.evaluator = dict(name="short_kd", strategy="auto", table="", column="cifar10_valid_acc")
+  # specialize: 'auto' trains each cell with a program specialised to it on CPU when the
+  # schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
+  c.evaluator = dict(name="short_kd", strategy="auto", specialize="auto", table="", column="cifar10_valid_acc")
   c.constraint = dict(max_params=0, max_flops=0.0)  # 0 = no limit
   c.short_kd = dict(steps=60, batch_size=64, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
                     schedule="cosine", augment=True)

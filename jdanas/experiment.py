@@ -127,6 +127,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   ev = config.evaluator
   _need(ev.name in EVALUATORS, "evaluator.name", f"{ev.name!r} is not one of {', '.join(sorted(EVALUATORS))}")
   _need(ev.strategy in STRATEGIES, "evaluator.strategy", f"{ev.strategy!r} is not one of {STRATEGIES}")
+  spec = ev.get("specialize", "auto")
+  _need(isinstance(spec, bool) or str(spec).lower() in ("auto", "true", "false"), "evaluator.specialize",
+        f"must be True, False or 'auto', got {spec!r}")
+  if _specialize(config) is True:
+    _need(space.static_build(np.zeros(space.num_decisions, np.int32), 2) is not None, "evaluator.specialize",
+          f"space {s.name!r} has no specialised form (use 'auto' or False)")
   if ev.name == "tabular":
     _need(s.name in ("nb201", "nb201_masked"), "evaluator.name", "'tabular' needs an nb201 space")
     _need(bool(ev.get("table")) and pathlib.Path(ev.table).exists(), "evaluator.table",
@@ -153,6 +159,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 
 # ---- building blocks ------------------------------------------------------------------------
+def _specialize(config) -> bool | str:
+  """``evaluator.specialize`` as the trainer takes it (a command line gives strings)."""
+  v = config.evaluator.get("specialize", "auto")
+  return v if isinstance(v, bool) else {"auto": "auto", "true": True, "false": False}[str(v).lower()]
+
+
 def _recipe(c, loss: KDLoss) -> Recipe:
   return Recipe(steps=int(c.steps), batch_size=int(c.batch_size), optimizer=c.optimizer,
                 learning_rate=float(c.learning_rate), weight_decay=float(c.weight_decay),
@@ -276,7 +288,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
     evaluator = TabularEvaluator(NB201Table(config.evaluator.table), config.evaluator.get("column", "cifar10_valid_acc"))
   else:
     trainer = PopulationTrainer(space, data, recipe=_recipe(config.short_kd, loss), teacher=teacher,
-                                strategy=config.evaluator.strategy, mesh=mesh)
+                                strategy=config.evaluator.strategy, mesh=mesh,
+                                specialize=_specialize(config))
     evaluator = ShortKDEvaluator(trainer)
   limits = {f"max_{k}": float(v) for k in ("params", "flops")
             for v in [config.get("constraint", {}).get(f"max_{k}", 0)] if v}
@@ -370,7 +383,8 @@ def _final_phase(config, workdir, data, space, teacher, loss, mesh, ledger, key)
   encs = [np.asarray(r["encoding"], np.int32) for r in top]
   log(f"[final] KD-training the top {len(encs)} students for {config.final.steps} steps")
   kd_trainer = PopulationTrainer(space, data, recipe=_recipe(config.final, loss), teacher=teacher,
-                                 strategy=config.evaluator.strategy, mesh=mesh)
+                                 strategy=config.evaluator.strategy, mesh=mesh,
+                                 specialize=_specialize(config))
   kd = kd_trainer.train(jax.random.fold_in(key, 0), encs, progress=True, desc="final KD")
   finite = np.where(np.isfinite(kd.accuracy), kd.accuracy, -np.inf)
   chosen = int(np.argmax(finite))
@@ -384,7 +398,8 @@ def _final_phase(config, workdir, data, space, teacher, loss, mesh, ledger, key)
 
   log(f"[final] training the chosen student {space.decode(enc)} without KD for comparison")
   vanilla_trainer = PopulationTrainer(space, data, recipe=_recipe(config.final, KD_PRESETS["ce"]),
-                                      strategy=config.evaluator.strategy, mesh=mesh)
+                                      strategy=config.evaluator.strategy, mesh=mesh,
+                                 specialize=_specialize(config))
   vanilla = vanilla_trainer.train(jax.random.fold_in(key, 0), [enc], progress=True, desc="final vanilla")
   kd_vars = jax.device_get(kd.variables(chosen))
   c = costs.model_costs(space, enc, num_classes=data.num_classes, input_shape=data.image_shape)

@@ -113,6 +113,7 @@ BAD = [
     ("searcher.name", "bohb", "config.searcher.name"),
     ("evaluator.name", "oracle", "config.evaluator.name"),
     ("evaluator.strategy", "pmap", "config.evaluator.strategy"),
+    ("evaluator.specialize", "yes", "config.evaluator.specialize: must be True, False or 'auto'"),
     ("kd.loss", "ce", "config.kd.loss"),
     ("kd.loss", "fitnet", "config.kd.loss"),
     ("kd.temperature", -1.0, "config.kd.temperature"),
