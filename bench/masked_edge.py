@@ -1,13 +1,16 @@
 """How to implement the masked NB201 edge on this backend: weighted sum vs switch vs per-cell.
 
-One KD-free training step of a single NB201 student (C=16, one cell per stage, batch 64 of
-32x32x3), median ms per step, the three programs timed interleaved in one run:
+One KD-free training step of a single NB201 student (default C=16, one cell per stage, batch 64
+of 32x32x3), median ms per step, the programs timed interleaved in one run:
 
-  python bench/masked_edge.py [--quick]
+  python bench/masked_edge.py [--quick] [--channels 16 --num-cells 1 --batch 64]
 
-Prints one JSON line per implementation with keys ``impl, ms_per_step, ratio_vs_per_cell``.
+Prints one JSON line per implementation with keys ``impl, ms_per_step, ratio_vs_per_cell,
+compile_s`` (``compile_s``: lowering + compiling the step, timed cold in this process).
 ``per_cell`` builds only the chosen ops (one program per cell); ``weighted`` and ``switch`` are
-the masked form (one program for every cell) with ``NB201Space(edge_impl=...)``.
+the masked form (one program for every cell) with ``NB201Space(edge_impl=...)``; ``static`` is
+the masked variable layout with the cell fixed at trace time (``space.static_build``, one
+program per cell), which the population engine uses when it specialises (``specialize=``).
 """
 import argparse
 import json
@@ -29,20 +32,28 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--cell", default=CELL)
+  parser.add_argument("--channels", type=int, default=16)
+  parser.add_argument("--num-cells", type=int, default=1)
+  parser.add_argument("--batch", type=int, default=64)
   args = parser.parse_args()
   reps, steps = (2, 2) if args.quick else (5, 5)
-  recipe = Recipe(steps=10, batch_size=64, loss=KD_PRESETS["ce"])
+  recipe = Recipe(steps=10, batch_size=args.batch, loss=KD_PRESETS["ce"])
   tx = recipe.make_optimizer()
-  x = jax.random.normal(jax.random.key(0), (64, 32, 32, 3))
-  y = jnp.zeros(64, jnp.int32)
-  programs = {}
-  for impl in ("per_cell", "weighted", "switch"):
-    space = (get_space("nb201", channels=16, num_cells=1) if impl == "per_cell" else
-             get_space("nb201_masked", channels=16, num_cells=1, edge_impl=impl))
+  x = jax.random.normal(jax.random.key(0), (args.batch, 32, 32, 3))
+  y = jnp.zeros(args.batch, jnp.int32)
+  size = dict(channels=args.channels, num_cells=args.num_cells)
+  programs, compile_s = {}, {}
+  for impl in ("per_cell", "static", "weighted", "switch"):
+    space = (get_space("nb201", **size) if impl == "per_cell" else
+             get_space("nb201_masked", **size, edge_impl="weighted" if impl == "static" else impl))
     enc = jnp.asarray(space.encode(args.cell))
     module = space.build(space.signature(np.asarray(enc)), 10)
     state = jax.jit(lambda k, m=module: _single_init(m, tx, k, enc, 1.0, x[:1]))(jax.random.key(0))
-    step = jax.jit(lambda s, m=module: _single_step(m, tx, recipe.loss, s, x, y, None))
+    if impl == "static":
+      module = space.static_build(np.asarray(enc), 10)
+    t0 = time.perf_counter()
+    step = jax.jit(lambda s, m=module: _single_step(m, tx, recipe.loss, s, x, y, None)).lower(state).compile()
+    compile_s[impl] = time.perf_counter() - t0
     state = jax.block_until_ready(step(state))
     programs[impl] = [step, state]
   times = {k: [] for k in programs}
@@ -57,7 +68,7 @@ def main():
   for impl, ts in times.items():
     med = float(np.median(ts))
     print(json.dumps({"impl": impl, "ms_per_step": round(med * 1e3, 1), "ratio_vs_per_cell": round(med / base, 2),
-                      "backend": jax.default_backend(), "cell": args.cell}))
+                      "compile_s": round(compile_s[impl], 2), **size, "batch": args.batch, "backend": jax.default_backend(), "cell": args.cell}))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,11 @@ are trained with a KD step (RepDistiller loss 0.1 CE + 0.9 T^2 KL, T=4; Adam; ba
 strategy. The teacher is a random-init zoo ``resnet8`` (its single pass per batch is shared by
 every student and every strategy, so its accuracy is irrelevant here). Settings:
 
-* ``nb201_masked``: NB201 cells as data: one superset program serves any set of cells;
+* ``nb201_masked``: NB201 cells as data: one superset program serves any set of cells
+  (``loop``/``unroll``/``vmap`` time that program); ``auto`` plans for the search schedule
+  ``--schedule-steps`` (default 350, the short-KD schedule of ``configs/nb201_re.py``) and, on
+  CPU, specialises: one program per cell that runs only the cell's ops (``specialized`` and
+  ``compile_s`` in its line say so and what it costs);
 * ``nb201``: one module per cell, so distinct cells have distinct signatures (``unroll`` puts
   all of them into ONE program; ``auto`` on CPU loops over the singletons);
 * ``s1_resnet``: DisWOT S1 ResNets with distinct per-stage depths (distinct signatures too).
@@ -92,6 +96,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--strategies", nargs="+", choices=STRATEGY_ORDER, default=None,
                  help="strategies to run (loop is always added as the reference)")
   p.add_argument("--steps", type=int, default=None, help="training steps per timed call")
+  p.add_argument("--schedule-steps", type=int, default=350,
+                 help="the search schedule auto plans for (decides specialisation; 350 = nb201_re's short KD)")
   p.add_argument("--rounds", type=int, default=None,
                  help="timed rounds after the warm-up call (full mode: at least 8 // P)")
   p.add_argument("--batch-size", type=int, default=128)
@@ -142,6 +148,7 @@ def main(argv=None) -> None:
   from jdanas.spaces import get_space
   from jdanas.teachers import Teacher
   from jdanas.train import PopulationTrainer, Recipe
+  from jdanas.train.population import auto_specialize
 
   class BenchTrainer(PopulationTrainer):
     """A trainer that shares its program cache with the other strategies' trainers of a space
@@ -196,8 +203,13 @@ def main(argv=None) -> None:
         seen.add(tuple(enc))
         pool.append(enc)
     cache, compile_log = {}, {}
+    # auto plans for the search schedule (--schedule-steps), even though each timed call runs
+    # --steps steps; the other strategies are the masked/plain programs (never specialised).
+    special = {s: s == "auto" and auto_specialize(space, s, steps=args.schedule_steps, batch_size=args.batch_size,
+                                                   num_classes=10, input_shape=(32, 32, 3))
+               for s in args.strategies}
     trainers = {s: BenchTrainer(space, data, recipe=recipe, teacher=teacher, strategy=s, cache=cache,
-                                compile_log=compile_log) for s in args.strategies}
+                                compile_log=compile_log, specialize=special[s]) for s in args.strategies}
     key = jax.random.key(args.seed)
     by_p = {}
     for P in args.P:
@@ -236,6 +248,7 @@ def main(argv=None) -> None:
               "num_programs": info[s]["num_programs"], "num_groups": info[s]["num_groups"],
               "examples_per_s_samples": [round(x, 2) for x in info[s]["samples"]],
               "warmup_examples_per_s": round(info[s]["warmup_examples_per_s"], 2),
+              "specialized": special[s], "schedule_steps": args.schedule_steps,
               "space_kwargs": kwargs, **common})
       by_p[P] = ratios
     at = SUMMARY_P if SUMMARY_P in by_p else max([p for p in by_p if p <= SUMMARY_P] or by_p)
