@@ -52,11 +52,29 @@ class AbstractSearchSpace(abc.ABC):
     shift = jax.random.randint(key_val, (), 1, jnp.maximum(n[pos], 2), dtype=jnp.int32)
     return enc.at[pos].set((enc[pos] + shift) % n[pos]).astype(jnp.int32)
 
+  def canonicalize(self, enc: jax.Array) -> jax.Array:
+    """The canonical encoding of the same architecture (jittable).
+
+    Spaces with decisions that can be inactive (a knob of a family that is not selected) map
+    every encoding of one architecture to a single representative, so searchers never evaluate
+    the same network twice under two encodings. The default is the identity.
+    """
+    return jnp.asarray(enc, jnp.int32)
+
   def is_valid(self, enc: jax.Array) -> jax.Array:
     """``bool[]``: every decision is within its range."""
     enc = jnp.asarray(enc)
     n = jnp.asarray(self.num_choices, jnp.int32)
     return jnp.all((enc >= 0) & (enc < n)) & (enc.shape == (self.num_decisions,))
+
+  def decision_kinds(self) -> tuple[str, ...]:
+    """Per decision, ``"categorical"`` (unordered choices) or ``"ordinal"`` (ordered values).
+
+    Model-based searchers use this to pick a kernel per dimension (overlap for categorical,
+    Matern on the normalised index for ordinal). The default treats every decision as
+    categorical.
+    """
+    return ("categorical",) * self.num_decisions
 
   # ---- host side ----------------------------------------------------------------------
   @abc.abstractmethod
