@@ -31,6 +31,7 @@ reference stem has stride 2 (``conv_bn(3, input_channel, 2)``), so a 32x32 input
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Sequence
 
 import flax.linen as nn
@@ -136,10 +137,16 @@ class MobileNet(nn.Module):
     return layers.features_dict(stages, pre_pool, layers.classifier(self.num_classes))
 
 
-def mobilenetv2_blocks(expansion: int = 6, width_mult: float = 1.0) -> tuple[BlockSpec, ...]:
-  """RepDistiller's CIFAR MobileNetV2 body as block specs (widths ``int(c * width_mult)``)."""
+def mobilenetv2_blocks(expansion: int = 6, width_mult: float = 1.0,
+                       depth_mult: float = 1.0) -> tuple[BlockSpec, ...]:
+  """RepDistiller's CIFAR MobileNetV2 body as block specs (widths ``int(c * width_mult)``, at least 1).
+
+  ``depth_mult`` scales every block's repeat count to ``ceil(n * depth_mult)`` (EfficientNet's
+  depth rule), so 1.0 is MobileNetV2 and no block ever disappears.
+  """
   return tuple(
-      BlockSpec("mbconv", 3, 1 if i == 0 else expansion, False, int(c * width_mult), n, s)
+      BlockSpec("mbconv", 3, 1 if i == 0 else expansion, False, max(1, int(c * width_mult)),
+                int(math.ceil(n * depth_mult - 1e-9)), s)
       for i, (c, n, s) in enumerate(MOBILENETV2_ROWS))
 
 
@@ -149,8 +156,11 @@ def mobilenetv2_head(width_mult: float) -> int:
 
 
 def mobilenetv2(num_classes: int = 10, expansion: int = 6, width_mult: float = 1.0,
-                stem_stride: int = 2) -> MobileNet:
-  """RepDistiller's ``mobilenetv2_T_w(T=expansion, W=width_mult)`` (see the module docstring)."""
-  return MobileNet(blocks=mobilenetv2_blocks(expansion, width_mult),
-                   stem_features=int(32 * width_mult), head_features=mobilenetv2_head(width_mult),
+                stem_stride: int = 2, depth_mult: float = 1.0) -> MobileNet:
+  """RepDistiller's ``mobilenetv2_T_w(T=expansion, W=width_mult)`` (see the module docstring);
+  ``depth_mult`` scales the repeat counts (see :func:`mobilenetv2_blocks`)."""
+  if depth_mult <= 0 or width_mult <= 0:
+    raise ValueError(f"mobilenetv2: width_mult and depth_mult must be > 0, got {width_mult}, {depth_mult}")
+  return MobileNet(blocks=mobilenetv2_blocks(expansion, width_mult, depth_mult),
+                   stem_features=max(1, int(32 * width_mult)), head_features=mobilenetv2_head(width_mult),
                    stem_stride=stem_stride, num_classes=num_classes)

@@ -48,3 +48,15 @@ class CifarResNet(nn.Module):
         x = BasicBlock(width, stride, name=f"stage{s + 1}_block{b}")(x, train)
       stages.append(x)
     return layers.features_dict(stages, x, layers.classifier(self.num_classes))
+
+
+def cifar_resnet(blocks: int = 3, width_mult: float = 1.0, num_classes: int = 10) -> CifarResNet:
+  """ResNet-``(6 * blocks + 2)`` with stem and stage widths ``int(16/16/32/64 * width_mult)``.
+
+  ``cifar_resnet(3)`` is ResNet-20 and ``cifar_resnet(1, 4.0)`` is ResNet-8 with widths 64/128/256
+  (ResNet8x4 has a 32-channel stem instead of 64).
+  """
+  if blocks < 1 or width_mult <= 0:
+    raise ValueError(f"cifar_resnet: blocks must be >= 1 and width_mult > 0, got {blocks}, {width_mult}")
+  widths = tuple(max(1, int(c * width_mult)) for c in (16, 32, 64))
+  return CifarResNet(depths=(blocks,) * 3, widths=widths, stem=widths[0], num_classes=num_classes)

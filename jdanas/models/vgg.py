@@ -58,3 +58,13 @@ class VGG(nn.Module):
       if g < 3 or (g == 3 and input_height == 64):
         x = _max_pool_2x2(x)
     return layers.features_dict(stages, x, layers.classifier(self.num_classes))
+
+
+def vgg(name: str = "vgg8", num_classes: int = 10, width_mult: float = 1.0) -> VGG:
+  """``VGG_CFGS[name]`` with every conv width scaled to ``max(1, int(c * width_mult))``."""
+  if name not in VGG_CFGS:
+    raise ValueError(f"vgg: unknown config {name!r}; choose one of {', '.join(VGG_CFGS)}")
+  if width_mult <= 0:
+    raise ValueError(f"vgg: width_mult must be > 0, got {width_mult}")
+  cfg = tuple(tuple(max(1, int(c * width_mult)) for c in group) for group in VGG_CFGS[name])
+  return VGG(cfg=cfg, num_classes=num_classes)
