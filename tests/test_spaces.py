@@ -29,6 +29,14 @@ TEST_KWARGS = {
     "s1_resnet": dict(depth_choices=(1, 2), widths=(4, 8, 8), stem=4),
     "mobilenet": dict(base_width=0.25),
     "zoo": dict(models=("resnet8", "vgg8")),
+    "trade": dict(knobs=(
+        ("resnet", (("blocks", (1, 2)), ("width", (0.25, 0.5)))),
+        ("wrn", (("depth", (10,)), ("widen", (1,)))),
+        ("mobilenetv2", (("width", (0.125, 0.25)), ("depth", (0.5,)), ("expansion", (2, 3)))),
+        ("shufflenetv2", (("width", (0.5,)),)),
+        ("vgg", (("config", (8,)), ("width", (0.0625, 0.125)))),
+        ("vit", (("patch", (2, 4)), ("dim", (8, 16)), ("depth", (1, 2)), ("heads", (2,)), ("mlp", (2,)))),
+        ("convmixer", (("depth", (1, 2)), ("dim", (8, 16)), ("patch", (1, 2)), ("kernel", (3, 5)))))),
 }
 NAMES = sorted(FACTORIES)
 CONTRACT_KEYS = {"stages", "pre_pool", "pooled", "logits"}
@@ -96,7 +104,11 @@ def test_mutate_changes_exactly_one_decision(name):
   children = np.asarray(batched(name, "mutate")(keys(256, 1), parents))
   assert children.dtype == np.int32 and children.shape == parents.shape
   assert bool(jnp.all(jax.vmap(space.is_valid)(children)))
-  assert np.all((children != parents).sum(axis=1) == 1)
+  # Exactly one decision that matters to both parent and child changes (every decision, for
+  # spaces without inactive decisions); children of canonical parents are canonical.
+  both = np.asarray(batched(name, "active")(parents)) & np.asarray(batched(name, "active")(children))
+  assert np.all(((children != parents) & both).sum(axis=1) == 1)
+  np.testing.assert_array_equal(batched(name, "canonicalize")(children), children)
   np.testing.assert_array_equal(batched(name, "mutate")(keys(256, 1), parents), children)
 
 

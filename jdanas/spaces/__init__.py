@@ -8,6 +8,7 @@ from jdanas.spaces.base import AbstractSearchSpace
 from jdanas.spaces.mobilenet import MobileNetSpace
 from jdanas.spaces.nb201 import NB201Space
 from jdanas.spaces.resnet_depth import ResNetDepthSpace
+from jdanas.spaces.trade import TradeSpace
 from jdanas.spaces.zoo import ZooSpace
 
 SPACES: dict[str, Callable[..., AbstractSearchSpace]] = {
@@ -16,6 +17,7 @@ SPACES: dict[str, Callable[..., AbstractSearchSpace]] = {
     "s1_resnet": ResNetDepthSpace,
     "zoo": ZooSpace,
     "mobilenet": MobileNetSpace,
+    "trade": TradeSpace,
 }
 
 
@@ -29,4 +31,4 @@ def get_space(name: str, **kwargs: Any) -> AbstractSearchSpace:
     raise ValueError(f"space {name!r}: bad arguments {kwargs}: {e}") from None
 
 
-__all__ = ["AbstractSearchSpace", "NB201Space", "ResNetDepthSpace", "SPACES", "ZooSpace", "get_space"]
+__all__ = ["AbstractSearchSpace", "NB201Space", "ResNetDepthSpace", "SPACES", "TradeSpace", "ZooSpace", "get_space"]

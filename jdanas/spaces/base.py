@@ -61,6 +61,25 @@ class AbstractSearchSpace(abc.ABC):
     """
     return jnp.asarray(enc, jnp.int32)
 
+  def active(self, enc: jax.Array) -> jax.Array:
+    """``bool[D]``: the decisions that matter for ``enc`` (jittable).
+
+    Conditional spaces (per-family knobs) mark the knobs of unselected families inactive;
+    :meth:`mutate` then changes exactly one decision that is active in both parent and child.
+    The default marks every decision active.
+    """
+    del enc
+    return jnp.ones(self.num_decisions, bool)
+
+  def params_predicate(self, max_params: float, *, num_classes: int,
+                       input_shape: tuple[int, ...] = (32, 32, 3)):
+    """A jittable ``feasible(enc) -> bool[]`` for ``params <= max_params``, or None when the space
+    has none (the pipeline then checks the budget per proposal on the host). Spaces that can
+    enumerate their architectures return a lookup table for :func:`jdanas.searchers.with_constraint`.
+    """
+    del max_params, num_classes, input_shape
+    return None
+
   def is_valid(self, enc: jax.Array) -> jax.Array:
     """``bool[]``: every decision is within its range."""
     enc = jnp.asarray(enc)
