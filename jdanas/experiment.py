@@ -13,7 +13,9 @@
    same ledger as an uninterrupted one.
 3. **Final training**: the best ``top_k`` distinct architectures are KD-trained with the full
    schedule (``config.final``); the one with the best *validation* accuracy is chosen (the test
-   split is only reported), and it is also trained without KD for comparison.
+   split is only reported), and it is also trained without KD for comparison. The predefined
+   students of ``config.final.baselines`` (architecture strings of the space, e.g. zoo aliases of
+   the ``trade`` space) are KD-trained with the same recipe and reported side by side.
 4. **Report and export**: ``report.json``, ``report.md``, plots, and the chosen student in
    ``<workdir>/export`` (reload with :func:`jdanas.load_student`).
 
@@ -39,7 +41,7 @@ from jdanas.distill import KD_PRESETS, KDLoss
 from jdanas.evaluators import EVALUATORS, ShortKDEvaluator, TabularEvaluator
 from jdanas.models.zoo import MODELS
 from jdanas.parallel import make_mesh
-from jdanas.searchers import SEARCHERS, get_searcher, with_dedup
+from jdanas.searchers import SEARCHERS, get_searcher, with_constraint, with_dedup
 from jdanas.spaces import SPACES, get_space
 from jdanas.teachers import Teacher, evaluate, load_teacher, save_teacher, train_teacher
 from jdanas.train import STRATEGIES, PopulationTrainer, Recipe
@@ -139,6 +141,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
           f"NB201 table file {ev.get('table')!r} does not exist")
   _check_recipe(config.short_kd, "short_kd")
   _check_recipe(config.final, "final")
+  baselines = config.final.get("baselines", None)
+  if baselines is not None:
+    _need(isinstance(baselines, (list, tuple)) and all(isinstance(b, str) and b for b in baselines),
+          "final.baselines", f"must be a list of architecture strings of space {s.name!r}, got {baselines!r}")
+    _need(len(set(baselines)) == len(baselines), "final.baselines", f"has duplicates: {list(baselines)}")
+    for b in baselines:
+      try:
+        space.encode(b)
+      except ValueError as e:
+        raise ConfigError(f"config.final.baselines: {b!r} is not an architecture of space {s.name!r} ({e})") from None
   k = config.kd
   _need(k.loss in KD_PRESETS and KD_PRESETS[k.loss].uses_teacher, "kd.loss",
         f"{k.loss!r} is not a KD preset; choose one of {', '.join(n for n, l in KD_PRESETS.items() if l.uses_teacher)}")
@@ -279,6 +291,18 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
 
   space = get_space(config.space.name, **dict(config.space.get("kwargs", {})))
   searcher = get_searcher(config.searcher.name, space, **dict(config.searcher.get("kwargs", {})))
+  limits = {f"max_{k}": float(v) for k in ("params", "flops")
+            for v in [config.get("constraint", {}).get(f"max_{k}", 0)] if v}
+  if "max_params" in limits:
+    # Spaces that can tabulate params give a jittable predicate: the searcher then only proposes
+    # students within budget (the host check below still records feasibility in the ledger).
+    t_table = time.perf_counter()
+    params_ok = space.params_predicate(limits["max_params"], num_classes=data.num_classes,
+                                       input_shape=data.image_shape)
+    if params_ok is not None:
+      searcher = with_constraint(searcher, params_ok)
+      log(f"[search] params budget {limits['max_params']:.0f} as a searcher constraint "
+          f"(params table in {time.perf_counter() - t_table:.1f} s)")
   if config.searcher.get("dedup", True):
     searcher = with_dedup(searcher, space)
   mesh = make_mesh(*_mesh_shape(config.mesh)) if "mesh" in config and jax.device_count() > 1 else None
@@ -291,8 +315,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
                                 strategy=config.evaluator.strategy, mesh=mesh,
                                 specialize=_specialize(config))
     evaluator = ShortKDEvaluator(trainer)
-  limits = {f"max_{k}": float(v) for k in ("params", "flops")
-            for v in [config.get("constraint", {}).get(f"max_{k}", 0)] if v}
 
   ask, tell = jax.jit(searcher.ask), jax.jit(searcher.tell)
   state = jax.jit(searcher.init)(key_init)
@@ -415,8 +437,10 @@ def _final_phase(config, workdir, data, space, teacher, loss, mesh, ledger, key)
                                                     input_shape=data.image_shape),
                      "val_accuracy": None if not np.isfinite(kd.accuracy[i]) else float(kd.accuracy[i])})
   top_rows.sort(key=lambda r: -1.0 if r["val_accuracy"] is None else -r["val_accuracy"])
+  baselines = _train_baselines(config, data, space, kd_trainer, key)
   return {
       "top": top_rows,
+      "baselines": baselines,
       "final": {"arch": space.decode(enc), "params": c.params, "flops": c.flops, "steps": int(config.final.steps),
                 "kd": {"val_accuracy": float(kd.accuracy[chosen]), "test_accuracy": test_acc(kd_vars)},
                 "no_kd": {"val_accuracy": float(vanilla.accuracy[0]),
@@ -424,6 +448,32 @@ def _final_phase(config, workdir, data, space, teacher, loss, mesh, ledger, key)
                 "num_compilations": kd.num_compilations + vanilla.num_compilations},
       "export": str(export_dir.relative_to(workdir.absolute()) if export_dir.is_absolute() else export_dir),
   }
+
+
+def _train_baselines(config, data, space, kd_trainer: PopulationTrainer, key: jax.Array) -> list[dict]:
+  """KD-trains ``config.final.baselines`` (predefined students) with the chosen student's trainer,
+  i.e. the same recipe, teacher and batches; one report row per baseline."""
+  names = list(config.final.get("baselines", None) or [])
+  if not names:
+    return []
+  encs = [space.encode(b) for b in names]
+  log(f"[final] KD-training {len(names)} baseline students with the same recipe: {', '.join(names)}")
+  result = kd_trainer.train(jax.random.fold_in(key, 1), encs, progress=True, desc="final KD baselines")
+  limit = config.get("constraint", {}).get("max_params", 0)
+  rows = []
+  for i, (name, enc) in enumerate(zip(names, encs)):
+    c = costs.model_costs(space, enc, num_classes=data.num_classes, input_shape=data.image_shape)
+    variables = jax.device_get(result.variables(i))
+    val = float(result.accuracy[i]) if np.isfinite(result.accuracy[i]) else None
+    test = None
+    if data.test is not None and val is not None:
+      module = space.build(space.signature(enc), data.num_classes)
+      test = evaluate(module, variables, data.test, data.mean, data.std, enc=np.asarray(enc))
+    if limit and c.params > limit:
+      log(f"[final] baseline {name} has {c.params} params, over the budget {limit}")
+    rows.append({"name": name, "arch": space.decode(enc), "params": c.params, "flops": c.flops,
+                 "kd": {"val_accuracy": val, "test_accuracy": test}})
+  return rows
 
 
 def _print_summary(report: dict, workdir: pathlib.Path) -> None:
@@ -436,5 +486,8 @@ def _print_summary(report: dict, workdir: pathlib.Path) -> None:
   for r in report["top"]:
     print(f"{fmt(r['val_accuracy']):>8} {r['params']:>9d} {r['flops'] / 1e6:>8.2f} {r['latency_ms']:>7.2f}  {r['arch']}")
   print(f"chosen {f['arch']}: KD test {fmt(f['kd']['test_accuracy'])} vs no-KD test {fmt(f['no_kd']['test_accuracy'])}")
+  for b in report.get("baselines") or []:
+    print(f"baseline {b['name']} ({b['params']} params): KD val {fmt(b['kd']['val_accuracy'])}, "
+          f"test {fmt(b['kd']['test_accuracy'])}")
   print(f"report: {workdir / 'report.md'}; exported student: {workdir / report['export']} "
         f"({report['seconds']:.1f} s total)")

@@ -26,6 +26,8 @@
    "final": {"arch": str,
              "kd": {"val_accuracy": float, "test_accuracy": float},
              "no_kd": {"val_accuracy": float, "test_accuracy": float}},
+   "baselines": [{"name": str, "arch": str, "params": int, "flops": float,   # predefined students,
+                  "kd": {"val_accuracy": float, "test_accuracy": float}}],  # same KD recipe
    "plots": {"search": "search.png", "pareto": "pareto.png"},   # label -> PNG path
    "export": str,                                 # folder written by jdanas.export.export_student
    "ledger_file": str}                            # e.g. "ledger.json"
@@ -355,6 +357,18 @@ def _markdown(report: dict, workdir: pathlib.Path) -> str:
           gains.append("–" if a is None or b is None else f"{100 * (a - b):+.2f} pp")
         lines.append(f"| KD gain | {gains[0]} | {gains[1]} |")
       lines.append("")
+
+  baselines = report.get("baselines")
+  if baselines:
+    lines += ["## Chosen student vs predefined students (same KD recipe)", "",
+              "| Student | Architecture | Params | Val acc | Test acc |", "| --- | --- | --- | --- | --- |"]
+    final = report.get("final") if isinstance(report.get("final"), dict) else {}
+    rows = ([("chosen", final.get("arch"), final.get("params"), final.get("kd") or {})] if final.get("arch") else [])
+    rows += [(b.get("name", "?"), b.get("arch"), b.get("params"), b.get("kd") or {}) for b in baselines]
+    for name, arch, params, kd in rows:
+      lines.append(f"| {_cell(name)} | {_code(arch or '?', in_table=True)} | {_count(params)} | "
+                   f"{_pct(kd.get('val_accuracy'))} | {_pct(kd.get('test_accuracy'))} |")
+    lines.append("")
 
   plots = report.get("plots")
   if plots:

@@ -232,3 +232,91 @@ def test_params_budget_is_a_searcher_constraint():
   plain = regularized_evolution(space, num_asks=32, population_size=32, tournament_size=3)
   encs_p, _ = jax.jit(plain.ask)(jax.random.key(1), plain.init(jax.random.key(0)))
   assert np.any(table[np.asarray(jitted(space, "canonical_index")(encs_p))] > budget)
+
+
+# ---- the pipeline: baselines config field and a tiny end-to-end run --------------------------------
+
+
+def tiny_trade_config(**changes):
+  """The default smoke config on the trade space (digits, tiny grids, budget, one round)."""
+  from configs import default
+  c = default.get_config("smoke")
+  c.space = dict(name="trade", kwargs=dict(families=("resnet", "convmixer"), knobs=(
+      ("resnet", (("blocks", (1, 2)), ("width", (0.25, 0.5)))),
+      ("convmixer", (("depth", (1, 2)), ("dim", (8, 16)), ("patch", (1, 2)), ("kernel", (3,)))))))
+  c.searcher.kwargs.update(num_asks=2, population_size=2, tournament_size=2)
+  c.search.update(rounds=1, top_k=1)
+  c.constraint.max_params = 3_000
+  c.final.baselines = ["resnet(blocks=1,width=0.25)", "convmixer(depth=1,dim=8,patch=2,kernel=3)"]
+  for field, value in changes.items():
+    node = c
+    *parents, leaf = field.split(".")
+    for p in parents:
+      node = node[p]
+    if leaf in node:
+      del node[leaf]  # ConfigDict keeps a field's type; bad-type values replace the field
+    node[leaf] = value
+  return c
+
+
+@pytest.mark.parametrize("value, match", [
+    ("resnet20", "must be a list"),
+    ([""], "must be a list"),
+    (["resnet(blocks=1,width=0.25)", "resnet(blocks=1,width=0.25)"], "has duplicates"),
+    (["wrn_16_2"], "'wrn_16_2' is not an architecture of space 'trade'"),
+    (["resnet(blocks=7,width=0.25)"], "resnet.blocks = 7 is not one of 1, 2"),
+])
+def test_bad_baselines_name_the_field(value, match):
+  from jdanas.experiment import ConfigError, validate_config
+  with pytest.raises(ConfigError, match=match) as info:
+    validate_config(tiny_trade_config(**{"final.baselines": value}))
+  assert str(info.value).startswith("config.final.baselines: ") and "\n" not in str(info.value)
+
+
+def test_baselines_default_and_empty_are_valid():
+  from jdanas.experiment import validate_config
+  validate_config(tiny_trade_config(**{"final.baselines": []}))
+  c = tiny_trade_config()
+  del c.final["baselines"]
+  validate_config(c)
+
+
+def test_trade_config_variants():
+  from configs import trade_cifar10
+  full_c = trade_cifar10.get_config()
+  assert full_c.searcher.name == "casmopolitan" and full_c.space.name == "trade"
+  assert full_c.constraint.max_params == 700_000 and "wrn_16_2" in full_c.final.baselines
+  local = trade_cifar10.get_config("runlocal,searcher=regularized_evolution")
+  assert local.searcher.name == "regularized_evolution" and local.search.rounds == 2
+  space = get_space("trade", **dict(local.space.kwargs))
+  for b in list(full_c.final.baselines) + list(local.final.baselines):
+    (full() if b in full_c.final.baselines else space).encode(b)
+  with pytest.raises(ValueError, match="unknown option 'fast'"):
+    trade_cifar10.get_config("runlocal,fast")
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end_with_budget_and_baselines(tmp_path):
+  import json
+
+  from jdanas.experiment import run
+  config = tiny_trade_config()
+  report = run(config, tmp_path)
+  space = get_space("trade", **dict(config.space.kwargs))
+  ledger = json.loads((tmp_path / "ledger.json").read_text())
+  assert len(ledger) == 2 and all(r["feasible"] and r["params"] <= 3_000 for r in ledger)
+  assert [b["name"] for b in report["baselines"]] == list(config.final.baselines)
+  for b in report["baselines"]:
+    assert b["arch"] == space.decode(space.encode(b["name"]))
+    assert b["params"] == model_costs(space, space.encode(b["name"]), num_classes=10, input_shape=(8, 8, 1),
+                                      flops=False).params  # digits: 8x8 grey
+    assert 0 <= b["kd"]["val_accuracy"] <= 1 and 0 <= b["kd"]["test_accuracy"] <= 1
+  saved = json.loads((tmp_path / "report.json").read_text())
+  assert saved["baselines"] == report["baselines"]
+  md = (tmp_path / "report.md").read_text()
+  assert "## Chosen student vs predefined students (same KD recipe)" in md
+  assert all(f"`{b['arch']}`" in md for b in report["baselines"])
+  # Resume after completion: the search is not repeated and the report is the same.
+  again = run(config, tmp_path)
+  assert again["baselines"] == report["baselines"] and again["final"] == report["final"]
+  assert json.loads((tmp_path / "ledger.json").read_text()) == ledger
