@@ -4,7 +4,10 @@
    and cached in ``<workdir>/teacher``).
 2. **Search** (``config.search.rounds`` rounds): round ``r`` uses ``fold_in(key_loop, r)`` split
    into ask / evaluate / tell keys; the searcher proposes ``Q`` encodings, the evaluator scores
-   them (``short_kd``: the population engine; ``tabular``: a table), the searcher is told. After
+   them (``short_kd``: the population engine; ``tabular``: a table), the searcher is told.
+   Budgets (``config.constraint``: ``max_params``, ``max_flops``, ``max_latency_ms``; 0 = none)
+   become a jittable predicate (:func:`jdanas.searchers.cost_predicate`) that the searcher checks
+   for every proposal (redrawing violators); a proposal still over budget is told as failed. After
    every round the searcher state, the evaluation ledger and the top-K students' parameters are
    checkpointed with orbax (``<workdir>/checkpoints``); per-round metrics go to
    ``metrics.jsonl`` and TensorBoard event files (``<workdir>/tb``). A run in a workdir that has a
@@ -21,6 +24,7 @@ Every config value is checked by :func:`validate_config` before any compute.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import pathlib
 import sys
@@ -39,7 +43,7 @@ from jdanas.distill import KD_PRESETS, KDLoss
 from jdanas.evaluators import EVALUATORS, ShortKDEvaluator, TabularEvaluator
 from jdanas.models.zoo import MODELS
 from jdanas.parallel import make_mesh
-from jdanas.searchers import SEARCHERS, get_searcher, with_dedup
+from jdanas.searchers import SEARCHERS, cost_predicate, get_searcher, with_constraint, with_dedup
 from jdanas.spaces import SPACES, get_space
 from jdanas.teachers import Teacher, evaluate, load_teacher, save_teacher, train_teacher
 from jdanas.train import STRATEGIES, PopulationTrainer, Recipe
@@ -148,7 +152,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _need(_is_int(r.top_k) and r.top_k > 0, "search.top_k", f"must be a positive int, got {r.top_k!r}")
   c = config.get("constraint", None)
   if c is not None:
-    for field in ("max_params", "max_flops"):
+    for field in ("max_params", "max_flops", "max_latency_ms"):
       v = c.get(field, 0)
       _need(_is_num(v) and v >= 0, f"constraint.{field}", f"must be >= 0 (0 = no limit), got {v!r}")
   if "mesh" in config:
@@ -238,12 +242,32 @@ class _Checkpoints:
     self.manager.close()
 
 
-def _constraint_ok(space, enc, data, limits) -> bool:
-  if not limits:
-    return True
-  c = costs.model_costs(space, enc, num_classes=data.num_classes, input_shape=data.image_shape,
-                        flops="max_flops" in limits)
-  return all(getattr(c, name[4:]) <= v for name, v in limits.items())
+def _budget(config, space, data):
+  """The jittable budget predicate of ``config.constraint`` (None without limits)."""
+  c = config.get("constraint", None) or {}
+  limits = {f: float(c.get(f, 0) or 0) for f in ("max_params", "max_flops", "max_latency_ms")}
+  if not any(limits.values()):
+    return None
+  try:
+    return cost_predicate(space, num_classes=data.num_classes, input_shape=tuple(data.image_shape), **limits)
+  except ValueError as e:
+    raise ConfigError(f"config.constraint.{e}") from None
+
+
+def build_searcher(config, space, feasible=None):
+  """The configured searcher; budgets (``feasible``) go to a searcher that checks them for every
+  child itself (a ``feasible`` argument, e.g. ``diswot_evolution``), else through
+  :func:`with_constraint`; deduplication outermost."""
+  name, kwargs = config.searcher.name, dict(config.searcher.get("kwargs", {}))
+  if feasible is not None and "feasible" in inspect.signature(SEARCHERS[name]).parameters:
+    searcher = get_searcher(name, space, feasible=feasible, **kwargs)
+  else:
+    searcher = get_searcher(name, space, **kwargs)
+    if feasible is not None:
+      searcher = with_constraint(searcher, feasible)
+  if config.searcher.get("dedup", True):
+    searcher = with_dedup(searcher, space)
+  return searcher
 
 
 def _top_archs(ledger: list, k: int) -> list[dict]:
@@ -278,9 +302,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
   log(f"[teacher] {teacher.name}: val accuracy {teacher_val:.4f}")
 
   space = get_space(config.space.name, **dict(config.space.get("kwargs", {})))
-  searcher = get_searcher(config.searcher.name, space, **dict(config.searcher.get("kwargs", {})))
-  if config.searcher.get("dedup", True):
-    searcher = with_dedup(searcher, space)
+  budget = _budget(config, space, data)
+  searcher = build_searcher(config, space, budget)
+  feasible_batch = jax.jit(jax.vmap(budget)) if budget is not None else None
   mesh = make_mesh(*_mesh_shape(config.mesh)) if "mesh" in config and jax.device_count() > 1 else None
   loss = _kd_loss(config)
   if config.evaluator.name == "tabular":
@@ -291,8 +315,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
                                 strategy=config.evaluator.strategy, mesh=mesh,
                                 specialize=_specialize(config))
     evaluator = ShortKDEvaluator(trainer)
-  limits = {f"max_{k}": float(v) for k in ("params", "flops")
-            for v in [config.get("constraint", {}).get(f"max_{k}", 0)] if v}
 
   ask, tell = jax.jit(searcher.ask), jax.jit(searcher.tell)
   state = jax.jit(searcher.init)(key_init)
@@ -318,7 +340,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
     key_ask, key_eval, key_tell = jax.random.split(jax.random.fold_in(key_loop, r), 3)
     encs, state = ask(key_ask, state)
     encs = np.asarray(jax.device_get(encs))
-    feasible = np.asarray([_constraint_ok(space, e, data, limits) for e in encs])
+    # The searcher proposes within the budget; a proposal it could not repair is scored NaN.
+    feasible = (np.asarray(jax.device_get(feasible_batch(encs))) if feasible_batch is not None
+                else np.ones(len(encs), bool))
     scores = np.full(len(encs), np.nan, np.float32)
     variables = [None] * len(encs)
     if feasible.any():
