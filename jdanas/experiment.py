@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from jdanas import costs
 from jdanas.data import load_dataset
-from jdanas.distill import KD_PRESETS, KDLoss
+from jdanas.distill import KD_PRESETS, TAPS, KDLoss
 from jdanas.evaluators import EVALUATORS, ShortKDEvaluator, TabularEvaluator
 from jdanas.models.zoo import MODELS
 from jdanas.parallel import make_mesh
@@ -147,6 +147,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _need(k.loss in KD_PRESETS and KD_PRESETS[k.loss].uses_teacher, "kd.loss",
         f"{k.loss!r} is not a KD preset; choose one of {', '.join(n for n, l in KD_PRESETS.items() if l.uses_teacher)}")
   _need(_is_num(k.temperature) and k.temperature > 0, "kd.temperature", f"must be > 0, got {k.temperature!r}")
+  for field in ("semantic_weight", "relation_weight"):  # DisWOT as a distiller (0 = off)
+    v = k.get(field, 0.0)
+    _need(_is_num(v) and v >= 0 and np.isfinite(v), f"kd.{field}", f"must be a number >= 0 (0 = off), got {v!r}")
+  tap = k.get("relation_tap", "pre_pool")
+  _need(tap in TAPS, "kd.relation_tap", f"{tap!r} is not one of {', '.join(TAPS)}")
   r = config.search
   _need(_is_int(r.rounds) and r.rounds > 0, "search.rounds", f"must be a positive int, got {r.rounds!r}")
   _need(_is_int(r.top_k) and r.top_k > 0, "search.top_k", f"must be a positive int, got {r.top_k!r}")
@@ -178,8 +183,12 @@ def _recipe(c, loss: KDLoss) -> Recipe:
 
 def _kd_loss(config) -> KDLoss:
   base = KD_PRESETS[config.kd.loss]
-  return KDLoss(temperature=float(config.kd.temperature), hard_weight=base.hard_weight,
-                soft_weight=base.soft_weight, soft_form=base.soft_form)
+  k = config.kd
+  return KDLoss(temperature=float(k.temperature), hard_weight=base.hard_weight,
+                soft_weight=base.soft_weight, soft_form=base.soft_form,
+                semantic_weight=float(k.get("semantic_weight", 0.0)),
+                relation_weight=float(k.get("relation_weight", 0.0)),
+                relation_tap=str(k.get("relation_tap", "pre_pool")))
 
 
 def load_data(config):

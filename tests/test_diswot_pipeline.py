@@ -44,5 +44,11 @@ def test_pipeline_budget_holds_for_every_proposal(tmp_path):
 def test_bad_constraint_and_searcher_fields_name_the_field():
   with pytest.raises(ConfigError, match="config.constraint.max_latency_ms"):
     validate_config(smoke(**{"constraint.max_latency_ms": -1.0}))
+  with pytest.raises(ConfigError, match="config.kd.semantic_weight: must be a number >= 0"):
+    validate_config(smoke(**{"kd.semantic_weight": -0.5}))
+  with pytest.raises(ConfigError, match="config.kd.relation_weight"):
+    validate_config(smoke(**{"kd.relation_weight": "high"}))
+  with pytest.raises(ConfigError, match="config.kd.relation_tap: 'logits' is not one of"):
+    validate_config(smoke(**{"kd.relation_tap": "logits"}))
   with pytest.raises(ConfigError, match="config.searcher.kwargs: diswot_evolution: max_mutations"):
     validate_config(smoke(**{"searcher.name": "diswot_evolution", "searcher.kwargs": dict(max_mutations=0)}))
