@@ -4,7 +4,10 @@
    and cached in ``<workdir>/teacher``).
 2. **Search** (``config.search.rounds`` rounds): round ``r`` uses ``fold_in(key_loop, r)`` split
    into ask / evaluate / tell keys; the searcher proposes ``Q`` encodings, the evaluator scores
-   them (``short_kd``: the population engine; ``tabular``: a table), the searcher is told. After
+   them (``short_kd``: the population engine; ``tabular``: a table), the searcher is told.
+   Budgets (``config.constraint``: ``max_params``, ``max_flops``, ``max_latency_ms``; 0 = none)
+   become a jittable predicate (:func:`jdanas.searchers.cost_predicate`) that the searcher checks
+   for every proposal (redrawing violators); a proposal still over budget is told as failed. After
    every round the searcher state, the evaluation ledger and the top-K students' parameters are
    checkpointed with orbax (``<workdir>/checkpoints``); per-round metrics go to
    ``metrics.jsonl`` and TensorBoard event files (``<workdir>/tb``). A run in a workdir that has a
@@ -23,6 +26,7 @@ Every config value is checked by :func:`validate_config` before any compute.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import pathlib
 import sys
@@ -37,11 +41,11 @@ from tqdm.auto import tqdm
 
 from jdanas import costs
 from jdanas.data import load_dataset
-from jdanas.distill import KD_PRESETS, KDLoss
+from jdanas.distill import KD_PRESETS, TAPS, KDLoss
 from jdanas.evaluators import EVALUATORS, ShortKDEvaluator, TabularEvaluator
 from jdanas.models.zoo import MODELS
 from jdanas.parallel import make_mesh
-from jdanas.searchers import SEARCHERS, get_searcher, with_constraint, with_dedup
+from jdanas.searchers import SEARCHERS, cost_predicate, get_searcher, with_constraint, with_dedup
 from jdanas.spaces import SPACES, get_space
 from jdanas.teachers import Teacher, evaluate, load_teacher, save_teacher, train_teacher
 from jdanas.train import STRATEGIES, PopulationTrainer, Recipe
@@ -155,12 +159,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _need(k.loss in KD_PRESETS and KD_PRESETS[k.loss].uses_teacher, "kd.loss",
         f"{k.loss!r} is not a KD preset; choose one of {', '.join(n for n, l in KD_PRESETS.items() if l.uses_teacher)}")
   _need(_is_num(k.temperature) and k.temperature > 0, "kd.temperature", f"must be > 0, got {k.temperature!r}")
+  for field in ("semantic_weight", "relation_weight"):  # DisWOT as a distiller (0 = off)
+    v = k.get(field, 0.0)
+    _need(_is_num(v) and v >= 0 and np.isfinite(v), f"kd.{field}", f"must be a number >= 0 (0 = off), got {v!r}")
+  tap = k.get("relation_tap", "pre_pool")
+  _need(tap in TAPS, "kd.relation_tap", f"{tap!r} is not one of {', '.join(TAPS)}")
   r = config.search
   _need(_is_int(r.rounds) and r.rounds > 0, "search.rounds", f"must be a positive int, got {r.rounds!r}")
   _need(_is_int(r.top_k) and r.top_k > 0, "search.top_k", f"must be a positive int, got {r.top_k!r}")
   c = config.get("constraint", None)
   if c is not None:
-    for field in ("max_params", "max_flops"):
+    for field in ("max_params", "max_flops", "max_latency_ms"):
       v = c.get(field, 0)
       _need(_is_num(v) and v >= 0, f"constraint.{field}", f"must be >= 0 (0 = no limit), got {v!r}")
   if "mesh" in config:
@@ -186,8 +195,12 @@ def _recipe(c, loss: KDLoss) -> Recipe:
 
 def _kd_loss(config) -> KDLoss:
   base = KD_PRESETS[config.kd.loss]
-  return KDLoss(temperature=float(config.kd.temperature), hard_weight=base.hard_weight,
-                soft_weight=base.soft_weight, soft_form=base.soft_form)
+  k = config.kd
+  return KDLoss(temperature=float(k.temperature), hard_weight=base.hard_weight,
+                soft_weight=base.soft_weight, soft_form=base.soft_form,
+                semantic_weight=float(k.get("semantic_weight", 0.0)),
+                relation_weight=float(k.get("relation_weight", 0.0)),
+                relation_tap=str(k.get("relation_tap", "pre_pool")))
 
 
 def load_data(config):
@@ -250,12 +263,32 @@ class _Checkpoints:
     self.manager.close()
 
 
-def _constraint_ok(space, enc, data, limits) -> bool:
-  if not limits:
-    return True
-  c = costs.model_costs(space, enc, num_classes=data.num_classes, input_shape=data.image_shape,
-                        flops="max_flops" in limits)
-  return all(getattr(c, name[4:]) <= v for name, v in limits.items())
+def _budget(config, space, data):
+  """The jittable budget predicate of ``config.constraint`` (None without limits)."""
+  c = config.get("constraint", None) or {}
+  limits = {f: float(c.get(f, 0) or 0) for f in ("max_params", "max_flops", "max_latency_ms")}
+  if not any(limits.values()):
+    return None
+  try:
+    return cost_predicate(space, num_classes=data.num_classes, input_shape=tuple(data.image_shape), **limits)
+  except ValueError as e:
+    raise ConfigError(f"config.constraint.{e}") from None
+
+
+def build_searcher(config, space, feasible=None):
+  """The configured searcher; budgets (``feasible``) go to a searcher that checks them for every
+  child itself (a ``feasible`` argument, e.g. ``diswot_evolution``), else through
+  :func:`with_constraint`; deduplication outermost."""
+  name, kwargs = config.searcher.name, dict(config.searcher.get("kwargs", {}))
+  if feasible is not None and "feasible" in inspect.signature(SEARCHERS[name]).parameters:
+    searcher = get_searcher(name, space, feasible=feasible, **kwargs)
+  else:
+    searcher = get_searcher(name, space, **kwargs)
+    if feasible is not None:
+      searcher = with_constraint(searcher, feasible)
+  if config.searcher.get("dedup", True):
+    searcher = with_dedup(searcher, space)
+  return searcher
 
 
 def _top_archs(ledger: list, k: int) -> list[dict]:
@@ -290,21 +323,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
   log(f"[teacher] {teacher.name}: val accuracy {teacher_val:.4f}")
 
   space = get_space(config.space.name, **dict(config.space.get("kwargs", {})))
-  searcher = get_searcher(config.searcher.name, space, **dict(config.searcher.get("kwargs", {})))
-  limits = {f"max_{k}": float(v) for k in ("params", "flops")
-            for v in [config.get("constraint", {}).get(f"max_{k}", 0)] if v}
-  if "max_params" in limits:
-    # Spaces that can tabulate params give a jittable predicate: the searcher then only proposes
-    # students within budget (the host check below still records feasibility in the ledger).
-    t_table = time.perf_counter()
-    params_ok = space.params_predicate(limits["max_params"], num_classes=data.num_classes,
-                                       input_shape=data.image_shape)
-    if params_ok is not None:
-      searcher = with_constraint(searcher, params_ok)
-      log(f"[search] params budget {limits['max_params']:.0f} as a searcher constraint "
-          f"(params table in {time.perf_counter() - t_table:.1f} s)")
-  if config.searcher.get("dedup", True):
-    searcher = with_dedup(searcher, space)
+  budget = _budget(config, space, data)
+  searcher = build_searcher(config, space, budget)
+  feasible_batch = jax.jit(jax.vmap(budget)) if budget is not None else None
   mesh = make_mesh(*_mesh_shape(config.mesh)) if "mesh" in config and jax.device_count() > 1 else None
   loss = _kd_loss(config)
   if config.evaluator.name == "tabular":
@@ -340,7 +361,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
     key_ask, key_eval, key_tell = jax.random.split(jax.random.fold_in(key_loop, r), 3)
     encs, state = ask(key_ask, state)
     encs = np.asarray(jax.device_get(encs))
-    feasible = np.asarray([_constraint_ok(space, e, data, limits) for e in encs])
+    # The searcher proposes within the budget; a proposal it could not repair is scored NaN.
+    feasible = (np.asarray(jax.device_get(feasible_batch(encs))) if feasible_batch is not None
+                else np.ones(len(encs), bool))
     scores = np.full(len(encs), np.nan, np.float32)
     variables = [None] * len(encs)
     if feasible.any():

@@ -18,7 +18,8 @@ from jdanas.searchers import (SEARCHERS, archive_add, archive_best, archive_cont
 from jdanas.spaces import get_space
 
 Q, POPULATION, TOURNAMENT, CAPACITY = 4, 8, 4, 64
-TINY = {"random": {}, "regularized_evolution": dict(population_size=POPULATION, tournament_size=TOURNAMENT)}
+TINY = {"random": {}, "regularized_evolution": dict(population_size=POPULATION, tournament_size=TOURNAMENT),
+        "diswot_evolution": dict(population_size=POPULATION, tournament_size=TOURNAMENT)}
 HIDDEN = jnp.asarray([1, 4, 2, 0, 3, 2], jnp.int32)
 
 

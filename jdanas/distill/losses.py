@@ -9,6 +9,15 @@ T=4) or the soft cross-entropy ``H(p_t, p_s)`` (``soft_form="soft_ce"``, DaSS: h
 T=6), which differs from KL by the teacher entropy and has the same gradient. The ``T^2`` factor
 is explicit. Values are per example; callers reduce (``mean`` over the batch equals the papers'
 sum-over-classes, mean-over-batch reduction).
+
+"DisWOT as a distiller" (DisWOT-dagger, methods.md §2.5) adds feature-relation terms computed on one
+feature tap of student and teacher (:data:`TAPS`)::
+
+  loss_i += semantic_weight * ICKD_i(f_s, f_t) + relation_weight * SP_i(f_s, f_t)
+
+(:mod:`jdanas.distill.relations`; the channel-mismatch policy is documented there). The official
+code does not expose these weights (methods.md §2.5), so they are free parameters. With both
+weights 0 the loss is exactly the logit KD loss (the same program: no feature is requested).
 """
 from __future__ import annotations
 
@@ -18,7 +27,19 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jdanas.distill.relations import ickd_loss, sp_loss
+
 SOFT_FORMS = ("kl", "soft_ce")
+# Feature taps the relation terms may use (keys of the models' Features dict; "last_stage" is
+# ``stages[-1]``, the last stage output before any final BN/ReLU).
+TAPS = ("pre_pool", "pooled", "last_stage")
+
+
+def tap_feature(features: dict, tap: str) -> jax.Array:
+  """The feature ``tap`` (one of :data:`TAPS`) of a model's Features dict."""
+  if tap not in TAPS:
+    raise ValueError(f"relation_tap: {tap!r} is not one of {TAPS}")
+  return features["stages"][-1] if tap == "last_stage" else features[tap]
 
 
 def kd_loss(student_logits: jax.Array, teacher_logits: jax.Array | None, labels: jax.Array, *,
@@ -63,6 +84,9 @@ class KDLoss:
   hard_weight: float = 0.1
   soft_weight: float = 0.9
   soft_form: str = "kl"
+  semantic_weight: float = 0.0
+  relation_weight: float = 0.0
+  relation_tap: str = "pre_pool"
 
   def __post_init__(self):
     if self.soft_form not in SOFT_FORMS:
@@ -72,12 +96,44 @@ class KDLoss:
     if self.hard_weight < 0 or self.soft_weight < 0 or self.hard_weight + self.soft_weight == 0:
       raise ValueError(f"loss.hard_weight/soft_weight must be >= 0 and not both 0, got "
                        f"{self.hard_weight}/{self.soft_weight}")
+    for name in ("semantic_weight", "relation_weight"):
+      if not getattr(self, name) >= 0:
+        raise ValueError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
+    if self.relation_tap not in TAPS:
+      raise ValueError(f"loss.relation_tap: {self.relation_tap!r} is not one of {TAPS}")
 
   @property
   def uses_teacher(self) -> bool:
-    return self.soft_weight > 0
+    return self.soft_weight > 0 or self.uses_features
+
+  @property
+  def uses_features(self) -> bool:
+    """Whether the loss needs the teacher's feature tap (a DisWOT relation term is on)."""
+    return self.semantic_weight > 0 or self.relation_weight > 0
+
+  def teacher_targets(self, teacher_features: dict):
+    """What the training step needs from one teacher pass: the logits, plus the tap when a
+    relation term is on (``{"logits", "feature"}``)."""
+    if not self.uses_features:
+      return teacher_features["logits"]
+    return {"logits": teacher_features["logits"], "feature": tap_feature(teacher_features, self.relation_tap)}
+
+  def from_features(self, student_features: dict, teacher_targets, labels) -> jax.Array:
+    """Per-example loss from the student's Features dict and :meth:`teacher_targets`; with both
+    relation weights 0 it is ``self(student_logits, teacher_logits, labels)``."""
+    if not self.uses_features:
+      return self(student_features["logits"], teacher_targets, labels)
+    loss = self(student_features["logits"], teacher_targets["logits"], labels)
+    f_s, f_t = tap_feature(student_features, self.relation_tap), teacher_targets["feature"]
+    if self.semantic_weight > 0:
+      loss = loss + self.semantic_weight * ickd_loss(f_s, f_t)
+    if self.relation_weight > 0:
+      loss = loss + self.relation_weight * sp_loss(f_s, f_t)
+    return loss
 
   def __call__(self, student_logits, teacher_logits, labels) -> jax.Array:
+    if isinstance(teacher_logits, dict):
+      teacher_logits = teacher_logits["logits"]
     return kd_loss(student_logits, teacher_logits, labels, temperature=self.temperature,
                    hard_weight=self.hard_weight, soft_weight=self.soft_weight, soft_form=self.soft_form)
 

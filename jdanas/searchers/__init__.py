@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 from jdanas.searchers.base import (Archive, Searcher, archive_add, archive_best, archive_contains,
                                    archive_init, best_index, tell_metrics)
+from jdanas.searchers.budgets import cost_predicate
+from jdanas.searchers.diswot_evolution import DisWOTEvolutionState, diswot_evolution
 from jdanas.searchers.evolution import EvolutionState, regularized_evolution
 from jdanas.searchers.random_search import RandomSearchState, random_search
 from jdanas.searchers.wrappers import (ConstraintState, DedupState, duplicates, enumerate_encodings,
@@ -19,6 +21,7 @@ from jdanas.spaces.base import AbstractSearchSpace
 SEARCHERS: dict[str, Callable[..., Searcher]] = {
     "random": random_search,
     "regularized_evolution": regularized_evolution,
+    "diswot_evolution": diswot_evolution,
 }
 
 
@@ -34,8 +37,8 @@ def get_searcher(name: str, space: AbstractSearchSpace, **kwargs: Any) -> Search
   return factory(space, **kwargs)
 
 
-__all__ = ["Archive", "ConstraintState", "DedupState", "EvolutionState", "RandomSearchState",
+__all__ = ["Archive", "ConstraintState", "DedupState", "DisWOTEvolutionState", "EvolutionState", "RandomSearchState",
            "SEARCHERS", "Searcher", "archive_add", "archive_best", "archive_contains",
-           "archive_init", "best_index", "duplicates", "enumerate_encodings", "get_searcher",
+           "archive_init", "best_index", "cost_predicate", "diswot_evolution", "duplicates", "enumerate_encodings", "get_searcher",
            "mixed_radix_index", "random_search", "regularized_evolution", "table_predicate",
            "tell_metrics", "with_constraint", "with_dedup"]

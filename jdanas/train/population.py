@@ -173,10 +173,16 @@ def _single_init(module, tx, key, enc, lr_scale, sample_x):
 
 
 def _single_step(module, tx, loss_fn, state: StudentState, x, y, t_logits) -> StudentState:
+  """One optimiser step. ``t_logits``: the teacher's logits, or ``loss_fn.teacher_targets(...)``
+  (logits + feature tap) when the loss has DisWOT relation terms; ``None`` without a teacher."""
   def objective(params):
     out, mutated = module.apply({"params": params, "batch_stats": state.batch_stats}, x, state.enc,
                                 train=True, mutable=["batch_stats"])
-    return jnp.mean(loss_fn(out["logits"], t_logits, y)), mutated.get("batch_stats", {})
+    if getattr(loss_fn, "uses_features", False):
+      loss = loss_fn.from_features(out, t_logits, y)
+    else:
+      loss = loss_fn(out["logits"], t_logits, y)
+    return jnp.mean(loss), mutated.get("batch_stats", {})
   (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = jax.tree.map(lambda p, u: p + state.lr_scale * u, state.params, updates)
@@ -403,8 +409,10 @@ class PopulationTrainer:
       if recipe.augment:
         x = batching.augment(jax.random.fold_in(key_aug, step), x, pad)
       x = batching.normalize(x, mean, std)
-      # One teacher pass per batch, shared by every student of every group.
-      t = teacher.module.apply(teacher_vars, x, None, train=False)["logits"] if uses_teacher else None
+      # One teacher pass per batch, shared by every student of every group (logits, plus the
+      # feature tap of the DisWOT relation terms when they are on).
+      t = (recipe.loss.teacher_targets(teacher.module.apply(teacher_vars, x, None, train=False))
+           if uses_teacher else None)
       return x, y, t
 
     # Batches and teacher logits are split over the mesh's 'data' axis.
