@@ -1,0 +1,90 @@
+"""A zero-cost proxy as a search evaluator, and randomly initialised teachers for scoring."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from jdanas.evaluators import Evaluation
+from jdanas.models.zoo import get_model
+from jdanas.scoring.init import abstract_variables
+from jdanas.scoring import population
+from jdanas.scoring.population import score_population
+from jdanas.scoring.proxies import PROXY_INFO, PROXIES
+from jdanas.spaces.base import AbstractSearchSpace
+from jdanas.teachers import Teacher
+
+
+def random_teacher(name: str, num_classes: int, input_shape: tuple[int, ...] = (32, 32, 3)) -> Teacher:
+  """A zoo teacher without trained weights (``variables`` are abstract shapes).
+
+  DisWOT scores against a randomly initialised teacher; :func:`score_population` (with the default
+  ``teacher_init="random"``) draws its weights from the scoring key.
+  """
+  module = get_model(name, num_classes)
+  return Teacher(name=name, module=module, variables=abstract_variables(module, tuple(input_shape), None),
+                 num_classes=int(num_classes), input_shape=tuple(input_shape), meta={"random": True})
+
+
+class ZeroCostEvaluator:
+  """Scores candidates with one training-free proxy (higher = better).
+
+  Called as ``evaluator(key, encodings) -> Evaluation`` like every evaluator of
+  :mod:`jdanas.evaluators`. The call's ``key`` is ignored: the weights come from ``seed`` so that
+  scores of different rounds are comparable (a candidate's score depends only on its
+  architecture, the batch and ``seed``). Compiled programs are cached across calls (one per
+  proxy group and signature; all masked NB201 cells share one), so a search with a fixed number
+  of asks compiles once.
+
+  Args:
+    space: the search space.
+    teacher: a :class:`jdanas.teachers.Teacher` (or None for proxies without a teacher).
+    images: ``float32[N, H, W, C]`` normalised batch; ``labels``: ``int[N]``.
+    proxy: one name of :data:`jdanas.scoring.PROXIES`.
+    num_classes: classifier width of the students (default: the teacher's).
+    seed: fixes the weights.
+    **kwargs: passed to :func:`score_population` (``init``, ``relation_tap``, ``strategy``, ...).
+  """
+
+  name = "zero_cost"
+
+  def __init__(self, space: AbstractSearchSpace, teacher: Teacher | None, images: Any, labels: Any, proxy: str,
+               *, num_classes: int | None = None, seed: int = 0, **kwargs):
+    if proxy not in PROXY_INFO:
+      raise ValueError(f"evaluator.proxy: unknown proxy {proxy!r}; choose from {', '.join(PROXIES)}")
+    if PROXY_INFO[proxy].needs_teacher and teacher is None:
+      raise ValueError(f"evaluator.teacher: proxy {proxy!r} needs a teacher")
+    if num_classes is None:
+      if teacher is None:
+        raise ValueError("evaluator.num_classes: give num_classes when there is no teacher")
+      num_classes = teacher.num_classes
+    self.space, self.teacher, self.proxy = space, teacher, proxy
+    self.images = np.asarray(images, np.float32)
+    self.labels = np.asarray(labels, np.int32)
+    self.num_classes = int(num_classes)
+    self.seed = int(seed)
+    self.kwargs = kwargs
+    self.last_info: dict = {}
+
+  def __call__(self, key: jax.Array, encodings: np.ndarray) -> Evaluation:
+    del key  # weights come from ``seed`` (see class docstring)
+    t0 = time.perf_counter()
+    info: dict = {}
+    traces = sum(population.TRACE_COUNTS.values())
+    scores = score_population(jax.random.key(self.seed), self.space, np.asarray(encodings), self.images,
+                              self.labels, proxies=(self.proxy,), num_classes=self.num_classes,
+                              teacher=self.teacher, info=info, **self.kwargs)[self.proxy]
+    self.last_info = info
+    return Evaluation(scores=scores.astype(np.float32), seconds=time.perf_counter() - t0,
+                      num_compilations=sum(population.TRACE_COUNTS.values()) - traces)
+
+
+def normalized_batch(x_uint8: np.ndarray, mean, std) -> np.ndarray:
+  """uint8 NHWC -> float32 normalised (host), the input format of :func:`score_population`."""
+  x = np.asarray(x_uint8, np.float32) / 255.0
+  return ((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).astype(np.float32)
+
+
+__all__ = ["ZeroCostEvaluator", "normalized_batch", "random_teacher"]

@@ -1,0 +1,101 @@
+"""Variable initialisation for training-free scoring, and which variables an architecture uses.
+
+* ``init="gaussian"``: the rule of DisWOT's code (and Zen-NAS): every conv / linear kernel
+  ``~ N(0, 1)``, biases 0, BatchNorm scale 1 and bias 0 (running mean 0, variance 1; scoring runs
+  BN in train mode, so batch statistics are used). Each kernel is drawn from
+  ``fold_in(key, crc32(path))``: a parameter's value depends only on the key and its name, so the
+  masked NB201 superset and the per-cell module of the same cell get identical weights.
+* ``init="flax"``: the modules' own initialisers (``module.init``); Flax also derives each
+  parameter's random stream from its path, so the same holds.
+
+:func:`path_weight` says whether a variable (or a module's activations) belongs to the selected
+architecture: 1 everywhere except, in the masked NB201 form, the ops that the encoding does not
+select (0). Proxies multiply per-layer contributions by it, so parameters of unselected ops never
+enter a score.
+"""
+from __future__ import annotations
+
+import functools
+import zlib
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jdanas.spaces.base import AbstractSearchSpace
+from jdanas.spaces.nb201 import EDGES, OPS, NB201Space
+
+INITS = ("gaussian", "flax")
+_OP_OF_MODULE = {"conv1x1": OPS.index("nor_conv_1x1"), "conv3x3": OPS.index("nor_conv_3x3")}
+
+
+def _key_name(entry: Any) -> str:
+  return str(getattr(entry, "key", getattr(entry, "name", entry)))
+
+
+def path_names(path: Sequence[Any]) -> tuple[str, ...]:
+  return tuple(_key_name(p) for p in path)
+
+
+def gaussian_variables(key: jax.Array, abstract: Any) -> Any:
+  """DisWOT's Gaussian rule applied to a tree of abstract variables (see module docstring)."""
+  def value(path, leaf):
+    names = path_names(path)
+    leaf_name = names[-1]
+    if names[0] != "params":  # batch_stats: mean 0, var 1
+      return jnp.full(leaf.shape, 1.0 if leaf_name == "var" else 0.0, leaf.dtype)
+    if leaf_name == "scale":
+      return jnp.ones(leaf.shape, leaf.dtype)
+    if leaf_name == "bias":
+      return jnp.zeros(leaf.shape, leaf.dtype)
+    sub = jax.random.fold_in(key, zlib.crc32("/".join(names).encode()) & 0x7FFFFFFF)
+    return jax.random.normal(sub, leaf.shape, leaf.dtype)
+  return jax.tree_util.tree_map_with_path(value, abstract)
+
+
+@functools.lru_cache(maxsize=256)
+def abstract_variables(module: nn.Module, input_shape: tuple[int, ...], enc_shape: tuple[int, ...] | None) -> Any:
+  x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
+  enc = None if enc_shape is None else jnp.zeros(enc_shape, jnp.int32)
+  return jax.eval_shape(lambda: module.init(jax.random.key(0), x, enc, train=False))
+
+
+def init_variables(key: jax.Array, module: nn.Module, input_shape: tuple[int, ...], enc: jax.Array | None,
+                   init: str) -> Any:
+  """Variables ``{'params', 'batch_stats'}`` of ``module`` by rule ``init`` (traceable)."""
+  if init not in INITS:
+    raise ValueError(f"init: {init!r} is not one of {INITS}")
+  if init == "gaussian":
+    shape = None if enc is None else tuple(enc.shape)
+    return gaussian_variables(key, abstract_variables(module, tuple(input_shape), shape))
+  x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
+  return module.init(key, x, enc, train=False)
+
+
+def path_weight(space: AbstractSearchSpace | None, names: Sequence[str], enc: Any, xp=jnp):
+  """1 if the variable / module at ``names`` is part of architecture ``enc``, else 0.
+
+  ``names`` is a module or variable path (collection names such as ``params`` are ignored). Only
+  the masked NB201 form has unselected parts: the ``conv1x1`` / ``conv3x3`` op of edge ``jI`` is
+  used iff the edge's op is that convolution. ``xp`` is ``jnp`` under tracing or ``np`` on the host.
+  """
+  if not (isinstance(space, NB201Space) and space.masked):
+    return 1.0
+  names = list(names)
+  for i, name in enumerate(names[:-1]):
+    if name.startswith("edge") and len(name) == 6 and names[i + 1] in _OP_OF_MODULE:
+      e = EDGES.index((int(name[4]), int(name[5])))
+      return (xp.asarray(enc)[e] == _OP_OF_MODULE[names[i + 1]]).astype(xp.float32)
+  return 1.0
+
+
+def count_params(space: AbstractSearchSpace, module: nn.Module, enc: np.ndarray,
+                 input_shape: tuple[int, ...]) -> int:
+  """Number of ``params`` elements used by ``enc`` (masked: unselected ops excluded)."""
+  abstract = abstract_variables(module, tuple(input_shape), tuple(np.shape(enc)))
+  total = 0.0
+  for path, leaf in jax.tree_util.tree_flatten_with_path(abstract["params"])[0]:
+    total += float(path_weight(space, path_names(path), enc, xp=np)) * int(np.prod(leaf.shape))
+  return int(total)

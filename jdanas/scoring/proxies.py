@@ -1,0 +1,354 @@
+"""Zero-cost proxies: definitions, signs, references, and the per-candidate programs.
+
+Every score is oriented so that **higher = predicted better** (a distance d is reported as -d).
+
+| name | definition (per candidate, one batch) | reference |
+| --- | --- | --- |
+| ``diswot`` | ``-(M_s + M_r)``: semantic + relation distance to the teacher | Dong et al., CVPR 2023 |
+| ``diswot_semantic`` | ``-M_s``: ICKD distance of classifier gradients (``semantic_loss``) | DisWOT; Liu et al., ICCV 2021 |
+| ``diswot_relation`` | ``-M_r``: SP distance on ``relation_tap`` (``relation_loss``) | DisWOT; Tung & Mori, ICCV 2019 |
+| ``naswot`` | ``log|det K|``, ``K = sum_relu (c c^T + (1-c)(1-c)^T)`` of binary ReLU codes | Mellor et al., ICML 2021 |
+| ``synflow`` | ``sum |theta| * dR/d|theta|``, ``R`` = sum of logits on an all-ones input, BN off, float64 | Tanaka et al., NeurIPS 2020 |
+| ``snip`` | ``sum |theta * dL/dtheta|`` (cross-entropy L) | Lee et al., ICLR 2019 |
+| ``grasp`` | ``sum -theta * (H g)``, ``g = dL/dtheta`` | Wang et al., ICLR 2020 |
+| ``gradnorm`` | ``sum_layers ||dL/dW||_2`` | Abdelfattah et al., ICLR 2021 |
+| ``fisher`` | per channel ``0.5 mean_n (sum_hw a * dL/da)^2`` of conv/linear outputs, expanded to the weight shape, summed | Turner et al., ICLR 2020 |
+| ``jacob_cov`` | ``-sum(log(v + k) + 1/(v + k))``, ``v`` = eigenvalues of the corrcoef of input Jacobians, k=1e-5 | Mellor et al. 2020 (v1) |
+| ``zen`` | ``log E||f(x) - f(x + 0.01 e)||_1 + sum_BN log sqrt(mean var)``, Gaussian ``x``, pre-pool ``f`` | Lin et al., ICCV 2021 |
+| ``params`` | number of parameters of the architecture | |
+| ``flops`` | XLA FLOPs of the architecture's batch-1 forward (:mod:`jdanas.costs`) | |
+| ``kd`` | ``-T^2 KL(p_t || p_s)``, T=4, teacher = target | Hinton et al. 2015; DisWOT §KD proxies |
+| ``fitnet`` | ``-MSE`` of pooled features (equal widths required) | Romero et al., ICLR 2015 |
+| ``at`` | ``-`` attention-transfer distance of the stage outputs | Zagoruyko & Komodakis, ICLR 2017 |
+| ``sp`` | ``-`` SP distance of the pre-pool maps | Tung & Mori, ICCV 2019 |
+| ``rkd`` | ``-`` RKD distance + angle loss of pooled features | Park et al., CVPR 2019 |
+| ``pkt`` | ``-`` PKT loss of pooled features | Passalis & Tefas, ECCV 2018 |
+
+Gradient proxies follow the zero-cost-proxy code of Abdelfattah et al. (ICLR 2021,
+https://github.com/SamsungLabs/zero-cost-nas): conv and linear kernels only, batch-mean
+cross-entropy, BN in train mode (batch statistics); GraSP with T=1, Fisher with the per-channel
+value repeated over the weight's fan-in (as their ``reshape_elements`` does). SynFlow removes BN
+(here: scale 1, bias 0, statistics mean 0 / variance 1 in eval mode, i.e. the identity up to
+``1/sqrt(1 + 1e-5)``) and runs in float64, as the reference does: in float32 deep NB201 cells
+overflow. Zen uses the batch variance of each BN's input (Zen-NAS reads the running variance) and
+keeps residual links.
+
+In the masked NB201 form, every per-layer contribution (kernels, ReLU codes, conv outputs, BN
+variances) is multiplied by :func:`jdanas.scoring.init.path_weight`, so unselected ops never
+count; scores equal the per-cell module's (tested).
+
+Proxies that share a forward or backward pass form one *group* and one compiled program; groups
+are kept small so that each program compiles quickly on CPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import flax.linen.module as flax_module
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jdanas.scoring import distances
+from jdanas.scoring.init import path_names, path_weight
+from jdanas.spaces.base import AbstractSearchSpace
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxyInfo:
+  name: str
+  group: str  # proxies of one group share one compiled program
+  needs_teacher: bool
+  reference: str
+  paper_init: str  # the initialisation the proxy's paper / reference code uses
+
+
+_TABLE = (
+    ProxyInfo("diswot", "teacher", True, "Dong et al., DisWOT, CVPR 2023", "gaussian"),
+    ProxyInfo("diswot_semantic", "teacher", True, "Dong et al., DisWOT, CVPR 2023 (ICKD term)", "gaussian"),
+    ProxyInfo("diswot_relation", "teacher", True, "Dong et al., DisWOT, CVPR 2023 (SP term)", "gaussian"),
+    ProxyInfo("naswot", "naswot", False, "Mellor et al., NAS without training, ICML 2021", "flax"),
+    ProxyInfo("synflow", "synflow", False, "Tanaka et al., SynFlow, NeurIPS 2020", "flax"),
+    ProxyInfo("snip", "grad", False, "Lee et al., SNIP, ICLR 2019", "flax"),
+    ProxyInfo("grasp", "grasp", False, "Wang et al., GraSP, ICLR 2020", "flax"),
+    ProxyInfo("gradnorm", "grad", False, "Abdelfattah et al., Zero-cost proxies, ICLR 2021", "flax"),
+    ProxyInfo("fisher", "fisher", False, "Turner et al., BlockSwap, ICLR 2020", "flax"),
+    ProxyInfo("jacob_cov", "jacob_cov", False, "Mellor et al., NAS without training v1, 2020", "flax"),
+    ProxyInfo("zen", "zen", False, "Lin et al., Zen-NAS, ICCV 2021", "gaussian"),
+    ProxyInfo("params", "host", False, "parameter count", "flax"),
+    ProxyInfo("flops", "host", False, "XLA cost-analysis FLOPs", "flax"),
+    ProxyInfo("kd", "teacher", True, "Hinton et al. 2015 (DisWOT KD-based proxy)", "gaussian"),
+    ProxyInfo("fitnet", "teacher", True, "Romero et al., FitNets, ICLR 2015", "gaussian"),
+    ProxyInfo("at", "teacher", True, "Zagoruyko & Komodakis, AT, ICLR 2017", "gaussian"),
+    ProxyInfo("sp", "teacher", True, "Tung & Mori, SP, ICCV 2019", "gaussian"),
+    ProxyInfo("rkd", "teacher", True, "Park et al., RKD, CVPR 2019", "gaussian"),
+    ProxyInfo("pkt", "teacher", True, "Passalis & Tefas, PKT, ECCV 2018", "gaussian"),
+)
+PROXY_INFO: dict[str, ProxyInfo] = {p.name: p for p in _TABLE}
+PROXIES: tuple[str, ...] = tuple(PROXY_INFO)
+GROUPS: tuple[str, ...] = ("teacher", "grad", "grasp", "fisher", "synflow", "naswot", "jacob_cov", "zen")
+TEACHER_TAPS = ("pre_pool", "pooled", "logits")
+KD_TEMPERATURE = 4.0
+ZEN_MIXUP = 1e-2
+JACOB_K = 1e-5
+
+
+def check_tap(tap: str) -> str:
+  """Validates a feature-tap name: ``pre_pool``, ``pooled``, ``logits`` or ``stageI`` (1-based)."""
+  if tap in TEACHER_TAPS or (tap.startswith("stage") and tap[5:].isdigit() and int(tap[5:]) >= 1):
+    return tap
+  raise ValueError(f"relation_tap: {tap!r} is not one of pre_pool, pooled, logits, stage1, stage2, ...")
+
+
+def get_tap(features: dict, tap: str) -> jax.Array:
+  if tap.startswith("stage"):
+    return features["stages"][int(tap[5:]) - 1]
+  return features[tap]
+
+
+# ---- recording taps inside a forward pass ----------------------------------------------------
+
+class _Tape:
+  """Collects (path, value) of ReLU outputs, conv/linear outputs and BN input variances."""
+
+  def __init__(self, relu: bool = False, linear: bool = False, bn: bool = False, perturb=None):
+    self.want_relu, self.want_linear, self.want_bn = relu, linear, bn
+    self.perturb = perturb
+    self.relu, self.linear, self.bn = [], [], []
+
+  def interceptor(self, next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if context.method_name != "__call__":
+      return out
+    m = context.module
+    if self.want_linear and isinstance(m, (nn.Conv, nn.Dense)):
+      if self.perturb is not None:
+        out = out + self.perturb[len(self.linear)]
+      kernel_shape = m.get_variable("params", "kernel").shape
+      self.linear.append((m.path, out, int(np.prod(kernel_shape[:-1]))))
+    if self.want_bn and isinstance(m, nn.BatchNorm):
+      x = args[0]
+      var = jnp.var(x, axis=tuple(range(x.ndim - 1)))
+      self.bn.append((m.path, var))
+    return out
+
+  @contextlib.contextmanager
+  def active(self):
+    orig = nn.relu
+    tape = self
+
+    def relu(x):
+      y = orig(x)
+      stack = flax_module._context.module_stack
+      mod = stack[-1] if stack else None
+      tape.relu.append((() if mod is None or mod.scope is None else mod.path, y))
+      return y
+
+    if self.want_relu:
+      nn.relu = relu  # models call ``nn.relu`` at run time; restored on exit
+    try:
+      with nn.intercept_methods(self.interceptor):
+        yield self
+    finally:
+      nn.relu = orig
+
+
+def _apply(module, variables, x, enc, *, train: bool, tape: _Tape | None = None):
+  """Forward pass; train mode uses batch statistics (updates discarded)."""
+  ctx = tape.active() if tape is not None else contextlib.nullcontext()
+  with ctx:
+    if train:
+      feats, _ = module.apply(variables, x, enc, train=True, mutable=["batch_stats"])
+    else:
+      feats = module.apply(variables, x, enc, train=False)
+  return feats
+
+
+def _ce(logits, labels):
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=-1))
+
+
+def _kernels(tree) -> list[tuple[tuple[str, ...], jax.Array]]:
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return [(path_names(p), v) for p, v in leaves if path_names(p)[-1] == "kernel"]
+
+
+# ---- per-candidate score functions -----------------------------------------------------------
+# Each takes (ctx, variables, enc) and returns {proxy name: value}. ``ctx`` holds the closed-over
+# static configuration and the batch.
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+  module: nn.Module
+  space: AbstractSearchSpace | None
+  names: tuple[str, ...]
+  relation_tap: str = "pre_pool"
+  semantic_mismatch: str = "class_gram"
+
+
+def _teacher_group(ctx: Context, v, enc, x, y, teacher: dict, noise) -> dict:
+  del noise
+  feats = _apply(ctx.module, v, x, enc, train=True)
+  out = {}
+  if {"diswot", "diswot_semantic", "diswot_relation"} & set(ctx.names):
+    g_s = distances.classifier_gradient(feats["pooled"], feats["logits"], y)
+    m_s = distances.semantic_loss(teacher["fc_grad"], g_s, mismatch=ctx.semantic_mismatch)
+    m_r = distances.relation_loss(teacher["relation"], get_tap(feats, ctx.relation_tap))
+    out.update(diswot=-(m_s + m_r), diswot_semantic=-m_s, diswot_relation=-m_r)
+  if "kd" in ctx.names:
+    out["kd"] = -distances.kd_distance(teacher["logits"], feats["logits"], KD_TEMPERATURE)
+  if "fitnet" in ctx.names:
+    out["fitnet"] = -distances.fitnet_distance(teacher["pooled"], feats["pooled"])
+  if "at" in ctx.names:
+    out["at"] = -distances.at_distance(teacher["stages"], feats["stages"])
+  if "sp" in ctx.names:
+    out["sp"] = -distances.relation_loss(teacher["pre_pool"], feats["pre_pool"])
+  if "rkd" in ctx.names:
+    out["rkd"] = -distances.rkd_distance(teacher["pooled"], feats["pooled"])
+  if "pkt" in ctx.names:
+    out["pkt"] = -distances.pkt_distance(teacher["pooled"], feats["pooled"])
+  return out
+
+
+def _ce_loss_fn(ctx: Context, v, enc, x, y):
+  def loss(params):
+    feats = _apply(ctx.module, {**v, "params": params}, x, enc, train=True)
+    return _ce(feats["logits"], y)
+  return loss
+
+
+def _grad_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
+  del teacher, noise
+  grads = jax.grad(_ce_loss_fn(ctx, v, enc, x, y))(v["params"])
+  snip, gnorm = 0.0, 0.0
+  for (names, theta), (_, g) in zip(_kernels(v["params"]), _kernels(grads)):
+    w = path_weight(ctx.space, names, enc)
+    snip = snip + w * jnp.sum(jnp.abs(theta * g))
+    gnorm = gnorm + w * jnp.sqrt(jnp.sum(g * g))
+  return {"snip": jnp.asarray(snip), "gradnorm": jnp.asarray(gnorm)}
+
+
+def _grasp_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
+  del teacher, noise
+  loss = _ce_loss_fn(ctx, v, enc, x, y)
+  params = v["params"]
+  g = jax.lax.stop_gradient(jax.grad(loss)(params))
+  tangent = jax.tree_util.tree_map_with_path(
+      lambda p, a: a if path_names(p)[-1] == "kernel" else jnp.zeros_like(a), g)
+  hg = jax.jvp(jax.grad(loss), (params,), (tangent,))[1]
+  total = 0.0
+  for (names, theta), (_, h) in zip(_kernels(params), _kernels(hg)):
+    total = total + path_weight(ctx.space, names, enc) * jnp.sum(-theta * h)
+  return {"grasp": jnp.asarray(total)}
+
+
+def _fisher_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
+  del teacher, noise
+  meta = []  # (path, fan-in) of each conv / linear layer, in call order (static)
+
+  def forward(perturb):
+    tape = _Tape(linear=True, perturb=perturb)
+    feats = _apply(ctx.module, v, x, enc, train=True, tape=tape)
+    meta[:] = [(path, fan_in) for path, _, fan_in in tape.linear]
+    return _ce(feats["logits"], y), [a for _, a, _ in tape.linear]
+
+  shapes = jax.eval_shape(lambda: forward(None)[1])
+  perturb = [jnp.zeros(a.shape, a.dtype) for a in shapes]
+  (_, acts), grads = jax.value_and_grad(forward, has_aux=True)(perturb)
+  total = 0.0
+  for (path, fan_in), act, grad in zip(meta, acts, grads):
+    g_nk = jnp.sum(act * grad, axis=tuple(range(1, act.ndim - 1))) if act.ndim > 2 else act * grad
+    del_k = 0.5 * jnp.mean(g_nk ** 2, axis=0)
+    total = total + path_weight(ctx.space, path, enc) * fan_in * jnp.sum(del_k)
+  return {"fisher": jnp.asarray(total)}
+
+
+def _synflow_variables(tree, in_bn: bool = False):
+  """|params| in float64, with every BatchNorm made the identity (scale 1, bias 0, mean 0, var 1)."""
+  if isinstance(tree, dict) or hasattr(tree, "items"):
+    bn = "scale" in tree
+    return {k: _synflow_variables(val, bn) for k, val in tree.items()}
+  if in_bn:
+    return jnp.zeros(tree.shape, jnp.float64)  # BN bias
+  return jnp.abs(tree).astype(jnp.float64)
+
+
+def _synflow_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
+  del y, teacher, noise
+  params = _synflow_variables(v["params"])
+  params = jax.tree_util.tree_map_with_path(
+      lambda p, a: jnp.ones_like(a) if path_names(p)[-1] == "scale" else a, params)
+  stats = jax.tree_util.tree_map_with_path(
+      lambda p, a: jnp.full(a.shape, 1.0 if path_names(p)[-1] == "var" else 0.0, jnp.float64),
+      v.get("batch_stats", {}))
+  ones = jnp.ones((1,) + x.shape[1:], jnp.float64)
+
+  def r(p):
+    return jnp.sum(_apply(ctx.module, {"params": p, "batch_stats": stats}, ones, enc, train=False)["logits"])
+  grads = jax.grad(r)(params)
+  total = 0.0
+  for (names, theta), (_, g) in zip(_kernels(params), _kernels(grads)):
+    total = total + path_weight(ctx.space, names, enc) * jnp.sum(theta * g)
+  return {"synflow": jnp.asarray(total)}
+
+
+def _naswot_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
+  del y, teacher, noise
+  tape = _Tape(relu=True)
+  _apply(ctx.module, v, x, enc, train=True, tape=tape)
+  n = x.shape[0]
+  k = jnp.zeros((n, n), jnp.float32)
+  for path, a in tape.relu:
+    c = (a.reshape(n, -1) > 0).astype(jnp.float32)
+    k = k + path_weight(ctx.space, path, enc) * (c @ c.T + (1.0 - c) @ (1.0 - c).T)
+  return {"naswot": k}  # finalised on the host: slogdet
+
+
+def _jacob_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
+  del y, teacher, noise
+  jac = jax.grad(lambda xx: jnp.sum(_apply(ctx.module, v, xx, enc, train=True)["logits"]))(x)
+  j = jac.reshape(x.shape[0], -1)
+  j = j - jnp.mean(j, axis=1, keepdims=True)
+  j = j / jnp.maximum(jnp.sqrt(jnp.sum(j * j, axis=1, keepdims=True)), 1e-30)
+  return {"jacob_cov": j @ j.T}  # correlation matrix; finalised on the host: eigenvalues
+
+
+def _zen_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
+  del y, teacher
+  x0, eps = noise
+  tape = _Tape(bn=True)
+  f0 = _apply(ctx.module, v, x0, enc, train=True, tape=tape)["pre_pool"]
+  f1 = _apply(ctx.module, v, x0 + ZEN_MIXUP * eps, enc, train=True)["pre_pool"]
+  nas = jnp.mean(jnp.sum(jnp.abs(f0 - f1), axis=tuple(range(1, f0.ndim))))
+  bn = 0.0
+  for path, var in tape.bn:
+    bn = bn + path_weight(ctx.space, path, enc) * jnp.log(jnp.sqrt(jnp.mean(var)))
+  return {"zen": jnp.log(nas) + bn}
+
+
+GROUP_FNS: dict[str, Callable[..., dict]] = {
+    "teacher": _teacher_group, "grad": _grad_group, "grasp": _grasp_group, "fisher": _fisher_group,
+    "synflow": _synflow_group, "naswot": _naswot_group, "jacob_cov": _jacob_group, "zen": _zen_group,
+}
+
+
+def finalize(name: str, value: np.ndarray) -> np.ndarray:
+  """Host-side last step (float64) for proxies whose programs return matrices."""
+  value = np.asarray(value, np.float64)
+  if name == "naswot":
+    return np.asarray([np.linalg.slogdet(k)[1] for k in value])
+  if name == "jacob_cov":
+    out = []
+    for c in value:
+      if not np.all(np.isfinite(c)):
+        out.append(np.nan)
+        continue
+      ev = np.linalg.eigvalsh((c + c.T) / 2.0)
+      out.append(-np.sum(np.log(ev + JACOB_K) + 1.0 / (ev + JACOB_K)))
+    return np.asarray(out)
+  return value

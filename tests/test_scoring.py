@@ -1,0 +1,357 @@
+"""Training-free scoring: hand-computed proxy values, DisWOT distances, sign conventions,
+determinism, masked NB201 == per-cell, the channel-mismatch policy and the evaluator.
+
+Tiny networks only (NB201 C=4, one cell per stage, 8x8 inputs, batch 8); compiled programs are
+cached by the library, so tests that score the same module share them.
+"""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jdanas.models import layers
+from jdanas.scoring import (PROXIES, PROXY_INFO, ZeroCostEvaluator, classifier_gradient, relation_loss,
+                            score_population, semantic_loss)
+from jdanas.scoring import proxies as proxy_lib
+from jdanas.scoring.init import count_params, gaussian_variables, path_weight
+from jdanas.spaces import get_space
+
+NUM_CLASSES = 5
+CELLS = ("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|",
+         "|nor_conv_1x1~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|")
+
+
+@pytest.fixture(scope="module")
+def batch():
+  rng = np.random.default_rng(0)
+  return rng.standard_normal((8, 8, 8, 3)).astype(np.float32), rng.integers(0, NUM_CLASSES, 8).astype(np.int32)
+
+
+@pytest.fixture(scope="module")
+def masked():
+  return get_space("nb201_masked", channels=4, num_cells=1)
+
+
+@pytest.fixture(scope="module")
+def per_cell():
+  return get_space("nb201", channels=4, num_cells=1)
+
+
+@pytest.fixture(scope="module")
+def teacher16():
+  """Random teacher whose classifier input (16) equals the tiny NB201 students' (4 * 4)."""
+  return _teacher(16)
+
+
+def _teacher(width):
+  from jdanas.models.resnet import CifarResNet
+  from jdanas.scoring.init import abstract_variables
+  from jdanas.teachers import Teacher
+  module = CifarResNet(depths=(1, 1, 1), widths=(width // 4, width // 2, width), stem=4, num_classes=NUM_CLASSES)
+  return Teacher(name=f"tiny{width}", module=module, variables=abstract_variables(module, (8, 8, 3), None),
+                 num_classes=NUM_CLASSES, input_shape=(8, 8, 3))
+
+
+# ---- tiny hand-made networks -------------------------------------------------------------------
+
+class TwoLayer(nn.Module):
+  """x -> Dense(h, no bias) -> ReLU -> Dense(K, no bias); Features taps like every jdanas model."""
+  hidden: int = 3
+  num_classes: int = 2
+
+  @nn.compact
+  def __call__(self, x, enc=None, *, train=False):
+    del enc, train
+    h = nn.relu(nn.Dense(self.hidden, use_bias=False, name="hidden")(x.reshape(x.shape[0], -1)))
+    pre = h[:, None, None, :]
+    return layers.features_dict([pre], pre, lambda p: nn.Dense(self.num_classes, use_bias=False,
+                                                               name="classifier")(p))
+
+
+class ReluOnly(nn.Module):
+  """One ReLU on the raw input (so the activation pattern is the sign pattern of the input)."""
+
+  @nn.compact
+  def __call__(self, x, enc=None, *, train=False):
+    del enc, train
+    h = nn.relu(x.reshape(x.shape[0], -1))
+    pre = h[:, None, None, :]
+    return layers.features_dict([pre], pre, lambda p: nn.Dense(2, name="classifier")(p))
+
+
+def _group(name, module, variables, x, y=None):
+  ctx = proxy_lib.Context(module=module, space=None, names=(name,))
+  group = PROXY_INFO[name].group
+  fn = proxy_lib.GROUP_FNS[group]
+  y = jnp.zeros(x.shape[0], jnp.int32) if y is None else y
+  if group == "synflow":
+    with jax.enable_x64(True):
+      out = fn(ctx, variables, None, jnp.asarray(x), y, None, None)
+  else:
+    out = fn(ctx, variables, None, jnp.asarray(x), y, None, None)
+  return float(proxy_lib.finalize(name, np.asarray(out[name])[None])[0])
+
+
+def test_synflow_two_layer_linear_net_matches_closed_form():
+  rng = np.random.default_rng(1)
+  w1, w2 = rng.standard_normal((4, 3)), rng.standard_normal((3, 2))
+  variables = {"params": {"hidden": {"kernel": jnp.asarray(w1, jnp.float32)},
+                          "classifier": {"kernel": jnp.asarray(w2, jnp.float32)}}}
+  # All-ones input, |W|: everything positive, ReLU is the identity, R = 1^T |W1| |W2| 1 and each
+  # layer's sum of theta * dR/dtheta equals R (Euler), so SynFlow = 2 R.
+  r = np.ones(4) @ np.abs(w1) @ np.abs(w2) @ np.ones(2)
+  got = _group("synflow", TwoLayer(), variables, np.zeros((2, 1, 1, 4), np.float32))
+  np.testing.assert_allclose(got, 2 * r, rtol=1e-6)
+
+
+def test_naswot_kernel_for_known_activation_pattern():
+  x = np.asarray([[1.0, -1.0, 2.0, -3.0],
+                  [1.0, 1.0, -2.0, -3.0],
+                  [-1.0, 1.0, 2.0, 3.0]], np.float32).reshape(3, 1, 1, 4)
+  codes = (x.reshape(3, 4) > 0).astype(np.float64)
+  kernel = codes @ codes.T + (1 - codes) @ (1 - codes).T  # = 4 - Hamming distance
+  np.testing.assert_array_equal(kernel, [[4, 2, 1], [2, 4, 1], [1, 1, 4]])
+  variables = {"params": {"classifier": {"kernel": jnp.zeros((4, 2)), "bias": jnp.zeros(2)}}}
+  got = _group("naswot", ReluOnly(), variables, x)
+  np.testing.assert_allclose(got, np.linalg.slogdet(kernel)[1], rtol=1e-6)
+
+
+def _sp_reference(ft, fs):
+  """Direct transcription of the SP loss of DisWOT's code (distiller_zoo/SP.py) in numpy."""
+  def gram(f):
+    f = f.reshape(f.shape[0], -1)
+    g = f @ f.T
+    return g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+  n = ft.shape[0]
+  return ((gram(ft) - gram(fs)) ** 2).sum() / (n * n)
+
+
+def _ickd_reference(gt, gs):
+  """ICKD batch_loss of DisWOT's code on [K, C] maps, with explicit loops."""
+  k, c = gs.shape
+  total = 0.0
+  for i in range(k):
+    for g_t, g_s in ((gt[i], gs[i]),):
+      et, es = np.outer(g_t, g_t), np.outer(g_s, g_s)
+      et = et / np.maximum(np.linalg.norm(et, axis=1, keepdims=True), 1e-12)
+      es = es / np.maximum(np.linalg.norm(es, axis=1, keepdims=True), 1e-12)
+      total += ((et - es) ** 2).sum()
+  return total / (c * k)
+
+
+def test_sp_and_ickd_distances_small_matrices():
+  eye, ones = np.eye(2, dtype=np.float32), np.ones((2, 2), np.float32)
+  # G_T = I, G_S rows = (1, 1)/sqrt(2): 2 (1 - 1/sqrt2)^2 + 2 (1/2), over N^2 = 4.
+  expected_sp = (2 * (1 - 2 ** -0.5) ** 2 + 1.0) / 4
+  np.testing.assert_allclose(float(relation_loss(eye, ones)), expected_sp, rtol=1e-6)
+  # One class, C=2: g_T=(1,0) -> [[1,0],[0,0]]; g_S=(1,1) -> rows (1,1)/sqrt2; over C*K = 2.
+  expected_ickd = ((1 - 2 ** -0.5) ** 2 + 0.5 * 3) / 2
+  np.testing.assert_allclose(float(semantic_loss(np.asarray([[1.0, 0.0]]), np.asarray([[1.0, 1.0]]))),
+                             expected_ickd, rtol=1e-6)
+  rng = np.random.default_rng(2)
+  ft, fs = rng.standard_normal((6, 3, 3, 5)), rng.standard_normal((6, 2, 2, 7))
+  np.testing.assert_allclose(float(relation_loss(jnp.asarray(ft, jnp.float32), jnp.asarray(fs, jnp.float32))),
+                             _sp_reference(ft, fs), rtol=1e-5)
+  gt, gs = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
+  np.testing.assert_allclose(float(semantic_loss(jnp.asarray(gt, jnp.float32), jnp.asarray(gs, jnp.float32))),
+                             _ickd_reference(gt, gs), rtol=1e-5)
+  assert float(semantic_loss(gt, gt)) == pytest.approx(0.0, abs=1e-6)
+  assert float(relation_loss(ft, ft)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_classifier_gradient_equals_autodiff():
+  rng = np.random.default_rng(3)
+  pooled = jnp.asarray(rng.standard_normal((8, 6)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((6, 4)), jnp.float32)
+  b = jnp.asarray(rng.standard_normal(4), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 4, 8))
+  ce = lambda w: -jnp.mean(jax.nn.log_softmax(pooled @ w + b)[jnp.arange(8), y])  # noqa: E731
+  np.testing.assert_allclose(classifier_gradient(pooled, pooled @ w + b, y), jax.grad(ce)(w).T, rtol=1e-5,
+                             atol=1e-7)
+
+
+def test_semantic_mismatch_policy():
+  rng = np.random.default_rng(4)
+  gt = jnp.asarray(rng.standard_normal((5, 8)), jnp.float32)
+  gs = jnp.asarray(rng.standard_normal((5, 6)), jnp.float32)
+  # Unequal widths: default compares the channel-agnostic K x K class Gram matrices.
+  np.testing.assert_allclose(float(semantic_loss(gt, gs)), float(relation_loss(gt, gs)), rtol=1e-6)
+  assert float(semantic_loss(gt, gs, mismatch="drop")) == 0.0
+  with pytest.raises(ValueError, match="semantic_mismatch"):
+    semantic_loss(gt, gs, mismatch="error")
+  with pytest.raises(ValueError, match="equal K"):
+    semantic_loss(gt, gs[:3])
+
+
+def test_gaussian_init_rule():
+  abstract = {"params": {"conv": {"kernel": jax.ShapeDtypeStruct((3, 3, 2, 4), jnp.float32)},
+                         "bn": {"scale": jax.ShapeDtypeStruct((4,), jnp.float32),
+                                "bias": jax.ShapeDtypeStruct((4,), jnp.float32)},
+                         "fc": {"kernel": jax.ShapeDtypeStruct((400, 300), jnp.float32),
+                                "bias": jax.ShapeDtypeStruct((300,), jnp.float32)}},
+              "batch_stats": {"bn": {"mean": jax.ShapeDtypeStruct((4,), jnp.float32),
+                                     "var": jax.ShapeDtypeStruct((4,), jnp.float32)}}}
+  v = gaussian_variables(jax.random.key(0), abstract)
+  k = np.asarray(v["params"]["fc"]["kernel"])
+  assert abs(k.mean()) < 0.01 and abs(k.std() - 1.0) < 0.01  # N(0, 1)
+  assert np.all(np.asarray(v["params"]["fc"]["bias"]) == 0)
+  assert np.all(np.asarray(v["params"]["bn"]["scale"]) == 1) and np.all(np.asarray(v["params"]["bn"]["bias"]) == 0)
+  assert np.all(np.asarray(v["batch_stats"]["bn"]["var"]) == 1)
+  again = gaussian_variables(jax.random.key(0), abstract)
+  np.testing.assert_array_equal(np.asarray(again["params"]["conv"]["kernel"]),
+                                np.asarray(v["params"]["conv"]["kernel"]))
+
+
+# ---- NB201: masked == per-cell, determinism, signs ---------------------------------------------
+
+FAST_PROXIES = ("diswot", "diswot_semantic", "diswot_relation", "kd", "sp", "at", "fitnet", "rkd", "pkt",
+                "synflow", "naswot", "snip", "gradnorm", "params")
+
+
+@pytest.fixture(scope="module")
+def masked_scores(masked, batch, teacher16):
+  x, y = batch
+  encs = np.stack([masked.encode(c) for c in CELLS])
+  info = {}
+  out = score_population(jax.random.key(0), masked, encs, x, y, proxies=FAST_PROXIES, num_classes=NUM_CLASSES,
+                         teacher=teacher16, info=info)
+  return out, info
+
+
+@pytest.mark.parametrize("init", ["gaussian", "flax"])
+def test_masked_equals_per_cell(masked, per_cell, batch, teacher16, masked_scores, init):
+  x, y = batch
+  names = FAST_PROXIES if init == "gaussian" else ("synflow", "params", "diswot")
+  encs = np.stack([masked.encode(c) for c in CELLS])
+  if init == "gaussian":
+    a = masked_scores[0]
+  else:
+    a = score_population(jax.random.key(0), masked, encs, x, y, proxies=names, num_classes=NUM_CLASSES,
+                         teacher=teacher16, init=init)
+  b = score_population(jax.random.key(0), per_cell, encs, x, y, proxies=names, num_classes=NUM_CLASSES,
+                       teacher=teacher16, init=init)
+  for name in names:
+    np.testing.assert_allclose(a[name], b[name], rtol=2e-4, err_msg=name)
+  if init == "gaussian":  # params also equal jdanas.costs (the exact per-cell module's count)
+    from jdanas import costs
+    want = [costs.model_costs(masked, e, num_classes=NUM_CLASSES, input_shape=(8, 8, 3), flops=False).params
+            for e in encs]
+    np.testing.assert_array_equal(a["params"], want)
+
+
+def test_path_weight_masks_unselected_ops(masked):
+  enc = masked.encode(CELLS[0])  # edge (1<-0) is conv3x3
+  assert float(path_weight(masked, ("params", "stage1_cell0", "edge10", "conv3x3", "conv", "kernel"), enc)) == 1
+  assert float(path_weight(masked, ("params", "stage1_cell0", "edge10", "conv1x1", "conv", "kernel"), enc)) == 0
+  assert path_weight(masked, ("params", "stem_conv", "kernel"), enc) == 1.0
+  module = masked.build((), NUM_CLASSES)
+  assert count_params(masked, module, enc, (8, 8, 3)) < count_params(masked, module, np.full(6, 3), (8, 8, 3))
+
+
+def test_signs_and_combination(masked_scores):
+  out, info = masked_scores
+  np.testing.assert_allclose(out["diswot"], out["diswot_semantic"] + out["diswot_relation"], rtol=1e-5)
+  for name in ("diswot_semantic", "diswot_relation", "kd", "sp", "at", "fitnet", "rkd", "pkt"):
+    assert np.all(out[name] <= 0), name  # -distance: 0 is a perfect match
+  for name in ("synflow", "snip", "gradnorm", "params"):
+    assert np.all(out[name] > 0), name
+  assert info["semantic_form"] == ["channel", "channel"]
+  assert set(out) == set(FAST_PROXIES) and all(v.dtype == np.float32 for v in out.values())
+
+
+def test_distance_proxies_are_zero_for_the_teacher_itself(batch):
+  """A student identical to the teacher (same architecture, same weights) gets the best score 0."""
+  x, y = batch
+  t = _teacher(16)
+  from jdanas.scoring.population import _init_program
+  variables = _init_program(t.module, "gaussian", (8, 8, 3), None)(jax.random.key(5), None)
+  trained = t.__class__(name=t.name, module=t.module, variables=variables, num_classes=NUM_CLASSES,
+                        input_shape=(8, 8, 3))
+  ctx = proxy_lib.Context(module=t.module, space=None, names=("diswot", "kd", "sp", "rkd", "pkt", "at"))
+  from jdanas.scoring.population import _teacher_program
+  tout = _teacher_program(t.module, "pre_pool")(trained.variables, jnp.asarray(x), jnp.asarray(y))
+  out = proxy_lib.GROUP_FNS["teacher"](ctx, variables, None, jnp.asarray(x), jnp.asarray(y), tout, None)
+  for name in ctx.names:
+    assert abs(float(out[name])) < 1e-5, name
+
+
+def test_deterministic_per_key(masked, batch, teacher16, masked_scores):
+  x, y = batch
+  encs = np.stack([masked.encode(c) for c in CELLS])
+  again = score_population(jax.random.key(0), masked, encs, x, y, proxies=("diswot", "synflow"),
+                           num_classes=NUM_CLASSES, teacher=teacher16)
+  for name in ("diswot", "synflow"):
+    np.testing.assert_array_equal(again[name], masked_scores[0][name])
+  # A candidate's score does not depend on the other candidates or its position.
+  alone = score_population(jax.random.key(0), masked, encs[1:], x, y, proxies=("diswot",),
+                           num_classes=NUM_CLASSES, teacher=teacher16)
+  np.testing.assert_allclose(alone["diswot"], masked_scores[0]["diswot"][1:], rtol=1e-6)
+  other = score_population(jax.random.key(1), masked, encs, x, y, proxies=("diswot",), num_classes=NUM_CLASSES,
+                           teacher=teacher16)
+  assert not np.allclose(other["diswot"], masked_scores[0]["diswot"])
+
+
+def test_channel_mismatch_records_policy_and_fitnet_refuses(masked, batch):
+  x, y = batch
+  encs = np.stack([masked.encode(c) for c in CELLS])
+  wide = _teacher(32)
+  info = {}
+  out = score_population(jax.random.key(0), masked, encs, x, y, proxies=("diswot",), num_classes=NUM_CLASSES,
+                         teacher=wide, info=info)
+  assert info["semantic_form"] == ["class_gram", "class_gram"] and np.all(np.isfinite(out["diswot"]))
+  with pytest.raises(ValueError, match="fitnet"):
+    score_population(jax.random.key(0), masked, encs, x, y, proxies=("fitnet",), num_classes=NUM_CLASSES,
+                     teacher=wide)
+  with pytest.raises(ValueError, match="semantic_mismatch"):
+    score_population(jax.random.key(0), masked, encs, x, y, proxies=("diswot",), num_classes=NUM_CLASSES,
+                     teacher=wide, semantic_mismatch="error")
+
+
+def test_bad_inputs_raise_one_line_errors(masked, batch):
+  x, y = batch
+  encs = np.stack([masked.encode(c) for c in CELLS])
+  cases = [(dict(proxies=("diswot",)), "teacher"), (dict(proxies=("nope",)), "unknown proxy"),
+           (dict(proxies=("snip",), init="kaiming"), "init"), (dict(proxies=("snip",), strategy="pmap"), "strategy"),
+           (dict(proxies=("snip",), relation_tap="middle"), "relation_tap")]
+  for kwargs, match in cases:
+    with pytest.raises(ValueError, match=match) as e:
+      score_population(jax.random.key(0), masked, encs, x, y, num_classes=NUM_CLASSES, **kwargs)
+    assert "\n" not in str(e.value)
+  with pytest.raises(ValueError, match="labels"):
+    score_population(jax.random.key(0), masked, encs, x, y + NUM_CLASSES, proxies=("snip",), num_classes=NUM_CLASSES)
+  with pytest.raises(ValueError, match="decision"):
+    score_population(jax.random.key(0), masked, encs + 5, x, y, proxies=("snip",), num_classes=NUM_CLASSES)
+
+
+def test_proxy_table_complete():
+  assert set(PROXIES) == {"diswot", "diswot_semantic", "diswot_relation", "naswot", "synflow", "snip", "grasp",
+                          "gradnorm", "fisher", "jacob_cov", "zen", "params", "flops", "kd", "fitnet", "at", "sp",
+                          "rkd", "pkt"}
+  for info in PROXY_INFO.values():
+    assert info.reference and info.group in proxy_lib.GROUPS + ("host",)
+
+
+def test_evaluator_matches_score_population_and_compiles_once(masked, batch, teacher16, masked_scores):
+  x, y = batch
+  encs = np.stack([masked.encode(c) for c in CELLS])
+  ev = ZeroCostEvaluator(masked, teacher16, x, y, "diswot", seed=0)
+  first = ev(jax.random.key(7), encs)
+  np.testing.assert_array_equal(first.scores, masked_scores[0]["diswot"])
+  second = ev(jax.random.key(8), encs[::-1])  # the key is ignored: scores are comparable across rounds
+  np.testing.assert_array_equal(second.scores, first.scores[::-1])
+  assert second.num_compilations == 0
+  with pytest.raises(ValueError, match="teacher"):
+    ZeroCostEvaluator(masked, None, x, y, "kd", num_classes=NUM_CLASSES)
+
+
+@pytest.mark.slow
+def test_masked_equals_per_cell_heavy_proxies(masked, per_cell, batch):
+  """GraSP, Fisher, Jacobian covariance, Zen and FLOPs (slower programs to compile)."""
+  x, y = batch
+  encs = np.stack([masked.encode(c) for c in CELLS])
+  names = ("grasp", "fisher", "jacob_cov", "zen", "flops")
+  a = score_population(jax.random.key(0), masked, encs, x, y, proxies=names, num_classes=NUM_CLASSES, init="flax")
+  b = score_population(jax.random.key(0), per_cell, encs, x, y, proxies=names, num_classes=NUM_CLASSES, init="flax")
+  for name in names:
+    np.testing.assert_allclose(a[name], b[name], rtol=1e-3, err_msg=name)
