@@ -12,6 +12,7 @@ from jdanas.searchers.base import (Archive, Searcher, archive_add, archive_best,
                                    archive_init, best_index, tell_metrics)
 from jdanas.searchers.evolution import EvolutionState, regularized_evolution
 from jdanas.searchers.random_search import RandomSearchState, random_search
+from jdanas.searchers.trust_region import TRBOState, casmopolitan, turbo, turbo_box
 from jdanas.searchers.wrappers import (ConstraintState, DedupState, duplicates, enumerate_encodings,
                                        mixed_radix_index, table_predicate, with_constraint, with_dedup)
 from jdanas.spaces.base import AbstractSearchSpace
@@ -19,6 +20,8 @@ from jdanas.spaces.base import AbstractSearchSpace
 SEARCHERS: dict[str, Callable[..., Searcher]] = {
     "random": random_search,
     "regularized_evolution": regularized_evolution,
+    "turbo": turbo,
+    "casmopolitan": casmopolitan,
 }
 
 
@@ -35,7 +38,7 @@ def get_searcher(name: str, space: AbstractSearchSpace, **kwargs: Any) -> Search
 
 
 __all__ = ["Archive", "ConstraintState", "DedupState", "EvolutionState", "RandomSearchState",
-           "SEARCHERS", "Searcher", "archive_add", "archive_best", "archive_contains",
-           "archive_init", "best_index", "duplicates", "enumerate_encodings", "get_searcher",
+           "SEARCHERS", "Searcher", "TRBOState", "archive_add", "archive_best", "archive_contains",
+           "archive_init", "best_index", "casmopolitan", "duplicates", "enumerate_encodings", "get_searcher",
            "mixed_radix_index", "random_search", "regularized_evolution", "table_predicate",
-           "tell_metrics", "with_constraint", "with_dedup"]
+           "tell_metrics", "turbo", "turbo_box", "with_constraint", "with_dedup"]

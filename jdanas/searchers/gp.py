@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 import flax.struct
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import optax
 
@@ -55,10 +56,12 @@ class KernelSpec(NamedTuple):
     categorical: input dimensions with the transformed overlap kernel (integer values).
     mixture: fixed ``lam`` of the mixed kernel, or None to learn it within ``Bounds.mixture``.
       Ignored unless both groups are non-empty.
+    ard: one lengthscale (overlap weight) per dimension, or one shared by each group.
   """
   continuous: tuple[int, ...] = ()
   categorical: tuple[int, ...] = ()
   mixture: float | None = 0.5
+  ard: bool = True
 
 
 class Bounds(NamedTuple):
@@ -136,7 +139,7 @@ def check_spec(spec: KernelSpec, bounds: Bounds) -> None:
 
 def init_params(spec: KernelSpec, bounds: Bounds = Bounds(), dtype=jnp.float32) -> GPParams:
   """Raw parameters at the initial values of ``bounds``."""
-  full = lambda n, v, b: jnp.full((n,), _to_raw(v, b), dtype)
+  full = lambda n, v, b: jnp.full((min(n, 1) if not spec.ard else n,), _to_raw(v, b), dtype)
   scalar = lambda v, b: jnp.asarray(_to_raw(v, b), dtype)
   return GPParams(lengthscale=full(len(spec.continuous), bounds.init_lengthscale, bounds.lengthscale),
                   cat_lengthscale=full(len(spec.categorical), bounds.init_cat_lengthscale,
@@ -170,7 +173,7 @@ def matern52(x1: jax.Array, x2: jax.Array, lengthscale: jax.Array) -> jax.Array:
 def transformed_overlap(h1: jax.Array, h2: jax.Array, weights: jax.Array) -> jax.Array:
   """``exp(-sum_i w_i [h1_i != h2_i] / d)``, ``float[N, M]`` for ``[N, Dk]`` and ``[M, Dk]``."""
   differ = (h1[:, None, :] != h2[None, :, :]).astype(weights.dtype)
-  return jnp.exp(-jnp.sum(differ * weights, axis=-1) / h1.shape[-1])
+  return jnp.exp(-jnp.sum(differ * weights, axis=-1) / h1.shape[-1])  # weights may be [1] (no ARD)
 
 
 def kernel(spec: KernelSpec, hyp: Hyper, x1: jax.Array, x2: jax.Array) -> jax.Array:
@@ -234,47 +237,40 @@ def fit(key: jax.Array, spec: KernelSpec, bounds: Bounds, x: jax.Array, y: jax.A
     restart_scale: spread of the perturbed starts in raw space.
 
   Returns:
-    ``(best raw parameters, its final negative log-likelihood per point)``. A start whose loss
-    turns non-finite is discarded (start 0 falls back to its initial value).
+    ``(best raw parameters, its final negative log-likelihood per point)``. Non-finite gradient
+    entries are zeroed; a start whose final loss is non-finite falls back to its initial value.
   """
   if restarts < 1 or steps < 0:
     raise ValueError(f"gp.fit: restarts must be >= 1 and steps >= 0, got {restarts}, {steps}")
   dtype = x.dtype
   start = init_params(spec, bounds, dtype) if init is None else init
-  noise = jax.tree.map(lambda p, k: restart_scale * jax.random.normal(k, (restarts,) + p.shape, dtype),
-                       start, _split_like(key, start))
-  scale = (jnp.arange(restarts) > 0).astype(dtype)
-  starts = jax.tree.map(lambda p, e: p[None] + scale.reshape((-1,) + (1,) * p.ndim) * e, start, noise)
+  flat, unravel = jax.flatten_util.ravel_pytree(start)
+  if restarts > 1:  # one RNG call for all leaves (each RNG call costs compile time on CPU)
+    noise = restart_scale * jax.random.normal(key, (restarts - 1, flat.shape[0]), dtype)
+    flats = jnp.concatenate([flat[None], flat[None] + noise])
+  else:
+    flats = flat[None]
+  starts = jax.vmap(unravel)(flats)
   opt = optax.adam(learning_rate)
   loss = lambda raw: neg_mll(spec, bounds, raw, x, y, mask)
 
   def one(raw0):
     def step(carry, _):
-      raw, state, best_raw, best = carry
-      value, grad = jax.value_and_grad(loss)(raw)
-      ok = jnp.isfinite(value) & jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad)]))
-      better = ok & (value < best)
-      best_raw = jax.tree.map(lambda b, r: jnp.where(better, r, b), best_raw, raw)
-      best = jnp.where(better, value, best)
-      grad = jax.tree.map(lambda g: jnp.where(ok, g, 0.0), grad)
+      raw, state = carry
+      grad = jax.grad(loss)(raw)
+      grad = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grad)
       updates, state = opt.update(grad, state, raw)
-      return (optax.apply_updates(raw, updates), state, best_raw, best), None
+      return (optax.apply_updates(raw, updates), state), None
 
-    inf = jnp.asarray(jnp.inf, dtype)
-    (raw, _, best_raw, best), _ = jax.lax.scan(step, (raw0, opt.init(raw0), raw0, inf), None, length=steps)
+    (raw, _), _ = jax.lax.scan(step, (raw0, opt.init(raw0)), None, length=steps)
     final = loss(raw)
-    better = jnp.isfinite(final) & (final < best)
-    return jax.tree.map(lambda b, r: jnp.where(better, r, b), best_raw, raw), jnp.where(better, final, best)
+    ok = jnp.isfinite(final)
+    return jax.tree.map(lambda r, r0: jnp.where(ok, r, r0), raw, raw0), jnp.where(ok, final, loss(raw0))
 
   raws, losses = jax.vmap(one)(starts)
   losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
   i = jnp.argmin(losses)
   return jax.tree.map(lambda p: p[i], raws), losses[i]
-
-
-def _split_like(key: jax.Array, tree) -> object:
-  leaves, treedef = jax.tree.flatten(tree)
-  return jax.tree.unflatten(treedef, list(jax.random.split(key, len(leaves))))
 
 
 @flax.struct.dataclass
