@@ -18,12 +18,20 @@ from jdanas.searchers import (SEARCHERS, archive_add, archive_best, archive_cont
 from jdanas.spaces import get_space
 
 Q, POPULATION, TOURNAMENT, CAPACITY = 4, 8, 4, 64
+TRBO_TINY = dict(n_init=4, num_candidates=32, fit_steps=5)  # the GP fit dominates compile and run time
 TINY = {"random": {}, "regularized_evolution": dict(population_size=POPULATION, tournament_size=TOURNAMENT),
-        "diswot_evolution": dict(population_size=POPULATION, tournament_size=TOURNAMENT)}
+        "diswot_evolution": dict(population_size=POPULATION, tournament_size=TOURNAMENT),
+        "turbo": TRBO_TINY, "casmopolitan": TRBO_TINY}
 HIDDEN = jnp.asarray([1, 4, 2, 0, 3, 2], jnp.int32)
 
 
-@pytest.fixture(params=sorted(SEARCHERS))
+# GP-based searchers compile a GP fit into every program (~15 s each on 2 CPU cores): their
+# contract runs in the slow step; tests/test_trust_region.py covers them in the fast suite.
+MODEL_BASED = {"turbo", "casmopolitan"}
+
+
+@pytest.fixture(params=[pytest.param(n, marks=pytest.mark.slow) if n in MODEL_BASED else n
+                        for n in sorted(SEARCHERS)])
 def searcher_name(request):
   return request.param
 

@@ -14,6 +14,7 @@ from jdanas.searchers.budgets import cost_predicate
 from jdanas.searchers.diswot_evolution import DisWOTEvolutionState, diswot_evolution
 from jdanas.searchers.evolution import EvolutionState, regularized_evolution
 from jdanas.searchers.random_search import RandomSearchState, random_search
+from jdanas.searchers.trust_region import TRBOState, casmopolitan, turbo, turbo_box
 from jdanas.searchers.wrappers import (ConstraintState, DedupState, duplicates, enumerate_encodings,
                                        mixed_radix_index, table_predicate, with_constraint, with_dedup)
 from jdanas.spaces.base import AbstractSearchSpace
@@ -22,6 +23,8 @@ SEARCHERS: dict[str, Callable[..., Searcher]] = {
     "random": random_search,
     "regularized_evolution": regularized_evolution,
     "diswot_evolution": diswot_evolution,
+    "turbo": turbo,
+    "casmopolitan": casmopolitan,
 }
 
 
@@ -37,8 +40,9 @@ def get_searcher(name: str, space: AbstractSearchSpace, **kwargs: Any) -> Search
   return factory(space, **kwargs)
 
 
-__all__ = ["Archive", "ConstraintState", "DedupState", "DisWOTEvolutionState", "EvolutionState", "RandomSearchState",
-           "SEARCHERS", "Searcher", "archive_add", "archive_best", "archive_contains",
-           "archive_init", "best_index", "cost_predicate", "diswot_evolution", "duplicates", "enumerate_encodings", "get_searcher",
+__all__ = ["Archive", "ConstraintState", "DedupState", "DisWOTEvolutionState", "EvolutionState",
+           "RandomSearchState", "SEARCHERS", "Searcher", "TRBOState", "archive_add", "archive_best",
+           "archive_contains", "archive_init", "best_index", "casmopolitan", "cost_predicate",
+           "diswot_evolution", "duplicates", "enumerate_encodings", "get_searcher",
            "mixed_radix_index", "random_search", "regularized_evolution", "table_predicate",
-           "tell_metrics", "with_constraint", "with_dedup"]
+           "tell_metrics", "turbo", "turbo_box", "with_constraint", "with_dedup"]
