@@ -39,19 +39,30 @@ def path_names(path: Sequence[Any]) -> tuple[str, ...]:
   return tuple(_key_name(p) for p in path)
 
 
+def _seed_words(key: jax.Array) -> list[int]:
+  data = np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
+  return [int(w) for w in data.reshape(-1)]
+
+
 def gaussian_variables(key: jax.Array, abstract: Any) -> Any:
-  """DisWOT's Gaussian rule applied to a tree of abstract variables (see module docstring)."""
+  """DisWOT's Gaussian rule applied to a tree of abstract variables (see module docstring).
+
+  Drawn on the host (numpy's PCG64 seeded by the key's words and ``crc32(path)``): compiling one
+  JAX random program per parameter costs tens of seconds per model on XLA:CPU.
+  """
+  words = _seed_words(key)
+
   def value(path, leaf):
     names = path_names(path)
     leaf_name = names[-1]
     if names[0] != "params":  # batch_stats: mean 0, var 1
-      return jnp.full(leaf.shape, 1.0 if leaf_name == "var" else 0.0, leaf.dtype)
+      return np.full(leaf.shape, 1.0 if leaf_name == "var" else 0.0, leaf.dtype)
     if leaf_name == "scale":
-      return jnp.ones(leaf.shape, leaf.dtype)
+      return np.ones(leaf.shape, leaf.dtype)
     if leaf_name == "bias":
-      return jnp.zeros(leaf.shape, leaf.dtype)
-    sub = jax.random.fold_in(key, zlib.crc32("/".join(names).encode()) & 0x7FFFFFFF)
-    return jax.random.normal(sub, leaf.shape, leaf.dtype)
+      return np.zeros(leaf.shape, leaf.dtype)
+    rng = np.random.default_rng(words + [zlib.crc32("/".join(names).encode())])
+    return rng.standard_normal(leaf.shape, dtype=np.float32).astype(leaf.dtype)
   return jax.tree_util.tree_map_with_path(value, abstract)
 
 
@@ -62,16 +73,22 @@ def abstract_variables(module: nn.Module, input_shape: tuple[int, ...], enc_shap
   return jax.eval_shape(lambda: module.init(jax.random.key(0), x, enc, train=False))
 
 
-def init_variables(key: jax.Array, module: nn.Module, input_shape: tuple[int, ...], enc: jax.Array | None,
-                   init: str) -> Any:
-  """Variables ``{'params', 'batch_stats'}`` of ``module`` by rule ``init`` (traceable)."""
+def init_variables(key: jax.Array, module: nn.Module, input_shape: tuple[int, ...], enc: Any, init: str) -> Any:
+  """Variables ``{'params', 'batch_stats'}`` of ``module`` by rule ``init`` (host arrays for
+  ``"gaussian"``; ``"flax"`` runs ``module.init`` under jit, one program per module)."""
   if init not in INITS:
     raise ValueError(f"init: {init!r} is not one of {INITS}")
+  shape = None if enc is None else tuple(np.shape(enc))
   if init == "gaussian":
-    shape = None if enc is None else tuple(enc.shape)
     return gaussian_variables(key, abstract_variables(module, tuple(input_shape), shape))
-  x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
-  return module.init(key, x, enc, train=False)
+  return _flax_init(module, tuple(input_shape), shape)(key, None if enc is None else jnp.asarray(enc, jnp.int32))
+
+
+@functools.lru_cache(maxsize=64)
+def _flax_init(module: nn.Module, input_shape: tuple[int, ...], enc_shape):
+  del enc_shape
+  x = jnp.zeros((1,) + input_shape, jnp.float32)
+  return jax.jit(lambda key, enc: module.init(key, x, enc, train=False))
 
 
 def path_weight(space: AbstractSearchSpace | None, names: Sequence[str], enc: Any, xp=jnp):

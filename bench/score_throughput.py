@@ -1,0 +1,115 @@
+"""Scoring throughput on NB201 cells: one program for all cells vs one compiled program per cell.
+
+Commands (from the repository root)::
+
+  python bench/score_throughput.py --quick      # C=4, N=1, 16x16 inputs, 12 cells, 2 proxies; < 3 min
+  python bench/score_throughput.py              # C=16, N=5, 32x32, batch 64, 1000 cells, every proxy
+  python bench/score_throughput.py --cells 200 --per-cell 10 --proxies diswot,synflow,snip
+
+For each proxy (initialisation as in its paper, :data:`jdanas.scoring.PROXY_INFO`), in the same
+process and from cold caches (``jax.clear_caches()`` and the scoring program caches):
+
+* batched: :func:`jdanas.scoring.score_population` on the masked NB201 space (all cells share
+  one compiled program per proxy group); time includes compilation, weight initialisation,
+  the teacher pass and the transfer of results;
+* per cell: the same call on the per-cell ``nb201`` space, where every cell is its own
+  signature and gets its own compiled program, on the first ``--per-cell`` cells; the rate is
+  measured on that subset and applied to all cells (``per_cell_extrapolated`` says so).
+
+``archs_per_s_* = cells / seconds``; ``ratio = batched / per_cell``. Batch of 64 Gaussian
+images (throughput does not depend on pixel values), random ResNet teacher (``--teacher``) for
+the teacher-based proxies. Output: one JSON line per proxy with keys ``proxy,
+archs_per_s_batched, archs_per_s_per_cell, ratio`` and the measurement details; progress on
+stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+FULL = dict(cells=1000, per_cell=20, channels=16, num_cells=5, image_size=32, batch=64, teacher="resnet56",
+            proxies="all")
+QUICK = dict(cells=12, per_cell=2, channels=4, num_cells=1, image_size=16, batch=64, teacher="resnet8",
+             proxies="diswot,synflow")
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--quick", action="store_true", help="tiny network, few cells, two proxies")
+  for name, typ in (("cells", int), ("per_cell", int), ("channels", int), ("num_cells", int),
+                    ("image_size", int), ("batch", int), ("teacher", str), ("proxies", str)):
+    p.add_argument("--" + name.replace("_", "-"), type=typ, default=None)
+  p.add_argument("--strategy", default="auto", help="score_population strategy for the batched side")
+  p.add_argument("--seed", type=int, default=0)
+  args = p.parse_args(argv)
+  base = QUICK if args.quick else FULL
+  for k, v in base.items():
+    if getattr(args, k) is None:
+      setattr(args, k, v)
+  if args.per_cell < 1 or args.cells < args.per_cell:
+    p.error("need 1 <= --per-cell <= --cells")
+  return args
+
+
+def log(msg):
+  print(msg, file=sys.stderr, flush=True)
+
+
+def clear_caches():
+  import jax
+  from jdanas.scoring import init as init_lib, population
+  jax.clear_caches()
+  for fn in (population._group_program, population._teacher_program, init_lib._flax_init,
+             init_lib.abstract_variables):
+    fn.cache_clear()
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  import jax
+  import numpy as np
+
+  from jdanas.scoring import PROXIES, PROXY_INFO, random_teacher, score_population
+  from jdanas.spaces import get_space
+
+  proxies = [p for p in PROXIES if p not in ("params", "flops")] if args.proxies == "all" else \
+      [s for s in args.proxies.split(",") if s]
+  for p in proxies:
+    if p not in PROXIES:
+      raise SystemExit(f"error: --proxies: unknown proxy {p!r}")
+  masked = get_space("nb201_masked", channels=args.channels, num_cells=args.num_cells)
+  per_cell = get_space("nb201", channels=args.channels, num_cells=args.num_cells)
+  rng = np.random.default_rng(args.seed)
+  codes = rng.choice(5 ** 6, size=args.cells, replace=False)
+  encs = np.stack([(codes // 5 ** (5 - i)) % 5 for i in range(6)], axis=1).astype(np.int32)
+  shape = (args.image_size, args.image_size, 3)
+  x = rng.standard_normal((args.batch,) + shape).astype(np.float32)
+  y = rng.integers(0, 10, args.batch).astype(np.int32)
+  teacher = random_teacher(args.teacher, 10, shape)
+  key = jax.random.key(args.seed)
+  for proxy in proxies:
+    kwargs = dict(proxies=(proxy,), num_classes=10, teacher=teacher, init=PROXY_INFO[proxy].paper_init)
+    clear_caches()
+    t0 = time.perf_counter()
+    score_population(key, masked, encs, x, y, strategy=args.strategy, **kwargs)
+    t_batched = time.perf_counter() - t0
+    log(f"{proxy}: batched {args.cells} cells in {t_batched:.1f} s")
+    clear_caches()
+    t0 = time.perf_counter()
+    score_population(key, per_cell, encs[:args.per_cell], x, y, strategy="map", **kwargs)
+    t_cell = time.perf_counter() - t0
+    log(f"{proxy}: per-cell {args.per_cell} cells in {t_cell:.1f} s")
+    rate_b, rate_c = args.cells / t_batched, args.per_cell / t_cell
+    print(json.dumps({"proxy": proxy, "archs_per_s_batched": round(rate_b, 4), "archs_per_s_per_cell": round(rate_c, 4),
+                      "ratio": round(rate_b / rate_c, 2), "cells_batched": args.cells,
+                      "cells_per_cell": args.per_cell, "per_cell_extrapolated": args.per_cell < args.cells,
+                      "seconds_batched": round(t_batched, 2), "seconds_per_cell": round(t_cell, 2),
+                      "channels": args.channels, "num_cells": args.num_cells, "image_size": args.image_size,
+                      "batch": args.batch, "backend": jax.default_backend()}), flush=True)
+
+
+if __name__ == "__main__":
+  main()
