@@ -4,7 +4,8 @@
    and cached in ``<workdir>/teacher``).
 2. **Search** (``config.search.rounds`` rounds): round ``r`` uses ``fold_in(key_loop, r)`` split
    into ask / evaluate / tell keys; the searcher proposes ``Q`` encodings, the evaluator scores
-   them (``short_kd``: the population engine; ``tabular``: a table), the searcher is told.
+   them (``short_kd``: the population engine; ``tabular``: a table; ``zero_cost``: a
+   training-free proxy of :mod:`jdanas.scoring`, e.g. DisWOT), the searcher is told.
    Budgets (``config.constraint``: ``max_params``, ``max_flops``, ``max_latency_ms``; 0 = none)
    become a jittable predicate (:func:`jdanas.searchers.cost_predicate`) that the searcher checks
    for every proposal (redrawing violators); a proposal still over budget is told as failed. After
@@ -41,7 +42,7 @@ from tqdm.auto import tqdm
 
 from jdanas import costs
 from jdanas.data import load_dataset
-from jdanas.distill import KD_PRESETS, TAPS, KDLoss
+from jdanas.distill import KD_PRESETS, TAPS, KDLoss, is_tap
 from jdanas.evaluators import EVALUATORS, ShortKDEvaluator, TabularEvaluator
 from jdanas.models.zoo import MODELS
 from jdanas.parallel import make_mesh
@@ -54,6 +55,10 @@ from jdanas.train.recipe import OPTIMIZERS, SCHEDULES
 
 class ConfigError(ValueError):
   """A config value is invalid; the message is one line naming the field."""
+
+
+# "zero_cost" lives in jdanas.scoring, imported only when a config names it.
+EVALUATOR_NAMES = tuple(sorted({*EVALUATORS, "zero_cost"}))
 
 
 def log(msg: str) -> None:
@@ -97,6 +102,33 @@ def _mesh_shape(m) -> tuple[int, int]:
   return pop_n, data_n
 
 
+def _check_zero_cost(ev, data) -> None:
+  """``evaluator.*`` fields of the ``zero_cost`` evaluator (needs the jdanas.scoring package)."""
+  try:
+    from jdanas import scoring
+    from jdanas.scoring.distances import SEMANTIC_MISMATCH
+    from jdanas.scoring.population import TEACHER_INITS
+  except ImportError as e:
+    raise ConfigError(f"config.evaluator.name: 'zero_cost' needs the jdanas.scoring package ({e})") from None
+  proxy = ev.get("proxy", "")
+  _need(proxy in scoring.PROXIES, "evaluator.proxy", f"{proxy!r} is not one of {', '.join(scoring.PROXIES)}")
+  bs = ev.get("batch_size", 64)
+  _need(_is_int(bs) and bs > 0, "evaluator.batch_size", f"must be a positive int, got {bs!r}")
+  limit = data.get("train_limit") or 0
+  _need(not limit or bs <= limit * (1 - data.val_fraction), "evaluator.batch_size",
+        f"{bs} exceeds the training split (train_limit {limit}, val_fraction {data.val_fraction})")
+  init = ev.get("init", "gaussian")
+  _need(init in scoring.INITS, "evaluator.init", f"{init!r} is not one of {', '.join(scoring.INITS)}")
+  tap = ev.get("relation_tap", "pre_pool")
+  _need(is_tap(tap), "evaluator.relation_tap", f"{tap!r} is not one of {', '.join(TAPS)} or stageI (I >= 1)")
+  ti = ev.get("teacher_init", "random")
+  _need(ti in TEACHER_INITS, "evaluator.teacher_init", f"{ti!r} is not one of {', '.join(TEACHER_INITS)}")
+  sm = ev.get("semantic_mismatch", "class_gram")
+  _need(sm in SEMANTIC_MISMATCH, "evaluator.semantic_mismatch", f"{sm!r} is not one of {', '.join(SEMANTIC_MISMATCH)}")
+  st = ev.get("score_strategy", "auto")
+  _need(st in scoring.STRATEGIES, "evaluator.score_strategy", f"{st!r} is not one of {', '.join(scoring.STRATEGIES)}")
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises :class:`ConfigError` (one line, naming the field) on the first invalid value."""
   for section in ("data", "teacher", "space", "searcher", "evaluator", "short_kd", "kd", "search", "final"):
@@ -131,7 +163,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   except ValueError as e:
     raise ConfigError(f"config.searcher.kwargs: {e}") from None
   ev = config.evaluator
-  _need(ev.name in EVALUATORS, "evaluator.name", f"{ev.name!r} is not one of {', '.join(sorted(EVALUATORS))}")
+  _need(ev.name in EVALUATOR_NAMES, "evaluator.name", f"{ev.name!r} is not one of {', '.join(EVALUATOR_NAMES)}")
   _need(ev.strategy in STRATEGIES, "evaluator.strategy", f"{ev.strategy!r} is not one of {STRATEGIES}")
   spec = ev.get("specialize", "auto")
   _need(isinstance(spec, bool) or str(spec).lower() in ("auto", "true", "false"), "evaluator.specialize",
@@ -143,6 +175,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _need(s.name in ("nb201", "nb201_masked"), "evaluator.name", "'tabular' needs an nb201 space")
     _need(bool(ev.get("table")) and pathlib.Path(ev.table).exists(), "evaluator.table",
           f"NB201 table file {ev.get('table')!r} does not exist")
+  if ev.name == "zero_cost":
+    _check_zero_cost(ev, config.data)
   _check_recipe(config.short_kd, "short_kd")
   _check_recipe(config.final, "final")
   baselines = config.final.get("baselines", None)
@@ -163,7 +197,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     v = k.get(field, 0.0)
     _need(_is_num(v) and v >= 0 and np.isfinite(v), f"kd.{field}", f"must be a number >= 0 (0 = off), got {v!r}")
   tap = k.get("relation_tap", "pre_pool")
-  _need(tap in TAPS, "kd.relation_tap", f"{tap!r} is not one of {', '.join(TAPS)}")
+  _need(is_tap(tap), "kd.relation_tap", f"{tap!r} is not one of {', '.join(TAPS)} or stageI (I >= 1)")
   r = config.search
   _need(_is_int(r.rounds) and r.rounds > 0, "search.rounds", f"must be a positive int, got {r.rounds!r}")
   _need(_is_int(r.top_k) and r.top_k > 0, "search.top_k", f"must be a positive int, got {r.top_k!r}")
@@ -291,6 +325,38 @@ def build_searcher(config, space, feasible=None):
   return searcher
 
 
+def scoring_batch(config, data) -> tuple[np.ndarray, np.ndarray]:
+  """The fixed batch a ``zero_cost`` evaluator scores on: ``evaluator.batch_size`` training
+  examples drawn without replacement with ``config.seed``, normalised (float32 NHWC) and labels."""
+  n = int(config.evaluator.get("batch_size", 64))
+  idx = np.sort(np.random.default_rng(config.seed).choice(len(data.train.y), n, replace=False))
+  x = np.asarray(data.train.x[idx], np.float32) / 255.0
+  x = (x - np.asarray(data.mean, np.float32)) / np.asarray(data.std, np.float32)
+  return x.astype(np.float32), np.asarray(data.train.y[idx], np.int32)
+
+
+def build_evaluator(config, space, data, teacher, loss, mesh=None):
+  """The configured evaluator (``short_kd``, ``tabular`` or ``zero_cost``)."""
+  ev = config.evaluator
+  if ev.name == "tabular":
+    from jdanas.benchmarks.nb201 import NB201Table
+    return TabularEvaluator(NB201Table(ev.table), ev.get("column", "cifar10_valid_acc"))
+  if ev.name == "zero_cost":
+    from jdanas.scoring import ZeroCostEvaluator  # optional package: imported only here
+    x, y = scoring_batch(config, data)
+    try:
+      return ZeroCostEvaluator(space, teacher, x, y, ev.proxy, num_classes=data.num_classes, seed=int(config.seed),
+                               init=ev.get("init", "gaussian"), relation_tap=ev.get("relation_tap", "pre_pool"),
+                               teacher_init=ev.get("teacher_init", "random"),
+                               semantic_mismatch=ev.get("semantic_mismatch", "class_gram"),
+                               strategy=ev.get("score_strategy", "auto"))
+    except ValueError as e:
+      raise ConfigError(f"config.evaluator: {e}") from None
+  trainer = PopulationTrainer(space, data, recipe=_recipe(config.short_kd, loss), teacher=teacher,
+                              strategy=ev.strategy, mesh=mesh, specialize=_specialize(config))
+  return ShortKDEvaluator(trainer)
+
+
 def _top_archs(ledger: list, k: int) -> list[dict]:
   """The ``k`` best distinct architectures of the ledger by score (failed ones excluded)."""
   best: dict[str, dict] = {}
@@ -328,14 +394,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
   feasible_batch = jax.jit(jax.vmap(budget)) if budget is not None else None
   mesh = make_mesh(*_mesh_shape(config.mesh)) if "mesh" in config and jax.device_count() > 1 else None
   loss = _kd_loss(config)
-  if config.evaluator.name == "tabular":
-    from jdanas.benchmarks.nb201 import NB201Table
-    evaluator = TabularEvaluator(NB201Table(config.evaluator.table), config.evaluator.get("column", "cifar10_valid_acc"))
-  else:
-    trainer = PopulationTrainer(space, data, recipe=_recipe(config.short_kd, loss), teacher=teacher,
-                                strategy=config.evaluator.strategy, mesh=mesh,
-                                specialize=_specialize(config))
-    evaluator = ShortKDEvaluator(trainer)
+  evaluator = build_evaluator(config, space, data, teacher, loss, mesh)
 
   ask, tell = jax.jit(searcher.ask), jax.jit(searcher.tell)
   state = jax.jit(searcher.init)(key_init)

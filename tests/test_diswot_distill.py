@@ -71,10 +71,12 @@ def test_kdloss_with_zero_weights_is_the_logit_loss():
   on = dataclasses.replace(base, semantic_weight=2.0, relation_weight=3.0)
   targets = on.teacher_targets(t)
   assert set(targets) == {"logits", "feature"}
+  assert dataclasses.replace(on, relation_tap="stage1").teacher_targets({**t, "stages": (t["pre_pool"],)})[
+      "feature"] is t["pre_pool"]
   expected = (base(s["logits"], t["logits"], y) + 2.0 * ickd_loss(s["pre_pool"], t["pre_pool"])
               + 3.0 * sp_loss(s["pre_pool"], t["pre_pool"]))
   np.testing.assert_allclose(on.from_features(s, targets, y), expected, rtol=1e-6)
-  for bad, match in [(dict(semantic_weight=-1.0), "semantic_weight"), (dict(relation_tap="logits"), "relation_tap")]:
+  for bad, match in [(dict(semantic_weight=-1.0), "semantic_weight"), (dict(relation_tap="stage0"), "relation_tap")]:
     with pytest.raises(ValueError, match=match):
       dataclasses.replace(base, **bad)
 
@@ -102,7 +104,7 @@ def test_engine_zero_weights_bit_identical_nonzero_changes_training(setup, tiny_
   space, teacher = setup
   base = KD_PRESETS["repdistiller"]
   _, ref, ref_params = _train(space, teacher, tiny_data, base)
-  _, off, off_params = _train(space, teacher, tiny_data, dataclasses.replace(base, relation_tap="last_stage"))
+  _, off, off_params = _train(space, teacher, tiny_data, dataclasses.replace(base, relation_tap="stage3"))
   np.testing.assert_array_equal(off.loss, ref.loss)
   for a, b in zip(ref_params, off_params):
     np.testing.assert_array_equal(a, b)

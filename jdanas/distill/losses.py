@@ -30,16 +30,27 @@ import optax
 from jdanas.distill.relations import ickd_loss, sp_loss
 
 SOFT_FORMS = ("kl", "soft_ce")
-# Feature taps the relation terms may use (keys of the models' Features dict; "last_stage" is
-# ``stages[-1]``, the last stage output before any final BN/ReLU).
-TAPS = ("pre_pool", "pooled", "last_stage")
+# Feature taps the relation terms may use: keys of the models' Features dict, or ``stageI``, the
+# output of stage I (1-based) -- the names :mod:`jdanas.scoring` uses for its relation tap.
+TAPS = ("pre_pool", "pooled", "logits")
+
+
+def is_tap(tap) -> bool:
+  """Whether ``tap`` names a feature tap: one of :data:`TAPS` or ``stageI`` (I >= 1)."""
+  return isinstance(tap, str) and (tap in TAPS or (tap.startswith("stage") and tap[5:].isdigit()
+                                                   and int(tap[5:]) >= 1))
 
 
 def tap_feature(features: dict, tap: str) -> jax.Array:
-  """The feature ``tap`` (one of :data:`TAPS`) of a model's Features dict."""
-  if tap not in TAPS:
-    raise ValueError(f"relation_tap: {tap!r} is not one of {TAPS}")
-  return features["stages"][-1] if tap == "last_stage" else features[tap]
+  """The feature ``tap`` (see :func:`is_tap`) of a model's Features dict."""
+  if not is_tap(tap):
+    raise ValueError(f"relation_tap: {tap!r} is not one of {', '.join(TAPS)} or stageI (I >= 1)")
+  if tap in TAPS:
+    return features[tap]
+  i = int(tap[5:])
+  if i > len(features["stages"]):
+    raise ValueError(f"relation_tap: {tap!r} but the model has {len(features['stages'])} stages")
+  return features["stages"][i - 1]
 
 
 def kd_loss(student_logits: jax.Array, teacher_logits: jax.Array | None, labels: jax.Array, *,
@@ -99,8 +110,8 @@ class KDLoss:
     for name in ("semantic_weight", "relation_weight"):
       if not getattr(self, name) >= 0:
         raise ValueError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
-    if self.relation_tap not in TAPS:
-      raise ValueError(f"loss.relation_tap: {self.relation_tap!r} is not one of {TAPS}")
+    if not is_tap(self.relation_tap):
+      raise ValueError(f"loss.relation_tap: {self.relation_tap!r} is not one of {', '.join(TAPS)} or stageI")
 
   @property
   def uses_teacher(self) -> bool:

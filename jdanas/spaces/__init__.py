@@ -15,6 +15,7 @@ SPACES: dict[str, Callable[..., AbstractSearchSpace]] = {
     "nb201": NB201Space,
     "nb201_masked": functools.partial(NB201Space, masked=True),
     "s1_resnet": ResNetDepthSpace,
+    "s1_resnet_masked": functools.partial(ResNetDepthSpace, masked=True),
     "zoo": ZooSpace,
     "mobilenet": MobileNetSpace,
     "trade": TradeSpace,

@@ -1,0 +1,83 @@
+"""DisWOT on NAS-Bench-201 cells on CIFAR-100: score -> search -> KD-train the winner.
+
+* Score: the training-free DisWOT proxy (``evaluator.name="zero_cost"``, ``proxy="diswot"``,
+  :mod:`jdanas.scoring`) between a Gaussian-initialised teacher (``teacher_init="random"``: the
+  trained teacher's architecture, ResNet-56 as in DisWOT's NB201 CIFAR-100 runs, re-initialised)
+  and each cell's network on one fixed batch of ``evaluator.batch_size`` training images. The
+  masked NB201 space scores every cell with one compiled program.
+* Search: ``diswot_evolution`` (population 36, tournament 8 as DisWOT's NB201 REA; mutate 1-2
+  edges; the worst is dropped) for 125 rounds of 8 = 1,000 proxy evaluations (DisWOT's budget),
+  deduplicated. DisWOT's REA caps FLOPs at 100 M but checks only its initial population (the
+  searched DisWOT cell itself has about 125 M MACs); NB201 FLOPs are not additive per edge (dead
+  edges are removed by XLA), so jdanas budgets params here, checked for every child:
+  ``max_params=1_000_000`` at C=16, N=5 and 100 classes keeps cells with at most 3 of 6 edges
+  ``nor_conv_3x3`` (0.08 M + 0.24 M per 3x3 edge), DisWOT's cell (0.86 M) included.
+* Final: the top 3 by score are KD-trained from the trained teacher (RepDistiller loss, T=4,
+  240 epochs of batch 64, cosine decay; methods.md §2.6) and the best by validation accuracy is
+  exported, with a no-KD comparison. Variant ``distiller`` adds the DisWOT distiller terms
+  (SP weight 3000, ICKD weight 1 on ``pre_pool``; see configs/diswot_s1.py).
+
+Full run (CIFAR-100 through TFDS; ``tfds build cifar100 --data_dir DIR --file_format array_record``)::
+
+  python run.py --config configs/diswot_nb201.py --workdir /tmp/diswot_nb201 --config.data.data_dir=DIR
+
+Sized for an accelerator; not run here (2-core CPU machines), so no result is claimed.
+
+``:runlocal``: CPU-sized, on the shared CIFAR-100 npz subsets (``JDANAS_DATA_DIR`` or
+``../shared/data``): NB201 C=8 with one cell per stage (budget ``max_params=62_000``: at most 3
+``nor_conv_3x3`` edges), teacher ResNet-8 (60 steps of 32), 3 rounds of 8 scored on 32 images,
+final 60 steps of 32 for the top 2::
+
+  python run.py --config configs/diswot_nb201.py:runlocal --workdir /tmp/diswot_nb201_local
+
+With 437 training images of 100 classes accuracies are near chance: the variant checks the
+pipeline, it does not reproduce DisWOT. Measured runtimes: see the README (the ``short_kd``
+check run, ``--config.evaluator.name=short_kd``); the ``zero_cost`` run needs :mod:`jdanas.scoring`.
+"""
+import ml_collections
+
+from configs.diswot_s1 import parse
+from jdanas.data import shared_data_dir
+
+
+def get_config(arg: str | None = None):
+  """``arg``: comma-separated variants, ``runlocal`` (CPU-sized) and/or ``distiller``."""
+  variants = parse(arg, "configs/diswot_nb201.py")
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.data = dict(name="cifar100", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0,
+                test_limit=0)
+  c.teacher = dict(name="resnet56", path="",
+                   train=dict(steps=187_500, batch_size=64, optimizer="sgd", learning_rate=0.05,
+                              weight_decay=5e-4, schedule="cosine", augment=True))
+  c.space = dict(name="nb201_masked", kwargs=dict(channels=16, num_cells=5))
+  c.searcher = dict(name="diswot_evolution", dedup=True,
+                    kwargs=dict(num_asks=8, population_size=36, tournament_size=8, max_mutations=2))
+  c.evaluator = dict(name="zero_cost", proxy="diswot", batch_size=64, init="gaussian", relation_tap="pre_pool",
+                     teacher_init="random", semantic_mismatch="class_gram", score_strategy="auto",
+                     # used by the short_kd evaluator and by the final training:
+                     strategy="auto", specialize="auto", table="", column="")
+  c.constraint = dict(max_params=1_000_000, max_flops=0.0, max_latency_ms=0.0)
+  c.short_kd = dict(steps=780, batch_size=64, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
+                    schedule="cosine", augment=True)
+  c.kd = dict(loss="repdistiller", temperature=4.0, semantic_weight=0.0, relation_weight=0.0,
+              relation_tap="pre_pool")
+  c.search = dict(rounds=125, top_k=3)
+  c.final = dict(steps=187_500, batch_size=64, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
+                 schedule="cosine", augment=True)
+  c.mesh = dict(pop=1, data=-1)
+  if "distiller" in variants:
+    c.kd.update(semantic_weight=1.0, relation_weight=3000.0)
+  if "runlocal" in variants:
+    c.data.update(name="npz", data_dir=str(shared_data_dir()), path="cifar100_train_subset.npz",
+                  test_path="cifar100_test_subset.npz")
+    c.teacher.name = "resnet8"
+    c.teacher.train.update(steps=60, batch_size=32)
+    c.space.kwargs = dict(channels=8, num_cells=1)
+    c.searcher.kwargs.update(population_size=8, tournament_size=3)
+    c.constraint.max_params = 62_000
+    c.evaluator.update(batch_size=32, strategy="loop", specialize="false")  # masked: one P=1 program for all
+    c.short_kd.update(steps=5, batch_size=32)
+    c.search.update(rounds=3, top_k=2)
+    c.final.update(steps=60, batch_size=32)
+  return ml_collections.ConfigDict(c)
