@@ -40,14 +40,12 @@ min, search 6.9 min for 8 evaluations with 8 compiled programs, final phase abou
 students within the 300,000-params budget (0 unrepaired). Chosen: ``vgg(config=8,width=0.25)``
 (247,050 params). Same final KD recipe (300 steps) for every student, test accuracy:
 
-==============================================  ========  ========  ========
-student                                         params    val       test
-==============================================  ========  ========  ========
-chosen ``vgg(config=8,width=0.25)``             247,050   46.2 %    44.6 %
-ResNet-20                                       272,474   44.3 %    42.5 %
-WRN-16-1                                        175,066   43.7 %    42.1 %
-``mobilenetv2(width=0.25,depth=0.5,expansion=3)``  162,840   33.7 %    30.8 %
-==============================================  ========  ========  ========
+| student | params | val | test |
+| --- | --- | --- | --- |
+| chosen ``vgg(config=8,width=0.25)`` | 247,050 | 46.2 % | 44.6 % |
+| ResNet-20 | 272,474 | 44.3 % | 42.5 % |
+| WRN-16-1 | 175,066 | 43.7 % | 42.1 % |
+| ``mobilenetv2(width=0.25,depth=0.5,expansion=3)`` | 162,840 | 33.7 % | 30.8 % |
 
 The chosen student trained *without* KD reached 52.4 % test: with this 400-step teacher (44.8 %
 test, weaker than the student's own CE training) KD lowers accuracy; reported as measured. On a
