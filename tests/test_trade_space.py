@@ -316,6 +316,8 @@ def test_pipeline_end_to_end_with_budget_and_baselines(tmp_path):
   md = (tmp_path / "report.md").read_text()
   assert "## Chosen student vs predefined students (same KD recipe)" in md
   assert all(f"`{b['arch']}`" in md for b in report["baselines"])
+  from jdanas import load_student
+  assert load_student(tmp_path / "export").arch == report["final"]["arch"]
   # Resume after completion: the search is not repeated and the report is the same.
   again = run(config, tmp_path)
   assert again["baselines"] == report["baselines"] and again["final"] == report["final"]
