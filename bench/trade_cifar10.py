@@ -29,7 +29,8 @@ and standard deviation of the gains. Progress goes to stderr. Without the data f
 the test split is only reported.
 
 Measured (2-core CPU shared with four other agents' jobs, load average about 10):
-``python bench/trade_cifar10.py --quick``: 5 min 30 s; the search (3 evaluations) picked
+``python bench/trade_cifar10.py --quick``: 5 min 30 s cold, 3 min 9 s on a second run (the
+persistent compilation cache in ``$TMPDIR/jdanas_jax_cache`` was warm; identical numbers); the search (3 evaluations) picked
 ``wrn(depth=10,widen=1)``, which is also one of the quick baselines: the two final KD runs of
 that architecture differ only in their initialisation and gave 20.2 % vs 21.7 % test, so at this
 size differences of ~2 points are noise. The full mode is ``configs/trade_cifar10.py:runlocal``
