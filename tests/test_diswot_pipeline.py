@@ -93,6 +93,7 @@ def test_diswot_configs_validate(name, arg):
     _config(name, "fast")
 
 
+@pytest.mark.slow  # compiles the DisWOT scoring program: ~40 s on the loaded 2-core CPU
 def test_zero_cost_evaluator_scores_through_the_pipeline_glue(tiny_data):
   pytest.importorskip("jdanas.scoring")
   import jax
