@@ -113,6 +113,16 @@ def test_candidates_stay_inside_their_region():
     assert len({tuple(r) for r in first}) == 8
 
 
+def test_single_choice_ordinal_decisions_stay_at_zero():
+  # A knob grid of one value (TRADE's runlocal space) has no room: index 0 whatever the box says.
+  layout = tr.Layout(dim=3, num_choices=(3, 1, 4), categorical=(0,), box=(1, 2))
+  lb, ub = jnp.asarray([0.0, 0.0]), jnp.asarray([1.0, 1.0])
+  snapped = tr._snap(layout, jnp.asarray([[1.0, 1.0], [0.6, 0.4]]), lb, ub)
+  np.testing.assert_allclose(snapped, [[0.0, 1.0], [0.0, 1 / 3]], atol=1e-6)
+  encs = tr.to_encodings(layout, jnp.asarray([[2.0, 1.0, 1.0], [0.0, 0.7, 0.2]]))
+  np.testing.assert_array_equal(encs, [[2, 0, 3], [0, 0, 1]])
+
+
 # ---- searchers: compile once, no repeats, restarts -----------------------------------------
 
 @functools.lru_cache(maxsize=None)

@@ -203,7 +203,8 @@ def to_encodings(layout: Layout, x: jax.Array) -> jax.Array:
   """Inverse of :func:`to_features` (rounds to the grid)."""
   if layout.num_choices is None:
     return x.astype(jnp.float32)
-  return jnp.round(x / _scale(layout)).astype(jnp.int32)
+  top = jnp.asarray(layout.num_choices, jnp.float32) - 1
+  return jnp.clip(jnp.round(x / _scale(layout)), 0, top).astype(jnp.int32)
 
 
 def box_bounds(layout: Layout, center: jax.Array, length: jax.Array,
@@ -227,8 +228,9 @@ def _snap(layout: Layout, v: jax.Array, lb: jax.Array, ub: jax.Array) -> jax.Arr
   if layout.num_choices is None:
     return v
   steps = jnp.asarray([max(layout.num_choices[i] - 1, 1) for i in layout.box], jnp.float32)
-  lo = jnp.ceil(lb * steps - 1e-4)
-  hi = jnp.floor(ub * steps + 1e-4)
+  top = jnp.asarray([layout.num_choices[i] - 1 for i in layout.box], jnp.float32)  # 0: one choice
+  lo = jnp.minimum(jnp.ceil(lb * steps - 1e-4), top)
+  hi = jnp.minimum(jnp.floor(ub * steps + 1e-4), top)
   return jnp.clip(jnp.round(v * steps), lo, hi) / steps
 
 
