@@ -63,6 +63,11 @@ def test_overlap_and_mixed_kernels_match_formulas():
   np.testing.assert_allclose(k, expected, rtol=1e-5)
   cat_only = gp.KernelSpec(categorical=(1, 2))
   np.testing.assert_allclose(np.asarray(gp.kernel(cat_only, hyp, x1, x1))[0, 0], 1.5, rtol=1e-6)
+  # Additive overlap: sum_i w_i [equal] / sum_i w_i; "overlap_sum" averages it with the transformed one.
+  additive = np.asarray(gp.kernel(cat_only._replace(categorical_kernel="overlap"), hyp, x1, x2))[0]
+  np.testing.assert_allclose(additive, 1.5 * np.array([w[0] / sum(w), 0.0]), rtol=1e-5, atol=1e-7)
+  both = np.asarray(gp.kernel(cat_only._replace(categorical_kernel="overlap_sum"), hyp, x1, x2))[0]
+  np.testing.assert_allclose(both, 0.5 * (additive + 1.5 * k_cat), rtol=1e-5)
 
 
 def test_masked_rows_do_not_change_posterior_or_likelihood():
@@ -157,5 +162,7 @@ def test_float64_fit_under_enable_x64():
 def test_bad_spec_raises():
   with pytest.raises(ValueError, match="at least one"):
     gp.check_spec(gp.KernelSpec(), BOUNDS)
+  with pytest.raises(ValueError, match="categorical_kernel"):
+    gp.check_spec(gp.KernelSpec(categorical=(0,), categorical_kernel="hamming"), BOUNDS)
   with pytest.raises(ValueError, match="Bounds.noise"):
     gp.check_spec(CONT, BOUNDS._replace(noise=(0.1, 0.01)))

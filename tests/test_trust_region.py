@@ -209,3 +209,23 @@ def test_bad_arguments_raise():
     get_searcher("casmopolitan", space, capacity=8, n_init=20)
   with pytest.raises(ValueError, match="num_candidates"):
     turbo_box(3, num_candidates=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("acquisition", ["ei", "ucb"])
+def test_ei_and_ucb_with_local_search_propose_new_cells(acquisition):
+  space = get_space("nb201")
+  searcher = casmopolitan(space, num_asks=2, capacity=32, n_init=4, num_candidates=32, fit_steps=5,
+                          acquisition=acquisition, radius_init=2)
+
+  def run(key):
+    def round_(state, r):
+      encs, state = searcher.ask(jax.random.fold_in(key, r), state)
+      state, m = searcher.tell(jax.random.fold_in(key, 50 + r), state, encs, hamming_objective(encs))
+      return state, (encs, m["best_score"], m["num_fallbacks"])
+    return jax.lax.scan(round_, searcher.init(key), jnp.arange(8))[1]
+
+  encs, best, fallbacks = jax.jit(run)(jax.random.key(0))
+  told = [tuple(e) for e in np.asarray(encs).reshape(-1, 6)]
+  assert len(set(told)) == len(told) == 16
+  assert int(fallbacks[-1]) == 0 and float(best[-1]) > float(best[1])

@@ -57,11 +57,15 @@ class KernelSpec(NamedTuple):
     mixture: fixed ``lam`` of the mixed kernel, or None to learn it within ``Bounds.mixture``.
       Ignored unless both groups are non-empty.
     ard: one lengthscale (overlap weight) per dimension, or one shared by each group.
+    categorical_kernel: ``"transformed_overlap"`` (CASMOPOLITAN's default), ``"overlap"`` (the
+      additive ``sum_i w_i [h_i == h'_i] / sum_i w_i``) or ``"overlap_sum"`` (the mean of both:
+      per-decision main effects plus interactions).
   """
   continuous: tuple[int, ...] = ()
   categorical: tuple[int, ...] = ()
   mixture: float | None = 0.5
   ard: bool = True
+  categorical_kernel: str = "transformed_overlap"
 
 
 class Bounds(NamedTuple):
@@ -133,6 +137,8 @@ def check_spec(spec: KernelSpec, bounds: Bounds) -> None:
     lo, hi = getattr(bounds, name)
     if not lo < hi:
       raise ValueError(f"gp: Bounds.{name} must satisfy lo < hi, got {(lo, hi)}")
+  if spec.categorical_kernel not in ("transformed_overlap", "overlap", "overlap_sum"):
+    raise ValueError(f"gp: unknown KernelSpec.categorical_kernel {spec.categorical_kernel!r}")
   if spec.mixture is not None and not 0.0 <= spec.mixture <= 1.0:
     raise ValueError(f"gp: KernelSpec.mixture must be in [0, 1] or None, got {spec.mixture}")
 
@@ -176,6 +182,13 @@ def transformed_overlap(h1: jax.Array, h2: jax.Array, weights: jax.Array) -> jax
   return jnp.exp(-jnp.sum(differ * weights, axis=-1) / h1.shape[-1])  # weights may be [1] (no ARD)
 
 
+def overlap(h1: jax.Array, h2: jax.Array, weights: jax.Array) -> jax.Array:
+  """ARD overlap ``sum_i w_i [h1_i == h2_i] / sum_i w_i``, ``float[N, M]``."""
+  same = (h1[:, None, :] == h2[None, :, :]).astype(weights.dtype)
+  w = weights * jnp.ones((h1.shape[-1],), weights.dtype)
+  return jnp.sum(same * w, axis=-1) / jnp.sum(w)
+
+
 def kernel(spec: KernelSpec, hyp: Hyper, x1: jax.Array, x2: jax.Array) -> jax.Array:
   """Prior covariance ``float[N, M]`` (outputscale included, noise excluded)."""
   k_cont = k_cat = None
@@ -184,7 +197,13 @@ def kernel(spec: KernelSpec, hyp: Hyper, x1: jax.Array, x2: jax.Array) -> jax.Ar
     k_cont = matern52(x1[:, idx], x2[:, idx], hyp.lengthscale)
   if spec.categorical:
     idx = jnp.asarray(spec.categorical)
-    k_cat = transformed_overlap(x1[:, idx], x2[:, idx], hyp.cat_lengthscale)
+    if spec.categorical_kernel == "overlap":
+      k_cat = overlap(x1[:, idx], x2[:, idx], hyp.cat_lengthscale)
+    elif spec.categorical_kernel == "overlap_sum":
+      k_cat = 0.5 * (overlap(x1[:, idx], x2[:, idx], hyp.cat_lengthscale)
+                     + transformed_overlap(x1[:, idx], x2[:, idx], hyp.cat_lengthscale))
+    else:
+      k_cat = transformed_overlap(x1[:, idx], x2[:, idx], hyp.cat_lengthscale)
   if k_cont is None:
     k = k_cat
   elif k_cat is None:

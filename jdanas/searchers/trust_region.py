@@ -105,6 +105,8 @@ class TRConfig(NamedTuple):
   local_search_steps: int
   local_search_restarts: int
   restart_memory: int
+  global_model: bool
+  categorical_kernel: str = "transformed_overlap"
 
 
 @flax.struct.dataclass
@@ -374,7 +376,9 @@ def _engine(layout: Layout, config: TRConfig, canonicalize: Callable[[jax.Array]
             sample: Callable[[jax.Array], jax.Array] | None, track_archive: bool) -> Searcher:
   """The shared init/ask/tell (see the module docstring)."""
   m, q, n, d = config.num_trust_regions, config.num_asks, config.capacity, layout.dim
-  spec = gp.KernelSpec(continuous=layout.box, categorical=layout.categorical, mixture=config.mixture)
+  spec = gp.KernelSpec(continuous=layout.box, categorical=layout.categorical, mixture=config.mixture,
+                       categorical_kernel=config.categorical_kernel)
+  gp.check_spec(spec, config.bounds)
   guided = config.guided_restart and bool(layout.categorical)
   bounds = config.bounds
   discrete = layout.num_choices is not None
@@ -420,8 +424,14 @@ def _engine(layout: Layout, config: TRConfig, canonicalize: Callable[[jax.Array]
   def region_mask(state: TRBOState, t: jax.Array) -> jax.Array:
     return state.filled & (state.owner == t) & ~jnp.isnan(state.y)
 
+  def model_mask(state: TRBOState, t: jax.Array) -> jax.Array:
+    """Rows the GP of region t sees: its own data, or every finite observation (``global_model``)."""
+    if config.global_model:
+      return state.filled & ~jnp.isnan(state.y)
+    return region_mask(state, t)
+
   def region_posterior(state: TRBOState, t: jax.Array, params: gp.GPParams) -> gp.Posterior:
-    mask = region_mask(state, t)
+    mask = model_mask(state, t)
     return gp.posterior(spec, bounds, params, state.x, _transform(config, state.y, mask), mask)
 
   def lengthscales(params: gp.GPParams) -> jax.Array:
@@ -520,12 +530,14 @@ def _engine(layout: Layout, config: TRConfig, canonicalize: Callable[[jax.Array]
     fallback_x = canon_x(_uniform_points(key_fallback, layout, q * 8))
     design_alt = canon_x(_uniform_points(jax.random.fold_in(key_design, 1), layout, q * 8))
 
-    def pick_alternative(alt, taken_enc, taken_n, k):
+    def pick_alternative(alt, taken_enc, taken_n):
+      """The first row of ``alt`` neither evaluated nor among the first ``taken_n`` rows chosen."""
       enc, x = alt
-      clash = jnp.any(jnp.all(enc[:, None, :] == taken_enc[None, :, :], -1) & (jnp.arange(q) < taken_n)[None, :], 1)
+      earlier = (jnp.arange(q) < taken_n)[None, :]
+      clash = jnp.any(jnp.all(enc[:, None, :] == taken_enc[None, :, :], -1) & earlier, 1)
       good = ~clash & ~evaluated(state, enc) if discrete else jnp.ones(enc.shape[:1], bool)
       j = jnp.argmax(good)
-      return enc[j], x[j], good[j]
+      return enc[j], x[j]
 
     def slot(k, carry):
       taken, out_enc, out_x, owner, from_design, fallbacks = carry
@@ -533,16 +545,19 @@ def _engine(layout: Layout, config: TRConfig, canonicalize: Callable[[jax.Array]
       # design row
       row = order[jnp.minimum(k, m * config.n_init - 1)]
       d_enc, d_x = design_enc[row], design_x[row]
-      d_bad = ((jnp.any(jnp.all(out_enc == d_enc[None], -1) & (jnp.arange(q) < k)) | evaluated(state, d_enc[None])[0])
-               if discrete else jnp.zeros((), bool))
-      a_enc, a_x, _ = pick_alternative(design_alt, out_enc, k, k)
+      if discrete:
+        repeat = jnp.any(jnp.all(out_enc == d_enc[None], -1) & (jnp.arange(q) < k))
+        d_bad = repeat | evaluated(state, d_enc[None])[0]
+      else:
+        d_bad = jnp.zeros((), bool)
+      a_enc, a_x = pick_alternative(design_alt, out_enc, k)
       d_enc = jnp.where(d_bad, a_enc, d_enc)
       d_x = jnp.where(d_bad, a_x, d_x)
       # model row
       s = jnp.where(ok & ~taken, flat_scores[k], -jnp.inf)
       i = jnp.argmax(s)
       found = jnp.isfinite(s[i])
-      f_enc, f_x, _ = pick_alternative(fallback_x, out_enc, k, k)
+      f_enc, f_x = pick_alternative(fallback_x, out_enc, k)
       m_enc = jnp.where(found, flat_enc[i], f_enc)
       m_x = jnp.where(found, flat_x[i], f_x)
       enc = jnp.where(is_design, d_enc, m_enc)
@@ -555,8 +570,9 @@ def _engine(layout: Layout, config: TRConfig, canonicalize: Callable[[jax.Array]
       return (taken, out_enc.at[k].set(enc), out_x.at[k].set(x), owner.at[k].set(who),
               from_design.at[k].set(is_design), fallbacks + (~is_design & ~found))
 
-    carry = (jnp.zeros((m * pool_size,), bool), jnp.full((q, d), -1, jnp.int32), jnp.zeros((q, d), jnp.float32),
-             jnp.full((q,), -1, jnp.int32), jnp.zeros((q,), bool), jnp.zeros((), jnp.int32))
+    carry = (jnp.zeros((m * pool_size,), bool), jnp.full((q, d), -1, jnp.int32),
+             jnp.zeros((q, d), jnp.float32), jnp.full((q,), -1, jnp.int32), jnp.zeros((q,), bool),
+             jnp.zeros((), jnp.int32))
     _, enc, x, owner, from_design, fallbacks = jax.lax.fori_loop(0, q, slot, carry)
     served = jnp.zeros((m,), jnp.int32).at[jnp.where(from_design, owner, m)].add(1, mode="drop")
     state = state.replace(
@@ -643,29 +659,25 @@ def _engine(layout: Layout, config: TRConfig, canonicalize: Callable[[jax.Array]
     init_p = gp.init_params(spec, bounds)
     c = collapsed
     sel = lambda new, old: jnp.where(c.reshape((m,) + (1,) * (old.ndim - 1)), new, old)
-    # One vmapped fit: the GP of each region (its own data, warm-started) and, for guided
-    # restarts, the auxiliary GP on the best point of every finished region (padded to N rows).
-    masks = jax.vmap(lambda t: region_mask(state, t))(jnp.arange(m))  # [m, N]
-    xs = jnp.broadcast_to(state.x, (m, n, d))
+    # Refit each region's GP on its data (warm-started unless configured otherwise).
+    masks = jax.vmap(lambda t: model_mask(state, t))(jnp.arange(m))  # [m, N]
     ys = jax.vmap(lambda mk: _transform(config, state.y, mk))(masks)
     starts = regs.params if config.warm_start else jax.tree.map(
         lambda p, i: jnp.broadcast_to(i, p.shape), regs.params, init_p)
-    if guided:
-      r = config.restart_memory
-      mem_mask = ~jnp.isnan(state.memory_y)
-      pad = lambda a, v: jnp.concatenate([a, jnp.full((n - r,) + a.shape[1:], v, a.dtype)])
-      xs = jnp.concatenate([xs, pad(state.memory_x, 0.0)[None]])
-      ys = jnp.concatenate([ys, pad(_transform(config, state.memory_y, mem_mask), 0.0)[None]])
-      masks = jnp.concatenate([masks, pad(mem_mask, False)[None]])
-      starts = jax.tree.map(lambda p, i: jnp.concatenate([p, i[None]]), starts, init_p)
+    key_fit, key_aux = jax.random.split(key_fit)
 
-    def refit(key, x, y, mask, start):
-      raw, _ = gp.fit(key, spec, bounds, x, y, mask, steps=config.fit_steps,
+    def refit(key, y, mask, start):
+      raw, _ = gp.fit(key, spec, bounds, state.x, y, mask, steps=config.fit_steps,
                       learning_rate=config.learning_rate, restarts=config.fit_restarts, init=start)
       return raw
 
-    fitted = jax.vmap(refit)(jax.random.split(key_fit, xs.shape[0]), xs, ys, masks, starts)
-    aux = jax.tree.map(lambda p: p[-1], fitted)
+    fitted = jax.vmap(refit)(jax.random.split(key_fit, m), ys, masks, starts)
+    if guided:  # the auxiliary GP on the best point of every finished region (R rows, cheap)
+      mem_mask = ~jnp.isnan(state.memory_y)
+      aux, _ = gp.fit(key_aux, spec, bounds, state.memory_x, _transform(config, state.memory_y, mem_mask),
+                      mem_mask, steps=config.fit_steps, learning_rate=config.learning_rate)
+    else:
+      aux = init_p
     designs, centers = jax.vmap(restart_region, in_axes=(0, None, None))(
         jax.random.split(key_restart, m), state, aux)
     changed = member.any(1) & ~c  # refitted regions whose data changed keep the new fit
@@ -737,7 +749,7 @@ def _check_common(name: str, num_asks, num_trust_regions, n_init, capacity, num_
 
 def _turbo_config(name: str, dim: int, *, num_asks, num_trust_regions, preset, n_init, capacity,
                   num_candidates, acquisition, fit_steps, fit_restarts, warm_start, failure_tolerance,
-                  y_transform) -> TRConfig:
+                  y_transform, global_model=False) -> TRConfig:
   if preset not in TURBO_PRESETS:
     raise ValueError(f"{name}: preset must be one of {sorted(TURBO_PRESETS)}, got {preset!r}")
   p = TURBO_PRESETS[preset]
@@ -759,7 +771,8 @@ def _turbo_config(name: str, dim: int, *, num_asks, num_trust_regions, preset, n
       fit_steps=fit_steps, fit_restarts=fit_restarts, learning_rate=p["learning_rate"],
       warm_start=p["warm_start"] if warm_start is None else warm_start, guided_restart=False,
       include_neighbours=False, bounds=p["bounds"], mixture=0.5, ucb_beta=5.0,
-      local_search_steps=50, local_search_restarts=3, restart_memory=min(32, capacity))
+      local_search_steps=50, local_search_restarts=3, restart_memory=min(32, capacity),
+      global_model=global_model)
 
 
 def turbo(space: AbstractSearchSpace, *, num_asks: int = 1, num_trust_regions: int = 1,
@@ -824,7 +837,8 @@ def casmopolitan(space: AbstractSearchSpace, *, num_asks: int = 1, n_init: int =
                  learning_rate: float = 0.03, warm_start: bool = True, y_transform: str = "copula",
                  include_neighbours: bool = True, guided_restart: bool = True,
                  mixture: float | None = 0.5, sample_noise: bool = True,
-                 bounds: gp.Bounds | None = None) -> Searcher:
+                 bounds: gp.Bounds | None = None, global_model: bool = False,
+                 categorical_kernel: str = "transformed_overlap") -> Searcher:
   """CASMOPOLITAN: Hamming-ball regions on categorical decisions, TuRBO boxes on ordinal ones.
 
   Decision kinds come from ``space.decision_kinds()``. Radii start at ``min(radius_init, D_cat)``
@@ -853,6 +867,10 @@ def casmopolitan(space: AbstractSearchSpace, *, num_asks: int = 1, n_init: int =
     guided_restart: restart around the UCB optimum of the auxiliary GP (else a fresh design).
     mixture: lam of the mixed kernel (None = learned).
     sample_noise: Thompson samples include observation noise (as in the reference code).
+    categorical_kernel: see :class:`jdanas.searchers.gp.KernelSpec` (``"overlap_sum"`` adds the
+      additive overlap kernel's per-decision main effects).
+    global_model: fit the GP on every observation instead of the region's own data (the region
+      still restricts the candidates; restarts then keep the model's knowledge).
     bounds: GP constraints (default: CASMOPOLITAN's noise [1e-4, 0.1] -- 1e-6 in the reference,
       raised for float32 -- outputscale [0.5, 5], lengthscale [0.01, 0.5] on box decisions and
       overlap weights in [0.01, 10]).
@@ -886,6 +904,7 @@ def casmopolitan(space: AbstractSearchSpace, *, num_asks: int = 1, n_init: int =
       y_transform=y_transform, fit_steps=fit_steps, fit_restarts=fit_restarts,
       learning_rate=learning_rate, warm_start=warm_start, guided_restart=guided_restart,
       include_neighbours=include_neighbours, bounds=bounds, mixture=mixture, ucb_beta=5.0,
-      local_search_steps=50, local_search_restarts=3, restart_memory=min(32, capacity))
+      local_search_steps=50, local_search_restarts=3, restart_memory=min(32, capacity),
+      global_model=global_model, categorical_kernel=categorical_kernel)
   layout = Layout(dim=d, num_choices=tuple(space.num_choices), categorical=categorical, box=box)
   return _engine(layout, config, space.canonicalize, space.sample, track_archive=True)
