@@ -131,23 +131,21 @@ def main(argv=None):
     by_init: dict[str, list[str]] = {}
     for proxy in proxies:  # one call per init: proxies sharing a forward pass share one program
       by_init.setdefault(args.init or PROXY_INFO[proxy].paper_init, []).append(proxy)
-    scores = {}
-    for init, group in by_init.items():
+    for init, group in by_init.items():  # lines are printed as soon as each call returns
       t0 = time.perf_counter()
-      scores.update(score_population(key, space, encs, x, y, proxies=group, num_classes=num_classes,
-                                     teacher=teacher, init=init))
+      scores = score_population(key, space, encs, x, y, proxies=group, num_classes=num_classes,
+                                teacher=teacher, init=init)
       timings[f"{init}@{dataset}"] = round(time.perf_counter() - t0, 2)
       log(f"{dataset} init {init}: {', '.join(group)} in {timings[f'{init}@{dataset}']} s")
-    for proxy in proxies:
-      score = scores[proxy]
-      columns[f"{proxy}@{dataset}"] = score
-      ok = ~np.isnan(score)
-      rho = stats.spearmanr(score[ok], target[ok]).statistic if ok.sum() > 2 else float("nan")
-      tau = stats.kendalltau(score[ok], target[ok]).statistic if ok.sum() > 2 else float("nan")
-      log(f"{dataset} {proxy}: rho {rho:.3f} tau {tau:.3f}")
-      print(json.dumps({"proxy": proxy, "dataset": dataset, "cells": int(ok.sum()), "spearman": round(float(rho), 4),
-                        "kendall": round(float(tau), 4), "init": args.init or PROXY_INFO[proxy].paper_init,
-                        "channels": args.channels, "num_cells": args.num_cells, "batch": args.batch}), flush=True)
+      for proxy in group:
+        score = scores[proxy]
+        columns[f"{proxy}@{dataset}"] = score
+        ok = ~np.isnan(score)
+        rho = stats.spearmanr(score[ok], target[ok]).statistic if ok.sum() > 2 else float("nan")
+        tau = stats.kendalltau(score[ok], target[ok]).statistic if ok.sum() > 2 else float("nan")
+        print(json.dumps({"proxy": proxy, "dataset": dataset, "cells": int(ok.sum()),
+                          "spearman": round(float(rho), 4), "kendall": round(float(tau), 4), "init": init,
+                          "channels": args.channels, "num_cells": args.num_cells, "batch": args.batch}), flush=True)
   if args.out:
     with open(args.out, "w", newline="") as f:
       w = csv.writer(f)
