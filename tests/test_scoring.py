@@ -354,3 +354,12 @@ def test_masked_equals_per_cell_heavy_proxies(masked, per_cell, batch):
   b = score_population(jax.random.key(0), per_cell, encs, x, y, proxies=names, num_classes=NUM_CLASSES, init="flax")
   for name in names:
     np.testing.assert_allclose(a[name], b[name], rtol=1e-3, err_msg=name)
+
+
+def test_vmap_strategy_equals_map(masked, batch, teacher16, masked_scores):
+  """Chunked vmap (the weighted masked form) gives the scores of lax.map (the switch form)."""
+  x, y = batch
+  encs = np.stack([masked.encode(c) for c in CELLS])
+  out = score_population(jax.random.key(0), masked, encs, x, y, proxies=("diswot",), num_classes=NUM_CLASSES,
+                         teacher=teacher16, strategy="vmap", chunk_size=2)
+  np.testing.assert_allclose(out["diswot"], masked_scores[0]["diswot"], rtol=1e-4)

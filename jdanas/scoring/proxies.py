@@ -44,8 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
-from typing import Any, Callable, Sequence
+from typing import Callable
 
 import flax.linen as nn
 import flax.linen.module as flax_module
