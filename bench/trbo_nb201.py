@@ -34,7 +34,26 @@ Tuning (25 runs x 60 queries, same keys; REA there: 94.127 / median 28):
   ... + n_init 5, radius 2, failure tolerance 5                    94.096 / 26
   ... + n_init 6, 30 Adam steps                                    94.162 / 29
 
-Measured numbers: see the docstring's end (filled from real runs).
+Measured (2 CPU cores shared with other jobs at load 5-10; seed 0; same run keys for all searchers):
+
+  XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
+    OPENBLAS_NUM_THREADS=1 python bench/trbo_nb201.py --runs 12 --chunk 12        (12 runs x 150 queries)
+  searcher               mean_test_acc  std_test_acc  median_queries_to_top05pct  seconds
+  casmopolitan                  94.373         0.000                        23.0    333.7
+  regularized_evolution         94.198         0.308                        20.5      7.4
+  random                        93.998         0.259                        45.5      3.4
+  (every CASMOPOLITAN run ends on the cell with the best valid accuracy, 91.607, whose test accuracy
+  is 94.373; REA's runs end on several different cells.)
+
+  --runs 25 --queries 60 (the tuning setting above): casmopolitan 94.233 +- 0.236 / 25,
+  regularized_evolution 94.127 +- 0.288 / 28.
+  --quick (10 x 60) with the earlier settings (region GP, transformed overlap, 300 candidates,
+  20 Adam steps): casmopolitan 94.163 +- 0.268 / 22, regularized_evolution 94.256 +- 0.226 / 18,
+  random 93.862 +- 0.417 / 30.
+
+The full 100 x 150 run did not finish here: 20 runs took 804 s (so about 67 min for 100 under that
+load), and twice the multi-threaded XLA:CPU run hung inside ``block_until_ready`` (every thread
+waiting on a futex, no CPU used); single-threaded XLA (the flags above) finished 12 runs in 295 s.
 """
 import argparse
 import json
