@@ -22,6 +22,11 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
   nbformat = pytest.importorskip("nbformat")
   nbclient = pytest.importorskip("nbclient")
   monkeypatch.setenv("JDANAS_NOTEBOOK_WORKDIR", str(tmp_path / "workdir"))
+  # The kernel is a user's process: no test-session compilation cache (its entries come from
+  # programs of other tests, compiled with the suite's settings).
+  for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+               "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"):
+    monkeypatch.delenv(name, raising=False)
   nb = nbformat.read(path, as_version=4)
   client = nbclient.NotebookClient(nb, timeout=1800, kernel_name="python3",
                                    resources={"metadata": {"path": str(path.parent)}})
