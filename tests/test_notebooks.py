@@ -22,9 +22,10 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
   nbformat = pytest.importorskip("nbformat")
   nbclient = pytest.importorskip("nbclient")
   monkeypatch.setenv("JDANAS_NOTEBOOK_WORKDIR", str(tmp_path / "workdir"))
-  # The kernel is a user's process: no test-session compilation cache (its entries come from
-  # programs of other tests, compiled with the suite's settings).
-  for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+  # The kernel is a user's process: one CPU device (the suite's 4 simulated devices made XLA:CPU's
+  # all-reduce rendezvous time out on 2 cores and abort the kernel) and no test-session
+  # compilation cache.
+  for name in ("XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
                "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"):
     monkeypatch.delenv(name, raising=False)
   nb = nbformat.read(path, as_version=4)
