@@ -42,35 +42,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdanas.benchmarks.nb201 import NB201Table
+from jdanas.benchmarks.nb201 import NB201Table, table_search
 from jdanas.data import shared_data_dir
-from jdanas.searchers import archive_best, enumerate_encodings, get_searcher, mixed_radix_index
+from jdanas.searchers import enumerate_encodings, get_searcher, mixed_radix_index
 from jdanas.spaces import get_space
 
 SETTINGS = {
     "random": dict(num_asks=1),
     "regularized_evolution": dict(num_asks=1, population_size=10, tournament_size=10),
 }
-
-
-def search(searcher, key, valid_table, test_table, index, queries):
-  """One run: ``queries`` sequential ask/tell rounds on the table oracle.
-
-  Returns:
-    ``(incumbent valid acc float32[queries] after each query, final incumbent test acc float32[])``.
-  """
-  key_init, key_loop = jax.random.split(key)
-
-  def round_(state, r):
-    key_ask, key_tell = jax.random.split(jax.random.fold_in(key_loop, r))
-    encs, state = searcher.ask(key_ask, state)
-    scores = valid_table[jax.vmap(index)(encs)]
-    state, metrics = searcher.tell(key_tell, state, encs, scores)
-    return state, metrics["best_score"]
-
-  state, best_valid = jax.lax.scan(round_, searcher.init(key_init), jnp.arange(queries))
-  incumbent, _, _ = archive_best(state.archive)
-  return best_valid, test_table[index(incumbent)]
 
 
 def main():
@@ -104,7 +84,7 @@ def main():
   keys = jax.vmap(lambda r: jax.random.fold_in(root, r))(jnp.arange(runs))
   for name, kwargs in SETTINGS.items():
     searcher = get_searcher(name, space, capacity=queries, **kwargs)
-    run_all = jax.jit(jax.vmap(lambda k, s=searcher: search(s, k, valid_table, test_table, index, queries)))
+    run_all = jax.jit(jax.vmap(lambda k, s=searcher: table_search(s, k, valid_table, test_table, index, queries)))
     t0 = time.perf_counter()
     compiled = run_all.lower(keys).compile()
     t1 = time.perf_counter()

@@ -64,9 +64,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdanas.benchmarks.nb201 import NB201Table
+from jdanas.benchmarks.nb201 import NB201Table, table_search
 from jdanas.data import shared_data_dir
-from jdanas.searchers import archive_best, enumerate_encodings, get_searcher, mixed_radix_index
+from jdanas.searchers import enumerate_encodings, get_searcher, mixed_radix_index
 from jdanas.spaces import get_space
 
 TRBO_SETTINGS = dict(n_init=10, radius_init=3, failure_tolerance=10, num_candidates=128, fit_steps=10,
@@ -77,23 +77,6 @@ SETTINGS = {
     "regularized_evolution": dict(population_size=10, tournament_size=10),
     "random": dict(),
 }
-
-
-def search(searcher, key, valid_table, test_table, index, queries):
-  """One run: ``queries`` sequential ask/tell rounds; returns (incumbent valid acc per query, final
-  incumbent test acc)."""
-  key_init, key_loop = jax.random.split(key)
-
-  def round_(state, r):
-    key_ask, key_tell = jax.random.split(jax.random.fold_in(key_loop, r))
-    encs, state = searcher.ask(key_ask, state)
-    scores = valid_table[jax.vmap(index)(encs)]
-    state, metrics = searcher.tell(key_tell, state, encs, scores)
-    return state, metrics["best_score"]
-
-  state, best_valid = jax.lax.scan(round_, searcher.init(key_init), jnp.arange(queries))
-  incumbent, _, _ = archive_best(state.archive)
-  return best_valid, test_table[index(incumbent)]
 
 
 def main():
@@ -137,7 +120,7 @@ def main():
   chunk = min(args.chunk, runs)
   for name in names:
     searcher = get_searcher(name, space, num_asks=1, capacity=queries, **settings[name])
-    run_all = jax.jit(jax.vmap(lambda k, s=searcher: search(s, k, valid_table, test_table, index, queries)))
+    run_all = jax.jit(jax.vmap(lambda k, s=searcher: table_search(s, k, valid_table, test_table, index, queries)))
     t0 = time.perf_counter()
     pad = (-runs) % chunk
     padded = jnp.concatenate([keys, keys[:pad]]) if pad else keys

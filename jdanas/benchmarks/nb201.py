@@ -11,8 +11,11 @@ import csv
 import pathlib
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from jdanas.searchers.base import archive_best
 from jdanas.spaces.nb201 import NB201Space
 
 
@@ -86,3 +89,24 @@ class NB201Table:
     if column not in self.columns:
       raise KeyError(f"nb201 table: unknown column {column!r}; have {', '.join(sorted(self.columns))}")
     return self.columns[column][self.rows(encodings)]
+
+
+def table_search(searcher, key, valid_table, test_table, index, queries):
+  """One searcher run on a table oracle (jittable, vmappable over keys): ``queries`` sequential
+  ask/tell rounds; a proposal's score is ``valid_table[index(enc)]``.
+
+  Returns:
+    ``(incumbent valid acc float32[queries] after each query, final incumbent test acc float32[])``.
+  """
+  key_init, key_loop = jax.random.split(key)
+
+  def round_(state, r):
+    key_ask, key_tell = jax.random.split(jax.random.fold_in(key_loop, r))
+    encs, state = searcher.ask(key_ask, state)
+    scores = valid_table[jax.vmap(index)(encs)]
+    state, metrics = searcher.tell(key_tell, state, encs, scores)
+    return state, metrics["best_score"]
+
+  state, best_valid = jax.lax.scan(round_, searcher.init(key_init), jnp.arange(queries))
+  incumbent, _, _ = archive_best(state.archive)
+  return best_valid, test_table[index(incumbent)]
