@@ -57,3 +57,17 @@ def concrete_variables(shapes, seed: int = 0):
     return jnp.asarray(0.1 * rng.standard_normal(leaf.shape), leaf.dtype)
 
   return jax.tree_util.tree_map_with_path(value, shapes)
+
+
+def smoke_config(**changes):
+  """``configs/default.py:smoke`` (tiny teacher, S1 space with 8 tiny students, 3 rounds of 2)
+  with dotted-field overrides, e.g. ``smoke_config(**{"search.rounds": 1})``."""
+  from configs import default
+  c = default.get_config("smoke")
+  for field, value in changes.items():
+    node = c
+    *parents, leaf = field.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return c

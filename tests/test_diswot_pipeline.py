@@ -6,21 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from configs import default
+from conftest import smoke_config as smoke
 from jdanas import costs
 from jdanas.experiment import ConfigError, run, validate_config
 from jdanas.spaces import get_space
 
-
-def smoke(**changes):
-  c = default.get_config("smoke")
-  for field, value in changes.items():
-    node = c
-    *parents, leaf = field.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return c
 
 
 @pytest.mark.slow  # a whole smoke run (teacher, search, final KD, export): ~100 s on the loaded 2-core CPU

@@ -10,22 +10,11 @@ import time
 import pytest
 
 from configs import default
+from conftest import smoke_config as tiny_config
 from jdanas import load_student
 from jdanas.experiment import ConfigError, run, validate_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def tiny_config(**changes):
-  """The config's smoke variant (tiny teacher, S1 space with 8 tiny students, 3 rounds of 2)."""
-  c = default.get_config("smoke")
-  for field, value in changes.items():
-    node = c
-    *parents, leaf = field.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return c
 
 
 def _ledger(workdir):
