@@ -257,7 +257,7 @@ def test_signs_and_combination(masked_scores):
   for name in ("synflow", "snip", "gradnorm", "params"):
     assert np.all(out[name] > 0), name
   assert info["semantic_form"] == ["channel", "channel"]
-  assert set(out) == set(FAST_PROXIES) and all(v.dtype == np.float32 for v in out.values())
+  assert set(out) == set(FAST_PROXIES) and all(v.dtype == np.float64 for v in out.values())
 
 
 def test_distance_proxies_are_zero_for_the_teacher_itself(batch):
@@ -336,12 +336,22 @@ def test_evaluator_matches_score_population_and_compiles_once(masked, batch, tea
   encs = np.stack([masked.encode(c) for c in CELLS])
   ev = ZeroCostEvaluator(masked, teacher16, x, y, "diswot", seed=0)
   first = ev(jax.random.key(7), encs)
-  np.testing.assert_array_equal(first.scores, masked_scores[0]["diswot"])
+  np.testing.assert_array_equal(first.scores, masked_scores[0]["diswot"].astype(np.float32))
   second = ev(jax.random.key(8), encs[::-1])  # the key is ignored: scores are comparable across rounds
   np.testing.assert_array_equal(second.scores, first.scores[::-1])
   assert second.num_compilations == 0
   with pytest.raises(ValueError, match="teacher"):
     ZeroCostEvaluator(masked, None, x, y, "kd", num_classes=NUM_CLASSES)
+
+
+def test_evaluator_passes_log_synflow(masked, batch, masked_scores):
+  """SynFlow of deep cells exceeds float32 (score_population returns float64); the evaluator
+  hands searchers log(synflow), which keeps the order."""
+  x, y = batch
+  encs = np.stack([masked.encode(c) for c in CELLS])
+  ev = ZeroCostEvaluator(masked, None, x, y, "synflow", num_classes=NUM_CLASSES, seed=0, init="gaussian")
+  raw = masked_scores[0]["synflow"]
+  np.testing.assert_allclose(ev(jax.random.key(0), encs).scores, np.log(raw), rtol=1e-6)
 
 
 @pytest.mark.slow

@@ -36,7 +36,8 @@ class ZeroCostEvaluator:
   scores of different rounds are comparable (a candidate's score depends only on its
   architecture, the batch and ``seed``). Compiled programs are cached across calls (one per
   proxy group and signature; all masked NB201 cells share one), so a search with a fixed number
-  of asks compiles once.
+  of asks compiles once. Scores reach the searcher as float32; SynFlow as ``log(synflow)`` (same
+  order; the raw sums of deep cells exceed the float32 range).
 
   Args:
     space: the search space.
@@ -79,6 +80,9 @@ class ZeroCostEvaluator:
                               self.labels, proxies=(self.proxy,), num_classes=self.num_classes,
                               teacher=self.teacher, info=info, **self.kwargs)[self.proxy]
     self.last_info = info
+    if self.proxy == "synflow":  # >= 0 and beyond the float32 range on deep cells; log keeps the order
+      with np.errstate(divide="ignore"):
+        scores = np.log(scores)
     return Evaluation(scores=scores.astype(np.float32), seconds=time.perf_counter() - t0,
                       num_compilations=sum(population.TRACE_COUNTS.values()) - traces)
 

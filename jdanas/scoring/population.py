@@ -170,7 +170,8 @@ def score_population(key: jax.Array, space: AbstractSearchSpace, encodings: Any,
     info: optional dict filled with ``semantic_form`` (per candidate), ``num_programs`` (distinct
       programs run) and ``seconds``.
   Returns:
-    ``{proxy: float32[P]}``; NaN where a score failed (NaN or +inf); ``-inf`` is kept as the
+    ``{proxy: float64[P]}`` (float64: SynFlow of deep cells exceeds the float32 range); NaN where
+    a score failed (NaN or +inf); ``-inf`` is kept as the
     worst possible score.
   """
   t0 = time.perf_counter()
@@ -251,7 +252,7 @@ def score_population(key: jax.Array, space: AbstractSearchSpace, encodings: Any,
     info["seconds"] = time.perf_counter() - t0
   # NaN or +inf = failed; -inf is a legitimate worst score (e.g. Zen of a cell whose output does
   # not depend on its input).
-  return {p: np.where(np.isnan(v) | (v == np.inf), np.nan, v).astype(np.float32) for p, v in out.items()}
+  return {p: np.where(np.isnan(v) | (v == np.inf), np.nan, v) for p, v in out.items()}
 
 
 def unique_signatures(space: AbstractSearchSpace, encodings: Any) -> int:
