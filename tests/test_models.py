@@ -123,3 +123,41 @@ def test_get_model_unknown_name():
   with pytest.raises(ValueError, match="unknown name 'resnet19'") as info:
     get_model("resnet19", 10)
   assert "\n" not in str(info.value) and "wrn_40_2" in str(info.value)
+
+
+# ---- branch_conv: derivatives written as forward convolutions ------------------------------------
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_branch_conv_equals_lax_conv_to_second_order(k):
+  from jdanas.models.layers import branch_conv
+  x = jax.random.normal(jax.random.key(0), (2, 5, 5, 3))
+  w = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
+  lax_conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",  # noqa: E731
+                                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  def derivatives(conv):
+    f = lambda x, w: jnp.sum(jnp.sin(conv(x, w)))  # noqa: E731
+    g = jax.grad(f, (0, 1))
+    hvp = jax.grad(lambda x, w: sum(jnp.vdot(a, b) for a, b in zip(g(x, w), (x, w))), (0, 1))
+    return (conv(x, w),) + g(x, w) + hvp(x, w)
+
+  for got, want in zip(derivatives(branch_conv), derivatives(lax_conv)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_branch_conv_inside_switch_and_rejects_other_convs():
+  from jdanas.models.layers import branch_conv, branch_conv_general_dilated
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, 3))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 3, 3))
+
+  def f(w, i, conv):
+    return jnp.sum(jax.lax.switch(i, [lambda: conv(x, w), lambda: x]) ** 2)
+
+  lax_conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",  # noqa: E731
+                                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  for i in (0, 1):
+    np.testing.assert_allclose(jax.grad(f)(w, i, branch_conv), jax.grad(f)(w, i, lax_conv), rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="stride-1"):
+    branch_conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)))
+  with pytest.raises(ValueError, match="stride-1"):
+    branch_conv_general_dilated(x, w, (1, 1), ((0, 0), (0, 0)))

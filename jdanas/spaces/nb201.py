@@ -46,10 +46,11 @@ class ReLUConvBN(nn.Module):
   features: int
   kernel: int
   stride: int = 1
+  branch: bool = False  # inside lax.switch: layers.branch_conv (fast derivatives on XLA:CPU)
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = layers.conv(self.features, self.kernel, self.stride, name="conv")(nn.relu(x))
+    x = layers.conv(self.features, self.kernel, self.stride, name="conv", branch=self.branch)(nn.relu(x))
     return layers.batch_norm(train, "bn")(x)
 
 
@@ -77,6 +78,9 @@ class Edge(nn.Module):
   ``impl="switch"`` is an ``nn.switch`` over the ops, which runs only the chosen op when the index
   is not batched; on XLA:CPU it was measured slower than the weighted sum (``bench/masked_edge.py``),
   so ``weighted`` is the default. Both use the same parameter paths (``conv1x1``/``conv3x3``).
+  Switch edges compute their convolutions with :func:`jdanas.models.layers.branch_conv`, whose
+  derivatives are forward convolutions: XLA:CPU differentiates a convolution inside a
+  conditional 35-50x slower otherwise.
 
   ``static_op`` (masked form only) fixes the op at trace time: the edge keeps the masked
   variable layout (every op's variables exist) but runs only that op, so a program compiled for
@@ -88,10 +92,11 @@ class Edge(nn.Module):
   static_op: str | None = None
 
   def setup(self):
+    branch = self.op is None and self.static_op is None and self.impl == "switch"
     if self.op in (None, "nor_conv_1x1"):
-      self.conv1x1 = ReLUConvBN(self.features, 1)
+      self.conv1x1 = ReLUConvBN(self.features, 1, branch=branch)
     if self.op in (None, "nor_conv_3x3"):
-      self.conv3x3 = ReLUConvBN(self.features, 3)
+      self.conv3x3 = ReLUConvBN(self.features, 3, branch=branch)
 
   def __call__(self, h, op_index, train: bool):
     branches = [lambda m, h: jnp.zeros_like(h),

@@ -1,0 +1,108 @@
+"""Convolution gradients inside ``lax.switch`` on this backend: ``lax.conv_general_dilated`` vs
+:func:`jdanas.models.layers.branch_conv` (every derivative written as a forward convolution).
+
+  python bench/branch_conv.py [--quick]
+
+Two measurements, the variants timed interleaved in one run (median of ``--reps`` calls, after
+one compiling call):
+
+* ``layer``: gradient w.r.t. kernel and input of one 3x3 convolution (batch 64, 32x32, 16 -> 16
+  channels) at top level, inside a 2-branch ``lax.switch`` with the lax convolution, and inside
+  the switch with ``branch_conv``.
+* ``nb201``: the SNIP/GradNorm program of one masked NB201 cell with switch edges (C=16, N=5,
+  batch 64; ``--quick``: C=8, N=1), with the edges' convolutions as lax convolutions (the
+  ``branch_conv`` hook swapped out for this measurement) vs ``branch_conv`` (the library default).
+
+One JSON line per measurement with keys ``bench, variant, ms, compile_s, ratio`` (``ratio``: the
+lax-in-switch time over this variant's).
+"""
+import argparse
+import dataclasses
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jdanas.models import layers
+from jdanas.scoring import proxies as proxy_lib
+from jdanas.scoring.init import init_variables
+from jdanas.spaces import get_space
+
+DN = ("NHWC", "HWIO", "NHWC")
+CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+
+
+def timed(fn, args, reps):
+  t0 = time.perf_counter()
+  jax.block_until_ready(fn(*args))
+  compile_s = time.perf_counter() - t0
+  times = []
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times)) * 1e3, compile_s
+
+
+def lax_conv(x, w):
+  return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN)
+
+
+def layer_bench(reps):
+  x = jax.random.normal(jax.random.key(0), (64, 32, 32, 16))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 16, 16))
+
+  def loss(conv, in_switch):
+    def f(w, x, i):
+      if not in_switch:
+        return jnp.sum(conv(x, w) ** 2)
+      return jnp.sum(jax.lax.switch(i, [lambda: conv(x, w), lambda: x * 0.0]) ** 2)
+    return jax.jit(jax.grad(f, (0, 1)))
+
+  variants = {"top_level_lax": loss(lax_conv, False), "switch_lax": loss(lax_conv, True),
+              "switch_branch_conv": loss(layers.branch_conv, True)}
+  return {name: timed(fn, (w, x, 0), reps) for name, fn in variants.items()}
+
+
+def nb201_bench(reps, channels, num_cells):
+  space = dataclasses.replace(get_space("nb201_masked", channels=channels, num_cells=num_cells),
+                              edge_impl="switch")
+  enc = jnp.asarray(space.encode(CELL))
+  x = jax.random.normal(jax.random.key(0), (64, 32, 32, 3))
+  y = jnp.arange(64) % 10
+  out = {}
+  hook = layers.branch_conv_general_dilated
+  for name, conv in (("switch_lax", jax.lax.conv_general_dilated), ("switch_branch_conv", hook)):
+    layers.branch_conv_general_dilated = conv  # read by layers.conv when the module is traced
+    try:
+      module = space.build((), 10)
+      v = init_variables(jax.random.key(0), module, (32, 32, 3), enc, "flax")
+      ctx = proxy_lib.Context(module=module, space=space, names=("snip", "gradnorm"))
+      fn = jax.jit(lambda v, e, ctx=ctx: proxy_lib.GROUP_FNS["grad"](ctx, v, e, x, y, None, None))
+      out[name] = timed(fn, (v, enc), reps)
+    finally:
+      layers.branch_conv_general_dilated = hook
+  return out
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--reps", type=int, default=None)
+  args = parser.parse_args()
+  reps = args.reps or (3 if args.quick else 5)
+  channels, num_cells = (8, 1) if args.quick else (16, 5)
+  for bench, res in (("layer", layer_bench(reps)), ("nb201", nb201_bench(reps, channels, num_cells))):
+    base = res["switch_lax"][0]
+    for variant, (ms, compile_s) in res.items():
+      rec = {"bench": bench, "variant": variant, "ms": round(ms, 2), "compile_s": round(compile_s, 2),
+             "ratio": round(base / ms, 2), "backend": jax.default_backend()}
+      if bench == "nb201":
+        rec.update(channels=channels, num_cells=num_cells, cell=CELL)
+      print(json.dumps(rec), flush=True)
+
+
+if __name__ == "__main__":
+  main()
