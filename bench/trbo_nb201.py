@@ -89,6 +89,9 @@ def main():
   parser.add_argument("--trbo-kwargs", default="{}", help="JSON overrides of TRBO_SETTINGS")
   parser.add_argument("--chunk", type=int, default=25, help="runs per jitted call (memory)")
   args = parser.parse_args()
+  # Synchronous CPU dispatch: long multi-minute calls hung with asynchronous dispatch (every XLA
+  # worker idle, the host waiting on a buffer that never became ready), also single-threaded.
+  jax.config.update("jax_cpu_enable_async_dispatch", False)
   runs = args.runs or (10 if args.quick else 100)
   queries = args.queries or (60 if args.quick else 150)
   names = args.searchers.split(",")
