@@ -96,6 +96,9 @@ def main(argv=None):
   import jax
   import numpy as np
   from scipy import stats
+  # Synchronous CPU dispatch: multi-minute calls hung with asynchronous dispatch on XLA:CPU (see
+  # bench/trbo_nb201.py).
+  jax.config.update("jax_cpu_enable_async_dispatch", False)
 
   from jdanas.benchmarks.nb201 import NB201Table
   from jdanas.scoring import PROXIES, PROXY_INFO, random_teacher, score_population

@@ -34,26 +34,24 @@ Tuning (25 runs x 60 queries, same keys; REA there: 94.127 / median 28):
   ... + n_init 5, radius 2, failure tolerance 5                    94.096 / 26
   ... + n_init 6, 30 Adam steps                                    94.162 / 29
 
-Measured (2 CPU cores shared with other jobs at load 5-10; seed 0; same run keys for all searchers):
+Measured (2 CPU cores; a second benchmark ran beside it; seed 0; same run keys for all searchers):
 
   XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
-    OPENBLAS_NUM_THREADS=1 python bench/trbo_nb201.py --runs 12 --chunk 12        (12 runs x 150 queries)
+    OPENBLAS_NUM_THREADS=1 python bench/trbo_nb201.py --chunk 10      (100 runs x 150 queries)
   searcher               mean_test_acc  std_test_acc  median_queries_to_top05pct  seconds
-  casmopolitan                  94.373         0.000                        23.0    333.7
-  regularized_evolution         94.198         0.308                        20.5      7.4
-  random                        93.998         0.259                        45.5      3.4
-  (every CASMOPOLITAN run ends on the cell with the best valid accuracy, 91.607, whose test accuracy
-  is 94.373; REA's runs end on several different cells.)
+  casmopolitan                  94.373         0.001                        23.0   1553.3
+  regularized_evolution         94.211         0.285                        29.5      4.3
+  random                        93.873         0.271                       123.5      2.2
+  (all 100 CASMOPOLITAN runs reach the top 0.5 %; 99 of REA's, 57 of random search's.
+  CASMOPOLITAN's final incumbents: mean valid accuracy 91.606, the best cell's being 91.607
+  (test 94.373); REA's 91.520.)
 
-  --runs 25 --queries 60 (the tuning setting above): casmopolitan 94.233 +- 0.236 / 25,
-  regularized_evolution 94.127 +- 0.288 / 28.
-  --quick (10 x 60) with the earlier settings (region GP, transformed overlap, 300 candidates,
-  20 Adam steps): casmopolitan 94.163 +- 0.268 / 22, regularized_evolution 94.256 +- 0.226 / 18,
-  random 93.862 +- 0.417 / 30.
+  Earlier, smaller runs: --runs 12 --chunk 12: casmopolitan 94.373 / 23, REA 94.198 / 20.5, random
+  93.998 / 45.5; --runs 40 --queries 60: casmopolitan 94.191 / 23.5, REA 94.121 / 27.
 
-The full 100 x 150 run did not finish here: 20 runs took 804 s (so about 67 min for 100 under that
-load), and twice the multi-threaded XLA:CPU run hung inside ``block_until_ready`` (every thread
-waiting on a futex, no CPU used); single-threaded XLA (the flags above) finished 12 runs in 295 s.
+Long calls: with asynchronous CPU dispatch, runs of several minutes per call twice hung (every XLA
+worker idle, the host waiting on a buffer that never became ready; once single-threaded), so
+``main`` turns asynchronous dispatch off; the 100 x 150 run above then finished.
 """
 import argparse
 import json
