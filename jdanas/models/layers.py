@@ -45,8 +45,8 @@ def conv(features: int, kernel: int, stride: int = 1, groups: int = 1, name: str
 # ---- convolutions differentiated by forward convolutions only ---------------------------------
 #
 # XLA:CPU runs a convolution's kernel gradient (and, less so, its input gradient) that sits inside
-# a conditional (``lax.switch``: the masked NB201 edges under ``edge_impl="switch"``) 35-50x
-# slower than the same gradient at top level (3x3 conv, 64x32x32x16: 449 ms vs 10 ms;
+# a conditional (``lax.switch``: the masked NB201 edges under ``edge_impl="switch"``) ~34x slower
+# than the same gradient at top level (3x3 conv, 64x32x32x16: 797 ms vs 23 ms; branch_conv 54 ms;
 # bench/branch_conv.py). Forward convolutions inside a conditional run at full speed, so
 # :func:`branch_conv` writes every derivative, of any order, as a forward convolution:
 #   d/dx <conv(x, w), g> = conv(g, flipT(w)),  d/dw <conv(x, w), g> = wgrad(x, g),

@@ -80,7 +80,7 @@ class Edge(nn.Module):
   so ``weighted`` is the default. Both use the same parameter paths (``conv1x1``/``conv3x3``).
   Switch edges compute their convolutions with :func:`jdanas.models.layers.branch_conv`, whose
   derivatives are forward convolutions: XLA:CPU differentiates a convolution inside a
-  conditional 35-50x slower otherwise.
+  conditional ~34x slower otherwise (``bench/branch_conv.py``).
 
   ``static_op`` (masked form only) fixes the op at trace time: the edge keeps the masked
   variable layout (every op's variables exist) but runs only that op, so a program compiled for
