@@ -76,8 +76,9 @@ class Edge(nn.Module):
   In the masked form the op index is a traced input. ``impl="weighted"`` sums every op weighted
   by the exact one-hot of the index (outputs and gradients bit-equal to the per-cell edge).
   ``impl="switch"`` is an ``nn.switch`` over the ops, which runs only the chosen op when the index
-  is not batched; on XLA:CPU it was measured slower than the weighted sum (``bench/masked_edge.py``),
-  so ``weighted`` is the default. Both use the same parameter paths (``conv1x1``/``conv3x3``).
+  is not batched. ``weighted`` is the default: the population strategies were measured with it
+  (with ``branch_conv`` below, one student's training step is faster with ``switch`` on XLA:CPU,
+  ``bench/masked_edge.py``). Both use the same parameter paths (``conv1x1``/``conv3x3``).
   Switch edges compute their convolutions with :func:`jdanas.models.layers.branch_conv`, whose
   derivatives are forward convolutions: XLA:CPU differentiates a convolution inside a
   conditional ~34x slower otherwise (``bench/branch_conv.py``).
