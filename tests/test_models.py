@@ -127,13 +127,15 @@ def test_get_model_unknown_name():
 
 # ---- branch_conv: derivatives written as forward convolutions ------------------------------------
 
+def lax_conv(x, w):
+  return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
 @pytest.mark.parametrize("k", [1, 3])
 def test_branch_conv_equals_lax_conv_to_second_order(k):
   from jdanas.models.layers import branch_conv
   x = jax.random.normal(jax.random.key(0), (2, 5, 5, 3))
   w = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
-  lax_conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",  # noqa: E731
-                                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
   def derivatives(conv):
     f = lambda x, w: jnp.sum(jnp.sin(conv(x, w)))  # noqa: E731
@@ -153,8 +155,6 @@ def test_branch_conv_inside_switch_and_rejects_other_convs():
   def f(w, i, conv):
     return jnp.sum(jax.lax.switch(i, [lambda: conv(x, w), lambda: x]) ** 2)
 
-  lax_conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",  # noqa: E731
-                                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
   for i in (0, 1):
     np.testing.assert_allclose(jax.grad(f)(w, i, branch_conv), jax.grad(f)(w, i, lax_conv), rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match="stride-1"):

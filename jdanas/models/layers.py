@@ -91,24 +91,22 @@ def _wgrad_value(x, g, k: int):
   return out.transpose(1, 2, 0, 3)
 
 
-def _make_wgrad():
-  @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-  def wgrad(x, g, k):
-    return _wgrad_value(x, g, k)
-
-  def fwd(x, g, k):
-    return _wgrad_value(x, g, k), (x, g)
-
-  def bwd(k, res, c):  # c: cotangent [k, k, Cin, Cout]
-    x, g = res
-    del k
-    return branch_conv(g, _flip_t(c)), branch_conv(x, c)
-
-  wgrad.defvjp(fwd, bwd)
-  return wgrad
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _wgrad(x, g, k):
+  return _wgrad_value(x, g, k)
 
 
-_wgrad = _make_wgrad()
+def _wgrad_fwd(x, g, k):
+  return _wgrad_value(x, g, k), (x, g)
+
+
+def _wgrad_bwd(k, res, c):  # c: cotangent [k, k, Cin, Cout]
+  del k
+  x, g = res
+  return branch_conv(g, _flip_t(c)), branch_conv(x, c)
+
+
+_wgrad.defvjp(_wgrad_fwd, _wgrad_bwd)
 
 
 def branch_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,

@@ -51,6 +51,7 @@ import flax.linen.module as flax_module
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jdanas.scoring import distances
 from jdanas.scoring.init import path_names, path_weight
@@ -232,10 +233,6 @@ def _grad_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
   return {"snip": jnp.asarray(snip), "gradnorm": jnp.asarray(gnorm)}
 
 
-def _tree_vdot(a, b):
-  return sum(jnp.vdot(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
-
 def _grasp_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
   del teacher, noise
   loss = _ce_loss_fn(ctx, v, enc, x, y)
@@ -244,7 +241,7 @@ def _grasp_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
   tangent = jax.tree_util.tree_map_with_path(
       lambda p, a: a if path_names(p)[-1] == "kernel" else jnp.zeros_like(a), g)
   # H g by reverse over reverse (the switch edges' convolutions have custom VJPs, no JVP rule).
-  hg = jax.grad(lambda p: _tree_vdot(jax.grad(loss)(p), tangent))(params)
+  hg = jax.grad(lambda p: optax.tree_utils.tree_vdot(jax.grad(loss)(p), tangent))(params)
   total = 0.0
   for (names, theta), (_, h) in zip(_kernels(params), _kernels(hg)):
     total = total + path_weight(ctx.space, names, enc) * jnp.sum(-theta * h)
