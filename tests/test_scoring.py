@@ -105,6 +105,39 @@ def test_synflow_two_layer_linear_net_matches_closed_form():
   np.testing.assert_allclose(got, 2 * r, rtol=1e-6)
 
 
+def test_fisher_two_layer_net_matches_closed_form():
+  """Fisher = sum over layers of fan_in * sum_k 0.5 mean_n (a_nk dL/da_nk)^2 (conv/linear outputs a)."""
+  rng = np.random.default_rng(2)
+  w1, w2 = rng.standard_normal((4, 3)), rng.standard_normal((3, 2))
+  x, y = rng.standard_normal((5, 1, 1, 4)), np.array([0, 1, 1, 0, 1])
+  variables = {"params": {"hidden": {"kernel": jnp.asarray(w1, jnp.float32)},
+                          "classifier": {"kernel": jnp.asarray(w2, jnp.float32)}}}
+  a1 = x.reshape(5, 4) @ w1
+  a2 = np.maximum(a1, 0) @ w2
+  p = np.exp(a2 - a2.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)
+  g2 = (p - np.eye(2)[y]) / 5  # dL/da2 of the batch-mean cross-entropy
+  g1 = (g2 @ w2.T) * (a1 > 0)
+  want = sum(fan_in * np.sum(0.5 * np.mean((a * g) ** 2, axis=0)) for a, g, fan_in in ((a1, g1, 4), (a2, g2, 3)))
+  got = _group("fisher", TwoLayer(), variables, x.astype(np.float32), jnp.asarray(y, jnp.int32))
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+class SharedDense(nn.Module):
+  @nn.compact
+  def __call__(self, x, enc=None, *, train=False):
+    del enc, train
+    dense = nn.Dense(4, name="shared")
+    h = dense(dense(x.reshape(x.shape[0], -1)))[:, None, None, :]
+    return layers.features_dict([h], h, lambda q: nn.Dense(2, name="classifier")(q))
+
+
+def test_fisher_refuses_a_layer_called_twice():
+  variables = SharedDense().init(jax.random.key(0), jnp.zeros((2, 1, 1, 4)))
+  with pytest.raises(ValueError, match="fisher.*shared.*called twice"):
+    _group("fisher", SharedDense(), variables, np.ones((2, 1, 1, 4), np.float32))
+
+
 def test_naswot_kernel_for_known_activation_pattern():
   x = np.asarray([[1.0, -1.0, 2.0, -3.0],
                   [1.0, 1.0, -2.0, -3.0],

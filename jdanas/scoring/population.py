@@ -88,7 +88,7 @@ def _group_program(group: str, module: nn.Module, space: AbstractSearchSpace, na
   return jax.jit(program)
 
 
-TAPE_GROUPS = frozenset({"naswot", "fisher", "zen"})  # record activations inside the forward pass
+TAPE_GROUPS = frozenset({"naswot", "zen"})  # record activations inside the forward pass
 
 
 def _run_module(space: AbstractSearchSpace, module: nn.Module, group: str, strategy: str, num_classes: int):
@@ -96,7 +96,8 @@ def _run_module(space: AbstractSearchSpace, module: nn.Module, group: str, strat
   ``edge_impl="switch"`` (same variables), which evaluates only each candidate's selected op
   (the candidate's encoding is a scalar inside ``lax.map``); measured 4.4x faster than the
   weighted sum of all ops for the gradient proxies at C=8 on XLA:CPU. Groups that record
-  activations (:data:`TAPE_GROUPS`) keep the weighted form, whose ops run outside any branch."""
+  activations (:data:`TAPE_GROUPS`: NASWOT, Zen) keep the weighted form, whose ops run outside
+  any branch; Fisher's per-channel terms come from gates (inputs), which work inside branches."""
   if (strategy == "map" and group not in TAPE_GROUPS and isinstance(space, NB201Space) and space.masked
       and space.edge_impl == "weighted"):
     return dataclasses.replace(space, edge_impl="switch").build((), num_classes)

@@ -113,27 +113,20 @@ def get_tap(features: dict, tap: str) -> jax.Array:
 # ---- recording taps inside a forward pass ----------------------------------------------------
 
 class _Tape:
-  """Collects (path, value) of ReLU outputs, conv/linear outputs and BN input variances."""
+  """Collects (path, value) of ReLU outputs and BN input variances."""
 
-  def __init__(self, relu: bool = False, linear: bool = False, bn: bool = False, perturb=None):
-    self.want_relu, self.want_linear, self.want_bn = relu, linear, bn
-    self.perturb = perturb
-    self.relu, self.linear, self.bn = [], [], []
+  def __init__(self, relu: bool = False, bn: bool = False):
+    self.want_relu, self.want_bn = relu, bn
+    self.relu, self.bn = [], []
 
   def interceptor(self, next_fun, args, kwargs, context):
     out = next_fun(*args, **kwargs)
     if context.method_name != "__call__":
       return out
-    m = context.module
-    if self.want_linear and isinstance(m, (nn.Conv, nn.Dense)):
-      if self.perturb is not None:
-        out = out + self.perturb[len(self.linear)]
-      kernel_shape = m.get_variable("params", "kernel").shape
-      self.linear.append((m.path, out, int(np.prod(kernel_shape[:-1]))))
-    if self.want_bn and isinstance(m, nn.BatchNorm):
+    if self.want_bn and isinstance(context.module, nn.BatchNorm):
       x = args[0]
       var = jnp.var(x, axis=tuple(range(x.ndim - 1)))
-      self.bn.append((m.path, var))
+      self.bn.append((context.module.path, var))
     return out
 
   @contextlib.contextmanager
@@ -248,23 +241,49 @@ def _grasp_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
   return {"grasp": jnp.asarray(total)}
 
 
+class _Gates:
+  """Multiplies every conv / linear output by a gate ``s[n, c]`` (ones) keyed by module path.
+
+  ``dL/ds[n, c] = sum_hw a * dL/da`` is Fisher's per-sample, per-channel term. Unlike an
+  activation tape, gates are inputs: they work inside ``lax.switch`` branches (the switch edges
+  of the masked NB201 form), where a recorded activation could not leave its branch. With
+  ``gates=None`` the interceptor only records each layer's output shape and fan-in (static).
+  """
+
+  def __init__(self, gates=None):
+    self.gates = gates
+    self.meta: dict[tuple[str, ...], tuple[tuple[int, ...], int]] = {}
+
+  def interceptor(self, next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    m = context.module
+    if context.method_name != "__call__" or not isinstance(m, (nn.Conv, nn.Dense)):
+      return out
+    if self.gates is None:
+      if m.path in self.meta:
+        raise ValueError(f"proxies: 'fisher' needs each conv/linear layer called once; {'/'.join(m.path)} "
+                         "is called twice")
+      self.meta[m.path] = ((out.shape[0], out.shape[-1]), int(np.prod(m.get_variable("params", "kernel").shape[:-1])))
+      return out
+    g = self.gates[m.path]
+    return out * g.reshape(g.shape[:1] + (1,) * (out.ndim - 2) + g.shape[-1:]).astype(out.dtype)
+
+
 def _fisher_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
   del teacher, noise
-  meta = []  # (path, fan-in) of each conv / linear layer, in call order (static)
+  record = _Gates()
 
-  def forward(perturb):
-    tape = _Tape(linear=True, perturb=perturb)
-    feats = _apply(ctx.module, v, x, enc, train=True, tape=tape)
-    meta[:] = [(path, fan_in) for path, _, fan_in in tape.linear]
-    return _ce(feats["logits"], y), [a for _, a, _ in tape.linear]
+  def loss(gates, tape):
+    with nn.intercept_methods(tape.interceptor):
+      feats = _apply(ctx.module, v, x, enc, train=True)
+    return _ce(feats["logits"], y)
 
-  shapes = jax.eval_shape(lambda: forward(None)[1])
-  perturb = [jnp.zeros(a.shape, a.dtype) for a in shapes]
-  (_, acts), grads = jax.value_and_grad(forward, has_aux=True)(perturb)
+  jax.eval_shape(lambda: loss(None, record))  # static: every layer's gate shape and fan-in
+  ones = {path: jnp.ones(shape, x.dtype) for path, (shape, _) in record.meta.items()}
+  grads = jax.grad(lambda gates: loss(gates, _Gates(gates)))(ones)
   total = 0.0
-  for (path, fan_in), act, grad in zip(meta, acts, grads):
-    g_nk = jnp.sum(act * grad, axis=tuple(range(1, act.ndim - 1))) if act.ndim > 2 else act * grad
-    del_k = 0.5 * jnp.mean(g_nk ** 2, axis=0)
+  for path, (_, fan_in) in record.meta.items():
+    del_k = 0.5 * jnp.mean(grads[path] ** 2, axis=0)
     total = total + path_weight(ctx.space, path, enc) * fan_in * jnp.sum(del_k)
   return {"fisher": jnp.asarray(total)}
 
