@@ -6,6 +6,7 @@ Commands (from the repository root)::
   python bench/proxy_correlation.py             # 1000 seeded cells, NB201 skeleton C=16, N=5, all proxies
   python bench/proxy_correlation.py --cells-n 200 --channels 8 --num-cells 1 --out scores.csv
   python bench/proxy_correlation.py --cells cells.csv --out scores.csv   # cells from a CSV column arch_str
+  python bench/proxy_correlation.py --proxies grasp --chunk 25 --out scores.csv   # resumable
 
 Protocol: ``--cells-n`` cells drawn without replacement (seeded) from the 15,625 NB201 cells (or
 the ``arch_str`` column of ``--cells``); one batch of 64 images per dataset: the first 64 of
@@ -26,6 +27,12 @@ Output: one JSON line per (proxy, dataset) with keys ``proxy, dataset, cells, sp
 kendall`` (plus the network config); a final line with timings. ``--out FILE`` writes the
 per-cell scores: ``arch_str`` then one column per proxy and dataset (``proxy@cifar10``). If the
 data files are absent it prints ``{"skipped": "<reason>"}`` and exits 0.
+
+Long runs: ``--chunk K`` (with ``--out``) scores K cells per call and rewrites ``--out`` after
+every chunk (atomically); started again with the same arguments it keeps the columns already in
+the file and goes on from the first cell not yet scored (an empty field), so a killed run loses at
+most one chunk. Scores do not depend on the chunking: every candidate's weights come from the
+same key and shared parameter paths. Columns of other proxies already in ``--out`` are kept.
 """
 from __future__ import annotations
 
@@ -58,7 +65,10 @@ def parse_args(argv=None):
   p.add_argument("--datasets", default="cifar10,cifar100")
   p.add_argument("--batch", type=int, default=64)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--chunk", type=int, default=None, help="cells per call; resumable with --out")
   args = p.parse_args(argv)
+  if args.chunk is not None and (args.chunk < 1 or not args.out):
+    p.error("--chunk needs a positive size and --out")
   base = QUICK if args.quick else FULL
   for k, v in base.items():
     if getattr(args, k) is None:
@@ -81,6 +91,37 @@ def load_batch(data_dir, dataset, n):
   mean, std = STATS[dataset]
   x = (x.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
   return x.astype(np.float32), y.astype(np.int32)
+
+
+def read_scores(path, archs):
+  """Columns of an earlier (possibly partial) ``--out`` file for the same cells, and for each
+  column the number of leading cells scored (an empty field = not scored yet)."""
+  import numpy as np
+  if not os.path.exists(path):
+    return {}, {}
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f))
+  if [r["arch_str"] for r in rows] != archs:
+    raise SystemExit(f"error: --out: {path} holds other cells than this run's; remove it or pass the same "
+                     "--cells / --cells-n / --seed")
+  columns, scored = {}, {}
+  for name in rows[0]:
+    if name != "arch_str":
+      vals = [r[name] for r in rows]
+      scored[name] = next((i for i, v in enumerate(vals) if v == ""), len(vals))
+      columns[name] = np.asarray([float(v) if v != "" else np.nan for v in vals])
+  return columns, scored
+
+
+def write_scores(path, archs, columns, scored):
+  """Writes the per-cell CSV atomically; cells from ``scored[column]`` on are written empty."""
+  tmp = path + ".tmp"
+  with open(tmp, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["arch_str"] + list(columns))
+    for i, a in enumerate(archs):
+      w.writerow([a] + [repr(float(columns[c][i])) if i < scored[c] else "" for c in columns])
+  os.replace(tmp, path)
 
 
 def main(argv=None):
@@ -122,10 +163,11 @@ def main(argv=None):
     rows = np.random.default_rng(args.seed).choice(len(table), size=args.cells_n, replace=False)
     encs = table.encodings[rows]
   archs = [space.decode(e) for e in encs]
+  columns, scored = read_scores(args.out, archs) if args.chunk else ({}, {})
   log(f"{len(encs)} cells, C={args.channels}, N={args.num_cells}, proxies: {', '.join(proxies)}")
 
   key = jax.random.key(args.seed)
-  columns, timings = {}, {}
+  timings = {}
   for dataset in datasets:
     x, y = load_batch(data_dir, dataset, args.batch)
     num_classes = 10 if dataset == "cifar10" else 100
@@ -136,13 +178,27 @@ def main(argv=None):
       by_init.setdefault(args.init or PROXY_INFO[proxy].paper_init, []).append(proxy)
     for init, group in by_init.items():  # lines are printed as soon as each call returns
       t0 = time.perf_counter()
-      scores = score_population(key, space, encs, x, y, proxies=group, num_classes=num_classes,
-                                teacher=teacher, init=init)
+      names = [f"{proxy}@{dataset}" for proxy in group]
+      for name in names:
+        columns.setdefault(name, np.full(len(encs), np.nan))
+        scored.setdefault(name, 0)
+      done = min(scored[name] for name in names)
+      step = args.chunk or len(encs)
+      for start in range(done, len(encs), step):
+        idx = np.minimum(np.arange(start, start + step), len(encs) - 1)  # fixed shape: one program
+        scores = score_population(key, space, encs[idx], x, y, proxies=group, num_classes=num_classes,
+                                  teacher=teacher, init=init)
+        n = min(step, len(encs) - start)
+        for proxy, name in zip(group, names):
+          columns[name][start:start + n] = scores[proxy][:n]
+          scored[name] = start + n
+        if args.chunk:
+          write_scores(args.out, archs, columns, scored)
+          log(f"{dataset} init {init}: {start + n}/{len(encs)} cells, {time.perf_counter() - t0:.0f} s")
       timings[f"{init}@{dataset}"] = round(time.perf_counter() - t0, 2)
       log(f"{dataset} init {init}: {', '.join(group)} in {timings[f'{init}@{dataset}']} s")
-      for proxy in group:
-        score = scores[proxy]
-        columns[f"{proxy}@{dataset}"] = score
+      for proxy, name in zip(group, names):
+        score = columns[name]
         ok = ~np.isnan(score)
         rho = stats.spearmanr(score[ok], target[ok]).statistic if ok.sum() > 2 else float("nan")
         tau = stats.kendalltau(score[ok], target[ok]).statistic if ok.sum() > 2 else float("nan")
@@ -150,11 +206,7 @@ def main(argv=None):
                           "spearman": round(float(rho), 4), "kendall": round(float(tau), 4), "init": init,
                           "channels": args.channels, "num_cells": args.num_cells, "batch": args.batch}), flush=True)
   if args.out:
-    with open(args.out, "w", newline="") as f:
-      w = csv.writer(f)
-      w.writerow(["arch_str"] + list(columns))
-      for i, a in enumerate(archs):
-        w.writerow([a] + [repr(float(columns[c][i])) for c in columns])
+    write_scores(args.out, archs, columns, scored)
   print(json.dumps({"seconds": round(time.perf_counter() - t_start, 1), "cells": len(encs),
                     "seconds_by_init_and_dataset": timings}), flush=True)
 
