@@ -91,3 +91,32 @@ def test_all_students_train_in_one_compiled_program(tiny_data, key):
   trainer = PopulationTrainer(masked, tiny_data, recipe=recipe, strategy="loop", specialize=False)
   result = trainer.train(key, [masked.encode(n) for n in NAMES])
   assert result.num_compilations == 1 and np.isfinite(result.accuracy).all()
+
+
+_CHEAP = ("snip", "gradnorm", "fisher", "synflow", "naswot", "zen", "diswot", "kd", "fitnet", "at", "sp", "rkd",
+          "pkt", "params")
+
+
+@pytest.mark.parametrize("names", [pytest.param(_CHEAP, id="cheap"),
+                                   pytest.param(("grasp", "jacob_cov"), id="heavy", marks=pytest.mark.slow)])
+def test_masked_scores_equal_per_student_scores(names):
+  """Every proxy of a masked S1 student equals its per-student module's: blocks beyond a stage's
+  depth (computed, then discarded by ``where``) never enter a score (``path_weight``)."""
+  from jdanas.models.resnet import CifarResNet
+  from jdanas.scoring import score_population
+  from jdanas.scoring.init import abstract_variables
+  from jdanas.teachers import Teacher
+  masked, per_student = spaces()
+  rng = np.random.default_rng(3)
+  x, y = rng.standard_normal((8, 8, 8, 3)).astype(np.float32), rng.integers(0, 5, 8).astype(np.int32)
+  module = CifarResNet(depths=(1, 1, 1), widths=(2, 4, 8), stem=4, num_classes=5)
+  teacher = Teacher(name="tiny8", module=module, variables=abstract_variables(module, (8, 8, 3), None),
+                    num_classes=5, input_shape=(8, 8, 3))
+  encs = np.stack([masked.encode(n) for n in NAMES[1:]])
+  for init in ("flax", "gaussian"):
+    a = score_population(jax.random.key(0), masked, encs, x, y, proxies=names, num_classes=5, teacher=teacher,
+                         init=init)
+    b = score_population(jax.random.key(0), per_student, encs, x, y, proxies=names, num_classes=5, teacher=teacher,
+                         init=init)
+    for name in names:
+      np.testing.assert_allclose(a[name], b[name], rtol=2e-4, err_msg=f"{name} ({init})")

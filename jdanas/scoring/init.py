@@ -9,13 +9,14 @@
   parameter's random stream from its path, so the same holds.
 
 :func:`path_weight` says whether a variable (or a module's activations) belongs to the selected
-architecture: 1 everywhere except, in the masked NB201 form, the ops that the encoding does not
-select (0). Proxies multiply per-layer contributions by it, so parameters of unselected ops never
-enter a score.
+architecture: 1 everywhere except in masked spaces: the ops that a masked NB201 encoding does
+not select, and the blocks beyond a masked S1 student's depth (0). Proxies multiply per-layer
+contributions by it, so parameters of unselected ops never enter a score.
 """
 from __future__ import annotations
 
 import functools
+import re
 import zlib
 from typing import Any, Sequence
 
@@ -26,8 +27,10 @@ import numpy as np
 
 from jdanas.spaces.base import AbstractSearchSpace
 from jdanas.spaces.nb201 import EDGES, OPS, NB201Space
+from jdanas.spaces.resnet_depth import ResNetDepthSpace
 
 INITS = ("gaussian", "flax")
+_S1_BLOCK = re.compile(r"^stage(\d+)_block(\d+)$")
 _OP_OF_MODULE = {"conv1x1": OPS.index("nor_conv_1x1"), "conv3x3": OPS.index("nor_conv_3x3")}
 
 
@@ -95,16 +98,24 @@ def path_weight(space: AbstractSearchSpace | None, names: Sequence[str], enc: An
   """1 if the variable / module at ``names`` is part of architecture ``enc``, else 0.
 
   ``names`` is a module or variable path (collection names such as ``params`` are ignored). Only
-  the masked NB201 form has unselected parts: the ``conv1x1`` / ``conv3x3`` op of edge ``jI`` is
-  used iff the edge's op is that convolution. ``xp`` is ``jnp`` under tracing or ``np`` on the host.
+  masked forms have unused parts: in masked NB201 the ``conv1x1`` / ``conv3x3`` op of edge ``jI``
+  is used iff the edge's op is that convolution; in masked S1 (``s1_resnet_masked``) block ``b``
+  of stage ``s`` (``stage{s}_block{b}``) is used iff ``b < depth_s``. ``xp`` is ``jnp`` under
+  tracing or ``np`` on the host.
   """
-  if not (isinstance(space, NB201Space) and space.masked):
-    return 1.0
-  names = list(names)
-  for i, name in enumerate(names[:-1]):
-    if name.startswith("edge") and len(name) == 6 and names[i + 1] in _OP_OF_MODULE:
-      e = EDGES.index((int(name[4]), int(name[5])))
-      return (xp.asarray(enc)[e] == _OP_OF_MODULE[names[i + 1]]).astype(xp.float32)
+  if isinstance(space, NB201Space) and space.masked:
+    names = list(names)
+    for i, name in enumerate(names[:-1]):
+      if name.startswith("edge") and len(name) == 6 and names[i + 1] in _OP_OF_MODULE:
+        e = EDGES.index((int(name[4]), int(name[5])))
+        return (xp.asarray(enc)[e] == _OP_OF_MODULE[names[i + 1]]).astype(xp.float32)
+  if isinstance(space, ResNetDepthSpace) and space.masked:
+    for name in names:
+      m = _S1_BLOCK.match(name)
+      if m:
+        stage, block = int(m.group(1)) - 1, int(m.group(2))
+        depth = xp.asarray(space.depth_choices)[xp.asarray(enc)[stage]]
+        return (block < depth).astype(xp.float32)
   return 1.0
 
 
