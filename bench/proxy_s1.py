@@ -4,18 +4,20 @@ CIFAR-100 accuracies of the 64 S1 students (CIFAR ResNets with 1/3/5/7 blocks pe
 Commands (from the repository root)::
 
   python bench/proxy_s1.py --quick        # 8 students, DisWOT + its KD-based siblings + params; < 3 min
-  python bench/proxy_s1.py                # all 64 students, the teacher-based proxies + params
-  python bench/proxy_s1.py --proxies all  # every proxy (64 compiled programs per proxy group: slow on CPU)
+  python bench/proxy_s1.py                # all 64 students, every proxy
+  python bench/proxy_s1.py --per-student --proxies diswot,kd   # one compiled program per student
 
 Protocol: students of ``s1_resnet`` named as in ``diswot_s1_cifar100_vanilla_vs_kd.csv`` (e.g.
 ``557``; ground truth ``kd_top1`` = KD from a ResNet-110 teacher, ``vanilla_top1`` = trained
 alone); a randomly initialised ResNet-110 teacher (100 classes), DisWOT's protocol; one batch
 of the first ``--batch`` (64) CIFAR-100 training images of ``cifar100_train_subset.npz``
 (bit-exact pixels), normalised with the CIFAR-100 mean/std; Gaussian init (DisWOT) for DisWOT,
-the KD-based proxies and Zen, Flax defaults for the others (``--init`` overrides). Every
-student has its own signature, hence its own compiled program per proxy group. Each teacher-based
-proxy group is one forward pass per student, so DisWOT and the six KD-based proxies cost one
-program per student together.
+the KD-based proxies and Zen, Flax defaults for the others (``--init`` overrides). Students are
+scored in the masked S1 space (``s1_resnet_masked``: depths are a traced input, one compiled
+program per proxy group for all 64; scores equal the per-student modules', tested);
+``--per-student`` uses ``s1_resnet`` instead, where every student is its own signature and gets
+its own program per proxy group. DisWOT and the six KD-based proxies share one forward pass
+(one program).
 
 Output: one JSON line per (proxy, target) with keys ``proxy, target, spearman, kendall`` and
 ``students``; an extra line with ``proxy = "vanilla_top1"`` (target ``kd_top1``) is the
@@ -31,7 +33,7 @@ import os
 import sys
 import time
 
-TEACHER_PROXIES = "diswot,diswot_semantic,diswot_relation,kd,fitnet,at,sp,rkd,pkt,params"
+QUICK_PROXIES = "diswot,diswot_semantic,diswot_relation,kd,fitnet,at,sp,rkd,pkt,params"
 QUICK_STUDENTS = ("111", "333", "557", "777", "135", "731", "515", "353")
 
 
@@ -39,13 +41,18 @@ def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--quick", action="store_true", help="8 students")
-  p.add_argument("--proxies", default=TEACHER_PROXIES, help="comma-separated names, or 'all'")
+  p.add_argument("--proxies", default=None, help="comma-separated names, or 'all' (default; --quick: DisWOT, "
+                 "its KD-based siblings and params)")
+  p.add_argument("--per-student", action="store_true", help="one compiled program per student (s1_resnet)")
   p.add_argument("--teacher", default="resnet110")
   p.add_argument("--init", default=None, choices=("gaussian", "flax"))
   p.add_argument("--relation-tap", default="pre_pool")
   p.add_argument("--batch", type=int, default=64)
   p.add_argument("--seed", type=int, default=0)
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  if args.proxies is None:
+    args.proxies = QUICK_PROXIES if args.quick else "all"
+  return args
 
 
 def log(msg):
@@ -66,6 +73,9 @@ def main(argv=None):
   import jax
   import numpy as np
   from scipy import stats
+  # Synchronous CPU dispatch: multi-minute calls hung with asynchronous dispatch on XLA:CPU (see
+  # bench/trbo_nb201.py).
+  jax.config.update("jax_cpu_enable_async_dispatch", False)
 
   from jdanas.scoring import PROXIES, PROXY_INFO, random_teacher, score_population
   from jdanas.spaces import get_space
@@ -81,7 +91,7 @@ def main(argv=None):
   names = [r["struct"] for r in rows]
   kd = np.asarray([float(r["kd_top1"]) for r in rows])
   vanilla = np.asarray([float(r["vanilla_top1"]) for r in rows])
-  space = get_space("s1_resnet")
+  space = get_space("s1_resnet" if args.per_student else "s1_resnet_masked")
   encs = np.stack([space.encode(n) for n in names])
   d = np.load(x_file)
   x = d["x"][:args.batch].astype(np.float32) / 255.0
@@ -115,7 +125,8 @@ def main(argv=None):
   emit("vanilla_top1", vanilla, "kd_top1", kd)
   best = {p: names[int(np.nanargmax(scores[p]))] for p in proxies}
   print(json.dumps({"seconds": round(time.perf_counter() - t_start, 1), "seconds_by_init": timings,
-                    "students": len(names), "teacher": args.teacher, "relation_tap": args.relation_tap,
+                    "students": len(names), "space": "s1_resnet" if args.per_student else "s1_resnet_masked",
+                    "teacher": args.teacher, "relation_tap": args.relation_tap,
                     "top_student_by_proxy": best, "best_kd_student": names[int(np.argmax(kd))]}), flush=True)
 
 
