@@ -5,6 +5,7 @@ Commands (from the repository root)::
   python bench/score_throughput.py --quick      # C=4, N=1, 16x16 inputs, 12 cells, 2 proxies; < 3 min
   python bench/score_throughput.py              # C=16, N=5, 32x32, batch 64, 1000 cells, every proxy
   python bench/score_throughput.py --cells 200 --per-cell 10 --proxies diswot,synflow,snip
+  python bench/score_throughput.py --proxies snip,gradnorm --by-group   # one timing for both
 
 For each proxy (initialisation as in its paper, :data:`jdanas.scoring.PROXY_INFO`), in the same
 process and from cold caches (``jax.clear_caches()`` and the scoring program caches):
@@ -20,7 +21,10 @@ process and from cold caches (``jax.clear_caches()`` and the scoring program cac
 images (throughput does not depend on pixel values), random ResNet teacher (``--teacher``) for
 the teacher-based proxies. Output: one JSON line per proxy with keys ``proxy,
 archs_per_s_batched, archs_per_s_per_cell, ratio`` and the measurement details; progress on
-stderr.
+stderr. ``--by-group`` times proxies that share one compiled program (same group and
+initialisation, e.g. ``snip`` and ``gradnorm``, or DisWOT and the KD-based proxies) in one call
+each way, as a search that uses them together would, and prints that timing on each of their
+lines (``scored_with`` lists the proxies of the call).
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--" + name.replace("_", "-"), type=typ, default=None)
   p.add_argument("--strategy", default="auto", help="score_population strategy for the batched side")
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--by-group", action="store_true", help="one timing per set of proxies sharing a program")
   args = p.parse_args(argv)
   base = QUICK if args.quick else FULL
   for k, v in base.items():
@@ -70,6 +75,9 @@ def clear_caches():
 def main(argv=None):
   args = parse_args(argv)
   import jax
+  # Synchronous CPU dispatch: multi-minute calls hung with asynchronous dispatch on XLA:CPU (see
+  # bench/trbo_nb201.py).
+  jax.config.update("jax_cpu_enable_async_dispatch", False)
   import numpy as np
 
   from jdanas.scoring import PROXIES, PROXY_INFO, random_teacher, score_population
@@ -90,26 +98,32 @@ def main(argv=None):
   y = rng.integers(0, 10, args.batch).astype(np.int32)
   teacher = random_teacher(args.teacher, 10, shape)
   key = jax.random.key(args.seed)
+  calls: dict[tuple, list[str]] = {}
   for proxy in proxies:
-    kwargs = dict(proxies=(proxy,), num_classes=10, teacher=teacher, init=PROXY_INFO[proxy].paper_init)
+    info = PROXY_INFO[proxy]
+    calls.setdefault((info.group, info.paper_init) if args.by_group else (proxy,), []).append(proxy)
+  for names in calls.values():
+    label = "+".join(names)
+    kwargs = dict(proxies=tuple(names), num_classes=10, teacher=teacher, init=PROXY_INFO[names[0]].paper_init)
     clear_caches()
     t0 = time.perf_counter()
     score_population(key, masked, encs, x, y, strategy=args.strategy, **kwargs)
     t_batched = time.perf_counter() - t0
-    log(f"{proxy}: batched {args.cells} cells in {t_batched:.1f} s")
+    log(f"{label}: batched {args.cells} cells in {t_batched:.1f} s")
     clear_caches()
     t0 = time.perf_counter()
     score_population(key, per_cell, encs[:args.per_cell], x, y, strategy="map", **kwargs)
     t_cell = time.perf_counter() - t0
-    log(f"{proxy}: per-cell {args.per_cell} cells in {t_cell:.1f} s")
+    log(f"{label}: per-cell {args.per_cell} cells in {t_cell:.1f} s")
     rate_b, rate_c = args.cells / t_batched, args.per_cell / t_cell
-    print(json.dumps({"proxy": proxy, "archs_per_s_batched": round(rate_b, 4), "archs_per_s_per_cell": round(rate_c, 4),
-                      "ratio": round(rate_b / rate_c, 2), "cells_batched": args.cells,
-                      "cells_per_cell": args.per_cell, "per_cell_extrapolated": args.per_cell < args.cells,
-                      "seconds_batched": round(t_batched, 2), "seconds_per_cell": round(t_cell, 2),
-                      "channels": args.channels, "num_cells": args.num_cells, "image_size": args.image_size,
-                      "batch": args.batch, "backend": jax.default_backend()}), flush=True)
-
+    for proxy in names:
+      print(json.dumps({"proxy": proxy, "archs_per_s_batched": round(rate_b, 4),
+                        "archs_per_s_per_cell": round(rate_c, 4), "ratio": round(rate_b / rate_c, 2),
+                        "scored_with": names, "cells_batched": args.cells, "cells_per_cell": args.per_cell,
+                        "per_cell_extrapolated": args.per_cell < args.cells, "seconds_batched": round(t_batched, 2),
+                        "seconds_per_cell": round(t_cell, 2), "channels": args.channels,
+                        "num_cells": args.num_cells, "image_size": args.image_size, "batch": args.batch,
+                        "backend": jax.default_backend()}), flush=True)
 
 if __name__ == "__main__":
   main()
