@@ -61,7 +61,7 @@ def parse_args(argv=None):
   p.add_argument("--num-cells", type=int, default=None)
   p.add_argument("--proxies", default=None, help="comma-separated names, or 'all'")
   p.add_argument("--teacher", default=None)
-  p.add_argument("--init", default=None, choices=("gaussian", "flax"), help="one init for every proxy")
+  p.add_argument("--init", default=None, choices=("gaussian", "flax", "torch"), help="one init for every proxy")
   p.add_argument("--datasets", default="cifar10,cifar100")
   p.add_argument("--batch", type=int, default=64)
   p.add_argument("--seed", type=int, default=0)

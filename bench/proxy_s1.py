@@ -45,7 +45,7 @@ def parse_args(argv=None):
                  "its KD-based siblings and params)")
   p.add_argument("--per-student", action="store_true", help="one compiled program per student (s1_resnet)")
   p.add_argument("--teacher", default="resnet110")
-  p.add_argument("--init", default=None, choices=("gaussian", "flax"))
+  p.add_argument("--init", default=None, choices=("gaussian", "flax", "torch"))
   p.add_argument("--relation-tap", default="pre_pool")
   p.add_argument("--batch", type=int, default=64)
   p.add_argument("--seed", type=int, default=0)

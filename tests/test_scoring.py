@@ -12,7 +12,7 @@ import pytest
 
 from jdanas.models import layers
 from jdanas.scoring import (PROXIES, PROXY_INFO, ZeroCostEvaluator, classifier_gradient, relation_loss,
-                            score_population, semantic_loss)
+                            score_population, semantic_loss, torch_variables)
 from jdanas.scoring import proxies as proxy_lib
 from jdanas.scoring.init import count_params, gaussian_variables, path_weight
 from jdanas.spaces import get_space
@@ -236,6 +236,23 @@ def test_gaussian_init_rule():
                                 np.asarray(v["params"]["conv"]["kernel"]))
 
 
+def test_torch_init_rule():
+  """PyTorch defaults: conv / linear kernel and bias ~ U(+-1/sqrt(fan_in)), BN 1/0."""
+  abstract = {"params": {"conv": {"kernel": jax.ShapeDtypeStruct((3, 3, 2, 4), jnp.float32)},
+                         "bn": {"scale": jax.ShapeDtypeStruct((4,), jnp.float32),
+                                "bias": jax.ShapeDtypeStruct((4,), jnp.float32)},
+                         "fc": {"kernel": jax.ShapeDtypeStruct((400, 300), jnp.float32),
+                                "bias": jax.ShapeDtypeStruct((3000,), jnp.float32)}}}  # long: variance check
+  v = torch_variables(jax.random.key(0), abstract)
+  k, b = np.asarray(v["params"]["fc"]["kernel"]), np.asarray(v["params"]["fc"]["bias"])
+  for a in (k, b):  # U(-1/20, 1/20): max near the bound, variance bound^2 / 3
+    assert np.abs(a).max() <= 0.05 and np.abs(a).max() > 0.049 and abs(a.var() - 0.05 ** 2 / 3) < 5e-5
+  assert np.abs(np.asarray(v["params"]["conv"]["kernel"])).max() <= 1 / np.sqrt(18)
+  assert np.all(np.asarray(v["params"]["bn"]["scale"]) == 1) and np.all(np.asarray(v["params"]["bn"]["bias"]) == 0)
+  again = torch_variables(jax.random.key(0), abstract)
+  np.testing.assert_array_equal(np.asarray(again["params"]["fc"]["kernel"]), k)
+
+
 # ---- NB201: masked == per-cell, determinism, signs ---------------------------------------------
 
 FAST_PROXIES = ("diswot", "diswot_semantic", "diswot_relation", "kd", "sp", "at", "fitnet", "rkd", "pkt",
@@ -252,7 +269,7 @@ def masked_scores(masked, batch, teacher16):
   return out, info
 
 
-@pytest.mark.parametrize("init", ["gaussian", "flax"])
+@pytest.mark.parametrize("init", ["gaussian", "flax", "torch"])
 def test_masked_equals_per_cell(masked, per_cell, batch, teacher16, masked_scores, init):
   x, y = batch
   names = FAST_PROXIES if init == "gaussian" else ("synflow", "params", "diswot")

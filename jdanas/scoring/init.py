@@ -7,6 +7,10 @@
   masked NB201 superset and the per-cell module of the same cell get identical weights.
 * ``init="flax"``: the modules' own initialisers (``module.init``); Flax also derives each
   parameter's random stream from its path, so the same holds.
+* ``init="torch"``: PyTorch's defaults, which the zero-cost-proxy reference code (Abdelfattah et
+  al., ICLR 2021) ran with: conv / linear kernels and biases ``~ U(-1/sqrt(fan_in),
+  1/sqrt(fan_in))`` (``kaiming_uniform_(a=sqrt(5))``), BatchNorm scale 1 and bias 0; drawn on the
+  host per path like ``"gaussian"``.
 
 :func:`path_weight` says whether a variable (or a module's activations) belongs to the selected
 architecture: 1 everywhere except in masked spaces: the ops that a masked NB201 encoding does
@@ -29,7 +33,7 @@ from jdanas.spaces.base import AbstractSearchSpace
 from jdanas.spaces.nb201 import EDGES, OPS, NB201Space
 from jdanas.spaces.resnet_depth import ResNetDepthSpace
 
-INITS = ("gaussian", "flax")
+INITS = ("gaussian", "flax", "torch")
 _S1_BLOCK = re.compile(r"^stage(\d+)_block(\d+)$")
 _OP_OF_MODULE = {"conv1x1": OPS.index("nor_conv_1x1"), "conv3x3": OPS.index("nor_conv_3x3")}
 
@@ -47,13 +51,13 @@ def _seed_words(key: jax.Array) -> list[int]:
   return [int(w) for w in data.reshape(-1)]
 
 
-def gaussian_variables(key: jax.Array, abstract: Any) -> Any:
-  """DisWOT's Gaussian rule applied to a tree of abstract variables (see module docstring).
-
-  Drawn on the host (numpy's PCG64 seeded by the key's words and ``crc32(path)``): compiling one
-  JAX random program per parameter costs tens of seconds per model on XLA:CPU.
-  """
+def _host_variables(key: jax.Array, abstract: Any, rule: str) -> Any:
+  """``"gaussian"`` or ``"torch"`` variables drawn on the host (numpy's PCG64 seeded by the key's
+  words and ``crc32(path)``): compiling one JAX random program per parameter costs tens of seconds
+  per model on XLA:CPU."""
   words = _seed_words(key)
+  kernels = {path_names(p)[:-1]: leaf.shape for p, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]
+             if path_names(p)[-1] == "kernel"}
 
   def value(path, leaf):
     names = path_names(path)
@@ -62,11 +66,27 @@ def gaussian_variables(key: jax.Array, abstract: Any) -> Any:
       return np.full(leaf.shape, 1.0 if leaf_name == "var" else 0.0, leaf.dtype)
     if leaf_name == "scale":
       return np.ones(leaf.shape, leaf.dtype)
-    if leaf_name == "bias":
-      return np.zeros(leaf.shape, leaf.dtype)
     rng = np.random.default_rng(words + [zlib.crc32("/".join(names).encode())])
-    return rng.standard_normal(leaf.shape, dtype=np.float32).astype(leaf.dtype)
+    if rule == "gaussian":
+      if leaf_name == "bias":
+        return np.zeros(leaf.shape, leaf.dtype)
+      return rng.standard_normal(leaf.shape, dtype=np.float32).astype(leaf.dtype)
+    kernel = kernels.get(names[:-1])
+    if kernel is None:  # a bias without a kernel (BatchNorm): 0
+      return np.zeros(leaf.shape, leaf.dtype)
+    bound = 1.0 / np.sqrt(max(int(np.prod(kernel[:-1])), 1))
+    return rng.uniform(-bound, bound, leaf.shape).astype(leaf.dtype)
   return jax.tree_util.tree_map_with_path(value, abstract)
+
+
+def gaussian_variables(key: jax.Array, abstract: Any) -> Any:
+  """DisWOT's Gaussian rule applied to a tree of abstract variables (see module docstring)."""
+  return _host_variables(key, abstract, "gaussian")
+
+
+def torch_variables(key: jax.Array, abstract: Any) -> Any:
+  """PyTorch's default initialisation applied to a tree of abstract variables (module docstring)."""
+  return _host_variables(key, abstract, "torch")
 
 
 @functools.lru_cache(maxsize=256)
@@ -78,12 +98,12 @@ def abstract_variables(module: nn.Module, input_shape: tuple[int, ...], enc_shap
 
 def init_variables(key: jax.Array, module: nn.Module, input_shape: tuple[int, ...], enc: Any, init: str) -> Any:
   """Variables ``{'params', 'batch_stats'}`` of ``module`` by rule ``init`` (host arrays for
-  ``"gaussian"``; ``"flax"`` runs ``module.init`` under jit, one program per module)."""
+  ``"gaussian"`` and ``"torch"``; ``"flax"`` runs ``module.init`` under jit, one program per module)."""
   if init not in INITS:
     raise ValueError(f"init: {init!r} is not one of {INITS}")
   shape = None if enc is None else tuple(np.shape(enc))
-  if init == "gaussian":
-    return gaussian_variables(key, abstract_variables(module, tuple(input_shape), shape))
+  if init in ("gaussian", "torch"):
+    return _host_variables(key, abstract_variables(module, tuple(input_shape), shape), init)
   return _flax_init(module, tuple(input_shape), shape)(key, None if enc is None else jnp.asarray(enc, jnp.int32))
 
 
