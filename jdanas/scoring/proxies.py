@@ -273,14 +273,14 @@ def _fisher_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
   del teacher, noise
   record = _Gates()
 
-  def loss(gates, tape):
+  def loss(tape):
     with nn.intercept_methods(tape.interceptor):
       feats = _apply(ctx.module, v, x, enc, train=True)
     return _ce(feats["logits"], y)
 
-  jax.eval_shape(lambda: loss(None, record))  # static: every layer's gate shape and fan-in
+  jax.eval_shape(lambda: loss(record))  # static: every layer's gate shape and fan-in
   ones = {path: jnp.ones(shape, x.dtype) for path, (shape, _) in record.meta.items()}
-  grads = jax.grad(lambda gates: loss(gates, _Gates(gates)))(ones)
+  grads = jax.grad(lambda gates: loss(_Gates(gates)))(ones)
   total = 0.0
   for path, (_, fan_in) in record.meta.items():
     del_k = 0.5 * jnp.mean(grads[path] ** 2, axis=0)
