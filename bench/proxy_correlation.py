@@ -7,6 +7,7 @@ Commands (from the repository root)::
   python bench/proxy_correlation.py --cells-n 200 --channels 8 --num-cells 1 --out scores.csv
   python bench/proxy_correlation.py --cells cells.csv --out scores.csv   # cells from a CSV column arch_str
   python bench/proxy_correlation.py --proxies grasp --chunk 25 --out scores.csv   # resumable
+  python bench/proxy_correlation.py --proxies fisher --init torch --reference-cells --out ref.csv
 
 Protocol: ``--cells-n`` cells drawn without replacement (seeded) from the 15,625 NB201 cells (or
 the ``arch_str`` column of ``--cells``); one batch of 64 images per dataset: the first 64 of
@@ -17,7 +18,9 @@ KD-based proxies. Each proxy uses the initialisation of its paper (``PROXY_INFO[
 Gaussian for DisWOT, KD-based and Zen, Flax defaults otherwise; ``--init`` overrides). Targets
 (columns of ``nb201_accuracy.csv``): ``cifar10_valid_split_test_acc`` (CIFAR-10) and
 ``cifar100_test_acc`` (CIFAR-100). Spearman and Kendall from ``scipy.stats``; cells with a NaN
-score are dropped for that proxy (``cells`` counts the rest).
+score are dropped for that proxy (``cells`` counts the rest). ``--reference-cells`` builds the
+cells as the zero-cost-proxy reference code does (conv bias, BN without scale and bias:
+``cell_affine=False`` of :class:`jdanas.spaces.NB201Space`).
 
 Published Spearman rho on NB201 (Abdelfattah et al., ICLR 2021, CIFAR-10 / CIFAR-100, the full
 skeleton with default init): SynFlow 0.74/0.76, Jacob-cov 0.73/0.70, SNIP 0.60/0.64, GradNorm
@@ -62,6 +65,8 @@ def parse_args(argv=None):
   p.add_argument("--proxies", default=None, help="comma-separated names, or 'all'")
   p.add_argument("--teacher", default=None)
   p.add_argument("--init", default=None, choices=("gaussian", "flax", "torch"), help="one init for every proxy")
+  p.add_argument("--reference-cells", action="store_true",
+                 help="cells as in the zero-cost reference code: conv bias, BN without affine (cell_affine=False)")
   p.add_argument("--datasets", default="cifar10,cifar100")
   p.add_argument("--batch", type=int, default=64)
   p.add_argument("--seed", type=int, default=0)
@@ -154,7 +159,8 @@ def main(argv=None):
     if d not in TARGETS:
       raise SystemExit(f"error: --datasets: {d!r} is not one of {', '.join(TARGETS)}")
   table = NB201Table(os.path.join(data_dir, "nb201_accuracy.csv"))
-  space = get_space("nb201_masked", channels=args.channels, num_cells=args.num_cells)
+  space = get_space("nb201_masked", channels=args.channels, num_cells=args.num_cells,
+                    cell_affine=not args.reference_cells)
   if args.cells:
     with open(args.cells, newline="") as f:
       archs = [r["arch_str"] for r in csv.DictReader(f)]
@@ -204,7 +210,8 @@ def main(argv=None):
         tau = stats.kendalltau(score[ok], target[ok]).statistic if ok.sum() > 2 else float("nan")
         print(json.dumps({"proxy": proxy, "dataset": dataset, "cells": int(ok.sum()),
                           "spearman": round(float(rho), 4), "kendall": round(float(tau), 4), "init": init,
-                          "channels": args.channels, "num_cells": args.num_cells, "batch": args.batch}), flush=True)
+                          "channels": args.channels, "num_cells": args.num_cells, "batch": args.batch,
+                          "cell_affine": not args.reference_cells}), flush=True)
   if args.out:
     write_scores(args.out, archs, columns, scored)
   print(json.dumps({"seconds": round(time.perf_counter() - t_start, 1), "cells": len(encs),

@@ -14,7 +14,7 @@ from jdanas.models import layers
 from jdanas.scoring import (PROXIES, PROXY_INFO, ZeroCostEvaluator, classifier_gradient, relation_loss,
                             score_population, semantic_loss, torch_variables)
 from jdanas.scoring import proxies as proxy_lib
-from jdanas.scoring.init import count_params, gaussian_variables, path_weight
+from jdanas.scoring.init import count_params, gaussian_variables, init_variables, path_weight
 from jdanas.spaces import get_space
 
 NUM_CLASSES = 5
@@ -423,3 +423,31 @@ def test_vmap_strategy_equals_map(masked, batch, teacher16, masked_scores):
   out = score_population(jax.random.key(0), masked, encs, x, y, proxies=("diswot",), num_classes=NUM_CLASSES,
                          teacher=teacher16, strategy="vmap", chunk_size=2)
   np.testing.assert_allclose(out["diswot"], masked_scores[0]["diswot"], rtol=1e-4)
+
+
+def test_reference_cells_without_affine(batch):
+  """``cell_affine=False`` (zero-cost reference cells): conv biases, parameter-free BN in the
+  cells; masked == per-cell; a bias before train-mode BN leaves the kernel gradients (SNIP) unchanged
+  but enters Fisher's activations."""
+  x, y = batch
+  ref_masked = get_space("nb201_masked", channels=4, num_cells=1, cell_affine=False)
+  ref_cell = get_space("nb201", channels=4, num_cells=1, cell_affine=False)
+  plain = get_space("nb201_masked", channels=4, num_cells=1)
+  enc = ref_masked.encode(CELLS[0])
+  v = init_variables(jax.random.key(0), ref_masked.build((), NUM_CLASSES), x.shape[1:], enc, "torch")
+  op = v["params"]["stage1_cell0"]["edge10"]["conv3x3"]
+  assert set(op) == {"conv"} and set(op["conv"]) == {"kernel", "bias"}
+  bound = 1.0 / np.sqrt(3 * 3 * 4)
+  assert 0 < np.abs(np.asarray(op["conv"]["bias"])).max() <= bound
+  assert set(v["params"]["reduction1"]["conv_a"]["bn"]) == {"scale", "bias"}
+  encs = np.stack([ref_masked.encode(c) for c in CELLS])
+  names = ("fisher", "snip", "params")
+  kw = dict(proxies=names, num_classes=NUM_CLASSES, init="torch")
+  a = score_population(jax.random.key(0), ref_masked, encs, x, y, **kw)
+  b = score_population(jax.random.key(0), ref_cell, encs[:1], x, y, **kw)  # one per-cell program each
+  c = score_population(jax.random.key(0), plain, encs, x, y, **kw)
+  for name in names:
+    np.testing.assert_allclose(a[name][:1], b[name], rtol=1e-3, err_msg=name)
+  np.testing.assert_allclose(a["snip"], c["snip"], rtol=1e-3)
+  assert not np.allclose(a["fisher"], c["fisher"], rtol=1e-2)
+  assert np.all(a["params"] != c["params"])

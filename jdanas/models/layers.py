@@ -28,9 +28,11 @@ Features = dict[str, Any]
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-def batch_norm(train: bool, name: str | None = None, scale_init=nn.initializers.ones) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      scale_init=scale_init, name=name)
+def batch_norm(train: bool, name: str | None = None, scale_init=nn.initializers.ones,
+               affine: bool = True) -> nn.BatchNorm:
+  """``affine=False``: no scale and bias parameters (PyTorch's ``BatchNorm2d(affine=False)``)."""
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, use_scale=affine,
+                      use_bias=affine, scale_init=scale_init, name=name)
 
 
 def conv(features: int, kernel: int, stride: int = 1, groups: int = 1, name: str | None = None,

@@ -51,7 +51,6 @@ import flax.linen.module as flax_module
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jdanas.scoring import distances
 from jdanas.scoring.init import path_names, path_weight
@@ -230,11 +229,13 @@ def _grasp_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
   del teacher, noise
   loss = _ce_loss_fn(ctx, v, enc, x, y)
   params = v["params"]
-  g = jax.lax.stop_gradient(jax.grad(loss)(params))
+  # g and H g from one linearisation of the gradient: H is symmetric, so the VJP of
+  # ``grad(loss)`` at ``g`` is ``H g`` (reverse over reverse: the switch edges' convolutions have
+  # custom VJPs, no JVP rule). The gradient is not computed a second time.
+  g, hvp = jax.vjp(jax.grad(loss), params)
   tangent = jax.tree_util.tree_map_with_path(
-      lambda p, a: a if path_names(p)[-1] == "kernel" else jnp.zeros_like(a), g)
-  # H g by reverse over reverse (the switch edges' convolutions have custom VJPs, no JVP rule).
-  hg = jax.grad(lambda p: optax.tree_utils.tree_vdot(jax.grad(loss)(p), tangent))(params)
+      lambda p, a: a if path_names(p)[-1] == "kernel" else jnp.zeros_like(a), jax.lax.stop_gradient(g))
+  (hg,) = hvp(tangent)
   total = 0.0
   for (names, theta), (_, h) in zip(_kernels(params), _kernels(hg)):
     total = total + path_weight(ctx.space, names, enc) * jnp.sum(-theta * h)

@@ -4,6 +4,10 @@ A cell is a DAG over 4 nodes with one edge per pair ``i < j`` (6 edges); node ``
 of ``op(i->j)(node i)`` and the cell output is node 3. Each edge picks one of
 ``none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3`` (5^6 = 15,625 cells).
 ``nor_conv_kxk`` is ReLU -> Conv(k, no bias) -> BN; the pool excludes padding from its count.
+``cell_affine=False`` builds the cells' ops as the zero-cost-proxy reference code does
+(Abdelfattah et al., ICLR 2021, https://github.com/SamsungLabs/zero-cost-nas, NB201 model with
+``affine=False``): Conv(k, with bias) -> BN without scale and bias; stem, reductions and the
+head are unchanged. Trained NB201 networks use ``cell_affine=True`` (the default).
 
 Macro skeleton (C=16, N=5): stem Conv3x3+BN -> N cells @C -> residual reduction (C->2C)
 -> N cells @2C -> residual reduction (2C->4C) -> N cells @4C -> BN+ReLU -> GAP -> Linear.
@@ -47,11 +51,13 @@ class ReLUConvBN(nn.Module):
   kernel: int
   stride: int = 1
   branch: bool = False  # inside lax.switch: layers.branch_conv (fast derivatives on XLA:CPU)
+  affine: bool = True  # False: conv with bias, BN without scale / bias (see module docstring)
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = layers.conv(self.features, self.kernel, self.stride, name="conv", branch=self.branch)(nn.relu(x))
-    return layers.batch_norm(train, "bn")(x)
+    x = layers.conv(self.features, self.kernel, self.stride, name="conv", branch=self.branch,
+                    use_bias=not self.affine)(nn.relu(x))
+    return layers.batch_norm(train, "bn", affine=self.affine)(x)
 
 
 class ReductionBlock(nn.Module):
@@ -91,13 +97,14 @@ class Edge(nn.Module):
   op: str | None = None
   impl: str = "weighted"
   static_op: str | None = None
+  affine: bool = True
 
   def setup(self):
     branch = self.op is None and self.static_op is None and self.impl == "switch"
     if self.op in (None, "nor_conv_1x1"):
-      self.conv1x1 = ReLUConvBN(self.features, 1, branch=branch)
+      self.conv1x1 = ReLUConvBN(self.features, 1, branch=branch, affine=self.affine)
     if self.op in (None, "nor_conv_3x3"):
-      self.conv3x3 = ReLUConvBN(self.features, 3, branch=branch)
+      self.conv3x3 = ReLUConvBN(self.features, 3, branch=branch, affine=self.affine)
 
   def __call__(self, h, op_index, train: bool):
     branches = [lambda m, h: jnp.zeros_like(h),
@@ -129,6 +136,7 @@ class Cell(nn.Module):
   ops: tuple[str, ...] | None = None
   edge_impl: str = "weighted"
   static_ops: tuple[str, ...] | None = None
+  affine: bool = True
 
   @nn.compact
   def __call__(self, x, enc, train: bool):
@@ -142,7 +150,8 @@ class Cell(nn.Module):
           continue
         static = None if self.static_ops is None else self.static_ops[e]
         op_index = None if self.ops is not None or static is not None else enc[e]
-        acc = acc + Edge(self.features, op, self.edge_impl, static, name=f"edge{j}{i}")(nodes[i], op_index, train)
+        edge = Edge(self.features, op, self.edge_impl, static, self.affine, name=f"edge{j}{i}")
+        acc = acc + edge(nodes[i], op_index, train)
       nodes.append(acc)
     return nodes[3]
 
@@ -154,6 +163,7 @@ class NB201Network(nn.Module):
   num_classes: int = 10
   edge_impl: str = "weighted"
   static_ops: tuple[str, ...] | None = None  # masked layout, cell fixed at trace time
+  cell_affine: bool = True  # False: the zero-cost-proxy reference cells (see module docstring)
 
   @nn.compact
   def __call__(self, x, enc=None, *, train: bool = False) -> layers.Features:
@@ -167,7 +177,8 @@ class NB201Network(nn.Module):
       if s > 0:
         x = ReductionBlock(c, name=f"reduction{s}")(x, train)
       for k in range(self.num_cells):
-        x = Cell(c, self.ops, self.edge_impl, self.static_ops, name=f"stage{s + 1}_cell{k}")(x, enc, train)
+        x = Cell(c, self.ops, self.edge_impl, self.static_ops, self.cell_affine,
+                 name=f"stage{s + 1}_cell{k}")(x, enc, train)
       stages.append(x)
     pre_pool = nn.relu(layers.batch_norm(train, "lastact_bn")(x))
     return layers.features_dict(stages, pre_pool, layers.classifier(self.num_classes))
@@ -207,6 +218,7 @@ class NB201Space(AbstractSearchSpace):
   num_cells: int = 5
   masked: bool = False
   edge_impl: str = "weighted"  # masked form only: "weighted" or "switch" (see Edge)
+  cell_affine: bool = True  # False: conv bias, BN without scale/bias in the cells (module docstring)
   name = "nb201"
 
   def __post_init__(self):
@@ -229,14 +241,15 @@ class NB201Space(AbstractSearchSpace):
   def build(self, signature: Hashable, num_classes: int) -> nn.Module:
     ops = None if self.masked else tuple(OPS[i] for i in signature)
     return NB201Network(ops=ops, channels=self.channels, num_cells=self.num_cells,
-                        num_classes=num_classes, edge_impl=self.edge_impl)
+                        num_classes=num_classes, edge_impl=self.edge_impl, cell_affine=self.cell_affine)
 
   def static_build(self, enc: Any, num_classes: int) -> nn.Module | None:
     if not self.masked:
       return None
     return NB201Network(static_ops=tuple(OPS[i] for i in to_tuple(enc)), channels=self.channels,
-                        num_cells=self.num_cells, num_classes=num_classes, edge_impl=self.edge_impl)
+                        num_cells=self.num_cells, num_classes=num_classes, edge_impl=self.edge_impl,
+                        cell_affine=self.cell_affine)
 
   def cost_module(self, enc: Any, num_classes: int) -> nn.Module:
     return NB201Network(ops=tuple(OPS[i] for i in to_tuple(enc)), channels=self.channels,
-                        num_cells=self.num_cells, num_classes=num_classes)
+                        num_cells=self.num_cells, num_classes=num_classes, cell_affine=self.cell_affine)
