@@ -27,7 +27,9 @@ Every score is oriented so that **higher = predicted better** (a distance d is r
 Gradient proxies follow the zero-cost-proxy code of Abdelfattah et al. (ICLR 2021,
 https://github.com/SamsungLabs/zero-cost-nas): conv and linear kernels only, batch-mean
 cross-entropy, BN in train mode (batch statistics); GraSP with T=1, Fisher with the per-channel
-value repeated over the weight's fan-in (as their ``reshape_elements`` does). SynFlow removes BN
+value repeated over the weight's fan-in (as their ``reshape_elements`` does). Their NB201 cells
+carry conv biases before a parameter-free BN (``NB201Space(cell_affine=False)``): invisible to
+every kernel gradient under train-mode BN, but part of Fisher's activations. SynFlow removes BN
 (here: scale 1, bias 0, statistics mean 0 / variance 1 in eval mode, i.e. the identity up to
 ``1/sqrt(1 + 1e-5)``) and runs in float64, as the reference does: in float32 deep NB201 cells
 overflow. Zen uses the batch variance of each BN's input (Zen-NAS reads the running variance) and
