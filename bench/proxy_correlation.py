@@ -15,7 +15,8 @@ the ``arch_str`` column of ``--cells``); one batch of 64 images per dataset: the
 ``cifar100_train_subset.npz``, normalised with the usual CIFAR means/stds; students with 10 /
 100 classes; a randomly initialised ResNet-56 teacher (``--teacher``) for DisWOT and the
 KD-based proxies. Each proxy uses the initialisation of its paper (``PROXY_INFO[p].paper_init``:
-Gaussian for DisWOT, KD-based and Zen, Flax defaults otherwise; ``--init`` overrides). Targets
+Gaussian for DisWOT, KD-based and Zen, PyTorch's for GraSP, Flax defaults otherwise; ``--init``
+overrides). Targets
 (columns of ``nb201_accuracy.csv``): ``cifar10_valid_split_test_acc`` (CIFAR-10) and
 ``cifar100_test_acc`` (CIFAR-100). Spearman and Kendall from ``scipy.stats``; cells with a NaN
 score are dropped for that proxy (``cells`` counts the rest). ``--reference-cells`` builds the
@@ -36,6 +37,8 @@ every chunk (atomically); started again with the same arguments it keeps the col
 the file and goes on from the first cell not yet scored (an empty field), so a killed run loses at
 most one chunk. Scores do not depend on the chunking: every candidate's weights come from the
 same key and shared parameter paths. Columns of other proxies already in ``--out`` are kept.
+``FILE.json`` beside ``--out`` records how each column was scored (initialisation, cells,
+network); a run that would extend a column scored another way stops with a one-line error.
 """
 from __future__ import annotations
 
@@ -129,6 +132,37 @@ def write_scores(path, archs, columns, scored):
   os.replace(tmp, path)
 
 
+def read_settings(path):
+  """The record ``path + ".json"`` of how each column of ``--out`` was scored ({} if absent)."""
+  if not os.path.exists(path + ".json"):
+    return {}
+  with open(path + ".json") as f:
+    return json.load(f)
+
+
+def check_settings(meta, path, names, scored, setting):
+  """Refuses to extend a partly scored column of ``--out`` under other settings than its own;
+  records ``setting`` for ``names`` in ``meta``."""
+  meta_path = path + ".json"
+  for name in names:
+    if scored.get(name, 0) > 0:
+      if name not in meta:
+        raise SystemExit(f"error: --out: column {name} of {path} has {scored[name]} scored cells and no record of "
+                         f"their settings in {meta_path}; remove the column or pass another --out")
+      diff = {k: (meta[name].get(k), v) for k, v in setting.items() if meta[name].get(k) != v}
+      if diff:
+        raise SystemExit(f"error: --out: column {name} of {path} was scored with other settings "
+                         f"(recorded, now): {diff}")
+    meta[name] = setting
+
+
+def write_settings(path, meta):
+  tmp = path + ".json.tmp"
+  with open(tmp, "w") as f:
+    json.dump(meta, f, indent=1, sort_keys=True)
+  os.replace(tmp, path + ".json")
+
+
 def main(argv=None):
   args = parse_args(argv)
   t_start = time.perf_counter()
@@ -170,6 +204,7 @@ def main(argv=None):
     encs = table.encodings[rows]
   archs = [space.decode(e) for e in encs]
   columns, scored = read_scores(args.out, archs) if args.chunk else ({}, {})
+  meta = read_settings(args.out) if args.chunk else {}
   log(f"{len(encs)} cells, C={args.channels}, N={args.num_cells}, proxies: {', '.join(proxies)}")
 
   key = jax.random.key(args.seed)
@@ -188,6 +223,10 @@ def main(argv=None):
       for name in names:
         columns.setdefault(name, np.full(len(encs), np.nan))
         scored.setdefault(name, 0)
+      if args.out:
+        setting = dict(init=init, cell_affine=not args.reference_cells, channels=args.channels,
+                       num_cells=args.num_cells, batch=args.batch, seed=args.seed, teacher=args.teacher)
+        check_settings(meta, args.out, names, scored, setting)
       done = min(scored[name] for name in names)
       step = args.chunk or len(encs)
       for start in range(done, len(encs), step):
@@ -200,6 +239,7 @@ def main(argv=None):
           scored[name] = start + n
         if args.chunk:
           write_scores(args.out, archs, columns, scored)
+          write_settings(args.out, meta)
           log(f"{dataset} init {init}: {start + n}/{len(encs)} cells, {time.perf_counter() - t0:.0f} s")
       timings[f"{init}@{dataset}"] = round(time.perf_counter() - t0, 2)
       log(f"{dataset} init {init}: {', '.join(group)} in {timings[f'{init}@{dataset}']} s")
@@ -214,6 +254,7 @@ def main(argv=None):
                           "cell_affine": not args.reference_cells}), flush=True)
   if args.out:
     write_scores(args.out, archs, columns, scored)
+    write_settings(args.out, meta)
   print(json.dumps({"seconds": round(time.perf_counter() - t_start, 1), "cells": len(encs),
                     "seconds_by_init_and_dataset": timings}), flush=True)
 

@@ -65,7 +65,9 @@ class ProxyInfo:
   group: str  # proxies of one group share one compiled program
   needs_teacher: bool
   reference: str
-  paper_init: str  # the initialisation the proxy's paper / reference code uses
+  # default initialisation: DisWOT's Gaussian rule for DisWOT, the KD-based proxies and Zen; PyTorch's
+  # defaults for GraSP, whose correlation depends on it (measured: README); Flax's otherwise
+  paper_init: str
 
 
 _TABLE = (
@@ -75,7 +77,7 @@ _TABLE = (
     ProxyInfo("naswot", "naswot", False, "Mellor et al., NAS without training, ICML 2021", "flax"),
     ProxyInfo("synflow", "synflow", False, "Tanaka et al., SynFlow, NeurIPS 2020", "flax"),
     ProxyInfo("snip", "grad", False, "Lee et al., SNIP, ICLR 2019", "flax"),
-    ProxyInfo("grasp", "grasp", False, "Wang et al., GraSP, ICLR 2020", "flax"),
+    ProxyInfo("grasp", "grasp", False, "Wang et al., GraSP, ICLR 2020", "torch"),
     ProxyInfo("gradnorm", "grad", False, "Abdelfattah et al., Zero-cost proxies, ICLR 2021", "flax"),
     ProxyInfo("fisher", "fisher", False, "Turner et al., BlockSwap, ICLR 2020", "flax"),
     ProxyInfo("jacob_cov", "jacob_cov", False, "Mellor et al., NAS without training v1, 2020", "flax"),
