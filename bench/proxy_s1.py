@@ -13,8 +13,9 @@ alone); a randomly initialised ResNet-110 teacher (100 classes), DisWOT's protoc
 of the first ``--batch`` (64) CIFAR-100 training images of ``cifar100_train_subset.npz``
 (bit-exact pixels), normalised with the CIFAR-100 mean/std; Gaussian init (DisWOT) for DisWOT,
 the KD-based proxies and Zen, PyTorch's for GraSP, Flax defaults for the others (``--init``
-overrides). Students are scored in the masked S1 space (``s1_resnet_masked``: depths are a traced input, one compiled
-program per proxy group for all 64; scores equal the per-student modules', tested);
+overrides). Students are scored in the masked S1 space (``s1_resnet_masked``: depths are a
+traced input, one compiled program per proxy group for all 64; scores equal the per-student
+modules', tested);
 ``--per-student`` uses ``s1_resnet`` instead, where every student is its own signature and gets
 its own program per proxy group. DisWOT and the six KD-based proxies share one forward pass
 (one program).
