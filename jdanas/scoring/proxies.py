@@ -238,7 +238,7 @@ def _grasp_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
   # custom VJPs, no JVP rule). The gradient is not computed a second time.
   g, hvp = jax.vjp(jax.grad(loss), params)
   tangent = jax.tree_util.tree_map_with_path(
-      lambda p, a: a if path_names(p)[-1] == "kernel" else jnp.zeros_like(a), jax.lax.stop_gradient(g))
+      lambda p, a: a if path_names(p)[-1] == "kernel" else jnp.zeros_like(a), g)
   (hg,) = hvp(tangent)
   total = 0.0
   for (names, theta), (_, h) in zip(_kernels(params), _kernels(hg)):
