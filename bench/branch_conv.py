@@ -9,12 +9,15 @@ one compiling call):
 * ``layer``: gradient w.r.t. kernel and input of one 3x3 convolution (batch 64, 32x32, 16 -> 16
   channels) at top level, inside a 2-branch ``lax.switch`` with the lax convolution, and inside
   the switch with ``branch_conv``.
+* ``wgrad``: the kernel gradient alone as :func:`jdanas.models.layers.branch_conv` writes it (one
+  forward convolution, the zero padding the convolution's own) vs the same convolution on an
+  input padded beforehand (``jnp.pad``, then 'VALID'; equal values), inside the switch.
 * ``nb201``: the SNIP/GradNorm program of one masked NB201 cell with switch edges (C=16, N=5,
   batch 64; ``--quick``: C=8, N=1), with the edges' convolutions as lax convolutions (the
   ``branch_conv`` hook swapped out for this measurement) vs ``branch_conv`` (the library default).
 
 One JSON line per measurement with keys ``bench, variant, ms, compile_s, ratio`` (``ratio``: the
-lax-in-switch time over this variant's).
+lax-in-switch time over this variant's; for ``wgrad`` the padded-input time over this variant's).
 """
 import argparse
 import dataclasses
@@ -66,6 +69,26 @@ def layer_bench(reps):
   return {name: timed(fn, (w, x, 0), reps) for name, fn in variants.items()}
 
 
+def wgrad_bench(reps):
+  x = jax.random.normal(jax.random.key(0), (64, 32, 32, 16))
+  g = jax.random.normal(jax.random.key(1), (64, 32, 32, 16))
+
+  def padded_first(x, g, k=3):
+    xt = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))).transpose(3, 1, 2, 0)
+    out = jax.lax.conv_general_dilated(xt, g.transpose(1, 2, 0, 3), (1, 1), "VALID", dimension_numbers=DN)
+    return out.transpose(1, 2, 0, 3)
+
+  def in_switch(fn):
+    zero = jnp.zeros((3, 3, 16, 16))
+    return jax.jit(lambda x, g, i: jax.lax.switch(i, [lambda: fn(x, g, 3), lambda: zero]))
+
+  fns = {"switch_padded_input": in_switch(padded_first), "switch_branch_conv": in_switch(layers._wgrad_value)}
+  a, b = (np.asarray(f(x, g, 0)) for f in fns.values())
+  if not np.allclose(a, b, rtol=1e-4, atol=1e-3):
+    raise AssertionError("wgrad variants differ")
+  return {name: timed(fn, (x, g, 0), reps) for name, fn in fns.items()}
+
+
 def nb201_bench(reps, channels, num_cells):
   space = dataclasses.replace(get_space("nb201_masked", channels=channels, num_cells=num_cells),
                               edge_impl="switch")
@@ -94,8 +117,11 @@ def main():
   args = parser.parse_args()
   reps = args.reps or (3 if args.quick else 5)
   channels, num_cells = (8, 1) if args.quick else (16, 5)
-  for bench, res in (("layer", layer_bench(reps)), ("nb201", nb201_bench(reps, channels, num_cells))):
-    base = res["switch_lax"][0]
+  benches = (("layer", layer_bench), ("wgrad", wgrad_bench),
+             ("nb201", lambda reps: nb201_bench(reps, channels, num_cells)))
+  for bench, run in benches:
+    res = run(reps)
+    base = res["switch_padded_input" if bench == "wgrad" else "switch_lax"][0]
     for variant, (ms, compile_s) in res.items():
       rec = {"bench": bench, "variant": variant, "ms": round(ms, 2), "compile_s": round(compile_s, 2),
              "ratio": round(base / ms, 2), "backend": jax.default_backend()}

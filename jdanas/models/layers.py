@@ -47,8 +47,8 @@ def conv(features: int, kernel: int, stride: int = 1, groups: int = 1, name: str
 # ---- convolutions differentiated by forward convolutions only ---------------------------------
 #
 # XLA:CPU runs a convolution's kernel gradient (and, less so, its input gradient) that sits inside
-# a conditional (``lax.switch``: the masked NB201 edges under ``edge_impl="switch"``) ~34x slower
-# than the same gradient at top level (3x3 conv, 64x32x32x16: 797 ms vs 23 ms; branch_conv 54 ms;
+# a conditional (``lax.switch``: the masked NB201 edges under ``edge_impl="switch"``) ~30x slower
+# than the same gradient at top level (3x3 conv, 64x32x32x16: 647 ms vs 20 ms; branch_conv 24 ms;
 # bench/branch_conv.py). Forward convolutions inside a conditional run at full speed, so
 # :func:`branch_conv` writes every derivative, of any order, as a forward convolution:
 #   d/dx <conv(x, w), g> = conv(g, flipT(w)),  d/dw <conv(x, w), g> = wgrad(x, g),
@@ -86,10 +86,12 @@ branch_conv.defvjp(_branch_conv_fwd, _branch_conv_bwd)
 
 def _wgrad_value(x, g, k: int):
   """``d/dw <conv(x, w), g>`` ``[k, k, Cin, Cout]`` as one forward convolution (Cin as batch,
-  the examples as input features, the output map as the kernel)."""
-  xt = jnp.pad(x, ((0, 0),) + _pad(k) + ((0, 0),)).transpose(3, 1, 2, 0)  # [Cin, H+k-1, W+k-1, N]
+  the examples as input features, the output map as the kernel). The zero padding is the
+  convolution's own: padding ``x`` beforehand gives the same values but was measured 5.5x slower
+  on XLA:CPU (``bench/branch_conv.py``, ``wgrad``)."""
+  xt = x.transpose(3, 1, 2, 0)  # [Cin, H, W, N]
   gt = g.transpose(1, 2, 0, 3)  # [H, W, N, Cout]
-  out = jax.lax.conv_general_dilated(xt, gt, (1, 1), "VALID", dimension_numbers=_DN)  # [Cin, k, k, Cout]
+  out = jax.lax.conv_general_dilated(xt, gt, (1, 1), _pad(k), dimension_numbers=_DN)  # [Cin, k, k, Cout]
   return out.transpose(1, 2, 0, 3)
 
 
