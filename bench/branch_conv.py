@@ -73,8 +73,9 @@ def wgrad_bench(reps):
   x = jax.random.normal(jax.random.key(0), (64, 32, 32, 16))
   g = jax.random.normal(jax.random.key(1), (64, 32, 32, 16))
 
-  def padded_first(x, g, k=3):
-    xt = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))).transpose(3, 1, 2, 0)
+  def padded_first(x, g, k):
+    p = (k - 1) // 2
+    xt = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0))).transpose(3, 1, 2, 0)
     out = jax.lax.conv_general_dilated(xt, g.transpose(1, 2, 0, 3), (1, 1), "VALID", dimension_numbers=DN)
     return out.transpose(1, 2, 0, 3)
 
