@@ -157,7 +157,30 @@ def test_branch_conv_inside_switch_and_rejects_other_convs():
 
   for i in (0, 1):
     np.testing.assert_allclose(jax.grad(f)(w, i, branch_conv), jax.grad(f)(w, i, lax_conv), rtol=1e-5, atol=1e-5)
-  with pytest.raises(ValueError, match="stride-1"):
-    branch_conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)))
-  with pytest.raises(ValueError, match="stride-1"):
+  with pytest.raises(ValueError, match="equal-stride"):
+    branch_conv_general_dilated(x, w, (2, 1), ((1, 1), (1, 1)))
+  with pytest.raises(ValueError, match="equal-stride"):
     branch_conv_general_dilated(x, w, (1, 1), ((0, 0), (0, 0)))
+  with pytest.raises(ValueError, match="equal-stride"):
+    branch_conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), feature_group_count=3)
+
+
+@pytest.mark.parametrize("k,size", [(3, 6), (3, 7), (1, 6)])
+def test_strided_branch_conv_equals_lax_conv_to_second_order(k, size):
+  # stride 2 = the stride-1 convolution subsampled; values, gradients and Hessian-vector products
+  from jdanas.models.layers import branch_conv_general_dilated
+  x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
+  w = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
+  pad = ((k - 1) // 2,) * 2
+
+  def derivatives(conv):
+    f = lambda x, w: jnp.sum(jnp.sin(conv(x, w, (2, 2), (pad, pad))))  # noqa: E731
+    g = jax.grad(f, (0, 1))
+    hvp = jax.grad(lambda x, w: sum(jnp.vdot(a, b) for a, b in zip(g(x, w), (x, w))), (0, 1))
+    return (conv(x, w, (2, 2), (pad, pad)),) + g(x, w) + hvp(x, w)
+
+  xla = lambda x, w, s, p: jax.lax.conv_general_dilated(x, w, s, p, dimension_numbers=("NHWC", "HWIO", "NHWC"))  # noqa: E731
+  got, want = derivatives(branch_conv_general_dilated), derivatives(xla)
+  assert got[0].shape == want[0].shape == (2, (size + 1) // 2, (size + 1) // 2, 4)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

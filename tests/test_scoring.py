@@ -416,6 +416,43 @@ def test_masked_equals_per_cell_heavy_proxies(masked, per_cell, batch):
     np.testing.assert_allclose(a[name], b[name], rtol=1e-3, err_msg=name)
 
 
+def test_branch_convs_network_same_values_gradients_and_hvp(per_cell, batch):
+  """``branch_convs=True`` (GraSP's networks on CPU): same variables, and the same loss, gradient
+  and Hessian-vector product (strided reduction convs included) as XLA's own convolutions."""
+  import dataclasses
+  x, y = batch
+  enc = per_cell.encode(CELLS[0])
+  slow = per_cell.build(per_cell.signature(enc), NUM_CLASSES)
+  fast = dataclasses.replace(per_cell, branch_convs=True).build(per_cell.signature(enc), NUM_CLASSES)
+  v = init_variables(jax.random.key(0), slow, x.shape[1:], enc, "torch")
+  v_fast = init_variables(jax.random.key(0), fast, x.shape[1:], enc, "torch")
+  assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(v_fast)
+
+  def derivatives(module):
+    def loss(params):
+      logits = module.apply({**v, "params": params}, x, enc, train=True, mutable=["batch_stats"])[0]["logits"]
+      return proxy_lib._ce(logits, y)
+    g, hvp = jax.vjp(jax.grad(loss), v["params"])
+    return loss(v["params"]), g, hvp(g)[0]
+
+  for a, b in zip(jax.tree_util.tree_leaves(derivatives(fast)), jax.tree_util.tree_leaves(derivatives(slow))):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_second_order_groups_run_branch_convs(masked, per_cell):
+  from jdanas.scoring import population
+  enc = per_cell.encode(CELLS[0])
+  sig = per_cell.signature(enc)
+  grasp_masked = population._run_module(masked, masked.build((), NUM_CLASSES), (), "grasp", "map", NUM_CLASSES)
+  grasp_cell = population._run_module(per_cell, per_cell.build(sig, NUM_CLASSES), sig, "grasp", "map", NUM_CLASSES)
+  snip_masked = population._run_module(masked, masked.build((), NUM_CLASSES), (), "grad", "map", NUM_CLASSES)
+  assert jax.default_backend() != "cpu" or (grasp_masked.branch_convs and grasp_cell.branch_convs)
+  from jdanas.spaces.nb201 import OPS
+  assert grasp_masked.edge_impl == snip_masked.edge_impl == "switch"
+  assert grasp_cell.ops == tuple(OPS[i] for i in enc)
+  assert not snip_masked.branch_convs
+
+
 def test_vmap_strategy_equals_map(masked, batch, teacher16, masked_scores):
   """Chunked vmap (the weighted masked form) gives the scores of lax.map (the switch form)."""
   x, y = batch

@@ -37,7 +37,8 @@ def batch_norm(train: bool, name: str | None = None, scale_init=nn.initializers.
 
 def conv(features: int, kernel: int, stride: int = 1, groups: int = 1, name: str | None = None,
          use_bias: bool = False, branch: bool = False) -> nn.Conv:
-  """``branch=True``: computed by :func:`branch_conv` (for convolutions inside ``lax.switch``)."""
+  """``branch=True``: computed by :func:`branch_conv` (convolutions inside ``lax.switch``, and every
+  convolution of a network differentiated twice on XLA:CPU, e.g. for GraSP)."""
   pad = (kernel - 1) // 2
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
                  feature_group_count=groups, use_bias=use_bias, kernel_init=conv_init, name=name,
@@ -116,16 +117,22 @@ _wgrad.defvjp(_wgrad_fwd, _wgrad_bwd)
 def branch_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                                 dimension_numbers=None, feature_group_count=1, precision=None):
   """``lax.conv_general_dilated`` signature for ``nn.Conv(conv_general_dilated=...)``; only the
-  configuration :func:`branch_conv` covers is accepted."""
+  configuration :func:`branch_conv` covers is accepted, plus equal strides ``s > 1``: the stride-1
+  convolution subsampled ``[::s, ::s]`` (same values with padding ``(k - 1) / 2``; ``s^2`` times the
+  forward FLOPs, but every derivative stays a forward convolution)."""
   del precision
   k = rhs.shape[0]
   expected = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DN)
   unit = lambda v: v is None or all(int(a) == 1 for a in v)  # noqa: E731
-  if (tuple(window_strides) != (1, 1) or not unit(lhs_dilation) or not unit(rhs_dilation)
-      or feature_group_count != 1 or rhs.shape[0] != rhs.shape[1] or k % 2 == 0
+  strides = tuple(int(s) for s in window_strides)
+  if (len(strides) != 2 or strides[0] != strides[1] or strides[0] < 1 or not unit(lhs_dilation)
+      or not unit(rhs_dilation) or feature_group_count != 1 or rhs.shape[0] != rhs.shape[1] or k % 2 == 0
       or tuple(map(tuple, padding)) != _pad(k) or (dimension_numbers is not None and dimension_numbers != expected)):
-    raise ValueError("branch_conv: only stride-1, 'SAME', ungrouped, odd square NHWC/HWIO convolutions")
-  return branch_conv(lhs, rhs)
+    raise ValueError("branch_conv: only equal-stride, 'SAME' (padding (k-1)/2), ungrouped, odd square NHWC/HWIO "
+                     "convolutions")
+  out = branch_conv(lhs, rhs)
+  s = strides[0]
+  return out if s == 1 else out[:, ::s, ::s, :]
 
 
 def features_dict(stages, pre_pool, logits_layer: Callable) -> Features:

@@ -89,19 +89,31 @@ def _group_program(group: str, module: nn.Module, space: AbstractSearchSpace, na
 
 
 TAPE_GROUPS = frozenset({"naswot", "zen"})  # record activations inside the forward pass
+SECOND_ORDER_GROUPS = frozenset({"grasp"})  # differentiate the network twice
 
 
-def _run_module(space: AbstractSearchSpace, module: nn.Module, group: str, strategy: str, num_classes: int):
-  """The module a group's program runs: under ``"map"`` the masked NB201 network with
-  ``edge_impl="switch"`` (same variables), which evaluates only each candidate's selected op
-  (the candidate's encoding is a scalar inside ``lax.map``); measured 4.4x faster than the
-  weighted sum of all ops for the gradient proxies at C=8 on XLA:CPU. Groups that record
-  activations (:data:`TAPE_GROUPS`: NASWOT, Zen) keep the weighted form, whose ops run outside
-  any branch; Fisher's per-channel terms come from gates (inputs), which work inside branches."""
-  if (strategy == "map" and group not in TAPE_GROUPS and isinstance(space, NB201Space) and space.masked
-      and space.edge_impl == "weighted"):
-    return dataclasses.replace(space, edge_impl="switch").build((), num_classes)
-  return module
+def _run_module(space: AbstractSearchSpace, module: nn.Module, signature, group: str, strategy: str,
+                num_classes: int):
+  """The module a group's program runs (same variables as ``module``):
+
+  * under ``"map"``, the masked NB201 network with ``edge_impl="switch"``, which evaluates only
+    each candidate's selected op (the candidate's encoding is a scalar inside ``lax.map``);
+    measured 4.4x faster than the weighted sum of all ops for the gradient proxies at C=8 on
+    XLA:CPU. Groups that record activations (:data:`TAPE_GROUPS`: NASWOT, Zen) keep the weighted
+    form, whose ops run outside any branch; Fisher's per-channel terms come from gates (inputs),
+    which work inside branches;
+  * for second-order groups (:data:`SECOND_ORDER_GROUPS`: GraSP) on CPU, NB201 networks (masked
+    and per cell) with ``branch_convs=True``: XLA:CPU's own second-order convolution kernels
+    (stem, reduction blocks, per-cell edges) dominated GraSP's run time
+    (``bench/grasp_convs.py``)."""
+  if not isinstance(space, NB201Space):
+    return module
+  changes = {}
+  if strategy == "map" and group not in TAPE_GROUPS and space.masked and space.edge_impl == "weighted":
+    changes["edge_impl"] = "switch"
+  if group in SECOND_ORDER_GROUPS and jax.default_backend() == "cpu" and not space.branch_convs:
+    changes["branch_convs"] = True
+  return dataclasses.replace(space, **changes).build(signature, num_classes) if changes else module
 
 
 def _check_inputs(space, encodings, images, labels, proxies, num_classes, teacher, init, relation_tap,
@@ -229,7 +241,7 @@ def score_population(key: jax.Array, space: AbstractSearchSpace, encodings: Any,
       names = tuple(p for p in proxies if PROXY_INFO[p].group == group)
       if variables is None:
         variables = _init(key_students, module, init, input_shape, encodings[idx[0]])
-      prog = _group_program(group, _run_module(space, module, group, strategy, num_classes), space, names,
+      prog = _group_program(group, _run_module(space, module, sig, group, strategy, num_classes), space, names,
                             relation_tap, semantic_mismatch, strategy, chunk_size)
       programs.add((group, sig))
       if group == "synflow":

@@ -63,13 +63,14 @@ class ReLUConvBN(nn.Module):
 class ReductionBlock(nn.Module):
   """NB201's ResNetBasicblock with stride 2: two ReLUConvBN 3x3 + (AvgPool 2 -> Conv1x1) shortcut."""
   features: int
+  branch: bool = False  # every conv by layers.branch_conv (see NB201Network.branch_convs)
 
   @nn.compact
   def __call__(self, x, train: bool):
-    y = ReLUConvBN(self.features, 3, 2, name="conv_a")(x, train)
-    y = ReLUConvBN(self.features, 3, 1, name="conv_b")(y, train)
+    y = ReLUConvBN(self.features, 3, 2, branch=self.branch, name="conv_a")(x, train)
+    y = ReLUConvBN(self.features, 3, 1, branch=self.branch, name="conv_b")(y, train)
     r = nn.avg_pool(x, (2, 2), (2, 2))
-    r = layers.conv(self.features, 1, name="shortcut")(r)
+    r = layers.conv(self.features, 1, name="shortcut", branch=self.branch)(r)
     return r + y
 
 
@@ -98,9 +99,10 @@ class Edge(nn.Module):
   impl: str = "weighted"
   static_op: str | None = None
   affine: bool = True
+  branch_convs: bool = False  # see NB201Network.branch_convs
 
   def setup(self):
-    branch = self.op is None and self.static_op is None and self.impl == "switch"
+    branch = self.branch_convs or (self.op is None and self.static_op is None and self.impl == "switch")
     if self.op in (None, "nor_conv_1x1"):
       self.conv1x1 = ReLUConvBN(self.features, 1, branch=branch, affine=self.affine)
     if self.op in (None, "nor_conv_3x3"):
@@ -137,6 +139,7 @@ class Cell(nn.Module):
   edge_impl: str = "weighted"
   static_ops: tuple[str, ...] | None = None
   affine: bool = True
+  branch_convs: bool = False  # see NB201Network.branch_convs
 
   @nn.compact
   def __call__(self, x, enc, train: bool):
@@ -150,7 +153,7 @@ class Cell(nn.Module):
           continue
         static = None if self.static_ops is None else self.static_ops[e]
         op_index = None if self.ops is not None or static is not None else enc[e]
-        edge = Edge(self.features, op, self.edge_impl, static, self.affine, name=f"edge{j}{i}")
+        edge = Edge(self.features, op, self.edge_impl, static, self.affine, self.branch_convs, name=f"edge{j}{i}")
         acc = acc + edge(nodes[i], op_index, train)
       nodes.append(acc)
     return nodes[3]
@@ -164,20 +167,24 @@ class NB201Network(nn.Module):
   edge_impl: str = "weighted"
   static_ops: tuple[str, ...] | None = None  # masked layout, cell fixed at trace time
   cell_affine: bool = True  # False: the zero-cost-proxy reference cells (see module docstring)
+  # True: every convolution is a layers.branch_conv, whose derivatives of any order are forward
+  # convolutions. Same variables and values; for second derivatives on XLA:CPU (GraSP), where
+  # XLA's own second-order convolution kernels ran ~0.2-0.4 s each at C=16, batch 64 (profiled).
+  branch_convs: bool = False
 
   @nn.compact
   def __call__(self, x, enc=None, *, train: bool = False) -> layers.Features:
     if self.ops is None and self.static_ops is None and enc is None:
       raise ValueError("the masked NB201 network needs the cell encoding `enc`")
-    x = layers.conv(self.channels, 3, name="stem_conv")(x)
+    x = layers.conv(self.channels, 3, name="stem_conv", branch=self.branch_convs)(x)
     x = layers.batch_norm(train, "stem_bn")(x)
     stages = []
     for s in range(3):
       c = self.channels * 2 ** s
       if s > 0:
-        x = ReductionBlock(c, name=f"reduction{s}")(x, train)
+        x = ReductionBlock(c, self.branch_convs, name=f"reduction{s}")(x, train)
       for k in range(self.num_cells):
-        x = Cell(c, self.ops, self.edge_impl, self.static_ops, self.cell_affine,
+        x = Cell(c, self.ops, self.edge_impl, self.static_ops, self.cell_affine, self.branch_convs,
                  name=f"stage{s + 1}_cell{k}")(x, enc, train)
       stages.append(x)
     pre_pool = nn.relu(layers.batch_norm(train, "lastact_bn")(x))
@@ -219,6 +226,7 @@ class NB201Space(AbstractSearchSpace):
   masked: bool = False
   edge_impl: str = "weighted"  # masked form only: "weighted" or "switch" (see Edge)
   cell_affine: bool = True  # False: conv bias, BN without scale/bias in the cells (module docstring)
+  branch_convs: bool = False  # every conv a layers.branch_conv (NB201Network.branch_convs)
   name = "nb201"
 
   def __post_init__(self):
@@ -241,14 +249,15 @@ class NB201Space(AbstractSearchSpace):
   def build(self, signature: Hashable, num_classes: int) -> nn.Module:
     ops = None if self.masked else tuple(OPS[i] for i in signature)
     return NB201Network(ops=ops, channels=self.channels, num_cells=self.num_cells,
-                        num_classes=num_classes, edge_impl=self.edge_impl, cell_affine=self.cell_affine)
+                        num_classes=num_classes, edge_impl=self.edge_impl, cell_affine=self.cell_affine,
+                        branch_convs=self.branch_convs)
 
   def static_build(self, enc: Any, num_classes: int) -> nn.Module | None:
     if not self.masked:
       return None
     return NB201Network(static_ops=tuple(OPS[i] for i in to_tuple(enc)), channels=self.channels,
                         num_cells=self.num_cells, num_classes=num_classes, edge_impl=self.edge_impl,
-                        cell_affine=self.cell_affine)
+                        cell_affine=self.cell_affine, branch_convs=self.branch_convs)
 
   def cost_module(self, enc: Any, num_classes: int) -> nn.Module:
     return NB201Network(ops=tuple(OPS[i] for i in to_tuple(enc)), channels=self.channels,
