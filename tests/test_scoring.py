@@ -416,14 +416,17 @@ def test_masked_equals_per_cell_heavy_proxies(masked, per_cell, batch):
     np.testing.assert_allclose(a[name], b[name], rtol=1e-3, err_msg=name)
 
 
-def test_branch_convs_network_same_values_gradients_and_hvp(per_cell, batch):
+@pytest.mark.parametrize("name,arch", [("nb201", CELLS[0]), ("s1_resnet", "21")])
+def test_branch_convs_network_same_values_gradients_and_hvp(name, arch, batch):
   """``branch_convs=True`` (GraSP's networks on CPU): same variables, and the same loss, gradient
-  and Hessian-vector product (strided reduction convs included) as XLA's own convolutions."""
+  and Hessian-vector product (strided convs included) as XLA's own convolutions."""
   import dataclasses
   x, y = batch
-  enc = per_cell.encode(CELLS[0])
-  slow = per_cell.build(per_cell.signature(enc), NUM_CLASSES)
-  fast = dataclasses.replace(per_cell, branch_convs=True).build(per_cell.signature(enc), NUM_CLASSES)
+  space = (get_space("nb201", channels=4, num_cells=1) if name == "nb201"
+           else get_space("s1_resnet", depth_choices=(1, 2), widths=(4, 8), stem=4))
+  enc = space.encode(arch)
+  slow = space.build(space.signature(enc), NUM_CLASSES)
+  fast = dataclasses.replace(space, branch_convs=True).build(space.signature(enc), NUM_CLASSES)
   v = init_variables(jax.random.key(0), slow, x.shape[1:], enc, "torch")
   v_fast = init_variables(jax.random.key(0), fast, x.shape[1:], enc, "torch")
   assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(v_fast)
@@ -451,6 +454,9 @@ def test_second_order_groups_run_branch_convs(masked, per_cell):
   assert grasp_masked.edge_impl == snip_masked.edge_impl == "switch"
   assert grasp_cell.ops == tuple(OPS[i] for i in enc)
   assert not snip_masked.branch_convs
+  s1 = get_space("s1_resnet_masked")
+  assert jax.default_backend() != "cpu" or population._run_module(
+      s1, s1.build((), NUM_CLASSES), (), "grasp", "map", NUM_CLASSES).branch_convs
 
 
 def test_vmap_strategy_equals_map(masked, batch, teacher16, masked_scores):

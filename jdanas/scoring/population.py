@@ -39,6 +39,7 @@ from jdanas.scoring.init import INITS, abstract_variables, count_params, init_va
 from jdanas.scoring.proxies import GROUP_FNS, PROXIES, PROXY_INFO, Context, _apply, check_tap, finalize, get_tap
 from jdanas.spaces.base import AbstractSearchSpace, to_tuple
 from jdanas.spaces.nb201 import NB201Space
+from jdanas.spaces.resnet_depth import ResNetDepthSpace
 
 STRATEGIES = ("auto", "map", "vmap")
 TEACHER_INITS = ("random", "trained")
@@ -90,6 +91,7 @@ def _group_program(group: str, module: nn.Module, space: AbstractSearchSpace, na
 
 TAPE_GROUPS = frozenset({"naswot", "zen"})  # record activations inside the forward pass
 SECOND_ORDER_GROUPS = frozenset({"grasp"})  # differentiate the network twice
+BRANCH_CONV_SPACES = (NB201Space, ResNetDepthSpace)  # spaces with a ``branch_convs`` option
 
 
 def _run_module(space: AbstractSearchSpace, module: nn.Module, signature, group: str, strategy: str,
@@ -102,16 +104,16 @@ def _run_module(space: AbstractSearchSpace, module: nn.Module, signature, group:
     XLA:CPU. Groups that record activations (:data:`TAPE_GROUPS`: NASWOT, Zen) keep the weighted
     form, whose ops run outside any branch; Fisher's per-channel terms come from gates (inputs),
     which work inside branches;
-  * for second-order groups (:data:`SECOND_ORDER_GROUPS`: GraSP) on CPU, NB201 networks (masked
-    and per cell) with ``branch_convs=True``: XLA:CPU's own second-order convolution kernels
-    (stem, reduction blocks, per-cell edges) dominated GraSP's run time
-    (``bench/grasp_convs.py``)."""
-  if not isinstance(space, NB201Space):
-    return module
+  * for second-order groups (:data:`SECOND_ORDER_GROUPS`: GraSP) on CPU, the networks of
+    :data:`BRANCH_CONV_SPACES` (NB201 and S1 ResNets, masked and per candidate) with
+    ``branch_convs=True``: XLA:CPU's own second-order convolution kernels (NB201: stem,
+    reduction blocks, per-cell edges) dominated GraSP's run time (``bench/grasp_convs.py``)."""
   changes = {}
-  if strategy == "map" and group not in TAPE_GROUPS and space.masked and space.edge_impl == "weighted":
+  if (strategy == "map" and group not in TAPE_GROUPS and isinstance(space, NB201Space) and space.masked
+      and space.edge_impl == "weighted"):
     changes["edge_impl"] = "switch"
-  if group in SECOND_ORDER_GROUPS and jax.default_backend() == "cpu" and not space.branch_convs:
+  if (group in SECOND_ORDER_GROUPS and jax.default_backend() == "cpu" and isinstance(space, BRANCH_CONV_SPACES)
+      and not space.branch_convs):
     changes["branch_convs"] = True
   return dataclasses.replace(space, **changes).build(signature, num_classes) if changes else module
 
