@@ -365,3 +365,41 @@ def test_s1_resnet20_is_the_zoo_resnet20():
   zoo = jax.eval_shape(lambda: get_model("resnet20", 100).init(
       jax.random.key(0), jnp.zeros((1, 32, 32, 3)), None, train=False))
   assert sum(int(np.prod(a.shape)) for a in jax.tree.leaves(zoo["params"])) == 278_324
+
+
+def _constant_heavy_ops(jaxpr, const_in=None) -> list[str]:
+  """Pools and convolutions whose operands are all compile-time constants (XLA:CPU constant-folds
+  them while compiling, for seconds each at batch size); follows nested jaxprs."""
+  from jax.extend import core as jcore
+  const = set() if const_in is None else set(const_in)
+  found = []
+
+  def is_const(v):
+    return isinstance(v, jcore.Literal) or v in const
+
+  for eqn in jaxpr.eqns:
+    ins = [is_const(v) for v in eqn.invars]
+    for p in eqn.params.values():
+      sub = getattr(p, "jaxpr", p)
+      if isinstance(sub, jcore.Jaxpr) and len(sub.invars) == len(eqn.invars):
+        found += _constant_heavy_ops(sub, [sv for sv, c in zip(sub.invars, ins) if c])
+    if eqn.primitive.name in ("reduce_window_sum", "conv_general_dilated") and all(ins):
+      found.append(eqn.primitive.name)
+    if all(ins) and not eqn.effects:
+      const.update(eqn.outvars)
+  return found
+
+
+def test_nb201_none_only_node_is_not_a_constant():
+  """A node whose inputs are all 'none' must not be a constant: the pool after it would be
+  constant-folded by XLA:CPU (17-19 s per pool at C=16, batch 64)."""
+  space = get_space("nb201", channels=2, num_cells=1)
+  enc = space.encode("|none~0|+|skip_connect~0|avg_pool_3x3~1|+|none~0|nor_conv_1x1~1|avg_pool_3x3~2|")
+  module = space.build(space.signature(enc), 3)
+  x = jnp.ones((2, 8, 8, 3))
+  v = module.init(jax.random.key(0), x, enc)
+  jaxpr = jax.make_jaxpr(lambda v, x: module.apply(v, x, enc)["logits"])(v, x).jaxpr
+  assert _constant_heavy_ops(jaxpr) == []
+  from jdanas.models.layers import avg_pool_3x3_exclude_pad
+  zeros = jax.make_jaxpr(lambda: avg_pool_3x3_exclude_pad(jnp.zeros((2, 8, 8, 3))))().jaxpr
+  assert _constant_heavy_ops(zeros) == ["reduce_window_sum"]  # the helper does see constants
