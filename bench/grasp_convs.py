@@ -7,8 +7,8 @@ Commands (from the repository root)::
   python bench/grasp_convs.py             # C=16, N=5, 32x32, batch 64, 4 masked + 2 per-cell cells
 
 GraSP is the one second-order proxy: ``-theta . (H g)``. On XLA:CPU, the second derivatives of a
-convolution that XLA writes itself (kernel gradients of kernel gradients) ran 0.2-0.4 s each at
-C=16, batch 64 (profiled), so :func:`jdanas.scoring.score_population` builds NB201 networks with
+convolution that XLA writes itself (kernel gradients of kernel gradients) dominated a
+``jax.profiler`` trace of the batched GraSP program, so :func:`jdanas.scoring.score_population` builds NB201 networks with
 ``branch_convs=True`` for GraSP on CPU. This script times both, side by side in one process from
 cold caches, for both forms:
 

@@ -173,7 +173,7 @@ class NB201Network(nn.Module):
   cell_affine: bool = True  # False: the zero-cost-proxy reference cells (see module docstring)
   # True: every convolution is a layers.branch_conv, whose derivatives of any order are forward
   # convolutions. Same variables and values; for second derivatives on XLA:CPU (GraSP), where
-  # XLA's own second-order convolution kernels ran ~0.2-0.4 s each at C=16, batch 64 (profiled).
+  # XLA's own second-order convolution kernels dominated a jax.profiler trace (bench/grasp_convs.py).
   branch_convs: bool = False
 
   @nn.compact
