@@ -54,8 +54,9 @@ def main(argv=None):
   jax.config.update("jax_cpu_enable_async_dispatch", False)
   import numpy as np
 
-  from jdanas.scoring import init as init_lib, population, score_population
+  from jdanas.scoring import population, score_population
   from jdanas.spaces import get_space
+  from score_throughput import clear_caches
 
   rng = np.random.default_rng(args.seed)
   cells = max(args.masked, args.per_cell)
@@ -66,35 +67,35 @@ def main(argv=None):
   y = rng.integers(0, 10, args.batch).astype(np.int32)
   key = jax.random.key(args.seed)
   second_order = population.SECOND_ORDER_GROUPS
-  for form, space_name, n in (("masked", "nb201_masked", args.masked), ("per_cell", "nb201", args.per_cell)):
-    space = get_space(space_name, channels=args.channels, num_cells=args.num_cells)
-    results = {}
-    for convs in ("xla", "branch"):
-      # "xla": no group counts as second order, so GraSP runs on the modules' own convolutions
-      population.SECOND_ORDER_GROUPS = second_order if convs == "branch" else frozenset()
-      jax.clear_caches()
-      for fn in (population._group_program, init_lib._flax_init, init_lib.abstract_variables):
-        fn.cache_clear()
-      call = lambda: score_population(key, space, encs[:n], x, y, proxies="grasp", num_classes=10,  # noqa: E731
-                                      init="torch", strategy="map")["grasp"]
-      t0 = time.perf_counter()
-      scores = call()
-      t1 = time.perf_counter()
-      call()
-      t2 = time.perf_counter()
-      results[convs] = (scores, t1 - t0, t2 - t1)
-      print(f"{form} {convs}: {n} cells, first call {t1 - t0:.1f} s, second {t2 - t1:.1f} s", file=sys.stderr,
-            flush=True)
-      line = {"form": form, "convs": convs, "cells": n, "seconds_first": round(t1 - t0, 2),
-              "seconds_run": round(t2 - t1, 2), "run_s_per_cell": round((t2 - t1) / n, 3),
-              "channels": args.channels, "num_cells": args.num_cells, "image_size": args.image_size,
-              "batch": args.batch, "backend": jax.default_backend()}
-      if convs == "branch":
-        ref, t_first, t_run = results["xla"]
-        line.update(speedup_first=round(t_first / (t1 - t0), 2), speedup_run=round(t_run / (t2 - t1), 2),
-                    max_rel_diff=float(np.max(np.abs(scores - ref) / np.maximum(np.abs(ref), 1e-30))))
-      print(json.dumps(line), flush=True)
-  population.SECOND_ORDER_GROUPS = second_order
+  try:
+    for form, space_name, n in (("masked", "nb201_masked", args.masked), ("per_cell", "nb201", args.per_cell)):
+      space = get_space(space_name, channels=args.channels, num_cells=args.num_cells)
+      results = {}
+      for convs in ("xla", "branch"):
+        # "xla": no group counts as second order, so GraSP runs on the modules' own convolutions
+        population.SECOND_ORDER_GROUPS = second_order if convs == "branch" else frozenset()
+        clear_caches()
+        call = lambda: score_population(key, space, encs[:n], x, y, proxies="grasp", num_classes=10,  # noqa: E731
+                                        init="torch", strategy="map")["grasp"]
+        t0 = time.perf_counter()
+        scores = call()
+        t1 = time.perf_counter()
+        call()
+        t2 = time.perf_counter()
+        results[convs] = (scores, t1 - t0, t2 - t1)
+        print(f"{form} {convs}: {n} cells, first call {t1 - t0:.1f} s, second {t2 - t1:.1f} s", file=sys.stderr,
+              flush=True)
+        line = {"form": form, "convs": convs, "cells": n, "seconds_first": round(t1 - t0, 2),
+                "seconds_run": round(t2 - t1, 2), "run_s_per_cell": round((t2 - t1) / n, 3),
+                "channels": args.channels, "num_cells": args.num_cells, "image_size": args.image_size,
+                "batch": args.batch, "backend": jax.default_backend()}
+        if convs == "branch":
+          ref, t_first, t_run = results["xla"]
+          line.update(speedup_first=round(t_first / (t1 - t0), 2), speedup_run=round(t_run / (t2 - t1), 2),
+                      max_rel_diff=float(np.max(np.abs(scores - ref) / np.maximum(np.abs(ref), 1e-30))))
+        print(json.dumps(line), flush=True)
+  finally:
+    population.SECOND_ORDER_GROUPS = second_order
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ Commands (from the repository root)::
   python bench/none_node_compile.py           # C=16, N=5, 32x32, batch 64 (the NB201 skeleton)
 
 Such a node is zero. If it is a constant zeros array, XLA:CPU constant-folds every op downstream
-of it inside the cell while compiling (12-19 s per batch-sized average pool in XLA's warnings). The
+of it inside the cell while compiling (12-13 s per batch-sized average pool in XLA's warnings
+during this script's full run). The
 library builds it as ``0 * x`` (:class:`jdanas.spaces.nb201.Cell`), which XLA does not fold. This
 script scores the same cells with per-cell programs both ways, side by side from cold caches:
 ``zeros`` swaps in the earlier cell body (``jnp.zeros_like`` accumulators), ``mul`` is the
@@ -48,8 +49,9 @@ def main(argv=None):
   import numpy as np
   jax.config.update("jax_cpu_enable_async_dispatch", False)
 
-  from jdanas.scoring import PROXY_INFO, init as init_lib, population, score_population
+  from jdanas.scoring import PROXY_INFO, score_population
   from jdanas.spaces import get_space, nb201
+  from score_throughput import clear_caches
 
   class ZerosCell(nb201.Cell):
     """The earlier cell body: node accumulators start from a constant zeros array."""
@@ -82,9 +84,7 @@ def main(argv=None):
       res = {}
       for variant in ("zeros", "mul"):
         nb201.Cell = ZerosCell if variant == "zeros" else library_cell  # read when the network is traced
-        jax.clear_caches()
-        for fn in (population._group_program, init_lib._flax_init, init_lib.abstract_variables):
-          fn.cache_clear()
+        clear_caches()
         t0 = time.perf_counter()
         score = score_population(jax.random.key(0), space, enc, x, y, proxies=proxy, num_classes=10,
                                  init=PROXY_INFO[proxy].paper_init)[proxy][0]

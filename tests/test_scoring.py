@@ -444,13 +444,13 @@ def test_branch_convs_network_same_values_gradients_and_hvp(name, arch, batch):
 
 def test_second_order_groups_run_branch_convs(masked, per_cell):
   from jdanas.scoring import population
+  from jdanas.spaces.nb201 import OPS
   enc = per_cell.encode(CELLS[0])
   sig = per_cell.signature(enc)
   grasp_masked = population._run_module(masked, masked.build((), NUM_CLASSES), (), "grasp", "map", NUM_CLASSES)
   grasp_cell = population._run_module(per_cell, per_cell.build(sig, NUM_CLASSES), sig, "grasp", "map", NUM_CLASSES)
   snip_masked = population._run_module(masked, masked.build((), NUM_CLASSES), (), "grad", "map", NUM_CLASSES)
   assert jax.default_backend() != "cpu" or (grasp_masked.branch_convs and grasp_cell.branch_convs)
-  from jdanas.spaces.nb201 import OPS
   assert grasp_masked.edge_impl == snip_masked.edge_impl == "switch"
   assert grasp_cell.ops == tuple(OPS[i] for i in enc)
   assert not snip_masked.branch_convs

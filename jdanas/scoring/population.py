@@ -39,7 +39,6 @@ from jdanas.scoring.init import INITS, abstract_variables, count_params, init_va
 from jdanas.scoring.proxies import GROUP_FNS, PROXIES, PROXY_INFO, Context, _apply, check_tap, finalize, get_tap
 from jdanas.spaces.base import AbstractSearchSpace, to_tuple
 from jdanas.spaces.nb201 import NB201Space
-from jdanas.spaces.resnet_depth import ResNetDepthSpace
 
 STRATEGIES = ("auto", "map", "vmap")
 TEACHER_INITS = ("random", "trained")
@@ -91,7 +90,6 @@ def _group_program(group: str, module: nn.Module, space: AbstractSearchSpace, na
 
 TAPE_GROUPS = frozenset({"naswot", "zen"})  # record activations inside the forward pass
 SECOND_ORDER_GROUPS = frozenset({"grasp"})  # differentiate the network twice
-BRANCH_CONV_SPACES = (NB201Space, ResNetDepthSpace)  # spaces with a ``branch_convs`` option
 
 
 def _run_module(space: AbstractSearchSpace, module: nn.Module, signature, group: str, strategy: str,
@@ -104,15 +102,15 @@ def _run_module(space: AbstractSearchSpace, module: nn.Module, signature, group:
     XLA:CPU. Groups that record activations (:data:`TAPE_GROUPS`: NASWOT, Zen) keep the weighted
     form, whose ops run outside any branch; Fisher's per-channel terms come from gates (inputs),
     which work inside branches;
-  * for second-order groups (:data:`SECOND_ORDER_GROUPS`: GraSP) on CPU, the networks of
-    :data:`BRANCH_CONV_SPACES` (NB201 and S1 ResNets, masked and per candidate) with
+  * for second-order groups (:data:`SECOND_ORDER_GROUPS`: GraSP) on CPU, the networks of spaces
+    with a ``branch_convs`` field (NB201 and S1 ResNets, masked and per candidate) with
     ``branch_convs=True``: XLA:CPU's own second-order convolution kernels (NB201: stem,
     reduction blocks, per-cell edges) dominated GraSP's run time (``bench/grasp_convs.py``)."""
   changes = {}
   if (strategy == "map" and group not in TAPE_GROUPS and isinstance(space, NB201Space) and space.masked
       and space.edge_impl == "weighted"):
     changes["edge_impl"] = "switch"
-  if (group in SECOND_ORDER_GROUPS and jax.default_backend() == "cpu" and isinstance(space, BRANCH_CONV_SPACES)
+  if (group in SECOND_ORDER_GROUPS and jax.default_backend() == "cpu" and hasattr(space, "branch_convs")
       and not space.branch_convs):
     changes["branch_convs"] = True
   return dataclasses.replace(space, **changes).build(signature, num_classes) if changes else module

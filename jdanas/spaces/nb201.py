@@ -157,7 +157,7 @@ class Cell(nn.Module):
         out = edge(nodes[i], op_index, train)
         acc = out if acc is None else acc + out
       # A node whose inputs are all 'none' is 0 * x, not a constant: XLA:CPU constant-folds the ops
-      # downstream of constant zeros when compiling (12-19 s per batch-sized avg-pool; one per-cell
+      # downstream of constant zeros when compiling (12-13 s per batch-sized avg-pool; one per-cell
       # SNIP program 137 s -> 31 s at C=16, N=5: bench/none_node_compile.py).
       nodes.append(x * 0.0 if acc is None else acc)
     return nodes[3]
