@@ -9,6 +9,9 @@ one compiling call):
 * ``layer``: gradient w.r.t. kernel and input of one 3x3 convolution (batch 64, 32x32, 16 -> 16
   channels) at top level, inside a 2-branch ``lax.switch`` with the lax convolution, and inside
   the switch with ``branch_conv``.
+* ``loop``: the same layer gradient inside a loop (``jax.lax.map`` over 2 inputs, as every
+  program of :func:`jdanas.scoring.score_population` is), lax convolution vs ``branch_conv``,
+  beside the lax convolution's top-level gradient; ``ms`` per loop iteration.
 * ``wgrad``: the kernel gradient alone as :func:`jdanas.models.layers.branch_conv` writes it (one
   forward convolution, the zero padding the convolution's own) vs the same convolution on an
   input padded beforehand (``jnp.pad``, then 'VALID'; equal values), inside the switch.
@@ -17,7 +20,8 @@ one compiling call):
   ``branch_conv`` hook swapped out for this measurement) vs ``branch_conv`` (the library default).
 
 One JSON line per measurement with keys ``bench, variant, ms, compile_s, ratio`` (``ratio``: the
-lax-in-switch time over this variant's; for ``wgrad`` the padded-input time over this variant's).
+lax-in-switch time over this variant's; for ``loop`` the lax-in-loop time, for ``wgrad`` the
+padded-input time over this variant's).
 """
 import argparse
 import dataclasses
@@ -69,6 +73,24 @@ def layer_bench(reps):
   return {name: timed(fn, (w, x, 0), reps) for name, fn in variants.items()}
 
 
+def loop_bench(reps):
+  x = jax.random.normal(jax.random.key(0), (64, 32, 32, 16))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 16, 16))
+  shifts = jnp.arange(2, dtype=x.dtype)
+
+  def grad(conv):
+    return jax.grad(lambda w, x: jnp.sum(conv(x, w) ** 2), (0, 1))
+
+  def looped(conv):
+    return jax.jit(lambda w, x: jax.lax.map(lambda s: grad(conv)(w, x + s), shifts))
+
+  out = {"top_level_lax": timed(jax.jit(grad(lax_conv)), (w, x), reps)}
+  for name, conv in (("loop_lax", lax_conv), ("loop_branch_conv", layers.branch_conv)):
+    ms, compile_s = timed(looped(conv), (w, x), reps)
+    out[name] = (ms / len(shifts), compile_s)
+  return out
+
+
 def wgrad_bench(reps):
   x = jax.random.normal(jax.random.key(0), (64, 32, 32, 16))
   g = jax.random.normal(jax.random.key(1), (64, 32, 32, 16))
@@ -118,11 +140,11 @@ def main():
   args = parser.parse_args()
   reps = args.reps or (3 if args.quick else 5)
   channels, num_cells = (8, 1) if args.quick else (16, 5)
-  benches = (("layer", layer_bench), ("wgrad", wgrad_bench),
+  benches = (("layer", layer_bench), ("loop", loop_bench), ("wgrad", wgrad_bench),
              ("nb201", lambda reps: nb201_bench(reps, channels, num_cells)))
   for bench, run in benches:
     res = run(reps)
-    base = res["switch_padded_input" if bench == "wgrad" else "switch_lax"][0]
+    base = res[{"wgrad": "switch_padded_input", "loop": "loop_lax"}.get(bench, "switch_lax")][0]
     for variant, (ms, compile_s) in res.items():
       rec = {"bench": bench, "variant": variant, "ms": round(ms, 2), "compile_s": round(compile_s, 2),
              "ratio": round(base / ms, 2), "backend": jax.default_backend()}

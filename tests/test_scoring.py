@@ -442,21 +442,52 @@ def test_branch_convs_network_same_values_gradients_and_hvp(name, arch, batch):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
-def test_second_order_groups_run_branch_convs(masked, per_cell):
+def test_derivative_groups_run_branch_convs(masked, per_cell):
+  """On CPU every group that differentiates through convolutions runs ``branch_convs`` networks
+  (masked and per cell, NB201 and S1); forward-only groups keep XLA's convolutions; under
+  ``"map"`` the masked NB201 network runs switch edges for every group."""
   from jdanas.scoring import population
   from jdanas.spaces.nb201 import OPS
   enc = per_cell.encode(CELLS[0])
   sig = per_cell.signature(enc)
-  grasp_masked = population._run_module(masked, masked.build((), NUM_CLASSES), (), "grasp", "map", NUM_CLASSES)
-  grasp_cell = population._run_module(per_cell, per_cell.build(sig, NUM_CLASSES), sig, "grasp", "map", NUM_CLASSES)
-  snip_masked = population._run_module(masked, masked.build((), NUM_CLASSES), (), "grad", "map", NUM_CLASSES)
-  assert jax.default_backend() != "cpu" or (grasp_masked.branch_convs and grasp_cell.branch_convs)
-  assert grasp_masked.edge_impl == snip_masked.edge_impl == "switch"
-  assert grasp_cell.ops == tuple(OPS[i] for i in enc)
-  assert not snip_masked.branch_convs
+  cpu = jax.default_backend() == "cpu"
+  for group in proxy_lib.GROUPS:
+    run_masked = population._run_module(masked, masked.build((), NUM_CLASSES), (), group, "map", NUM_CLASSES)
+    run_cell = population._run_module(per_cell, per_cell.build(sig, NUM_CLASSES), sig, group, "map", NUM_CLASSES)
+    derivative = group in ("grad", "grasp", "fisher", "jacob_cov", "synflow")
+    assert run_masked.branch_convs == run_cell.branch_convs == (cpu and derivative), group
+    assert run_masked.edge_impl == "switch" and run_cell.ops == tuple(OPS[i] for i in enc)
   s1 = get_space("s1_resnet_masked")
-  assert jax.default_backend() != "cpu" or population._run_module(
-      s1, s1.build((), NUM_CLASSES), (), "grasp", "map", NUM_CLASSES).branch_convs
+  assert population._run_module(s1, s1.build((), NUM_CLASSES), (), "grasp", "map", NUM_CLASSES).branch_convs == cpu
+  assert not population._run_module(s1, s1.build((), NUM_CLASSES), (), "zen", "map", NUM_CLASSES).branch_convs
+
+
+def test_activation_tapes_see_into_switch_branches(masked, per_cell, batch):
+  """NASWOT's ReLU codes and Zen's BN variances recorded inside ``lax.switch`` edges (``"map"``:
+  only the selected op runs) equal the weighted form's (``"vmap"``: every op runs outside any
+  branch) and the per-cell module's."""
+  x, y = batch
+  encs = np.stack([masked.encode(c) for c in CELLS] + [np.array([1, 0, 4, 3, 2, 0])])
+  kw = dict(proxies=("naswot", "zen"), num_classes=NUM_CLASSES, init="gaussian")
+  switch = score_population(jax.random.key(0), masked, encs, x, y, strategy="map", **kw)
+  weighted = score_population(jax.random.key(0), masked, encs, x, y, strategy="vmap", chunk_size=2, **kw)
+  cell = score_population(jax.random.key(0), per_cell, encs, x, y, **kw)
+  for name in kw["proxies"]:
+    np.testing.assert_allclose(switch[name], cell[name], rtol=1e-4, err_msg=name)
+    np.testing.assert_allclose(weighted[name], cell[name], rtol=1e-4, err_msg=name)
+  assert np.all(np.isfinite(switch["zen"])) and len(set(np.round(switch["zen"], 4))) == len(encs)
+
+
+def test_switch_override_is_scoped():
+  calls = []
+
+  def fake(index, branches, module, *operands):
+    calls.append(index)
+    return operands[0]
+
+  with layers.switch_override(fake):
+    assert layers.switch(2, [], None, "h") == "h"
+  assert calls == [2] and not layers._SWITCH_OVERRIDES
 
 
 def test_vmap_strategy_equals_map(masked, batch, teacher16, masked_scores):

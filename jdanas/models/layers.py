@@ -14,6 +14,7 @@ so recipes transfer from the papers' code.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any, Callable
 
@@ -43,6 +44,34 @@ def conv(features: int, kernel: int, stride: int = 1, groups: int = 1, name: str
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
                  feature_group_count=groups, use_bias=use_bias, kernel_init=conv_init, name=name,
                  conv_general_dilated=branch_conv_general_dilated if branch else None)
+
+
+# ---- conditionals that activation recorders can see into -------------------------------------
+
+# Stack of switch implementations installed by activation recorders (``jdanas.scoring.proxies``):
+# a value computed inside a ``lax.switch`` branch cannot leave it except as a branch output, so a
+# recorder that wants to see inside conditionals replaces :func:`switch` while it records.
+_SWITCH_OVERRIDES: list[Callable] = []
+
+
+def switch(index, branches, module: nn.Module, *operands):
+  """``nn.switch(index, branches, module, *operands)``, unless an activation recorder is active
+  (:func:`switch_override`), which then runs the branches itself and returns what ``nn.switch``
+  returns. Models call this instead of ``nn.switch``."""
+  if _SWITCH_OVERRIDES:
+    return _SWITCH_OVERRIDES[-1](index, branches, module, *operands)
+  return nn.switch(index, branches, module, *operands)
+
+
+@contextlib.contextmanager
+def switch_override(fn: Callable):
+  """``with switch_override(fn):`` every :func:`switch` call is ``fn(index, branches, module,
+  *operands)`` (nested overrides: the innermost wins)."""
+  _SWITCH_OVERRIDES.append(fn)
+  try:
+    yield fn
+  finally:
+    _SWITCH_OVERRIDES.pop()
 
 
 # ---- convolutions differentiated by forward convolutions only ---------------------------------

@@ -38,7 +38,8 @@ class CifarResNet(nn.Module):
   stem: int = 16
   num_classes: int = 10
   # True: every convolution is a layers.branch_conv (derivatives of any order as forward
-  # convolutions; same variables and values): for second derivatives (GraSP) on XLA:CPU
+  # convolutions; same variables and values): for derivatives inside loops on XLA:CPU (every
+  # scoring program is a lax.map), where XLA's own run ~40x slower (bench/branch_conv.py, loop)
   branch_convs: bool = False
 
   @nn.compact

@@ -88,8 +88,8 @@ def _group_program(group: str, module: nn.Module, space: AbstractSearchSpace, na
   return jax.jit(program)
 
 
-TAPE_GROUPS = frozenset({"naswot", "zen"})  # record activations inside the forward pass
-SECOND_ORDER_GROUPS = frozenset({"grasp"})  # differentiate the network twice
+# groups that differentiate through the network's convolutions (parameters or input)
+DERIVATIVE_GROUPS = frozenset({"grad", "grasp", "fisher", "jacob_cov", "synflow"})
 
 
 def _run_module(space: AbstractSearchSpace, module: nn.Module, signature, group: str, strategy: str,
@@ -99,18 +99,20 @@ def _run_module(space: AbstractSearchSpace, module: nn.Module, signature, group:
   * under ``"map"``, the masked NB201 network with ``edge_impl="switch"``, which evaluates only
     each candidate's selected op (the candidate's encoding is a scalar inside ``lax.map``);
     measured 4.4x faster than the weighted sum of all ops for the gradient proxies at C=8 on
-    XLA:CPU. Groups that record activations (:data:`TAPE_GROUPS`: NASWOT, Zen) keep the weighted
-    form, whose ops run outside any branch; Fisher's per-channel terms come from gates (inputs),
-    which work inside branches;
-  * for second-order groups (:data:`SECOND_ORDER_GROUPS`: GraSP) on CPU, the networks of spaces
-    with a ``branch_convs`` field (NB201 and S1 ResNets, masked and per candidate) with
-    ``branch_convs=True``: XLA:CPU's own second-order convolution kernels (NB201: stem,
-    reduction blocks, per-cell edges) dominated GraSP's run time (``bench/grasp_convs.py``)."""
+    XLA:CPU. Activation tapes (NASWOT, Zen) see into the branches (each branch returns its
+    contributions); Fisher's per-channel terms come from gates (inputs), which work inside
+    branches;
+  * for groups that differentiate through convolutions (:data:`DERIVATIVE_GROUPS`) on CPU, the
+    networks of spaces with a ``branch_convs`` field (NB201 and S1 ResNets, masked and per
+    candidate) with ``branch_convs=True``: inside a loop (``lax.map``, which every group program
+    is) XLA:CPU computes a convolution's derivatives ~30x slower than at top level, and its
+    second-order kernels dominated GraSP's run time; ``branch_conv`` writes them as forward
+    convolutions (``bench/branch_conv.py`` ``loop``, ``bench/branch_convs.py``)."""
   changes = {}
-  if (strategy == "map" and group not in TAPE_GROUPS and isinstance(space, NB201Space) and space.masked
+  if (strategy == "map" and isinstance(space, NB201Space) and space.masked
       and space.edge_impl == "weighted"):
     changes["edge_impl"] = "switch"
-  if (group in SECOND_ORDER_GROUPS and jax.default_backend() == "cpu" and hasattr(space, "branch_convs")
+  if (group in DERIVATIVE_GROUPS and jax.default_backend() == "cpu" and hasattr(space, "branch_convs")
       and not space.branch_convs):
     changes["branch_convs"] = True
   return dataclasses.replace(space, **changes).build(signature, num_classes) if changes else module

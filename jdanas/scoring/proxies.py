@@ -54,6 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdanas.models import layers
 from jdanas.scoring import distances
 from jdanas.scoring.init import path_names, path_weight
 from jdanas.spaces.base import AbstractSearchSpace
@@ -116,20 +117,43 @@ def get_tap(features: dict, tap: str) -> jax.Array:
 # ---- recording taps inside a forward pass ----------------------------------------------------
 
 class _Tape:
-  """Collects (path, value) of ReLU outputs and BN input variances."""
+  """Sums per-layer contributions of ReLU outputs (``relu(path, y)``) and BatchNorm inputs
+  (``bn(path, x)``) during a forward pass; ``zero`` fixes the structure of a contribution.
 
-  def __init__(self, relu: bool = False, bn: bool = False):
-    self.want_relu, self.want_bn = relu, bn
-    self.relu, self.bn = [], []
+  Inside a ``lax.switch`` (the masked NB201 switch edges, :func:`jdanas.models.layers.switch`),
+  each branch sums its own contributions and returns them as a branch output, so the tape sees
+  the selected op's activations and the switch form, which runs only that op, can be recorded.
+  """
+
+  def __init__(self, zero, relu: Callable | None = None, bn: Callable | None = None):
+    self.zero, self.on_relu, self.on_bn = zero, relu, bn
+    self.sinks = [zero]
+
+  @property
+  def total(self):
+    return self.sinks[0]
+
+  def _add(self, contribution):
+    self.sinks[-1] = jax.tree_util.tree_map(lambda a, c: a + c.astype(a.dtype), self.sinks[-1], contribution)
 
   def interceptor(self, next_fun, args, kwargs, context):
     out = next_fun(*args, **kwargs)
-    if context.method_name != "__call__":
-      return out
-    if self.want_bn and isinstance(context.module, nn.BatchNorm):
-      x = args[0]
-      var = jnp.var(x, axis=tuple(range(x.ndim - 1)))
-      self.bn.append((context.module.path, var))
+    if self.on_bn is not None and context.method_name == "__call__" and isinstance(context.module, nn.BatchNorm):
+      self._add(self.on_bn(context.module.path, args[0]))
+    return out
+
+  def switch(self, index, branches, module, *operands):
+    def recorded(branch):
+      def run(m, *ops):
+        self.sinks.append(self.zero)
+        try:
+          out = branch(m, *ops)
+        finally:
+          inside = self.sinks.pop()
+        return out, inside
+      return run
+    out, inside = nn.switch(index, [recorded(b) for b in branches], module, *operands)
+    self._add(inside)
     return out
 
   @contextlib.contextmanager
@@ -141,13 +165,13 @@ class _Tape:
       y = orig(x)
       stack = flax_module._context.module_stack
       mod = stack[-1] if stack else None
-      tape.relu.append((() if mod is None or mod.scope is None else mod.path, y))
+      tape._add(tape.on_relu(() if mod is None or mod.scope is None else mod.path, y))
       return y
 
-    if self.want_relu:
+    if self.on_relu is not None:
       nn.relu = relu  # models call ``nn.relu`` at run time; restored on exit
     try:
-      with nn.intercept_methods(self.interceptor):
+      with nn.intercept_methods(self.interceptor), layers.switch_override(self.switch):
         yield self
     finally:
       nn.relu = orig
@@ -324,14 +348,15 @@ def _synflow_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
 
 def _naswot_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
   del y, teacher, noise
-  tape = _Tape(relu=True)
-  _apply(ctx.module, v, x, enc, train=True, tape=tape)
   n = x.shape[0]
-  k = jnp.zeros((n, n), jnp.float32)
-  for path, a in tape.relu:
+
+  def kernel(path, a):
     c = (a.reshape(n, -1) > 0).astype(jnp.float32)
-    k = k + path_weight(ctx.space, path, enc) * (c @ c.T + (1.0 - c) @ (1.0 - c).T)
-  return {"naswot": k}  # finalised on the host: slogdet
+    return path_weight(ctx.space, path, enc) * (c @ c.T + (1.0 - c) @ (1.0 - c).T)
+
+  tape = _Tape(jnp.zeros((n, n), jnp.float32), relu=kernel)
+  _apply(ctx.module, v, x, enc, train=True, tape=tape)
+  return {"naswot": tape.total}  # finalised on the host: slogdet
 
 
 def _jacob_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
@@ -346,14 +371,16 @@ def _jacob_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
 def _zen_group(ctx: Context, v, enc, x, y, teacher, noise) -> dict:
   del y, teacher
   x0, eps = noise
-  tape = _Tape(bn=True)
+
+  def log_std(path, a):  # log sqrt of the mean batch variance of a BN's input
+    var = jnp.var(a, axis=tuple(range(a.ndim - 1)))
+    return path_weight(ctx.space, path, enc) * jnp.log(jnp.sqrt(jnp.mean(var)))
+
+  tape = _Tape(jnp.zeros((), jnp.float32), bn=log_std)
   f0 = _apply(ctx.module, v, x0, enc, train=True, tape=tape)["pre_pool"]
   f1 = _apply(ctx.module, v, x0 + ZEN_MIXUP * eps, enc, train=True)["pre_pool"]
   nas = jnp.mean(jnp.sum(jnp.abs(f0 - f1), axis=tuple(range(1, f0.ndim))))
-  bn = 0.0
-  for path, var in tape.bn:
-    bn = bn + path_weight(ctx.space, path, enc) * jnp.log(jnp.sqrt(jnp.mean(var)))
-  return {"zen": jnp.log(nas) + bn}
+  return {"zen": jnp.log(nas) + tape.total}
 
 
 GROUP_FNS: dict[str, Callable[..., dict]] = {

@@ -128,7 +128,7 @@ class Edge(nn.Module):
     if self.impl == "weighted":
       w = jax.nn.one_hot(op_index, len(OPS), dtype=h.dtype)
       return sum(w[k] * branches[k](self, h) for k in range(1, len(OPS)))
-    return nn.switch(op_index, branches, self, h)
+    return layers.switch(op_index, branches, self, h)
 
 
 class Cell(nn.Module):
@@ -172,8 +172,9 @@ class NB201Network(nn.Module):
   static_ops: tuple[str, ...] | None = None  # masked layout, cell fixed at trace time
   cell_affine: bool = True  # False: the zero-cost-proxy reference cells (see module docstring)
   # True: every convolution is a layers.branch_conv, whose derivatives of any order are forward
-  # convolutions. Same variables and values; for second derivatives on XLA:CPU (GraSP), where
-  # XLA's own second-order convolution kernels dominated a jax.profiler trace (bench/grasp_convs.py).
+  # convolutions. Same variables and values; for derivatives inside loops on XLA:CPU (every
+  # scoring program is a lax.map), where XLA's own convolution derivatives run ~40x slower
+  # (bench/branch_conv.py, loop; bench/branch_convs.py).
   branch_convs: bool = False
 
   @nn.compact

@@ -1,29 +1,35 @@
-"""GraSP on NB201 cells: XLA's own convolution derivatives vs ``branch_convs`` (every convolution a
-:func:`jdanas.models.layers.branch_conv`, whose derivatives of any order are forward convolutions).
+"""Derivative proxies on NB201 cells: XLA's own convolution derivatives vs ``branch_convs`` (every
+convolution a :func:`jdanas.models.layers.branch_conv`, whose derivatives of any order are forward
+convolutions).
 
 Commands (from the repository root)::
 
-  python bench/grasp_convs.py --quick     # C=4, N=1, 16x16, 4 masked + 2 per-cell cells; < 2 min
-  python bench/grasp_convs.py             # C=16, N=5, 32x32, batch 64, 4 masked + 2 per-cell cells
+  python bench/branch_convs.py --quick                      # GraSP, C=4, N=1, 16x16; < 2 min
+  python bench/branch_convs.py                              # GraSP, C=16, N=5, 32x32, batch 64
+  python bench/branch_convs.py --proxies snip,fisher,jacob_cov,synflow
 
-GraSP is the one second-order proxy: ``-theta . (H g)``. On XLA:CPU, the second derivatives of a
-convolution that XLA writes itself (kernel gradients of kernel gradients) dominated a
-``jax.profiler`` trace of the batched GraSP program, so :func:`jdanas.scoring.score_population` builds NB201 networks with
-``branch_convs=True`` for GraSP on CPU. This script times both, side by side in one process from
-cold caches, for both forms:
+Every program of :func:`jdanas.scoring.score_population` is a loop over candidates (``lax.map``),
+and inside a loop XLA:CPU computes a convolution's derivatives ~40x slower than at top level
+(``bench/branch_conv.py``, ``loop``); GraSP's second derivatives (kernel gradients of kernel
+gradients) dominated a ``jax.profiler`` trace of the batched GraSP program. So
+``score_population`` builds NB201 and S1 networks with ``branch_convs=True`` for every group that
+differentiates through convolutions (:data:`jdanas.scoring.population.DERIVATIVE_GROUPS`) on CPU.
+This script times both, side by side in one process from cold caches, for both forms:
 
 * ``masked``: the masked NB201 space, all cells in one program (the batched path);
 * ``per_cell``: the per-cell ``nb201`` space, one program per cell.
 
 Each side is called twice on the same cells: ``seconds_first`` includes compilation,
-``seconds_run`` is the second (cached) call. Output: one JSON line per (form, convs) with
+``seconds_run`` is the second (cached) call. Output: one JSON line per (proxy, form, convs) with
 ``run_s_per_cell`` and, on the ``branch`` lines, ``speedup_first`` / ``speedup_run`` (xla / branch)
 and ``max_rel_diff`` of the scores (the two are the same function up to float rounding).
-Batch of 64 Gaussian images, PyTorch initialisation (GraSP's default).
+Batch of 64 Gaussian images, each proxy with its paper's initialisation
+(:data:`jdanas.scoring.PROXY_INFO`).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -39,6 +45,7 @@ def parse_args(argv=None):
   for name in ("masked", "per_cell", "channels", "num_cells", "image_size", "batch"):
     p.add_argument("--" + name.replace("_", "-"), type=int, default=None)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--proxies", default="grasp", help="comma-separated derivative proxies, each timed alone")
   args = p.parse_args(argv)
   for k, v in (QUICK if args.quick else FULL).items():
     if getattr(args, k) is None:
@@ -54,7 +61,7 @@ def main(argv=None):
   jax.config.update("jax_cpu_enable_async_dispatch", False)
   import numpy as np
 
-  from jdanas.scoring import population, score_population
+  from jdanas.scoring import PROXY_INFO, population, score_population
   from jdanas.spaces import get_space
   from score_throughput import clear_caches
 
@@ -66,26 +73,32 @@ def main(argv=None):
   x = rng.standard_normal((args.batch,) + shape).astype(np.float32)
   y = rng.integers(0, 10, args.batch).astype(np.int32)
   key = jax.random.key(args.seed)
-  second_order = population.SECOND_ORDER_GROUPS
+  proxies = [p for p in args.proxies.split(",") if p]
+  for proxy in proxies:
+    if proxy not in PROXY_INFO or PROXY_INFO[proxy].group not in population.DERIVATIVE_GROUPS:
+      raise SystemExit(f"error: --proxies: {proxy!r} is not a derivative proxy "
+                       f"({', '.join(p for p, i in PROXY_INFO.items() if i.group in population.DERIVATIVE_GROUPS)})")
+  derivative_groups = population.DERIVATIVE_GROUPS
   try:
-    for form, space_name, n in (("masked", "nb201_masked", args.masked), ("per_cell", "nb201", args.per_cell)):
+    for proxy, (form, space_name, n) in itertools.product(
+        proxies, (("masked", "nb201_masked", args.masked), ("per_cell", "nb201", args.per_cell))):
       space = get_space(space_name, channels=args.channels, num_cells=args.num_cells)
       results = {}
       for convs in ("xla", "branch"):
-        # "xla": no group counts as second order, so GraSP runs on the modules' own convolutions
-        population.SECOND_ORDER_GROUPS = second_order if convs == "branch" else frozenset()
+        # "xla": no group counts as a derivative group, so the modules' own convolutions run
+        population.DERIVATIVE_GROUPS = derivative_groups if convs == "branch" else frozenset()
         clear_caches()
-        call = lambda: score_population(key, space, encs[:n], x, y, proxies="grasp", num_classes=10,  # noqa: E731
-                                        init="torch", strategy="map")["grasp"]
+        call = lambda: score_population(key, space, encs[:n], x, y, proxies=proxy, num_classes=10,  # noqa: E731
+                                        init=PROXY_INFO[proxy].paper_init, strategy="map")[proxy]
         t0 = time.perf_counter()
         scores = call()
         t1 = time.perf_counter()
         call()
         t2 = time.perf_counter()
         results[convs] = (scores, t1 - t0, t2 - t1)
-        print(f"{form} {convs}: {n} cells, first call {t1 - t0:.1f} s, second {t2 - t1:.1f} s", file=sys.stderr,
+        print(f"{proxy} {form} {convs}: {n} cells, first call {t1 - t0:.1f} s, second {t2 - t1:.1f} s", file=sys.stderr,
               flush=True)
-        line = {"form": form, "convs": convs, "cells": n, "seconds_first": round(t1 - t0, 2),
+        line = {"proxy": proxy, "form": form, "convs": convs, "cells": n, "seconds_first": round(t1 - t0, 2),
                 "seconds_run": round(t2 - t1, 2), "run_s_per_cell": round((t2 - t1) / n, 3),
                 "channels": args.channels, "num_cells": args.num_cells, "image_size": args.image_size,
                 "batch": args.batch, "backend": jax.default_backend()}
@@ -95,7 +108,7 @@ def main(argv=None):
                       max_rel_diff=float(np.max(np.abs(scores - ref) / np.maximum(np.abs(ref), 1e-30))))
         print(json.dumps(line), flush=True)
   finally:
-    population.SECOND_ORDER_GROUPS = second_order
+    population.DERIVATIVE_GROUPS = derivative_groups
 
 
 if __name__ == "__main__":
