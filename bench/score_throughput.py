@@ -17,7 +17,13 @@ process and from cold caches (``jax.clear_caches()`` and the scoring program cac
   signature and gets its own compiled program, on the first ``--per-cell`` cells; the rate is
   measured on that subset and applied to all cells (``per_cell_extrapolated`` says so).
 
-``archs_per_s_* = cells / seconds``; ``ratio = batched / per_cell``. Batch of 64 Gaussian
+``archs_per_s_* = cells / seconds``; ``ratio = batched / per_cell``. The per-cell call is then
+repeated with its programs cached: ``per_cell_run_s`` is that call's time per cell (weights,
+run and transfer; no compilation), and ``ratio_bound = (per-cell seconds per cell) /
+per_cell_run_s`` is the ratio a batched program would reach if it spent per cell what a cached
+call of the cell's own program spends, compiling for free. Where it is near or below 10, reaching
+10x needs a batched program that scores a cell faster than the cell's own compiled program.
+Batch of 64 Gaussian
 images (throughput does not depend on pixel values), random ResNet teacher (``--teacher``) for
 the teacher-based proxies. Output: one JSON line per proxy with keys ``proxy,
 archs_per_s_batched, archs_per_s_per_cell, ratio`` and the measurement details; progress on
@@ -115,13 +121,18 @@ def main(argv=None):
     score_population(key, per_cell, encs[:args.per_cell], x, y, strategy="map", **kwargs)
     t_cell = time.perf_counter() - t0
     log(f"{label}: per-cell {args.per_cell} cells in {t_cell:.1f} s")
+    t0 = time.perf_counter()
+    score_population(key, per_cell, encs[:args.per_cell], x, y, strategy="map", **kwargs)
+    run_cell = (time.perf_counter() - t0) / args.per_cell
+    log(f"{label}: per-cell run (programs cached) {run_cell:.3f} s per cell")
     rate_b, rate_c = args.cells / t_batched, args.per_cell / t_cell
     for proxy in names:
       print(json.dumps({"proxy": proxy, "archs_per_s_batched": round(rate_b, 4),
                         "archs_per_s_per_cell": round(rate_c, 4), "ratio": round(rate_b / rate_c, 2),
                         "scored_with": names, "cells_batched": args.cells, "cells_per_cell": args.per_cell,
                         "per_cell_extrapolated": args.per_cell < args.cells, "seconds_batched": round(t_batched, 2),
-                        "seconds_per_cell": round(t_cell, 2), "channels": args.channels,
+                        "seconds_per_cell": round(t_cell, 2), "per_cell_run_s": round(run_cell, 4),
+                        "ratio_bound": round(t_cell / args.per_cell / run_cell, 2), "channels": args.channels,
                         "num_cells": args.num_cells, "image_size": args.image_size, "batch": args.batch,
                         "backend": jax.default_backend()}), flush=True)
 
