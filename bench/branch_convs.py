@@ -63,12 +63,10 @@ def main(argv=None):
 
   from jdanas.scoring import PROXY_INFO, population, score_population
   from jdanas.spaces import get_space
-  from score_throughput import clear_caches
+  from score_throughput import clear_caches, distinct_cells
 
   rng = np.random.default_rng(args.seed)
-  cells = max(args.masked, args.per_cell)
-  codes = rng.choice(5 ** 6, size=cells, replace=False)
-  encs = np.stack([(codes // 5 ** (5 - i)) % 5 for i in range(6)], axis=1).astype(np.int32)
+  encs = distinct_cells(rng, max(args.masked, args.per_cell))
   shape = (args.image_size, args.image_size, 3)
   x = rng.standard_normal((args.batch,) + shape).astype(np.float32)
   y = rng.integers(0, 10, args.batch).astype(np.int32)

@@ -78,24 +78,26 @@ def main(argv=None):
   x = rng.standard_normal((args.batch,) + shape).astype(np.float32)
   y = rng.integers(0, 10, args.batch).astype(np.int32)
   library_cell = nb201.Cell
-  for proxy in [s for s in args.proxies.split(",") if s]:
-    for cell in CELLS:
-      enc = space.encode(cell)[None]
-      res = {}
-      for variant in ("zeros", "mul"):
-        nb201.Cell = ZerosCell if variant == "zeros" else library_cell  # read when the network is traced
-        clear_caches()
-        t0 = time.perf_counter()
-        score = score_population(jax.random.key(0), space, enc, x, y, proxies=proxy, num_classes=10,
-                                 init=PROXY_INFO[proxy].paper_init)[proxy][0]
-        res[variant] = (time.perf_counter() - t0, score)
-        print(f"{proxy} {variant} {cell}: {res[variant][0]:.1f} s", file=sys.stderr, flush=True)
-      nb201.Cell = library_cell
-      print(json.dumps({"proxy": proxy, "cell": cell, "seconds_zeros": round(res["zeros"][0], 2),
-                        "seconds_mul": round(res["mul"][0], 2), "ratio": round(res["zeros"][0] / res["mul"][0], 2),
-                        "same_score": bool(np.isclose(res["zeros"][1], res["mul"][1], rtol=1e-5)),
-                        "channels": args.channels, "num_cells": args.num_cells, "image_size": args.image_size,
-                        "batch": args.batch, "backend": jax.default_backend()}), flush=True)
+  try:
+    for proxy in [s for s in args.proxies.split(",") if s]:
+      for cell in CELLS:
+        enc = space.encode(cell)[None]
+        res = {}
+        for variant in ("zeros", "mul"):
+          nb201.Cell = ZerosCell if variant == "zeros" else library_cell  # read when the network is traced
+          clear_caches()
+          t0 = time.perf_counter()
+          score = score_population(jax.random.key(0), space, enc, x, y, proxies=proxy, num_classes=10,
+                                   init=PROXY_INFO[proxy].paper_init)[proxy][0]
+          res[variant] = (time.perf_counter() - t0, score)
+          print(f"{proxy} {variant} {cell}: {res[variant][0]:.1f} s", file=sys.stderr, flush=True)
+        print(json.dumps({"proxy": proxy, "cell": cell, "seconds_zeros": round(res["zeros"][0], 2),
+                          "seconds_mul": round(res["mul"][0], 2), "ratio": round(res["zeros"][0] / res["mul"][0], 2),
+                          "same_score": bool(np.isclose(res["zeros"][1], res["mul"][1], rtol=1e-5)),
+                          "channels": args.channels, "num_cells": args.num_cells, "image_size": args.image_size,
+                          "batch": args.batch, "backend": jax.default_backend()}), flush=True)
+  finally:
+    nb201.Cell = library_cell
 
 
 if __name__ == "__main__":

@@ -69,6 +69,13 @@ def log(msg):
   print(msg, file=sys.stderr, flush=True)
 
 
+def distinct_cells(rng, n: int):
+  """``int32[n, 6]``: ``n`` distinct NB201 cells drawn uniformly (the encoding's base-5 digits)."""
+  import numpy as np
+  codes = rng.choice(5 ** 6, size=n, replace=False)
+  return np.stack([(codes // 5 ** (5 - i)) % 5 for i in range(6)], axis=1).astype(np.int32)
+
+
 def clear_caches():
   import jax
   from jdanas.scoring import init as init_lib, population
@@ -97,8 +104,7 @@ def main(argv=None):
   masked = get_space("nb201_masked", channels=args.channels, num_cells=args.num_cells)
   per_cell = get_space("nb201", channels=args.channels, num_cells=args.num_cells)
   rng = np.random.default_rng(args.seed)
-  codes = rng.choice(5 ** 6, size=args.cells, replace=False)
-  encs = np.stack([(codes // 5 ** (5 - i)) % 5 for i in range(6)], axis=1).astype(np.int32)
+  encs = distinct_cells(rng, args.cells)
   shape = (args.image_size, args.image_size, 3)
   x = rng.standard_normal((args.batch,) + shape).astype(np.float32)
   y = rng.integers(0, 10, args.batch).astype(np.int32)

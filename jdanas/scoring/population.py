@@ -105,7 +105,7 @@ def _run_module(space: AbstractSearchSpace, module: nn.Module, signature, group:
   * for groups that differentiate through convolutions (:data:`DERIVATIVE_GROUPS`) on CPU, the
     networks of spaces with a ``branch_convs`` field (NB201 and S1 ResNets, masked and per
     candidate) with ``branch_convs=True``: inside a loop (``lax.map``, which every group program
-    is) XLA:CPU computes a convolution's derivatives ~37x slower than at top level, and its
+    is) XLA:CPU computes a convolution's derivatives ~40x slower than at top level, and its
     second-order kernels dominated GraSP's run time; ``branch_conv`` writes them as forward
     convolutions (``bench/branch_conv.py`` ``loop``, ``bench/branch_convs.py``)."""
   changes = {}
