@@ -200,8 +200,32 @@ _BAD_INPUTS = [
     ("npz-test-negative", lambda p: dict(name="npz", path=_bad_npz(p, x=_X, y=_Y),
                                          test_path=_write_npz(p / "t.npz", x=_X, y=-_Y.astype(
                                              np.int8) - 1)), "test_path"),
+    ("npz-label-gap", lambda p: dict(name="npz", path=_bad_npz(p, x=_X, y=np.where(
+        np.arange(len(_Y)) == 0, 999, _Y).astype(np.int64))), "path"),
+    ("npz-test-label-gap", lambda p: dict(name="npz", path=_bad_npz(p, x=_X, y=_Y),
+                                          test_path=_write_npz(p / "t.npz", x=_X, y=_Y + 5)), "path"),
+    ("npz-single-class", lambda p: dict(name="npz", path=_bad_npz(p, x=_X, y=_Y * 0)), "path"),
+    ("npz-remap-with-num-classes", lambda p: dict(name="npz", path=_bad_npz(p, x=_X, y=_Y),
+                                                  remap_labels=True, num_classes=4), "remap_labels"),
+    ("remap-not-bool", lambda p: dict(name="npz", path=_bad_npz(p, x=_X, y=_Y), remap_labels="yes"),
+     "remap_labels"),
+    ("remap-with-digits", lambda p: dict(name="digits", remap_labels=True), "remap_labels"),
     ("tfds-not-prepared", lambda p: dict(name="cifar10", data_dir=p / "tfds"), "data_dir"),
 ]
+
+
+def test_sparse_labels_remapped_or_kept_with_explicit_num_classes(tmp_path):
+  y = np.array([1, 5, 999, 5] * 5, np.int64)
+  path = _write_npz(tmp_path / "sparse.npz", x=_X, y=y)
+  remapped = data.load_dataset("npz", path=path, remap_labels=True, val_size=4)
+  assert remapped.num_classes == 3
+  pooled = np.concatenate([remapped.train.y, remapped.val.y])
+  assert sorted(np.unique(pooled).tolist()) == [0, 1, 2]
+  # the mapping keeps the order of the original labels: 1 -> 0, 5 -> 1, 999 -> 2
+  order = np.argsort(np.concatenate([remapped.train.index, remapped.val.index]))
+  assert np.array_equal(pooled[order], np.searchsorted([1, 5, 999], y))
+  explicit = data.load_dataset("npz", path=path, num_classes=1000, val_size=4)
+  assert explicit.num_classes == 1000
 
 
 def _text_file(tmp_path):

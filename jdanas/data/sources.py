@@ -131,7 +131,7 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
                  val_fraction: float = 0.1, val_size: int | None = None, seed: int = 0,
                  train_limit: int | None = None, test_limit: int | None = None,
                  num_classes: int | None = None, image_key: str | None = None,
-                 label_key: str | None = None) -> Dataset:
+                 label_key: str | None = None, remap_labels: bool = False) -> Dataset:
   """Loads a dataset into numpy and splits it into train / val / test.
 
   Args:
@@ -149,6 +149,10 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
       ``max label + 1`` (over train pool and test) for npz. Must exceed every label.
     image_key: image key of the source (default ``"x"`` for npz, ``"image"`` for TFDS).
     label_key: label key of the source (default ``"y"`` for npz, ``"label"`` for TFDS).
+    remap_labels: map the labels that occur (in the training pool and test) onto ``0..K-1`` in
+      sorted order (``npz`` only; e.g. labels ``{1, 5, 999}`` become ``{0, 1, 2}``). Without it,
+      inferred classes that never occur (a gap such as one label 999 among 0..9) are refused,
+      since they would silently turn the task into a 1000-class problem.
 
   Returns:
     The :class:`Dataset`, with channel statistics of its train split.
@@ -170,8 +174,10 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
   for arg, value in (("image_key", image_key), ("label_key", label_key)):
     if value is not None and (not isinstance(value, str) or not value):
       raise ValueError(f"{arg}: expected a non-empty string, got {value!r}")
+  if not isinstance(remap_labels, (bool, np.bool_)):
+    raise ValueError(f"remap_labels: expected True or False, got {remap_labels!r}")
   if name != "npz":
-    for arg, value in (("path", path), ("test_path", test_path)):
+    for arg, value in (("path", path), ("test_path", test_path), ("remap_labels", remap_labels or None)):
       if value is not None:
         raise ValueError(f"{arg}: only used with name='npz', got name={name!r}")
 
@@ -181,8 +187,11 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
         raise ValueError(f"{arg}: not used with name='digits'")
     pool, test, default_classes = _digits_sources()
   elif name == "npz":
+    if remap_labels and num_classes is not None:
+      raise ValueError("remap_labels: the number of classes is that of the remapped labels; drop num_classes")
     pool, test, default_classes = _npz_sources(path, test_path, data_dir, image_key or "x",
-                                               label_key or "y")
+                                               label_key or "y", remap_labels=bool(remap_labels),
+                                               allow_gaps=num_classes is not None)
   else:
     pool, test, default_classes = _tfds_sources(name, data_dir, image_key or "image",
                                                 label_key or "label")
@@ -210,6 +219,10 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
     if split is not None and len(split) and split.y.max() >= classes:
       arg = "num_classes" if num_classes is not None else source.label_arg
       raise ValueError(f"{arg}: label {int(split.y.max())} found but num_classes={classes}")
+  present = np.unique(train.y)
+  if len(present) < 2:
+    raise ValueError(f"{pool.label_arg}: the training split holds a single class (label {int(present[0])}); "
+                     f"classification needs at least 2")
 
   mean, std = _channel_stats(train.x)
   return Dataset(name=name, train=train, val=val, test=test_split, num_classes=classes,
@@ -344,23 +357,34 @@ def _digits_sources() -> tuple[_Source, _Source, int]:
 # ---- npz --------------------------------------------------------------------------------------
 
 
-def _npz_sources(path: Any, test_path: Any, data_dir: Any, image_key: str,
-                 label_key: str) -> tuple[_Source, _Source | None, int]:
-  """Training pool and optional test source from ``.npz`` files, plus ``max label + 1``."""
+def _npz_sources(path: Any, test_path: Any, data_dir: Any, image_key: str, label_key: str, *,
+                 remap_labels: bool = False, allow_gaps: bool = False) -> tuple[_Source, _Source | None, int]:
+  """Training pool and optional test source from ``.npz`` files, plus the number of classes:
+  ``max label + 1``, or with ``remap_labels`` the number of distinct labels (mapped onto
+  ``0..K-1`` in sorted order). Unless ``allow_gaps`` (an explicit ``num_classes``), classes in
+  ``0..max`` that occur in neither file are refused."""
   if path is None:
     raise ValueError("path: name='npz' needs path=<file.npz>")
   x, y = _read_npz("path", path, data_dir, image_key, label_key)
-  pool = _array_source(x, y, "path", "path")
-  classes = int(y.max()) + 1
-  test = None
+  tx = ty = None
   if test_path is not None:
     tx, ty = _read_npz("test_path", test_path, data_dir, image_key, label_key)
     if tx.shape[1:] != x.shape[1:]:
       raise ValueError(f"test_path: images have shape {tx.shape[1:]} but those of path have "
                        f"{x.shape[1:]}")
-    test = _array_source(tx, ty, "test_path", "test_path")
-    classes = max(classes, int(ty.max()) + 1)
-  return pool, test, classes
+  seen = np.unique(y if ty is None else np.concatenate([y, ty]))
+  if remap_labels:
+    y = np.searchsorted(seen, y)
+    ty = None if ty is None else np.searchsorted(seen, ty)
+    seen = np.arange(len(seen))
+  classes = int(seen[-1]) + 1
+  if not allow_gaps and len(seen) < classes:
+    missing = np.setdiff1d(np.arange(classes), seen)
+    shown = ", ".join(str(int(m)) for m in missing[:5]) + (", ..." if len(missing) > 5 else "")
+    raise ValueError(f"path: labels are not 0..K-1: {len(missing)} of the {classes} classes up to the largest "
+                     f"label never occur ({shown}); set remap_labels=True or pass num_classes")
+  test = None if tx is None else _array_source(tx, ty, "test_path", "test_path")
+  return _array_source(x, y, "path", "path"), test, classes
 
 
 def _read_npz(arg: str, path: Any, data_dir: Any, image_key: str,
