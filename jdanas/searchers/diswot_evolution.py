@@ -20,18 +20,18 @@ population overflows. Batched to Q children per ``ask``, as a pure ``Searcher``:
 * **Budgets**: ``feasible`` (a jittable ``int32[D] -> bool[]`` predicate, e.g. from
   :func:`jdanas.searchers.budgets.cost_predicate` with ``max_params`` / ``max_flops`` /
   ``max_latency_ms``) is checked for EVERY child, random or mutated (the official NB201 REA
-  checks only its initial population, methods.md §2.8). A violating child is re-drawn (a new
+  checks only its initial population; see docs/methods/diswot.md). A violating child is re-drawn (a new
   tournament and mutation, or a new sample) inside a ``lax.while_loop``, at most ``max_tries``
   times; a child still infeasible after that is proposed anyway and counted in the
   ``constraint_unrepaired`` metric (the pipeline scores such children NaN).
 
 Nothing here reads ground truth: the searcher sees only the scores it is told (the official NB201
-search picks its answer among its top-5 by querying NB201 test accuracy; methods.md §2.8).
+search picks its answer among its top-5 by querying NB201 test accuracy; docs/methods/diswot.md).
 Shapes are fixed (population ``[P, D]``, archive ``[N, D]``), so ``ask`` and ``tell`` compile once.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import flax.struct
 import jax
@@ -39,9 +39,8 @@ import jax.numpy as jnp
 
 from jdanas.searchers.base import (Archive, Searcher, archive_add, archive_init, best_index,
                                    check_sizes, tell_metrics)
+from jdanas.searchers.wrappers import Predicate
 from jdanas.spaces.base import AbstractSearchSpace
-
-Predicate = Callable[[jax.Array], jax.Array]  # int32[D] -> bool[]
 
 
 @flax.struct.dataclass

@@ -54,6 +54,7 @@ import jax.numpy as jnp
 from jdanas.searchers import gp
 from jdanas.searchers.base import (Archive, Searcher, archive_add, archive_init, check_sizes,
                                    tell_metrics)
+from jdanas.searchers.wrappers import Predicate, constrained
 from jdanas.spaces.base import AbstractSearchSpace
 
 
@@ -779,7 +780,7 @@ def turbo(space: AbstractSearchSpace, *, num_asks: int = 1, num_trust_regions: i
           preset: str = "paper", n_init: int | None = None, capacity: int = 256,
           num_candidates: int | None = None, acquisition: str = "thompson", fit_steps: int | None = None,
           fit_restarts: int = 1, warm_start: bool | None = None, failure_tolerance: int | None = None,
-          y_transform: str | None = None) -> Searcher:
+          y_transform: str | None = None, feasible: Predicate | None = None) -> Searcher:
   """TuRBO-1 / TuRBO-m on a search space, every decision relaxed to ``index / (n - 1)`` in [0, 1].
 
   Args:
@@ -797,6 +798,8 @@ def turbo(space: AbstractSearchSpace, *, num_asks: int = 1, num_trust_regions: i
     warm_start: start each fit from the previous hyperparameters (default from the preset).
     failure_tolerance: override of ceil(max(4/Q, D/Q)) (TuRBO-1) / max(5, D) (TuRBO-m).
     y_transform: override of the preset's ``"median"`` / ``"mean"`` standardisation, or ``"copula"``.
+    feasible: optional jittable ``int32[D] -> bool[]`` budget predicate; proposals are kept
+      within it by :func:`jdanas.searchers.with_constraint`.
 
   Returns:
     A :class:`Searcher` with :class:`TRBOState`; ``ask`` returns ``int32[Q, D]``.
@@ -807,7 +810,7 @@ def turbo(space: AbstractSearchSpace, *, num_asks: int = 1, num_trust_regions: i
                          acquisition=acquisition, fit_steps=fit_steps, fit_restarts=fit_restarts,
                          warm_start=warm_start, failure_tolerance=failure_tolerance, y_transform=y_transform)
   layout = Layout(dim=d, num_choices=tuple(space.num_choices), categorical=(), box=tuple(range(d)))
-  return _engine(layout, config, space.canonicalize, space.sample, track_archive=True)
+  return constrained(_engine(layout, config, space.canonicalize, space.sample, track_archive=True), feasible)
 
 
 def turbo_box(dim: int, *, num_asks: int = 1, num_trust_regions: int = 1, preset: str = "paper",
@@ -838,7 +841,7 @@ def casmopolitan(space: AbstractSearchSpace, *, num_asks: int = 1, n_init: int =
                  include_neighbours: bool = True, guided_restart: bool = True,
                  mixture: float | None = 0.5, sample_noise: bool = True,
                  bounds: gp.Bounds | None = None, global_model: bool = False,
-                 categorical_kernel: str = "transformed_overlap") -> Searcher:
+                 categorical_kernel: str = "transformed_overlap", feasible: Predicate | None = None) -> Searcher:
   """CASMOPOLITAN: Hamming-ball regions on categorical decisions, TuRBO boxes on ordinal ones.
 
   Decision kinds come from ``space.decision_kinds()``. Radii start at ``min(radius_init, D_cat)``
@@ -874,6 +877,8 @@ def casmopolitan(space: AbstractSearchSpace, *, num_asks: int = 1, n_init: int =
     bounds: GP constraints (default: CASMOPOLITAN's noise [1e-4, 0.1] -- 1e-6 in the reference,
       raised for float32 -- outputscale [0.5, 5], lengthscale [0.01, 0.5] on box decisions and
       overlap weights in [0.01, 10]).
+    feasible: optional jittable ``int32[D] -> bool[]`` budget predicate; proposals are kept
+      within it by :func:`jdanas.searchers.with_constraint`.
 
   Returns:
     A :class:`Searcher` with :class:`TRBOState`; ``ask`` returns ``int32[Q, D]``.
@@ -907,4 +912,4 @@ def casmopolitan(space: AbstractSearchSpace, *, num_asks: int = 1, n_init: int =
       local_search_steps=50, local_search_restarts=3, restart_memory=min(32, capacity),
       global_model=global_model, categorical_kernel=categorical_kernel)
   layout = Layout(dim=d, num_choices=tuple(space.num_choices), categorical=categorical, box=box)
-  return _engine(layout, config, space.canonicalize, space.sample, track_archive=True)
+  return constrained(_engine(layout, config, space.canonicalize, space.sample, track_archive=True), feasible)
