@@ -12,6 +12,7 @@ import pytest
 from configs import default
 from conftest import smoke_config as tiny_config
 from jdanas import load_student
+from jdanas import pipeline
 from jdanas.pipeline import ConfigError, run, validate_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -25,7 +26,8 @@ def _ledger(workdir):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("full")
-  return workdir, run(tiny_config(), workdir)
+  searched = pipeline.search(tiny_config(), workdir)  # the steps a notebook calls one by one
+  return workdir, pipeline.report(searched, pipeline.train_final(searched))
 
 
 def test_pipeline_writes_report_plots_and_reloadable_export(uninterrupted):
@@ -45,6 +47,18 @@ def test_pipeline_writes_report_plots_and_reloadable_export(uninterrupted):
   assert all(r["latency_ms"] > 0 and r["params"] > 0 and r["flops"] > 0 for r in saved["top"])
   rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [r["round"] for r in rows] == [0, 1, 2]
+  # What the search score is, in the ledger, report.json and report.md.
+  assert {r["score_kind"] for r in ledger} == {"val_accuracy"}
+  assert saved["search"]["score"] == {"kind": "val_accuracy", "units": "fraction in [0, 1]", "higher_is_better": True,
+                                      "label": "val_accuracy (fraction in [0, 1], higher is better)"}
+  assert "| Search score | val_accuracy (fraction in [0, 1], higher is better) |" in (workdir / "report.md").read_text()
+  assert all(0 <= r["search_score"] <= 1 for r in saved["top"])
+
+
+def test_a_bad_config_fails_before_any_work(tmp_path):
+  with pytest.raises(ConfigError, match="^config.compute.lowering: "):
+    pipeline.search(tiny_config(**{"compute.lowering": "tpu"}), tmp_path / "run")
+  assert not (tmp_path / "run").exists()
 
 
 def test_resume_after_interruption_gives_identical_ledger(uninterrupted, tmp_path):

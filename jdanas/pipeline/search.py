@@ -51,11 +51,17 @@ class SearchResult:
   started: float
 
 
-def _teacher_accuracy(teacher: Teacher, data) -> dict:
+def _data_and_teacher(config: ml_collections.ConfigDict, plan: Plan, workdir: pathlib.Path,
+                      key: jax.Array) -> tuple[Any, Teacher, dict]:
+  """The dataset, the teacher and its ``{"val_accuracy", "test_accuracy"}``."""
+  data = load_data(config)
+  log(f"[data] {config.data.name}: train {len(data.train)}, val {len(data.val)}, "
+      f"test {len(data.test) if data.test is not None else 0}, {data.num_classes} classes, {data.image_shape}")
+  teacher = get_teacher(config, plan, data, workdir, key)
   val = evaluate(teacher.module, teacher.variables, data.val, data.mean, data.std)
   test = evaluate(teacher.module, teacher.variables, data.test, data.mean, data.std) if data.test is not None else None
   log(f"[teacher] {teacher.name}: val accuracy {val:.4f}")
-  return {"val_accuracy": val, "test_accuracy": test}
+  return data, teacher, {"val_accuracy": val, "test_accuracy": test}
 
 
 def _reset_metrics(path: pathlib.Path, start_round: int) -> None:
@@ -120,11 +126,7 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Se
   key_teacher, key_search, key_final = jax.random.split(jax.random.key(config.seed), 3)
   key_init, key_loop = jax.random.split(key_search)
 
-  data = load_data(config)
-  log(f"[data] {config.data.name}: train {len(data.train)}, val {len(data.val)}, "
-      f"test {len(data.test) if data.test is not None else 0}, {data.num_classes} classes, {data.image_shape}")
-  teacher = get_teacher(config, plan, data, workdir, key_teacher)
-  teacher_accuracy = _teacher_accuracy(teacher, data)
+  data, teacher, teacher_accuracy = _data_and_teacher(config, plan, workdir, key_teacher)
   budget = build_budget(plan, data)
   searcher = plan_searcher(plan, budget)
   feasible_batch = jax.jit(jax.vmap(budget)) if budget is not None else None

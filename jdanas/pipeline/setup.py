@@ -68,13 +68,20 @@ def plan_searcher(plan: Plan, feasible=None) -> Searcher:
   return build_searcher(plan.searcher_name, plan.searcher_kwargs, plan.dedup, plan.space, feasible)
 
 
-def trainer(plan: Plan, data, recipe: Recipe, teacher: Teacher | None, mesh=None) -> PopulationTrainer:
-  """A population trainer with ``config.compute``'s strategy and specialisation."""
+def trainer(plan: Plan, data, recipe: Recipe, teacher: Teacher | None, mesh=None, *,
+            field: str = "final") -> PopulationTrainer:
+  """A population trainer with ``config.compute``'s strategy and specialisation; ``field`` names
+  the recipe's config section in errors (e.g. a batch larger than the training split)."""
   try:
     return PopulationTrainer(plan.space, data, recipe=recipe, teacher=teacher, strategy=plan.compute.strategy,
                              mesh=mesh, specialize=plan.compute.specialize)
   except ValueError as e:
-    raise ConfigError(f"config.compute: {e}") from None
+    msg = str(e)
+    if msg.startswith("recipe."):
+      raise ConfigError(f"config.{field}.{msg[len('recipe.'):]}") from None
+    if msg.split(":")[0] in ("strategy", "specialize", "mesh"):
+      raise ConfigError(f"config.compute.{msg}") from None
+    raise ConfigError(f"config.{field}: {msg}") from None
 
 
 def vanilla_recipe(recipe: Recipe) -> Recipe:
@@ -106,7 +113,7 @@ def build_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None):
                                seed=int(seed), strategy=plan.compute.score_strategy, **kw)
     except ValueError as e:
       raise ConfigError(f"config.evaluator.zero_cost: {e}") from None
-  return ShortKDEvaluator(trainer(plan, data, plan.short_kd, teacher, mesh))
+  return ShortKDEvaluator(trainer(plan, data, plan.short_kd, teacher, mesh, field="evaluator.short_kd"))
 
 
 __all__ = ["build_budget", "build_evaluator", "get_teacher", "load_data", "log", "plan_searcher", "scoring_batch",
