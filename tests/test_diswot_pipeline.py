@@ -100,6 +100,8 @@ def test_zero_cost_fields_name_the_field():
     validate_config(zero_cost_smoke(proxy="oracle"))
   with pytest.raises(ConfigError, match="config.evaluator.zero_cost.init"):
     validate_config(_with(zero_cost_smoke(), "evaluator.zero_cost.init", "zeros"))
+  with pytest.raises(ConfigError, match=r"config.evaluator.zero_cost: unknown field\(s\) \['proxi'\]"):
+    validate_config(_with(zero_cost_smoke(), "evaluator.zero_cost.proxi", "diswot"))
   with pytest.raises(ConfigError, match="config.compute.score_strategy"):
     validate_config(_with(zero_cost_smoke(), "compute.score_strategy", "pmap"))
 

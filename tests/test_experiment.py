@@ -154,6 +154,7 @@ def test_bad_nested_values():
       ({"evaluator": {"name": "tabular"}, "evaluator.tabular": {"table": "/nonexistent.csv"}},
        "config.evaluator.tabular.table: NB201 table file '/nonexistent.csv' does not exist"),
       ({"evaluator": {"name": "zero_cost"}}, "config.evaluator.zero_cost: section is missing"),
+      ({"evaluator.short_kd": {"momentum": 0.5}}, r"config.evaluator.short_kd: unknown field\(s\) \['momentum'\]"),
   ]
   for change, match in cases:
     c = default.get_config()

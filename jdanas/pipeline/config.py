@@ -133,8 +133,15 @@ def _one_of(value, choices, field: str) -> None:
 
 
 # ---- building blocks (shared by validation and the run) -------------------------------------------
-def build_recipe(section, field: str, loss: KDLoss) -> Recipe:
-  """The :class:`jdanas.train.Recipe` of a recipe section; ``Recipe``'s own checks name the field."""
+RECIPE_FIELDS = ("steps", "batch_size", "optimizer", "learning_rate", "weight_decay", "schedule", "augment",
+                 "eval_batch_size")
+
+
+def build_recipe(section, field: str, loss: KDLoss, extra: tuple[str, ...] = ()) -> Recipe:
+  """The :class:`jdanas.train.Recipe` of a recipe section (``RECIPE_FIELDS``, plus ``extra`` fields
+  the caller reads); ``Recipe``'s own checks name the field."""
+  unknown = sorted(set(section) - set(RECIPE_FIELDS) - set(extra))
+  need(not unknown, field, f"unknown field(s) {unknown}; a recipe has {', '.join(RECIPE_FIELDS + extra)}")
   try:
     return Recipe(steps=section.steps, batch_size=section.batch_size, optimizer=section.optimizer,
                   learning_rate=section.learning_rate, weight_decay=section.weight_decay,
@@ -251,6 +258,8 @@ def _zero_cost_kwargs(z, data) -> dict:
   kw = dict(proxy=z.get("proxy", ""), batch_size=z.get("batch_size", 64), init=z.get("init", "gaussian"),
             relation_tap=z.get("relation_tap", "pre_pool"), teacher_init=z.get("teacher_init", "random"),
             semantic_mismatch=z.get("semantic_mismatch", "class_gram"))
+  unknown = sorted(set(z) - set(kw))
+  need(not unknown, "evaluator.zero_cost", f"unknown field(s) {unknown}; the fields are {', '.join(kw)}")
   _one_of(kw["proxy"], scoring.PROXIES, "evaluator.zero_cost.proxy")
   bs = kw["batch_size"]
   need(_is_int(bs) and bs > 0, "evaluator.zero_cost.batch_size", f"must be a positive int, got {bs!r}")
@@ -280,6 +289,8 @@ def _evaluator_kwargs(config, space: AbstractSearchSpace, loss: KDLoss) -> dict:
   need(bool(sub.get("table")) and pathlib.Path(sub.table).exists(), "evaluator.tabular.table",
        f"NB201 table file {sub.get('table')!r} does not exist")
   kw = {"table": sub.table, "column": sub.get("column", "cifar10_valid_acc")}
+  unknown = sorted(set(sub) - set(kw))
+  need(not unknown, "evaluator.tabular", f"unknown field(s) {unknown}; the fields are table, column")
   build_tabular(**kw)
   return kw
 
@@ -342,7 +353,7 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
   evaluator_kwargs = _evaluator_kwargs(config, space, loss)
   short_kd = (build_recipe(config.evaluator.short_kd, "evaluator.short_kd", loss)
               if config.evaluator.name == "short_kd" else None)
-  final = build_recipe(config.final, "final", loss)
+  final = build_recipe(config.final, "final", loss, extra=("baselines",))
   baselines = _baselines(config.final, space)
   r = config.search
   need(_is_int(r.rounds) and r.rounds > 0, "search.rounds", f"must be a positive int, got {r.rounds!r}")
