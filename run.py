@@ -1,9 +1,9 @@
 """Runs a jdanas experiment from a config file.
 
   python run.py --config configs/default.py --workdir /tmp/jdanas
-  python run.py --config configs/default.py --workdir /tmp/jdanas --config.population.size=4
+  python run.py --config configs/default.py --workdir /tmp/jdanas --config.search.rounds=2
 
-The pipeline lives in :mod:`jdanas.experiment` (importable from notebooks); this file only parses
+The pipeline lives in :mod:`jdanas.pipeline` (importable from notebooks); this file only parses
 flags. A bad config exits with status 2 and a one-line error naming the field. Compiled programs
 are cached in ``<workdir>/jax_cache`` (unless ``JAX_COMPILATION_CACHE_DIR`` is set), so a resumed
 run does not compile again.
@@ -28,7 +28,7 @@ def main(argv):
   if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(_WORKDIR.value).absolute() / "jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-  from jdanas.experiment import ConfigError, run
+  from jdanas.pipeline import ConfigError, run
   try:
     run(_CONFIG.value, _WORKDIR.value)
   except (ConfigError, FileNotFoundError) as e:

@@ -93,7 +93,7 @@ def make_config(quick: bool, searcher: str, seed: int, data_dir: pathlib.Path):
     if searcher == "casmopolitan":
       c.searcher.kwargs.update(n_init=3)
     c.constraint.max_params = 80_000
-    c.short_kd.update(steps=10, batch_size=32)
+    c.evaluator.short_kd.update(steps=10, batch_size=32)
     c.search.update(rounds=1, top_k=1)
     c.final.update(steps=40, batch_size=32, baselines=["resnet8", "wrn(depth=10,widen=1)"])
   return c
@@ -107,7 +107,7 @@ def main(argv=None) -> None:
   if missing:
     print(json.dumps({"skipped": f"CIFAR-10 files {missing} not found in {data_dir} (set JDANAS_DATA_DIR)"}))
     return
-  from jdanas.experiment import run
+  from jdanas.pipeline import run
   from jdanas.searchers import SEARCHERS
   searcher = args.searcher or ("casmopolitan" if "casmopolitan" in SEARCHERS else "regularized_evolution")
   root = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="jdanas_trade_bench_"))

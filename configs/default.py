@@ -33,23 +33,27 @@ def get_config(arg: str | None = None):
   c.space = dict(name="nb201_masked", kwargs=dict(channels=8, num_cells=1))
   c.searcher = dict(name="regularized_evolution", dedup=True,
                     kwargs=dict(num_asks=4, population_size=8, tournament_size=3))
-  # specialize: 'auto' trains each cell with a program specialised to it on CPU when the
-  # schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
-  c.evaluator = dict(name="short_kd", strategy="auto", specialize="auto", table="", column="cifar10_valid_acc")
-  c.constraint = dict(max_params=0, max_flops=0.0)  # 0 = no limit
-  c.short_kd = dict(steps=60, batch_size=64, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
-                    schedule="cosine", augment=True)
+  # Every proposal is scored by a short KD run; ``tabular`` (an NB201 table) is the alternative
+  # for benchmarking searchers (--config.evaluator.name=tabular --config.evaluator.tabular.table=...).
+  c.evaluator = dict(name="short_kd",
+                     short_kd=dict(steps=60, batch_size=64, optimizer="sgd", learning_rate=0.1,
+                                   weight_decay=5e-4, schedule="cosine", augment=True),
+                     tabular=dict(table="", column="cifar10_valid_acc"))
+  c.constraint = dict(max_params=0, max_flops=0.0, max_latency_ms=0.0)  # 0 = no limit
   c.kd = dict(loss="repdistiller", temperature=4.0)
   c.search = dict(rounds=6, top_k=2)
   c.final = dict(steps=300, batch_size=64, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
                  schedule="cosine", augment=True)
-  c.mesh = dict(pop=1, data=-1)
+  # specialize: 'auto' trains each cell with a program specialised to it on CPU when the
+  # schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
+  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto",
+                   mesh=dict(pop=1, data=-1))
   if arg == "smoke":
     c.teacher.name = "resnet8"
     c.teacher.train.update(steps=3, batch_size=32)
     c.space = dict(name="s1_resnet", kwargs=dict(depth_choices=(1, 2), widths=(4, 8, 8), stem=4))
     c.searcher.kwargs.update(num_asks=2, population_size=2, tournament_size=2)
-    c.short_kd.update(steps=2, batch_size=32)
+    c.evaluator.short_kd.update(steps=2, batch_size=32)
     c.search.update(rounds=3, top_k=2)
     c.final.update(steps=2, batch_size=32)
   return ml_collections.ConfigDict(c)

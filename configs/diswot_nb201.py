@@ -1,9 +1,9 @@
 """DisWOT on NAS-Bench-201 cells on CIFAR-100: score -> search -> KD-train the winner.
 
-* Score: the training-free DisWOT proxy (``evaluator.name="zero_cost"``, ``proxy="diswot"``,
+* Score: the training-free DisWOT proxy (``evaluator.name="zero_cost"``, ``evaluator.zero_cost.proxy="diswot"``,
   :mod:`jdanas.scoring`) between a Gaussian-initialised teacher (``teacher_init="random"``: the
   trained teacher's architecture, ResNet-56 as in DisWOT's NB201 CIFAR-100 runs, re-initialised)
-  and each cell's network on one fixed batch of ``evaluator.batch_size`` training images. The
+  and each cell's network on one fixed batch of ``evaluator.zero_cost.batch_size`` training images. The
   masked NB201 space scores every cell with one compiled program.
 * Search: ``diswot_evolution`` (population 36, tournament 8 as DisWOT's NB201 REA; mutate 1-2
   edges; the worst is dropped) for 125 rounds of 8 = 1,000 proxy evaluations (DisWOT's budget),
@@ -13,7 +13,7 @@
   ``max_params=1_000_000`` at C=16, N=5 and 100 classes keeps cells with at most 3 of 6 edges
   ``nor_conv_3x3`` (0.08 M + 0.24 M per 3x3 edge), DisWOT's cell (0.86 M) included.
 * Final: the top 3 by score are KD-trained from the trained teacher (RepDistiller loss, T=4,
-  240 epochs of batch 64, cosine decay; methods.md §2.6) and the best by validation accuracy is
+  240 epochs of batch 64, cosine decay; see docs/methods/diswot.md) and the best by validation accuracy is
   exported, with a no-KD comparison. Variant ``distiller`` adds the DisWOT distiller terms
   (SP weight 3000, ICKD weight 1 on ``pre_pool``; see configs/diswot_s1.py).
 
@@ -61,19 +61,20 @@ def get_config(arg: str | None = None):
   c.space = dict(name="nb201_masked", kwargs=dict(channels=16, num_cells=5))
   c.searcher = dict(name="diswot_evolution", dedup=True,
                     kwargs=dict(num_asks=8, population_size=36, tournament_size=8, max_mutations=2))
-  c.evaluator = dict(name="zero_cost", proxy="diswot", batch_size=64, init="gaussian", relation_tap="pre_pool",
-                     teacher_init="random", semantic_mismatch="class_gram", score_strategy="auto",
-                     # used by the short_kd evaluator and by the final training:
-                     strategy="auto", specialize="auto", table="", column="")
+  # zero_cost scores every proposal; short_kd (--config.evaluator.name=short_kd) is the trained check.
+  c.evaluator = dict(name="zero_cost",
+                     zero_cost=dict(proxy="diswot", batch_size=64, init="gaussian", relation_tap="pre_pool",
+                                    teacher_init="random", semantic_mismatch="class_gram"),
+                     short_kd=dict(steps=780, batch_size=64, optimizer="sgd", learning_rate=0.05,
+                                   weight_decay=5e-4, schedule="cosine", augment=True))
   c.constraint = dict(max_params=1_000_000, max_flops=0.0, max_latency_ms=0.0)
-  c.short_kd = dict(steps=780, batch_size=64, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
-                    schedule="cosine", augment=True)
   c.kd = dict(loss="repdistiller", temperature=4.0, semantic_weight=0.0, relation_weight=0.0,
               relation_tap="pre_pool")
   c.search = dict(rounds=125, top_k=3)
   c.final = dict(steps=187_500, batch_size=64, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
                  schedule="cosine", augment=True)
-  c.mesh = dict(pop=1, data=-1)
+  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto",
+                   mesh=dict(pop=1, data=-1))
   if "distiller" in variants:
     c.kd.update(semantic_weight=1.0, relation_weight=3000.0)
   if "runlocal" in variants:
@@ -84,8 +85,9 @@ def get_config(arg: str | None = None):
     c.space.kwargs = dict(channels=8, num_cells=1)
     c.searcher.kwargs.update(population_size=8, tournament_size=3)
     c.constraint.max_params = 62_000
-    c.evaluator.update(batch_size=32, strategy="loop", specialize="false")  # masked: one P=1 program for all
-    c.short_kd.update(steps=5, batch_size=32)
+    c.evaluator.zero_cost.batch_size = 32
+    c.evaluator.short_kd.update(steps=5, batch_size=32)
+    c.compute.update(strategy="loop", specialize="false")  # masked: one P=1 program for all
     c.search.update(rounds=3, top_k=2)
     c.final.update(steps=60, batch_size=32)
   return ml_collections.ConfigDict(c)

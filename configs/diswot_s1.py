@@ -1,10 +1,10 @@
 """DisWOT on its S1 space (64 CIFAR ResNets, per-stage depths in {1,3,5,7}) on CIFAR-100:
 score -> search -> KD-train the winner.
 
-* Score: the training-free DisWOT proxy (``evaluator.name="zero_cost"``, ``proxy="diswot"``,
+* Score: the training-free DisWOT proxy (``evaluator.name="zero_cost"``, ``evaluator.zero_cost.proxy="diswot"``,
   :mod:`jdanas.scoring`): a Gaussian-initialised teacher (``teacher_init="random"``, the trained
   teacher's architecture re-initialised, as DisWOT scores) and each student on one fixed batch of
-  ``evaluator.batch_size`` training images; relation term on ``pre_pool``.
+  ``evaluator.zero_cost.batch_size`` training images; relation term on ``pre_pool``.
 * Search: ``diswot_evolution`` (keep the best, mutate 1-2 stage depths of a tournament winner),
   deduplicated, with a parameter budget checked for every child: ``max_params=650_000`` excludes
   the deepest students (``777`` 667 k, ``577`` 658 k at 100 classes; DisWOT's best KD student
@@ -13,7 +13,7 @@ score -> search -> KD-train the winner.
 * Final: the top 3 by score are KD-trained (RepDistiller loss 0.1 CE + 0.9 T^2 KL, T=4) from the
   trained teacher (ResNet-110 as in DisWOT's S1 experiments), the best by validation accuracy is
   exported and also trained without KD.
-* Variant ``distiller`` ("DisWOT as a distiller", methods.md §2.5): adds the SP relation loss
+* Variant ``distiller`` ("DisWOT as a distiller", docs/methods/diswot.md): adds the SP relation loss
   (weight 3000, RepDistiller's SP beta used by DisWOT's scripts) and the ICKD semantic loss
   (weight 1; not recoverable from DisWOT's code, a free choice) on ``pre_pool`` to the KD loss.
 
@@ -23,7 +23,8 @@ Full run (CIFAR-100 through TFDS; prepare it once with ``tfds build cifar100 --d
   python run.py --config configs/diswot_s1.py --workdir /tmp/diswot_s1 --config.data.data_dir=DIR
 
 It is sized for an accelerator and has not been run here (2-core CPU machines), so no result is
-claimed. The final schedule is 240 epochs of batch 64 (RepDistiller, methods.md §1.4) with a
+claimed. The final schedule is 240 epochs of batch 64 (Tian, Krishnan & Isola, "Contrastive Representation Distillation",
+ICLR 2020: RepDistiller's CIFAR recipe) with a
 cosine instead of a step decay.
 
 ``:runlocal``: CPU-sized, on the shared CIFAR-100 npz subsets (486 training images, 916 test
@@ -71,19 +72,20 @@ def get_config(arg: str | None = None):
   c.space = dict(name="s1_resnet_masked", kwargs=dict())
   c.searcher = dict(name="diswot_evolution", dedup=True,
                     kwargs=dict(num_asks=8, population_size=16, tournament_size=4, max_mutations=2))
-  c.evaluator = dict(name="zero_cost", proxy="diswot", batch_size=64, init="gaussian", relation_tap="pre_pool",
-                     teacher_init="random", semantic_mismatch="class_gram", score_strategy="auto",
-                     # used by the short_kd evaluator and by the final training:
-                     strategy="auto", specialize="auto", table="", column="")
+  # zero_cost scores every proposal; short_kd (--config.evaluator.name=short_kd) is the trained check.
+  c.evaluator = dict(name="zero_cost",
+                     zero_cost=dict(proxy="diswot", batch_size=64, init="gaussian", relation_tap="pre_pool",
+                                    teacher_init="random", semantic_mismatch="class_gram"),
+                     short_kd=dict(steps=780, batch_size=64, optimizer="sgd", learning_rate=0.05,
+                                   weight_decay=5e-4, schedule="cosine", augment=True))
   c.constraint = dict(max_params=650_000, max_flops=0.0, max_latency_ms=0.0)
-  c.short_kd = dict(steps=780, batch_size=64, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
-                    schedule="cosine", augment=True)
   c.kd = dict(loss="repdistiller", temperature=4.0, semantic_weight=0.0, relation_weight=0.0,
               relation_tap="pre_pool")
   c.search = dict(rounds=8, top_k=3)
   c.final = dict(steps=187_500, batch_size=64, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
                  schedule="cosine", augment=True)
-  c.mesh = dict(pop=1, data=-1)
+  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto",
+                   mesh=dict(pop=1, data=-1))
   if "distiller" in variants:
     c.kd.update(semantic_weight=1.0, relation_weight=3000.0)
   if "runlocal" in variants:
@@ -91,8 +93,9 @@ def get_config(arg: str | None = None):
                   test_path="cifar100_test_subset.npz")
     c.teacher.name = "resnet8"
     c.teacher.train.update(steps=60, batch_size=32)
-    c.evaluator.update(batch_size=32, strategy="loop", specialize="false")  # masked: one P=1 program for all
-    c.short_kd.update(steps=5, batch_size=32)
+    c.evaluator.zero_cost.batch_size = 32
+    c.evaluator.short_kd.update(steps=5, batch_size=32)
+    c.compute.update(strategy="loop", specialize="false")  # masked: one P=1 program for all
     c.search.update(rounds=3, top_k=2)
     c.final.update(steps=60, batch_size=32)
   return ml_collections.ConfigDict(c)

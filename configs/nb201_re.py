@@ -37,24 +37,26 @@ def get_config(arg: str | None = None):
   c.space = dict(name="nb201_masked", kwargs=dict(channels=16, num_cells=5))
   c.searcher = dict(name="regularized_evolution", dedup=True,
                     kwargs=dict(num_asks=8, population_size=32, tournament_size=8))
-  # specialize: 'auto' trains each cell with a program specialised to it on CPU when the
-  # schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
-  c.evaluator = dict(name="short_kd", strategy="auto", specialize="auto", table="", column="cifar10_valid_acc")
-  c.constraint = dict(max_params=0, max_flops=0.0)
-  c.short_kd = dict(steps=350, batch_size=128, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
-                    schedule="cosine", augment=True)
+  c.evaluator = dict(name="short_kd",
+                     short_kd=dict(steps=350, batch_size=128, optimizer="sgd", learning_rate=0.1,
+                                   weight_decay=5e-4, schedule="cosine", augment=True),
+                     tabular=dict(table="", column="cifar10_valid_acc"))
+  c.constraint = dict(max_params=0, max_flops=0.0, max_latency_ms=0.0)
   c.kd = dict(loss="repdistiller", temperature=4.0)
   c.search = dict(rounds=50, top_k=3)
   c.final = dict(steps=10_500, batch_size=128, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
                  schedule="cosine", augment=True)
-  c.mesh = dict(pop=1, data=-1)
+  # specialize: 'auto' trains each cell with a program specialised to it on CPU when the
+  # schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
+  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto",
+                   mesh=dict(pop=1, data=-1))
   if arg == "runlocal":
     c.data.update(train_limit=5000, test_limit=2000)
     c.teacher.name = "resnet20"
     c.teacher.train.update(steps=400, batch_size=64)
     c.space.kwargs = dict(channels=8, num_cells=1)
     c.searcher.kwargs.update(num_asks=4, population_size=8, tournament_size=3)
-    c.short_kd.update(steps=40, batch_size=64)
+    c.evaluator.short_kd.update(steps=40, batch_size=64)
     c.search.update(rounds=3, top_k=2)
     c.final.update(steps=300, batch_size=64)
   return ml_collections.ConfigDict(c)

@@ -3,7 +3,7 @@ short-KD fitness from a ResNet-56 teacher, final KD of the best against predefin
 
 Kim, Myeong & Yun, "Revisiting Architecture-aware Knowledge Distillation: Smaller Models and Faster
 Search" (ICML 2022 HAET workshop, https://arxiv.org/abs/2206.13130); the space and the BO follow
-the reconstruction in the jdanas design notes (methods.md §6).
+the reconstruction described in docs/methods/trade.md.
 
 Data: CIFAR-10 through TFDS by name (prepare it once: ``tfds build cifar10 --data_dir DIR
 --file_format array_record``, then ``--config.data.data_dir=DIR``), or local npz files:
@@ -107,16 +107,17 @@ def get_config(arg: str | None = None):
                               weight_decay=5e-4, schedule="cosine", augment=True))
   c.space = dict(name="trade", kwargs=dict())
   c.searcher = dict(name=searcher, dedup=True, kwargs=dict(SEARCHER_KWARGS[searcher]))
-  c.evaluator = dict(name="short_kd", strategy="auto", specialize="auto", table="", column="cifar10_valid_acc")
-  c.constraint = dict(max_params=700_000, max_flops=0.0)
-  c.short_kd = dict(steps=350, batch_size=128, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
-                    schedule="cosine", augment=True)
+  c.evaluator = dict(name="short_kd",
+                     short_kd=dict(steps=350, batch_size=128, optimizer="sgd", learning_rate=0.05,
+                                   weight_decay=5e-4, schedule="cosine", augment=True))
+  c.constraint = dict(max_params=700_000, max_flops=0.0, max_latency_ms=0.0)
   c.kd = dict(loss="repdistiller", temperature=4.0)
   c.search = dict(rounds=30, top_k=3)
   c.final = dict(steps=10_500, batch_size=128, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
                  schedule="cosine", augment=True,
                  baselines=["resnet20", "resnet32", "wrn_16_2", "mobilenetv2_half"])
-  c.mesh = dict(pop=1, data=-1)
+  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto",
+                   mesh=dict(pop=1, data=-1))
   if runlocal:
     c.data.update(train_limit=5000, test_limit=2000)
     c.teacher.name = "resnet20"
@@ -124,7 +125,7 @@ def get_config(arg: str | None = None):
     c.space.kwargs = dict(knobs=RUNLOCAL_KNOBS)
     c.searcher.kwargs = dict(RUNLOCAL_SEARCHER_KWARGS[searcher])
     c.constraint.max_params = 300_000
-    c.short_kd.update(steps=40, batch_size=64)
+    c.evaluator.short_kd.update(steps=40, batch_size=64)
     c.search.update(rounds=2, top_k=1)
     c.final.update(steps=300, batch_size=64,
                    baselines=["resnet20", "wrn_16_1", "mobilenetv2(width=0.25,depth=0.5,expansion=3)"])

@@ -1,15 +1,20 @@
 """Evaluators: how a search scores a batch of proposed architectures.
 
 Every evaluator is called as ``evaluator(key, encodings) -> Evaluation`` with ``encodings`` an
-``int[Q, D]`` batch; scores are higher-is-better fractions in [0, 1] and NaN marks a failed
-evaluation (a diverged student).
+``int[Q, D]`` batch. Scores are higher-is-better and NaN marks a failed evaluation (a diverged
+student); *what* a score is depends on the evaluator, and each says so in its ``score_kind``
+(a :class:`ScoreKind`, recorded in the search ledger and the report):
 
 * ``short_kd``: KD-trains the batch with the population engine for a short schedule (the
-  fidelity is the recipe's ``steps``) and returns validation accuracies. Compiled programs are
-  cached across rounds.
-* ``tabular``: looks the architecture up in a NAS-Bench-201 table. For benchmarking searchers
+  fidelity is the recipe's ``steps``) and returns validation accuracies (fractions in [0, 1]).
+  Compiled programs are cached across rounds.
+* ``tabular``: looks the architecture up in a NAS-Bench-201 table and returns the column divided
+  by 100 (accuracy columns, in percent, become fractions in [0, 1]). For benchmarking searchers
   cheaply only; it never reads a test column unless told to, and is never used inside a real
   distillation-aware search.
+* ``zero_cost`` (:class:`jdanas.scoring.ZeroCostEvaluator`): a training-free proxy; its scores are
+  the proxy's own values (a negated distance to the teacher for DisWOT and the other KD-based
+  proxies, ``log`` of the SynFlow sum, ...), comparable only with each other.
 """
 from __future__ import annotations
 
@@ -21,6 +26,28 @@ import numpy as np
 
 from jdanas.benchmarks.nb201 import NB201Table
 from jdanas.train.population import PopulationTrainer
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreKind:
+  """What an evaluator's scores are.
+
+  Attributes:
+    kind: short name, e.g. ``"val_accuracy"``, ``"tabular:cifar10_valid_acc"``, ``"zero_cost:diswot"``.
+    units: e.g. ``"fraction in [0, 1]"``, ``"negated distance"``, ``"log"``.
+    higher_is_better: always True for what a searcher is told (a minimised quantity is negated).
+  """
+  kind: str
+  units: str
+  higher_is_better: bool = True
+
+  @property
+  def label(self) -> str:
+    """A plot axis label, e.g. ``"val_accuracy (fraction in [0, 1], higher is better)"``."""
+    return f"{self.kind} ({self.units}, {'higher' if self.higher_is_better else 'lower'} is better)"
+
+  def to_dict(self) -> dict:
+    return {**dataclasses.asdict(self), "label": self.label}
 
 
 @dataclasses.dataclass
@@ -36,6 +63,7 @@ class ShortKDEvaluator:
   """Short-schedule KD training of every candidate against the teacher (see module docstring)."""
 
   name = "short_kd"
+  score_kind = ScoreKind("val_accuracy", "fraction in [0, 1]")
 
   def __init__(self, trainer: PopulationTrainer, *, progress: bool = False):
     self.trainer = trainer
@@ -59,6 +87,8 @@ class TabularEvaluator:
       raise ValueError(f"evaluator.column: {column!r} is not a column of {table.path}; "
                        f"choose from {', '.join(sorted(table.columns))}")
     self.table, self.column = table, column
+    units = "fraction in [0, 1]" if "acc" in column else "table value / 100"
+    self.score_kind = ScoreKind(f"tabular:{column}", units)
 
   def __call__(self, key: jax.Array, encodings: np.ndarray) -> Evaluation:
     del key  # deterministic

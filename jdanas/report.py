@@ -7,6 +7,7 @@
    "arch": str,           # readable architecture (space.decode)
    "encoding": [int],     # the encoding
    "score": float | None, # higher is better; None (or NaN) = failed / diverged
+   "score_kind": str,     # what the score is (jdanas.evaluators.ScoreKind.kind), e.g. "val_accuracy"
    "params": int,         # see jdanas.costs
    "flops": float,        # see jdanas.costs
    "seed": int,
@@ -19,10 +20,12 @@
    "space": str | {"name": str, ...},
    "searcher": str | {"name": str, ...},
    "teacher": {"name": str, "val_accuracy": float, "test_accuracy": float, "params": int},
-   "search": {"evaluations": int, "rounds": int, "seconds": float, "num_compilations": int},
+   "search": {"evaluations": int, "rounds": int, "seconds": float, "num_compilations": int,
+              "score": {"kind": str, "units": str, "higher_is_better": bool, "label": str}},
+              # what the ledger's scores are (jdanas.evaluators.ScoreKind.to_dict())
    "top": [{"arch": str, "val_accuracy": float, "params": int, "flops": float,
             "latency_ms": float,                  # optional: the column appears if any row has it
-            "score": float}],                     # optional: the search score, if not val acc
+            "search_score": float}],              # optional: the score the search gave it
    "final": {"arch": str,
              "kd": {"val_accuracy": float, "test_accuracy": float},
              "no_kd": {"val_accuracy": float, "test_accuracy": float}},
@@ -32,7 +35,8 @@
    "export": str,                                 # folder written by jdanas.export.export_student
    "ledger_file": str}                            # e.g. "ledger.json"
 
-Accuracies are fractions in ``[0, 1]`` (shown as percentages). Paths may be absolute or relative
+Accuracies are fractions in ``[0, 1]`` (shown as percentages); search scores are whatever
+``search.score`` says (an accuracy, a negated distance, a log, ...). Paths may be absolute or relative
 to ``workdir``; the Markdown links them relative to ``workdir`` so the folder can be moved.
 Other keys are kept in ``report.json`` and ignored by the Markdown.
 
@@ -294,6 +298,18 @@ def _code(s: Any, in_table: bool = False) -> str:
   return "`" + (s.replace("|", "\\|") if in_table else s) + "`"
 
 
+def _search_score(row: dict) -> Any:
+  return row.get("search_score", row.get("score"))
+
+
+def _score_label(score: dict) -> str:
+  """``kind (units, higher is better)`` of a report's ``search.score``."""
+  if score.get("label"):
+    return str(score["label"])
+  better = "higher" if score.get("higher_is_better", True) else "lower"
+  return f"{score.get('kind', 'score')} ({score.get('units', '?')}, {better} is better)"
+
+
 def _markdown(report: dict, workdir: pathlib.Path) -> str:
   lines = ["# jdanas search report", ""]
 
@@ -318,20 +334,22 @@ def _markdown(report: dict, workdir: pathlib.Path) -> str:
                             ("num_compilations", "Compilations", _count)):
       if search.get(key) is not None:
         summary.append(f"| {label} | {fmt(search[key])} |")
+    if isinstance(search.get("score"), dict):
+      summary.append(f"| Search score | {_cell(_score_label(search['score']))} |")
   if summary:
     lines += ["## Summary", "", "| Item | Value |", "| --- | --- |", *summary, ""]
 
   top = report.get("top")
   if top:
     has_latency = any(_num(r.get("latency_ms")) is not None for r in top)
-    has_score = any(r.get("score") is not None for r in top)
-    head = ["Rank", "Architecture", "Val acc"] + (["Score"] if has_score else []) + ["Params", "FLOPs"]
+    has_score = any(_search_score(r) is not None for r in top)
+    head = ["Rank", "Architecture", "Val acc"] + (["Search score"] if has_score else []) + ["Params", "FLOPs"]
     head += ["Latency"] if has_latency else []
     lines += ["## Top students", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rank, r in enumerate(top, 1):
       row = [str(rank), _code(r.get("arch", "?"), in_table=True), _pct(r.get("val_accuracy"))]
       if has_score:
-        score = _num(r.get("score"))
+        score = _num(_search_score(r))
         row.append("–" if score is None else f"{score:.4g}")
       row += [_count(r.get("params")), _flops(r.get("flops"))]
       if has_latency:

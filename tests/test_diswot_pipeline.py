@@ -8,7 +8,7 @@ import pytest
 
 from conftest import smoke_config as smoke
 from jdanas import costs
-from jdanas.experiment import ConfigError, run, validate_config
+from jdanas.pipeline import ConfigError, build_plan, run, validate_config
 from jdanas.spaces import get_space
 
 
@@ -66,7 +66,7 @@ def _has_scoring() -> bool:
 @pytest.mark.parametrize("arg", [None, "runlocal", "runlocal,distiller"])
 def test_diswot_configs_validate(name, arg):
   c = _config(name, arg)
-  assert c.evaluator.name == "zero_cost" and c.evaluator.proxy == "diswot"
+  assert c.evaluator.name == "zero_cost" and c.evaluator.zero_cost.proxy == "diswot"
   assert c.searcher.name == "diswot_evolution" and c.constraint.max_params > 0
   assert (c.kd.relation_weight > 0) == ("distiller" in (arg or ""))
   if arg and "runlocal" in arg:
@@ -83,26 +83,56 @@ def test_diswot_configs_validate(name, arg):
     _config(name, "fast")
 
 
+def zero_cost_smoke(proxy="diswot", batch_size=64, **changes):
+  """The smoke config with the ``zero_cost`` evaluator (subsection ``evaluator.zero_cost``)."""
+  import ml_collections
+  c = smoke(**changes)
+  c.evaluator.zero_cost = ml_collections.ConfigDict(dict(
+      proxy=proxy, batch_size=batch_size, init="gaussian", relation_tap="pre_pool", teacher_init="random",
+      semantic_mismatch="class_gram"))
+  c.evaluator.name = "zero_cost"
+  return c
+
+
+def test_zero_cost_fields_name_the_field():
+  pytest.importorskip("jdanas.scoring")
+  with pytest.raises(ConfigError, match="config.evaluator.zero_cost.proxy: 'oracle' is not one of"):
+    validate_config(zero_cost_smoke(proxy="oracle"))
+  with pytest.raises(ConfigError, match="config.evaluator.zero_cost.init"):
+    validate_config(_with(zero_cost_smoke(), "evaluator.zero_cost.init", "zeros"))
+  with pytest.raises(ConfigError, match=r"config.evaluator.zero_cost: unknown field\(s\) \['proxi'\]"):
+    validate_config(_with(zero_cost_smoke(), "evaluator.zero_cost.proxi", "diswot"))
+  with pytest.raises(ConfigError, match="config.compute.score_strategy"):
+    validate_config(_with(zero_cost_smoke(), "compute.score_strategy", "pmap"))
+
+
+def _with(c, field, value):
+  node = c
+  *parents, leaf = field.split(".")
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+  return c
+
+
 @pytest.mark.slow  # compiles the DisWOT scoring program: ~40 s on the loaded 2-core CPU
 def test_zero_cost_evaluator_scores_through_the_pipeline_glue(tiny_data):
   pytest.importorskip("jdanas.scoring")
   import jax
   import jax.numpy as jnp
-  from jdanas.experiment import _kd_loss, build_evaluator, scoring_batch
+  from jdanas.pipeline.setup import build_evaluator, scoring_batch
   from jdanas.teachers import Teacher
-  c = smoke(**{"evaluator.name": "zero_cost", "evaluator.proxy": "diswot", "evaluator.batch_size": 8,
-               "space.name": "s1_resnet_masked"})  # one scoring program for every student
-  with pytest.raises(ConfigError, match="config.evaluator.proxy"):
-    validate_config(smoke(**{"evaluator.name": "zero_cost", "evaluator.proxy": "oracle"}))
-  with pytest.raises(ConfigError, match="config.evaluator.init"):
-    validate_config(smoke(**{"evaluator.name": "zero_cost", "evaluator.proxy": "diswot", "evaluator.init": "zeros"}))
-  space = get_space(c.space.name, **dict(c.space.kwargs))
+  c = zero_cost_smoke(batch_size=8, **{"space.name": "s1_resnet_masked"})  # one scoring program for every student
+  plan = build_plan(c)
+  space = plan.space
   module = space.cost_module(space.encode("222"), tiny_data.num_classes)
   variables = module.init(jax.random.key(1), jnp.zeros((1, 8, 8, 3)), None, train=False)
   teacher = Teacher("tiny", module, variables, tiny_data.num_classes, (8, 8, 3))
-  x, y = scoring_batch(c, tiny_data)
+  x, y = scoring_batch(plan, tiny_data, c.seed)
   assert x.shape == (8, 8, 8, 3) and x.dtype == np.float32 and y.shape == (8,)
-  evaluator = build_evaluator(c, space, tiny_data, teacher, _kd_loss(c))
+  evaluator = build_evaluator(plan, tiny_data, teacher, c.seed)
+  assert evaluator.score_kind.kind == "zero_cost:diswot"
+  assert evaluator.score_kind.units == "negated distance to the teacher"
   encs = np.stack([space.encode(n) for n in ("111", "212", "222")])
   first = evaluator(jax.random.key(0), encs)
   again = evaluator(jax.random.key(5), encs)  # the call key is ignored: scores comparable across rounds

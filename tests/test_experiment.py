@@ -12,7 +12,8 @@ import pytest
 from configs import default
 from conftest import smoke_config as tiny_config
 from jdanas import load_student
-from jdanas.experiment import ConfigError, run, validate_config
+from jdanas import pipeline
+from jdanas.pipeline import ConfigError, run, validate_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -25,7 +26,8 @@ def _ledger(workdir):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("full")
-  return workdir, run(tiny_config(), workdir)
+  searched = pipeline.search(tiny_config(), workdir)  # the steps a notebook calls one by one
+  return workdir, pipeline.report(searched, pipeline.train_final(searched))
 
 
 def test_pipeline_writes_report_plots_and_reloadable_export(uninterrupted):
@@ -45,6 +47,18 @@ def test_pipeline_writes_report_plots_and_reloadable_export(uninterrupted):
   assert all(r["latency_ms"] > 0 and r["params"] > 0 and r["flops"] > 0 for r in saved["top"])
   rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [r["round"] for r in rows] == [0, 1, 2]
+  # What the search score is, in the ledger, report.json and report.md.
+  assert {r["score_kind"] for r in ledger} == {"val_accuracy"}
+  assert saved["search"]["score"] == {"kind": "val_accuracy", "units": "fraction in [0, 1]", "higher_is_better": True,
+                                      "label": "val_accuracy (fraction in [0, 1], higher is better)"}
+  assert "| Search score | val_accuracy (fraction in [0, 1], higher is better) |" in (workdir / "report.md").read_text()
+  assert all(0 <= r["search_score"] <= 1 for r in saved["top"])
+
+
+def test_a_bad_config_fails_before_any_work(tmp_path):
+  with pytest.raises(ConfigError, match="^config.compute.lowering: "):
+    pipeline.search(tiny_config(**{"compute.lowering": "tpu"}), tmp_path / "run")
+  assert not (tmp_path / "run").exists()
 
 
 def test_resume_after_interruption_gives_identical_ledger(uninterrupted, tmp_path):
@@ -101,20 +115,21 @@ BAD = [
     ("space.name", "darts", "config.space.name"),
     ("searcher.name", "bohb", "config.searcher.name"),
     ("evaluator.name", "oracle", "config.evaluator.name"),
-    ("evaluator.strategy", "pmap", "config.evaluator.strategy"),
-    ("evaluator.specialize", "yes", "config.evaluator.specialize: must be True, False or 'auto'"),
+    ("compute.strategy", "pmap", "config.compute.strategy"),
+    ("compute.specialize", "yes", "config.compute.specialize: must be True, False or 'auto'"),
+    ("compute.lowering", "gpu", "config.compute.lowering: 'gpu' is not one of auto, xla, cpu"),
     ("kd.loss", "ce", "config.kd.loss"),
     ("kd.loss", "fitnet", "config.kd.loss"),
     ("kd.temperature", -1.0, "config.kd.temperature"),
-    ("short_kd.learning_rate", 0.0, "config.short_kd.learning_rate"),
-    ("short_kd.schedule", "step", "config.short_kd.schedule"),
-    ("short_kd.batch_size", -4, "config.short_kd.batch_size"),
+    ("evaluator.short_kd.learning_rate", 0.0, "config.evaluator.short_kd.learning_rate"),
+    ("evaluator.short_kd.schedule", "step", "config.evaluator.short_kd.schedule"),
+    ("evaluator.short_kd.batch_size", -4, "config.evaluator.short_kd.batch_size"),
     ("final.steps", 0, "config.final.steps"),
     ("final.weight_decay", -1.0, "config.final.weight_decay"),
     ("search.rounds", 0, "config.search.rounds"),
     ("search.top_k", 0, "config.search.top_k"),
     ("constraint.max_params", -5, "config.constraint.max_params"),
-    ("mesh.pop", 3, "config.mesh"),
+    ("compute.mesh.pop", 3, "config.compute.mesh"),
 ]
 
 
@@ -136,20 +151,26 @@ def test_bad_nested_values():
       ({"space": {"kwargs": dict(channels=16, num_cells=1, edge_impl="magic")}}, "config.space.kwargs"),
       ({"searcher": {"kwargs": dict(num_asks=0)}}, "config.searcher.kwargs"),
       ({"data": {"name": "npz", "path": "/nonexistent/file.npz"}}, "config.data.path"),
-      ({"evaluator": {"name": "tabular", "table": "/nonexistent.csv"}}, "config.evaluator"),
+      ({"evaluator": {"name": "tabular"}, "evaluator.tabular": {"table": "/nonexistent.csv"}},
+       "config.evaluator.tabular.table: NB201 table file '/nonexistent.csv' does not exist"),
+      ({"evaluator": {"name": "zero_cost"}}, "config.evaluator.zero_cost: section is missing"),
+      ({"evaluator.short_kd": {"momentum": 0.5}}, r"config.evaluator.short_kd: unknown field\(s\) \['momentum'\]"),
   ]
   for change, match in cases:
     c = default.get_config()
     for section, values in change.items():
+      node = c
+      for p in section.split("."):
+        node = node[p]
       for k, v in values.items():
-        c[section][k] = v
+        node[k] = v
     with pytest.raises(ConfigError, match=match):
       validate_config(c)
 
 
 def test_run_py_exits_2_with_one_line_error(tmp_path):
   proc = subprocess.run([sys.executable, "run.py", "--config", "configs/default.py", "--workdir", str(tmp_path),
-                         "--config.evaluator.strategy=pmap"], capture_output=True, text=True, timeout=120, cwd=REPO)
+                         "--config.compute.strategy=pmap"], capture_output=True, text=True, timeout=120, cwd=REPO)
   assert proc.returncode == 2
-  assert "config.evaluator.strategy" in proc.stderr
+  assert "config.compute.strategy" in proc.stderr
   assert "Traceback" not in proc.stderr

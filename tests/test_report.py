@@ -140,3 +140,19 @@ def test_write_report_skips_missing_sections(tmp_path):
     assert section not in md
   _, md_path = write_report(tmp_path / "empty", {})
   assert md_path.read_text().startswith("# jdanas search report")
+
+
+def test_report_says_what_the_search_score_is(tmp_path):
+  from jdanas.evaluators import ScoreKind
+  kind = ScoreKind("zero_cost:diswot", "negated distance to the teacher")
+  report = _report(tmp_path)
+  report["search"]["score"] = kind.to_dict()
+  report["top"][0]["search_score"] = -12.5
+  _, md_path = write_report(tmp_path, report)
+  md = md_path.read_text()
+  assert "| Search score | zero_cost:diswot (negated distance to the teacher, higher is better) |" in md
+  assert "| Rank | Architecture | Val acc | Search score | Params | FLOPs | Latency |" in md
+  assert "| -12.5 |" in md
+  saved = json.loads((tmp_path / "report.json").read_text())
+  assert saved["search"]["score"] == {"kind": "zero_cost:diswot", "units": "negated distance to the teacher",
+                                      "higher_is_better": True, "label": kind.label}

@@ -229,7 +229,9 @@ def test_constraint_only_proposes_feasible(searcher_name, key):
   np.testing.assert_array_equal(jax.vmap(index)(encs), np.arange(len(encs)))
   n_conv = np.isin(encs, (2, 3)).sum(1)  # a fake cost: convolutions per cell (ops 2 and 3)
   feasible = table_predicate(n_conv, 1, index)
-  searcher = with_constraint(make(searcher_name, space), feasible)
+  # The one budget path: every factory takes ``feasible`` (diswot_evolution checks it per child,
+  # the others wrap themselves in with_constraint).
+  searcher = make(searcher_name, space, feasible=feasible)
   _, asks, metrics = jax.jit(lambda k: run_loop(searcher, k, 5, hamming_objective(HIDDEN)))(key)
   assert int(metrics["constraint_unrepaired"][-1]) == 0
   assert bool(jnp.all(jax.vmap(feasible)(asks.reshape(-1, 6))))

@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jdanas.evaluators import Evaluation
+from jdanas.evaluators import Evaluation, ScoreKind
 from jdanas.models.zoo import get_model
 from jdanas.scoring.init import abstract_variables
 from jdanas.scoring import population
@@ -70,6 +70,7 @@ class ZeroCostEvaluator:
     kwargs.setdefault("init", PROXY_INFO[proxy].paper_init)
     self.kwargs = kwargs
     self.last_info: dict = {}
+    self.score_kind = zero_cost_score_kind(proxy)
 
   def __call__(self, key: jax.Array, encodings: np.ndarray) -> Evaluation:
     del key  # weights come from ``seed`` (see class docstring)
@@ -87,10 +88,23 @@ class ZeroCostEvaluator:
                       num_compilations=sum(population.TRACE_COUNTS.values()) - traces)
 
 
+def zero_cost_score_kind(proxy: str) -> ScoreKind:
+  """What the scores of :class:`ZeroCostEvaluator` with ``proxy`` are (higher is better)."""
+  if proxy == "synflow":
+    units = "log of the SynFlow sum"
+  elif PROXY_INFO[proxy].needs_teacher:
+    units = "negated distance to the teacher"
+  elif proxy in ("params", "flops"):
+    units = "count"
+  else:
+    units = "proxy value"
+  return ScoreKind(f"zero_cost:{proxy}", units)
+
+
 def normalized_batch(x_uint8: np.ndarray, mean, std) -> np.ndarray:
   """uint8 NHWC -> float32 normalised (host), the input format of :func:`score_population`."""
   x = np.asarray(x_uint8, np.float32) / 255.0
   return ((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).astype(np.float32)
 
 
-__all__ = ["ZeroCostEvaluator", "normalized_batch", "random_teacher"]
+__all__ = ["ZeroCostEvaluator", "normalized_batch", "random_teacher", "zero_cost_score_kind"]

@@ -31,10 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jdanas import costs
-from jdanas.searchers.wrappers import enumerate_encodings, mixed_radix_index
+from jdanas.searchers.wrappers import Predicate, enumerate_encodings, mixed_radix_index
 from jdanas.spaces.base import AbstractSearchSpace
-
-Predicate = Callable[[jax.Array], jax.Array]
 
 
 def additive_costs(space: AbstractSearchSpace, cost_fn: Callable[[np.ndarray], float]) -> tuple[float, np.ndarray]:

@@ -20,13 +20,13 @@ population overflows. Batched to Q children per ``ask``, as a pure ``Searcher``:
 * **Budgets**: ``feasible`` (a jittable ``int32[D] -> bool[]`` predicate, e.g. from
   :func:`jdanas.searchers.budgets.cost_predicate` with ``max_params`` / ``max_flops`` /
   ``max_latency_ms``) is checked for EVERY child, random or mutated (the official NB201 REA
-  checks only its initial population, methods.md §2.8). A violating child is re-drawn (a new
+  checks only its initial population; see docs/methods/diswot.md). A violating child is re-drawn (a new
   tournament and mutation, or a new sample) inside a ``lax.while_loop``, at most ``max_tries``
   times; a child still infeasible after that is proposed anyway and counted in the
   ``constraint_unrepaired`` metric (the pipeline scores such children NaN).
 
 Nothing here reads ground truth: the searcher sees only the scores it is told (the official NB201
-search picks its answer among its top-5 by querying NB201 test accuracy; methods.md §2.8).
+search picks its answer among its top-5 by querying NB201 test accuracy; docs/methods/diswot.md).
 Shapes are fixed (population ``[P, D]``, archive ``[N, D]``), so ``ask`` and ``tell`` compile once.
 """
 from __future__ import annotations
@@ -39,9 +39,8 @@ import jax.numpy as jnp
 
 from jdanas.searchers.base import (Archive, Searcher, archive_add, archive_init, best_index,
                                    check_sizes, tell_metrics)
+from jdanas.searchers.wrappers import Predicate
 from jdanas.spaces.base import AbstractSearchSpace
-
-Predicate = Callable[[jax.Array], jax.Array]  # int32[D] -> bool[]
 
 
 @flax.struct.dataclass
@@ -86,6 +85,51 @@ def mutate_decisions(space: AbstractSearchSpace, key: jax.Array, enc: jax.Array,
   return jnp.where(chosen, (enc + shift) % n, enc).astype(jnp.int32)
 
 
+def tournament(key: jax.Array, population: Archive, tournament_size: int) -> jax.Array:
+  """The best of ``tournament_size`` members drawn uniformly without replacement from the filled
+  rows of ``population`` (``int32[D]``); NaN-scored members lose to any number."""
+  # Gumbel top-k with equal weights = a uniform subset without replacement of the filled rows.
+  noise = jax.random.gumbel(key, population.scores.shape)
+  _, members = jax.lax.top_k(jnp.where(population.valid, noise, -jnp.inf), tournament_size)
+  winner = members[best_index(population.scores[members], population.valid[members])]
+  return population.encodings[winner]
+
+
+def redraw_until(key: jax.Array, draw: Callable[[jax.Array], jax.Array],
+                 acceptable: Callable[[jax.Array], jax.Array], max_tries: int) -> tuple[jax.Array, jax.Array]:
+  """``draw(fold_in(key, 0))``, redrawn with ``fold_in(key, attempt)`` while not ``acceptable``,
+  at most ``max_tries`` times; returns ``(enc int32[D], still_bad bool[])``."""
+  enc = draw(jax.random.fold_in(key, 0))
+
+  def cond(carry):
+    attempt, enc = carry
+    return (attempt <= max_tries) & ~acceptable(enc)
+
+  def body(carry):
+    attempt, _ = carry
+    return attempt + 1, draw(jax.random.fold_in(key, attempt))
+
+  _, enc = jax.lax.while_loop(cond, body, (jnp.ones((), jnp.int32), enc))
+  return enc, ~acceptable(enc)
+
+
+def tell_population(state: DisWOTEvolutionState, encodings: jax.Array,
+                    scores: jax.Array) -> tuple[DisWOTEvolutionState, dict[str, jax.Array]]:
+  """Adds a told batch to the population (the best P survive) and the archive; the metrics."""
+  encodings = jnp.asarray(encodings, jnp.int32)
+  scores = jnp.asarray(scores, jnp.float32)
+  # The population is an archive of capacity P: archive_add keeps the best P (drops the worst).
+  state = state.replace(population=archive_add(state.population, encodings, scores),
+                        archive=archive_add(state.archive, encodings, scores))
+  metrics = tell_metrics(state.archive, scores)
+  pop = state.population
+  ok = pop.valid & ~jnp.isnan(pop.scores)
+  metrics["population_best"] = jnp.max(jnp.where(ok, pop.scores, -jnp.inf))
+  metrics["population_worst"] = jnp.min(jnp.where(ok, pop.scores, jnp.inf))
+  metrics["constraint_unrepaired"] = state.num_unrepaired
+  return state, metrics
+
+
 def diswot_evolution(space: AbstractSearchSpace, *, num_asks: int = 8, population_size: int = 64,
                      tournament_size: int = 8, max_mutations: int = 2, capacity: int = 1024,
                      feasible: Predicate | None = None, max_tries: int = 32) -> Searcher:
@@ -128,13 +172,6 @@ def diswot_evolution(space: AbstractSearchSpace, *, num_asks: int = 8, populatio
                                 num_asked=jnp.zeros((), jnp.int32),
                                 num_unrepaired=jnp.zeros((), jnp.int32))
 
-  def tournament(key: jax.Array, population: Archive) -> jax.Array:
-    # Gumbel top-k with equal weights = a uniform subset without replacement of the filled rows.
-    noise = jax.random.gumbel(key, (population_size,))
-    _, members = jax.lax.top_k(jnp.where(population.valid, noise, -jnp.inf), tournament_size)
-    winner = members[best_index(population.scores[members], population.valid[members])]
-    return population.encodings[winner]
-
   def acceptable(enc: jax.Array) -> jax.Array:
     ok = space.is_valid(enc)
     return ok if feasible is None else ok & jnp.asarray(feasible(enc), bool)
@@ -145,24 +182,14 @@ def diswot_evolution(space: AbstractSearchSpace, *, num_asks: int = 8, populatio
     def draw(key):
       key_sample, key_tournament, key_mutate = jax.random.split(key, 3)
       fresh = space.sample(key_sample).astype(jnp.int32)
-      parent = tournament(key_tournament, state.population)
+      parent = tournament(key_tournament, state.population, tournament_size)
       child = space.canonicalize(mutate_decisions(space, key_mutate, parent, max_mutations))
       return jnp.where(use_fresh, fresh, child).astype(jnp.int32)
 
-    enc = draw(jax.random.fold_in(key, 0))
     if feasible is None:  # samples and mutants of a plain space are valid by construction
+      enc = draw(jax.random.fold_in(key, 0))
       return enc, ~acceptable(enc)
-
-    def cond(carry):
-      attempt, enc = carry
-      return (attempt <= max_tries) & ~acceptable(enc)
-
-    def body(carry):
-      attempt, _ = carry
-      return attempt + 1, draw(jax.random.fold_in(key, attempt))
-
-    _, enc = jax.lax.while_loop(cond, body, (jnp.ones((), jnp.int32), enc))
-    return enc, ~acceptable(enc)
+    return redraw_until(key, draw, acceptable, max_tries)
 
   def ask(key: jax.Array, state: DisWOTEvolutionState) -> tuple[jax.Array, DisWOTEvolutionState]:
     k = state.num_asked + jnp.arange(num_asks, dtype=jnp.int32)
@@ -174,17 +201,6 @@ def diswot_evolution(space: AbstractSearchSpace, *, num_asks: int = 8, populatio
   def tell(key: jax.Array, state: DisWOTEvolutionState, encodings: jax.Array, scores: jax.Array,
            **extra: Any) -> tuple[DisWOTEvolutionState, dict[str, jax.Array]]:
     del key, extra  # deterministic; extra keywords (cost, ...) are not used
-    encodings = jnp.asarray(encodings, jnp.int32)
-    scores = jnp.asarray(scores, jnp.float32)
-    # The population is an archive of capacity P: archive_add keeps the best P (drops the worst).
-    state = state.replace(population=archive_add(state.population, encodings, scores),
-                          archive=archive_add(state.archive, encodings, scores))
-    metrics = tell_metrics(state.archive, scores)
-    pop = state.population
-    ok = pop.valid & ~jnp.isnan(pop.scores)
-    metrics["population_best"] = jnp.max(jnp.where(ok, pop.scores, -jnp.inf))
-    metrics["population_worst"] = jnp.min(jnp.where(ok, pop.scores, jnp.inf))
-    metrics["constraint_unrepaired"] = state.num_unrepaired
-    return state, metrics
+    return tell_population(state, encodings, scores)
 
   return Searcher(init, ask, tell)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from jdanas.searchers.base import (Archive, Searcher, archive_add, archive_init, best_index,
                                    check_sizes, tell_metrics)
+from jdanas.searchers.wrappers import Predicate, constrained
 from jdanas.spaces.base import AbstractSearchSpace
 
 
@@ -47,7 +48,8 @@ class EvolutionState:
 
 
 def regularized_evolution(space: AbstractSearchSpace, *, num_asks: int = 8, population_size: int = 32,
-                          tournament_size: int = 8, capacity: int = 1024) -> Searcher:
+                          tournament_size: int = 8, capacity: int = 1024,
+                          feasible: Predicate | None = None) -> Searcher:
   """Regularized evolution with tournament selection and ageing (see the module docstring).
 
   Args:
@@ -56,6 +58,8 @@ def regularized_evolution(space: AbstractSearchSpace, *, num_asks: int = 8, popu
     population_size: P, length of the FIFO population (also the number of random proposals).
     tournament_size: T <= P, members per tournament (REA's sample size S).
     capacity: N, rows of the archive that tracks the incumbent.
+    feasible: optional jittable ``int32[D] -> bool[]`` budget predicate; proposals are kept
+      within it by :func:`jdanas.searchers.with_constraint`.
 
   Returns:
     A :class:`Searcher` whose ``ask`` returns ``int32[Q, D]`` children.
@@ -124,4 +128,4 @@ def regularized_evolution(space: AbstractSearchSpace, *, num_asks: int = 8, popu
     metrics["population_best"] = jnp.max(jnp.where(ok, state.population_scores, -jnp.inf))
     return state, metrics
 
-  return Searcher(init, ask, tell)
+  return constrained(Searcher(init, ask, tell), feasible)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from jdanas.searchers.base import (Archive, Searcher, archive_add, archive_init, check_sizes,
                                    tell_metrics)
+from jdanas.searchers.wrappers import Predicate, constrained
 from jdanas.spaces.base import AbstractSearchSpace
 
 
@@ -27,13 +28,16 @@ class RandomSearchState:
   num_asked: jax.Array
 
 
-def random_search(space: AbstractSearchSpace, *, num_asks: int = 8, capacity: int = 1024) -> Searcher:
+def random_search(space: AbstractSearchSpace, *, num_asks: int = 8, capacity: int = 1024,
+                  feasible: Predicate | None = None) -> Searcher:
   """Uniform random search.
 
   Args:
     space: the search space; its ``sample`` must be jittable and vmappable.
     num_asks: Q, proposals per ``ask``.
     capacity: N, rows of the archive that tracks the incumbent.
+    feasible: optional jittable ``int32[D] -> bool[]`` budget predicate; proposals are kept
+      within it by :func:`jdanas.searchers.with_constraint`.
 
   Returns:
     A :class:`Searcher` whose ``ask`` returns ``int32[Q, D]`` uniform samples.
@@ -61,4 +65,4 @@ def random_search(space: AbstractSearchSpace, *, num_asks: int = 8, capacity: in
     archive = archive_add(state.archive, encodings, scores)
     return state.replace(archive=archive), tell_metrics(archive, scores)
 
-  return Searcher(init, ask, tell)
+  return constrained(Searcher(init, ask, tell), feasible)

@@ -2,7 +2,7 @@
 
 References: TuRBO (Eriksson et al., NeurIPS 2019, https://arxiv.org/abs/1910.01739) and
 CASMOPOLITAN (Wan et al., ICML 2021, https://arxiv.org/abs/2102.07188); the behaviour follows the
-reference implementations as summarised in ``shared/design/methods.md`` §7-§8.
+reference implementations (see docs/methods/trade.md for the CASMOPOLITAN settings jdanas uses).
 
 Representation. Every encoding maps to a feature row ``x float[D]``: a *categorical* decision keeps
 its category index (overlap kernel, Hamming-ball region), an *ordinal* decision becomes
@@ -54,6 +54,7 @@ import jax.numpy as jnp
 from jdanas.searchers import gp
 from jdanas.searchers.base import (Archive, Searcher, archive_add, archive_init, check_sizes,
                                    tell_metrics)
+from jdanas.searchers.wrappers import Predicate, constrained
 from jdanas.spaces.base import AbstractSearchSpace
 
 
@@ -372,346 +373,428 @@ def _transform(config: TRConfig, y: jax.Array, mask: jax.Array) -> jax.Array:
   return gp.standardize(y, mask, center="median" if config.y_transform == "median" else "mean")
 
 
+class _Engine(NamedTuple):
+  """Static context of one trust-region searcher (what its init/ask/tell close over)."""
+  layout: Layout
+  config: TRConfig
+  spec: gp.KernelSpec
+  canonicalize: Callable[[jax.Array], jax.Array] | None
+  sample: Callable[[jax.Array], jax.Array] | None
+  track_archive: bool
+
+  @property
+  def discrete(self) -> bool:
+    return self.layout.num_choices is not None
+
+  @property
+  def guided(self) -> bool:
+    return self.config.guided_restart and bool(self.layout.categorical)
+
+  @property
+  def pool_size(self) -> int:
+    """Candidates per region: the random pool plus, for EI/UCB, the hill-climb end points."""
+    c = self.config
+    return c.num_candidates + (c.local_search_restarts if c.acquisition != "thompson" else 0)
+
+
+def _canon_x(e: _Engine, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Canonical (encoding, features) of feature rows ``[K, D]``."""
+  if not e.discrete:
+    return jnp.zeros(x.shape, jnp.int32), x
+  enc = to_encodings(e.layout, x)
+  if e.canonicalize is not None:
+    enc = jax.vmap(e.canonicalize)(enc).astype(jnp.int32)
+  return enc, to_features(e.layout, enc)
+
+
+def _fresh_design(e: _Engine, key: jax.Array) -> jax.Array:
+  return _canon_x(e, initial_design(key, e.layout, e.config.n_init))[1]
+
+
+def _init(e: _Engine, key: jax.Array) -> TRBOState:
+  config, m, n, d = e.config, e.config.num_trust_regions, e.config.capacity, e.layout.dim
+  q = config.num_asks
+  keys = jax.random.split(key, m)
+  design = jax.vmap(lambda k: _fresh_design(e, k))(keys)
+  params = jax.tree.map(lambda p: jnp.tile(p[None], (m,) + (1,) * p.ndim), gp.init_params(e.spec, config.bounds))
+  regions = RegionState(
+      length=jnp.full((m,), config.length_init, jnp.float32),
+      radius=jnp.full((m,), config.radius_init, jnp.int32),
+      successes=jnp.zeros((m,), jnp.int32), failures=jnp.zeros((m,), jnp.int32),
+      best=jnp.full((m,), -jnp.inf, jnp.float32), center=design[:, 0],
+      design=design, design_guided=jnp.zeros((m,), bool), design_pos=jnp.zeros((m,), jnp.int32),
+      restarts=jnp.zeros((m,), jnp.int32), params=params)
+  r = config.restart_memory
+  return TRBOState(
+      x=jnp.zeros((n, d), jnp.float32), encodings=jnp.zeros((n, d), jnp.int32),
+      y=jnp.full((n,), jnp.nan, jnp.float32), filled=jnp.zeros((n,), bool),
+      owner=jnp.full((n,), -1, jnp.int32), regions=regions,
+      memory_x=jnp.zeros((r, d), jnp.float32), memory_y=jnp.full((r,), jnp.nan, jnp.float32),
+      memory_count=jnp.zeros((), jnp.int32),
+      pending_owner=jnp.full((q,), -1, jnp.int32), pending_design=jnp.zeros((q,), bool),
+      pending_exhausted=jnp.zeros((m,), bool),
+      archive=archive_init(n, d) if e.track_archive else None,
+      best_x=design[0, 0], best_y=jnp.full((), -jnp.inf, jnp.float32),
+      num_told=jnp.zeros((), jnp.int32), num_asked=jnp.zeros((), jnp.int32),
+      num_fallbacks=jnp.zeros((), jnp.int32))
+
+
+def _region_mask(state: TRBOState, t: jax.Array) -> jax.Array:
+  return state.filled & (state.owner == t) & ~jnp.isnan(state.y)
+
+
+def _model_mask(e: _Engine, state: TRBOState, t: jax.Array) -> jax.Array:
+  """Rows the GP of region t sees: its own data, or every finite observation (``global_model``)."""
+  if e.config.global_model:
+    return state.filled & ~jnp.isnan(state.y)
+  return _region_mask(state, t)
+
+
+def _evaluated(e: _Engine, state: TRBOState, enc: jax.Array) -> jax.Array:
+  """``bool[K]``: rows of ``int32[K, D]`` already told (within the buffer)."""
+  if not e.discrete:
+    return jnp.zeros(enc.shape[:1], bool)
+  same = jnp.all(enc[:, None, :] == state.encodings[None, :, :], axis=-1)
+  return jnp.any(same & state.filled[None, :], axis=1)
+
+
+def _local_search(e: _Engine, key: jax.Array, score: Callable, center: jax.Array, lb, ub, radius) -> jax.Array:
+  """End points ``[R, D]`` of random-neighbour hill climbs from the centre."""
+  layout = e.layout
+
+  def climb(key):
+    def step(carry, k):
+      x, s = carry
+      cand = region_candidates(k, layout, x, lb, ub, jnp.ones((), jnp.int32), 1, False)[0]
+      if layout.categorical:
+        idx = jnp.asarray(layout.categorical)
+        inside = jnp.sum(cand[idx] != center[idx]) <= radius
+      else:
+        inside = jnp.ones((), bool)
+      s_new = score(cand[None])[0]
+      better = inside & (s_new > s)
+      return (jnp.where(better, cand, x), jnp.where(better, s_new, s)), None
+    (x, _), _ = jax.lax.scan(step, (center, score(center[None])[0]),
+                             jax.random.split(key, e.config.local_search_steps))
+    return x
+  return jax.vmap(climb)(jax.random.split(key, e.config.local_search_restarts))
+
+
+def _acquisition(e: _Engine, post: gp.Posterior, incumbent: jax.Array) -> Callable[[jax.Array], jax.Array]:
+  """UCB (``mean + sqrt(beta) std``) or augmented EI against ``incumbent`` of rows ``[K, D]``."""
+  noise = post.hyp.noise
+
+  def acq(xs):
+    pred = gp.predict(e.spec, post, xs)
+    if e.config.acquisition == "ucb":
+      return pred.mean + math.sqrt(e.config.ucb_beta) * pred.stddev
+    imp = pred.mean - incumbent
+    z = imp / pred.stddev
+    ei = imp * jax.scipy.stats.norm.cdf(z) + pred.stddev * jax.scipy.stats.norm.pdf(z)
+    return ei * (1.0 - jnp.sqrt(noise) / jnp.sqrt(noise + pred.stddev ** 2))
+  return acq
+
+
+def _region_scores(e: _Engine, key: jax.Array, state: TRBOState, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Candidates ``float32[M, D]`` of region t and their slot scores ``float32[Q, M]``."""
+  config, layout = e.config, e.layout
+  reg = jax.tree.map(lambda a: a[t], state.regions)
+  key_cand, key_sample, key_ls = jax.random.split(key, 3)
+  mask = _model_mask(e, state, t)
+  post = gp.posterior(e.spec, config.bounds, reg.params, state.x, _transform(config, state.y, mask), mask)
+  if layout.box:
+    lengthscale = gp.constrain(e.spec, config.bounds, reg.params).lengthscale
+    lb, ub = box_bounds(layout, reg.center, reg.length, lengthscale)
+  else:
+    lb = ub = jnp.zeros((0,), jnp.float32)
+  cand = region_candidates(key_cand, layout, reg.center, lb, ub, reg.radius, config.num_candidates,
+                           config.include_neighbours)
+  if config.acquisition == "thompson":
+    scores = gp.sample_joint(key_sample, e.spec, post, cand, config.num_asks, include_noise=config.sample_noise)
+    return cand, scores
+  acq = _acquisition(e, post, gp.predict(e.spec, post, reg.center[None]).mean[0])
+  extra = _local_search(e, key_ls, acq, reg.center, lb, ub, reg.radius)
+  cand = jnp.concatenate([cand, _canon_x(e, extra)[1]])
+  return cand, jnp.tile(acq(cand)[None], (config.num_asks, 1))
+
+
+class _Pool(NamedTuple):
+  """The merged candidate pool of one ``ask`` (``P = m * pool_size`` rows)."""
+  enc: jax.Array        # int32[P, D]
+  x: jax.Array          # float32[P, D]
+  scores: jax.Array     # float32[Q, P]: the score of each row for each batch slot
+  ok: jax.Array         # bool[P]: eligible, not repeated in the pool, not evaluated
+  exhausted: jax.Array  # bool[m]: regions past their design with no eligible candidate
+
+
+def _candidate_pool(e: _Engine, key: jax.Array, state: TRBOState) -> _Pool:
+  m, d, ps, q = e.config.num_trust_regions, e.layout.dim, e.pool_size, e.config.num_asks
+  regs = state.regions
+  cand, scores = jax.vmap(lambda k, t: _region_scores(e, k, state, t))(
+      jax.random.split(key, m), jnp.arange(m))  # [m, M, D], [m, Q, M]
+  cand_enc, cand = jax.vmap(lambda c: _canon_x(e, c))(cand)
+  has_data = jax.vmap(lambda t: jnp.any(_region_mask(state, t)))(jnp.arange(m))
+  eligible = (regs.design_pos >= e.config.n_init) & has_data  # [m]
+  dup = jnp.all(cand_enc[:, :, None, :] == cand_enc[:, None, :, :], axis=-1)  # [m, M, M]
+  earlier = jnp.tril(jnp.ones((ps, ps), bool), k=-1)
+  in_pool_dup = jnp.any(dup & earlier[None], axis=-1) if e.discrete else jnp.zeros((m, ps), bool)
+  seen = jax.vmap(lambda enc: _evaluated(e, state, enc))(cand_enc)
+  ok = eligible[:, None] & ~in_pool_dup & ~seen  # [m, M]
+  return _Pool(enc=cand_enc.reshape(m * ps, d), x=cand.reshape(m * ps, d),
+               scores=jnp.transpose(scores, (1, 0, 2)).reshape(q, m * ps), ok=ok.reshape(-1),
+               exhausted=eligible & ~jnp.any(ok, axis=1))
+
+
+def _pick_alternative(e: _Engine, state: TRBOState, alt, taken_enc: jax.Array, taken_n: jax.Array):
+  """The first row of ``alt`` neither evaluated nor among the first ``taken_n`` rows chosen."""
+  enc, x = alt
+  earlier = (jnp.arange(e.config.num_asks) < taken_n)[None, :]
+  clash = jnp.any(jnp.all(enc[:, None, :] == taken_enc[None, :, :], -1) & earlier, 1)
+  good = ~clash & ~_evaluated(e, state, enc) if e.discrete else jnp.ones(enc.shape[:1], bool)
+  j = jnp.argmax(good)
+  return enc[j], x[j]
+
+
+def _ask(e: _Engine, key: jax.Array, state: TRBOState) -> tuple[jax.Array, TRBOState]:
+  """Serves open design rows first (region by region), then the pool's best row per slot."""
+  config, m, d, q = e.config, e.config.num_trust_regions, e.layout.dim, e.config.num_asks
+  n_init, ps = config.n_init, e.pool_size
+  key_regions, key_fallback, key_design = jax.random.split(key, 3)
+  regs = state.regions
+  pool = _candidate_pool(e, key_regions, state)
+  # Design rows still to serve, region by region in order.
+  pos = jnp.arange(n_init)
+  open_rows = (pos[None, :] >= regs.design_pos[:, None]).reshape(-1)  # [m*n_init]
+  order = jnp.argsort(~open_rows, stable=True)
+  if e.discrete:
+    design_flat = jax.vmap(lambda k, c, g: _ask_design(e, k, c, g))(
+        jax.random.split(key_design, m), regs.center, regs.design_guided).reshape(m * n_init, d)
+  else:
+    design_flat = regs.design.reshape(m * n_init, d)
+  design_enc, design_x = _canon_x(e, design_flat)
+  num_design = jnp.minimum(open_rows.sum(), q)
+  fallback_x = _canon_x(e, _uniform_points(key_fallback, e.layout, q * 8))
+  design_alt = _canon_x(e, _uniform_points(jax.random.fold_in(key_design, 1), e.layout, q * 8))
+
+  def slot(k, carry):
+    taken, out_enc, out_x, owner, from_design, fallbacks = carry
+    is_design = k < num_design
+    # design row
+    row = order[jnp.minimum(k, m * n_init - 1)]
+    d_enc, d_x = design_enc[row], design_x[row]
+    if e.discrete:
+      repeat = jnp.any(jnp.all(out_enc == d_enc[None], -1) & (jnp.arange(q) < k))
+      d_bad = repeat | _evaluated(e, state, d_enc[None])[0]
+    else:
+      d_bad = jnp.zeros((), bool)
+    a_enc, a_x = _pick_alternative(e, state, design_alt, out_enc, k)
+    d_enc = jnp.where(d_bad, a_enc, d_enc)
+    d_x = jnp.where(d_bad, a_x, d_x)
+    # model row
+    s = jnp.where(pool.ok & ~taken, pool.scores[k], -jnp.inf)
+    i = jnp.argmax(s)
+    found = jnp.isfinite(s[i])
+    f_enc, f_x = _pick_alternative(e, state, fallback_x, out_enc, k)
+    m_enc = jnp.where(found, pool.enc[i], f_enc)
+    m_x = jnp.where(found, pool.x[i], f_x)
+    enc = jnp.where(is_design, d_enc, m_enc)
+    x = jnp.where(is_design, d_x, m_x)
+    who = jnp.where(is_design, row // n_init, jnp.where(found, i // ps, -1))
+    if e.discrete:
+      taken = taken | jnp.all(pool.enc == enc[None], -1)
+    else:
+      taken = taken.at[i].set(taken[i] | ~is_design)
+    return (taken, out_enc.at[k].set(enc), out_x.at[k].set(x), owner.at[k].set(who),
+            from_design.at[k].set(is_design), fallbacks + (~is_design & ~found))
+
+  carry = (jnp.zeros((m * ps,), bool), jnp.full((q, d), -1, jnp.int32),
+           jnp.zeros((q, d), jnp.float32), jnp.full((q,), -1, jnp.int32), jnp.zeros((q,), bool),
+           jnp.zeros((), jnp.int32))
+  _, enc, x, owner, from_design, fallbacks = jax.lax.fori_loop(0, q, slot, carry)
+  served = jnp.zeros((m,), jnp.int32).at[jnp.where(from_design, owner, m)].add(1, mode="drop")
+  state = state.replace(
+      regions=regs.replace(design_pos=regs.design_pos + served),
+      pending_owner=owner, pending_design=from_design, pending_exhausted=pool.exhausted,
+      num_asked=state.num_asked + q, num_fallbacks=state.num_fallbacks + fallbacks)
+  return (enc if e.discrete else x), state
+
+
+def _ball_design(e: _Engine, key: jax.Array, center: jax.Array) -> jax.Array:
+  """``n_init`` rows: the centre, then uniform draws in the Hamming ball of radius ``radius_init``
+  (box decisions: uniform in the box of edge ``length_init`` around the centre)."""
+  layout, config = e.layout, e.config
+  if layout.box:
+    lb = jnp.clip(center[jnp.asarray(layout.box)] - 0.5 * config.length_init, 0.0, 1.0)
+    ub = jnp.clip(center[jnp.asarray(layout.box)] + 0.5 * config.length_init, 0.0, 1.0)
+  else:
+    lb = ub = jnp.zeros((0,), jnp.float32)
+  ball = region_candidates(key, layout, center, lb, ub, jnp.asarray(config.radius_init),
+                           config.n_init, include_neighbours=False)
+  return _canon_x(e, ball.at[0].set(center))[1]
+
+
+def _ask_design(e: _Engine, key: jax.Array, center: jax.Array, guided_now: jax.Array) -> jax.Array:
+  return jnp.where(guided_now, _ball_design(e, key, center), _fresh_design(e, key))
+
+
+def _restart_region(e: _Engine, key: jax.Array, state: TRBOState, aux: gp.GPParams) -> tuple[jax.Array, jax.Array]:
+  """New ``(design [n_init, D], centre [D])`` for a restarted region (``aux``: the auxiliary
+  GP's hyperparameters, fitted on the restart memory)."""
+  key_design, key_cand, key_ball = jax.random.split(key, 3)
+  plain = _fresh_design(e, key_design)
+  if not e.guided:
+    return plain, plain[0]
+  mem_mask = ~jnp.isnan(state.memory_y)
+  y_aux = _transform(e.config, state.memory_y, mem_mask)
+  post = gp.posterior(e.spec, e.config.bounds, aux, state.memory_x, y_aux, mem_mask)
+  enc, pts = _canon_x(e, _uniform_points(key_cand, e.layout, e.config.num_candidates))
+  pred = gp.predict(e.spec, post, pts)
+  ucb = jnp.where(_evaluated(e, state, enc), -jnp.inf, pred.mean + 1.96 * pred.stddev)
+  center = pts[jnp.argmax(ucb)]
+  return _ball_design(e, key_ball, center), center
+
+
+def _told_rows(e: _Engine, encodings: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(canonical encodings ``int32[Q, D]``, features ``float32[Q, D]``) of a told batch."""
+  if e.discrete:
+    enc = jnp.asarray(encodings, jnp.int32)
+    if e.canonicalize is not None:
+      enc = jax.vmap(e.canonicalize)(enc).astype(jnp.int32)
+    return enc, to_features(e.layout, enc)
+  return jnp.zeros((e.config.num_asks, e.layout.dim), jnp.int32), jnp.asarray(encodings, jnp.float32)
+
+
+def _retire(e: _Engine, state: TRBOState, collapsed: jax.Array, center: jax.Array,
+            best: jax.Array) -> TRBOState:
+  """Stores the best point of each collapsed region in the restart memory and detaches its data."""
+  m, r = e.config.num_trust_regions, e.config.restart_memory
+  new_memory = jnp.cumsum(collapsed) - 1 + state.memory_count
+  mem_slot = jnp.where(collapsed, new_memory % r, r)
+  state = state.replace(memory_x=state.memory_x.at[mem_slot].set(center, mode="drop"),
+                        memory_y=state.memory_y.at[mem_slot].set(best, mode="drop"),
+                        memory_count=state.memory_count + collapsed.sum(dtype=jnp.int32))
+  detach = jnp.any(collapsed[:, None] & (state.owner[None, :] == jnp.arange(m)[:, None]), axis=0)
+  return state.replace(owner=jnp.where(detach, -1, state.owner))
+
+
+def _refit(e: _Engine, key: jax.Array, state: TRBOState, init_p: gp.GPParams) -> tuple[gp.GPParams, gp.GPParams]:
+  """Each region's GP refitted on its data (warm-started unless configured otherwise), and the
+  auxiliary GP of guided restarts on the restart memory (``init_p`` when not guided)."""
+  config, m = e.config, e.config.num_trust_regions
+  regs = state.regions
+  masks = jax.vmap(lambda t: _model_mask(e, state, t))(jnp.arange(m))  # [m, N]
+  ys = jax.vmap(lambda mk: _transform(config, state.y, mk))(masks)
+  starts = regs.params if config.warm_start else jax.tree.map(
+      lambda p, i: jnp.broadcast_to(i, p.shape), regs.params, init_p)
+  key_fit, key_aux = jax.random.split(key)
+
+  def refit(key, y, mask, start):
+    raw, _ = gp.fit(key, e.spec, config.bounds, state.x, y, mask, steps=config.fit_steps,
+                    learning_rate=config.learning_rate, restarts=config.fit_restarts, init=start)
+    return raw
+
+  fitted = jax.vmap(refit)(jax.random.split(key_fit, m), ys, masks, starts)
+  if not e.guided:
+    return fitted, init_p
+  # the auxiliary GP on the best point of every finished region (R rows, cheap)
+  mem_mask = ~jnp.isnan(state.memory_y)
+  aux, _ = gp.fit(key_aux, e.spec, config.bounds, state.memory_x, _transform(config, state.memory_y, mem_mask),
+                  mem_mask, steps=config.fit_steps, learning_rate=config.learning_rate)
+  return fitted, aux
+
+
+def _tell_metrics(e: _Engine, state: TRBOState, enc: jax.Array, scores: jax.Array,
+                  finite: jax.Array) -> tuple[TRBOState, dict[str, jax.Array]]:
+  if e.track_archive:
+    archive = archive_add(state.archive, enc, scores)
+    state = state.replace(archive=archive)
+    metrics = tell_metrics(archive, scores)
+  else:
+    metrics = {"best_score": state.best_y,
+               "batch_best": jnp.max(jnp.where(finite, scores, -jnp.inf)),
+               "num_failed": (~finite).sum(dtype=jnp.int32),
+               "archive_size": state.filled.sum(dtype=jnp.int32),
+               "num_told": state.num_told}
+  regs = state.regions
+  metrics.update(tr_length=regs.length[0], tr_radius=regs.radius[0],
+                 tr_restarts=regs.restarts.sum(dtype=jnp.int32), num_fallbacks=state.num_fallbacks)
+  return state, metrics
+
+
+def _tell(e: _Engine, key: jax.Array, state: TRBOState, encodings: jax.Array, scores: jax.Array,
+          **extra: Any) -> tuple[TRBOState, dict[str, jax.Array]]:
+  """Stores the batch, updates / restarts the regions, refits the GPs, tracks the incumbent."""
+  del extra  # cost and other keywords are not used
+  config, m, n, q = e.config, e.config.num_trust_regions, e.config.capacity, e.config.num_asks
+  scores = jnp.asarray(scores, jnp.float32)
+  enc, x = _told_rows(e, encodings)
+  owner = state.pending_owner
+  slots = (state.num_told + jnp.arange(q)) % n
+  finite = ~jnp.isnan(scores)
+  regs = state.regions
+  # Per-region batch summaries, before the rows are added.
+  member = owner[None, :] == jnp.arange(m)[:, None]  # [m, Q]
+  model_rows = member & ~state.pending_design[None, :]
+  batch_best = jnp.max(jnp.where(model_rows & finite[None], scores[None], -jnp.inf), axis=1)
+  num_model = model_rows.sum(1).astype(jnp.int32)
+  upd = jax.vmap(lambda *a: update_region(config, e.layout, *a))(
+      regs.length, regs.radius, regs.successes, regs.failures, regs.best, batch_best, num_model)
+  state = state.replace(
+      x=state.x.at[slots].set(x), encodings=state.encodings.at[slots].set(enc),
+      y=state.y.at[slots].set(scores), filled=state.filled.at[slots].set(True),
+      owner=state.owner.at[slots].set(owner))
+  # New best (and centre) of each region from its data.
+  masks = jax.vmap(lambda t: _region_mask(state, t))(jnp.arange(m))  # [m, N]
+  masked_y = jnp.where(masks, state.y[None], -jnp.inf)
+  best = jnp.max(masked_y, axis=1)
+  center = jnp.where(jnp.isfinite(best)[:, None], state.x[jnp.argmax(masked_y, axis=1)], regs.center)
+  # Restarts (a region whose design is still running never collapses).
+  c = (upd.collapsed & (num_model > 0)) | state.pending_exhausted
+  key_restart, key_fit = jax.random.split(key)
+  state = _retire(e, state, c, center, best)
+  init_p = gp.init_params(e.spec, config.bounds)
+  sel = lambda new, old: jnp.where(c.reshape((m,) + (1,) * (old.ndim - 1)), new, old)
+  fitted, aux = _refit(e, key_fit, state, init_p)
+  designs, centers = jax.vmap(lambda k: _restart_region(e, k, state, aux))(jax.random.split(key_restart, m))
+  changed = member.any(1) & ~c  # refitted regions whose data changed keep the new fit
+  keep_fit = lambda new, old: jnp.where(changed.reshape((m,) + (1,) * (old.ndim - 1)), new[:m], old)
+  params = jax.tree.map(keep_fit, fitted, regs.params)
+  regs = regs.replace(
+      length=sel(jnp.full((m,), config.length_init, jnp.float32), upd.length),
+      radius=sel(jnp.full((m,), config.radius_init, jnp.int32), upd.radius),
+      successes=sel(jnp.zeros((m,), jnp.int32), upd.successes),
+      failures=sel(jnp.zeros((m,), jnp.int32), upd.failures),
+      best=sel(jnp.full((m,), -jnp.inf), best), center=sel(centers, center),
+      design=sel(designs, regs.design), design_guided=sel(jnp.full((m,), e.guided), regs.design_guided),
+      design_pos=sel(jnp.zeros((m,), jnp.int32), regs.design_pos),
+      restarts=regs.restarts + c.astype(jnp.int32),
+      params=jax.tree.map(lambda p, i: sel(jnp.broadcast_to(i, p.shape), p), params, init_p))
+  # Global incumbent.
+  batch_i = jnp.argmax(jnp.where(finite, scores, -jnp.inf))
+  improved = finite[batch_i] & (scores[batch_i] > state.best_y)
+  state = state.replace(regions=regs, num_told=state.num_told + q,
+                        best_x=jnp.where(improved, x[batch_i], state.best_x),
+                        best_y=jnp.where(improved, scores[batch_i], state.best_y))
+  return _tell_metrics(e, state, enc, scores, finite)
+
+
 def _engine(layout: Layout, config: TRConfig, canonicalize: Callable[[jax.Array], jax.Array] | None,
             sample: Callable[[jax.Array], jax.Array] | None, track_archive: bool) -> Searcher:
   """The shared init/ask/tell (see the module docstring)."""
-  m, q, n, d = config.num_trust_regions, config.num_asks, config.capacity, layout.dim
   spec = gp.KernelSpec(continuous=layout.box, categorical=layout.categorical, mixture=config.mixture,
                        categorical_kernel=config.categorical_kernel)
   gp.check_spec(spec, config.bounds)
-  guided = config.guided_restart and bool(layout.categorical)
-  bounds = config.bounds
-  discrete = layout.num_choices is not None
-  num_cand = config.num_candidates
-
-  def canon_x(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Canonical (encoding, features) of feature rows ``[K, D]``."""
-    if not discrete:
-      return jnp.zeros(x.shape, jnp.int32), x
-    enc = to_encodings(layout, x)
-    if canonicalize is not None:
-      enc = jax.vmap(canonicalize)(enc).astype(jnp.int32)
-    return enc, to_features(layout, enc)
-
-  def fresh_design(key: jax.Array) -> jax.Array:
-    return canon_x(initial_design(key, layout, config.n_init))[1]
+  e = _Engine(layout, config, spec, canonicalize, sample, track_archive)
 
   def init(key: jax.Array) -> TRBOState:
-    keys = jax.random.split(key, m)
-    design = jax.vmap(fresh_design)(keys)
-    params = jax.tree.map(lambda p: jnp.tile(p[None], (m,) + (1,) * p.ndim), gp.init_params(spec, bounds))
-    regions = RegionState(
-        length=jnp.full((m,), config.length_init, jnp.float32),
-        radius=jnp.full((m,), config.radius_init, jnp.int32),
-        successes=jnp.zeros((m,), jnp.int32), failures=jnp.zeros((m,), jnp.int32),
-        best=jnp.full((m,), -jnp.inf, jnp.float32), center=design[:, 0],
-        design=design, design_guided=jnp.zeros((m,), bool), design_pos=jnp.zeros((m,), jnp.int32),
-        restarts=jnp.zeros((m,), jnp.int32), params=params)
-    r = config.restart_memory
-    return TRBOState(
-        x=jnp.zeros((n, d), jnp.float32), encodings=jnp.zeros((n, d), jnp.int32),
-        y=jnp.full((n,), jnp.nan, jnp.float32), filled=jnp.zeros((n,), bool),
-        owner=jnp.full((n,), -1, jnp.int32), regions=regions,
-        memory_x=jnp.zeros((r, d), jnp.float32), memory_y=jnp.full((r,), jnp.nan, jnp.float32),
-        memory_count=jnp.zeros((), jnp.int32),
-        pending_owner=jnp.full((q,), -1, jnp.int32), pending_design=jnp.zeros((q,), bool),
-        pending_exhausted=jnp.zeros((m,), bool),
-        archive=archive_init(n, d) if track_archive else None,
-        best_x=design[0, 0], best_y=jnp.full((), -jnp.inf, jnp.float32),
-        num_told=jnp.zeros((), jnp.int32), num_asked=jnp.zeros((), jnp.int32),
-        num_fallbacks=jnp.zeros((), jnp.int32))
-
-  def region_mask(state: TRBOState, t: jax.Array) -> jax.Array:
-    return state.filled & (state.owner == t) & ~jnp.isnan(state.y)
-
-  def model_mask(state: TRBOState, t: jax.Array) -> jax.Array:
-    """Rows the GP of region t sees: its own data, or every finite observation (``global_model``)."""
-    if config.global_model:
-      return state.filled & ~jnp.isnan(state.y)
-    return region_mask(state, t)
-
-  def region_posterior(state: TRBOState, t: jax.Array, params: gp.GPParams) -> gp.Posterior:
-    mask = model_mask(state, t)
-    return gp.posterior(spec, bounds, params, state.x, _transform(config, state.y, mask), mask)
-
-  def lengthscales(params: gp.GPParams) -> jax.Array:
-    return gp.constrain(spec, bounds, params).lengthscale
-
-  def evaluated(state: TRBOState, enc: jax.Array) -> jax.Array:
-    """``bool[K]``: rows of ``int32[K, D]`` already told (within the buffer)."""
-    if not discrete:
-      return jnp.zeros(enc.shape[:1], bool)
-    same = jnp.all(enc[:, None, :] == state.encodings[None, :, :], axis=-1)
-    return jnp.any(same & state.filled[None, :], axis=1)
-
-  def local_search(key: jax.Array, score: Callable, center: jax.Array, lb, ub, radius) -> jax.Array:
-    """End points ``[R, D]`` of random-neighbour hill climbs from the centre."""
-    def climb(key):
-      def step(carry, k):
-        x, s = carry
-        cand = region_candidates(k, layout, x, lb, ub, jnp.ones((), jnp.int32), 1, False)[0]
-        if layout.categorical:
-          idx = jnp.asarray(layout.categorical)
-          inside = jnp.sum(cand[idx] != center[idx]) <= radius
-        else:
-          inside = jnp.ones((), bool)
-        s_new = score(cand[None])[0]
-        better = inside & (s_new > s)
-        return (jnp.where(better, cand, x), jnp.where(better, s_new, s)), None
-      (x, _), _ = jax.lax.scan(step, (center, score(center[None])[0]),
-                               jax.random.split(key, config.local_search_steps))
-      return x
-    return jax.vmap(climb)(jax.random.split(key, config.local_search_restarts))
-
-  pool_size = num_cand + (config.local_search_restarts if config.acquisition != "thompson" else 0)
-
-  def region_scores(key: jax.Array, state: TRBOState, t: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Candidates ``float32[M, D]`` of region t and their slot scores ``float32[Q, M]``."""
-    reg = jax.tree.map(lambda a: a[t], state.regions)
-    key_cand, key_sample, key_ls = jax.random.split(key, 3)
-    post = region_posterior(state, t, reg.params)
-    if layout.box:
-      lb, ub = box_bounds(layout, reg.center, reg.length, lengthscales(reg.params))
-    else:
-      lb = ub = jnp.zeros((0,), jnp.float32)
-    cand = region_candidates(key_cand, layout, reg.center, lb, ub, reg.radius, num_cand,
-                             config.include_neighbours)
-    if config.acquisition == "thompson":
-      scores = gp.sample_joint(key_sample, spec, post, cand, q, include_noise=config.sample_noise)
-      return cand, scores
-    mask = region_mask(state, t)
-    incumbent = gp.predict(spec, post, reg.center[None]).mean[0]
-    noise = post.hyp.noise
-
-    def acq(xs):
-      pred = gp.predict(spec, post, xs)
-      if config.acquisition == "ucb":
-        return pred.mean + math.sqrt(config.ucb_beta) * pred.stddev
-      imp = pred.mean - incumbent
-      z = imp / pred.stddev
-      ei = imp * jax.scipy.stats.norm.cdf(z) + pred.stddev * jax.scipy.stats.norm.pdf(z)
-      return ei * (1.0 - jnp.sqrt(noise) / jnp.sqrt(noise + pred.stddev ** 2))
-
-    del mask
-    extra = local_search(key_ls, acq, reg.center, lb, ub, reg.radius)
-    cand = jnp.concatenate([cand, canon_x(extra)[1]])
-    return cand, jnp.tile(acq(cand)[None], (q, 1))
+    return _init(e, key)
 
   def ask(key: jax.Array, state: TRBOState) -> tuple[jax.Array, TRBOState]:
-    key_regions, key_fallback, key_design = jax.random.split(key, 3)
-    regs = state.regions
-    cand, scores = jax.vmap(region_scores, in_axes=(0, None, 0))(
-        jax.random.split(key_regions, m), state, jnp.arange(m))  # [m, M, D], [m, Q, M]
-    cand_enc, cand = jax.vmap(canon_x)(cand)
-    has_data = jax.vmap(lambda t: jnp.any(region_mask(state, t)))(jnp.arange(m))
-    eligible = (regs.design_pos >= config.n_init) & has_data  # [m]
-    dup = jnp.all(cand_enc[:, :, None, :] == cand_enc[:, None, :, :], axis=-1)  # [m, M, M]
-    earlier = jnp.tril(jnp.ones((pool_size, pool_size), bool), k=-1)
-    in_pool_dup = jnp.any(dup & earlier[None], axis=-1) if discrete else jnp.zeros((m, pool_size), bool)
-    seen = jax.vmap(lambda e: evaluated(state, e))(cand_enc)
-    ok = eligible[:, None] & ~in_pool_dup & ~seen  # [m, M]
-    exhausted = eligible & ~jnp.any(ok, axis=1)
-    ok = ok.reshape(-1)  # [m*M]
-    flat_enc = cand_enc.reshape(m * pool_size, d)
-    flat_x = cand.reshape(m * pool_size, d)
-    flat_scores = jnp.transpose(scores, (1, 0, 2)).reshape(q, m * pool_size)
-
-    # Design rows still to serve, region by region in order.
-    pos = jnp.arange(config.n_init)
-    open_rows = (pos[None, :] >= regs.design_pos[:, None]).reshape(-1)  # [m*n_init]
-    order = jnp.argsort(~open_rows, stable=True)
-    if discrete:
-      design_flat = jax.vmap(ask_design)(jax.random.split(key_design, m), regs.center,
-                                         regs.design_guided).reshape(m * config.n_init, d)
-    else:
-      design_flat = regs.design.reshape(m * config.n_init, d)
-    design_enc, design_x = canon_x(design_flat)
-    num_design = jnp.minimum(open_rows.sum(), q)
-    fallback_x = canon_x(_uniform_points(key_fallback, layout, q * 8))
-    design_alt = canon_x(_uniform_points(jax.random.fold_in(key_design, 1), layout, q * 8))
-
-    def pick_alternative(alt, taken_enc, taken_n):
-      """The first row of ``alt`` neither evaluated nor among the first ``taken_n`` rows chosen."""
-      enc, x = alt
-      earlier = (jnp.arange(q) < taken_n)[None, :]
-      clash = jnp.any(jnp.all(enc[:, None, :] == taken_enc[None, :, :], -1) & earlier, 1)
-      good = ~clash & ~evaluated(state, enc) if discrete else jnp.ones(enc.shape[:1], bool)
-      j = jnp.argmax(good)
-      return enc[j], x[j]
-
-    def slot(k, carry):
-      taken, out_enc, out_x, owner, from_design, fallbacks = carry
-      is_design = k < num_design
-      # design row
-      row = order[jnp.minimum(k, m * config.n_init - 1)]
-      d_enc, d_x = design_enc[row], design_x[row]
-      if discrete:
-        repeat = jnp.any(jnp.all(out_enc == d_enc[None], -1) & (jnp.arange(q) < k))
-        d_bad = repeat | evaluated(state, d_enc[None])[0]
-      else:
-        d_bad = jnp.zeros((), bool)
-      a_enc, a_x = pick_alternative(design_alt, out_enc, k)
-      d_enc = jnp.where(d_bad, a_enc, d_enc)
-      d_x = jnp.where(d_bad, a_x, d_x)
-      # model row
-      s = jnp.where(ok & ~taken, flat_scores[k], -jnp.inf)
-      i = jnp.argmax(s)
-      found = jnp.isfinite(s[i])
-      f_enc, f_x = pick_alternative(fallback_x, out_enc, k)
-      m_enc = jnp.where(found, flat_enc[i], f_enc)
-      m_x = jnp.where(found, flat_x[i], f_x)
-      enc = jnp.where(is_design, d_enc, m_enc)
-      x = jnp.where(is_design, d_x, m_x)
-      who = jnp.where(is_design, row // config.n_init, jnp.where(found, i // pool_size, -1))
-      if discrete:
-        taken = taken | jnp.all(flat_enc == enc[None], -1)
-      else:
-        taken = taken.at[i].set(taken[i] | ~is_design)
-      return (taken, out_enc.at[k].set(enc), out_x.at[k].set(x), owner.at[k].set(who),
-              from_design.at[k].set(is_design), fallbacks + (~is_design & ~found))
-
-    carry = (jnp.zeros((m * pool_size,), bool), jnp.full((q, d), -1, jnp.int32),
-             jnp.zeros((q, d), jnp.float32), jnp.full((q,), -1, jnp.int32), jnp.zeros((q,), bool),
-             jnp.zeros((), jnp.int32))
-    _, enc, x, owner, from_design, fallbacks = jax.lax.fori_loop(0, q, slot, carry)
-    served = jnp.zeros((m,), jnp.int32).at[jnp.where(from_design, owner, m)].add(1, mode="drop")
-    state = state.replace(
-        regions=regs.replace(design_pos=regs.design_pos + served),
-        pending_owner=owner, pending_design=from_design, pending_exhausted=exhausted,
-        num_asked=state.num_asked + q, num_fallbacks=state.num_fallbacks + fallbacks)
-    return (enc if discrete else x), state
-
-  def ball_design(key: jax.Array, center: jax.Array) -> jax.Array:
-    """``n_init`` rows: the centre, then uniform draws in the Hamming ball of radius ``radius_init``
-    (box decisions: uniform in the box of edge ``length_init`` around the centre)."""
-    if layout.box:
-      lb = jnp.clip(center[jnp.asarray(layout.box)] - 0.5 * config.length_init, 0.0, 1.0)
-      ub = jnp.clip(center[jnp.asarray(layout.box)] + 0.5 * config.length_init, 0.0, 1.0)
-    else:
-      lb = ub = jnp.zeros((0,), jnp.float32)
-    ball = region_candidates(key, layout, center, lb, ub, jnp.asarray(config.radius_init),
-                             config.n_init, include_neighbours=False)
-    return canon_x(ball.at[0].set(center))[1]
-
-  def ask_design(key: jax.Array, center: jax.Array, guided_now: jax.Array) -> jax.Array:
-    return jnp.where(guided_now, ball_design(key, center), fresh_design(key))
-
-  def restart_region(key: jax.Array, state: TRBOState, aux: gp.GPParams) -> tuple[jax.Array, jax.Array]:
-    """New ``(design [n_init, D], centre [D])`` for a restarted region (``aux``: the auxiliary
-    GP's hyperparameters, fitted on the restart memory)."""
-    key_design, key_cand, key_ball = jax.random.split(key, 3)
-    plain = fresh_design(key_design)
-    if not guided:
-      return plain, plain[0]
-    mem_mask = ~jnp.isnan(state.memory_y)
-    y_aux = _transform(config, state.memory_y, mem_mask)
-    post = gp.posterior(spec, bounds, aux, state.memory_x, y_aux, mem_mask)
-    enc, pts = canon_x(_uniform_points(key_cand, layout, num_cand))
-    pred = gp.predict(spec, post, pts)
-    ucb = jnp.where(evaluated(state, enc), -jnp.inf, pred.mean + 1.96 * pred.stddev)
-    center = pts[jnp.argmax(ucb)]
-    design = ball_design(key_ball, center)
-    return design, center
+    return _ask(e, key, state)
 
   def tell(key: jax.Array, state: TRBOState, encodings: jax.Array, scores: jax.Array,
            **extra: Any) -> tuple[TRBOState, dict[str, jax.Array]]:
-    del extra  # cost and other keywords are not used
-    scores = jnp.asarray(scores, jnp.float32)
-    if discrete:
-      enc = jnp.asarray(encodings, jnp.int32)
-      if canonicalize is not None:
-        enc = jax.vmap(canonicalize)(enc).astype(jnp.int32)
-      x = to_features(layout, enc)
-    else:
-      x = jnp.asarray(encodings, jnp.float32)
-      enc = jnp.zeros((q, d), jnp.int32)
-    owner = state.pending_owner
-    slots = (state.num_told + jnp.arange(q)) % n
-    finite = ~jnp.isnan(scores)
-    regs = state.regions
-    # Per-region batch summaries, before the rows are added.
-    member = owner[None, :] == jnp.arange(m)[:, None]  # [m, Q]
-    model_rows = member & ~state.pending_design[None, :]
-    batch_best = jnp.max(jnp.where(model_rows & finite[None], scores[None], -jnp.inf), axis=1)
-    num_model = model_rows.sum(1).astype(jnp.int32)
-    upd = jax.vmap(lambda *a: update_region(config, layout, *a))(
-        regs.length, regs.radius, regs.successes, regs.failures, regs.best, batch_best, num_model)
-    state = state.replace(
-        x=state.x.at[slots].set(x), encodings=state.encodings.at[slots].set(enc),
-        y=state.y.at[slots].set(scores), filled=state.filled.at[slots].set(True),
-        owner=state.owner.at[slots].set(owner))
-    # New best (and centre) of each region from its data.
-    masks = jax.vmap(lambda t: region_mask(state, t))(jnp.arange(m))  # [m, N]
-    masked_y = jnp.where(masks, state.y[None], -jnp.inf)
-    best_row = jnp.argmax(masked_y, axis=1)
-    best = jnp.max(masked_y, axis=1)
-    center = jnp.where(jnp.isfinite(best)[:, None], state.x[best_row], regs.center)
-    # Restarts (a region whose design is still running never collapses).
-    collapsed = (upd.collapsed & (num_model > 0)) | state.pending_exhausted
-    key_restart, key_fit = jax.random.split(key)
-    new_memory = jnp.cumsum(collapsed) - 1 + state.memory_count
-    mem_slot = jnp.where(collapsed, new_memory % config.restart_memory, config.restart_memory)
-    state = state.replace(memory_x=state.memory_x.at[mem_slot].set(center, mode="drop"),
-                          memory_y=state.memory_y.at[mem_slot].set(best, mode="drop"),
-                          memory_count=state.memory_count + collapsed.sum(dtype=jnp.int32))
-    detach = jnp.any(collapsed[:, None] & (state.owner[None, :] == jnp.arange(m)[:, None]), axis=0)
-    state = state.replace(owner=jnp.where(detach, -1, state.owner))
-    init_p = gp.init_params(spec, bounds)
-    c = collapsed
-    sel = lambda new, old: jnp.where(c.reshape((m,) + (1,) * (old.ndim - 1)), new, old)
-    # Refit each region's GP on its data (warm-started unless configured otherwise).
-    masks = jax.vmap(lambda t: model_mask(state, t))(jnp.arange(m))  # [m, N]
-    ys = jax.vmap(lambda mk: _transform(config, state.y, mk))(masks)
-    starts = regs.params if config.warm_start else jax.tree.map(
-        lambda p, i: jnp.broadcast_to(i, p.shape), regs.params, init_p)
-    key_fit, key_aux = jax.random.split(key_fit)
-
-    def refit(key, y, mask, start):
-      raw, _ = gp.fit(key, spec, bounds, state.x, y, mask, steps=config.fit_steps,
-                      learning_rate=config.learning_rate, restarts=config.fit_restarts, init=start)
-      return raw
-
-    fitted = jax.vmap(refit)(jax.random.split(key_fit, m), ys, masks, starts)
-    if guided:  # the auxiliary GP on the best point of every finished region (R rows, cheap)
-      mem_mask = ~jnp.isnan(state.memory_y)
-      aux, _ = gp.fit(key_aux, spec, bounds, state.memory_x, _transform(config, state.memory_y, mem_mask),
-                      mem_mask, steps=config.fit_steps, learning_rate=config.learning_rate)
-    else:
-      aux = init_p
-    designs, centers = jax.vmap(restart_region, in_axes=(0, None, None))(
-        jax.random.split(key_restart, m), state, aux)
-    changed = member.any(1) & ~c  # refitted regions whose data changed keep the new fit
-    keep_fit = lambda new, old: jnp.where(changed.reshape((m,) + (1,) * (old.ndim - 1)), new[:m], old)
-    params = jax.tree.map(keep_fit, fitted, regs.params)
-    regs = regs.replace(
-        length=sel(jnp.full((m,), config.length_init, jnp.float32), upd.length),
-        radius=sel(jnp.full((m,), config.radius_init, jnp.int32), upd.radius),
-        successes=sel(jnp.zeros((m,), jnp.int32), upd.successes),
-        failures=sel(jnp.zeros((m,), jnp.int32), upd.failures),
-        best=sel(jnp.full((m,), -jnp.inf), best), center=sel(centers, center),
-        design=sel(designs, regs.design), design_guided=sel(jnp.full((m,), guided), regs.design_guided),
-        design_pos=sel(jnp.zeros((m,), jnp.int32), regs.design_pos),
-        restarts=regs.restarts + c.astype(jnp.int32),
-        params=jax.tree.map(lambda p, i: sel(jnp.broadcast_to(i, p.shape), p), params, init_p))
-    # Global incumbent.
-    batch_i = jnp.argmax(jnp.where(finite, scores, -jnp.inf))
-    improved = finite[batch_i] & (scores[batch_i] > state.best_y)
-    state = state.replace(regions=regs, num_told=state.num_told + q,
-                          best_x=jnp.where(improved, x[batch_i], state.best_x),
-                          best_y=jnp.where(improved, scores[batch_i], state.best_y))
-    if track_archive:
-      archive = archive_add(state.archive, enc, scores)
-      state = state.replace(archive=archive)
-      metrics = tell_metrics(archive, scores)
-    else:
-      metrics = {"best_score": state.best_y,
-                 "batch_best": jnp.max(jnp.where(finite, scores, -jnp.inf)),
-                 "num_failed": (~finite).sum(dtype=jnp.int32),
-                 "archive_size": state.filled.sum(dtype=jnp.int32),
-                 "num_told": state.num_told}
-    metrics.update(tr_length=regs.length[0], tr_radius=regs.radius[0],
-                   tr_restarts=regs.restarts.sum(dtype=jnp.int32), num_fallbacks=state.num_fallbacks)
-    return state, metrics
+    return _tell(e, key, state, encodings, scores, **extra)
 
   return Searcher(init, ask, tell)
 
@@ -779,7 +862,7 @@ def turbo(space: AbstractSearchSpace, *, num_asks: int = 1, num_trust_regions: i
           preset: str = "paper", n_init: int | None = None, capacity: int = 256,
           num_candidates: int | None = None, acquisition: str = "thompson", fit_steps: int | None = None,
           fit_restarts: int = 1, warm_start: bool | None = None, failure_tolerance: int | None = None,
-          y_transform: str | None = None) -> Searcher:
+          y_transform: str | None = None, feasible: Predicate | None = None) -> Searcher:
   """TuRBO-1 / TuRBO-m on a search space, every decision relaxed to ``index / (n - 1)`` in [0, 1].
 
   Args:
@@ -797,6 +880,8 @@ def turbo(space: AbstractSearchSpace, *, num_asks: int = 1, num_trust_regions: i
     warm_start: start each fit from the previous hyperparameters (default from the preset).
     failure_tolerance: override of ceil(max(4/Q, D/Q)) (TuRBO-1) / max(5, D) (TuRBO-m).
     y_transform: override of the preset's ``"median"`` / ``"mean"`` standardisation, or ``"copula"``.
+    feasible: optional jittable ``int32[D] -> bool[]`` budget predicate; proposals are kept
+      within it by :func:`jdanas.searchers.with_constraint`.
 
   Returns:
     A :class:`Searcher` with :class:`TRBOState`; ``ask`` returns ``int32[Q, D]``.
@@ -807,7 +892,7 @@ def turbo(space: AbstractSearchSpace, *, num_asks: int = 1, num_trust_regions: i
                          acquisition=acquisition, fit_steps=fit_steps, fit_restarts=fit_restarts,
                          warm_start=warm_start, failure_tolerance=failure_tolerance, y_transform=y_transform)
   layout = Layout(dim=d, num_choices=tuple(space.num_choices), categorical=(), box=tuple(range(d)))
-  return _engine(layout, config, space.canonicalize, space.sample, track_archive=True)
+  return constrained(_engine(layout, config, space.canonicalize, space.sample, track_archive=True), feasible)
 
 
 def turbo_box(dim: int, *, num_asks: int = 1, num_trust_regions: int = 1, preset: str = "paper",
@@ -838,7 +923,7 @@ def casmopolitan(space: AbstractSearchSpace, *, num_asks: int = 1, n_init: int =
                  include_neighbours: bool = True, guided_restart: bool = True,
                  mixture: float | None = 0.5, sample_noise: bool = True,
                  bounds: gp.Bounds | None = None, global_model: bool = False,
-                 categorical_kernel: str = "transformed_overlap") -> Searcher:
+                 categorical_kernel: str = "transformed_overlap", feasible: Predicate | None = None) -> Searcher:
   """CASMOPOLITAN: Hamming-ball regions on categorical decisions, TuRBO boxes on ordinal ones.
 
   Decision kinds come from ``space.decision_kinds()``. Radii start at ``min(radius_init, D_cat)``
@@ -874,6 +959,8 @@ def casmopolitan(space: AbstractSearchSpace, *, num_asks: int = 1, n_init: int =
     bounds: GP constraints (default: CASMOPOLITAN's noise [1e-4, 0.1] -- 1e-6 in the reference,
       raised for float32 -- outputscale [0.5, 5], lengthscale [0.01, 0.5] on box decisions and
       overlap weights in [0.01, 10]).
+    feasible: optional jittable ``int32[D] -> bool[]`` budget predicate; proposals are kept
+      within it by :func:`jdanas.searchers.with_constraint`.
 
   Returns:
     A :class:`Searcher` with :class:`TRBOState`; ``ask`` returns ``int32[Q, D]``.
@@ -907,4 +994,4 @@ def casmopolitan(space: AbstractSearchSpace, *, num_asks: int = 1, n_init: int =
       local_search_steps=50, local_search_restarts=3, restart_memory=min(32, capacity),
       global_model=global_model, categorical_kernel=categorical_kernel)
   layout = Layout(dim=d, num_choices=tuple(space.num_choices), categorical=categorical, box=box)
-  return _engine(layout, config, space.canonicalize, space.sample, track_archive=True)
+  return constrained(_engine(layout, config, space.canonicalize, space.sample, track_archive=True), feasible)

@@ -145,6 +145,12 @@ class ConstraintState:
   num_unrepaired: jax.Array
 
 
+def constrained(searcher: Searcher, feasible: Predicate | None) -> Searcher:
+  """``searcher`` if ``feasible`` is None, else :func:`with_constraint` of it: how every searcher
+  factory that does not check budgets itself applies its ``feasible`` argument."""
+  return searcher if feasible is None else with_constraint(searcher, feasible)
+
+
 def with_constraint(searcher: Searcher, feasible: Predicate, *, max_tries: int = 32) -> Searcher:
   """Only proposes encodings with ``feasible(enc)`` True, redrawing infeasible rows.
 

@@ -1,0 +1,48 @@
+"""Orbax checkpoints of a search: after every round, the searcher state, the evaluation ledger
+and the top-K short-KD students' parameters; a truncated latest step falls back to the previous."""
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jdanas.pipeline.setup import log
+
+
+class Checkpoints:
+  """Searcher state + ledger + top-K params, one orbax step per completed round."""
+
+  def __init__(self, directory: pathlib.Path, abstract_state):
+    options = ocp.CheckpointManagerOptions(max_to_keep=3, enable_async_checkpointing=False)
+    self.manager = ocp.CheckpointManager(directory.absolute(), options=options)
+    self.abstract_state = abstract_state
+
+  def save(self, round_done: int, state, ledger: list, top: list[dict]) -> None:
+    """``top``: best-first list of ``{"arch", "score", "variables"}`` (short-KD students)."""
+    meta = {"round": round_done, "ledger": ledger, "top": [{"arch": t["arch"], "score": t["score"]} for t in top]}
+    params = {f"top{i}": t["variables"] for i, t in enumerate(top)} or {"empty": np.zeros(())}
+    self.manager.save(round_done, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), ledger=ocp.args.JsonSave(meta), top=ocp.args.PyTreeSave(params)))
+    self.manager.wait_until_finished()
+
+  def restore_latest(self):
+    """``(round_done, state, ledger, top)`` of the newest readable checkpoint, or ``None``."""
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        r = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(self.abstract_state), ledger=ocp.args.JsonRestore(),
+            top=ocp.args.PyTreeRestore()))
+      except Exception as e:  # a truncated/corrupt step: fall back to the previous one
+        log(f"[resume] checkpoint of round {step} is unreadable ({type(e).__name__}); trying the previous one")
+        continue
+      meta = r["ledger"]
+      top = [dict(t, variables=r["top"][f"top{i}"]) for i, t in enumerate(meta["top"])]
+      return int(meta["round"]), r["state"], list(meta["ledger"]), top
+    return None
+
+  def close(self):
+    self.manager.close()
+
+
+__all__ = ["Checkpoints"]

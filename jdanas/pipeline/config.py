@@ -1,0 +1,380 @@
+"""The config schema of a jdanas run, and its validation by building what the run uses.
+
+A config is an ``ml_collections.ConfigDict`` with these sections (``configs/default.py`` is the
+reference; every shipped config has the same shape)::
+
+  seed        int
+  data        name, path, test_path, data_dir, val_fraction, train_limit, test_limit
+  teacher     name, path, train (a recipe: steps, batch_size, optimizer, learning_rate,
+              weight_decay, schedule, augment)
+  space       name, kwargs
+  searcher    name, dedup, kwargs
+  evaluator   name ("short_kd" | "tabular" | "zero_cost") and one subsection per evaluator:
+                short_kd   a recipe (the short KD run that scores a proposal)
+                tabular    table, column
+                zero_cost  proxy, batch_size, init, relation_tap, teacher_init, semantic_mismatch
+              Only the subsection of ``evaluator.name`` is required; a config may carry the others
+              so that ``--config.evaluator.name=...`` can switch between them.
+  kd          loss, temperature, semantic_weight, relation_weight, relation_tap
+  constraint  max_params, max_flops, max_latency_ms (0 = no limit)
+  search      rounds, top_k
+  final       a recipe, plus baselines (architecture strings of the space)
+  compute     strategy, score_strategy, specialize, lowering, mesh (pop, data): how the search's
+              evaluator AND the final training run on this machine
+
+:func:`build_plan` turns a config into a :class:`Plan`: the space, the searcher (with a stand-in
+budget of the same form), the recipes, the KD loss, the mesh and the evaluator settings are built
+by the same code the run uses, so a config that validates is the config that runs. Whatever
+needs the data (the budget predicate, the evaluator, the trainers) is built by
+:mod:`jdanas.pipeline.setup` from the plan; its errors are reported the same way. Every error is a
+:class:`ConfigError` whose message is one line starting with ``config.<field>:``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jdanas.distill import KD_PRESETS, TAPS, KDLoss, is_tap
+from jdanas.models.zoo import MODELS
+from jdanas.parallel import make_mesh
+from jdanas.searchers import SEARCHERS, Searcher, get_searcher, with_dedup
+from jdanas.spaces import SPACES, get_space
+from jdanas.spaces.base import AbstractSearchSpace
+from jdanas.train import STRATEGIES, Recipe
+
+SECTIONS = ("data", "teacher", "space", "searcher", "evaluator", "kd", "search", "final", "compute")
+EVALUATOR_NAMES = ("short_kd", "tabular", "zero_cost")
+LOWERINGS = ("auto", "xla", "cpu")  # lead: replace with jdanas.lowering.LOWERINGS
+LIMITS = ("max_params", "max_flops", "max_latency_ms")
+
+
+class ConfigError(ValueError):
+  """A config value is invalid; the message is one line naming the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Compute:
+  """``config.compute``: how evaluation and final training run (read by both phases).
+
+  Attributes:
+    strategy: population-training strategy (:data:`jdanas.train.STRATEGIES`).
+    score_strategy: zero-cost scoring strategy (``jdanas.scoring.STRATEGIES``).
+    specialize: ``True``, ``False`` or ``"auto"`` (see :mod:`jdanas.train.population`).
+    lowering: ``"auto"``, ``"xla"`` or ``"cpu"``; validated, not yet passed to the engines.
+    mesh_shape: ``(pop, data)`` device counts of the ``('pop', 'data')`` mesh.
+  """
+  strategy: str
+  score_strategy: str
+  specialize: bool | str
+  lowering: str
+  mesh_shape: tuple[int, int]
+
+  def mesh(self) -> jax.sharding.Mesh | None:
+    """The mesh, or None on a single device (the engines then use the default device)."""
+    return make_mesh(*self.mesh_shape) if jax.device_count() > 1 else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """Everything of a config that can be built without the data (see the module docstring).
+
+  Attributes:
+    space: the search space.
+    searcher_name, searcher_kwargs, dedup: the searcher (built with the budget by
+      :func:`jdanas.pipeline.setup.build_searcher`).
+    evaluator: ``evaluator.name``.
+    evaluator_kwargs: the ``tabular`` / ``zero_cost`` subsection as keyword arguments (empty for
+      ``short_kd``, whose recipe is ``short_kd``).
+    loss: the KD loss of the short-KD evaluator and the final KD training.
+    short_kd, final, teacher_train: recipes (``short_kd`` is None unless the evaluator is
+      ``short_kd``; ``teacher_train`` is None when the teacher is loaded from ``teacher.path``).
+    limits: ``{"max_params": ..., "max_flops": ..., "max_latency_ms": ...}`` (0 = no limit).
+    rounds, top_k: search rounds and the number of students of the final training.
+    baselines: predefined students of ``final.baselines``.
+    compute: :class:`Compute`.
+  """
+  space: AbstractSearchSpace
+  searcher_name: str
+  searcher_kwargs: dict
+  dedup: bool
+  evaluator: str
+  evaluator_kwargs: dict
+  loss: KDLoss
+  short_kd: Recipe | None
+  final: Recipe
+  teacher_train: Recipe | None
+  limits: dict
+  rounds: int
+  top_k: int
+  baselines: tuple[str, ...]
+  compute: Compute
+
+
+def need(ok: bool, field: str, msg: str) -> None:
+  """Raises ``ConfigError("config.<field>: <msg>")`` unless ``ok``."""
+  if not ok:
+    raise ConfigError(f"config.{field}: {msg}")
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+  return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def _one_of(value, choices, field: str) -> None:
+  need(value in choices, field, f"{value!r} is not one of {', '.join(map(str, choices))}")
+
+
+# ---- building blocks (shared by validation and the run) -------------------------------------------
+RECIPE_FIELDS = ("steps", "batch_size", "optimizer", "learning_rate", "weight_decay", "schedule", "augment",
+                 "eval_batch_size")
+
+
+def build_recipe(section, field: str, loss: KDLoss, extra: tuple[str, ...] = ()) -> Recipe:
+  """The :class:`jdanas.train.Recipe` of a recipe section (``RECIPE_FIELDS``, plus ``extra`` fields
+  the caller reads); ``Recipe``'s own checks name the field."""
+  unknown = sorted(set(section) - set(RECIPE_FIELDS) - set(extra))
+  need(not unknown, field, f"unknown field(s) {unknown}; a recipe has {', '.join(RECIPE_FIELDS + extra)}")
+  try:
+    return Recipe(steps=section.steps, batch_size=section.batch_size, optimizer=section.optimizer,
+                  learning_rate=section.learning_rate, weight_decay=section.weight_decay,
+                  schedule=section.schedule, augment=bool(section.get("augment", True)), loss=loss,
+                  eval_batch_size=section.get("eval_batch_size", 500))
+  except (ValueError, TypeError) as e:
+    msg = str(e)
+    raise ConfigError(f"config.{field}.{msg[len('recipe.'):]}" if msg.startswith("recipe.")
+                      else f"config.{field}: {msg}") from None
+
+
+def build_loss(k) -> KDLoss:
+  """The KD loss of ``config.kd``: a preset of :data:`jdanas.distill.KD_PRESETS` with the config's
+  temperature and DisWOT distiller terms (0 = off)."""
+  kd_names = [n for n, l in KD_PRESETS.items() if l.uses_teacher]
+  need(k.loss in kd_names, "kd.loss", f"{k.loss!r} is not a KD preset; choose one of {', '.join(kd_names)}")
+  need(_is_num(k.temperature) and k.temperature > 0, "kd.temperature", f"must be > 0, got {k.temperature!r}")
+  for field in ("semantic_weight", "relation_weight"):
+    v = k.get(field, 0.0)
+    need(_is_num(v) and v >= 0 and np.isfinite(v), f"kd.{field}", f"must be a number >= 0 (0 = off), got {v!r}")
+  tap = k.get("relation_tap", "pre_pool")
+  need(is_tap(tap), "kd.relation_tap", f"{tap!r} is not one of {', '.join(TAPS)} or stageI (I >= 1)")
+  base = KD_PRESETS[k.loss]
+  try:
+    return KDLoss(temperature=float(k.temperature), hard_weight=base.hard_weight, soft_weight=base.soft_weight,
+                  soft_form=base.soft_form, semantic_weight=float(k.get("semantic_weight", 0.0)),
+                  relation_weight=float(k.get("relation_weight", 0.0)), relation_tap=str(tap))
+  except ValueError as e:
+    raise ConfigError(f"config.kd: {e}") from None
+
+
+def parse_specialize(v) -> bool | str:
+  """``compute.specialize`` as the trainer takes it (a command line gives strings)."""
+  if isinstance(v, bool):
+    return v
+  s = str(v).lower()
+  need(s in ("auto", "true", "false"), "compute.specialize", f"must be True, False or 'auto', got {v!r}")
+  return {"auto": "auto", "true": True, "false": False}[s]
+
+
+def build_compute(c, space: AbstractSearchSpace) -> Compute:
+  """:class:`Compute` of ``config.compute``; the mesh is built to check it against the devices."""
+  _one_of(c.strategy, STRATEGIES, "compute.strategy")
+  score_strategy = c.get("score_strategy", "auto")
+  lowering = c.get("lowering", "auto")
+  _one_of(lowering, LOWERINGS, "compute.lowering")
+  specialize = parse_specialize(c.get("specialize", "auto"))
+  if specialize is True:
+    need(space.static_build(np.zeros(space.num_decisions, np.int32), 2) is not None, "compute.specialize",
+         f"space {space.name!r} has no specialised form (use 'auto' or False)")
+  m = c.mesh
+  need(_is_int(m.pop) and _is_int(m.data), "compute.mesh", f"pop/data must be ints, got {m.pop!r}/{m.data!r}")
+  try:
+    mesh = make_mesh(int(m.pop), int(m.data))
+  except ValueError as e:
+    raise ConfigError(f"config.compute.{e}") from None
+  return Compute(strategy=c.strategy, score_strategy=score_strategy, specialize=specialize, lowering=lowering,
+                 mesh_shape=(int(mesh.shape["pop"]), int(mesh.shape["data"])))
+
+
+def _stand_in_budget(enc: jax.Array) -> jax.Array:
+  """A budget of the real predicate's form, for validation (the real one needs the data)."""
+  return jnp.ones((), bool)
+
+
+def build_space(s) -> AbstractSearchSpace:
+  _one_of(s.name, sorted(SPACES), "space.name")
+  try:
+    return get_space(s.name, **dict(s.get("kwargs", {})))
+  except ValueError as e:
+    raise ConfigError(f"config.space.kwargs: {e}") from None
+
+
+def build_searcher(name: str, kwargs: dict, dedup: bool, space: AbstractSearchSpace,
+                   feasible=None) -> Searcher:
+  """The configured searcher with the budget ``feasible`` (see :func:`jdanas.searchers.get_searcher`),
+  deduplicated (outermost) unless ``searcher.dedup`` is False."""
+  try:
+    searcher = get_searcher(name, space, feasible=feasible, **kwargs)
+  except ValueError as e:
+    raise ConfigError(f"config.searcher.kwargs: {e}") from None
+  return with_dedup(searcher, space) if dedup else searcher
+
+
+# ---- sections ----------------------------------------------------------------------------------
+def _check_data(d) -> None:
+  need(isinstance(d.name, str) and bool(d.name), "data.name", "must be a dataset name ('digits', 'npz' or a TFDS name)")
+  if d.name == "npz":
+    need(bool(d.get("path")), "data.path", "is required when data.name='npz'")
+    for field in ("path", "test_path"):
+      if d.get(field):
+        path = pathlib.Path(d.get("data_dir") or ".") / d[field]
+        need(path.exists(), f"data.{field}", f"file {str(path)!r} does not exist")
+  need(isinstance(d.val_fraction, float) and 0 < d.val_fraction < 1, "data.val_fraction",
+       f"must be a float in (0, 1), got {d.val_fraction!r}")
+
+
+def _teacher_recipe(t) -> Recipe | None:
+  if t.get("path"):
+    need(pathlib.Path(t.path, "teacher.json").exists(), "teacher.path", f"no teacher.json in {t.path!r}")
+    return None
+  _one_of(t.name, sorted(MODELS), "teacher.name")
+  return build_recipe(t.train, "teacher.train", KD_PRESETS["ce"])
+
+
+def _zero_cost_kwargs(z, data) -> dict:
+  """``evaluator.zero_cost`` checked against :mod:`jdanas.scoring` (imported only when named)."""
+  try:
+    from jdanas import scoring
+    from jdanas.scoring.distances import SEMANTIC_MISMATCH
+    from jdanas.scoring.population import TEACHER_INITS
+  except ImportError as e:
+    raise ConfigError(f"config.evaluator.name: 'zero_cost' needs the jdanas.scoring package ({e})") from None
+  kw = dict(proxy=z.get("proxy", ""), batch_size=z.get("batch_size", 64), init=z.get("init", "gaussian"),
+            relation_tap=z.get("relation_tap", "pre_pool"), teacher_init=z.get("teacher_init", "random"),
+            semantic_mismatch=z.get("semantic_mismatch", "class_gram"))
+  unknown = sorted(set(z) - set(kw))
+  need(not unknown, "evaluator.zero_cost", f"unknown field(s) {unknown}; the fields are {', '.join(kw)}")
+  _one_of(kw["proxy"], scoring.PROXIES, "evaluator.zero_cost.proxy")
+  bs = kw["batch_size"]
+  need(_is_int(bs) and bs > 0, "evaluator.zero_cost.batch_size", f"must be a positive int, got {bs!r}")
+  limit = data.get("train_limit") or 0
+  need(not limit or bs <= limit * (1 - data.val_fraction), "evaluator.zero_cost.batch_size",
+       f"{bs} exceeds the training split (train_limit {limit}, val_fraction {data.val_fraction})")
+  _one_of(kw["init"], scoring.INITS, "evaluator.zero_cost.init")
+  need(is_tap(kw["relation_tap"]), "evaluator.zero_cost.relation_tap",
+       f"{kw['relation_tap']!r} is not one of {', '.join(TAPS)} or stageI (I >= 1)")
+  _one_of(kw["teacher_init"], TEACHER_INITS, "evaluator.zero_cost.teacher_init")
+  _one_of(kw["semantic_mismatch"], SEMANTIC_MISMATCH, "evaluator.zero_cost.semantic_mismatch")
+  return kw
+
+
+def _evaluator_kwargs(config, space: AbstractSearchSpace, loss: KDLoss) -> dict:
+  ev = config.evaluator
+  _one_of(ev.name, EVALUATOR_NAMES, "evaluator.name")
+  need(ev.name in ev, f"evaluator.{ev.name}", f"section is missing (needed by evaluator.name={ev.name!r})")
+  sub = ev[ev.name]
+  if ev.name == "short_kd":  # the recipe is built by build_plan
+    return {}
+  if ev.name == "zero_cost":
+    kw = _zero_cost_kwargs(sub, config.data)
+    _one_of(config.compute.get("score_strategy", "auto"), _scoring_strategies(), "compute.score_strategy")
+    return kw
+  need(space.name in ("nb201", "nb201_masked"), "evaluator.name", "'tabular' needs an nb201 space")
+  need(bool(sub.get("table")) and pathlib.Path(sub.table).exists(), "evaluator.tabular.table",
+       f"NB201 table file {sub.get('table')!r} does not exist")
+  kw = {"table": sub.table, "column": sub.get("column", "cifar10_valid_acc")}
+  unknown = sorted(set(sub) - set(kw))
+  need(not unknown, "evaluator.tabular", f"unknown field(s) {unknown}; the fields are table, column")
+  build_tabular(**kw)
+  return kw
+
+
+def build_tabular(table: str, column: str):
+  """The ``tabular`` evaluator (reads the NB201 table file)."""
+  from jdanas.benchmarks.nb201 import NB201Table
+  from jdanas.evaluators import TabularEvaluator
+  try:
+    return TabularEvaluator(NB201Table(table), column)
+  except ValueError as e:
+    msg = str(e)
+    raise ConfigError(f"config.evaluator.tabular.{msg[len('evaluator.'):]}" if msg.startswith("evaluator.")
+                      else f"config.evaluator.tabular: {msg}") from None
+
+
+def _scoring_strategies() -> tuple[str, ...]:
+  from jdanas.scoring import STRATEGIES as SCORING_STRATEGIES
+  return tuple(SCORING_STRATEGIES)
+
+
+def _baselines(f, space: AbstractSearchSpace) -> tuple[str, ...]:
+  baselines = f.get("baselines", None)
+  if baselines is None:
+    return ()
+  need(isinstance(baselines, (list, tuple)) and all(isinstance(b, str) and b for b in baselines),
+       "final.baselines", f"must be a list of architecture strings of space {space.name!r}, got {baselines!r}")
+  need(len(set(baselines)) == len(baselines), "final.baselines", f"has duplicates: {list(baselines)}")
+  for b in baselines:
+    try:
+      space.encode(b)
+    except ValueError as e:
+      raise ConfigError(f"config.final.baselines: {b!r} is not an architecture of space {space.name!r} ({e})") from None
+  return tuple(baselines)
+
+
+def _limits(c) -> dict:
+  limits = {}
+  for field in LIMITS:
+    v = (c or {}).get(field, 0)
+    need(_is_num(v) and v >= 0, f"constraint.{field}", f"must be >= 0 (0 = no limit), got {v!r}")
+    limits[field] = float(v or 0)
+  return limits
+
+
+def build_plan(config: ml_collections.ConfigDict) -> Plan:
+  """Validates ``config`` by building its data-independent objects; raises :class:`ConfigError`."""
+  for section in SECTIONS:
+    need(section in config, section, "section is missing")
+  need(_is_int(config.get("seed", None)), "seed", f"must be an int, got {config.get('seed', None)!r}")
+  _check_data(config.data)
+  teacher_train = _teacher_recipe(config.teacher)
+  space = build_space(config.space)
+  se = config.searcher
+  _one_of(se.name, sorted(SEARCHERS), "searcher.name")
+  searcher_kwargs, dedup = dict(se.get("kwargs", {})), bool(se.get("dedup", True))
+  limits = _limits(config.get("constraint", None))
+  build_searcher(se.name, searcher_kwargs, dedup, space, _stand_in_budget if any(limits.values()) else None)
+  loss = build_loss(config.kd)
+  evaluator_kwargs = _evaluator_kwargs(config, space, loss)
+  short_kd = (build_recipe(config.evaluator.short_kd, "evaluator.short_kd", loss)
+              if config.evaluator.name == "short_kd" else None)
+  final = build_recipe(config.final, "final", loss, extra=("baselines",))
+  baselines = _baselines(config.final, space)
+  r = config.search
+  need(_is_int(r.rounds) and r.rounds > 0, "search.rounds", f"must be a positive int, got {r.rounds!r}")
+  need(_is_int(r.top_k) and r.top_k > 0, "search.top_k", f"must be a positive int, got {r.top_k!r}")
+  compute = build_compute(config.compute, space)
+  data_n = compute.mesh_shape[1]
+  for field, recipe in (("evaluator.short_kd", short_kd), ("final", final)):
+    if recipe is not None:
+      need(recipe.batch_size % data_n == 0, f"{field}.batch_size",
+           f"{recipe.batch_size} is not divisible by the mesh's data axis ({data_n})")
+  return Plan(space=space, searcher_name=se.name, searcher_kwargs=searcher_kwargs, dedup=dedup,
+              evaluator=config.evaluator.name, evaluator_kwargs=evaluator_kwargs, loss=loss,
+              short_kd=short_kd, final=final, teacher_train=teacher_train, limits=limits,
+              rounds=int(r.rounds), top_k=int(r.top_k), baselines=baselines, compute=compute)
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises :class:`ConfigError` (one line, naming the field) on the first invalid value."""
+  build_plan(config)
+
+
+__all__ = ["Compute", "ConfigError", "EVALUATOR_NAMES", "LOWERINGS", "Plan", "build_compute", "build_loss",
+           "build_plan", "build_recipe", "build_searcher", "build_space", "build_tabular", "parse_specialize",
+           "validate_config"]

@@ -1,0 +1,117 @@
+"""The final phase: the best ``top_k`` distinct architectures of the search are KD-trained with the
+full schedule (``config.final``); the one with the best *validation* accuracy is chosen (the test
+split is only reported), trained again without KD for comparison, and exported. The predefined
+students of ``config.final.baselines`` are KD-trained with the same trainer (recipe, teacher,
+batches) and reported side by side."""
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from jdanas import costs
+from jdanas.pipeline.search import SearchResult
+from jdanas.pipeline.setup import log, trainer, vanilla_recipe
+from jdanas.teachers import evaluate
+from jdanas.train import PopulationTrainer
+
+
+def top_archs(ledger: list, k: int) -> list[dict]:
+  """The ``k`` best distinct architectures of the ledger by score (failed ones excluded)."""
+  best: dict[str, dict] = {}
+  for row in ledger:
+    if row["score"] is None:
+      continue
+    if row["arch"] not in best or row["score"] > best[row["arch"]]["score"]:
+      best[row["arch"]] = row
+  return sorted(best.values(), key=lambda r: (-r["score"], r["index"]))[:k]
+
+
+def _test_accuracy(s: SearchResult, enc: np.ndarray, variables) -> float | None:
+  if s.data.test is None:
+    return None
+  module = s.plan.space.build(s.plan.space.signature(enc), s.data.num_classes)
+  return evaluate(module, variables, s.data.test, s.data.mean, s.data.std, enc=np.asarray(enc))
+
+
+def _top_rows(s: SearchResult, top: list[dict], encs: list[np.ndarray], accuracy: np.ndarray) -> list[dict]:
+  """Report rows of the KD-trained top-K, best validation accuracy first."""
+  rows = []
+  for i, r in enumerate(top):
+    rows.append({"arch": r["arch"], "search_score": r["score"], "params": r["params"], "flops": r["flops"],
+                 "latency_ms": costs.latency_ms(s.plan.space, encs[i], num_classes=s.data.num_classes,
+                                                input_shape=s.data.image_shape),
+                 "val_accuracy": None if not np.isfinite(accuracy[i]) else float(accuracy[i])})
+  return sorted(rows, key=lambda r: -1.0 if r["val_accuracy"] is None else -r["val_accuracy"])
+
+
+def _export(s: SearchResult, enc: np.ndarray, variables, val_accuracy: float) -> str:
+  from jdanas.export import export_student
+  c = costs.model_costs(s.plan.space, enc, num_classes=s.data.num_classes, input_shape=s.data.image_shape)
+  export_dir = export_student(
+      s.workdir / "export", space=s.plan.space, space_kwargs=dict(s.config.space.get("kwargs", {})),
+      space_name=s.config.space.name, encoding=enc, variables=variables, num_classes=s.data.num_classes,
+      input_shape=s.data.image_shape, mean=s.data.mean, std=s.data.std,
+      meta={"params": c.params, "flops": c.flops, "val_accuracy": val_accuracy})
+  return str(export_dir.relative_to(s.workdir.absolute()) if export_dir.is_absolute() else export_dir)
+
+
+def train_baselines(s: SearchResult, kd_trainer: PopulationTrainer) -> list[dict]:
+  """KD-trains ``config.final.baselines`` with the chosen student's trainer (same recipe, teacher
+  and batches); one report row per baseline."""
+  names = list(s.plan.baselines)
+  if not names:
+    return []
+  space, data = s.plan.space, s.data
+  encs = [space.encode(b) for b in names]
+  log(f"[final] KD-training {len(names)} baseline students with the same recipe: {', '.join(names)}")
+  result = kd_trainer.train(jax.random.fold_in(s.key_final, 1), encs, progress=True, desc="final KD baselines")
+  limit = s.plan.limits["max_params"]
+  rows = []
+  for i, (name, enc) in enumerate(zip(names, encs)):
+    c = costs.model_costs(space, enc, num_classes=data.num_classes, input_shape=data.image_shape)
+    val = float(result.accuracy[i]) if np.isfinite(result.accuracy[i]) else None
+    test = _test_accuracy(s, enc, jax.device_get(result.variables(i))) if val is not None else None
+    if limit and c.params > limit:
+      log(f"[final] baseline {name} has {c.params} params, over the budget {limit:g}")
+    rows.append({"name": name, "arch": space.decode(enc), "params": c.params, "flops": c.flops,
+                 "kd": {"val_accuracy": val, "test_accuracy": test}})
+  return rows
+
+
+def train_final(s: SearchResult) -> dict:
+  """Full-schedule KD of the top-K, choice by validation accuracy, no-KD comparison, baselines and
+  export (``<workdir>/export``).
+
+  Returns:
+    ``{"top": [...], "baselines": [...], "final": {...}, "export": str}`` (sections of the report;
+    see :mod:`jdanas.report`).
+  """
+  plan, data, space = s.plan, s.data, s.plan.space
+  top = top_archs(s.ledger, plan.top_k)
+  if not top:
+    raise RuntimeError("search: every evaluation failed (NaN); nothing to train (lower the learning rate?)")
+  encs = [np.asarray(r["encoding"], np.int32) for r in top]
+  log(f"[final] KD-training the top {len(encs)} students for {plan.final.steps} steps")
+  kd_trainer = trainer(plan, data, plan.final, s.teacher, s.mesh)
+  kd = kd_trainer.train(jax.random.fold_in(s.key_final, 0), encs, progress=True, desc="final KD")
+  chosen = int(np.argmax(np.where(np.isfinite(kd.accuracy), kd.accuracy, -np.inf)))
+  enc = encs[chosen]
+  log(f"[final] training the chosen student {space.decode(enc)} without KD for comparison")
+  vanilla_trainer = trainer(plan, data, vanilla_recipe(plan.final), None, s.mesh)
+  vanilla = vanilla_trainer.train(jax.random.fold_in(s.key_final, 0), [enc], progress=True, desc="final vanilla")
+  kd_vars = jax.device_get(kd.variables(chosen))
+  export = _export(s, enc, kd_vars, float(kd.accuracy[chosen]))
+  c = costs.model_costs(space, enc, num_classes=data.num_classes, input_shape=data.image_shape)
+  return {
+      "top": _top_rows(s, top, encs, kd.accuracy),
+      "baselines": train_baselines(s, kd_trainer),
+      "final": {"arch": space.decode(enc), "params": c.params, "flops": c.flops, "steps": int(plan.final.steps),
+                "kd": {"val_accuracy": float(kd.accuracy[chosen]), "test_accuracy": _test_accuracy(s, enc, kd_vars)},
+                "no_kd": {"val_accuracy": float(vanilla.accuracy[0]),
+                          "test_accuracy": _test_accuracy(s, enc, jax.device_get(vanilla.variables(0)))},
+                "num_compilations": kd.num_compilations + vanilla.num_compilations},
+      "export": export,
+  }
+
+
+__all__ = ["top_archs", "train_baselines", "train_final"]

@@ -1,0 +1,180 @@
+"""The search phase: data, teacher, then ``config.search.rounds`` rounds of ask -> evaluate -> tell,
+checkpointed after every round (a run in a workdir with a checkpoint resumes from it)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import sys
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from jdanas import costs
+from jdanas.evaluators import ScoreKind
+from jdanas.pipeline.checkpoints import Checkpoints
+from jdanas.pipeline.config import Plan, build_plan
+from jdanas.pipeline.setup import build_budget, build_evaluator, get_teacher, load_data, log, plan_searcher
+from jdanas.teachers import Teacher, evaluate
+
+
+@dataclasses.dataclass
+class SearchResult:
+  """What :func:`search` hands to :func:`jdanas.pipeline.train_final` and :func:`jdanas.pipeline.report`.
+
+  Attributes:
+    config, plan, workdir: the run's config, its :class:`~jdanas.pipeline.config.Plan`, its folder.
+    data, teacher: the dataset and the teacher.
+    teacher_accuracy: ``{"val_accuracy": float, "test_accuracy": float | None}``.
+    ledger: one dict per evaluation (see :mod:`jdanas.report`).
+    score_kind: what the ledger's ``score`` is (:class:`jdanas.evaluators.ScoreKind`).
+    stats: ``evaluations``, ``rounds``, ``seconds``, ``num_compilations``, ``resumed_from_round``.
+    key_final: the key of the final phase (a function of ``config.seed`` only).
+    mesh: the device mesh (None on one device).
+    started: ``time.perf_counter()`` at the start of the run.
+  """
+  config: ml_collections.ConfigDict
+  plan: Plan
+  workdir: pathlib.Path
+  data: Any
+  teacher: Teacher
+  teacher_accuracy: dict
+  ledger: list
+  score_kind: ScoreKind
+  stats: dict
+  key_final: jax.Array
+  mesh: Any
+  started: float
+
+
+def _data_and_teacher(config: ml_collections.ConfigDict, plan: Plan, workdir: pathlib.Path,
+                      key: jax.Array) -> tuple[Any, Teacher, dict]:
+  """The dataset, the teacher and its ``{"val_accuracy", "test_accuracy"}``."""
+  data = load_data(config)
+  log(f"[data] {config.data.name}: train {len(data.train)}, val {len(data.val)}, "
+      f"test {len(data.test) if data.test is not None else 0}, {data.num_classes} classes, {data.image_shape}")
+  teacher = get_teacher(config, plan, data, workdir, key)
+  val = evaluate(teacher.module, teacher.variables, data.val, data.mean, data.std)
+  test = evaluate(teacher.module, teacher.variables, data.test, data.mean, data.std) if data.test is not None else None
+  log(f"[teacher] {teacher.name}: val accuracy {val:.4f}")
+  return data, teacher, {"val_accuracy": val, "test_accuracy": test}
+
+
+def _reset_metrics(path: pathlib.Path, start_round: int) -> None:
+  """Keeps the ``metrics.jsonl`` rows of the rounds a resumed run does not repeat."""
+  kept = [l for l in path.read_text().splitlines() if json.loads(l)["round"] < start_round] if path.exists() else []
+  path.write_text("".join(l + "\n" for l in kept))
+
+
+def _evaluate(evaluator, feasible_batch, key: jax.Array, encs: np.ndarray):
+  """Scores of one round (``float32[Q]``, NaN = failed or over budget), per-proposal short-KD
+  variables (None where there are none) and the number of programs compiled."""
+  # The searcher proposes within the budget; a proposal it could not repair is scored NaN.
+  feasible = (np.asarray(jax.device_get(feasible_batch(encs))) if feasible_batch is not None
+              else np.ones(len(encs), bool))
+  scores = np.full(len(encs), np.nan, np.float32)
+  variables = [None] * len(encs)
+  compilations = 0
+  if feasible.any():
+    ev = evaluator(key, encs[feasible])
+    scores[feasible] = ev.scores
+    compilations = ev.num_compilations
+    if ev.variables is not None:
+      for j, i in enumerate(np.nonzero(feasible)[0]):
+        variables[i] = ev.variables[j]
+  return feasible, scores, variables, compilations
+
+
+def _record(r: int, encs, feasible, scores, variables, *, ledger: list, top: list, plan: Plan, data,
+            seed: int, score_kind: ScoreKind, seconds: float, top_k: int) -> list:
+  """Appends the round's ledger rows; returns the updated best-first top-K short-KD students."""
+  space = plan.space
+  for i, e in enumerate(encs):
+    c = costs.model_costs(space, e, num_classes=data.num_classes, input_shape=data.image_shape)
+    ledger.append({"round": r, "index": len(ledger), "arch": space.decode(e), "encoding": [int(v) for v in e],
+                   "score": None if not np.isfinite(scores[i]) else float(scores[i]),
+                   "score_kind": score_kind.kind, "feasible": bool(feasible[i]), "params": c.params,
+                   "flops": c.flops, "seed": seed, "wall_time": seconds})
+    if variables[i] is not None and np.isfinite(scores[i]) and all(t["arch"] != ledger[-1]["arch"] for t in top):
+      top.append({"arch": ledger[-1]["arch"], "score": float(scores[i]), "variables": variables[i]})
+  return sorted(top, key=lambda t: -t["score"])[:top_k]
+
+
+def _metrics_row(r: int, ledger: list, scores: np.ndarray, seconds: float, metrics: dict) -> dict:
+  best = max((row["score"] for row in ledger if row["score"] is not None), default=float("nan"))
+  return {"round": r, "evaluations": len(ledger), "best_score": best,
+          "round_best": float(np.nanmax(scores)) if np.isfinite(scores).any() else None,
+          "failed": int((~np.isfinite(scores)).sum()), "seconds": seconds,
+          **{k: float(np.asarray(v)) for k, v in metrics.items()}}
+
+
+def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> SearchResult:
+  """Validates ``config``, loads the data and the teacher, and runs (or resumes) the search.
+
+  Round ``r`` uses ``fold_in(key_loop, r)`` split into ask / evaluate / tell keys, so a resumed run
+  ends with the same ledger as an uninterrupted one. Writes ``<workdir>/checkpoints``,
+  ``metrics.jsonl`` and TensorBoard events in ``<workdir>/tb``.
+  """
+  plan = build_plan(config)
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  started = time.perf_counter()
+  key_teacher, key_search, key_final = jax.random.split(jax.random.key(config.seed), 3)
+  key_init, key_loop = jax.random.split(key_search)
+
+  data, teacher, teacher_accuracy = _data_and_teacher(config, plan, workdir, key_teacher)
+  budget = build_budget(plan, data)
+  searcher = plan_searcher(plan, budget)
+  feasible_batch = jax.jit(jax.vmap(budget)) if budget is not None else None
+  mesh = plan.compute.mesh()
+  evaluator = build_evaluator(plan, data, teacher, int(config.seed), mesh)
+
+  ask, tell = jax.jit(searcher.ask), jax.jit(searcher.tell)
+  state = jax.jit(searcher.init)(key_init)
+  ckpt = Checkpoints(workdir / "checkpoints", jax.eval_shape(lambda: state))
+  restored = ckpt.restore_latest()
+  start_round, ledger, top = 0, [], []
+  if restored is not None:
+    start_round, state, ledger, top = restored
+    log(f"[resume] continuing after round {start_round} ({len(ledger)} evaluations in the ledger)")
+  metrics_path = workdir / "metrics.jsonl"
+  _reset_metrics(metrics_path, start_round)
+  from tensorboardX import SummaryWriter
+  writer = SummaryWriter(str(workdir / "tb"))
+
+  seconds = ledger[-1]["wall_time"] if ledger else 0.0
+  compilations = 0
+  bar = tqdm(range(start_round, plan.rounds), desc="search", initial=start_round, total=plan.rounds, file=sys.stderr)
+  for r in bar:
+    t_round = time.perf_counter()
+    key_ask, key_eval, key_tell = jax.random.split(jax.random.fold_in(key_loop, r), 3)
+    encs, state = ask(key_ask, state)
+    encs = np.asarray(jax.device_get(encs))
+    feasible, scores, variables, n_compiled = _evaluate(evaluator, feasible_batch, key_eval, encs)
+    compilations += n_compiled
+    # Infeasible proposals are told as failed (NaN): they can never become the incumbent.
+    state, metrics = tell(key_tell, state, encs, scores)
+    seconds += time.perf_counter() - t_round
+    top = _record(r, encs, feasible, scores, variables, ledger=ledger, top=top, plan=plan, data=data,
+                  seed=int(config.seed), score_kind=evaluator.score_kind, seconds=seconds, top_k=plan.top_k)
+    ckpt.save(r + 1, state, ledger, top)
+    row = _metrics_row(r, ledger, scores, seconds, metrics)
+    with metrics_path.open("a") as f:
+      f.write(json.dumps(row) + "\n")
+    writer.add_scalar("search/best_score", row["best_score"], r)
+    writer.add_scalar("search/round_best", row["round_best"] or float("nan"), r)
+    bar.set_postfix(best=f"{row['best_score']:.4f}")
+  writer.close()
+  ckpt.close()
+  stats = {"evaluations": len(ledger), "rounds": plan.rounds, "seconds": seconds,
+           "num_compilations": compilations, "resumed_from_round": start_round}
+  return SearchResult(config=config, plan=plan, workdir=workdir, data=data, teacher=teacher,
+                      teacher_accuracy=teacher_accuracy, ledger=ledger, score_kind=evaluator.score_kind,
+                      stats=stats, key_final=key_final, mesh=mesh, started=started)
+
+
+__all__ = ["SearchResult", "search"]

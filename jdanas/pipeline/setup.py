@@ -1,0 +1,120 @@
+"""What a run builds from its :class:`~jdanas.pipeline.config.Plan` once the data is loaded:
+the dataset, the teacher, the budget predicate, the searcher, the trainers and the evaluator.
+Errors that a config value causes are :class:`~jdanas.pipeline.config.ConfigError` lines."""
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import jax
+import ml_collections
+import numpy as np
+
+from jdanas.distill import KD_PRESETS
+from jdanas.evaluators import ShortKDEvaluator
+from jdanas.pipeline.config import ConfigError, Plan, build_searcher, build_tabular
+from jdanas.searchers import Searcher, cost_predicate
+from jdanas.teachers import Teacher, load_teacher, save_teacher, train_teacher
+from jdanas.train import PopulationTrainer, Recipe
+from jdanas.train.batching import normalize
+
+
+def log(msg: str) -> None:
+  print(msg, file=sys.stderr, flush=True)
+
+
+def load_data(config: ml_collections.ConfigDict):
+  """The :class:`jdanas.data.Dataset` of ``config.data`` (split with ``config.seed``)."""
+  from jdanas.data import load_dataset
+  d = config.data
+  return load_dataset(d.name, data_dir=d.get("data_dir") or None, path=d.get("path") or None,
+                      test_path=d.get("test_path") or None, val_fraction=d.val_fraction, seed=config.seed,
+                      train_limit=d.get("train_limit") or None, test_limit=d.get("test_limit") or None)
+
+
+def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pathlib.Path,
+                key: jax.Array) -> Teacher:
+  """Loads ``config.teacher.path``, or the teacher cached in ``<workdir>/teacher``, or trains one
+  with ``plan.teacher_train`` (and caches it)."""
+  t = config.teacher
+  if t.get("path"):
+    teacher = load_teacher(t.path)
+  elif (workdir / "teacher" / "teacher.json").exists():
+    teacher = load_teacher(workdir / "teacher")
+    log(f"[teacher] loaded cached {teacher.name} from {workdir / 'teacher'}")
+  else:
+    log(f"[teacher] training {t.name} for {plan.teacher_train.steps} steps")
+    teacher = train_teacher(key, t.name, data, recipe=plan.teacher_train, progress=True)
+    save_teacher(workdir / "teacher", teacher)
+  if teacher.num_classes != data.num_classes or tuple(teacher.input_shape) != tuple(data.image_shape):
+    raise ConfigError(f"config.teacher: teacher {teacher.name} expects {teacher.num_classes} classes of "
+                      f"{teacher.input_shape}, the data has {data.num_classes} of {data.image_shape}")
+  return teacher
+
+
+def build_budget(plan: Plan, data):
+  """The jittable budget predicate of ``config.constraint`` (None without limits)."""
+  if not any(plan.limits.values()):
+    return None
+  try:
+    return cost_predicate(plan.space, num_classes=data.num_classes, input_shape=tuple(data.image_shape),
+                          **plan.limits)
+  except ValueError as e:
+    raise ConfigError(f"config.constraint.{e}") from None
+
+
+def plan_searcher(plan: Plan, feasible=None) -> Searcher:
+  """The searcher of ``plan`` with the budget ``feasible`` (from :func:`build_budget`)."""
+  return build_searcher(plan.searcher_name, plan.searcher_kwargs, plan.dedup, plan.space, feasible)
+
+
+def trainer(plan: Plan, data, recipe: Recipe, teacher: Teacher | None, mesh=None, *,
+            field: str = "final") -> PopulationTrainer:
+  """A population trainer with ``config.compute``'s strategy and specialisation; ``field`` names
+  the recipe's config section in errors (e.g. a batch larger than the training split)."""
+  try:
+    return PopulationTrainer(plan.space, data, recipe=recipe, teacher=teacher, strategy=plan.compute.strategy,
+                             mesh=mesh, specialize=plan.compute.specialize)
+  except ValueError as e:
+    msg = str(e)
+    if msg.startswith("recipe."):
+      raise ConfigError(f"config.{field}.{msg[len('recipe.'):]}") from None
+    if msg.split(":")[0] in ("strategy", "specialize", "mesh"):
+      raise ConfigError(f"config.compute.{msg}") from None
+    raise ConfigError(f"config.{field}: {msg}") from None
+
+
+def vanilla_recipe(recipe: Recipe) -> Recipe:
+  """``recipe`` with the plain cross-entropy loss (the no-KD comparison)."""
+  import dataclasses
+  return dataclasses.replace(recipe, loss=KD_PRESETS["ce"])
+
+
+def scoring_batch(plan: Plan, data, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """The fixed batch a ``zero_cost`` evaluator scores on: ``evaluator.zero_cost.batch_size``
+  training examples drawn without replacement with ``seed``, normalised (float32 NHWC), and labels."""
+  n = int(plan.evaluator_kwargs["batch_size"])
+  idx = np.sort(np.random.default_rng(seed).choice(len(data.train.y), n, replace=False))
+  x = np.asarray(normalize(np.asarray(data.train.x[idx]), data.mean, data.std), np.float32)
+  return x, np.asarray(data.train.y[idx], np.int32)
+
+
+def build_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None):
+  """The configured evaluator (``short_kd``, ``tabular`` or ``zero_cost``)."""
+  if plan.evaluator == "tabular":
+    return build_tabular(**plan.evaluator_kwargs)
+  if plan.evaluator == "zero_cost":
+    from jdanas.scoring import ZeroCostEvaluator  # optional package: imported only here
+    kw = dict(plan.evaluator_kwargs)
+    x, y = scoring_batch(plan, data, seed)
+    del kw["batch_size"]
+    try:
+      return ZeroCostEvaluator(plan.space, teacher, x, y, kw.pop("proxy"), num_classes=data.num_classes,
+                               seed=int(seed), strategy=plan.compute.score_strategy, **kw)
+    except ValueError as e:
+      raise ConfigError(f"config.evaluator.zero_cost: {e}") from None
+  return ShortKDEvaluator(trainer(plan, data, plan.short_kd, teacher, mesh, field="evaluator.short_kd"))
+
+
+__all__ = ["build_budget", "build_evaluator", "get_teacher", "load_data", "log", "plan_searcher", "scoring_batch",
+           "trainer", "vanilla_recipe"]

@@ -1,0 +1,54 @@
+"""The last step of a run: ``report.json``, ``report.md``, ``ledger.json``, the plots (their y axis
+says what the search score is) and a short summary on stdout."""
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+
+from jdanas import report as report_lib
+from jdanas.pipeline.search import SearchResult
+
+
+def report(s: SearchResult, final: dict) -> dict:
+  """Writes the report of a search (:func:`jdanas.pipeline.search`) and its final phase
+  (:func:`jdanas.pipeline.train_final`) into the workdir, prints a summary, returns the report dict."""
+  workdir = s.workdir
+  out = dict(final)
+  out.update({
+      "dataset": s.config.data.name, "space": s.plan.space.name, "searcher": s.plan.searcher_name,
+      "evaluator": s.plan.evaluator,
+      "teacher": {"name": s.teacher.name, **s.teacher_accuracy},
+      "search": {**s.stats, "score": s.score_kind.to_dict()},
+      "seconds": time.perf_counter() - s.started,
+  })
+  (workdir / "ledger.json").write_text(json.dumps(s.ledger, indent=1))
+  out["ledger_file"] = "ledger.json"
+  label = s.score_kind.label
+  report_lib.plot_search(s.ledger, workdir / "search.png", score_label=label)
+  report_lib.plot_pareto(s.ledger, workdir / "pareto.png", highlight=out["final"]["arch"], score_label=label)
+  out["plots"] = {"search": "search.png", "pareto": "pareto.png"}
+  report_lib.write_report(workdir, out)
+  print_summary(out, workdir)
+  return out
+
+
+def print_summary(report: dict, workdir: pathlib.Path) -> None:
+  """A few lines for the console: teacher, search, top students, KD vs no KD, baselines."""
+  f, t = report["final"], report["teacher"]
+  fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
+  print(f"teacher {t['name']}: val {fmt(t['val_accuracy'])}, test {fmt(t['test_accuracy'])}")
+  print(f"search: {report['search']['evaluations']} evaluations in {report['search']['seconds']:.1f} s "
+        f"({report['search']['num_compilations']} compiled programs); score: {report['search']['score']['label']}")
+  print(f"{'val_acc':>8} {'params':>9} {'MFLOPs':>8} {'ms@b1':>7}  arch (top after final KD)")
+  for r in report["top"]:
+    print(f"{fmt(r['val_accuracy']):>8} {r['params']:>9d} {r['flops'] / 1e6:>8.2f} {r['latency_ms']:>7.2f}  {r['arch']}")
+  print(f"chosen {f['arch']}: KD test {fmt(f['kd']['test_accuracy'])} vs no-KD test {fmt(f['no_kd']['test_accuracy'])}")
+  for b in report.get("baselines") or []:
+    print(f"baseline {b['name']} ({b['params']} params): KD val {fmt(b['kd']['val_accuracy'])}, "
+          f"test {fmt(b['kd']['test_accuracy'])}")
+  print(f"report: {workdir / 'report.md'}; exported student: {workdir / report['export']} "
+        f"({report['seconds']:.1f} s total)")
+
+
+__all__ = ["print_summary", "report"]
