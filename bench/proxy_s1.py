@@ -78,7 +78,8 @@ def main(argv=None):
   # bench/trbo_nb201.py).
   jax.config.update("jax_cpu_enable_async_dispatch", False)
 
-  from jdanas.scoring import PROXIES, PROXY_INFO, random_teacher, score_population
+  from jdanas.scoring import PROXIES, random_teacher, score_population
+  from jdanas.scoring.proxies import init_groups
   from jdanas.spaces import get_space
 
   proxies = list(PROXIES) if args.proxies == "all" else [s for s in args.proxies.split(",") if s]
@@ -101,11 +102,8 @@ def main(argv=None):
   teacher = random_teacher(args.teacher, 100, tuple(x.shape[1:]))
   key = jax.random.key(args.seed)
 
-  by_init: dict[str, list[str]] = {}
-  for p in proxies:
-    by_init.setdefault(args.init or PROXY_INFO[p].paper_init, []).append(p)
   scores, timings = {}, {}
-  for init, group in by_init.items():
+  for init, group in init_groups(proxies, args.init).items():
     log(f"{len(names)} students, init {init}: {', '.join(group)}")
     t0 = time.perf_counter()
     scores.update(score_population(key, space, encs, x.astype(np.float32), y, proxies=group, num_classes=100,

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from jdanas import costs
 from jdanas.data import load_dataset
-from jdanas.distill import KD_PRESETS, TAPS, KDLoss, is_tap
+from jdanas.distill import KD_PRESETS, SEMANTIC_MISMATCH, TAPS, KDLoss, is_tap
 from jdanas.evaluators import EVALUATORS, ShortKDEvaluator, TabularEvaluator
 from jdanas.models.zoo import MODELS
 from jdanas.parallel import make_mesh
@@ -106,7 +106,6 @@ def _check_zero_cost(ev, data) -> None:
   """``evaluator.*`` fields of the ``zero_cost`` evaluator (needs the jdanas.scoring package)."""
   try:
     from jdanas import scoring
-    from jdanas.scoring.distances import SEMANTIC_MISMATCH
     from jdanas.scoring.population import TEACHER_INITS
   except ImportError as e:
     raise ConfigError(f"config.evaluator.name: 'zero_cost' needs the jdanas.scoring package ({e})") from None
@@ -117,8 +116,8 @@ def _check_zero_cost(ev, data) -> None:
   limit = data.get("train_limit") or 0
   _need(not limit or bs <= limit * (1 - data.val_fraction), "evaluator.batch_size",
         f"{bs} exceeds the training split (train_limit {limit}, val_fraction {data.val_fraction})")
-  init = ev.get("init", "gaussian")
-  _need(init in scoring.INITS, "evaluator.init", f"{init!r} is not one of {', '.join(scoring.INITS)}")
+  init = ev.get("init")  # None: the proxy's paper initialisation (scoring.PROXY_INFO[proxy].paper_init)
+  _need(init is None or init in scoring.INITS, "evaluator.init", f"{init!r} is not one of {', '.join(scoring.INITS)}")
   tap = ev.get("relation_tap", "pre_pool")
   _need(is_tap(tap), "evaluator.relation_tap", f"{tap!r} is not one of {', '.join(TAPS)} or stageI (I >= 1)")
   ti = ev.get("teacher_init", "random")
@@ -346,7 +345,7 @@ def build_evaluator(config, space, data, teacher, loss, mesh=None):
     x, y = scoring_batch(config, data)
     try:
       return ZeroCostEvaluator(space, teacher, x, y, ev.proxy, num_classes=data.num_classes, seed=int(config.seed),
-                               init=ev.get("init", "gaussian"), relation_tap=ev.get("relation_tap", "pre_pool"),
+                               init=ev.get("init"), relation_tap=ev.get("relation_tap", "pre_pool"),
                                teacher_init=ev.get("teacher_init", "random"),
                                semantic_mismatch=ev.get("semantic_mismatch", "class_gram"),
                                strategy=ev.get("score_strategy", "auto"))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from jdanas.models import layers
-from jdanas.scoring import (PROXIES, PROXY_INFO, ZeroCostEvaluator, classifier_gradient, relation_loss,
-                            score_population, semantic_loss, torch_variables)
+from jdanas.distill import classifier_gradient, semantic_distance, sp_loss
+from jdanas.scoring import INITS, PROXIES, PROXY_INFO, ZeroCostEvaluator, score_population, torch_variables
 from jdanas.scoring import proxies as proxy_lib
 from jdanas.scoring.init import count_params, gaussian_variables, init_variables, path_weight
 from jdanas.spaces import get_space
@@ -173,24 +173,28 @@ def _ickd_reference(gt, gs):
   return total / (c * k)
 
 
+def sp_distance(student, teacher):
+  """The batch SP distance (DisWOT's relation term M_r)."""
+  return jnp.mean(sp_loss(jnp.asarray(student, jnp.float32), jnp.asarray(teacher, jnp.float32)))
+
+
 def test_sp_and_ickd_distances_small_matrices():
   eye, ones = np.eye(2, dtype=np.float32), np.ones((2, 2), np.float32)
   # G_T = I, G_S rows = (1, 1)/sqrt(2): 2 (1 - 1/sqrt2)^2 + 2 (1/2), over N^2 = 4.
   expected_sp = (2 * (1 - 2 ** -0.5) ** 2 + 1.0) / 4
-  np.testing.assert_allclose(float(relation_loss(eye, ones)), expected_sp, rtol=1e-6)
+  np.testing.assert_allclose(float(sp_distance(ones, eye)), expected_sp, rtol=1e-6)
   # One class, C=2: g_T=(1,0) -> [[1,0],[0,0]]; g_S=(1,1) -> rows (1,1)/sqrt2; over C*K = 2.
   expected_ickd = ((1 - 2 ** -0.5) ** 2 + 0.5 * 3) / 2
-  np.testing.assert_allclose(float(semantic_loss(np.asarray([[1.0, 0.0]]), np.asarray([[1.0, 1.0]]))),
+  np.testing.assert_allclose(float(semantic_distance(jnp.asarray([[1.0, 1.0]]), jnp.asarray([[1.0, 0.0]]))),
                              expected_ickd, rtol=1e-6)
   rng = np.random.default_rng(2)
   ft, fs = rng.standard_normal((6, 3, 3, 5)), rng.standard_normal((6, 2, 2, 7))
-  np.testing.assert_allclose(float(relation_loss(jnp.asarray(ft, jnp.float32), jnp.asarray(fs, jnp.float32))),
-                             _sp_reference(ft, fs), rtol=1e-5)
+  np.testing.assert_allclose(float(sp_distance(fs, ft)), _sp_reference(ft, fs), rtol=1e-5)
   gt, gs = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
-  np.testing.assert_allclose(float(semantic_loss(jnp.asarray(gt, jnp.float32), jnp.asarray(gs, jnp.float32))),
-                             _ickd_reference(gt, gs), rtol=1e-5)
-  assert float(semantic_loss(gt, gt)) == pytest.approx(0.0, abs=1e-6)
-  assert float(relation_loss(ft, ft)) == pytest.approx(0.0, abs=1e-6)
+  g_t, g_s = jnp.asarray(gt, jnp.float32), jnp.asarray(gs, jnp.float32)
+  np.testing.assert_allclose(float(semantic_distance(g_s, g_t)), _ickd_reference(gt, gs), rtol=1e-5)
+  assert float(semantic_distance(g_t, g_t)) == pytest.approx(0.0, abs=1e-6)
+  assert float(sp_distance(ft, ft)) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_classifier_gradient_equals_autodiff():
@@ -209,12 +213,12 @@ def test_semantic_mismatch_policy():
   gt = jnp.asarray(rng.standard_normal((5, 8)), jnp.float32)
   gs = jnp.asarray(rng.standard_normal((5, 6)), jnp.float32)
   # Unequal widths: default compares the channel-agnostic K x K class Gram matrices.
-  np.testing.assert_allclose(float(semantic_loss(gt, gs)), float(relation_loss(gt, gs)), rtol=1e-6)
-  assert float(semantic_loss(gt, gs, mismatch="drop")) == 0.0
+  np.testing.assert_allclose(float(semantic_distance(gs, gt)), float(sp_distance(gs, gt)), rtol=1e-6)
+  assert float(semantic_distance(gs, gt, mismatch="drop")) == 0.0
   with pytest.raises(ValueError, match="semantic_mismatch"):
-    semantic_loss(gt, gs, mismatch="error")
+    semantic_distance(gs, gt, mismatch="error")
   with pytest.raises(ValueError, match="equal K"):
-    semantic_loss(gt, gs[:3])
+    semantic_distance(gs[:3], gt)
 
 
 def test_gaussian_init_rule():
@@ -265,7 +269,7 @@ def masked_scores(masked, batch, teacher16):
   encs = np.stack([masked.encode(c) for c in CELLS])
   info = {}
   out = score_population(jax.random.key(0), masked, encs, x, y, proxies=FAST_PROXIES, num_classes=NUM_CLASSES,
-                         teacher=teacher16, info=info)
+                         teacher=teacher16, init="gaussian", info=info)
   return out, info
 
 
@@ -329,7 +333,7 @@ def test_deterministic_per_key(masked, batch, teacher16, masked_scores):
   x, y = batch
   encs = np.stack([masked.encode(c) for c in CELLS])
   again = score_population(jax.random.key(0), masked, encs, x, y, proxies=("diswot", "synflow"),
-                           num_classes=NUM_CLASSES, teacher=teacher16)
+                           num_classes=NUM_CLASSES, teacher=teacher16, init="gaussian")
   for name in ("diswot", "synflow"):
     np.testing.assert_array_equal(again[name], masked_scores[0][name])
   # A candidate's score does not depend on the other candidates or its position.
@@ -362,7 +366,8 @@ def test_bad_inputs_raise_one_line_errors(masked, batch):
   encs = np.stack([masked.encode(c) for c in CELLS])
   cases = [(dict(proxies=("diswot",)), "teacher"), (dict(proxies=("nope",)), "unknown proxy"),
            (dict(proxies=("snip",), init="kaiming"), "init"), (dict(proxies=("snip",), strategy="pmap"), "strategy"),
-           (dict(proxies=("snip",), relation_tap="middle"), "relation_tap")]
+           (dict(proxies=("snip",), relation_tap="middle"), "relation_tap"),
+           (dict(proxies=("naswot", "zen")), "different initialisations")]
   for kwargs, match in cases:
     with pytest.raises(ValueError, match=match) as e:
       score_population(jax.random.key(0), masked, encs, x, y, num_classes=NUM_CLASSES, **kwargs)
@@ -379,6 +384,15 @@ def test_proxy_table_complete():
                           "rkd", "pkt"}
   for info in PROXY_INFO.values():
     assert info.reference and info.group in proxy_lib.GROUPS + ("host",)
+    assert (info.paper_init is None) == (info.group == "host") and info.paper_init in INITS + (None,)
+
+
+def test_default_init_is_the_papers():
+  assert proxy_lib.paper_init(("diswot", "kd", "params")) == "gaussian"
+  assert proxy_lib.paper_init(("params",)) == "flax"
+  assert proxy_lib.init_groups(("params", "naswot", "diswot", "zen")) == {"flax": ("params", "naswot"),
+                                                                          "gaussian": ("diswot", "zen")}
+  assert proxy_lib.init_groups(("naswot", "diswot"), "torch") == {"torch": ("naswot", "diswot")}
 
 
 def test_evaluator_matches_score_population_and_compiles_once(masked, batch, teacher16, masked_scores):
