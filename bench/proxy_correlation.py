@@ -15,7 +15,7 @@ the ``arch_str`` column of ``--cells``); one batch of 64 images per dataset: the
 ``cifar100_train_subset.npz``, normalised with the usual CIFAR means/stds; students with 10 /
 100 classes; a randomly initialised ResNet-56 teacher (``--teacher``) for DisWOT and the
 KD-based proxies. Each proxy uses the initialisation of its paper (``PROXY_INFO[p].paper_init``:
-Gaussian for DisWOT, KD-based and Zen, PyTorch's for GraSP, Flax defaults otherwise;
+Gaussian for DisWOT, KD-based and Zen, PyTorch's for GraSP and GradNorm, Flax defaults otherwise;
 ``--init`` overrides). Targets (columns of ``nb201_accuracy.csv``): ``cifar10_valid_split_test_acc``
 (CIFAR-10) and ``cifar100_test_acc`` (CIFAR-100). Spearman and Kendall from ``scipy.stats``; cells with a NaN
 score are dropped for that proxy (``cells`` counts the rest). ``--reference-cells`` builds the

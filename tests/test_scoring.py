@@ -123,6 +123,36 @@ def test_fisher_two_layer_net_matches_closed_form():
   np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
+def test_gradnorm_and_snip_two_layer_net_match_the_reference_definition():
+  """Abdelfattah et al.'s grad_norm / snip: per conv / linear layer the Frobenius norm of dL/dW
+  (resp. sum |W * dL/dW|), summed over layers; biases never enter (the classifier's here)."""
+  rng = np.random.default_rng(3)
+  w1, w2, b2 = rng.standard_normal((4, 3)), rng.standard_normal((3, 2)), rng.standard_normal(2)
+  x, y = rng.standard_normal((5, 1, 1, 4)), np.array([0, 1, 1, 0, 1])
+
+  class WithBias(nn.Module):
+    @nn.compact
+    def __call__(self, x, enc=None, *, train=False):
+      del enc, train
+      h = nn.relu(nn.Dense(3, use_bias=False, name="hidden")(x.reshape(x.shape[0], -1)))[:, None, None, :]
+      return layers.features_dict([h], h, lambda p: nn.Dense(2, name="classifier")(p))
+
+  variables = {"params": {"hidden": {"kernel": jnp.asarray(w1, jnp.float32)},
+                          "classifier": {"kernel": jnp.asarray(w2, jnp.float32), "bias": jnp.asarray(b2, jnp.float32)}}}
+  a1 = x.reshape(5, 4) @ w1
+  h = np.maximum(a1, 0)
+  logits = h @ w2 + b2
+  p = np.exp(logits - logits.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)
+  g2 = (p - np.eye(2)[y]) / 5  # dL/dlogits of the batch-mean cross-entropy
+  dw2, dw1 = h.T @ g2, x.reshape(5, 4).T @ ((g2 @ w2.T) * (a1 > 0))
+  yj = jnp.asarray(y, jnp.int32)
+  got = _group("gradnorm", WithBias(), variables, x.astype(np.float32), yj)
+  np.testing.assert_allclose(got, np.linalg.norm(dw1) + np.linalg.norm(dw2), rtol=1e-5)
+  got = _group("snip", WithBias(), variables, x.astype(np.float32), yj)
+  np.testing.assert_allclose(got, np.abs(w1 * dw1).sum() + np.abs(w2 * dw2).sum(), rtol=1e-5)
+
+
 class SharedDense(nn.Module):
   @nn.compact
   def __call__(self, x, enc=None, *, train=False):

@@ -29,7 +29,12 @@ The distances are the batch means of the per-example distillation losses of
 Gradient proxies follow the zero-cost-proxy code of Abdelfattah et al. (ICLR 2021,
 https://github.com/SamsungLabs/zero-cost-nas): conv and linear kernels only, batch-mean
 cross-entropy, BN in train mode (batch statistics); GraSP with T=1, Fisher with the per-channel
-value repeated over the weight's fan-in (as their ``reshape_elements`` does). Their NB201 cells
+value repeated over the weight's fan-in (as their ``reshape_elements`` does). GradNorm is the sum
+over conv / linear layers of the Frobenius norm of the kernel gradient, as theirs; it runs with
+PyTorch's default initialisation, which their NB201 script used: under Flax's (LeCun normal, 3x
+the variance) the stem's share of the sum grows from 7 % to 18 % on NB201 (a term that ranks
+accuracy worse than the cells' terms) and the rank correlation with accuracy drops by about 0.05
+(docs/methods/zero_cost.md). Their NB201 cells
 carry conv biases before a parameter-free BN (``NB201Space(cell_affine=False)``): invisible to
 every kernel gradient under train-mode BN, but part of Fisher's activations. SynFlow removes BN
 (here: scale 1, bias 0, statistics mean 0 / variance 1 in eval mode, i.e. the identity up to
@@ -70,8 +75,8 @@ class ProxyInfo:
   reference: str
   # The one source of the default initialisation (``score_population(init=None)``): the rule the
   # proxy's paper / reference code used (:mod:`jdanas.scoring.init`): DisWOT's Gaussian rule for
-  # DisWOT, the KD-based proxies and Zen; PyTorch's defaults for GraSP, whose rank
-  # correlation depends on it (docs/methods/zero_cost.md); Flax's otherwise. None: the score does
+  # DisWOT, the KD-based proxies and Zen; PyTorch's defaults for GraSP and GradNorm, whose rank
+  # correlations depend on it (docs/methods/zero_cost.md); Flax's otherwise. None: the score does
   # not depend on the weights.
   paper_init: str | None
 
@@ -84,7 +89,7 @@ _TABLE = (
     ProxyInfo("synflow", "synflow", False, "Tanaka et al., SynFlow, NeurIPS 2020", "flax"),
     ProxyInfo("snip", "grad", False, "Lee et al., SNIP, ICLR 2019", "flax"),
     ProxyInfo("grasp", "grasp", False, "Wang et al., GraSP, ICLR 2020", "torch"),
-    ProxyInfo("gradnorm", "grad", False, "Abdelfattah et al., Zero-cost proxies, ICLR 2021", "flax"),
+    ProxyInfo("gradnorm", "grad", False, "Abdelfattah et al., Zero-cost proxies, ICLR 2021", "torch"),
     ProxyInfo("fisher", "fisher", False, "Turner et al., BlockSwap, ICLR 2020", "flax"),
     ProxyInfo("jacob_cov", "jacob_cov", False, "Mellor et al., NAS without training v1, 2020", "flax"),
     ProxyInfo("zen", "zen", False, "Lin et al., Zen-NAS, ICCV 2021", "gaussian"),
