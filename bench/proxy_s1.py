@@ -12,7 +12,7 @@ Protocol: students of ``s1_resnet`` named as in ``diswot_s1_cifar100_vanilla_vs_
 alone); a randomly initialised ResNet-110 teacher (100 classes), DisWOT's protocol; one batch
 of the first ``--batch`` (64) CIFAR-100 training images of ``cifar100_train_subset.npz``
 (bit-exact pixels), normalised with the CIFAR-100 mean/std; Gaussian init (DisWOT) for DisWOT,
-the KD-based proxies and Zen, PyTorch's for GraSP, Flax defaults for the others (``--init``
+the KD-based proxies and Zen, PyTorch's for GraSP and GradNorm, Flax defaults for the others (``--init``
 overrides). Students are scored in the masked S1 space (``s1_resnet_masked``: depths are a
 traced input, one compiled program per proxy group for all 64; scores equal the per-student
 modules', tested);
