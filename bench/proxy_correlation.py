@@ -15,8 +15,8 @@ the ``arch_str`` column of ``--cells``); one batch of 64 images per dataset: the
 ``cifar100_train_subset.npz``, normalised with the usual CIFAR means/stds; students with 10 /
 100 classes; a randomly initialised ResNet-56 teacher (``--teacher``) for DisWOT and the
 KD-based proxies. Each proxy uses the initialisation of its paper (``PROXY_INFO[p].paper_init``:
-Gaussian for DisWOT, KD-based and Zen, PyTorch's for GraSP, Flax defaults otherwise; ``--init``
-overrides). Targets (columns of ``nb201_accuracy.csv``): ``cifar10_valid_split_test_acc``
+Gaussian for DisWOT, KD-based and Zen, PyTorch's for GraSP and GradNorm, Flax defaults otherwise;
+``--init`` overrides). Targets (columns of ``nb201_accuracy.csv``): ``cifar10_valid_split_test_acc``
 (CIFAR-10) and ``cifar100_test_acc`` (CIFAR-100). Spearman and Kendall from ``scipy.stats``; cells with a NaN
 score are dropped for that proxy (``cells`` counts the rest). ``--reference-cells`` builds the
 cells as the zero-cost-proxy reference code does (conv bias, BN without scale and bias:
@@ -180,7 +180,8 @@ def main(argv=None):
   jax.config.update("jax_cpu_enable_async_dispatch", False)
 
   from jdanas.benchmarks.nb201 import NB201Table
-  from jdanas.scoring import PROXIES, PROXY_INFO, random_teacher, score_population
+  from jdanas.scoring import PROXIES, random_teacher, score_population
+  from jdanas.scoring.proxies import init_groups
   from jdanas.spaces import get_space
 
   proxies = list(PROXIES) if args.proxies == "all" else [s for s in args.proxies.split(",") if s]
@@ -213,10 +214,9 @@ def main(argv=None):
     num_classes = 10 if dataset == "cifar10" else 100
     teacher = random_teacher(args.teacher, num_classes, tuple(x.shape[1:]))
     target = table.lookup(TARGETS[dataset], encs)
-    by_init: dict[str, list[str]] = {}
-    for proxy in proxies:  # one call per init: proxies sharing a forward pass share one program
-      by_init.setdefault(args.init or PROXY_INFO[proxy].paper_init, []).append(proxy)
-    for init, group in by_init.items():  # lines are printed as soon as each call returns
+    # one call per init: proxies sharing a forward pass share one program; lines are printed as
+    # soon as each call returns
+    for init, group in init_groups(proxies, args.init).items():
       t0 = time.perf_counter()
       names = [f"{proxy}@{dataset}" for proxy in group]
       for name in names:

@@ -12,7 +12,7 @@ Protocol: students of ``s1_resnet`` named as in ``diswot_s1_cifar100_vanilla_vs_
 alone); a randomly initialised ResNet-110 teacher (100 classes), DisWOT's protocol; one batch
 of the first ``--batch`` (64) CIFAR-100 training images of ``cifar100_train_subset.npz``
 (bit-exact pixels), normalised with the CIFAR-100 mean/std; Gaussian init (DisWOT) for DisWOT,
-the KD-based proxies and Zen, PyTorch's for GraSP, Flax defaults for the others (``--init``
+the KD-based proxies and Zen, PyTorch's for GraSP and GradNorm, Flax defaults for the others (``--init``
 overrides). Students are scored in the masked S1 space (``s1_resnet_masked``: depths are a
 traced input, one compiled program per proxy group for all 64; scores equal the per-student
 modules', tested);
@@ -78,7 +78,8 @@ def main(argv=None):
   # bench/trbo_nb201.py).
   jax.config.update("jax_cpu_enable_async_dispatch", False)
 
-  from jdanas.scoring import PROXIES, PROXY_INFO, random_teacher, score_population
+  from jdanas.scoring import PROXIES, random_teacher, score_population
+  from jdanas.scoring.proxies import init_groups
   from jdanas.spaces import get_space
 
   proxies = list(PROXIES) if args.proxies == "all" else [s for s in args.proxies.split(",") if s]
@@ -101,11 +102,8 @@ def main(argv=None):
   teacher = random_teacher(args.teacher, 100, tuple(x.shape[1:]))
   key = jax.random.key(args.seed)
 
-  by_init: dict[str, list[str]] = {}
-  for p in proxies:
-    by_init.setdefault(args.init or PROXY_INFO[p].paper_init, []).append(p)
   scores, timings = {}, {}
-  for init, group in by_init.items():
+  for init, group in init_groups(proxies, args.init).items():
     log(f"{len(names)} students, init {init}: {', '.join(group)}")
     t0 = time.perf_counter()
     scores.update(score_population(key, space, encs, x.astype(np.float32), y, proxies=group, num_classes=100,

@@ -1,7 +1,8 @@
 """Architecture costs measured from the built model, not from hand formulas.
 
 * ``params``: number of elements of the ``params`` collection (weights, biases, BN scale/bias; not BN
-  running statistics), i.e. PyTorch's ``sum(p.numel() for p in model.parameters())``.
+  running statistics), i.e. PyTorch's ``sum(p.numel() for p in model.parameters())``. Every
+  parameter count in jdanas is :func:`num_params` (teachers, the ``params`` proxy, budgets).
 * ``flops``: XLA's cost analysis of the compiled inference forward pass at batch size 1. XLA
   counts a multiply-add as 2 FLOPs (so ``flops ~= 2 x MACs`` plus element-wise work); many papers
   (and the NB201 tables) report MACs under the name FLOPs.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,22 @@ class Costs:
   flops: float
 
 
+def num_params(variables: Any, used: Callable[[tuple], float] | None = None) -> int:
+  """Number of parameters in ``variables`` (arrays or ``jax.ShapeDtypeStruct``s; a
+  ``{"params", ...}`` dict or the ``params`` tree itself).
+
+  ``used(path)`` (a leaf's key path, as from ``jax.tree_util.tree_flatten_with_path``) returns 1
+  for a leaf that the architecture uses and 0 otherwise, for superset networks whose unselected
+  parts must not count (:func:`jdanas.scoring.init.count_params`).
+  """
+  tree = variables["params"] if hasattr(variables, "keys") and "params" in variables else variables
+  total = 0.0
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    weight = 1.0 if used is None else float(used(path))
+    total += weight * math.prod(leaf.shape)
+  return int(total)
+
+
 @functools.lru_cache(maxsize=4096)
 def _costs(space: AbstractSearchSpace, enc: tuple[int, ...], num_classes: int,
            input_shape: tuple[int, ...], with_flops: bool) -> Costs:
@@ -34,7 +51,7 @@ def _costs(space: AbstractSearchSpace, enc: tuple[int, ...], num_classes: int,
   x = jnp.zeros((1,) + input_shape, jnp.float32)
   e = jnp.asarray(enc, jnp.int32)
   abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), x, e, train=False))
-  params = int(sum(math.prod(a.shape) for a in jax.tree.leaves(abstract["params"])))
+  params = num_params(abstract)
   flops = float("nan")
   if with_flops:
     forward = jax.jit(lambda v, x: module.apply(v, x, e, train=False)["logits"])

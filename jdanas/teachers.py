@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import pathlib
 from typing import Any
 
@@ -115,6 +114,3 @@ def load_teacher(path: str | pathlib.Path) -> Teacher:
   return Teacher(name=info["name"], module=module, variables=variables, num_classes=int(info["num_classes"]),
                  input_shape=shape, meta=info.get("meta", {}))
 
-
-def num_params(variables: Any) -> int:
-  return int(sum(math.prod(a.shape) for a in jax.tree.leaves(variables.get("params", variables))))

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jdanas.distill import KD_PRESETS, KDLoss, channel_pool, ickd_loss, sp_loss
+from jdanas.distill import (KD_PRESETS, KDLoss, at_loss, channel_pool, check_tap, fitnet_loss, ickd_loss, is_tap,
+                            pkt_loss, rkd_loss, semantic_distance, soft_kd_loss, sp_loss, tap_feature)
 from jdanas.distill.relations import channel_pool_matrix
 from jdanas.spaces import get_space
 from jdanas.train import PopulationTrainer, Recipe
@@ -124,3 +125,90 @@ def test_gradients_finite_for_dead_channels():
     g = jax.grad(lambda f: jnp.mean(fn(f, t)))(s)
     assert np.isfinite(np.asarray(g)).all()
   assert np.isfinite(np.asarray(jax.grad(lambda f: jnp.mean(sp_loss(f, t)))(jnp.zeros((2, 3))))).all()
+
+
+# Every distance of jdanas.distill as a function of (student, teacher) feature maps [B, H, W, C].
+DISTANCES = {
+    "ickd": ickd_loss, "sp": sp_loss, "rkd": rkd_loss, "pkt": pkt_loss, "fitnet": fitnet_loss,
+    "at": lambda s, t: at_loss([s], [t]),
+    "kd": lambda s, t: soft_kd_loss(s.reshape(s.shape[0], -1), t.reshape(t.shape[0], -1)),
+    "semantic": lambda s, t: semantic_distance(s.reshape(s.shape[0], -1), t.reshape(t.shape[0], -1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DISTANCES))
+@pytest.mark.parametrize("zero", ["row", "feature", "all"])
+def test_distance_gradients_finite_at_zero_features(name, zero):
+  """A dead example (row), a dead channel (feature) or an all-zero student: finite values and
+  gradients for both arguments (a plain L2 norm has a NaN gradient at 0)."""
+  rng = np.random.default_rng(0)
+  s = jnp.asarray(rng.standard_normal((4, 2, 2, 3)), jnp.float32)
+  t = jnp.asarray(rng.standard_normal((4, 2, 2, 3)), jnp.float32)
+  s = {"row": s.at[1].set(0.0), "feature": s.at[..., 0].set(0.0), "all": jnp.zeros_like(s)}[zero]
+  fn = DISTANCES[name]
+  value = fn(s, t)
+  assert np.isfinite(np.asarray(value)).all()
+  for argnum in (0, 1):
+    g = jax.grad(lambda a, b: jnp.mean(fn(a, b)), argnums=argnum)(s, t)
+    assert np.isfinite(np.asarray(g)).all(), (name, zero, argnum)
+
+
+@pytest.mark.parametrize("name", ["ickd", "sp", "rkd", "pkt", "fitnet", "at", "kd"])
+def test_distances_are_per_example_and_zero_for_equal_inputs(name):
+  rng = np.random.default_rng(1)
+  s = jnp.asarray(rng.standard_normal((5, 2, 2, 3)), jnp.float32)
+  t = jnp.asarray(rng.standard_normal((5, 2, 2, 3)), jnp.float32)
+  value = DISTANCES[name](s, t)
+  assert value.shape == (5,) and np.all(np.asarray(value) > 0)
+  np.testing.assert_allclose(DISTANCES[name](t, t), np.zeros(5), atol=1e-5)
+
+
+def _rkd_reference(fs, ft):
+  """RepDistiller's RKDLoss (distance 25, angle 50) transcribed to numpy."""
+  def pdist(e):
+    sq = (e ** 2).sum(1)
+    d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * e @ e.T, 1e-12))
+    np.fill_diagonal(d, 0.0)
+    return d / d[d > 0].mean()
+
+  def angles(e):
+    v = e[None, :, :] - e[:, None, :]
+    v = v / np.maximum(np.linalg.norm(v, axis=2, keepdims=True), 1e-12)
+    return np.einsum("ijd,ikd->ijk", v, v)
+
+  def smooth_l1(a, b):
+    d = np.abs(a - b)
+    return np.where(d < 1, 0.5 * d * d, d - 0.5).mean()
+  return 25 * smooth_l1(pdist(fs), pdist(ft)) + 50 * smooth_l1(angles(fs), angles(ft))
+
+
+def _pkt_reference(fs, ft, eps=1e-7):
+  """RepDistiller's PKT cosine_similarity_loss transcribed to numpy."""
+  def kernel(f):
+    f = f / (np.linalg.norm(f, axis=1, keepdims=True) + eps)
+    k = (f @ f.T + 1) / 2
+    return k / k.sum(1, keepdims=True)
+  ks, kt = kernel(fs), kernel(ft)
+  return (kt * np.log((kt + eps) / (ks + eps))).mean()
+
+
+def test_rkd_and_pkt_batch_means_match_repdistiller():
+  rng = np.random.default_rng(2)
+  fs, ft = rng.standard_normal((6, 5)), rng.standard_normal((6, 7))
+  s, t = jnp.asarray(fs, jnp.float32), jnp.asarray(ft, jnp.float32)
+  np.testing.assert_allclose(float(jnp.mean(rkd_loss(s, t))), _rkd_reference(fs, ft), rtol=1e-5)
+  np.testing.assert_allclose(float(jnp.mean(pkt_loss(s, t))), _pkt_reference(fs, ft), rtol=1e-4)
+
+
+def test_one_tap_vocabulary():
+  features = {"stages": [jnp.zeros((1, 4, 4, 2)), jnp.ones((1, 2, 2, 4))], "pre_pool": jnp.ones((1, 2, 2, 4)),
+              "pooled": jnp.ones((1, 4)), "logits": jnp.ones((1, 3))}
+  assert all(is_tap(t) for t in ("pre_pool", "pooled", "logits", "stage1", "stage12"))
+  assert not any(is_tap(t) for t in ("stage0", "stage", "pool", 3, None))
+  assert tap_feature(features, "stage2") is features["stages"][1]
+  with pytest.raises(ValueError, match="kd.relation_tap: 'stage0'"):
+    check_tap("stage0", "kd.relation_tap")
+  with pytest.raises(ValueError, match="2 stages"):
+    tap_feature(features, "stage3")
+  with pytest.raises(ValueError, match="loss.relation_tap"):
+    KDLoss(relation_tap="pool")

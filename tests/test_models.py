@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import concrete_variables
+from jdanas.costs import num_params
 from jdanas.models import MODELS, get_model
 
 CONTRACT_KEYS = {"stages", "pre_pool", "pooled", "logits"}
@@ -29,10 +30,6 @@ CIFAR100_PARAMS_M = {
 def abstract_variables(module, x):
   """Variable shapes from ``init`` traced abstractly (no compilation, no random numbers)."""
   return jax.eval_shape(lambda key, inp: module.init(key, inp, None, train=False), jax.random.key(0), x)
-
-
-def num_params(variables) -> int:
-  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(variables["params"]))
 
 
 def run(module, variables, x, jit: bool):

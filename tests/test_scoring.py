@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from jdanas.models import layers
-from jdanas.scoring import (PROXIES, PROXY_INFO, ZeroCostEvaluator, classifier_gradient, relation_loss,
-                            score_population, semantic_loss, torch_variables)
+from jdanas.distill import classifier_gradient, semantic_distance, sp_loss
+from jdanas.scoring import INITS, PROXIES, PROXY_INFO, ZeroCostEvaluator, score_population, torch_variables
 from jdanas.scoring import proxies as proxy_lib
 from jdanas.scoring.init import count_params, gaussian_variables, init_variables, path_weight
 from jdanas.spaces import get_space
@@ -123,6 +123,36 @@ def test_fisher_two_layer_net_matches_closed_form():
   np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
+def test_gradnorm_and_snip_two_layer_net_match_the_reference_definition():
+  """Abdelfattah et al.'s grad_norm / snip: per conv / linear layer the Frobenius norm of dL/dW
+  (resp. sum |W * dL/dW|), summed over layers; biases never enter (the classifier's here)."""
+  rng = np.random.default_rng(3)
+  w1, w2, b2 = rng.standard_normal((4, 3)), rng.standard_normal((3, 2)), rng.standard_normal(2)
+  x, y = rng.standard_normal((5, 1, 1, 4)), np.array([0, 1, 1, 0, 1])
+
+  class WithBias(nn.Module):
+    @nn.compact
+    def __call__(self, x, enc=None, *, train=False):
+      del enc, train
+      h = nn.relu(nn.Dense(3, use_bias=False, name="hidden")(x.reshape(x.shape[0], -1)))[:, None, None, :]
+      return layers.features_dict([h], h, lambda p: nn.Dense(2, name="classifier")(p))
+
+  variables = {"params": {"hidden": {"kernel": jnp.asarray(w1, jnp.float32)},
+                          "classifier": {"kernel": jnp.asarray(w2, jnp.float32), "bias": jnp.asarray(b2, jnp.float32)}}}
+  a1 = x.reshape(5, 4) @ w1
+  h = np.maximum(a1, 0)
+  logits = h @ w2 + b2
+  p = np.exp(logits - logits.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)
+  g2 = (p - np.eye(2)[y]) / 5  # dL/dlogits of the batch-mean cross-entropy
+  dw2, dw1 = h.T @ g2, x.reshape(5, 4).T @ ((g2 @ w2.T) * (a1 > 0))
+  yj = jnp.asarray(y, jnp.int32)
+  got = _group("gradnorm", WithBias(), variables, x.astype(np.float32), yj)
+  np.testing.assert_allclose(got, np.linalg.norm(dw1) + np.linalg.norm(dw2), rtol=1e-5)
+  got = _group("snip", WithBias(), variables, x.astype(np.float32), yj)
+  np.testing.assert_allclose(got, np.abs(w1 * dw1).sum() + np.abs(w2 * dw2).sum(), rtol=1e-5)
+
+
 class SharedDense(nn.Module):
   @nn.compact
   def __call__(self, x, enc=None, *, train=False):
@@ -173,24 +203,28 @@ def _ickd_reference(gt, gs):
   return total / (c * k)
 
 
+def sp_distance(student, teacher):
+  """The batch SP distance (DisWOT's relation term M_r)."""
+  return jnp.mean(sp_loss(jnp.asarray(student, jnp.float32), jnp.asarray(teacher, jnp.float32)))
+
+
 def test_sp_and_ickd_distances_small_matrices():
   eye, ones = np.eye(2, dtype=np.float32), np.ones((2, 2), np.float32)
   # G_T = I, G_S rows = (1, 1)/sqrt(2): 2 (1 - 1/sqrt2)^2 + 2 (1/2), over N^2 = 4.
   expected_sp = (2 * (1 - 2 ** -0.5) ** 2 + 1.0) / 4
-  np.testing.assert_allclose(float(relation_loss(eye, ones)), expected_sp, rtol=1e-6)
+  np.testing.assert_allclose(float(sp_distance(ones, eye)), expected_sp, rtol=1e-6)
   # One class, C=2: g_T=(1,0) -> [[1,0],[0,0]]; g_S=(1,1) -> rows (1,1)/sqrt2; over C*K = 2.
   expected_ickd = ((1 - 2 ** -0.5) ** 2 + 0.5 * 3) / 2
-  np.testing.assert_allclose(float(semantic_loss(np.asarray([[1.0, 0.0]]), np.asarray([[1.0, 1.0]]))),
+  np.testing.assert_allclose(float(semantic_distance(jnp.asarray([[1.0, 1.0]]), jnp.asarray([[1.0, 0.0]]))),
                              expected_ickd, rtol=1e-6)
   rng = np.random.default_rng(2)
   ft, fs = rng.standard_normal((6, 3, 3, 5)), rng.standard_normal((6, 2, 2, 7))
-  np.testing.assert_allclose(float(relation_loss(jnp.asarray(ft, jnp.float32), jnp.asarray(fs, jnp.float32))),
-                             _sp_reference(ft, fs), rtol=1e-5)
+  np.testing.assert_allclose(float(sp_distance(fs, ft)), _sp_reference(ft, fs), rtol=1e-5)
   gt, gs = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
-  np.testing.assert_allclose(float(semantic_loss(jnp.asarray(gt, jnp.float32), jnp.asarray(gs, jnp.float32))),
-                             _ickd_reference(gt, gs), rtol=1e-5)
-  assert float(semantic_loss(gt, gt)) == pytest.approx(0.0, abs=1e-6)
-  assert float(relation_loss(ft, ft)) == pytest.approx(0.0, abs=1e-6)
+  g_t, g_s = jnp.asarray(gt, jnp.float32), jnp.asarray(gs, jnp.float32)
+  np.testing.assert_allclose(float(semantic_distance(g_s, g_t)), _ickd_reference(gt, gs), rtol=1e-5)
+  assert float(semantic_distance(g_t, g_t)) == pytest.approx(0.0, abs=1e-6)
+  assert float(sp_distance(ft, ft)) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_classifier_gradient_equals_autodiff():
@@ -209,12 +243,12 @@ def test_semantic_mismatch_policy():
   gt = jnp.asarray(rng.standard_normal((5, 8)), jnp.float32)
   gs = jnp.asarray(rng.standard_normal((5, 6)), jnp.float32)
   # Unequal widths: default compares the channel-agnostic K x K class Gram matrices.
-  np.testing.assert_allclose(float(semantic_loss(gt, gs)), float(relation_loss(gt, gs)), rtol=1e-6)
-  assert float(semantic_loss(gt, gs, mismatch="drop")) == 0.0
+  np.testing.assert_allclose(float(semantic_distance(gs, gt)), float(sp_distance(gs, gt)), rtol=1e-6)
+  assert float(semantic_distance(gs, gt, mismatch="drop")) == 0.0
   with pytest.raises(ValueError, match="semantic_mismatch"):
-    semantic_loss(gt, gs, mismatch="error")
+    semantic_distance(gs, gt, mismatch="error")
   with pytest.raises(ValueError, match="equal K"):
-    semantic_loss(gt, gs[:3])
+    semantic_distance(gs[:3], gt)
 
 
 def test_gaussian_init_rule():
@@ -265,7 +299,7 @@ def masked_scores(masked, batch, teacher16):
   encs = np.stack([masked.encode(c) for c in CELLS])
   info = {}
   out = score_population(jax.random.key(0), masked, encs, x, y, proxies=FAST_PROXIES, num_classes=NUM_CLASSES,
-                         teacher=teacher16, info=info)
+                         teacher=teacher16, init="gaussian", info=info)
   return out, info
 
 
@@ -329,7 +363,7 @@ def test_deterministic_per_key(masked, batch, teacher16, masked_scores):
   x, y = batch
   encs = np.stack([masked.encode(c) for c in CELLS])
   again = score_population(jax.random.key(0), masked, encs, x, y, proxies=("diswot", "synflow"),
-                           num_classes=NUM_CLASSES, teacher=teacher16)
+                           num_classes=NUM_CLASSES, teacher=teacher16, init="gaussian")
   for name in ("diswot", "synflow"):
     np.testing.assert_array_equal(again[name], masked_scores[0][name])
   # A candidate's score does not depend on the other candidates or its position.
@@ -362,7 +396,8 @@ def test_bad_inputs_raise_one_line_errors(masked, batch):
   encs = np.stack([masked.encode(c) for c in CELLS])
   cases = [(dict(proxies=("diswot",)), "teacher"), (dict(proxies=("nope",)), "unknown proxy"),
            (dict(proxies=("snip",), init="kaiming"), "init"), (dict(proxies=("snip",), strategy="pmap"), "strategy"),
-           (dict(proxies=("snip",), relation_tap="middle"), "relation_tap")]
+           (dict(proxies=("snip",), relation_tap="middle"), "relation_tap"),
+           (dict(proxies=("naswot", "zen")), "different initialisations")]
   for kwargs, match in cases:
     with pytest.raises(ValueError, match=match) as e:
       score_population(jax.random.key(0), masked, encs, x, y, num_classes=NUM_CLASSES, **kwargs)
@@ -379,6 +414,15 @@ def test_proxy_table_complete():
                           "rkd", "pkt"}
   for info in PROXY_INFO.values():
     assert info.reference and info.group in proxy_lib.GROUPS + ("host",)
+    assert (info.paper_init is None) == (info.group == "host") and info.paper_init in INITS + (None,)
+
+
+def test_default_init_is_the_papers():
+  assert proxy_lib.paper_init(("diswot", "kd", "params")) == "gaussian"
+  assert proxy_lib.paper_init(("params",)) == "flax"
+  assert proxy_lib.init_groups(("params", "naswot", "diswot", "zen")) == {"flax": ("params", "naswot"),
+                                                                          "gaussian": ("diswot", "zen")}
+  assert proxy_lib.init_groups(("naswot", "diswot"), "torch") == {"torch": ("naswot", "diswot")}
 
 
 def test_evaluator_matches_score_population_and_compiles_once(masked, batch, teacher16, masked_scores):

@@ -5,12 +5,12 @@ import jax
 import numpy as np
 import pytest
 
-from jdanas.costs import model_costs
+from jdanas.costs import model_costs, num_params
 from jdanas.distill import KD_PRESETS
 from jdanas.models import get_model
 from jdanas.parallel import make_mesh
 from jdanas.spaces import get_space
-from jdanas.teachers import Teacher, evaluate, load_teacher, num_params, save_teacher, train_teacher
+from jdanas.teachers import Teacher, evaluate, load_teacher, save_teacher, train_teacher
 from jdanas.train import Recipe
 
 RECIPE = Recipe(steps=8, batch_size=16, loss=KD_PRESETS["ce"], eval_batch_size=40)

@@ -1,6 +1,6 @@
 """Hinton knowledge distillation (Hinton, Vinyals & Dean 2015, https://arxiv.org/abs/1503.02531).
 
-One definition covers the conventions of the papers jdanas hosts (methods.md §1.1)::
+One definition covers the conventions of the papers jdanas hosts (docs/methods/)::
 
   loss_i = hard_weight * CE(y_i, softmax(z_s)) + soft_weight * T^2 * D(softmax(z_t / T), softmax(z_s / T))
 
@@ -8,16 +8,17 @@ with ``D`` either the KL divergence (``soft_form="kl"``, RepDistiller/CRD/DisWOT
 T=4) or the soft cross-entropy ``H(p_t, p_s)`` (``soft_form="soft_ce"``, DaSS: hard 0.5, soft 0.5,
 T=6), which differs from KL by the teacher entropy and has the same gradient. The ``T^2`` factor
 is explicit. Values are per example; callers reduce (``mean`` over the batch equals the papers'
-sum-over-classes, mean-over-batch reduction).
+sum-over-classes, mean-over-batch reduction). :func:`soft_kd_loss` is the soft term alone (the
+"KD" zero-cost proxy of DisWOT uses it).
 
-"DisWOT as a distiller" (DisWOT-dagger, methods.md §2.5) adds feature-relation terms computed on one
-feature tap of student and teacher (:data:`TAPS`)::
+"DisWOT as a distiller" (Dong et al., CVPR 2023; docs/methods/diswot.md) adds feature-relation
+terms computed on one feature tap of student and teacher (:mod:`jdanas.distill.taps`)::
 
   loss_i += semantic_weight * ICKD_i(f_s, f_t) + relation_weight * SP_i(f_s, f_t)
 
-(:mod:`jdanas.distill.relations`; the channel-mismatch policy is documented there). The official
-code does not expose these weights (methods.md §2.5), so they are free parameters. With both
-weights 0 the loss is exactly the logit KD loss (the same program: no feature is requested).
+(:mod:`jdanas.distill.relations`; the channel-mismatch policy is documented there). DisWOT's
+code does not expose these weights, so they are free parameters. With both weights 0 the loss
+is exactly the logit KD loss (the same program: no feature is requested).
 """
 from __future__ import annotations
 
@@ -28,29 +29,31 @@ import jax.numpy as jnp
 import optax
 
 from jdanas.distill.relations import ickd_loss, sp_loss
+from jdanas.distill.taps import check_tap, tap_feature
 
 SOFT_FORMS = ("kl", "soft_ce")
-# Feature taps the relation terms may use: keys of the models' Features dict, or ``stageI``, the
-# output of stage I (1-based) -- the names :mod:`jdanas.scoring` uses for its relation tap.
-TAPS = ("pre_pool", "pooled", "logits")
 
 
-def is_tap(tap) -> bool:
-  """Whether ``tap`` names a feature tap: one of :data:`TAPS` or ``stageI`` (I >= 1)."""
-  return isinstance(tap, str) and (tap in TAPS or (tap.startswith("stage") and tap[5:].isdigit()
-                                                   and int(tap[5:]) >= 1))
+def soft_kd_loss(student_logits: jax.Array, teacher_logits: jax.Array, *, temperature: float = 4.0,
+                 soft_form: str = "kl") -> jax.Array:
+  """Per-example soft term ``T^2 * D(softmax(z_t / T), softmax(z_s / T))`` (``float32[B]``).
+
+  ``soft_form="kl"``: ``D`` is the KL divergence ``KL(p_t || p_s)`` (the teacher is the target);
+  ``"soft_ce"``: the cross-entropy ``H(p_t, p_s)``.
+  """
+  if soft_form not in SOFT_FORMS:
+    raise ValueError(f"soft_form: {soft_form!r} is not one of {SOFT_FORMS}")
+  t = float(temperature)
+  return t * t * _divergence(student_logits, teacher_logits, t, soft_form)
 
 
-def tap_feature(features: dict, tap: str) -> jax.Array:
-  """The feature ``tap`` (see :func:`is_tap`) of a model's Features dict."""
-  if not is_tap(tap):
-    raise ValueError(f"relation_tap: {tap!r} is not one of {', '.join(TAPS)} or stageI (I >= 1)")
-  if tap in TAPS:
-    return features[tap]
-  i = int(tap[5:])
-  if i > len(features["stages"]):
-    raise ValueError(f"relation_tap: {tap!r} but the model has {len(features['stages'])} stages")
-  return features["stages"][i - 1]
+def _divergence(student_logits, teacher_logits, t: float, soft_form: str) -> jax.Array:
+  """``D(softmax(z_t / t), softmax(z_s / t))`` per example, without the ``t^2`` factor."""
+  log_ps = jax.nn.log_softmax(student_logits.astype(jnp.float32) / t, axis=-1)
+  log_pt = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / t, axis=-1)
+  if soft_form == "kl":
+    return jnp.sum(jnp.exp(log_pt) * (log_pt - log_ps), axis=-1)
+  return -jnp.sum(jnp.exp(log_pt) * log_ps, axis=-1)
 
 
 def kd_loss(student_logits: jax.Array, teacher_logits: jax.Array | None, labels: jax.Array, *,
@@ -78,14 +81,7 @@ def kd_loss(student_logits: jax.Array, teacher_logits: jax.Array | None, labels:
   if teacher_logits is None or soft_weight == 0:
     return hard_weight * hard
   t = float(temperature)
-  log_ps = jax.nn.log_softmax(student_logits / t, axis=-1)
-  log_pt = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / t, axis=-1)
-  pt = jnp.exp(log_pt)
-  if soft_form == "kl":
-    soft = jnp.sum(pt * (log_pt - log_ps), axis=-1)
-  else:
-    soft = -jnp.sum(pt * log_ps, axis=-1)
-  return hard_weight * hard + soft_weight * t * t * soft
+  return hard_weight * hard + soft_weight * t * t * _divergence(student_logits, teacher_logits, t, soft_form)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +106,7 @@ class KDLoss:
     for name in ("semantic_weight", "relation_weight"):
       if not getattr(self, name) >= 0:
         raise ValueError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
-    if not is_tap(self.relation_tap):
-      raise ValueError(f"loss.relation_tap: {self.relation_tap!r} is not one of {', '.join(TAPS)} or stageI")
+    check_tap(self.relation_tap, "loss.relation_tap")
 
   @property
   def uses_teacher(self) -> bool:

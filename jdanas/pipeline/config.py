@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jdanas.distill import KD_PRESETS, TAPS, KDLoss, is_tap
+from jdanas.distill import KD_PRESETS, SEMANTIC_MISMATCH, TAPS, KDLoss, is_tap
 from jdanas.models.zoo import MODELS
 from jdanas.parallel import make_mesh
 from jdanas.searchers import SEARCHERS, Searcher, get_searcher, with_dedup
@@ -251,11 +251,11 @@ def _zero_cost_kwargs(z, data) -> dict:
   """``evaluator.zero_cost`` checked against :mod:`jdanas.scoring` (imported only when named)."""
   try:
     from jdanas import scoring
-    from jdanas.scoring.distances import SEMANTIC_MISMATCH
     from jdanas.scoring.population import TEACHER_INITS
   except ImportError as e:
     raise ConfigError(f"config.evaluator.name: 'zero_cost' needs the jdanas.scoring package ({e})") from None
-  kw = dict(proxy=z.get("proxy", ""), batch_size=z.get("batch_size", 64), init=z.get("init", "gaussian"),
+  kw = dict(proxy=z.get("proxy", ""), batch_size=z.get("batch_size", 64),
+            init=z.get("init") or None,  # None / "": each proxy's paper initialisation (scoring.PROXY_INFO)
             relation_tap=z.get("relation_tap", "pre_pool"), teacher_init=z.get("teacher_init", "random"),
             semantic_mismatch=z.get("semantic_mismatch", "class_gram"))
   unknown = sorted(set(z) - set(kw))
@@ -266,7 +266,8 @@ def _zero_cost_kwargs(z, data) -> dict:
   limit = data.get("train_limit") or 0
   need(not limit or bs <= limit * (1 - data.val_fraction), "evaluator.zero_cost.batch_size",
        f"{bs} exceeds the training split (train_limit {limit}, val_fraction {data.val_fraction})")
-  _one_of(kw["init"], scoring.INITS, "evaluator.zero_cost.init")
+  if kw["init"] is not None:
+    _one_of(kw["init"], scoring.INITS, "evaluator.zero_cost.init")
   need(is_tap(kw["relation_tap"]), "evaluator.zero_cost.relation_tap",
        f"{kw['relation_tap']!r} is not one of {', '.join(TAPS)} or stageI (I >= 1)")
   _one_of(kw["teacher_init"], TEACHER_INITS, "evaluator.zero_cost.teacher_init")

@@ -2,20 +2,18 @@
 
 * :func:`score_population` -- scores ``P`` architectures of any space on one batch; all masked
   NB201 cells share one compiled program per proxy group.
-* :data:`PROXIES` / :data:`PROXY_INFO` -- proxy names, references and signs (higher = better);
-  the table is in :mod:`jdanas.scoring.proxies`.
-* :func:`semantic_loss` / :func:`relation_loss` -- DisWOT's two distances on plain arrays (also
-  usable as training losses), :func:`classifier_gradient`.
+* :data:`PROXIES` / :data:`PROXY_INFO` -- proxy names, references, signs (higher = better) and
+  initialisations; the table is in :mod:`jdanas.scoring.proxies`.
 * :class:`ZeroCostEvaluator` -- a proxy as a search evaluator (``evaluator(key, encodings)``).
+
+The distances behind DisWOT and the KD-based proxies are the distillation losses of
+:mod:`jdanas.distill` (``semantic_distance``, ``sp_loss``, ``soft_kd_loss``, ...), averaged over
+the batch.
 """
-from jdanas.scoring.distances import (at_distance, classifier_gradient, fitnet_distance, kd_distance,
-                                      pkt_distance, relation_loss, rkd_distance, semantic_form, semantic_loss)
 from jdanas.scoring.evaluator import ZeroCostEvaluator, random_teacher
 from jdanas.scoring.init import INITS, gaussian_variables, torch_variables
 from jdanas.scoring.population import STRATEGIES, score_population
 from jdanas.scoring.proxies import PROXIES, PROXY_INFO
 
-__all__ = ["INITS", "PROXIES", "PROXY_INFO", "STRATEGIES", "ZeroCostEvaluator", "at_distance",
-           "classifier_gradient", "fitnet_distance", "gaussian_variables", "kd_distance", "pkt_distance",
-           "random_teacher", "relation_loss", "rkd_distance", "score_population", "semantic_form",
-           "semantic_loss", "torch_variables"]
+__all__ = ["INITS", "PROXIES", "PROXY_INFO", "STRATEGIES", "ZeroCostEvaluator", "gaussian_variables",
+           "random_teacher", "score_population", "torch_variables"]

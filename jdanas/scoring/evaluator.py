@@ -46,8 +46,8 @@ class ZeroCostEvaluator:
     proxy: one name of :data:`jdanas.scoring.PROXIES`.
     num_classes: classifier width of the students (default: the teacher's).
     seed: fixes the weights.
-    **kwargs: passed to :func:`score_population` (``relation_tap``, ``strategy``, ...); ``init``
-      defaults to the proxy's paper initialisation (``PROXY_INFO[proxy].paper_init``).
+    **kwargs: passed to :func:`score_population` (``init``, ``relation_tap``, ``strategy``, ...);
+      ``init`` defaults to the proxy's paper initialisation (``PROXY_INFO[proxy].paper_init``).
   """
 
   name = "zero_cost"
@@ -67,7 +67,6 @@ class ZeroCostEvaluator:
     self.labels = np.asarray(labels, np.int32)
     self.num_classes = int(num_classes)
     self.seed = int(seed)
-    kwargs.setdefault("init", PROXY_INFO[proxy].paper_init)
     self.kwargs = kwargs
     self.last_info: dict = {}
     self.score_kind = zero_cost_score_kind(proxy)

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdanas.costs import num_params
 from jdanas.spaces.base import AbstractSearchSpace
 from jdanas.spaces.nb201 import EDGES, OPS, NB201Space
 from jdanas.spaces.resnet_depth import ResNetDepthSpace
@@ -141,9 +142,7 @@ def path_weight(space: AbstractSearchSpace | None, names: Sequence[str], enc: An
 
 def count_params(space: AbstractSearchSpace, module: nn.Module, enc: np.ndarray,
                  input_shape: tuple[int, ...]) -> int:
-  """Number of ``params`` elements used by ``enc`` (masked: unselected ops excluded)."""
+  """Number of parameters of ``module`` that architecture ``enc`` uses (:func:`jdanas.costs.num_params`
+  with :func:`path_weight`: unselected ops of a masked space excluded)."""
   abstract = abstract_variables(module, tuple(input_shape), tuple(np.shape(enc)))
-  total = 0.0
-  for path, leaf in jax.tree_util.tree_flatten_with_path(abstract["params"])[0]:
-    total += float(path_weight(space, path_names(path), enc, xp=np)) * int(np.prod(leaf.shape))
-  return int(total)
+  return num_params(abstract, used=lambda path: path_weight(space, path_names(path), enc, xp=np))

@@ -33,10 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdanas import costs
-from jdanas.scoring import distances
+from jdanas import costs, distill
 from jdanas.scoring.init import INITS, abstract_variables, count_params, init_variables
-from jdanas.scoring.proxies import GROUP_FNS, PROXIES, PROXY_INFO, Context, _apply, check_tap, finalize, get_tap
+from jdanas.scoring.proxies import GROUP_FNS, PROXIES, PROXY_INFO, Context, _apply, finalize, paper_init
 from jdanas.spaces.base import AbstractSearchSpace, to_tuple
 from jdanas.spaces.nb201 import NB201Space
 
@@ -62,8 +61,8 @@ def _init(key, module: nn.Module, init: str, input_shape: tuple[int, ...], enc):
 def _teacher_program(module: nn.Module, relation_tap: str):
   def fn(variables, x, y):
     feats = _apply(module, variables, x, None, train=True)
-    return {"fc_grad": distances.classifier_gradient(feats["pooled"], feats["logits"], y),
-            "relation": get_tap(feats, relation_tap), "logits": feats["logits"], "pooled": feats["pooled"],
+    return {"fc_grad": distill.classifier_gradient(feats["pooled"], feats["logits"], y),
+            "relation": distill.tap_feature(feats, relation_tap), "logits": feats["logits"], "pooled": feats["pooled"],
             "pre_pool": feats["pre_pool"], "stages": tuple(feats["stages"])}
   return jax.jit(fn)
 
@@ -128,13 +127,15 @@ def _check_inputs(space, encodings, images, labels, proxies, num_classes, teache
   for p in proxies:
     if p not in PROXY_INFO:
       raise ValueError(f"proxies: unknown proxy {p!r}; choose from {', '.join(PROXIES)}")
+  if init is None:
+    init = paper_init(proxies)
   if init not in INITS:
     raise ValueError(f"init: {init!r} is not one of {INITS}")
   if teacher_init not in TEACHER_INITS:
     raise ValueError(f"teacher_init: {teacher_init!r} is not one of {TEACHER_INITS}")
-  if semantic_mismatch not in distances.SEMANTIC_MISMATCH:
-    raise ValueError(f"semantic_mismatch: {semantic_mismatch!r} is not one of {distances.SEMANTIC_MISMATCH}")
-  check_tap(relation_tap)
+  if semantic_mismatch not in distill.SEMANTIC_MISMATCH:
+    raise ValueError(f"semantic_mismatch: {semantic_mismatch!r} is not one of {distill.SEMANTIC_MISMATCH}")
+  distill.check_tap(relation_tap)
   strategy = resolve_strategy(strategy)
   needs = [p for p in proxies if PROXY_INFO[p].needs_teacher]
   if needs and teacher is None:
@@ -153,11 +154,11 @@ def _check_inputs(space, encodings, images, labels, proxies, num_classes, teache
   if encodings.ndim != 2 or encodings.shape[0] == 0:
     raise ValueError(f"encodings: need int [P, {space.num_decisions}] with P >= 1, got shape {encodings.shape}")
   encodings = np.stack([space.check(e) for e in encodings])
-  return proxies, strategy, images.astype(np.float32), labels.astype(np.int32), encodings
+  return proxies, init, strategy, images.astype(np.float32), labels.astype(np.int32), encodings
 
 
 def score_population(key: jax.Array, space: AbstractSearchSpace, encodings: Any, images: Any, labels: Any, *,
-                     proxies: Sequence[str] | str, num_classes: int, teacher=None, init: str = "gaussian",
+                     proxies: Sequence[str] | str, num_classes: int, teacher=None, init: str | None = None,
                      relation_tap: str = "pre_pool", strategy: str = "auto", chunk_size: int = 32,
                      teacher_init: str = "random", semantic_mismatch: str = "class_gram",
                      info: dict | None = None) -> dict[str, np.ndarray]:
@@ -173,15 +174,17 @@ def score_population(key: jax.Array, space: AbstractSearchSpace, encodings: Any,
     num_classes: classifier width of the students.
     teacher: a :class:`jdanas.teachers.Teacher` (needed by ``diswot*``, ``kd``, ``fitnet``, ``at``,
       ``sp``, ``rkd``, ``pkt``).
-    init: ``"gaussian"`` (DisWOT's rule: conv/linear N(0, 1), zero bias, BN 1/0) or ``"flax"``
-      (the modules' initialisers).
+    init: ``"gaussian"`` (DisWOT's rule: conv/linear N(0, 1), zero bias, BN 1/0), ``"flax"`` (the
+      modules' initialisers) or ``"torch"`` (PyTorch's defaults); None (default): the proxies'
+      paper initialisation (``PROXY_INFO[p].paper_init``; they must agree, see
+      :func:`jdanas.scoring.proxies.init_groups`).
     relation_tap: feature tap of DisWOT's relation term: ``pre_pool`` (default; DisWOT README and
       ImageNet search), ``pooled`` (DisWOT's NB201 correlation script), ``logits`` or ``stageI``.
     strategy: ``"auto"``, ``"map"`` or ``"vmap"`` (module docstring).
     chunk_size: candidates per vmapped chunk (``"vmap"`` only).
     teacher_init: ``"random"`` (re-initialise the teacher by ``init``; DisWOT) or ``"trained"``.
     semantic_mismatch: DisWOT semantic term when teacher and student classifier widths differ
-      (:func:`jdanas.scoring.semantic_loss`): ``"class_gram"``, ``"drop"`` or ``"error"``.
+      (:func:`jdanas.distill.semantic_distance`): ``"class_gram"``, ``"drop"`` or ``"error"``.
     info: optional dict filled with ``semantic_form`` (per candidate), ``num_programs`` (distinct
       programs run) and ``seconds``.
   Returns:
@@ -190,7 +193,7 @@ def score_population(key: jax.Array, space: AbstractSearchSpace, encodings: Any,
     worst possible score.
   """
   t0 = time.perf_counter()
-  proxies, strategy, x_np, y_np, encodings = _check_inputs(
+  proxies, init, strategy, x_np, y_np, encodings = _check_inputs(
       space, encodings, images, labels, proxies, num_classes, teacher, init, relation_tap, strategy,
       teacher_init, semantic_mismatch)
   input_shape = tuple(x_np.shape[1:])
@@ -212,7 +215,7 @@ def score_population(key: jax.Array, space: AbstractSearchSpace, encodings: Any,
                              abstract_variables(module, input_shape, (space.num_decisions,)), xs)
       c_t, c_s = t_abs["pooled"].shape[-1], s_abs["pooled"].shape[-1]
       if semantic:
-        forms[sig] = distances.semantic_form(c_t, c_s, semantic_mismatch)
+        forms[sig] = distill.semantic_form(c_s, c_t, semantic_mismatch)
       if "fitnet" in proxies and c_t != c_s:
         raise ValueError(f"proxies: 'fitnet' needs equal pooled widths (teacher {c_t}, student {c_s} "
                          f"for {space.decode(encodings[groups[sig][0]])})")

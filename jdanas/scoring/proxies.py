@@ -1,12 +1,14 @@
 """Zero-cost proxies: definitions, signs, references, and the per-candidate programs.
 
 Every score is oriented so that **higher = predicted better** (a distance d is reported as -d).
+The distances are the batch means of the per-example distillation losses of
+:mod:`jdanas.distill` (one definition for training and scoring).
 
 | name | definition (per candidate, one batch) | reference |
 | --- | --- | --- |
 | ``diswot`` | ``-(M_s + M_r)``: semantic + relation distance to the teacher | Dong et al., CVPR 2023 |
-| ``diswot_semantic`` | ``-M_s``: ICKD distance of classifier gradients (``semantic_loss``) | DisWOT; Liu et al., ICCV 2021 |
-| ``diswot_relation`` | ``-M_r``: SP distance on ``relation_tap`` (``relation_loss``) | DisWOT; Tung & Mori, ICCV 2019 |
+| ``diswot_semantic`` | ``-M_s``: ICKD distance of classifier gradients (``semantic_distance``) | DisWOT; Liu et al., ICCV 2021 |
+| ``diswot_relation`` | ``-M_r``: SP distance on ``relation_tap`` (batch mean of ``sp_loss``) | DisWOT; Tung & Mori, ICCV 2019 |
 | ``naswot`` | ``log|det K|``, ``K = sum_relu (c c^T + (1-c)(1-c)^T)`` of binary ReLU codes | Mellor et al., ICML 2021 |
 | ``synflow`` | ``sum |theta| * dR/d|theta|``, ``R`` = sum of logits on an all-ones input, BN off, float64 | Tanaka et al., NeurIPS 2020 |
 | ``snip`` | ``sum |theta * dL/dtheta|`` (cross-entropy L) | Lee et al., ICLR 2019 |
@@ -27,7 +29,12 @@ Every score is oriented so that **higher = predicted better** (a distance d is r
 Gradient proxies follow the zero-cost-proxy code of Abdelfattah et al. (ICLR 2021,
 https://github.com/SamsungLabs/zero-cost-nas): conv and linear kernels only, batch-mean
 cross-entropy, BN in train mode (batch statistics); GraSP with T=1, Fisher with the per-channel
-value repeated over the weight's fan-in (as their ``reshape_elements`` does). Their NB201 cells
+value repeated over the weight's fan-in (as their ``reshape_elements`` does). GradNorm is the sum
+over conv / linear layers of the Frobenius norm of the kernel gradient, as theirs; it runs with
+PyTorch's default initialisation, which their NB201 script used: under Flax's (LeCun normal, 3x
+the variance) the stem's share of the sum grows from 7 % to 18 % on NB201 (a term that ranks
+accuracy worse than the cells' terms) and the rank correlation with accuracy drops by about 0.05
+(docs/methods/zero_cost.md). Their NB201 cells
 carry conv biases before a parameter-free BN (``NB201Space(cell_affine=False)``): invisible to
 every kernel gradient under train-mode BN, but part of Fisher's activations. SynFlow removes BN
 (here: scale 1, bias 0, statistics mean 0 / variance 1 in eval mode, i.e. the identity up to
@@ -46,7 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Callable
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import flax.linen.module as flax_module
@@ -54,8 +61,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdanas import distill
 from jdanas.models import layers
-from jdanas.scoring import distances
 from jdanas.scoring.init import path_names, path_weight
 from jdanas.spaces.base import AbstractSearchSpace
 
@@ -66,9 +73,12 @@ class ProxyInfo:
   group: str  # proxies of one group share one compiled program
   needs_teacher: bool
   reference: str
-  # default initialisation: DisWOT's Gaussian rule for DisWOT, the KD-based proxies and Zen; PyTorch's
-  # defaults for GraSP, whose correlation depends on it (measured: README); Flax's otherwise
-  paper_init: str
+  # The one source of the default initialisation (``score_population(init=None)``): the rule the
+  # proxy's paper / reference code used (:mod:`jdanas.scoring.init`): DisWOT's Gaussian rule for
+  # DisWOT, the KD-based proxies and Zen; PyTorch's defaults for GraSP and GradNorm, whose rank
+  # correlations depend on it (docs/methods/zero_cost.md); Flax's otherwise. None: the score does
+  # not depend on the weights.
+  paper_init: str | None
 
 
 _TABLE = (
@@ -79,12 +89,12 @@ _TABLE = (
     ProxyInfo("synflow", "synflow", False, "Tanaka et al., SynFlow, NeurIPS 2020", "flax"),
     ProxyInfo("snip", "grad", False, "Lee et al., SNIP, ICLR 2019", "flax"),
     ProxyInfo("grasp", "grasp", False, "Wang et al., GraSP, ICLR 2020", "torch"),
-    ProxyInfo("gradnorm", "grad", False, "Abdelfattah et al., Zero-cost proxies, ICLR 2021", "flax"),
+    ProxyInfo("gradnorm", "grad", False, "Abdelfattah et al., Zero-cost proxies, ICLR 2021", "torch"),
     ProxyInfo("fisher", "fisher", False, "Turner et al., BlockSwap, ICLR 2020", "flax"),
     ProxyInfo("jacob_cov", "jacob_cov", False, "Mellor et al., NAS without training v1, 2020", "flax"),
     ProxyInfo("zen", "zen", False, "Lin et al., Zen-NAS, ICCV 2021", "gaussian"),
-    ProxyInfo("params", "host", False, "parameter count", "flax"),
-    ProxyInfo("flops", "host", False, "XLA cost-analysis FLOPs", "flax"),
+    ProxyInfo("params", "host", False, "parameter count", None),
+    ProxyInfo("flops", "host", False, "XLA cost-analysis FLOPs", None),
     ProxyInfo("kd", "teacher", True, "Hinton et al. 2015 (DisWOT KD-based proxy)", "gaussian"),
     ProxyInfo("fitnet", "teacher", True, "Romero et al., FitNets, ICLR 2015", "gaussian"),
     ProxyInfo("at", "teacher", True, "Zagoruyko & Komodakis, AT, ICLR 2017", "gaussian"),
@@ -95,23 +105,37 @@ _TABLE = (
 PROXY_INFO: dict[str, ProxyInfo] = {p.name: p for p in _TABLE}
 PROXIES: tuple[str, ...] = tuple(PROXY_INFO)
 GROUPS: tuple[str, ...] = ("teacher", "grad", "grasp", "fisher", "synflow", "naswot", "jacob_cov", "zen")
-TEACHER_TAPS = ("pre_pool", "pooled", "logits")
+
+
+def init_groups(proxies: Sequence[str], init: str | None = None) -> dict[str | None, tuple[str, ...]]:
+  """``{initialisation: proxies}``: the calls of :func:`jdanas.scoring.score_population` that score
+  ``proxies`` each with its paper's initialisation (``PROXY_INFO[p].paper_init``), or all with
+  ``init`` when given. Weight-independent proxies (``params``, ``flops``) join the first call."""
+  if init is not None:
+    return {init: tuple(proxies)}
+  groups: dict[str | None, list[str]] = {}
+  for p in proxies:
+    groups.setdefault(PROXY_INFO[p].paper_init, []).append(p)
+  free = groups.pop(None, [])
+  if not groups:
+    return {None: tuple(free)}
+  first = next(iter(groups))
+  groups[first] = free + groups[first]
+  return {k: tuple(v) for k, v in groups.items()}
+
+
+def paper_init(proxies: Sequence[str]) -> str:
+  """The initialisation that every proxy of ``proxies`` is defined with (``PROXY_INFO[p].paper_init``;
+  Flax's for weight-independent proxies alone); a one-line ``ValueError`` if they differ."""
+  inits = {PROXY_INFO[p].paper_init for p in proxies} - {None}
+  if len(inits) > 1:
+    by = "; ".join(f"{i}: {', '.join(ps)}" for i, ps in init_groups(proxies).items())
+    raise ValueError(f"init: the proxies' papers use different initialisations ({by}); pass init= or score "
+                     "them in separate calls (jdanas.scoring.proxies.init_groups)")
+  return inits.pop() if inits else "flax"
 KD_TEMPERATURE = 4.0
 ZEN_MIXUP = 1e-2
 JACOB_K = 1e-5
-
-
-def check_tap(tap: str) -> str:
-  """Validates a feature-tap name: ``pre_pool``, ``pooled``, ``logits`` or ``stageI`` (1-based)."""
-  if tap in TEACHER_TAPS or (tap.startswith("stage") and tap[5:].isdigit() and int(tap[5:]) >= 1):
-    return tap
-  raise ValueError(f"relation_tap: {tap!r} is not one of pre_pool, pooled, logits, stage1, stage2, ...")
-
-
-def get_tap(features: dict, tap: str) -> jax.Array:
-  if tap.startswith("stage"):
-    return features["stages"][int(tap[5:]) - 1]
-  return features[tap]
 
 
 # ---- recording taps inside a forward pass ----------------------------------------------------
@@ -216,22 +240,22 @@ def _teacher_group(ctx: Context, v, enc, x, y, teacher: dict, noise) -> dict:
   feats = _apply(ctx.module, v, x, enc, train=True)
   out = {}
   if {"diswot", "diswot_semantic", "diswot_relation"} & set(ctx.names):
-    g_s = distances.classifier_gradient(feats["pooled"], feats["logits"], y)
-    m_s = distances.semantic_loss(teacher["fc_grad"], g_s, mismatch=ctx.semantic_mismatch)
-    m_r = distances.relation_loss(teacher["relation"], get_tap(feats, ctx.relation_tap))
+    g_s = distill.classifier_gradient(feats["pooled"], feats["logits"], y)
+    m_s = distill.semantic_distance(g_s, teacher["fc_grad"], mismatch=ctx.semantic_mismatch)
+    m_r = jnp.mean(distill.sp_loss(distill.tap_feature(feats, ctx.relation_tap), teacher["relation"]))
     out.update(diswot=-(m_s + m_r), diswot_semantic=-m_s, diswot_relation=-m_r)
   if "kd" in ctx.names:
-    out["kd"] = -distances.kd_distance(teacher["logits"], feats["logits"], KD_TEMPERATURE)
+    out["kd"] = -jnp.mean(distill.soft_kd_loss(feats["logits"], teacher["logits"], temperature=KD_TEMPERATURE))
   if "fitnet" in ctx.names:
-    out["fitnet"] = -distances.fitnet_distance(teacher["pooled"], feats["pooled"])
+    out["fitnet"] = -jnp.mean(distill.fitnet_loss(feats["pooled"], teacher["pooled"]))
   if "at" in ctx.names:
-    out["at"] = -distances.at_distance(teacher["stages"], feats["stages"])
+    out["at"] = -jnp.mean(distill.at_loss(feats["stages"], teacher["stages"]))
   if "sp" in ctx.names:
-    out["sp"] = -distances.relation_loss(teacher["pre_pool"], feats["pre_pool"])
+    out["sp"] = -jnp.mean(distill.sp_loss(feats["pre_pool"], teacher["pre_pool"]))
   if "rkd" in ctx.names:
-    out["rkd"] = -distances.rkd_distance(teacher["pooled"], feats["pooled"])
+    out["rkd"] = -jnp.mean(distill.rkd_loss(feats["pooled"], teacher["pooled"]))
   if "pkt" in ctx.names:
-    out["pkt"] = -distances.pkt_distance(teacher["pooled"], feats["pooled"])
+    out["pkt"] = -jnp.mean(distill.pkt_loss(feats["pooled"], teacher["pooled"]))
   return out
 
 
