@@ -11,6 +11,7 @@ requested column (and match ``--where``), and prints a markdown table:
   python bench/render_tables.py /tmp/jdanas_default/report.json \\
       --columns teacher.name,teacher.test_accuracy,final.kd.test_accuracy,final.no_kd.test_accuracy
   python bench/render_tables.py /tmp/jdanas_default/report.json --rows top --columns arch,params,val_accuracy
+  python bench/render_tables.py /tmp/run_a/report.json /tmp/run_b/report.json --columns seconds,final.arch
 
 Nested keys are addressed with dots (``final.kd.test_accuracy``). A column may be renamed with
 ``key=Header``. ``--rows KEY`` renders the list found at ``KEY`` of each object (one row per item)
@@ -144,15 +145,18 @@ def render(records: list[dict], columns: list[tuple[str, str]], *, rows: str | N
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("path", help="a .jsonl file of a bench script's stdout, a report.json, or - for stdin")
+  parser.add_argument("paths", nargs="+", help=".jsonl files of a bench script's stdout, report.json files, "
+                      "or - for stdin; their records are rendered in order")
   parser.add_argument("--columns", required=True, help="comma-separated keys (dotted for nested), KEY=Header renames")
   parser.add_argument("--rows", default=None, help="render the list at this key of each object, one row per item")
   parser.add_argument("--where", action="append", default=[], help="KEY=VALUE filter (repeatable)")
   parser.add_argument("--digits", type=int, default=4, help="decimal places of floats (default 4)")
   args = parser.parse_args(argv)
-  text = sys.stdin.read() if args.path == "-" else pathlib.Path(args.path).read_text()
+  records = []
+  for path in args.paths:
+    records += read_records(sys.stdin.read() if path == "-" else pathlib.Path(path).read_text())
   try:
-    table = render(read_records(text), parse_columns(args.columns), rows=args.rows,
+    table = render(records, parse_columns(args.columns), rows=args.rows,
                    where=parse_where(args.where), digits=args.digits)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)

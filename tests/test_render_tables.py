@@ -26,14 +26,15 @@ def test_jsonl_rows_filters_and_renames():
   assert only.splitlines()[2] == "| vmap | a\\|b |"
 
 
-def test_report_json_nested_keys_and_rows(tmp_path):
+def test_report_json_nested_keys_and_rows(tmp_path, capsys):
   report = {"teacher": {"name": "resnet20", "test_accuracy": 0.9777},
             "final": {"kd": {"test_accuracy": 0.95}, "no_kd": {"test_accuracy": None}},
             "top": [{"arch": "a", "params": 32122}, {"arch": "b", "params": 900}]}
   path = tmp_path / "report.json"
   path.write_text(json.dumps(report, indent=1))
-  assert render_tables.main([str(path), "--columns", "teacher.name,final.kd.test_accuracy,final.no_kd.test_accuracy",
+  assert render_tables.main([str(path), str(path), "--columns", "teacher.name,final.kd.test_accuracy,final.no_kd.test_accuracy",
                              "--digits", "3"]) == 0
+  assert capsys.readouterr().out.splitlines()[2:] == ["| resnet20 | 0.950 | — |"] * 2  # one row per file
   records = render_tables.read_records(path.read_text())
   assert render_tables.render(records, render_tables.parse_columns("teacher.test_accuracy")).endswith("| 0.9777 |")
   rows = render_tables.render(records, render_tables.parse_columns("arch,params"), rows="top").splitlines()
