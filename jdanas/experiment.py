@@ -169,7 +169,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _need(isinstance(spec, bool) or str(spec).lower() in ("auto", "true", "false"), "evaluator.specialize",
         f"must be True, False or 'auto', got {spec!r}")
   if _specialize(config) is True:
-    _need(space.static_build(np.zeros(space.num_decisions, np.int32), 2) is not None, "evaluator.specialize",
+    _need(space.can_specialize, "evaluator.specialize",
           f"space {s.name!r} has no specialised form (use 'auto' or False)")
   if ev.name == "tabular":
     _need(s.name in ("nb201", "nb201_masked"), "evaluator.name", "'tabular' needs an nb201 space")

@@ -12,10 +12,10 @@ from jdanas.scoring.distances import (at_distance, classifier_gradient, fitnet_d
                                       pkt_distance, relation_loss, rkd_distance, semantic_form, semantic_loss)
 from jdanas.scoring.evaluator import ZeroCostEvaluator, random_teacher
 from jdanas.scoring.init import INITS, gaussian_variables, torch_variables
-from jdanas.scoring.population import STRATEGIES, score_population
+from jdanas.scoring.population import STRATEGIES, ProgramCache, clear_caches, score_population
 from jdanas.scoring.proxies import PROXIES, PROXY_INFO
 
-__all__ = ["INITS", "PROXIES", "PROXY_INFO", "STRATEGIES", "ZeroCostEvaluator", "at_distance",
-           "classifier_gradient", "fitnet_distance", "gaussian_variables", "kd_distance", "pkt_distance",
+__all__ = ["INITS", "PROXIES", "PROXY_INFO", "ProgramCache", "STRATEGIES", "ZeroCostEvaluator", "at_distance",
+           "classifier_gradient", "clear_caches", "fitnet_distance", "gaussian_variables", "kd_distance", "pkt_distance",
            "random_teacher", "relation_loss", "rkd_distance", "score_population", "semantic_form",
            "semantic_loss", "torch_variables"]
