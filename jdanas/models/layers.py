@@ -69,8 +69,8 @@ def gelu(x):
   return Activation(_exact_gelu)(x)
 
 
-class Switching:
-  """Mixin of modules with a data-dependent choice among sub-computations. They call
+class Switching(nn.Module):
+  """Base of modules with a data-dependent choice among sub-computations. They call
   ``self.switch(index, branches, *operands)`` (``nn.switch``) so that activation recorders can
   intercept the choice (``nn.intercept_methods``) and see into the branches: a value computed
   inside a ``lax.switch`` branch leaves it only as a branch output."""

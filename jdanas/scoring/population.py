@@ -71,8 +71,8 @@ def _shapes(args) -> tuple:
 
 
 class ProgramCache:
-  """Compiled scoring programs (ahead of time), one per proxy group, network, settings and argument
-  shapes. ``num_compilations`` counts the programs this cache compiled; ``clear()`` empties it.
+  """Jitted scoring programs, one per proxy group, network, settings and argument shapes (each
+  compiles once, at its first call). ``num_compilations`` counts the programs this cache compiled; ``clear()`` empties it.
   :class:`jdanas.scoring.ZeroCostEvaluator` owns one; :func:`score_population` uses a shared
   default unless given one."""
 
@@ -83,11 +83,11 @@ class ProgramCache:
   def __len__(self) -> int:
     return len(self._programs)
 
-  def get(self, key: Hashable, build: Callable[[], Callable], args: tuple, x64: bool = False):
+  def get(self, key: Hashable, build: Callable[[], Callable], args: tuple):
+    """The jitted program for ``key`` and the shapes of ``args`` (built and counted once)."""
     key = (key, _shapes(args))
     if key not in self._programs:
-      with jax.enable_x64(x64):
-        self._programs[key] = jax.jit(build()).lower(*args).compile()
+      self._programs[key] = jax.jit(build())
       self.num_compilations += 1
     return self._programs[key]
 
@@ -246,7 +246,7 @@ def _score_signature(run: _Run, sig, encs, variables, batch: tuple, out: dict, i
     build = functools.partial(_group_program, group, module, run.space, names, run.relation_tap,
                               run.semantic_mismatch, run.strategy, run.chunk_size)
     x64 = group == "synflow"  # float64: SynFlow of deep cells exceeds the float32 range
-    prog = run.programs.get(key, build, args, x64=x64)
+    prog = run.programs.get(key, build, args)
     with jax.enable_x64(x64):
       res = jax.device_get(prog(*args))
     for name in names:

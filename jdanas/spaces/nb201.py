@@ -82,7 +82,7 @@ def zero_like(x, form: str):
   return x * 0.0 if form == "times_zero" else jnp.zeros_like(x)
 
 
-class Edge(layers.Switching, nn.Module):
+class Edge(layers.Switching):
   """One edge. ``op`` fixed (per-cell form: only that op exists) or ``None`` (masked form).
 
   In the masked form the op index is a traced input. ``impl="weighted"`` sums every op weighted
