@@ -474,6 +474,22 @@ def test_scoring_programs_follow_the_lowering(masked, per_cell, name):
                           lowering_lib.ForwardOnlyConvs)
 
 
+@pytest.mark.parametrize("name", ["cpu", "xla"])
+def test_group_programs_compile_once_per_signature(masked, per_cell, batch, name):
+  """Each group program is traced (compiled) once per signature and cached across calls, under each
+  lowering; a second call with the same shapes compiles nothing."""
+  from jdanas.scoring import ProgramCache
+  x, y = batch
+  encs = np.stack([masked.encode(c) for c in CELLS])
+  kw = dict(proxies=("snip", "naswot"), num_classes=NUM_CLASSES, init="flax", lowering=name)
+  for space, signatures in ((masked, 1), (per_cell, len(CELLS))):
+    programs, info = ProgramCache(), {}
+    score_population(jax.random.key(0), space, encs, x, y, programs=programs, info=info, **kw)
+    assert info["num_compilations"] == programs.num_compilations == programs.num_traces == 2 * signatures
+    score_population(jax.random.key(1), space, encs[::-1], x, y, programs=programs, info=info, **kw)
+    assert info["num_compilations"] == 0 and programs.num_traces == 2 * signatures
+
+
 def test_lowering_names_and_errors():
   assert lowering_lib.resolve("auto", backend="cpu") == lowering_lib.resolve("cpu")
   assert lowering_lib.resolve("auto", backend="gpu") == lowering_lib.resolve("xla")

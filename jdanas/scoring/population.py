@@ -71,14 +71,16 @@ def _shapes(args) -> tuple:
 
 
 class ProgramCache:
-  """Jitted scoring programs, one per proxy group, network, settings and argument shapes (each
-  compiles once, at its first call). ``num_compilations`` counts the programs this cache compiled; ``clear()`` empties it.
-  :class:`jdanas.scoring.ZeroCostEvaluator` owns one; :func:`score_population` uses a shared
-  default unless given one."""
+  """Jitted scoring programs, one per proxy group, network, settings and argument shapes; each
+  compiles at its first call. ``num_compilations`` counts the programs this cache created,
+  ``num_traces`` the traces JAX made of them (equal unless a program was retraced); ``clear()``
+  empties it. :class:`jdanas.scoring.ZeroCostEvaluator` owns one; :func:`score_population` uses a
+  shared default unless given one."""
 
   def __init__(self):
     self._programs: dict = {}
     self.num_compilations = 0
+    self.num_traces = 0
 
   def __len__(self) -> int:
     return len(self._programs)
@@ -87,7 +89,12 @@ class ProgramCache:
     """The jitted program for ``key`` and the shapes of ``args`` (built and counted once)."""
     key = (key, _shapes(args))
     if key not in self._programs:
-      self._programs[key] = jax.jit(build())
+      fn = build()
+
+      def traced(*a):
+        self.num_traces += 1  # once per program unless JAX retraces it
+        return fn(*a)
+      self._programs[key] = jax.jit(traced)
       self.num_compilations += 1
     return self._programs[key]
 
