@@ -494,7 +494,8 @@ def test_lowering_names_and_errors():
   assert lowering_lib.resolve("auto", backend="cpu") == lowering_lib.resolve("cpu")
   assert lowering_lib.resolve("auto", backend="gpu") == lowering_lib.resolve("xla")
   custom = lowering_lib.Lowering("custom", zero_node="constant")
-  assert lowering_lib.resolve(custom) is custom and hash(custom) == hash(lowering_lib.Lowering("custom", zero_node="constant"))
+  assert lowering_lib.resolve(custom) is custom
+  assert hash(custom) == hash(lowering_lib.Lowering("custom", zero_node="constant"))
   with pytest.raises(ValueError, match=r"lowering: 'gpu' is not one of \('auto', 'xla', 'cpu'\)"):
     lowering_lib.resolve("gpu")
   with pytest.raises(ValueError, match="Lowering.score_edge: 'magic'"):
