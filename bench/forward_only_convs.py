@@ -7,6 +7,7 @@ Commands (from the repository root)::
   python bench/forward_only_convs.py --quick                # GraSP, C=4, N=1, 16x16; < 2 min
   python bench/forward_only_convs.py                        # GraSP, C=16, N=5, 32x32, batch 64
   python bench/forward_only_convs.py --proxies snip,fisher,jacob_cov,synflow
+  python bench/forward_only_convs.py --quick --space mobilenet --proxies snip   # any registered space
 
 Every program of :func:`jdanas.scoring.score_population` is a loop over candidates (``lax.map``),
 and inside a loop XLA:CPU computes a convolution's derivatives ~40x slower than at top level
@@ -17,7 +18,9 @@ of the groups that differentiate through the network
 (:data:`jdanas.scoring.population.DERIVATIVE_GROUPS`) by its forward-only form. This script times both, side by side in one process from cold caches, for both forms:
 
 * ``masked``: the masked NB201 space, all cells in one program (the batched path);
-* ``per_cell``: the per-cell ``nb201`` space, one program per cell.
+* ``per_cell``: the per-cell ``nb201`` space, one program per cell;
+* with ``--space NAME`` (another registered space, ``--space-kwargs`` JSON), ``--per-cell``
+  distinct random architectures of that space instead (form ``NAME``), each its own program.
 
 Each side is called twice on the same cells: ``seconds_first`` includes compilation,
 ``seconds_run`` is the second (cached) call. Output: one JSON line per (proxy, form, convs) with
@@ -47,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--" + name.replace("_", "-"), type=int, default=None)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--proxies", default="grasp", help="comma-separated derivative proxies, each timed alone")
+  p.add_argument("--space", default="nb201", help="nb201 (masked and per-cell forms) or another registered space")
+  p.add_argument("--space-kwargs", type=json.loads, default={}, help="JSON keyword arguments of --space")
   args = p.parse_args(argv)
   for k, v in (QUICK if args.quick else FULL).items():
     if getattr(args, k) is None:
@@ -70,7 +75,21 @@ def main(argv=None):
   from score_throughput import distinct_cells
 
   rng = np.random.default_rng(args.seed)
-  encs = distinct_cells(rng, max(args.masked, args.per_cell))
+  if args.space == "nb201":
+    size = dict(channels=args.channels, num_cells=args.num_cells)
+    forms = (("masked", "nb201_masked", args.masked), ("per_cell", "nb201", args.per_cell))
+    encs = distinct_cells(rng, max(args.masked, args.per_cell))
+  else:
+    size = {k: tuple(v) if isinstance(v, list) else v for k, v in args.space_kwargs.items()}
+    forms = ((args.space, args.space, args.per_cell),)
+    other = get_space(args.space, **size)
+    found = {}
+    for k in range(1000 * args.per_cell):
+      enc = np.asarray(other.sample(jax.random.key(args.seed * 100003 + k)))
+      found.setdefault(other.decode(enc), enc)
+      if len(found) == args.per_cell:
+        break
+    encs = np.stack(list(found.values()))
   shape = (args.image_size, args.image_size, 3)
   x = rng.standard_normal((args.batch,) + shape).astype(np.float32)
   y = rng.integers(0, 10, args.batch).astype(np.int32)
@@ -82,9 +101,8 @@ def main(argv=None):
                        f"({', '.join(p for p, i in PROXY_INFO.items() if i.group in population.DERIVATIVE_GROUPS)})")
   cpu = lowering_lib.resolve("cpu")
   lowerings = {"xla": dataclasses.replace(cpu, name="cpu_xla_convs", conv="xla"), "forward_only": cpu}
-  for proxy, (form, space_name, n) in itertools.product(
-      proxies, (("masked", "nb201_masked", args.masked), ("per_cell", "nb201", args.per_cell))):
-    space = get_space(space_name, channels=args.channels, num_cells=args.num_cells)
+  for proxy, (form, space_name, n) in itertools.product(proxies, forms):
+    space = get_space(space_name, **size)
     results = {}
     for convs, lowering in lowerings.items():
       clear_caches()
@@ -100,8 +118,7 @@ def main(argv=None):
             flush=True)
       line = {"proxy": proxy, "form": form, "convs": convs, "cells": n, "seconds_first": round(t1 - t0, 2),
               "seconds_run": round(t2 - t1, 2), "run_s_per_cell": round((t2 - t1) / n, 3),
-              "channels": args.channels, "num_cells": args.num_cells, "image_size": args.image_size,
-              "batch": args.batch, "backend": jax.default_backend()}
+              **size, "image_size": args.image_size, "batch": args.batch, "backend": jax.default_backend()}
       if convs == "forward_only":
         ref, t_first, t_run = results["xla"]
         line.update(speedup_first=round(t_first / (t1 - t0), 2), speedup_run=round(t_run / (t2 - t1), 2),

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdanas.lowering import MASKED_EDGES, ZERO_NODES
 from jdanas.models import layers
 from jdanas.spaces.base import AbstractSearchSpace, to_tuple
 
@@ -69,10 +70,6 @@ class ReductionBlock(nn.Module):
     r = nn.avg_pool(x, (2, 2), (2, 2))
     r = layers.conv(self.features, 1, name="shortcut")(r)
     return r + y
-
-
-EDGE_IMPLS = ("weighted", "switch")
-ZERO_NODES = ("times_zero", "constant")
 
 
 def zero_like(x, form: str):
@@ -227,8 +224,8 @@ class NB201Space(AbstractSearchSpace):
   name = "nb201"
 
   def __post_init__(self):
-    if self.edge_impl not in EDGE_IMPLS:
-      raise ValueError(f"nb201.edge_impl: {self.edge_impl!r} is not one of {EDGE_IMPLS}")
+    if self.edge_impl not in MASKED_EDGES:
+      raise ValueError(f"nb201.edge_impl: {self.edge_impl!r} is not one of {MASKED_EDGES}")
     if self.zero_node not in ZERO_NODES:
       raise ValueError(f"nb201.zero_node: {self.zero_node!r} is not one of {ZERO_NODES}")
 
