@@ -8,8 +8,10 @@ of 32x32x3), median ms per step, the programs timed interleaved in one run:
 Prints one JSON line per implementation with keys ``impl, ms_per_step, ratio_vs_per_cell,
 compile_s`` (``compile_s``: lowering + compiling the step, timed cold in this process).
 ``per_cell`` builds only the chosen ops (one program per cell); ``weighted`` and ``switch`` are
-the masked form (one program for every cell) with ``NB201Space(edge_impl=...)``; ``static`` is
-the masked variable layout with the cell fixed at trace time (``space.static_build``, one
+the masked form (one program for every cell) with ``NB201Space(edge_impl=...)`` and XLA's
+convolutions (as the ``"xla"`` lowering runs a switch edge: under ``"cpu"`` a switch-edge training
+program would use forward-only convolutions, :mod:`jdanas.lowering`); ``static`` is
+the masked variable layout with the cell fixed at trace time (``space.specialize``, one
 program per cell), which the population engine uses when it specialises (``specialize=``).
 """
 import argparse
@@ -50,7 +52,7 @@ def main():
     module = space.build(space.signature(np.asarray(enc)), 10)
     state = jax.jit(lambda k, m=module: _single_init(m, tx, k, enc, 1.0, x[:1]))(jax.random.key(0))
     if impl == "static":
-      module = space.static_build(np.asarray(enc), 10)
+      module = space.specialize(np.asarray(enc), 10)
     t0 = time.perf_counter()
     step = jax.jit(lambda s, m=module: _single_step(m, tx, recipe.loss, s, x, y, None)).lower(state).compile()
     compile_s[impl] = time.perf_counter() - t0

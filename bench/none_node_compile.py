@@ -7,12 +7,12 @@ Commands (from the repository root)::
 
 Such a node is zero. If it is a constant zeros array, XLA:CPU constant-folds every op downstream
 of it inside the cell while compiling (12-13 s per batch-sized average pool in XLA's warnings
-during this script's full run). The
-library builds it as ``0 * x`` (:class:`jdanas.spaces.nb201.Cell`), which XLA does not fold. This
-script scores the same cells with per-cell programs both ways, side by side from cold caches:
-``zeros`` swaps in the earlier cell body (``jnp.zeros_like`` accumulators), ``mul`` is the
-library's. Output: one JSON line per (proxy, cell) with ``seconds_zeros``, ``seconds_mul`` (one
-``score_population`` call: compilation and one run), ``ratio`` and ``same_score``.
+during this script's full run). The library builds it as ``0 * x`` (the lowering's
+``zero_node="times_zero"``, :mod:`jdanas.lowering`), which XLA does not fold. This script scores
+the same cells with per-cell programs both ways, side by side from cold caches: ``zeros`` is a
+:class:`jdanas.lowering.Lowering` with ``zero_node="constant"`` (``jnp.zeros_like``), ``mul`` the
+default lowering. Output: one JSON line per (proxy, cell) with ``seconds_zeros``, ``seconds_mul``
+(one ``score_population`` call: compilation and one run), ``ratio`` and ``same_score``.
 """
 from __future__ import annotations
 
@@ -43,62 +43,40 @@ def parse_args(argv=None):
 
 def main(argv=None):
   args = parse_args(argv)
-  import flax.linen as nn
+  import dataclasses
+
   import jax
-  import jax.numpy as jnp
   import numpy as np
   jax.config.update("jax_cpu_enable_async_dispatch", False)
 
-  from jdanas.scoring import PROXY_INFO, score_population
-  from jdanas.spaces import get_space, nb201
-  from score_throughput import clear_caches
+  from jdanas import lowering as lowering_lib
+  from jdanas.scoring import PROXY_INFO, clear_caches, score_population
+  from jdanas.spaces import get_space
 
-  class ZerosCell(nb201.Cell):
-    """The earlier cell body: node accumulators start from a constant zeros array."""
-
-    @nn.compact
-    def __call__(self, x, enc, train: bool):
-      nodes = [x]
-      for j in (1, 2, 3):
-        acc = jnp.zeros_like(x)
-        for i in range(j):
-          e = nb201.EDGES.index((j, i))
-          op = None if self.ops is None else self.ops[e]
-          if op == "none":
-            continue
-          edge = nb201.Edge(self.features, op, self.edge_impl, None, self.affine, self.branch_convs,
-                            name=f"edge{j}{i}")
-          acc = acc + edge(nodes[i], None, train)
-        nodes.append(acc)
-      return nodes[3]
-
+  default = lowering_lib.resolve("auto")
+  lowerings = {"zeros": dataclasses.replace(default, name=default.name + "_constant_zero", zero_node="constant"),
+               "mul": default}
   space = get_space("nb201", channels=args.channels, num_cells=args.num_cells)
   rng = np.random.default_rng(0)
   shape = (args.image_size, args.image_size, 3)
   x = rng.standard_normal((args.batch,) + shape).astype(np.float32)
   y = rng.integers(0, 10, args.batch).astype(np.int32)
-  library_cell = nb201.Cell
-  try:
-    for proxy in [s for s in args.proxies.split(",") if s]:
-      for cell in CELLS:
-        enc = space.encode(cell)[None]
-        res = {}
-        for variant in ("zeros", "mul"):
-          nb201.Cell = ZerosCell if variant == "zeros" else library_cell  # read when the network is traced
-          clear_caches()
-          t0 = time.perf_counter()
-          score = score_population(jax.random.key(0), space, enc, x, y, proxies=proxy, num_classes=10,
-                                   init=PROXY_INFO[proxy].paper_init)[proxy][0]
-          res[variant] = (time.perf_counter() - t0, score)
-          print(f"{proxy} {variant} {cell}: {res[variant][0]:.1f} s", file=sys.stderr, flush=True)
-        print(json.dumps({"proxy": proxy, "cell": cell, "seconds_zeros": round(res["zeros"][0], 2),
-                          "seconds_mul": round(res["mul"][0], 2), "ratio": round(res["zeros"][0] / res["mul"][0], 2),
-                          "same_score": bool(np.isclose(res["zeros"][1], res["mul"][1], rtol=1e-5)),
-                          "channels": args.channels, "num_cells": args.num_cells, "image_size": args.image_size,
-                          "batch": args.batch, "backend": jax.default_backend()}), flush=True)
-  finally:
-    nb201.Cell = library_cell
-
+  for proxy in [s for s in args.proxies.split(",") if s]:
+    for cell in CELLS:
+      enc = space.encode(cell)[None]
+      res = {}
+      for variant, lowering in lowerings.items():
+        clear_caches()
+        t0 = time.perf_counter()
+        score = score_population(jax.random.key(0), space, enc, x, y, proxies=proxy, num_classes=10,
+                                 init=PROXY_INFO[proxy].paper_init, lowering=lowering)[proxy][0]
+        res[variant] = (time.perf_counter() - t0, score)
+        print(f"{proxy} {variant} {cell}: {res[variant][0]:.1f} s", file=sys.stderr, flush=True)
+      print(json.dumps({"proxy": proxy, "cell": cell, "seconds_zeros": round(res["zeros"][0], 2),
+                        "seconds_mul": round(res["mul"][0], 2), "ratio": round(res["zeros"][0] / res["mul"][0], 2),
+                        "same_score": bool(np.isclose(res["zeros"][1], res["mul"][1], rtol=1e-5)),
+                        "channels": args.channels, "num_cells": args.num_cells, "image_size": args.image_size,
+                        "batch": args.batch, "backend": jax.default_backend()}), flush=True)
 
 if __name__ == "__main__":
   main()

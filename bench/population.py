@@ -6,7 +6,7 @@ Commands (from the repository root)::
   python bench/population.py --quick          # smoke run, about 1-1.5 min on a 2-core CPU
   python bench/population.py --spaces nb201_masked --P 8
   python bench/population.py --no-constant-folding   # see the avg_pool note below
-  python bench/population.py --space-kwargs '{"nb201_masked": {"edge_impl": "switch"}}'
+  python bench/population.py --train-edge switch   # masked NB201 with switch edges (a custom Lowering)
 
 What it measures: for each space and population size ``P``, ``P`` DISTINCT random architectures
 are trained with a KD step (RepDistiller loss 0.1 CE + 0.9 T^2 KL, T=4; Adam; batch 128 of
@@ -55,7 +55,7 @@ Output: one JSON object per line on stdout, one line per ``(space, strategy, P)`
 one ``summary`` line per space (ratios at P=8, or at the largest P measured below it); progress
 goes to stderr. Model-size knobs of each space are recorded in ``space_kwargs``: the full-mode
 defaults shrink the NB201 macro skeleton to 1 cell per stage and 4 channels (the masked form
-uses the space's default ``edge_impl``) and S1 widths to 8/16/32 (stem 8; depths {1,3,5,7}),
+uses the lowering's ``train_edge``, ``--train-edge``) and S1 widths to 8/16/32 (stem 8; depths {1,3,5,7}),
 so the full grid stays within tens of minutes on 2 CPU cores; override them with
 ``--space-kwargs``. ``--quick`` runs the tiny masked NB201 space only, at P=2 with 1 step and
 2 rounds (about 1-1.5 min; add ``--spaces nb201_masked s1_resnet`` for a tiny S1 space too,
@@ -64,6 +64,7 @@ about 40 s more).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -102,6 +103,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="timed rounds after the warm-up call (full mode: at least 8 // P)")
   p.add_argument("--batch-size", type=int, default=128)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--train-edge", choices=("weighted", "switch"), default=None,
+                 help="masked NB201 edge of training programs (default: the backend's lowering)")
   p.add_argument("--space-kwargs", type=json.loads, default=None,
                  help='JSON overrides per space, e.g. \'{"nb201": {"channels": 16, "num_cells": 5}}\'')
   p.add_argument("--no-constant-folding", action="store_true",
@@ -147,8 +150,8 @@ def main(argv=None) -> None:
   from jdanas.models.zoo import get_model
   from jdanas.spaces import get_space
   from jdanas.teachers import Teacher
+  from jdanas import lowering as lowering_lib
   from jdanas.train import PopulationTrainer, Recipe
-  from jdanas.train.population import auto_specialize
 
   class BenchTrainer(PopulationTrainer):
     """A trainer that shares its program cache with the other strategies' trainers of a space
@@ -187,6 +190,11 @@ def main(argv=None) -> None:
       f"load={os.getloadavg()} spaces={args.spaces} P={args.P} strategies={args.strategies} "
       f"steps={args.steps} rounds={args.rounds}")
 
+  lowering = lowering_lib.resolve("auto")
+  if args.train_edge is not None:
+    lowering = dataclasses.replace(lowering, name=f"{lowering.name}_{args.train_edge}_edges",
+                                   train_edge=args.train_edge)
+  common["lowering"] = lowering.name
   summaries = []
   for space_name in args.spaces:
     kwargs = args.kwargs[space_name]
@@ -205,10 +213,11 @@ def main(argv=None) -> None:
     cache, compile_log = {}, {}
     # auto plans for the search schedule (--schedule-steps), even though each timed call runs
     # --steps steps; the other strategies are the masked/plain programs (never specialised).
-    special = {s: s == "auto" and auto_specialize(space, s, steps=args.schedule_steps, batch_size=args.batch_size,
-                                                   num_classes=10, input_shape=(32, 32, 3))
+    schedule = dataclasses.replace(recipe, steps=args.schedule_steps)
+    special = {s: s == "auto" and PopulationTrainer(space, data, recipe=schedule, teacher=teacher,
+                                                    lowering=lowering).specialize
                for s in args.strategies}
-    trainers = {s: BenchTrainer(space, data, recipe=recipe, teacher=teacher, strategy=s, cache=cache,
+    trainers = {s: BenchTrainer(space, data, recipe=recipe, teacher=teacher, strategy=s, cache=cache, lowering=lowering,
                                 compile_log=compile_log, specialize=special[s]) for s in args.strategies}
     key = jax.random.key(args.seed)
     by_p = {}

@@ -76,15 +76,6 @@ def distinct_cells(rng, n: int):
   return np.stack([(codes // 5 ** (5 - i)) % 5 for i in range(6)], axis=1).astype(np.int32)
 
 
-def clear_caches():
-  import jax
-  from jdanas.scoring import init as init_lib, population
-  jax.clear_caches()
-  for fn in (population._group_program, population._teacher_program, init_lib._flax_init,
-             init_lib.abstract_variables):
-    fn.cache_clear()
-
-
 def main(argv=None):
   args = parse_args(argv)
   import jax
@@ -93,7 +84,7 @@ def main(argv=None):
   jax.config.update("jax_cpu_enable_async_dispatch", False)
   import numpy as np
 
-  from jdanas.scoring import PROXIES, PROXY_INFO, random_teacher, score_population
+  from jdanas.scoring import PROXIES, PROXY_INFO, clear_caches, random_teacher, score_population
   from jdanas.spaces import get_space
 
   proxies = [p for p in PROXIES if p not in ("params", "flops")] if args.proxies == "all" else \

@@ -188,7 +188,7 @@ def export_student(path: str | pathlib.Path, *, space: AbstractSearchSpace, spac
   h, w, c = input_shape
   spec = jax.ShapeDtypeStruct(jax.export.symbolic_shape(f"b, {h}, {w}, {c}"), jnp.uint8)
   # A masked space's specialised module (same variables) runs only the architecture's ops.
-  forward = _forward_fn(space.static_build(enc, int(num_classes)) or module, variables, enc, mean, std)
+  forward = _forward_fn(space.specialize(enc, int(num_classes)) or module, variables, enc, mean, std)
   exported = jax.export.export(jax.jit(forward),
                                platforms=None if platforms is None else tuple(platforms))(spec)
   (path / FORWARD_FILE).write_bytes(exported.serialize())

@@ -122,30 +122,34 @@ def test_get_model_unknown_name():
   assert "\n" not in str(info.value) and "wrn_40_2" in str(info.value)
 
 
-# ---- branch_conv: derivatives written as forward convolutions ------------------------------------
+# ---- forward_only_conv: derivatives written as forward convolutions ---------------------------
 
-def lax_conv(x, w):
-  return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-@pytest.mark.parametrize("k", [1, 3])
-def test_branch_conv_equals_lax_conv_to_second_order(k):
-  from jdanas.models.layers import branch_conv
-  x = jax.random.normal(jax.random.key(0), (2, 5, 5, 3))
-  w = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
-
-  def derivatives(conv):
-    f = lambda x, w: jnp.sum(jnp.sin(conv(x, w)))  # noqa: E731
-    g = jax.grad(f, (0, 1))
-    hvp = jax.grad(lambda x, w: sum(jnp.vdot(a, b) for a, b in zip(g(x, w), (x, w))), (0, 1))
-    return (conv(x, w),) + g(x, w) + hvp(x, w)
-
-  for got, want in zip(derivatives(branch_conv), derivatives(lax_conv)):
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+def lax_conv(x, w, groups=1):
+  return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                      feature_group_count=groups)
 
 
-def test_branch_conv_inside_switch_and_rejects_other_convs():
-  from jdanas.models.layers import branch_conv, branch_conv_general_dilated
+def second_order(conv, x, w):
+  """Values, gradients and Hessian-vector products of ``sum(sin(conv(x, w)))``."""
+  f = lambda x, w: jnp.sum(jnp.sin(conv(x, w)))  # noqa: E731
+  g = jax.grad(f, (0, 1))
+  hvp = jax.grad(lambda x, w: sum(jnp.vdot(a, b) for a, b in zip(g(x, w), (x, w))), (0, 1))
+  return (conv(x, w),) + g(x, w) + hvp(x, w)
+
+
+@pytest.mark.parametrize("k,groups,cin,cout", [(1, 1, 3, 4), (3, 1, 3, 4), (3, 3, 3, 6), (3, 2, 4, 6),
+                                                (5, 4, 4, 4)])
+def test_forward_only_conv_equals_lax_conv_to_second_order(k, groups, cin, cout):
+  from jdanas.models.layers import forward_only_conv
+  x = jax.random.normal(jax.random.key(0), (2, 5, 5, cin))
+  w = jax.random.normal(jax.random.key(1), (k, k, cin // groups, cout))
+  got = second_order(lambda x, w: forward_only_conv(x, w, groups), x, w)
+  for a, b in zip(got, second_order(lambda x, w: lax_conv(x, w, groups), x, w)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_forward_only_conv_inside_switch_and_rejects_other_convs():
+  from jdanas.models.layers import forward_only_conv, forward_only_conv_general_dilated
   x = jax.random.normal(jax.random.key(0), (2, 6, 6, 3))
   w = jax.random.normal(jax.random.key(1), (3, 3, 3, 3))
 
@@ -153,31 +157,39 @@ def test_branch_conv_inside_switch_and_rejects_other_convs():
     return jnp.sum(jax.lax.switch(i, [lambda: conv(x, w), lambda: x]) ** 2)
 
   for i in (0, 1):
-    np.testing.assert_allclose(jax.grad(f)(w, i, branch_conv), jax.grad(f)(w, i, lax_conv), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jax.grad(f)(w, i, forward_only_conv), jax.grad(f)(w, i, lax_conv), rtol=1e-5,
+                               atol=1e-5)
   with pytest.raises(ValueError, match="equal-stride"):
-    branch_conv_general_dilated(x, w, (2, 1), ((1, 1), (1, 1)))
+    forward_only_conv_general_dilated(x, w, (2, 1), ((1, 1), (1, 1)))
   with pytest.raises(ValueError, match="equal-stride"):
-    branch_conv_general_dilated(x, w, (1, 1), ((0, 0), (0, 0)))
+    forward_only_conv_general_dilated(x, w, (1, 1), ((0, 0), (0, 0)))
   with pytest.raises(ValueError, match="equal-stride"):
-    branch_conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), feature_group_count=3)
+    forward_only_conv_general_dilated(x, w[:2, :2], (1, 1), ((1, 1), (1, 1)))
 
 
-@pytest.mark.parametrize("k,size", [(3, 6), (3, 7), (1, 6)])
-def test_strided_branch_conv_equals_lax_conv_to_second_order(k, size):
+@pytest.mark.parametrize("k,size,groups", [(3, 6, 1), (3, 7, 1), (1, 6, 1), (3, 7, 3)])
+def test_strided_forward_only_conv_equals_lax_conv_to_second_order(k, size, groups):
   # stride 2 = the stride-1 convolution subsampled; values, gradients and Hessian-vector products
-  from jdanas.models.layers import branch_conv_general_dilated
+  from jdanas.models.layers import forward_only_conv_general_dilated
   x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
-  w = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
+  w = jax.random.normal(jax.random.key(1), (k, k, 3 // groups, 6))
   pad = ((k - 1) // 2,) * 2
-
-  def derivatives(conv):
-    f = lambda x, w: jnp.sum(jnp.sin(conv(x, w, (2, 2), (pad, pad))))  # noqa: E731
-    g = jax.grad(f, (0, 1))
-    hvp = jax.grad(lambda x, w: sum(jnp.vdot(a, b) for a, b in zip(g(x, w), (x, w))), (0, 1))
-    return (conv(x, w, (2, 2), (pad, pad)),) + g(x, w) + hvp(x, w)
-
-  xla = lambda x, w, s, p: jax.lax.conv_general_dilated(x, w, s, p, dimension_numbers=("NHWC", "HWIO", "NHWC"))  # noqa: E731
-  got, want = derivatives(branch_conv_general_dilated), derivatives(xla)
-  assert got[0].shape == want[0].shape == (2, (size + 1) // 2, (size + 1) // 2, 4)
+  xla = lambda x, w: jax.lax.conv_general_dilated(  # noqa: E731
+      x, w, (2, 2), (pad, pad), dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+  got = second_order(lambda x, w: forward_only_conv_general_dilated(x, w, (2, 2), (pad, pad),
+                                                                    feature_group_count=groups), x, w)
+  want = second_order(xla, x, w)
+  assert got[0].shape == want[0].shape == (2, (size + 1) // 2, (size + 1) // 2, 6)
   for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("p,size", [(2, 8), (4, 10)])
+def test_patch_conv_equals_valid_strided_conv_to_second_order(p, size):
+  from jdanas.models.layers import patch_conv
+  x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
+  w = jax.random.normal(jax.random.key(1), (p, p, 3, 5))
+  xla = lambda x, w: jax.lax.conv_general_dilated(x, w, (p, p), "VALID",  # noqa: E731
+                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  for a, b in zip(second_order(patch_conv, x, w), second_order(xla, x, w)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

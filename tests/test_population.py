@@ -77,22 +77,47 @@ def test_specialised_masked_cells_train_like_the_masked_program(cell_space, tiny
 
 
 def test_specialize_auto_rule_and_errors(cell_space, depth_space, tiny_data):
-  from jdanas.train.population import SPECIALIZE_MIN_WORK, auto_specialize, masked_flops
+  import dataclasses
+  from jdanas import lowering as lowering_lib
+  from jdanas.train.population import masked_flops
   shape = tuple(tiny_data.train.x.shape[1:])
   flops = masked_flops(cell_space, tiny_data.num_classes, shape)
   assert flops > 0
-  enough = int(np.ceil(SPECIALIZE_MIN_WORK / (flops * 16)))  # steps at batch 16 that reach the work
-  cpu = jax.default_backend() == "cpu"
-  kw = dict(batch_size=16, num_classes=tiny_data.num_classes, input_shape=shape)
-  assert auto_specialize(cell_space, "auto", steps=enough, **kw) is cpu
-  assert not auto_specialize(cell_space, "auto", steps=enough - 1, **kw)
-  assert not auto_specialize(cell_space, "unroll", steps=enough, **kw)  # explicit strategies keep one program
-  assert not auto_specialize(depth_space, "auto", steps=10 ** 9, **kw)  # no masked form
+  cpu = lowering_lib.resolve("cpu")
+  enough = int(np.ceil(cpu.specialize_min_work / (flops * RECIPE.batch_size)))  # steps that reach the work
+
+  def specializes(space, steps, strategy="auto", lowering=cpu):
+    recipe = dataclasses.replace(RECIPE, steps=steps)
+    return PopulationTrainer(space, tiny_data, recipe=recipe, strategy=strategy, lowering=lowering).specialize
+
+  assert specializes(cell_space, enough)
+  assert not specializes(cell_space, enough - 1)
+  assert not specializes(cell_space, enough, strategy="unroll")  # explicit strategies keep one program
+  assert not specializes(cell_space, enough, lowering="xla")  # accelerators keep the masked program
+  assert not specializes(depth_space, 10 ** 9)  # no masked form
   assert not PopulationTrainer(cell_space, tiny_data, recipe=RECIPE).specialize  # 4 steps: one program
   with pytest.raises(ValueError, match="specialize: space 's1_resnet' has no specialised form"):
     PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, specialize=True)
   with pytest.raises(ValueError, match="specialize: 'yes' is not one of"):
     PopulationTrainer(cell_space, tiny_data, recipe=RECIPE, specialize="yes")
+  with pytest.raises(ValueError, match="lowering: 'tpu' is not one of"):
+    PopulationTrainer(cell_space, tiny_data, recipe=RECIPE, lowering="tpu")
+
+
+@pytest.mark.parametrize("lowering", ["cpu", "xla", "switch_edges"])
+def test_training_programs_compile_once_per_group(cell_space, tiny_data, key, lowering):
+  """Every init, step and eval program is traced once per group key under each lowering (switch
+  edges: a masked training program with forward-only convolutions), and a second population with
+  the same groups compiles nothing."""
+  from jdanas import lowering as lowering_lib
+  if lowering == "switch_edges":
+    lowering = lowering_lib.Lowering("switch_edges", conv="forward_only", train_edge="switch")
+  encs = [cell_space.encode(c) for c in CELLS[:2]] + [cell_space.encode(CELLS[0])]
+  trainer = PopulationTrainer(cell_space, tiny_data, recipe=RECIPE, lowering=lowering)
+  first = trainer.train(key, encs)
+  assert first.num_compilations == len(first.groups) and np.all(np.isfinite(first.accuracy))
+  assert trainer.train(jax.random.fold_in(key, 1), encs[::-1]).num_compilations == 0
+  assert set(trainer.trace_counts.values()) == {1}, trainer.trace_counts
 
 
 def test_unroll_mixes_architectures(depth_space, tiny_data, key):

@@ -64,7 +64,7 @@ def test_masked_forward_equals_per_student_forward(train):
     else:
       want = module.apply(sub, x, None, train=False)["logits"]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    static = masked.static_build(enc, 5).apply(variables, x, None, train=False)["logits"]
+    static = masked.specialize(enc, 5).apply(variables, x, None, train=False)["logits"]
     if not train:
       np.testing.assert_allclose(static, want, rtol=1e-5, atol=1e-5)
 
@@ -81,7 +81,7 @@ def test_signature_is_shared_and_costs_are_the_exact_students():
   assert shallow.params < deep.params
   with pytest.raises(ValueError, match="depth_choices"):
     get_space("s1_resnet_masked", depth_choices=(0, 1))
-  assert plain.static_build(plain.encode("111"), 5) is None
+  assert plain.specialize(plain.encode("111"), 5) is None and not plain.can_specialize
 
 
 def test_all_students_train_in_one_compiled_program(tiny_data, key):

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jdanas import lowering as lowering_lib
 from jdanas.models import layers
 from jdanas.distill import classifier_gradient, semantic_distance, sp_loss
 from jdanas.scoring import INITS, PROXIES, PROXY_INFO, ZeroCostEvaluator, score_population, torch_variables
@@ -63,7 +64,7 @@ class TwoLayer(nn.Module):
   @nn.compact
   def __call__(self, x, enc=None, *, train=False):
     del enc, train
-    h = nn.relu(nn.Dense(self.hidden, use_bias=False, name="hidden")(x.reshape(x.shape[0], -1)))
+    h = layers.relu(nn.Dense(self.hidden, use_bias=False, name="hidden")(x.reshape(x.shape[0], -1)))
     pre = h[:, None, None, :]
     return layers.features_dict([pre], pre, lambda p: nn.Dense(self.num_classes, use_bias=False,
                                                                name="classifier")(p))
@@ -75,7 +76,7 @@ class ReluOnly(nn.Module):
   @nn.compact
   def __call__(self, x, enc=None, *, train=False):
     del enc, train
-    h = nn.relu(x.reshape(x.shape[0], -1))
+    h = layers.relu(x.reshape(x.shape[0], -1))
     pre = h[:, None, None, :]
     return layers.features_dict([pre], pre, lambda p: nn.Dense(2, name="classifier")(p))
 
@@ -461,16 +462,17 @@ def test_masked_equals_per_cell_heavy_proxies(masked, per_cell, batch):
 
 
 @pytest.mark.parametrize("name,arch", [("nb201", CELLS[0]), ("s1_resnet", "21")])
-def test_branch_convs_network_same_values_gradients_and_hvp(name, arch, batch):
-  """``branch_convs=True`` (GraSP's networks on CPU): same variables, and the same loss, gradient
-  and Hessian-vector product (strided convs included) as XLA's own convolutions."""
-  import dataclasses
+def test_forward_only_convs_network_same_values_gradients_and_hvp(name, arch, batch):
+  """Forward-only convolutions (GraSP's networks on CPU): same variables, and the same loss,
+  gradient and Hessian-vector product (strided convs included) as XLA's own convolutions."""
   x, y = batch
   space = (get_space("nb201", channels=4, num_cells=1) if name == "nb201"
            else get_space("s1_resnet", depth_choices=(1, 2), widths=(4, 8), stem=4))
   enc = space.encode(arch)
   slow = space.build(space.signature(enc), NUM_CLASSES)
-  fast = dataclasses.replace(space, branch_convs=True).build(space.signature(enc), NUM_CLASSES)
+  fast = lowering_lib.build(space, space.signature(enc), NUM_CLASSES, lowering_lib.resolve("cpu"),
+                            "score_derivatives")
+  assert isinstance(fast, lowering_lib.ForwardOnlyConvs)
   v = init_variables(jax.random.key(0), slow, x.shape[1:], enc, "torch")
   v_fast = init_variables(jax.random.key(0), fast, x.shape[1:], enc, "torch")
   assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(v_fast)
@@ -486,24 +488,78 @@ def test_branch_convs_network_same_values_gradients_and_hvp(name, arch, batch):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
-def test_derivative_groups_run_branch_convs(masked, per_cell):
-  """On CPU every group that differentiates through convolutions runs ``branch_convs`` networks
-  (masked and per cell, NB201 and S1); forward-only groups keep XLA's convolutions; under
-  ``"map"`` the masked NB201 network runs switch edges for every group."""
+@pytest.mark.parametrize("name", ["cpu", "xla"])
+def test_scoring_programs_follow_the_lowering(masked, per_cell, name):
+  """Under ``"cpu"`` every group that differentiates through the network runs forward-only
+  convolutions (masked and per cell, NB201 and S1, and any other space), forward-only groups keep
+  XLA's convolutions, and ``"map"`` runs the masked NB201 network with switch edges; under
+  ``"xla"`` every program runs the network as built (weighted edges)."""
   from jdanas.scoring import population
   from jdanas.spaces.nb201 import OPS
+  lowering = lowering_lib.resolve(name)
   enc = per_cell.encode(CELLS[0])
   sig = per_cell.signature(enc)
-  cpu = jax.default_backend() == "cpu"
+  cpu = name == "cpu"
+  inner = lambda m: m.module if isinstance(m, lowering_lib.ForwardOnlyConvs) else m  # noqa: E731
   for group in proxy_lib.GROUPS:
-    run_masked = population._run_module(masked, masked.build((), NUM_CLASSES), (), group, "map", NUM_CLASSES)
-    run_cell = population._run_module(per_cell, per_cell.build(sig, NUM_CLASSES), sig, group, "map", NUM_CLASSES)
-    derivative = group in ("grad", "grasp", "fisher", "jacob_cov", "synflow")
-    assert run_masked.branch_convs == run_cell.branch_convs == (cpu and derivative), group
-    assert run_masked.edge_impl == "switch" and run_cell.ops == tuple(OPS[i] for i in enc)
-  s1 = get_space("s1_resnet_masked")
-  assert population._run_module(s1, s1.build((), NUM_CLASSES), (), "grasp", "map", NUM_CLASSES).branch_convs == cpu
-  assert not population._run_module(s1, s1.build((), NUM_CLASSES), (), "zen", "map", NUM_CLASSES).branch_convs
+    run_masked = population._run_module(masked, (), group, "map", NUM_CLASSES, lowering)
+    run_cell = population._run_module(per_cell, sig, group, "map", NUM_CLASSES, lowering)
+    derivative = group in population.DERIVATIVE_GROUPS
+    for run in (run_masked, run_cell):
+      assert isinstance(run, lowering_lib.ForwardOnlyConvs) == (cpu and derivative), group
+    assert inner(run_masked).edge_impl == ("switch" if cpu else "weighted")
+    assert inner(run_cell).ops == tuple(OPS[i] for i in enc)
+    assert inner(population._run_module(masked, (), group, "vmap", NUM_CLASSES, lowering)).edge_impl == "weighted"
+  for space in (get_space("s1_resnet_masked"), get_space("mobilenet")):
+    sig = space.signature(np.zeros(space.num_decisions, np.int32))
+    assert isinstance(population._run_module(space, sig, "grasp", "map", NUM_CLASSES, lowering),
+                      lowering_lib.ForwardOnlyConvs) == cpu
+    assert not isinstance(population._run_module(space, sig, "zen", "map", NUM_CLASSES, lowering),
+                          lowering_lib.ForwardOnlyConvs)
+
+
+@pytest.mark.parametrize("name", ["cpu", "xla"])
+def test_group_programs_compile_once_per_signature(masked, per_cell, batch, name):
+  """Each group program is traced (compiled) once per signature and cached across calls, under each
+  lowering; a second call with the same shapes compiles nothing."""
+  from jdanas.scoring import ProgramCache
+  x, y = batch
+  encs = np.stack([masked.encode(c) for c in CELLS])
+  kw = dict(proxies=("snip", "naswot"), num_classes=NUM_CLASSES, init="flax", lowering=name)
+  for space, signatures in ((masked, 1), (per_cell, len(CELLS))):
+    programs, info = ProgramCache(), {}
+    score_population(jax.random.key(0), space, encs, x, y, programs=programs, info=info, **kw)
+    assert info["num_compilations"] == programs.num_compilations == programs.num_traces == 2 * signatures
+    score_population(jax.random.key(1), space, encs[::-1], x, y, programs=programs, info=info, **kw)
+    assert info["num_compilations"] == 0 and programs.num_traces == 2 * signatures
+
+
+def test_lowering_names_and_errors():
+  assert lowering_lib.resolve("auto", backend="cpu") == lowering_lib.resolve("cpu")
+  assert lowering_lib.resolve("auto", backend="gpu") == lowering_lib.resolve("xla")
+  custom = lowering_lib.Lowering("custom", zero_node="constant")
+  assert lowering_lib.resolve(custom) is custom
+  assert hash(custom) == hash(lowering_lib.Lowering("custom", zero_node="constant"))
+  with pytest.raises(ValueError, match=r"lowering: 'gpu' is not one of \('auto', 'xla', 'cpu'\)"):
+    lowering_lib.resolve("gpu")
+  with pytest.raises(ValueError, match="Lowering.score_edge: 'magic'"):
+    lowering_lib.Lowering("custom", score_edge="magic")
+  with pytest.raises(ValueError, match="purpose: 'eval'"):
+    lowering_lib.resolve("cpu").masked_edge("eval")
+
+
+def test_forward_only_refuses_convolutions_without_a_form(batch):
+  """A convolution with no forward-only form is refused with a message naming it and the way out."""
+  import flax.linen as nn
+
+  class Dilated(nn.Module):
+    @nn.compact
+    def __call__(self, x, enc=None, *, train=False):
+      return nn.Conv(4, (3, 3), kernel_dilation=(2, 2), name="dilated")(x)
+
+  x, _ = batch
+  with pytest.raises(ValueError, match="convolution dilated .* has no forward-only form.*lowering='xla'"):
+    lowering_lib.ForwardOnlyConvs(Dilated()).init(jax.random.key(0), x)
 
 
 def test_activation_tapes_see_into_switch_branches(masked, per_cell, batch):
@@ -520,18 +576,6 @@ def test_activation_tapes_see_into_switch_branches(masked, per_cell, batch):
     np.testing.assert_allclose(switch[name], cell[name], rtol=1e-4, err_msg=name)
     np.testing.assert_allclose(weighted[name], cell[name], rtol=1e-4, err_msg=name)
   assert np.all(np.isfinite(switch["zen"])) and len(set(np.round(switch["zen"], 4))) == len(encs)
-
-
-def test_switch_override_is_scoped():
-  calls = []
-
-  def fake(index, branches, module, *operands):
-    calls.append(index)
-    return operands[0]
-
-  with layers.switch_override(fake):
-    assert layers.switch(2, [], None, "h") == "h"
-  assert calls == [2] and not layers._SWITCH_OVERRIDES
 
 
 def test_vmap_strategy_equals_map(masked, batch, teacher16, masked_scores):

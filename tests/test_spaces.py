@@ -181,6 +181,62 @@ def test_built_module_runs_and_returns_features(name):
   assert bool(jnp.all(jnp.isfinite(feats["logits"])))
 
 
+def distinct_archs(name: str, n: int = 4) -> np.ndarray:
+  """``n`` distinct architectures of a space (trade: one per family, so every family is covered)."""
+  space = make(name)
+  if name == "trade":
+    return np.stack([np.eye(1, space.num_decisions, 0, np.int32)[0] * f for f in range(len(space.families))])
+  out = {}
+  for enc in samples(name):
+    out.setdefault(space.decode(enc), enc)
+  return np.stack(list(out.values())[:n])
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("trade", "mobilenet") else n
+                                  for n in NAMES])
+def test_forward_only_lowering_same_values_and_gradients(name):
+  """Every space is supported by the ``"cpu"`` lowering of gradient-scoring programs: every
+  convolution has a forward-only form (grouped, strided and patch convolutions included), with
+  the same variables, logits and parameter gradients as XLA's own convolutions (in float64: in
+  float32, BatchNorm over the tiny maps of ShuffleNet amplifies rounding to ~1e-3)."""
+  from jdanas import lowering as lowering_lib
+  space = make(name)
+  x = np.random.default_rng(0).standard_normal((2, 8, 8, 3))
+  for enc in distinct_archs(name, 1):  # trade: one per family
+    plain = space.build(space.signature(enc), 5)
+    fast = lowering_lib.build(space, space.signature(enc), 5, lowering_lib.resolve("cpu"), "score_derivatives")
+    v = plain.init(jax.random.key(0), jnp.asarray(x, jnp.float32), jnp.asarray(enc), train=False)
+    assert jax.tree.structure(fast.init(jax.random.key(0), jnp.asarray(x, jnp.float32), jnp.asarray(enc),
+                                        train=False)) == jax.tree.structure(v)
+
+    def grads(module):
+      def loss(params, x):
+        out, _ = module.apply({**v64, "params": params}, x, jnp.asarray(enc), train=True, mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(out["logits"]))
+      return jax.jit(jax.value_and_grad(loss))(v64["params"], jnp.asarray(x, jnp.float64))
+
+    with jax.enable_x64(True):
+      v64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), v)
+      for a, b in zip(jax.tree.leaves(grads(fast)), jax.tree.leaves(grads(plain))):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9, err_msg=space.decode(enc))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_proxies_finite_and_varying_on_every_space(name):
+  """NASWOT (ReLU and GELU codes) and Zen (BN variances) record every space's activations: finite
+  scores that differ between architectures (GELU networks, ViT and ConvMixer, recorded nothing
+  when the tape patched ``nn.relu``: NASWOT was -inf for all of them)."""
+  from jdanas.scoring import score_population
+  space = make(name)
+  encs = distinct_archs(name)
+  rng = np.random.default_rng(0)
+  x, y = rng.standard_normal((8, 8, 8, 3)).astype(np.float32), rng.integers(0, 5, 8).astype(np.int32)
+  out = score_population(jax.random.key(0), space, encs, x, y, proxies=("naswot", "zen"), num_classes=5)
+  for proxy, scores in out.items():
+    assert np.all(np.isfinite(scores)), (proxy, scores)
+    assert len(np.unique(np.round(scores, 6))) > 1, (proxy, scores)
+
+
 def test_mutate_only_touches_decisions_with_choices():
   @dataclasses.dataclass(frozen=True)
   class Toy(AbstractSearchSpace):
@@ -400,6 +456,8 @@ def test_nb201_none_only_node_is_not_a_constant():
   v = module.init(jax.random.key(0), x, enc)
   jaxpr = jax.make_jaxpr(lambda v, x: module.apply(v, x, enc)["logits"])(v, x).jaxpr
   assert _constant_heavy_ops(jaxpr) == []
+  constant = dataclasses.replace(space, zero_node="constant").build(space.signature(enc), 3)  # the bench's "before"
+  assert _constant_heavy_ops(jax.make_jaxpr(lambda v, x: constant.apply(v, x, enc)["logits"])(v, x).jaxpr) != []
   from jdanas.models.layers import avg_pool_3x3_exclude_pad
   zeros = jax.make_jaxpr(lambda: avg_pool_3x3_exclude_pad(jnp.zeros((2, 8, 8, 3))))().jaxpr
   assert _constant_heavy_ops(zeros) == ["reduce_window_sum"]  # the helper does see constants

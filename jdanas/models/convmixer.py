@@ -37,12 +37,12 @@ class ConvMixer(nn.Module):
                        f"input size {x.shape[1:3]}")
     x = nn.Conv(self.dim, (self.patch, self.patch), strides=(self.patch, self.patch), padding="VALID",
                 kernel_init=layers.conv_init, name="patch_embed")(x)
-    x = layers.batch_norm(train, "patch_bn")(nn.gelu(x, approximate=False))
+    x = layers.batch_norm(train, "patch_bn")(layers.gelu(x))
     taps, stages = depth_taps(self.depth), []
     for i in range(self.depth):
       y = layers.conv(self.dim, self.kernel, groups=self.dim, use_bias=True, name=f"layer{i}_dw")(x)
-      x = x + layers.batch_norm(train, f"layer{i}_dw_bn")(nn.gelu(y, approximate=False))
+      x = x + layers.batch_norm(train, f"layer{i}_dw_bn")(layers.gelu(y))
       y = layers.conv(self.dim, 1, use_bias=True, name=f"layer{i}_pw")(x)
-      x = layers.batch_norm(train, f"layer{i}_pw_bn")(nn.gelu(y, approximate=False))
+      x = layers.batch_norm(train, f"layer{i}_pw_bn")(layers.gelu(y))
       stages.extend([x] * taps.count(i))
     return layers.features_dict(stages, x, layers.classifier(self.num_classes))

@@ -14,7 +14,6 @@ so recipes transfer from the papers' code.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 from typing import Any, Callable
 
@@ -37,131 +36,159 @@ def batch_norm(train: bool, name: str | None = None, scale_init=nn.initializers.
 
 
 def conv(features: int, kernel: int, stride: int = 1, groups: int = 1, name: str | None = None,
-         use_bias: bool = False, branch: bool = False) -> nn.Conv:
-  """``branch=True``: computed by :func:`branch_conv` (convolutions inside ``lax.switch``, and every
-  convolution of a network differentiated twice on XLA:CPU, e.g. for GraSP)."""
+         use_bias: bool = False) -> nn.Conv:
+  """A square convolution with PyTorch's ``(k - 1) / 2`` zero padding. How it is lowered (XLA's
+  convolution or :func:`forward_only_conv`) is the program's choice (:mod:`jdanas.lowering`)."""
   pad = (kernel - 1) // 2
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-                 feature_group_count=groups, use_bias=use_bias, kernel_init=conv_init, name=name,
-                 conv_general_dilated=branch_conv_general_dilated if branch else None)
+                 feature_group_count=groups, use_bias=use_bias, kernel_init=conv_init, name=name)
 
 
-# ---- conditionals that activation recorders can see into -------------------------------------
+# ---- activations and conditionals that recorders can see into --------------------------------
 
-# Stack of switch implementations installed by activation recorders (``jdanas.scoring.proxies``):
-# a value computed inside a ``lax.switch`` branch cannot leave it except as a branch output, so a
-# recorder that wants to see inside conditionals replaces :func:`switch` while it records.
-_SWITCH_OVERRIDES: list[Callable] = []
+class Activation(nn.Module):
+  """An elementwise activation as a (variable-free) module, so that activation recorders see its
+  output through Flax's method interception (``nn.intercept_methods``; NASWOT, Zen)."""
+  fn: Callable
 
-
-def switch(index, branches, module: nn.Module, *operands):
-  """``nn.switch(index, branches, module, *operands)``, unless an activation recorder is active
-  (:func:`switch_override`), which then runs the branches itself and returns what ``nn.switch``
-  returns. Models call this instead of ``nn.switch``."""
-  if _SWITCH_OVERRIDES:
-    return _SWITCH_OVERRIDES[-1](index, branches, module, *operands)
-  return nn.switch(index, branches, module, *operands)
+  def __call__(self, x):
+    return self.fn(x)
 
 
-@contextlib.contextmanager
-def switch_override(fn: Callable):
-  """``with switch_override(fn):`` every :func:`switch` call is ``fn(index, branches, module,
-  *operands)`` (nested overrides: the innermost wins)."""
-  _SWITCH_OVERRIDES.append(fn)
-  try:
-    yield fn
-  finally:
-    _SWITCH_OVERRIDES.pop()
+def _exact_gelu(x):
+  return nn.gelu(x, approximate=False)
+
+
+def relu(x):
+  """ReLU as an :class:`Activation` of the calling module (call inside a compact method)."""
+  return Activation(nn.relu)(x)
+
+
+def gelu(x):
+  """Exact (erf) GELU, PyTorch's ``nn.GELU()``, as an :class:`Activation` of the calling module."""
+  return Activation(_exact_gelu)(x)
+
+
+class Switching(nn.Module):
+  """Base of modules with a data-dependent choice among sub-computations. They call
+  ``self.switch(index, branches, *operands)`` (``nn.switch``) so that activation recorders can
+  intercept the choice (``nn.intercept_methods``) and see into the branches: a value computed
+  inside a ``lax.switch`` branch leaves it only as a branch output."""
+
+  def switch(self, index, branches, *operands):
+    return nn.switch(index, branches, self, *operands)
 
 
 # ---- convolutions differentiated by forward convolutions only ---------------------------------
 #
 # XLA:CPU runs a convolution's kernel gradient (and, less so, its input gradient) that sits inside
-# a conditional (``lax.switch``: the masked NB201 edges under ``edge_impl="switch"``) ~30x slower
-# than the same gradient at top level (3x3 conv, 64x32x32x16: 647 ms vs 20 ms; branch_conv 24 ms;
-# bench/branch_conv.py). Forward convolutions inside a conditional run at full speed, so
-# :func:`branch_conv` writes every derivative, of any order, as a forward convolution:
+# a conditional (``lax.switch``) or a loop (``lax.map``, as every scoring program is) ~30-40x
+# slower than the same gradient at top level (3x3 conv, 64x32x32x16 in a switch: 647 ms vs 20 ms;
+# forward_only_conv 24 ms; bench/forward_only_conv.py). Forward convolutions run at full speed
+# there, so :func:`forward_only_conv` writes every derivative, of any order, as a forward
+# convolution (grouped convolutions included; the groups stay groups):
 #   d/dx <conv(x, w), g> = conv(g, flipT(w)),  d/dw <conv(x, w), g> = wgrad(x, g),
-# and wgrad's own derivatives are again forward convolutions of its operands.
+# and wgrad's own derivatives are again forward convolutions of its operands. Which programs use
+# it is decided in one place, :mod:`jdanas.lowering`.
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
-def _flip_t(w):
-  return jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
+def _flip_t(w, groups: int):
+  """The input-gradient kernel: spatially flipped, input/output features swapped per group."""
+  k1, k2, cin_g, cout = w.shape
+  w = jnp.flip(w, (0, 1)).reshape(k1, k2, cin_g, groups, cout // groups)
+  return w.transpose(0, 1, 4, 3, 2).reshape(k1, k2, cout // groups, groups * cin_g)
 
 
 def _pad(k: int):
   return (((k - 1) // 2, (k - 1) // 2),) * 2
 
 
-@jax.custom_vjp
-def branch_conv(x, w):
-  """Stride-1, 'SAME' (odd square kernel), ungrouped NHWC/HWIO convolution whose derivatives
-  are forward convolutions (fast inside ``lax.switch`` on XLA:CPU; equal values)."""
-  return jax.lax.conv_general_dilated(x, w, (1, 1), _pad(w.shape[0]), dimension_numbers=_DN)
-
-
-def _branch_conv_fwd(x, w):
-  return branch_conv(x, w), (x, w)
-
-
-def _branch_conv_bwd(res, g):
-  x, w = res
-  return branch_conv(g, _flip_t(w)), _wgrad(x, g, w.shape[0])
-
-
-branch_conv.defvjp(_branch_conv_fwd, _branch_conv_bwd)
-
-
-def _wgrad_value(x, g, k: int):
-  """``d/dw <conv(x, w), g>`` ``[k, k, Cin, Cout]`` as one forward convolution (Cin as batch,
-  the examples as input features, the output map as the kernel). The zero padding is the
-  convolution's own: padding ``x`` beforehand gives the same values but was measured 5.5x slower
-  on XLA:CPU (``bench/branch_conv.py``, ``wgrad``)."""
-  xt = x.transpose(3, 1, 2, 0)  # [Cin, H, W, N]
-  gt = g.transpose(1, 2, 0, 3)  # [H, W, N, Cout]
-  out = jax.lax.conv_general_dilated(xt, gt, (1, 1), _pad(k), dimension_numbers=_DN)  # [Cin, k, k, Cout]
-  return out.transpose(1, 2, 0, 3)
+def _conv(x, w, groups: int):
+  return jax.lax.conv_general_dilated(x, w, (1, 1), _pad(w.shape[0]), dimension_numbers=_DN,
+                                      feature_group_count=groups)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _wgrad(x, g, k):
-  return _wgrad_value(x, g, k)
+def forward_only_conv(x, w, groups: int = 1):
+  """Stride-1, 'SAME' (odd square kernel) NHWC/HWIO convolution with ``groups`` feature groups,
+  whose derivatives of any order are forward convolutions (fast inside loops and conditionals on
+  XLA:CPU; equal values)."""
+  return _conv(x, w, groups)
 
 
-def _wgrad_fwd(x, g, k):
-  return _wgrad_value(x, g, k), (x, g)
+def _forward_only_conv_fwd(x, w, groups):
+  return _conv(x, w, groups), (x, w)
 
 
-def _wgrad_bwd(k, res, c):  # c: cotangent [k, k, Cin, Cout]
+def _forward_only_conv_bwd(groups, res, g):
+  x, w = res
+  return forward_only_conv(g, _flip_t(w, groups), groups), _wgrad(x, g, w.shape[0], groups)
+
+
+forward_only_conv.defvjp(_forward_only_conv_fwd, _forward_only_conv_bwd)
+
+
+def _wgrad_value(x, g, k: int, groups: int = 1):
+  """``d/dw <conv(x, w), g>`` ``[k, k, Cin/G, Cout]`` as one forward convolution (Cin/G as batch,
+  each group's examples as its input features, the output map as the kernel). The zero padding is
+  the convolution's own: padding ``x`` beforehand gives the same values but was measured 5.5x
+  slower on XLA:CPU (``bench/forward_only_conv.py``, ``wgrad``)."""
+  n, h, w_, cin = x.shape
+  xt = x.reshape(n, h, w_, groups, cin // groups).transpose(4, 1, 2, 3, 0).reshape(cin // groups, h, w_, groups * n)
+  gt = g.transpose(1, 2, 0, 3)  # [H, W, N, Cout]
+  out = jax.lax.conv_general_dilated(xt, gt, (1, 1), _pad(k), dimension_numbers=_DN,
+                                     feature_group_count=groups)  # [Cin/G, k, k, Cout]
+  return out.transpose(1, 2, 0, 3)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _wgrad(x, g, k, groups):
+  return _wgrad_value(x, g, k, groups)
+
+
+def _wgrad_fwd(x, g, k, groups):
+  return _wgrad_value(x, g, k, groups), (x, g)
+
+
+def _wgrad_bwd(k, groups, res, c):  # c: cotangent [k, k, Cin/G, Cout]
   del k
   x, g = res
-  return branch_conv(g, _flip_t(c)), branch_conv(x, c)
+  return forward_only_conv(g, _flip_t(c, groups), groups), forward_only_conv(x, c, groups)
 
 
 _wgrad.defvjp(_wgrad_fwd, _wgrad_bwd)
 
 
-def branch_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                                dimension_numbers=None, feature_group_count=1, precision=None):
-  """``lax.conv_general_dilated`` signature for ``nn.Conv(conv_general_dilated=...)``; only the
-  configuration :func:`branch_conv` covers is accepted, plus equal strides ``s > 1``: the stride-1
-  convolution subsampled ``[::s, ::s]`` (same values with padding ``(k - 1) / 2``; ``s^2`` times the
-  forward FLOPs, but every derivative stays a forward convolution)."""
+def forward_only_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                                      dimension_numbers=None, feature_group_count=1, precision=None):
+  """``lax.conv_general_dilated`` signature; only the configuration :func:`forward_only_conv`
+  covers is accepted, plus equal strides ``s > 1``: the stride-1 convolution subsampled
+  ``[::s, ::s]`` (same values with padding ``(k - 1) / 2``; ``s^2`` times the forward FLOPs, but
+  every derivative stays a forward convolution)."""
   del precision
   k = rhs.shape[0]
   expected = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DN)
   unit = lambda v: v is None or all(int(a) == 1 for a in v)  # noqa: E731
   strides = tuple(int(s) for s in window_strides)
   if (len(strides) != 2 or strides[0] != strides[1] or strides[0] < 1 or not unit(lhs_dilation)
-      or not unit(rhs_dilation) or feature_group_count != 1 or rhs.shape[0] != rhs.shape[1] or k % 2 == 0
+      or not unit(rhs_dilation) or rhs.shape[0] != rhs.shape[1] or k % 2 == 0 or isinstance(padding, str)
       or tuple(map(tuple, padding)) != _pad(k) or (dimension_numbers is not None and dimension_numbers != expected)):
-    raise ValueError("branch_conv: only equal-stride, 'SAME' (padding (k-1)/2), ungrouped, odd square NHWC/HWIO "
+    raise ValueError("forward_only_conv: only equal-stride, 'SAME' (padding (k-1)/2), odd square NHWC/HWIO "
                      "convolutions")
-  out = branch_conv(lhs, rhs)
+  out = forward_only_conv(lhs, rhs, int(feature_group_count))
   s = strides[0]
   return out if s == 1 else out[:, ::s, ::s, :]
+
+
+def patch_conv(x, w):
+  """A 'VALID' ungrouped convolution whose stride equals its ``[p, p, C, F]`` kernel (a patch
+  embedding) as a reshape and a matrix product, whose derivatives are matrix products."""
+  p = w.shape[0]
+  n, h, w_, c = x.shape
+  x = x[:, :h // p * p, :w_ // p * p].reshape(n, h // p, p, w_ // p, p, c)
+  return jnp.einsum("nhawbc,abcf->nhwf", x, w)
 
 
 def features_dict(stages, pre_pool, logits_layer: Callable) -> Features:

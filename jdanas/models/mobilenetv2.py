@@ -65,7 +65,7 @@ class SqueezeExcite(nn.Module):
   @nn.compact
   def __call__(self, x):
     s = jnp.mean(x, axis=(1, 2), keepdims=True)
-    s = nn.relu(nn.Dense(self.reduced, kernel_init=layers.conv_init, name="reduce")(s))
+    s = layers.relu(nn.Dense(self.reduced, kernel_init=layers.conv_init, name="reduce")(s))
     s = nn.sigmoid(nn.Dense(x.shape[-1], kernel_init=layers.conv_init, name="expand")(s))
     return x * s
 
@@ -88,17 +88,17 @@ class MobileLayer(nn.Module):
     se = SqueezeExcite(max(1, int(c_in * self.se_ratio)), name="se") if self.se else None
     if self.op == "conv":
       y = layers.conv(self.features, self.kernel, self.stride, name="conv")(x)
-      y = nn.relu(layers.batch_norm(train, "bn")(y))
+      y = layers.relu(layers.batch_norm(train, "bn")(y))
       if se is not None:
         y = se(y)
     else:
       y = x
       if self.op == "mbconv":
         y = layers.conv(c_in * self.expansion, 1, name="expand_conv")(y)
-        y = nn.relu(layers.batch_norm(train, "expand_bn")(y))
+        y = layers.relu(layers.batch_norm(train, "expand_bn")(y))
       hidden = y.shape[-1]
       y = layers.conv(hidden, self.kernel, self.stride, groups=hidden, name="dw_conv")(y)
-      y = nn.relu(layers.batch_norm(train, "dw_bn")(y))
+      y = layers.relu(layers.batch_norm(train, "dw_bn")(y))
       if se is not None:
         y = se(y)
       y = layers.conv(self.features, 1, name="project_conv")(y)
@@ -124,7 +124,7 @@ class MobileNet(nn.Module):
   def __call__(self, x, enc=None, *, train: bool = False) -> layers.Features:
     del enc  # the structure is fixed by the block specs
     x = layers.conv(self.stem_features, 3, self.stem_stride, name="stem_conv")(x)
-    x = nn.relu(layers.batch_norm(train, "stem_bn")(x))
+    x = layers.relu(layers.batch_norm(train, "stem_bn")(x))
     stages = []
     for i, block in enumerate(self.blocks):
       for r in range(block.repeats):
@@ -133,7 +133,7 @@ class MobileNet(nn.Module):
       if i == len(self.blocks) - 1 or self.blocks[i + 1].stride != 1:
         stages.append(x)
     x = layers.conv(self.head_features, 1, name="head_conv")(x)
-    pre_pool = nn.relu(layers.batch_norm(train, "head_bn")(x))
+    pre_pool = layers.relu(layers.batch_norm(train, "head_bn")(x))
     return layers.features_dict(stages, pre_pool, layers.classifier(self.num_classes))
 
 

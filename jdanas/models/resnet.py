@@ -17,19 +17,17 @@ from jdanas.models import layers
 class BasicBlock(nn.Module):
   features: int
   stride: int = 1
-  branch_convs: bool = False  # every conv a layers.branch_conv (see CifarResNet)
 
   @nn.compact
   def __call__(self, x, train: bool):
-    b = self.branch_convs
-    y = layers.conv(self.features, 3, self.stride, name="conv1", branch=b)(x)
-    y = nn.relu(layers.batch_norm(train, "bn1")(y))
-    y = layers.conv(self.features, 3, 1, name="conv2", branch=b)(y)
+    y = layers.conv(self.features, 3, self.stride, name="conv1")(x)
+    y = layers.relu(layers.batch_norm(train, "bn1")(y))
+    y = layers.conv(self.features, 3, 1, name="conv2")(y)
     y = layers.batch_norm(train, "bn2")(y)
     if self.stride != 1 or x.shape[-1] != self.features:
-      x = layers.conv(self.features, 1, self.stride, name="shortcut_conv", branch=b)(x)
+      x = layers.conv(self.features, 1, self.stride, name="shortcut_conv")(x)
       x = layers.batch_norm(train, "shortcut_bn")(x)
-    return nn.relu(x + y)
+    return layers.relu(x + y)
 
 
 class CifarResNet(nn.Module):
@@ -37,21 +35,17 @@ class CifarResNet(nn.Module):
   widths: Sequence[int] = (16, 32, 64)
   stem: int = 16
   num_classes: int = 10
-  # True: every convolution is a layers.branch_conv (derivatives of any order as forward
-  # convolutions; same variables and values): for derivatives inside loops on XLA:CPU (every
-  # scoring program is a lax.map), where XLA's own run ~40x slower (bench/branch_conv.py, loop)
-  branch_convs: bool = False
 
   @nn.compact
   def __call__(self, x, enc=None, *, train: bool = False) -> layers.Features:
     del enc  # the structure is fixed by (depths, widths)
-    x = layers.conv(self.stem, 3, name="stem_conv", branch=self.branch_convs)(x)
-    x = nn.relu(layers.batch_norm(train, "stem_bn")(x))
+    x = layers.conv(self.stem, 3, name="stem_conv")(x)
+    x = layers.relu(layers.batch_norm(train, "stem_bn")(x))
     stages = []
     for s, (depth, width) in enumerate(zip(self.depths, self.widths)):
       for b in range(depth):
         stride = 2 if (s > 0 and b == 0) else 1
-        x = BasicBlock(width, stride, self.branch_convs, name=f"stage{s + 1}_block{b}")(x, train)
+        x = BasicBlock(width, stride, name=f"stage{s + 1}_block{b}")(x, train)
       stages.append(x)
     return layers.features_dict(stages, x, layers.classifier(self.num_classes))
 

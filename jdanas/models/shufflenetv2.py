@@ -53,9 +53,9 @@ class ShuffleBlock(nn.Module):
   def __call__(self, x, train: bool):
     c = x.shape[-1] // 2
     x1, x2 = x[..., :c], x[..., c:]
-    y = nn.relu(layers.batch_norm(train, "bn1")(layers.conv(c, 1, name="conv1")(x2)))
+    y = layers.relu(layers.batch_norm(train, "bn1")(layers.conv(c, 1, name="conv1")(x2)))
     y = layers.batch_norm(train, "bn2")(layers.conv(c, 3, groups=c, name="conv2")(y))
-    y = nn.relu(layers.batch_norm(train, "bn3")(layers.conv(c, 1, name="conv3")(y)))
+    y = layers.relu(layers.batch_norm(train, "bn3")(layers.conv(c, 1, name="conv3")(y)))
     return channel_shuffle(jnp.concatenate([x1, y], axis=-1))
 
 
@@ -67,10 +67,10 @@ class DownBlock(nn.Module):
   def __call__(self, x, train: bool):
     c_in, mid = x.shape[-1], self.features // 2
     left = layers.batch_norm(train, "bn1")(layers.conv(c_in, 3, 2, groups=c_in, name="conv1")(x))
-    left = nn.relu(layers.batch_norm(train, "bn2")(layers.conv(mid, 1, name="conv2")(left)))
-    right = nn.relu(layers.batch_norm(train, "bn3")(layers.conv(mid, 1, name="conv3")(x)))
+    left = layers.relu(layers.batch_norm(train, "bn2")(layers.conv(mid, 1, name="conv2")(left)))
+    right = layers.relu(layers.batch_norm(train, "bn3")(layers.conv(mid, 1, name="conv3")(x)))
     right = layers.batch_norm(train, "bn4")(layers.conv(mid, 3, 2, groups=mid, name="conv4")(right))
-    right = nn.relu(layers.batch_norm(train, "bn5")(layers.conv(mid, 1, name="conv5")(right)))
+    right = layers.relu(layers.batch_norm(train, "bn5")(layers.conv(mid, 1, name="conv5")(right)))
     return channel_shuffle(jnp.concatenate([left, right], axis=-1))
 
 
@@ -87,7 +87,7 @@ class ShuffleNetV2(nn.Module):
     del enc  # the structure is fixed by (widths, head, blocks)
     if any(w % 2 for w in self.widths):
       raise ValueError(f"ShuffleNetV2: stage widths must be even, got {tuple(self.widths)}")
-    x = nn.relu(layers.batch_norm(train, "stem_bn")(layers.conv(self.stem, 3, name="stem_conv")(x)))
+    x = layers.relu(layers.batch_norm(train, "stem_bn")(layers.conv(self.stem, 3, name="stem_conv")(x)))
     stages = []
     for s, (width, n) in enumerate(zip(self.widths, self.blocks)):
       x = DownBlock(width, name=f"stage{s + 1}_down")(x, train)
@@ -95,7 +95,7 @@ class ShuffleNetV2(nn.Module):
         x = ShuffleBlock(name=f"stage{s + 1}_block{b}")(x, train)
       stages.append(x)
     x = layers.conv(self.head, 1, name="head_conv")(x)
-    pre_pool = nn.relu(layers.batch_norm(train, "head_bn")(x))
+    pre_pool = layers.relu(layers.batch_norm(train, "head_bn")(x))
     return layers.features_dict(stages, pre_pool, layers.classifier(self.num_classes))
 
 

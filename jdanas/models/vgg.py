@@ -53,7 +53,7 @@ class VGG(nn.Module):
     for g, group in enumerate(self.cfg):
       for i, width in enumerate(group):
         x = layers.conv(width, 3, name=f"group{g}_conv{i}", use_bias=True)(x)
-        x = nn.relu(layers.batch_norm(train, f"group{g}_bn{i}")(x))
+        x = layers.relu(layers.batch_norm(train, f"group{g}_bn{i}")(x))
       stages.append(x)
       if g < 3 or (g == 3 and input_height == 64):
         x = _max_pool_2x2(x)

@@ -32,7 +32,7 @@ class TransformerBlock(nn.Module):
     y = nn.LayerNorm(epsilon=1e-6, name="ln1")(x)
     x = x + nn.MultiHeadDotProductAttention(num_heads=self.heads, name="attn")(y, y)
     y = nn.LayerNorm(epsilon=1e-6, name="ln2")(x)
-    y = nn.gelu(nn.Dense(self.mlp_ratio * dim, name="mlp_in")(y), approximate=False)
+    y = layers.gelu(nn.Dense(self.mlp_ratio * dim, name="mlp_in")(y))
     return x + nn.Dense(dim, name="mlp_out")(y)
 
 

@@ -25,9 +25,9 @@ class WideBasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    act = nn.relu(layers.batch_norm(train, "bn1")(x))
+    act = layers.relu(layers.batch_norm(train, "bn1")(x))
     y = layers.conv(self.features, 3, self.stride, name="conv1")(act)
-    y = nn.relu(layers.batch_norm(train, "bn2")(y))
+    y = layers.relu(layers.batch_norm(train, "bn2")(y))
     y = layers.conv(self.features, 3, 1, name="conv2")(y)
     if x.shape[-1] == self.features:
       if self.stride != 1:
@@ -57,5 +57,5 @@ class WideResNet(nn.Module):
         stride = 2 if (s > 0 and b == 0) else 1
         x = WideBasicBlock(width, stride, name=f"stage{s + 1}_block{b}")(x, train)
       stages.append(x)
-    pre_pool = nn.relu(layers.batch_norm(train, "final_bn")(x))
+    pre_pool = layers.relu(layers.batch_norm(train, "final_bn")(x))
     return layers.features_dict(stages, pre_pool, layers.classifier(self.num_classes))

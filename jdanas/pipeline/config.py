@@ -39,6 +39,7 @@ import ml_collections
 import numpy as np
 
 from jdanas.distill import KD_PRESETS, SEMANTIC_MISMATCH, TAPS, KDLoss, is_tap
+from jdanas.lowering import LOWERINGS
 from jdanas.models.zoo import MODELS
 from jdanas.parallel import make_mesh
 from jdanas.searchers import SEARCHERS, Searcher, get_searcher, with_dedup
@@ -48,7 +49,6 @@ from jdanas.train import STRATEGIES, Recipe
 
 SECTIONS = ("data", "teacher", "space", "searcher", "evaluator", "kd", "search", "final", "compute")
 EVALUATOR_NAMES = ("short_kd", "tabular", "zero_cost")
-LOWERINGS = ("auto", "xla", "cpu")  # lead: replace with jdanas.lowering.LOWERINGS
 LIMITS = ("max_params", "max_flops", "max_latency_ms")
 
 
@@ -64,7 +64,8 @@ class Compute:
     strategy: population-training strategy (:data:`jdanas.train.STRATEGIES`).
     score_strategy: zero-cost scoring strategy (``jdanas.scoring.STRATEGIES``).
     specialize: ``True``, ``False`` or ``"auto"`` (see :mod:`jdanas.train.population`).
-    lowering: ``"auto"``, ``"xla"`` or ``"cpu"``; validated, not yet passed to the engines.
+    lowering: a name of :data:`jdanas.lowering.LOWERINGS` (``"auto"``: chosen per backend), passed
+      to the population trainer and the zero-cost scorer.
     mesh_shape: ``(pop, data)`` device counts of the ``('pop', 'data')`` mesh.
   """
   strategy: str
@@ -190,7 +191,7 @@ def build_compute(c, space: AbstractSearchSpace) -> Compute:
   _one_of(lowering, LOWERINGS, "compute.lowering")
   specialize = parse_specialize(c.get("specialize", "auto"))
   if specialize is True:
-    need(space.static_build(np.zeros(space.num_decisions, np.int32), 2) is not None, "compute.specialize",
+    need(space.can_specialize, "compute.specialize",
          f"space {space.name!r} has no specialised form (use 'auto' or False)")
   m = c.mesh
   need(_is_int(m.pop) and _is_int(m.data), "compute.mesh", f"pop/data must be ints, got {m.pop!r}/{m.data!r}")

@@ -74,12 +74,12 @@ def trainer(plan: Plan, data, recipe: Recipe, teacher: Teacher | None, mesh=None
   the recipe's config section in errors (e.g. a batch larger than the training split)."""
   try:
     return PopulationTrainer(plan.space, data, recipe=recipe, teacher=teacher, strategy=plan.compute.strategy,
-                             mesh=mesh, specialize=plan.compute.specialize)
+                             mesh=mesh, specialize=plan.compute.specialize, lowering=plan.compute.lowering)
   except ValueError as e:
     msg = str(e)
     if msg.startswith("recipe."):
       raise ConfigError(f"config.{field}.{msg[len('recipe.'):]}") from None
-    if msg.split(":")[0] in ("strategy", "specialize", "mesh"):
+    if msg.split(":")[0] in ("strategy", "specialize", "mesh", "lowering"):
       raise ConfigError(f"config.compute.{msg}") from None
     raise ConfigError(f"config.{field}: {msg}") from None
 
@@ -110,7 +110,8 @@ def build_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None):
     del kw["batch_size"]
     try:
       return ZeroCostEvaluator(plan.space, teacher, x, y, kw.pop("proxy"), num_classes=data.num_classes,
-                               seed=int(seed), strategy=plan.compute.score_strategy, **kw)
+                               seed=int(seed), strategy=plan.compute.score_strategy,
+                               lowering=plan.compute.lowering, **kw)
     except ValueError as e:
       raise ConfigError(f"config.evaluator.zero_cost: {e}") from None
   return ShortKDEvaluator(trainer(plan, data, plan.short_kd, teacher, mesh, field="evaluator.short_kd"))

@@ -10,8 +10,8 @@ import numpy as np
 from jdanas.evaluators import Evaluation, ScoreKind
 from jdanas.models.zoo import get_model
 from jdanas.scoring.init import abstract_variables
-from jdanas.scoring import population
-from jdanas.scoring.population import score_population
+from jdanas import lowering as lowering_lib
+from jdanas.scoring.population import ProgramCache, score_population
 from jdanas.scoring.proxies import PROXY_INFO, PROXIES
 from jdanas.spaces.base import AbstractSearchSpace
 from jdanas.teachers import Teacher
@@ -34,9 +34,10 @@ class ZeroCostEvaluator:
   Called as ``evaluator(key, encodings) -> Evaluation`` like every evaluator of
   :mod:`jdanas.evaluators`. The call's ``key`` is ignored: the weights come from ``seed`` so that
   scores of different rounds are comparable (a candidate's score depends only on its
-  architecture, the batch and ``seed``). Compiled programs are cached across calls (one per
-  proxy group and signature; all masked NB201 cells share one), so a search with a fixed number
-  of asks compiles once. Scores reach the searcher as float32; SynFlow as ``log(synflow)`` (same
+  architecture, the batch and ``seed``). Compiled programs are cached across calls in the
+  evaluator's own :class:`jdanas.scoring.ProgramCache` (``programs``; one per proxy group and
+  signature, all masked NB201 cells share one), so a search with a fixed number of asks compiles
+  once; ``Evaluation.num_compilations`` counts the programs a call compiled. Scores reach the searcher as float32; SynFlow as ``log(synflow)`` (same
   order; the raw sums of deep cells exceed the float32 range).
 
   Args:
@@ -46,6 +47,7 @@ class ZeroCostEvaluator:
     proxy: one name of :data:`jdanas.scoring.PROXIES`.
     num_classes: classifier width of the students (default: the teacher's).
     seed: fixes the weights.
+    lowering: a name of :data:`jdanas.lowering.LOWERINGS` or a :class:`jdanas.lowering.Lowering`.
     **kwargs: passed to :func:`score_population` (``init``, ``relation_tap``, ``strategy``, ...);
       ``init`` defaults to the proxy's paper initialisation (``PROXY_INFO[proxy].paper_init``).
   """
@@ -53,7 +55,8 @@ class ZeroCostEvaluator:
   name = "zero_cost"
 
   def __init__(self, space: AbstractSearchSpace, teacher: Teacher | None, images: Any, labels: Any, proxy: str,
-               *, num_classes: int | None = None, seed: int = 0, **kwargs):
+               *, num_classes: int | None = None, seed: int = 0,
+               lowering: str | lowering_lib.Lowering = "auto", **kwargs):
     if proxy not in PROXY_INFO:
       raise ValueError(f"evaluator.proxy: unknown proxy {proxy!r}; choose from {', '.join(PROXIES)}")
     if PROXY_INFO[proxy].needs_teacher and teacher is None:
@@ -67,6 +70,8 @@ class ZeroCostEvaluator:
     self.labels = np.asarray(labels, np.int32)
     self.num_classes = int(num_classes)
     self.seed = int(seed)
+    self.lowering = lowering_lib.resolve(lowering)
+    self.programs = ProgramCache()
     self.kwargs = kwargs
     self.last_info: dict = {}
     self.score_kind = zero_cost_score_kind(proxy)
@@ -75,16 +80,16 @@ class ZeroCostEvaluator:
     del key  # weights come from ``seed`` (see class docstring)
     t0 = time.perf_counter()
     info: dict = {}
-    traces = sum(population.TRACE_COUNTS.values())
     scores = score_population(jax.random.key(self.seed), self.space, np.asarray(encodings), self.images,
                               self.labels, proxies=(self.proxy,), num_classes=self.num_classes,
-                              teacher=self.teacher, info=info, **self.kwargs)[self.proxy]
+                              teacher=self.teacher, lowering=self.lowering, programs=self.programs, info=info,
+                              **self.kwargs)[self.proxy]
     self.last_info = info
     if self.proxy == "synflow":  # >= 0 and beyond the float32 range on deep cells; log keeps the order
       with np.errstate(divide="ignore"):
         scores = np.log(scores)
     return Evaluation(scores=scores.astype(np.float32), seconds=time.perf_counter() - t0,
-                      num_compilations=sum(population.TRACE_COUNTS.values()) - traces)
+                      num_compilations=info["num_compilations"])
 
 
 def zero_cost_score_kind(proxy: str) -> ScoreKind:

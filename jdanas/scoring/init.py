@@ -115,6 +115,12 @@ def _flax_init(module: nn.Module, input_shape: tuple[int, ...], enc_shape):
   return jax.jit(lambda key, enc: module.init(key, x, enc, train=False))
 
 
+def clear_caches():
+  """Empties the caches of abstract variables and initialisation programs."""
+  abstract_variables.cache_clear()
+  _flax_init.cache_clear()
+
+
 def path_weight(space: AbstractSearchSpace | None, names: Sequence[str], enc: Any, xp=jnp):
   """1 if the variable / module at ``names`` is part of architecture ``enc``, else 0.
 

@@ -56,7 +56,6 @@ import dataclasses
 from typing import Callable, Sequence
 
 import flax.linen as nn
-import flax.linen.module as flax_module
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -141,12 +140,14 @@ JACOB_K = 1e-5
 # ---- recording taps inside a forward pass ----------------------------------------------------
 
 class _Tape:
-  """Sums per-layer contributions of ReLU outputs (``relu(path, y)``) and BatchNorm inputs
-  (``bn(path, x)``) during a forward pass; ``zero`` fixes the structure of a contribution.
+  """Sums per-layer contributions of activation outputs (``relu(path, y)``: every
+  :class:`jdanas.models.layers.Activation`, ReLU and GELU alike) and BatchNorm inputs
+  (``bn(path, x)``) during a forward pass, through Flax's method interception; ``zero`` fixes the
+  structure of a contribution. ``path`` is the module that applies the activation.
 
-  Inside a ``lax.switch`` (the masked NB201 switch edges, :func:`jdanas.models.layers.switch`),
-  each branch sums its own contributions and returns them as a branch output, so the tape sees
-  the selected op's activations and the switch form, which runs only that op, can be recorded.
+  Inside a ``lax.switch`` (:class:`jdanas.models.layers.Switching`, e.g. the masked NB201 switch
+  edges), each branch sums its own contributions and returns them as a branch output, so the tape
+  sees the selected op's activations and the switch form, which runs only that op, can be recorded.
   """
 
   def __init__(self, zero, relu: Callable | None = None, bn: Callable | None = None):
@@ -161,12 +162,19 @@ class _Tape:
     self.sinks[-1] = jax.tree_util.tree_map(lambda a, c: a + c.astype(a.dtype), self.sinks[-1], contribution)
 
   def interceptor(self, next_fun, args, kwargs, context):
+    m = context.module
+    if context.method_name == "switch" and isinstance(m, layers.Switching):
+      return self._switch(m, *args, **kwargs)
     out = next_fun(*args, **kwargs)
-    if self.on_bn is not None and context.method_name == "__call__" and isinstance(context.module, nn.BatchNorm):
-      self._add(self.on_bn(context.module.path, args[0]))
+    if context.method_name != "__call__":
+      return out
+    if self.on_bn is not None and isinstance(m, nn.BatchNorm):
+      self._add(self.on_bn(m.path, args[0]))
+    if self.on_relu is not None and isinstance(m, layers.Activation):
+      self._add(self.on_relu(m.path[:-1], out))
     return out
 
-  def switch(self, index, branches, module, *operands):
+  def _switch(self, module, index, branches, *operands):
     def recorded(branch):
       def run(m, *ops):
         self.sinks.append(self.zero)
@@ -180,25 +188,8 @@ class _Tape:
     self._add(inside)
     return out
 
-  @contextlib.contextmanager
   def active(self):
-    orig = nn.relu
-    tape = self
-
-    def relu(x):
-      y = orig(x)
-      stack = flax_module._context.module_stack
-      mod = stack[-1] if stack else None
-      tape._add(tape.on_relu(() if mod is None or mod.scope is None else mod.path, y))
-      return y
-
-    if self.on_relu is not None:
-      nn.relu = relu  # models call ``nn.relu`` at run time; restored on exit
-    try:
-      with nn.intercept_methods(self.interceptor), layers.switch_override(self.switch):
-        yield self
-    finally:
-      nn.relu = orig
+    return nn.intercept_methods(self.interceptor)
 
 
 def _apply(module, variables, x, enc, *, train: bool, tape: _Tape | None = None):

@@ -120,7 +120,7 @@ class AbstractSearchSpace(abc.ABC):
     """
     return self.build(self.signature(enc), num_classes)
 
-  def static_build(self, enc: Any, num_classes: int) -> nn.Module | None:
+  def specialize(self, enc: Any, num_classes: int) -> nn.Module | None:
     """A module specialised to one architecture, or None when the space has no such form.
 
     Masked spaces (architecture as a traced input) may return a module that has exactly the
@@ -131,6 +131,22 @@ class AbstractSearchSpace(abc.ABC):
     """
     del enc, num_classes
     return None
+
+  @property
+  def can_specialize(self) -> bool:
+    """Whether :meth:`specialize` gives modules (a masked space with a specialised form)."""
+    return self.specialize(np.zeros(self.num_decisions, np.int32), 2) is not None
+
+  def lowered(self, lowering, purpose: str) -> "AbstractSearchSpace":
+    """This space configured for a program with ``purpose`` under ``lowering`` (a
+    :class:`jdanas.lowering.Lowering`; ``purpose`` in :data:`jdanas.lowering.PURPOSES`).
+
+    The one place where a space opts into backend-specific structure (e.g. the masked NB201
+    edge implementation). Outputs, gradients and variables must not change. The default is the
+    space itself: its convolutions are lowered by the program (:func:`jdanas.lowering.build`).
+    """
+    del lowering, purpose
+    return self
 
   def check(self, enc: Any) -> np.ndarray:
     """Host-side validation: returns ``int32[D]`` or raises ``ValueError`` naming the problem."""

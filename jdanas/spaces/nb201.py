@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdanas.lowering import MASKED_EDGES, ZERO_NODES
 from jdanas.models import layers
 from jdanas.spaces.base import AbstractSearchSpace, to_tuple
 
@@ -50,45 +51,42 @@ class ReLUConvBN(nn.Module):
   features: int
   kernel: int
   stride: int = 1
-  branch: bool = False  # inside lax.switch: layers.branch_conv (fast derivatives on XLA:CPU)
   affine: bool = True  # False: conv with bias, BN without scale / bias (see module docstring)
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = layers.conv(self.features, self.kernel, self.stride, name="conv", branch=self.branch,
-                    use_bias=not self.affine)(nn.relu(x))
+    x = layers.conv(self.features, self.kernel, self.stride, name="conv", use_bias=not self.affine)(layers.relu(x))
     return layers.batch_norm(train, "bn", affine=self.affine)(x)
 
 
 class ReductionBlock(nn.Module):
   """NB201's ResNetBasicblock with stride 2: two ReLUConvBN 3x3 + (AvgPool 2 -> Conv1x1) shortcut."""
   features: int
-  branch: bool = False  # every conv by layers.branch_conv (see NB201Network.branch_convs)
 
   @nn.compact
   def __call__(self, x, train: bool):
-    y = ReLUConvBN(self.features, 3, 2, branch=self.branch, name="conv_a")(x, train)
-    y = ReLUConvBN(self.features, 3, 1, branch=self.branch, name="conv_b")(y, train)
+    y = ReLUConvBN(self.features, 3, 2, name="conv_a")(x, train)
+    y = ReLUConvBN(self.features, 3, 1, name="conv_b")(y, train)
     r = nn.avg_pool(x, (2, 2), (2, 2))
-    r = layers.conv(self.features, 1, name="shortcut", branch=self.branch)(r)
+    r = layers.conv(self.features, 1, name="shortcut")(r)
     return r + y
 
 
-EDGE_IMPLS = ("weighted", "switch")
+def zero_like(x, form: str):
+  """The output of a node or edge that is exactly zero. ``"times_zero"``: ``0 * x``, which XLA does
+  not constant-fold; ``"constant"``: ``zeros_like(x)``, whose downstream ops XLA constant-folds
+  while compiling (seconds per batch-sized avg-pool; :mod:`jdanas.lowering`, ``zero_node``)."""
+  return x * 0.0 if form == "times_zero" else jnp.zeros_like(x)
 
 
-class Edge(nn.Module):
+class Edge(layers.Switching):
   """One edge. ``op`` fixed (per-cell form: only that op exists) or ``None`` (masked form).
 
   In the masked form the op index is a traced input. ``impl="weighted"`` sums every op weighted
   by the exact one-hot of the index (outputs and gradients bit-equal to the per-cell edge).
   ``impl="switch"`` is an ``nn.switch`` over the ops, which runs only the chosen op when the index
-  is not batched. ``weighted`` is the default: the population strategies were measured with it
-  (with ``branch_conv`` below, one student's training step is faster with ``switch`` on XLA:CPU,
-  ``bench/masked_edge.py``). Both use the same parameter paths (``conv1x1``/``conv3x3``).
-  Switch edges compute their convolutions with :func:`jdanas.models.layers.branch_conv`, whose
-  derivatives are forward convolutions: XLA:CPU differentiates a convolution inside a
-  conditional ~34x slower otherwise (``bench/branch_conv.py``).
+  is not batched. Both use the same parameter paths (``conv1x1``/``conv3x3``); which one a program
+  uses is the lowering's choice (:mod:`jdanas.lowering`, ``train_edge``/``score_edge``).
 
   ``static_op`` (masked form only) fixes the op at trace time: the edge keeps the masked
   variable layout (every op's variables exist) but runs only that op, so a program compiled for
@@ -99,14 +97,13 @@ class Edge(nn.Module):
   impl: str = "weighted"
   static_op: str | None = None
   affine: bool = True
-  branch_convs: bool = False  # see NB201Network.branch_convs
+  zero_node: str = "times_zero"  # see zero_like
 
   def setup(self):
-    branch = self.branch_convs or (self.op is None and self.static_op is None and self.impl == "switch")
     if self.op in (None, "nor_conv_1x1"):
-      self.conv1x1 = ReLUConvBN(self.features, 1, branch=branch, affine=self.affine)
+      self.conv1x1 = ReLUConvBN(self.features, 1, affine=self.affine)
     if self.op in (None, "nor_conv_3x3"):
-      self.conv3x3 = ReLUConvBN(self.features, 3, branch=branch, affine=self.affine)
+      self.conv3x3 = ReLUConvBN(self.features, 3, affine=self.affine)
 
   def __call__(self, h, op_index, train: bool):
     branches = [lambda m, h: jnp.zeros_like(h),
@@ -120,15 +117,13 @@ class Edge(nn.Module):
       for branch in branches:  # create every op's variables (the weighted sum calls them all)
         branch(self, h)
     if self.static_op == "none":
-      # 0 * h, as the weighted sum gives, and not a constant: XLA:CPU would constant-fold the
-      # ops downstream of constant zeros (seconds per batch-sized avg-pool) when compiling.
-      return h * 0.0
+      return zero_like(h, self.zero_node)  # as the weighted sum gives
     if self.static_op is not None:
       return branches[OPS.index(self.static_op)](self, h)
     if self.impl == "weighted":
       w = jax.nn.one_hot(op_index, len(OPS), dtype=h.dtype)
       return sum(w[k] * branches[k](self, h) for k in range(1, len(OPS)))
-    return layers.switch(op_index, branches, self, h)
+    return self.switch(op_index, branches, h)
 
 
 class Cell(nn.Module):
@@ -139,7 +134,7 @@ class Cell(nn.Module):
   edge_impl: str = "weighted"
   static_ops: tuple[str, ...] | None = None
   affine: bool = True
-  branch_convs: bool = False  # see NB201Network.branch_convs
+  zero_node: str = "times_zero"  # see zero_like
 
   @nn.compact
   def __call__(self, x, enc, train: bool):
@@ -153,13 +148,10 @@ class Cell(nn.Module):
           continue
         static = None if self.static_ops is None else self.static_ops[e]
         op_index = None if self.ops is not None or static is not None else enc[e]
-        edge = Edge(self.features, op, self.edge_impl, static, self.affine, self.branch_convs, name=f"edge{j}{i}")
+        edge = Edge(self.features, op, self.edge_impl, static, self.affine, self.zero_node, name=f"edge{j}{i}")
         out = edge(nodes[i], op_index, train)
         acc = out if acc is None else acc + out
-      # A node whose inputs are all 'none' is 0 * x, not a constant: XLA:CPU constant-folds the ops
-      # downstream of constant zeros when compiling (12-13 s per batch-sized avg-pool; one per-cell
-      # SNIP program 137 s -> 31 s at C=16, N=5: bench/none_node_compile.py).
-      nodes.append(x * 0.0 if acc is None else acc)
+      nodes.append(zero_like(x, self.zero_node) if acc is None else acc)  # all inputs 'none': zero
     return nodes[3]
 
 
@@ -171,28 +163,24 @@ class NB201Network(nn.Module):
   edge_impl: str = "weighted"
   static_ops: tuple[str, ...] | None = None  # masked layout, cell fixed at trace time
   cell_affine: bool = True  # False: the zero-cost-proxy reference cells (see module docstring)
-  # True: every convolution is a layers.branch_conv, whose derivatives of any order are forward
-  # convolutions. Same variables and values; for derivatives inside loops on XLA:CPU (every
-  # scoring program is a lax.map), where XLA's own convolution derivatives run ~40x slower
-  # (bench/branch_conv.py, loop; bench/branch_convs.py).
-  branch_convs: bool = False
+  zero_node: str = "times_zero"  # see zero_like
 
   @nn.compact
   def __call__(self, x, enc=None, *, train: bool = False) -> layers.Features:
     if self.ops is None and self.static_ops is None and enc is None:
       raise ValueError("the masked NB201 network needs the cell encoding `enc`")
-    x = layers.conv(self.channels, 3, name="stem_conv", branch=self.branch_convs)(x)
+    x = layers.conv(self.channels, 3, name="stem_conv")(x)
     x = layers.batch_norm(train, "stem_bn")(x)
     stages = []
     for s in range(3):
       c = self.channels * 2 ** s
       if s > 0:
-        x = ReductionBlock(c, self.branch_convs, name=f"reduction{s}")(x, train)
+        x = ReductionBlock(c, name=f"reduction{s}")(x, train)
       for k in range(self.num_cells):
-        x = Cell(c, self.ops, self.edge_impl, self.static_ops, self.cell_affine, self.branch_convs,
+        x = Cell(c, self.ops, self.edge_impl, self.static_ops, self.cell_affine, self.zero_node,
                  name=f"stage{s + 1}_cell{k}")(x, enc, train)
       stages.append(x)
-    pre_pool = nn.relu(layers.batch_norm(train, "lastact_bn")(x))
+    pre_pool = layers.relu(layers.batch_norm(train, "lastact_bn")(x))
     return layers.features_dict(stages, pre_pool, layers.classifier(self.num_classes))
 
 
@@ -229,14 +217,21 @@ class NB201Space(AbstractSearchSpace):
   channels: int = 16
   num_cells: int = 5
   masked: bool = False
-  edge_impl: str = "weighted"  # masked form only: "weighted" or "switch" (see Edge)
+  # masked form only: "weighted" or "switch" (see Edge); programs set it from their lowering (lowered)
+  edge_impl: str = "weighted"
   cell_affine: bool = True  # False: conv bias, BN without scale/bias in the cells (module docstring)
-  branch_convs: bool = False  # every conv a layers.branch_conv (NB201Network.branch_convs)
+  zero_node: str = "times_zero"  # see zero_like; programs set it from their lowering (lowered)
   name = "nb201"
 
   def __post_init__(self):
-    if self.edge_impl not in EDGE_IMPLS:
-      raise ValueError(f"nb201.edge_impl: {self.edge_impl!r} is not one of {EDGE_IMPLS}")
+    if self.edge_impl not in MASKED_EDGES:
+      raise ValueError(f"nb201.edge_impl: {self.edge_impl!r} is not one of {MASKED_EDGES}")
+    if self.zero_node not in ZERO_NODES:
+      raise ValueError(f"nb201.zero_node: {self.zero_node!r} is not one of {ZERO_NODES}")
+
+  def lowered(self, lowering, purpose: str) -> "NB201Space":
+    edge = lowering.masked_edge(purpose) if self.masked else self.edge_impl
+    return dataclasses.replace(self, edge_impl=edge, zero_node=lowering.zero_node)
 
   @property
   def num_choices(self) -> tuple[int, ...]:
@@ -255,14 +250,14 @@ class NB201Space(AbstractSearchSpace):
     ops = None if self.masked else tuple(OPS[i] for i in signature)
     return NB201Network(ops=ops, channels=self.channels, num_cells=self.num_cells,
                         num_classes=num_classes, edge_impl=self.edge_impl, cell_affine=self.cell_affine,
-                        branch_convs=self.branch_convs)
+                        zero_node=self.zero_node)
 
-  def static_build(self, enc: Any, num_classes: int) -> nn.Module | None:
+  def specialize(self, enc: Any, num_classes: int) -> nn.Module | None:
     if not self.masked:
       return None
     return NB201Network(static_ops=tuple(OPS[i] for i in to_tuple(enc)), channels=self.channels,
                         num_cells=self.num_cells, num_classes=num_classes, edge_impl=self.edge_impl,
-                        cell_affine=self.cell_affine, branch_convs=self.branch_convs)
+                        cell_affine=self.cell_affine, zero_node=self.zero_node)
 
   def cost_module(self, enc: Any, num_classes: int) -> nn.Module:
     return NB201Network(ops=tuple(OPS[i] for i in to_tuple(enc)), channels=self.channels,

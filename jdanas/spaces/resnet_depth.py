@@ -16,7 +16,7 @@ Two forms share the encoding and the parameter names (``stage{s}_block{b}``):
   Skipped blocks get zero gradients, and their BatchNorm running statistics (unused by the
   student) still move. Outputs equal the per-student module's; the price is the FLOPs of the
   deepest student per step. Params and FLOPs always come from the exact student
-  (:meth:`ResNetDepthSpace.cost_module`); :meth:`ResNetDepthSpace.static_build` gives the masked
+  (:meth:`ResNetDepthSpace.cost_module`); :meth:`ResNetDepthSpace.specialize` gives the masked
   layout with the depths fixed at trace time (only the student's blocks run).
 """
 from __future__ import annotations
@@ -41,7 +41,6 @@ class MaskedCifarResNet(nn.Module):
   stem: int = 16
   num_classes: int = 10
   static_depths: tuple[int, ...] | None = None
-  branch_convs: bool = False  # every conv a layers.branch_conv (CifarResNet.branch_convs)
 
   @nn.compact
   def __call__(self, x, enc=None, *, train: bool = False) -> layers.Features:
@@ -49,12 +48,12 @@ class MaskedCifarResNet(nn.Module):
       raise ValueError("the masked S1 ResNet needs the depth encoding `enc`")
     depths = (self.static_depths if self.static_depths is not None
               else jnp.asarray(self.depth_choices, jnp.int32)[jnp.asarray(enc, jnp.int32)])
-    x = layers.conv(self.stem, 3, name="stem_conv", branch=self.branch_convs)(x)
-    x = nn.relu(layers.batch_norm(train, "stem_bn")(x))
+    x = layers.conv(self.stem, 3, name="stem_conv")(x)
+    x = layers.relu(layers.batch_norm(train, "stem_bn")(x))
     stages = []
     for s, width in enumerate(self.widths):
       for b in range(max(self.depth_choices)):
-        block = BasicBlock(width, 2 if (s > 0 and b == 0) else 1, self.branch_convs, name=f"stage{s + 1}_block{b}")
+        block = BasicBlock(width, 2 if (s > 0 and b == 0) else 1, name=f"stage{s + 1}_block{b}")
         if b == 0:
           x = block(x, train)
         elif self.static_depths is None:
@@ -73,7 +72,6 @@ class ResNetDepthSpace(AbstractSearchSpace):
   widths: tuple[int, ...] = (16, 32, 64)
   stem: int = 16
   masked: bool = False
-  branch_convs: bool = False  # every conv a layers.branch_conv (CifarResNet.branch_convs)
   name = "s1_resnet"
 
   def __post_init__(self):
@@ -107,15 +105,14 @@ class ResNetDepthSpace(AbstractSearchSpace):
   def build(self, signature: Hashable, num_classes: int) -> nn.Module:
     if self.masked:
       return MaskedCifarResNet(depth_choices=tuple(self.depth_choices), widths=tuple(self.widths),
-                               stem=self.stem, num_classes=num_classes, branch_convs=self.branch_convs)
-    return CifarResNet(depths=tuple(signature), widths=self.widths, stem=self.stem,
-                       num_classes=num_classes, branch_convs=self.branch_convs)
+                               stem=self.stem, num_classes=num_classes)
+    return CifarResNet(depths=tuple(signature), widths=self.widths, stem=self.stem, num_classes=num_classes)
 
   def cost_module(self, enc: Any, num_classes: int) -> nn.Module:
     return CifarResNet(depths=self.depths(enc), widths=self.widths, stem=self.stem, num_classes=num_classes)
 
-  def static_build(self, enc: Any, num_classes: int) -> nn.Module | None:
+  def specialize(self, enc: Any, num_classes: int) -> nn.Module | None:
     if not self.masked:
       return None
     return MaskedCifarResNet(depth_choices=tuple(self.depth_choices), widths=tuple(self.widths), stem=self.stem,
-                             num_classes=num_classes, static_depths=self.depths(enc), branch_convs=self.branch_convs)
+                             num_classes=num_classes, static_depths=self.depths(enc))

@@ -15,22 +15,22 @@ program per *group* of students and trains any list of encodings of ``space``:
   - ``unroll``: one jitted program whose trace loops over members in Python; members may have
     different signatures. Fastest on XLA:CPU; compile time grows with the number of members.
   - ``loop``: one program per student (P = 1), called once per student per step.
-  - ``auto``: per backend. On CPU: ``unroll`` for groups of >= 2 same-signature students and
-    ``loop`` for singletons (programs are then reused across search rounds).
-    On GPU/TPU: ``vmap`` for groups of >= 2, ``loop`` for singletons (the usual fast path for
-    grouped convolutions there; re-measure with ``bench/population.py`` on your accelerator).
+  - ``auto``: ``loop`` for singletons (programs are then reused across search rounds) and the
+    lowering's ``train_strategy`` for groups of >= 2 same-signature students (``unroll`` on
+    CPU, ``vmap`` on GPU/TPU; :mod:`jdanas.lowering`).
 
 * specialisation (``specialize=``): a masked space (architecture as a traced input, every op
-  computed and weighted) can instead train each student with ``space.static_build(enc)``, the
+  computed and weighted) can instead train each student with ``space.specialize(enc)``, the
   same variable layout with the architecture fixed at trace time, so only the selected ops run.
   Same initial parameters, same updates (bit-equal forward and gradients for NB201), one program
-  per distinct architecture instead of one for all. ``"auto"`` specialises on CPU, with the
-  ``auto`` strategy, when the schedule's work (masked forward FLOPs x batch x steps) reaches
-  ``SPECIALIZE_MIN_WORK``: measured on the 2-core CPU (``bench/masked_edge.py``), a specialised
-  NB201 step program compiles in about 2 s and runs 4-5x faster than the weighted masked step
-  (160 vs 750 ms at C=16, batch 64), so it pays for its compilation within a few steps of a
-  32x32 model, while for tiny inputs (8x8 digits) compilation dominates and the single masked
-  program stays; on GPU/TPU the masked program stays (vmapped);
+  per distinct architecture instead of one for all. ``"auto"`` specialises, with the ``auto``
+  strategy, when the schedule's work (masked forward FLOPs x batch x steps) reaches the
+  lowering's ``specialize_min_work`` (on CPU a specialised NB201 step compiles in about 2 s and
+  runs 4-5x faster than the weighted masked step, 160 vs 750 ms at C=16, batch 64,
+  ``bench/masked_edge.py``: it pays for itself within a few steps of a 32x32 model, while for
+  tiny inputs compilation dominates; on GPU/TPU the masked program stays, vmapped);
+* how programs are lowered (convolutions, masked edges, the choices above) is one
+  :class:`jdanas.lowering.Lowering` (``lowering=``, ``"auto"`` per backend);
 * the number of compiled training programs equals the number of distinct
   ``(signature, strategy, P)`` groups and is exposed as ``num_compilations``; programs are cached
   across calls, so a search compiles each group once;
@@ -57,16 +57,12 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
+from jdanas import lowering as lowering_lib
 from jdanas.spaces.base import AbstractSearchSpace
 from jdanas.train import batching
 from jdanas.train.recipe import Recipe
 
 STRATEGIES = ("auto", "vmap", "unroll", "loop")
-# Work of a schedule (forward FLOPs per example of the masked model x batch x steps) above which
-# ``specialize="auto"`` specialises on CPU. Measured (bench/masked_edge.py, 2-core CPU): at NB201
-# C=16, one cell per stage, batch 64 (1.05e8 FLOPs/example) a specialised step program compiles in
-# 2.2 s and saves 0.59 s per step, i.e. it breaks even after ~4 steps = 2.7e10; twice that margin.
-SPECIALIZE_MIN_WORK = 5e10
 
 
 @functools.lru_cache(maxsize=64)
@@ -84,22 +80,16 @@ def masked_flops(space: AbstractSearchSpace, num_classes: int, input_shape: tupl
   return float((analysis or {}).get("flops", 0.0))
 
 
-def auto_specialize(space: AbstractSearchSpace, strategy: str, *, steps: int, batch_size: int,
-                    num_classes: int, input_shape: tuple[int, ...]) -> bool:
-  """What ``specialize="auto"`` decides (see the module docstring): True on CPU, with the
-  ``auto`` strategy, for a space with a specialised form, when the schedule's work
-  ``masked_flops x batch_size x steps`` reaches ``SPECIALIZE_MIN_WORK``."""
-  if strategy != "auto" or jax.default_backend() != "cpu":
-    return False
-  if space.static_build(np.zeros(space.num_decisions, np.int32), 2) is None:
-    return False
-  work = masked_flops(space, int(num_classes), tuple(input_shape)) * batch_size * steps
-  return work >= SPECIALIZE_MIN_WORK
+def schedule_work(space: AbstractSearchSpace, *, steps: int, batch_size: int, num_classes: int,
+                  input_shape: tuple[int, ...]) -> float:
+  """``masked_flops x batch_size x steps``: the work that ``specialize="auto"`` compares with the
+  lowering's ``specialize_min_work`` (module docstring)."""
+  return masked_flops(space, int(num_classes), tuple(input_shape)) * batch_size * steps
 
 
 @dataclasses.dataclass(frozen=True)
 class Static:
-  """Group signature of a student trained by ``space.static_build(encoding)``.
+  """Group signature of a student trained by ``space.specialize(encoding)``.
 
   ``signature`` is the masked signature (it fixes the variable layout and the init program),
   ``encoding`` the architecture baked into the compiled program.
@@ -220,20 +210,21 @@ class PopulationTrainer:
     mesh: optional ``jax.sharding.Mesh`` with axes ``('pop', 'data')``.
     max_unroll: most students in one unrolled program (bigger groups are split evenly).
     specialize: ``True``, ``False`` or ``"auto"``: train students of a masked space with their
-      specialised module (see the module docstring); ``True`` needs a space with
-      ``static_build``.
+      specialised module (see the module docstring); ``True`` needs a space with a specialised
+      form (``space.specialize``).
+    lowering: a name of :data:`jdanas.lowering.LOWERINGS` or a :class:`jdanas.lowering.Lowering`.
   """
 
   def __init__(self, space: AbstractSearchSpace, data, *, recipe: Recipe, teacher=None,
                strategy: str = "auto", mesh: Mesh | None = None, max_unroll: int = 16,
-               specialize: bool | str = "auto"):
+               specialize: bool | str = "auto", lowering: str | lowering_lib.Lowering = "auto"):
     if strategy not in STRATEGIES:
       raise ValueError(f"strategy: {strategy!r} is not one of {STRATEGIES}")
     if not (isinstance(specialize, bool) or specialize == "auto"):
       raise ValueError(f"specialize: {specialize!r} is not one of True, False, 'auto'")
-    can_specialize = space.static_build(np.zeros(space.num_decisions, np.int32), 2) is not None
-    if specialize is True and not can_specialize:
-      raise ValueError(f"specialize: space {space.name!r} has no specialised form (static_build)")
+    if specialize is True and not space.can_specialize:
+      raise ValueError(f"specialize: space {space.name!r} has no specialised form (space.specialize)")
+    self.lowering = lowering_lib.resolve(lowering)
     if recipe.loss.uses_teacher and teacher is None:
       raise ValueError("teacher: the recipe's loss has a soft (KD) term but no teacher was given")
     if max_unroll < 1:
@@ -250,8 +241,9 @@ class PopulationTrainer:
     self.space, self.data, self.recipe, self.teacher = space, data, recipe, teacher
     self.strategy, self.mesh, self.max_unroll = strategy, mesh, max_unroll
     if specialize == "auto":
-      specialize = auto_specialize(space, strategy, steps=recipe.steps, batch_size=recipe.batch_size,
-                                   num_classes=data.num_classes, input_shape=tuple(data.train.x.shape[1:]))
+      specialize = strategy == "auto" and space.can_specialize and lowering_lib.specializes(
+          self.lowering, schedule_work(space, steps=recipe.steps, batch_size=recipe.batch_size,
+                                       num_classes=data.num_classes, input_shape=tuple(data.train.x.shape[1:])))
     self.specialize = bool(specialize)
     self.num_classes = int(data.num_classes)
     self.tx = recipe.make_optimizer()
@@ -280,8 +272,7 @@ class PopulationTrainer:
     if self.specialize:
       signatures = [Static(sig, tuple(int(v) for v in np.asarray(e))) for sig, e in zip(signatures, encodings)]
     strategy = self.strategy
-    if strategy == "auto":
-      multi = "unroll" if jax.default_backend() == "cpu" else "vmap"
+    multi = self.lowering.train_strategy
     by_sig: dict[Hashable, list[int]] = collections.defaultdict(list)
     for i, sig in enumerate(signatures):
       by_sig[sig].append(i)
@@ -420,8 +411,10 @@ class PopulationTrainer:
 
   def _modules(self, g: Group) -> list:
     sigs = g.signature if g.strategy == "unroll" else (g.signature,)
-    return [self.space.static_build(np.asarray(s.encoding, np.int32), self.num_classes)
-            if isinstance(s, Static) else self.space.build(s, self.num_classes) for s in sigs]
+    return [lowering_lib.specialize(self.space, np.asarray(s.encoding, np.int32), self.num_classes, self.lowering,
+                                    "train")
+            if isinstance(s, Static) else lowering_lib.build(self.space, s, self.num_classes, self.lowering, "train")
+            for s in sigs]
 
   def _build_init_fn(self, signature: Hashable):
     """Single-student init, one program per signature, shared by every strategy.
@@ -431,7 +424,8 @@ class PopulationTrainer:
     NB201 net), while RBG is one RngBitGenerator op per tensor. Members of every strategy are
     initialised by this same program, so all strategies start from identical parameters.
     """
-    module, tx, sample_x = self.space.build(signature, self.num_classes), self.tx, self._sample_x
+    module = lowering_lib.build(self.space, signature, self.num_classes, self.lowering, "train")
+    tx, sample_x = self.tx, self._sample_x
 
     def init_fn(key, enc, scale):
       self.trace_counts[("init", signature)] += 1
@@ -506,10 +500,12 @@ class PopulationTrainer:
 
 def train_population(key: jax.Array, space: AbstractSearchSpace, encodings: Sequence[Any], data, *,
                      recipe: Recipe, teacher=None, strategy: str = "auto", mesh: Mesh | None = None,
-                     lr_scale: Sequence[float] | None = None, progress: bool = False) -> PopulationResult:
+                     lr_scale: Sequence[float] | None = None, progress: bool = False,
+                     lowering: str | lowering_lib.Lowering = "auto") -> PopulationResult:
   """One-shot convenience wrapper: ``PopulationTrainer(...).train(key, encodings)``.
 
   Use a :class:`PopulationTrainer` directly to reuse compiled programs across calls (a search).
   """
-  trainer = PopulationTrainer(space, data, recipe=recipe, teacher=teacher, strategy=strategy, mesh=mesh)
+  trainer = PopulationTrainer(space, data, recipe=recipe, teacher=teacher, strategy=strategy, mesh=mesh,
+                              lowering=lowering)
   return trainer.train(key, encodings, lr_scale=lr_scale, progress=progress)

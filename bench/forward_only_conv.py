@@ -1,23 +1,23 @@
 """Convolution gradients inside ``lax.switch`` on this backend: ``lax.conv_general_dilated`` vs
-:func:`jdanas.models.layers.branch_conv` (every derivative written as a forward convolution).
+:func:`jdanas.models.layers.forward_only_conv` (every derivative written as a forward convolution).
 
-  python bench/branch_conv.py [--quick]
+  python bench/forward_only_conv.py [--quick]
 
 Two measurements, the variants timed interleaved in one run (median of ``--reps`` calls, after
 one compiling call):
 
 * ``layer``: gradient w.r.t. kernel and input of one 3x3 convolution (batch 64, 32x32, 16 -> 16
   channels) at top level, inside a 2-branch ``lax.switch`` with the lax convolution, and inside
-  the switch with ``branch_conv``.
+  the switch with ``forward_only_conv``.
 * ``loop``: the same layer gradient inside a loop (``jax.lax.map`` over 2 inputs, as every
-  program of :func:`jdanas.scoring.score_population` is), lax convolution vs ``branch_conv``,
+  program of :func:`jdanas.scoring.score_population` is), lax convolution vs ``forward_only_conv``,
   beside the lax convolution's top-level gradient; ``ms`` per loop iteration.
-* ``wgrad``: the kernel gradient alone as :func:`jdanas.models.layers.branch_conv` writes it (one
+* ``wgrad``: the kernel gradient alone as :func:`jdanas.models.layers.forward_only_conv` writes it (one
   forward convolution, the zero padding the convolution's own) vs the same convolution on an
   input padded beforehand (``jnp.pad``, then 'VALID'; equal values), inside the switch.
 * ``nb201``: the SNIP/GradNorm program of one masked NB201 cell with switch edges (C=16, N=5,
-  batch 64; ``--quick``: C=8, N=1), with the edges' convolutions as lax convolutions (the
-  ``branch_conv`` hook swapped out for this measurement) vs ``branch_conv`` (the library default).
+  batch 64; ``--quick``: C=8, N=1), with XLA's convolutions vs forward-only ones (the network
+  wrapped in :class:`jdanas.lowering.ForwardOnlyConvs`, as the ``"cpu"`` lowering runs it).
 
 One JSON line per measurement with keys ``bench, variant, ms, compile_s, ratio`` (``ratio``: the
 lax-in-switch time over this variant's; for ``loop`` the lax-in-loop time, for ``wgrad`` the
@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdanas import lowering as lowering_lib
 from jdanas.models import layers
 from jdanas.scoring import proxies as proxy_lib
 from jdanas.scoring.init import init_variables
@@ -69,7 +70,7 @@ def layer_bench(reps):
     return jax.jit(jax.grad(f, (0, 1)))
 
   variants = {"top_level_lax": loss(lax_conv, False), "switch_lax": loss(lax_conv, True),
-              "switch_branch_conv": loss(layers.branch_conv, True)}
+              "switch_forward_only": loss(layers.forward_only_conv, True)}
   return {name: timed(fn, (w, x, 0), reps) for name, fn in variants.items()}
 
 
@@ -85,7 +86,7 @@ def loop_bench(reps):
     return jax.jit(lambda w, x: jax.lax.map(lambda s: grad(conv)(w, x + s), shifts))
 
   out = {"top_level_lax": timed(jax.jit(grad(lax_conv)), (w, x), reps)}
-  for name, conv in (("loop_lax", lax_conv), ("loop_branch_conv", layers.branch_conv)):
+  for name, conv in (("loop_lax", lax_conv), ("loop_forward_only", layers.forward_only_conv)):
     ms, compile_s = timed(looped(conv), (w, x), reps)
     out[name] = (ms / len(shifts), compile_s)
   return out
@@ -105,7 +106,7 @@ def wgrad_bench(reps):
     zero = jnp.zeros((3, 3, 16, 16))
     return jax.jit(lambda x, g, i: jax.lax.switch(i, [lambda: fn(x, g, 3), lambda: zero]))
 
-  fns = {"switch_padded_input": in_switch(padded_first), "switch_branch_conv": in_switch(layers._wgrad_value)}
+  fns = {"switch_padded_input": in_switch(padded_first), "switch_forward_only": in_switch(layers._wgrad_value)}
   a, b = (np.asarray(f(x, g, 0)) for f in fns.values())
   if not np.allclose(a, b, rtol=1e-4, atol=1e-3):
     raise AssertionError("wgrad variants differ")
@@ -119,19 +120,13 @@ def nb201_bench(reps, channels, num_cells):
   x = jax.random.normal(jax.random.key(0), (64, 32, 32, 3))
   y = jnp.arange(64) % 10
   out = {}
-  hook = layers.branch_conv_general_dilated
-  for name, conv in (("switch_lax", jax.lax.conv_general_dilated), ("switch_branch_conv", hook)):
-    layers.branch_conv_general_dilated = conv  # read by layers.conv when the module is traced
-    try:
-      module = space.build((), 10)
-      v = init_variables(jax.random.key(0), module, (32, 32, 3), enc, "flax")
-      ctx = proxy_lib.Context(module=module, space=space, names=("snip", "gradnorm"))
-      fn = jax.jit(lambda v, e, ctx=ctx: proxy_lib.GROUP_FNS["grad"](ctx, v, e, x, y, None, None))
-      out[name] = timed(fn, (v, enc), reps)
-    finally:
-      layers.branch_conv_general_dilated = hook
+  plain = space.build((), 10)
+  for name, module in (("switch_lax", plain), ("switch_forward_only", lowering_lib.ForwardOnlyConvs(plain))):
+    v = init_variables(jax.random.key(0), module, (32, 32, 3), enc, "flax")
+    ctx = proxy_lib.Context(module=module, space=space, names=("snip", "gradnorm"))
+    fn = jax.jit(lambda v, e, ctx=ctx: proxy_lib.GROUP_FNS["grad"](ctx, v, e, x, y, None, None))
+    out[name] = timed(fn, (v, enc), reps)
   return out
-
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -1,0 +1,202 @@
+"""How jdanas lowers its programs on a backend: the one place for XLA:CPU workarounds.
+
+A :class:`Lowering` is a small frozen (hashable) value chosen once per backend by
+:func:`resolve` (``"auto"``: ``"cpu"`` on XLA:CPU, ``"xla"`` on GPU/TPU). Program builders (the
+population trainer, the scoring programs) take one and ask it how to build each program; model
+code never sees it. Every choice below changes how a program runs, never what it computes (the
+equivalence tests in ``tests/test_models.py``, ``test_scoring.py`` and ``test_population.py``).
+
+Fields and the measurements behind the ``"cpu"`` choices (2-core CPU, XLA:CPU):
+
+* ``conv``: the convolution of programs that differentiate inside a loop or a conditional:
+  ``"xla"`` (``lax.conv_general_dilated`` and XLA's derivatives) or ``"forward_only"``
+  (:func:`jdanas.models.layers.forward_only_conv`, every derivative of any order written as a
+  forward convolution; same values). Inside ``lax.map`` (every scoring program) or ``lax.switch``
+  XLA:CPU computes a convolution's derivatives ~30-40x slower than at top level (3x3 conv in a
+  switch: 647 ms vs 20 ms, forward-only 24 ms; in a loop: 481 vs 11.4 ms per candidate;
+  ``bench/forward_only_conv.py``), and GraSP's second-order kernels dominated its run time
+  (``bench/forward_only_convs.py``). Top-level training steps keep XLA's convolution. Every
+  convolution of every registered space has a forward-only form (ungrouped and grouped odd
+  square 'SAME' convolutions, strided ones as the stride-1 convolution subsampled, and
+  stride = kernel 'VALID' patch embeddings as a matrix product); any other convolution in a
+  forward-only program is refused with an error naming it, never silently run the slow way.
+* ``train_edge`` / ``score_edge``: the masked NB201 edge: ``"weighted"`` (every op, weighted by
+  the exact one-hot of the op index) or ``"switch"`` (``nn.switch``: only the chosen op runs when
+  the index is a scalar). Scoring on CPU maps candidates one by one (scalar index): the switch
+  was measured 4.4x faster for the gradient proxies at C=8. Training keeps ``"weighted"``: the
+  population strategies were measured with it (``bench/masked_edge.py``).
+* ``train_strategy``: what ``PopulationTrainer(strategy="auto")`` does with >= 2 students of one
+  signature: ``"unroll"`` (one program looping over members in its trace) on CPU, where vmapped
+  convolutions become grouped convolutions that run several times slower than the loop
+  (``bench/population.py``); ``"vmap"`` on accelerators. Singletons always run as ``"loop"``.
+* ``score_strategy``: ``score_population(strategy="auto")``: ``"map"`` (``lax.map``, one
+  candidate at a time) on CPU, ``"vmap"`` (vmapped chunks) on accelerators; vmapping over
+  per-candidate weights was measured 3-30x slower on CPU.
+* ``specialize_min_work``: ``PopulationTrainer(specialize="auto")`` trains each student of a
+  masked space with its specialised module (``space.specialize``, one program per architecture)
+  when the schedule's work (masked forward FLOPs per example x batch x steps) reaches it. On
+  CPU a specialised NB201 step (C=16, one cell per stage, batch 64) compiles in 2.2 s and saves
+  0.59 s per step, breaking even at ~2.7e10; the threshold is twice that (5e10). ``inf`` (never)
+  on accelerators, where the masked program is vmapped.
+* ``zero_node``: an NB201 node whose inputs are all ``none`` (and a specialised ``none`` edge):
+  ``"times_zero"`` (``0 * x``) or ``"constant"`` (``zeros_like(x)``). XLA constant-folds the ops
+  downstream of constant zeros while compiling (12-13 s per batch-sized avg-pool; one per-cell
+  SNIP program 137 s -> 31 s at C=16, N=5: ``bench/none_node_compile.py``, which measures the
+  ``"constant"`` form); both lowerings use ``"times_zero"``.
+
+Spaces opt in through one method, ``space.lowered(lowering, purpose)`` (``purpose`` in
+:data:`PURPOSES`), which returns the space configured for the program; :func:`build` and
+:func:`specialize` then wrap the module in :class:`ForwardOnlyConvs` when the program's
+convolutions are forward-only. See ``docs/lowering.md`` for the user-facing notes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Hashable
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from jdanas.models import layers
+
+LOWERINGS = ("auto", "xla", "cpu")
+CONVS = ("xla", "forward_only")
+MASKED_EDGES = ("weighted", "switch")
+ZERO_NODES = ("times_zero", "constant")
+# "train": top-level training steps; "score": scoring programs without derivatives through the
+# network (activation and teacher proxies); "score_derivatives": scoring programs that
+# differentiate through it (gradient proxies). Every scoring program is a loop over candidates.
+PURPOSES = ("train", "score", "score_derivatives")
+
+
+@dataclasses.dataclass(frozen=True)
+class Lowering:
+  """How programs are lowered on one backend (see the module docstring for each field)."""
+  name: str
+  conv: str = "xla"
+  train_edge: str = "weighted"
+  score_edge: str = "weighted"
+  train_strategy: str = "vmap"
+  score_strategy: str = "vmap"
+  specialize_min_work: float = math.inf
+  zero_node: str = "times_zero"
+
+  def __post_init__(self):
+    for field, value, allowed in (("conv", self.conv, CONVS), ("train_edge", self.train_edge, MASKED_EDGES),
+                                  ("score_edge", self.score_edge, MASKED_EDGES),
+                                  ("train_strategy", self.train_strategy, ("unroll", "vmap")),
+                                  ("score_strategy", self.score_strategy, ("map", "vmap")),
+                                  ("zero_node", self.zero_node, ZERO_NODES)):
+      if value not in allowed:
+        raise ValueError(f"Lowering.{field}: {value!r} is not one of {allowed}")
+
+  def masked_edge(self, purpose: str) -> str:
+    """The masked NB201 edge of a program for ``purpose``."""
+    return self.train_edge if _check_purpose(purpose) == "train" else self.score_edge
+
+  def program_conv(self, purpose: str) -> str:
+    """The convolution of a program for ``purpose``: forward-only where it is differentiated
+    inside a loop (scoring) or a conditional (switch edges), if this lowering says so."""
+    inside = (purpose == "score_derivatives"
+              or (_check_purpose(purpose) == "train" and self.train_edge == "switch"))
+    return self.conv if inside else "xla"
+
+
+def _check_purpose(purpose: str) -> str:
+  if purpose not in PURPOSES:
+    raise ValueError(f"purpose: {purpose!r} is not one of {PURPOSES}")
+  return purpose
+
+
+_PRESETS = {
+    "xla": Lowering("xla"),
+    "cpu": Lowering("cpu", conv="forward_only", score_edge="switch", train_strategy="unroll", score_strategy="map",
+                    specialize_min_work=5e10),
+}
+
+
+def resolve(lowering: str | Lowering = "auto", backend: str | None = None) -> Lowering:
+  """A :class:`Lowering` from a name in :data:`LOWERINGS` (``"auto"``: ``"cpu"`` on the
+  ``cpu`` backend, ``"xla"`` elsewhere; ``backend`` defaults to ``jax.default_backend()``) or
+  a :class:`Lowering` (returned as is)."""
+  if isinstance(lowering, Lowering):
+    return lowering
+  if lowering not in LOWERINGS:
+    raise ValueError(f"lowering: {lowering!r} is not one of {LOWERINGS} (or a jdanas.lowering.Lowering)")
+  if lowering == "auto":
+    lowering = "cpu" if (backend or jax.default_backend()) == "cpu" else "xla"
+  return _PRESETS[lowering]
+
+
+# ---- forward-only convolutions by interception -------------------------------------------------
+
+def _forward_only_fn(m: nn.Conv, x):
+  """The forward-only form of ``nn.Conv`` module ``m`` on input ``x``, or a ValueError naming it."""
+  k = tuple(np.broadcast_to(np.asarray(m.kernel_size), (2,)).tolist())
+  s = (1, 1) if m.strides is None else tuple(np.broadcast_to(np.asarray(m.strides), (2,)).tolist())
+  unit = lambda v: v is None or all(int(a) == 1 for a in np.atleast_1d(v))  # noqa: E731
+  pad = m.padding if isinstance(m.padding, str) else tuple(tuple(int(a) for a in p) for p in m.padding)
+  plain = x.ndim == 4 and unit(m.input_dilation) and unit(m.kernel_dilation) and m.mask is None
+  groups = int(m.feature_group_count)
+  if plain and k[0] == k[1] and k[0] % 2 == 1 and s[0] == s[1] and (
+      pad == layers._pad(k[0]) or (pad == "SAME" and s == (1, 1))):
+    return lambda x, w: layers.forward_only_conv_general_dilated(x, w, s, layers._pad(k[0]),
+                                                                 feature_group_count=groups)
+  if plain and k[0] == k[1] and s == k and pad == "VALID" and groups == 1:
+    return layers.patch_conv
+  raise ValueError(
+      f"lowering: convolution {'/'.join(m.path) or m.name} (kernel {k}, strides {s}, padding {m.padding}, "
+      f"{groups} groups) has no forward-only form, and XLA:CPU differentiates it ~40x slower inside a scoring "
+      "loop; pass lowering='xla' to accept XLA's convolution derivatives")
+
+
+def _forward_only_interceptor(next_fun, args, kwargs, context):
+  m = context.module
+  if context.method_name != "__call__" or not isinstance(m, nn.Conv) or kwargs:
+    return next_fun(*args, **kwargs)
+  (x,) = args
+  fn = _forward_only_fn(m, x)
+  kernel_size = tuple(np.broadcast_to(np.asarray(m.kernel_size), (2,)).tolist())
+  kernel = m.param("kernel", m.kernel_init, kernel_size + (x.shape[-1] // m.feature_group_count, m.features),
+                   m.param_dtype)
+  bias = m.param("bias", m.bias_init, (m.features,), m.param_dtype) if m.use_bias else None
+  x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=m.dtype)
+  y = fn(x, kernel)
+  return y if bias is None else y + bias
+
+
+class ForwardOnlyConvs(nn.Module):
+  """``module`` with every ``nn.Conv`` computed by its forward-only form (same variables and
+  values; the wrapper shares the module's scope, so parameter and module paths are unchanged).
+  Interception happens inside the wrapper, below any recorder the caller installs."""
+  module: nn.Module
+
+  def setup(self):
+    nn.share_scope(self, self.module)
+
+  def __call__(self, *args, **kwargs):
+    with nn.intercept_methods(_forward_only_interceptor):
+      return self.module(*args, **kwargs)
+
+
+def _wrap(module: nn.Module, lowering: Lowering, purpose: str) -> nn.Module:
+  return ForwardOnlyConvs(module) if lowering.program_conv(purpose) == "forward_only" else module
+
+
+def build(space, signature: Hashable, num_classes: int, lowering: Lowering, purpose: str) -> nn.Module:
+  """``space.build`` for a program with ``purpose`` under ``lowering``."""
+  return _wrap(space.lowered(lowering, purpose).build(signature, num_classes), lowering, purpose)
+
+
+def specialize(space, enc: Any, num_classes: int, lowering: Lowering, purpose: str) -> nn.Module | None:
+  """``space.specialize`` (the module fixed to one architecture) under ``lowering``, or None."""
+  module = space.lowered(lowering, purpose).specialize(enc, num_classes)
+  return None if module is None else _wrap(module, lowering, purpose)
+
+
+def specializes(lowering: Lowering, work: float) -> bool:
+  """``specialize="auto"``: whether a schedule of ``work`` (masked forward FLOPs per example x
+  batch x steps) is trained with specialised programs under ``lowering``."""
+  return work >= lowering.specialize_min_work
