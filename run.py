@@ -2,39 +2,155 @@
 
   python run.py --config configs/default.py --workdir /tmp/jdanas
   python run.py --config configs/default.py --workdir /tmp/jdanas --config.search.rounds=2
+  python run.py --config configs/default.py:smoke --workdir /tmp/s --config.searcher.kwargs.population_size=4
+  python run.py --config configs/default.py --show_config      # fields, types, the plan; no compute
 
 The pipeline lives in :mod:`jdanas.pipeline` (importable from notebooks); this file only parses
-flags. A bad config exits with status 2 and a one-line error naming the field. Compiled programs
-are cached in ``<workdir>/jax_cache`` (unless ``JAX_COMPILATION_CACHE_DIR`` is set), so a resumed
-run does not compile again.
+flags. Every input (flags, the config file, overrides, the data, the workdir, the feasibility of
+budgets and recipes) is checked before any compute; a bad one exits with status 2 and ONE line on
+stderr, ``error: <field, flag or file>: <what is wrong>``. A teacher no better than chance stops the
+run the same way before the search. Compiled programs are cached in ``<workdir>/jax_cache``
+(unless ``JAX_COMPILATION_CACHE_DIR`` is set), so a resumed run does not compile again.
 """
+from __future__ import annotations
+
+import ast
 import os
 import pathlib
+import re
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (e.g. configs/default.py).",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the teacher, checkpoints and results.")
-flags.mark_flags_as_required(["config", "workdir"])
+REPO = pathlib.Path(__file__).resolve().parent
+HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "--helpfull", "-?")
 
 
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-  import jax
-  if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-    jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(_WORKDIR.value).absolute() / "jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-  from jdanas.pipeline import ConfigError, run
+class UsageError(Exception):
+  """A command-line problem; the message is one line naming the flag or file."""
+
+
+def available_configs() -> list[tuple[str, str]]:
+  """``(path, first docstring line)`` of every ``configs/*.py`` (read, not imported)."""
+  out = []
+  for path in sorted((REPO / "configs").glob("*.py")):
+    if path.name == "__init__.py":
+      continue
+    try:
+      doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    except SyntaxError:
+      doc = "(does not parse)"
+    out.append((f"configs/{path.name}", doc.strip().splitlines()[0] if doc.strip() else ""))
+  return out
+
+
+def _define(argv: list[str]) -> flags.FlagValues:
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "Path to a config file, optionally with a variant: "
+                                  "configs/default.py or configs/default.py:smoke.", flag_values=fv,
+                                  lock_config=True, sys_argv=argv)
+  flags.DEFINE_string("workdir", None, "Directory for the teacher, checkpoints and results (required to run).",
+                      flag_values=fv)
+  flags.DEFINE_boolean("show_config", False, "Validate the config (data and workdir included when given), print "
+                       "its fields with their types and allowed values and the plan (teacher, space size, "
+                       "evaluations, estimated compilations), and exit without computing.", flag_values=fv)
+  return fv
+
+
+def usage() -> str:
+  """``--help``: this docstring, the flags and the available configs."""
+  configs = "\n".join(f"  {p:<26} {d}" for p, d in available_configs())
+  return (f"{__doc__}\nflags:\n{_define(['run.py']).get_help()}\n\navailable configs (variants after ':' are "
+          f"described in each file's docstring):\n{configs}\n")
+
+
+def _last_line(msg: str) -> str:
+  lines = [l.strip() for l in str(msg).strip().splitlines() if l.strip()]
+  return lines[-1] if lines else str(msg)
+
+
+def _config_arg(argv: list[str]) -> str | None:
+  for i, a in enumerate(argv):
+    if a.startswith(("--config=", "-config=")):
+      return a.split("=", 1)[1]
+    if a in ("--config", "-config") and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _overrides(argv: list[str]) -> list[str]:
+  return [re.split("[= ]", a.lstrip("-"), maxsplit=1)[0] for a in argv if re.match(r"^--?config\.", a)]
+
+
+def parse(argv: list[str]):
+  """``(config, workdir, show_config)`` of ``argv`` (``argv[0]`` is the program); raises UsageError."""
+  argv = list(argv)
+  spec = _config_arg(argv[1:])
+  if spec is not None:
+    path = pathlib.Path(spec.split(":", 1)[0])
+    if not path.is_file():
+      raise UsageError(f"--config: no such file {str(path)!r} (list the configs with --help)")
+  fv = _define(argv)
   try:
-    run(_CONFIG.value, _WORKDIR.value)
-  except (ConfigError, FileNotFoundError) as e:
+    fv(argv)
+  except flags.Error as e:
+    msg = _last_line(e)
+    flag = re.match(r"flag (--[\w.]+)=", str(e))
+    if "Error whilst parsing config file" in str(e):
+      raise UsageError(f"--config: {spec}: {msg}") from None
+    if flag:
+      raise UsageError(f"{flag.group(1)}: {msg}") from None
+    raise UsageError(f"{msg} (see --help)") from None
+  except (KeyError, AttributeError) as e:  # an override that names no field of the config
+    missing = str(e.args[0] if e.args else e).strip("'\"")
+    named = [o for o in _overrides(argv) if missing in o.split(".")[1:]] or _overrides(argv)
+    where = f"--{named[0]}" if named else "--config"
+    raise UsageError(f"{where}: the config has no field {missing!r} (see --show_config for its fields)") from None
+  except SyntaxError as e:
+    raise UsageError(f"--config: {spec}: syntax error line {e.lineno}: {e.msg}") from None
+  except Exception as e:  # the config file's own code failed while loading
+    raise UsageError(f"--config: {spec}: {type(e).__name__}: {_last_line(e)}") from None
+  if spec is None:
+    raise UsageError("--config: required (e.g. --config configs/default.py; list the configs with --help)")
+  try:
+    config = fv.config
+    config.keys()  # a config file that failed to load raises here
+  except Exception as e:
+    raise UsageError(f"--config: {spec}: {_last_line(e)}") from None
+  if not fv.show_config and not fv.workdir:
+    raise UsageError("--workdir: required (the directory for the teacher, checkpoints and results)")
+  return config, fv.workdir, fv.show_config
+
+
+def main(argv: list[str]) -> int:
+  """The command line; returns the exit status (2 for any bad input, with one ``error:`` line)."""
+  if any(a in HELP_FLAGS for a in argv[1:]):
+    print(usage())
+    return 0
+  flags.FLAGS.mark_as_parsed()  # absl logging otherwise warns that flags are not parsed
+  logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
+  try:
+    config, workdir, show = parse(argv)
+    from jdanas.pipeline import ConfigError, describe, prepare, run
+  except UsageError as e:
     print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    return 2
+  try:
+    if show:
+      print(describe(config, prepare(config, workdir) if workdir else None))
+      return 0
+    checked = prepare(config, workdir)
+    import jax
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+      jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(workdir).absolute() / "jax_cache"))
+      jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    run(config, workdir, checked=checked)
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  sys.exit(main(sys.argv))

@@ -31,7 +31,11 @@ def get_config(arg: str | None = None):
     raise ValueError(f"configs/default.py: unknown variant {arg!r} (use nothing or 'smoke')")
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.data = dict(name="digits", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0, test_limit=0)
+  # Your own data: --config.data.name=npz --config.data.path=train.npz [--config.data.test_path=test.npz]
+  # (keys x: uint8 [N, H, W, C], y: int [N]; labels 0..K-1, or set remap_labels=True for sparse labels).
+  c.data = dict(name="digits", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0, test_limit=0,
+                remap_labels=False)
+  # Your own teacher: --config.teacher.path=<folder with teacher.json> (saved by jdanas.save_teacher).
   c.teacher = dict(name="resnet20", path="",
                    train=dict(steps=300, batch_size=64, optimizer="sgd", learning_rate=0.1,
                               weight_decay=5e-4, schedule="cosine", augment=False))

@@ -99,20 +99,74 @@ class Student:
         v, batching.normalize(x, self.mean, self.std), enc, train=False)["logits"])
 
   def logits(self, images: Any) -> jax.Array:
-    """Eval-mode logits of raw images ``[B, H, W, C]`` (uint8, or float pixel values in ``0..255``).
+    """Eval-mode logits ``float32[B, num_classes]`` of raw images.
+
+    Args:
+      images: ``[B, H, W, C]`` with ``(H, W, C) == input_shape`` (a batch axis even for one image;
+        the channel axis even for grey images), uint8 pixels ``0..255``, or floats holding the same
+        raw pixel values (not scaled to ``[0, 1]``, not sklearn's ``0..16`` digits). Anything
+        else raises a one-line ``ValueError`` starting with ``images:``.
 
     Applies the Flax module to the restored variables (jitted; normalisation included), i.e. the
     same computation as :func:`jdanas.teachers.evaluate` on the original variables.
     """
-    return self._forward(self.variables, images)
+    return self._forward(self.variables, check_images(images, self.input_shape))
 
   @functools.cached_property
   def _exported(self) -> jax.export.Exported:
     return _deserialize(self.path / FORWARD_FILE)
 
   def exported(self) -> jax.export.Exported:
-    """The deserialized ``forward.jax``: ``exported().call(uint8[B, H, W, C])`` gives the logits."""
-    return self._exported
+    """The deserialized ``forward.jax``: ``exported().call(uint8[B, H, W, C])`` gives the logits;
+    its ``call`` checks the images as :meth:`logits` does, uint8 only (one-line ``ValueError``)."""
+    return _CheckedExported.wrap(self._exported, self.input_shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class _CheckedExported(jax.export.Exported):
+  """A ``jax.export.Exported`` whose ``call`` checks the image shape and dtype first."""
+  input_shape: tuple[int, ...] = ()
+
+  @classmethod
+  def wrap(cls, exp: jax.export.Exported, input_shape) -> "_CheckedExported":
+    fields = {f.name: getattr(exp, f.name) for f in dataclasses.fields(jax.export.Exported)}
+    return cls(**fields, input_shape=tuple(input_shape))
+
+  def call(self, *args, **kwargs):
+    if len(args) == 1 and not kwargs:
+      check_images(args[0], self.input_shape, uint8_only=True)
+    return super().call(*args, **kwargs)
+
+
+def check_images(images: Any, input_shape: Sequence[int], *, uint8_only: bool = False) -> Any:
+  """``images`` if they are raw pixels ``[B, *input_shape]`` (uint8, or unless ``uint8_only``
+  real numbers in ``0..255`` reaching above 16); else a one-line ``ValueError``."""
+  shape, dtype = getattr(images, "shape", None), getattr(images, "dtype", None)
+  if shape is None or dtype is None:
+    images = np.asarray(images)
+    shape, dtype = images.shape, images.dtype
+  want = tuple(int(d) for d in input_shape)
+  expected = f"expected raw pixels [B, {', '.join(map(str, want))}]"
+  if tuple(shape[1:]) != want:
+    hint = (" (the batch axis is missing: use images[None])" if tuple(shape) == want else
+            " (the channel axis is missing: use images[..., None])" if tuple(shape[1:]) == want[:-1] and want[-1] == 1
+            else "")
+    raise ValueError(f"images: {expected}, got shape {tuple(shape)}{hint}")
+  dtype = np.dtype(dtype)
+  if dtype == np.uint8:
+    return images
+  if uint8_only:
+    raise ValueError(f"images: {expected} of dtype uint8, got {dtype} (cast with images.astype(np.uint8))")
+  if dtype.kind not in "iuf":
+    raise ValueError(f"images: {expected} as uint8 or real numbers, got {dtype}")
+  if not isinstance(images, jax.core.Tracer) and np.size(images):
+    lo, hi = float(np.min(images)), float(np.max(images))
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo >= 0 and hi <= 255):
+      raise ValueError(f"images: raw pixel values must lie in 0..255, got {lo:g}..{hi:g}")
+    if hi <= 16:
+      raise ValueError(f"images: raw pixel values 0..255 expected, these reach only {hi:g} (scaled to [0, 1], "
+                       f"or sklearn's 0..16 digits? multiply by 255 / max and pass uint8)")
+  return images
 
 
 def _normalise_kwargs(value: Any) -> Any:
@@ -281,4 +335,4 @@ def load_student(path: str | pathlib.Path) -> Student:
                  std=std, meta=info.get("meta") or {}, path=path)
 
 
-__all__ = ["ARCH_FILE", "FORWARD_FILE", "Student", "VARIABLES_DIR", "export_student", "load_student"]
+__all__ = ["ARCH_FILE", "FORWARD_FILE", "Student", "VARIABLES_DIR", "check_images", "export_student", "load_student"]

@@ -33,7 +33,8 @@
                   "kd": {"val_accuracy": float, "test_accuracy": float}}],  # same KD recipe
    "plots": {"search": "search.png", "pareto": "pareto.png"},   # label -> PNG path
    "export": str,                                 # folder written by jdanas.export.export_student
-   "ledger_file": str}                            # e.g. "ledger.json"
+   "ledger_file": str,                            # e.g. "ledger.json"
+   "warnings": [str]}                             # e.g. a teacher less accurate than the no-KD student
 
 Accuracies are fractions in ``[0, 1]`` (shown as percentages); search scores are whatever
 ``search.score`` says (an accuracy, a negated distance, a log, ...). Paths may be absolute or relative
@@ -338,6 +339,9 @@ def _markdown(report: dict, workdir: pathlib.Path) -> str:
       summary.append(f"| Search score | {_cell(_score_label(search['score']))} |")
   if summary:
     lines += ["## Summary", "", "| Item | Value |", "| --- | --- |", *summary, ""]
+  warnings = report.get("warnings")
+  if warnings:
+    lines += ["## Warnings", "", *[f"- {w}" for w in warnings], ""]
 
   top = report.get("top")
   if top:

@@ -24,26 +24,52 @@ or all three with ``pipeline.run(config, workdir)``.
    (reload with :func:`jdanas.load_student`).
 
 The config schema and its validation are in :mod:`jdanas.pipeline.config`; every value is
-checked (by building the objects the run uses) before any compute.
+checked (by building the objects the run uses) before any compute, and so are the workdir, the
+data and the feasibility of budgets and recipes (:func:`prepare`, :mod:`jdanas.pipeline.check`).
 """
 from __future__ import annotations
 
+import json
 import pathlib
 from typing import Any
 
 import ml_collections
 
+from jdanas.pipeline.check import Checked, describe, prepare
 from jdanas.pipeline.config import ConfigError, Plan, build_plan, validate_config
 from jdanas.pipeline.final import train_final
 from jdanas.pipeline.search import SearchResult, search
-from jdanas.pipeline.summary import report
+from jdanas.pipeline.setup import log
+from jdanas.pipeline.summary import config_dict, print_summary, report
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
-  """Runs (or resumes) the whole pipeline in ``workdir``; returns the report dict."""
-  searched = search(config, workdir)
+def finished_report(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict | None:
+  """The ``report.json`` of ``workdir`` if it is the finished run of this very config, else None."""
+  path = pathlib.Path(workdir) / "report.json"
+  if not path.is_file():
+    return None
+  try:
+    done = json.loads(path.read_text())
+  except ValueError:
+    return None
+  return done if done.get("config") == config_dict(config) else None
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+        checked: Checked | None = None) -> dict[str, Any]:
+  """Runs (or resumes) the whole pipeline in ``workdir``; returns the report dict. A workdir that
+  already holds the finished run of ``config`` is recognised: its report is returned, nothing is
+  recomputed. ``checked``: the result of :func:`prepare` when the caller already ran it."""
+  checked = checked or prepare(config, workdir)
+  done = finished_report(config, workdir)
+  if done is not None:
+    log(f"[done] {workdir} already holds the finished run of this config (report.json); nothing to do "
+        f"(delete report.json to redo the final phase, or change the config)")
+    print_summary(done, pathlib.Path(workdir))
+    return done
+  searched = search(config, workdir, checked)
   return report(searched, train_final(searched))
 
 
-__all__ = ["ConfigError", "Plan", "SearchResult", "build_plan", "report", "run", "search", "train_final",
-           "validate_config"]
+__all__ = ["Checked", "ConfigError", "Plan", "SearchResult", "build_plan", "describe", "finished_report", "prepare",
+           "report", "run", "search", "train_final", "validate_config"]

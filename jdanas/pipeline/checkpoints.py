@@ -1,8 +1,10 @@
 """Orbax checkpoints of a search: after every round, the searcher state, the evaluation ledger
-and the top-K short-KD students' parameters; a truncated latest step falls back to the previous."""
+and the top-K short-KD students' parameters; a truncated latest step falls back to the previous,
+and unreadable steps are moved aside so that the rerun checkpoints those rounds again."""
 from __future__ import annotations
 
 import pathlib
+import shutil
 
 import numpy as np
 import orbax.checkpoint as ocp
@@ -15,7 +17,8 @@ class Checkpoints:
 
   def __init__(self, directory: pathlib.Path, abstract_state):
     options = ocp.CheckpointManagerOptions(max_to_keep=3, enable_async_checkpointing=False)
-    self.manager = ocp.CheckpointManager(directory.absolute(), options=options)
+    self.directory = directory.absolute()
+    self.manager = ocp.CheckpointManager(self.directory, options=options)
     self.abstract_state = abstract_state
 
   def save(self, round_done: int, state, ledger: list, top: list[dict]) -> None:
@@ -27,7 +30,14 @@ class Checkpoints:
     self.manager.wait_until_finished()
 
   def restore_latest(self):
-    """``(round_done, state, ledger, top)`` of the newest readable checkpoint, or ``None``."""
+    """``(round_done, state, ledger, top)`` of the newest readable checkpoint, or ``None``.
+
+    An unreadable step is moved aside into ``<directory>.unreadable/`` (kept for inspection):
+    orbax never writes a step at or below the newest one present, so leaving it would stop
+    the rerun from checkpointing those rounds again.
+    """
+    unreadable = []
+    restored = None
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
         r = self.manager.restore(step, args=ocp.args.Composite(
@@ -35,11 +45,33 @@ class Checkpoints:
             top=ocp.args.PyTreeRestore()))
       except Exception as e:  # a truncated/corrupt step: fall back to the previous one
         log(f"[resume] checkpoint of round {step} is unreadable ({type(e).__name__}); trying the previous one")
+        unreadable.append(step)
         continue
       meta = r["ledger"]
       top = [dict(t, variables=r["top"][f"top{i}"]) for i, t in enumerate(meta["top"])]
-      return int(meta["round"]), r["state"], list(meta["ledger"]), top
-    return None
+      restored = int(meta["round"]), r["state"], list(meta["ledger"]), top
+      break
+    if unreadable:
+      self._move_aside(unreadable)
+      if restored is None:
+        log(f"[resume] no readable checkpoint (moved to {self.aside}); starting from scratch")
+    return restored
+
+  @property
+  def aside(self) -> pathlib.Path:
+    return self.directory.with_name(self.directory.name + ".unreadable")
+
+  def _move_aside(self, steps: list[int]) -> None:
+    self.aside.mkdir(parents=True, exist_ok=True)
+    for step in steps:
+      src = self.directory / str(step)
+      dst, n = self.aside / str(step), 1
+      while dst.exists():
+        dst, n = self.aside / f"{step}.{n}", n + 1
+      if src.exists():
+        shutil.move(str(src), str(dst))
+        log(f"[resume] moved the unreadable checkpoint of round {step} to {dst}")
+    self.manager.reload()
 
   def close(self):
     self.manager.close()

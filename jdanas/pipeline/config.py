@@ -4,7 +4,8 @@ A config is an ``ml_collections.ConfigDict`` with these sections (``configs/defa
 reference; every shipped config has the same shape)::
 
   seed        int
-  data        name, path, test_path, data_dir, val_fraction, train_limit, test_limit
+  data        name, path, test_path, data_dir, val_fraction, train_limit, test_limit, remap_labels
+              (npz labels with gaps are refused unless remap_labels=True maps them onto 0..K-1)
   teacher     name, path, train (a recipe: steps, batch_size, optimizer, learning_rate,
               weight_decay, schedule, augment)
   space       name, kwargs
@@ -236,6 +237,9 @@ def _check_data(d) -> None:
       if d.get(field):
         path = pathlib.Path(d.get("data_dir") or ".") / d[field]
         need(path.exists(), f"data.{field}", f"file {str(path)!r} does not exist")
+  need(isinstance(d.get("remap_labels", False), bool), "data.remap_labels",
+       f"must be True or False, got {d.get('remap_labels')!r}")
+  need(not d.get("remap_labels", False) or d.name == "npz", "data.remap_labels", "is only used with data.name='npz'")
   need(isinstance(d.val_fraction, float) and 0 < d.val_fraction < 1, "data.val_fraction",
        f"must be a float in (0, 1), got {d.val_fraction!r}")
 

@@ -78,12 +78,21 @@ def train_baselines(s: SearchResult, kd_trainer: PopulationTrainer) -> list[dict
   return rows
 
 
+def teacher_warnings(name: str, teacher_val: float, no_kd_val: float) -> list[str]:
+  """A warning when the teacher is less accurate (validation) than the chosen student trained
+  without it: distillation then pulls the student towards a worse classifier."""
+  if np.isfinite(no_kd_val) and teacher_val < no_kd_val:
+    return [f"the teacher {name} (val {teacher_val:.4f}) is less accurate than the chosen student trained "
+            f"without KD (val {no_kd_val:.4f}); KD from it can only hurt: train the teacher longer or pick a stronger one"]
+  return []
+
+
 def train_final(s: SearchResult) -> dict:
   """Full-schedule KD of the top-K, choice by validation accuracy, no-KD comparison, baselines and
   export (``<workdir>/export``).
 
   Returns:
-    ``{"top": [...], "baselines": [...], "final": {...}, "export": str}`` (sections of the report;
+    ``{"top": [...], "baselines": [...], "final": {...}, "export": str, "warnings": [str]}`` (sections of the report;
     see :mod:`jdanas.report`).
   """
   plan, data, space = s.plan, s.data, s.plan.space
@@ -99,6 +108,9 @@ def train_final(s: SearchResult) -> dict:
   log(f"[final] training the chosen student {space.decode(enc)} without KD for comparison")
   vanilla_trainer = trainer(plan, data, vanilla_recipe(plan.final), None, s.mesh)
   vanilla = vanilla_trainer.train(jax.random.fold_in(s.key_final, 0), [enc], progress=True, desc="final vanilla")
+  warnings = teacher_warnings(s.teacher.name, s.teacher_accuracy["val_accuracy"], float(vanilla.accuracy[0]))
+  for w in warnings:
+    log(f"[final] warning: {w}")
   kd_vars = jax.device_get(kd.variables(chosen))
   export = _export(s, enc, kd_vars, float(kd.accuracy[chosen]))
   c = costs.model_costs(space, enc, num_classes=data.num_classes, input_shape=data.image_shape)
@@ -111,7 +123,8 @@ def train_final(s: SearchResult) -> dict:
                           "test_accuracy": _test_accuracy(s, enc, jax.device_get(vanilla.variables(0)))},
                 "num_compilations": kd.num_compilations + vanilla.num_compilations},
       "export": export,
+      "warnings": warnings,
   }
 
 
-__all__ = ["top_archs", "train_baselines", "train_final"]
+__all__ = ["teacher_warnings", "top_archs", "train_baselines", "train_final"]

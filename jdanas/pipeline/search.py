@@ -17,9 +17,12 @@ from tqdm.auto import tqdm
 from jdanas import costs
 from jdanas.evaluators import ScoreKind
 from jdanas.pipeline.checkpoints import Checkpoints
-from jdanas.pipeline.config import Plan, build_plan
-from jdanas.pipeline.setup import build_budget, build_evaluator, get_teacher, load_data, log, plan_searcher
+from jdanas.pipeline.check import Checked, prepare
+from jdanas.pipeline.config import ConfigError, Plan
+from jdanas.pipeline.setup import build_evaluator, get_teacher, log, plan_searcher
 from jdanas.teachers import Teacher, evaluate
+
+CONFIG_ECHO = "config.json"  # the config of the run, written when its compute starts
 
 
 @dataclasses.dataclass
@@ -51,16 +54,31 @@ class SearchResult:
   started: float
 
 
+def chance_accuracy(split) -> float:
+  """Accuracy of always predicting the most frequent label of ``split``."""
+  return float(np.bincount(np.asarray(split.y)).max() / len(split.y))
+
+
+def check_teacher(teacher_name: str, val_accuracy: float, data) -> None:
+  """Stops the run (:class:`ConfigError`) when the teacher is no better than chance on the
+  validation split: distilling from it would only teach the students noise."""
+  chance = chance_accuracy(data.val)
+  if not np.isfinite(val_accuracy) or val_accuracy <= chance:
+    raise ConfigError(f"config.teacher: the teacher {teacher_name} is no better than chance (val accuracy "
+                      f"{val_accuracy:.4f} <= {chance:.4f}, the most frequent class); check teacher.train "
+                      f"(learning_rate, steps) or teacher.path")
+
+
 def _data_and_teacher(config: ml_collections.ConfigDict, plan: Plan, workdir: pathlib.Path,
-                      key: jax.Array) -> tuple[Any, Teacher, dict]:
-  """The dataset, the teacher and its ``{"val_accuracy", "test_accuracy"}``."""
-  data = load_data(config)
+                      key: jax.Array, data) -> tuple[Any, Teacher, dict]:
+  """The teacher and its ``{"val_accuracy", "test_accuracy"}`` (stops at a teacher at chance)."""
   log(f"[data] {config.data.name}: train {len(data.train)}, val {len(data.val)}, "
       f"test {len(data.test) if data.test is not None else 0}, {data.num_classes} classes, {data.image_shape}")
   teacher = get_teacher(config, plan, data, workdir, key)
   val = evaluate(teacher.module, teacher.variables, data.val, data.mean, data.std)
   test = evaluate(teacher.module, teacher.variables, data.test, data.mean, data.std) if data.test is not None else None
   log(f"[teacher] {teacher.name}: val accuracy {val:.4f}")
+  check_teacher(teacher.name, val, data)
   return data, teacher, {"val_accuracy": val, "test_accuracy": test}
 
 
@@ -112,22 +130,27 @@ def _metrics_row(r: int, ledger: list, scores: np.ndarray, seconds: float, metri
           **{k: float(np.asarray(v)) for k, v in metrics.items()}}
 
 
-def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> SearchResult:
-  """Validates ``config``, loads the data and the teacher, and runs (or resumes) the search.
+def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+           checked: Checked | None = None) -> SearchResult:
+  """Validates ``config`` and everything checkable before compute (:func:`jdanas.pipeline.check.prepare`,
+  skipped when ``checked`` is its result), trains or loads the teacher (a teacher no better than
+  chance stops the run with a :class:`ConfigError`), and runs (or resumes) the search.
 
   Round ``r`` uses ``fold_in(key_loop, r)`` split into ask / evaluate / tell keys, so a resumed run
   ends with the same ledger as an uninterrupted one. Writes ``<workdir>/checkpoints``,
   ``metrics.jsonl`` and TensorBoard events in ``<workdir>/tb``.
   """
-  plan = build_plan(config)
+  checked = checked or prepare(config, workdir)
+  plan = checked.plan
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / CONFIG_ECHO).write_text(config.to_json_best_effort(indent=1, sort_keys=True) + "\n")
   started = time.perf_counter()
   key_teacher, key_search, key_final = jax.random.split(jax.random.key(config.seed), 3)
   key_init, key_loop = jax.random.split(key_search)
 
-  data, teacher, teacher_accuracy = _data_and_teacher(config, plan, workdir, key_teacher)
-  budget = build_budget(plan, data)
+  data, teacher, teacher_accuracy = _data_and_teacher(config, plan, workdir, key_teacher, checked.data)
+  budget = checked.budget
   searcher = plan_searcher(plan, budget)
   feasible_batch = jax.jit(jax.vmap(budget)) if budget is not None else None
   mesh = plan.compute.mesh()
@@ -177,4 +200,4 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Se
                       stats=stats, key_final=key_final, mesh=mesh, started=started)
 
 
-__all__ = ["SearchResult", "search"]
+__all__ = ["CONFIG_ECHO", "SearchResult", "chance_accuracy", "check_teacher", "search"]

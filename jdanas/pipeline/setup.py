@@ -24,12 +24,21 @@ def log(msg: str) -> None:
 
 
 def load_data(config: ml_collections.ConfigDict):
-  """The :class:`jdanas.data.Dataset` of ``config.data`` (split with ``config.seed``)."""
+  """The :class:`jdanas.data.Dataset` of ``config.data`` (split with ``config.seed``); the loader's
+  errors become :class:`ConfigError` lines naming ``config.data.<field>``."""
   from jdanas.data import load_dataset
   d = config.data
-  return load_dataset(d.name, data_dir=d.get("data_dir") or None, path=d.get("path") or None,
-                      test_path=d.get("test_path") or None, val_fraction=d.val_fraction, seed=config.seed,
-                      train_limit=d.get("train_limit") or None, test_limit=d.get("test_limit") or None)
+  try:
+    return load_dataset(d.name, data_dir=d.get("data_dir") or None, path=d.get("path") or None,
+                        test_path=d.get("test_path") or None, val_fraction=d.val_fraction, seed=config.seed,
+                        train_limit=d.get("train_limit") or None, test_limit=d.get("test_limit") or None,
+                        remap_labels=bool(d.get("remap_labels", False)))
+  except ValueError as e:  # the loader's messages start with its argument, which is the config field
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    arg = msg.split(":", 1)[0]
+    raise ConfigError(f"config.data.{msg}" if arg in d or arg in ("val_size",) else f"config.data: {msg}") from None
+  except OSError as e:  # unreadable file, TFDS I/O
+    raise ConfigError(f"config.data: {type(e).__name__}: {e}") from None
 
 
 def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pathlib.Path,

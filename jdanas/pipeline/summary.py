@@ -16,11 +16,12 @@ def report(s: SearchResult, final: dict) -> dict:
   workdir = s.workdir
   out = dict(final)
   out.update({
-      "dataset": s.config.data.name, "space": s.plan.space.name, "searcher": s.plan.searcher_name,
+      "dataset": s.config.data.name, "space": s.config.space.name, "searcher": s.plan.searcher_name,
       "evaluator": s.plan.evaluator,
       "teacher": {"name": s.teacher.name, **s.teacher_accuracy},
       "search": {**s.stats, "score": s.score_kind.to_dict()},
       "seconds": time.perf_counter() - s.started,
+      "config": config_dict(s.config),
   })
   (workdir / "ledger.json").write_text(json.dumps(s.ledger, indent=1))
   out["ledger_file"] = "ledger.json"
@@ -33,13 +34,23 @@ def report(s: SearchResult, final: dict) -> dict:
   return out
 
 
+def config_dict(config) -> dict:
+  """The config as plain JSON values (what ``report.json`` stores to recognise a finished run)."""
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def _plural(n: int, word: str) -> str:
+  return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def print_summary(report: dict, workdir: pathlib.Path) -> None:
   """A few lines for the console: teacher, search, top students, KD vs no KD, baselines."""
   f, t = report["final"], report["teacher"]
   fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
   print(f"teacher {t['name']}: val {fmt(t['val_accuracy'])}, test {fmt(t['test_accuracy'])}")
   print(f"search: {report['search']['evaluations']} evaluations in {report['search']['seconds']:.1f} s "
-        f"({report['search']['num_compilations']} compiled programs); score: {report['search']['score']['label']}")
+        f"({_plural(report['search']['num_compilations'], 'compiled program')}); "
+        f"score: {report['search']['score']['label']}")
   print(f"{'val_acc':>8} {'params':>9} {'MFLOPs':>8} {'ms@b1':>7}  arch (top after final KD)")
   for r in report["top"]:
     print(f"{fmt(r['val_accuracy']):>8} {r['params']:>9d} {r['flops'] / 1e6:>8.2f} {r['latency_ms']:>7.2f}  {r['arch']}")
@@ -47,8 +58,10 @@ def print_summary(report: dict, workdir: pathlib.Path) -> None:
   for b in report.get("baselines") or []:
     print(f"baseline {b['name']} ({b['params']} params): KD val {fmt(b['kd']['val_accuracy'])}, "
           f"test {fmt(b['kd']['test_accuracy'])}")
+  for w in report.get("warnings") or []:
+    print(f"warning: {w}")
   print(f"report: {workdir / 'report.md'}; exported student: {workdir / report['export']} "
         f"({report['seconds']:.1f} s total)")
 
 
-__all__ = ["print_summary", "report"]
+__all__ = ["config_dict", "print_summary", "report"]

@@ -1,0 +1,182 @@
+"""Everything a run can check before any compute (teacher training, search), and the plan a
+config describes (``run.py --show_config``).
+
+:func:`prepare` validates the config (:func:`~jdanas.pipeline.config.build_plan`), the workdir
+(writable directory, or creatable), loads the data (its errors name ``config.data.<field>``) and
+checks what needs the data: finite positive learning rates, batch sizes against the training
+split, one trial build of the space, and a budget (``config.constraint``) that at least one
+architecture of the space meets. Every failure is one :class:`ConfigError` line; nothing is
+written to the workdir.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jdanas import costs
+from jdanas.pipeline.config import ConfigError, Plan, build_plan, need
+from jdanas.pipeline.setup import build_budget, load_data
+
+FEASIBILITY_SAMPLES = 4096  # a larger space is checked on this many random architectures + the cheapest
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+  """What :func:`prepare` built: the plan, the dataset and the budget predicate (None: no limit)."""
+  plan: Plan
+  data: Any
+  budget: Any
+
+
+def check_workdir(workdir: str | os.PathLike) -> pathlib.Path:
+  """``workdir`` as a path, if it is (or can be created as) a writable directory; creates nothing."""
+  path = pathlib.Path(workdir).absolute()
+  if path.exists():
+    if not path.is_dir():
+      raise ConfigError(f"--workdir: {str(path)!r} is a file, not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+      raise ConfigError(f"--workdir: {str(path)!r} is not writable")
+    return path
+  parent = path.parent
+  while not parent.exists():
+    parent = parent.parent
+  if not parent.is_dir():
+    raise ConfigError(f"--workdir: {str(path)!r} lies under the file {str(parent)!r}")
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise ConfigError(f"--workdir: cannot create {str(path)!r} ({str(parent)!r} is not writable)")
+  return path
+
+
+def _recipes(config, plan: Plan):
+  out = [("final", plan.final), ("evaluator.short_kd", plan.short_kd), ("teacher.train", plan.teacher_train)]
+  return [(f, r) for f, r in out if r is not None]
+
+
+def check_recipes(config, plan: Plan, data) -> None:
+  """Finite learning rates and weight decays, batch sizes no larger than the training split."""
+  n = len(data.train)
+  for field, r in _recipes(config, plan):
+    need(math.isfinite(r.learning_rate), f"{field}.learning_rate", f"must be finite, got {r.learning_rate!r}")
+    need(math.isfinite(r.weight_decay), f"{field}.weight_decay", f"must be finite, got {r.weight_decay!r}")
+    need(r.batch_size <= n, f"{field}.batch_size",
+         f"{r.batch_size} is larger than the training split ({n} examples)")
+
+
+def check_space(plan: Plan, data) -> None:
+  """One trial build of the space (the all-zeros architecture, shapes only)."""
+  enc = np.zeros(plan.space.num_decisions, np.int32)
+  try:
+    costs.model_costs(plan.space, enc, num_classes=data.num_classes, input_shape=data.image_shape, flops=False)
+  except Exception as e:  # any failure of the user's space keywords, before compute
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ConfigError(f"config.space.kwargs: a trial build of {plan.space.name} failed "
+                      f"({type(e).__name__}: {msg})") from None
+
+
+def _candidates(plan: Plan, data) -> np.ndarray:
+  """Every architecture of a small space; else random ones plus the per-decision cheapest
+  (by parameters; the cheapest architecture when parameters are additive per decision)."""
+  space = plan.space
+  n = [int(c) for c in space.num_choices]
+  if math.prod(n) <= FEASIBILITY_SAMPLES:
+    return np.stack(np.unravel_index(np.arange(math.prod(n)), n), axis=-1).astype(np.int32)
+  rng = np.random.default_rng(0)
+  samples = rng.integers(0, np.asarray(n), size=(FEASIBILITY_SAMPLES, len(n))).astype(np.int32)
+  params = lambda e: costs.model_costs(space, e, num_classes=data.num_classes, input_shape=data.image_shape,
+                                       flops=False).params
+  cheapest = np.zeros(len(n), np.int32)
+  base = params(cheapest)
+  for i, ni in enumerate(n):
+    deltas = []
+    for v in range(ni):
+      e = np.zeros(len(n), np.int32)
+      e[i] = v
+      deltas.append(params(e) - base)
+    cheapest[i] = int(np.argmin(deltas))
+  return np.concatenate([cheapest[None], samples])
+
+
+def check_budget(plan: Plan, data, budget) -> None:
+  """Refuses a budget that no architecture meets (checked on :func:`_candidates`)."""
+  if budget is None:
+    return
+  encs = _candidates(plan, data)
+  ok = np.asarray(jax.device_get(jax.jit(jax.vmap(budget))(encs)))
+  if ok.any():
+    return
+  field = next(f for f in ("max_params", "max_flops", "max_latency_ms") if plan.limits[f])
+  smallest = min(costs.model_costs(plan.space, e, num_classes=data.num_classes, input_shape=data.image_shape,
+                                   flops=False).params for e in encs[:64])
+  exhaustive = len(encs) == math.prod(int(c) for c in plan.space.num_choices)
+  raise ConfigError(f"config.constraint.{field}: no architecture of space {plan.space.name!r} meets the budget "
+                    f"({'all' if exhaustive else 'the cheapest and'} {len(encs)} architectures checked; the "
+                    f"smallest has {smallest} params) {dict((k, v) for k, v in plan.limits.items() if v)}")
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Checked:
+  """Every check that needs no compute (see the module docstring); raises :class:`ConfigError`."""
+  plan = build_plan(config)
+  if workdir is not None:
+    check_workdir(workdir)
+  data = load_data(config)
+  check_recipes(config, plan, data)
+  check_space(plan, data)
+  budget = build_budget(plan, data)
+  check_budget(plan, data, budget)
+  return Checked(plan=plan, data=data, budget=budget)
+
+
+def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) -> str:
+  """The resolved config (every field with its type) and the plan, for ``run.py --show_config``."""
+  checked = checked or prepare(config)
+  plan, data = checked.plan, checked.data
+  lines = ["# config (field: type = value; override any with --config.<field>=<value>)"]
+
+  def walk(node, prefix):
+    for k in sorted(node.keys()):
+      v = node[k]
+      if isinstance(v, ml_collections.ConfigDict) and k != "kwargs":
+        walk(v, f"{prefix}{k}.")
+      else:
+        v = v.to_dict() if isinstance(v, ml_collections.ConfigDict) else v
+        lines.append(f"  {prefix}{k}: {type(v).__name__} = {v!r}")
+
+  walk(config, "")
+  from jdanas.pipeline.config import EVALUATOR_NAMES
+  from jdanas.searchers import SEARCHERS
+  from jdanas.spaces import SPACES
+  lines += ["# allowed values",
+            f"  space.name: {', '.join(sorted(SPACES))}",
+            f"  searcher.name: {', '.join(sorted(SEARCHERS))}",
+            f"  evaluator.name: {', '.join(EVALUATOR_NAMES)}"]
+  size = math.prod(int(c) for c in plan.space.num_choices)
+  teacher = (f"loaded from {config.teacher.path}" if plan.teacher_train is None
+             else f"{config.teacher.name} trained for {plan.teacher_train.steps} steps")
+  evaluations = "rounds x proposals per round (see searcher.kwargs)"
+  asks = config.searcher.get("kwargs", {}).get("num_asks", None)
+  if asks:
+    evaluations = f"{plan.rounds * int(asks)} ({plan.rounds} rounds x {asks})"
+  programs = ("one per distinct architecture" if plan.compute.specialize is True
+              else "one shared masked program (more if compute.specialize specialises)"
+              if plan.space.can_specialize else "one per distinct network shape")
+  lines += ["# plan",
+            f"  data: {config.data.name}, train {len(data.train)}, val {len(data.val)}, "
+            f"{data.num_classes} classes of {data.image_shape}",
+            f"  teacher: {teacher}",
+            f"  space: {config.space.name} ({size} architectures)",
+            f"  searcher: {plan.searcher_name}; evaluator: {plan.evaluator}; evaluations: {evaluations}",
+            f"  budget: {dict((k, v) for k, v in plan.limits.items() if v) or 'none'}",
+            f"  final: top {plan.top_k} KD-trained for {plan.final.steps} steps, the chosen one also without KD"
+            + (f"; baselines {', '.join(plan.baselines)}" if plan.baselines else ""),
+            f"  compiled training programs (estimate): {programs}"]
+  return "\n".join(lines)
+
+
+__all__ = ["Checked", "check_budget", "check_recipes", "check_space", "check_workdir", "describe", "prepare"]
