@@ -20,6 +20,7 @@ import pathlib
 import re
 import sys
 
+import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
 
@@ -83,6 +84,37 @@ def _overrides(argv: list[str]) -> list[str]:
   return [re.split("[= ]", a.lstrip("-"), maxsplit=1)[0] for a in argv if re.match(r"^--?config\.", a)]
 
 
+def _flag_error(msg: str, spec: str | None) -> str:
+  """One line naming the flag of an absl flags error."""
+  last = _last_line(msg)
+  if "Error whilst parsing config file" in msg:
+    return f"--config: {spec}: {last}"
+  bad_value = re.match(r"flag (--[\w.]+)=(.*?): (.*)", msg.splitlines()[0])
+  if bad_value:
+    return f"{bad_value.group(1)}: invalid value {bad_value.group(2)!r} ({bad_value.group(3)})"
+  missing = re.match(r"Missing value for flag (-+[\w.]+)", msg)
+  if missing:
+    return f"{missing.group(1)}: missing value"
+  unknown = re.match(r"Unknown command line flag '([\w.]+)'", msg)
+  if unknown:
+    return f"--{unknown.group(1)}: unknown flag (the flags are --config, --workdir, --show_config; see --help)"
+  return f"{last} (see --help)"
+
+
+def _override_error(e: Exception, argv: list[str]) -> str:
+  """One line naming the ``--config.<field>`` override that names no field of the config."""
+  text = str(e.args[0] if e.args else e)
+  first, *rest = text.replace("\\n", "\n").splitlines() or [""]
+  missing = first.strip("'\"\\ ")
+  overrides = _overrides(argv)
+  named = [o for o in overrides if missing in o.split(".")[1:]] or overrides
+  where = f"--{named[0]}" if named else "--config"
+  if not re.fullmatch(r"\w+", missing):  # e.g. a field below an int
+    return f"{where}: names no field of the config ({first.strip()}); see --show_config for the fields"
+  hint = f" ({' '.join(r.strip().strip(chr(39)) for r in rest)})" if rest else ""
+  return f"{where}: the config has no field {missing!r}{hint} (see --show_config for the fields)"
+
+
 def parse(argv: list[str]):
   """``(config, workdir, show_config)`` of ``argv`` (``argv[0]`` is the program); raises UsageError."""
   argv = list(argv)
@@ -95,29 +127,26 @@ def parse(argv: list[str]):
   try:
     fv(argv)
   except flags.Error as e:
-    msg = _last_line(e)
-    flag = re.match(r"flag (--[\w.]+)=", str(e))
-    if "Error whilst parsing config file" in str(e):
-      raise UsageError(f"--config: {spec}: {msg}") from None
-    if flag:
-      raise UsageError(f"{flag.group(1)}: {msg}") from None
-    raise UsageError(f"{msg} (see --help)") from None
-  except (KeyError, AttributeError) as e:  # an override that names no field of the config
-    missing = str(e.args[0] if e.args else e).strip("'\"")
-    named = [o for o in _overrides(argv) if missing in o.split(".")[1:]] or _overrides(argv)
-    where = f"--{named[0]}" if named else "--config"
-    raise UsageError(f"{where}: the config has no field {missing!r} (see --show_config for its fields)") from None
+    raise UsageError(_flag_error(str(e), spec)) from None
+  except (KeyError, AttributeError) as e:
+    if "get_config" in str(e):
+      raise UsageError(f"--config: {spec}: the file defines no get_config() function") from None
+    raise UsageError(_override_error(e, argv)) from None
   except SyntaxError as e:
     raise UsageError(f"--config: {spec}: syntax error line {e.lineno}: {e.msg}") from None
   except Exception as e:  # the config file's own code failed while loading
     raise UsageError(f"--config: {spec}: {type(e).__name__}: {_last_line(e)}") from None
   if spec is None:
     raise UsageError("--config: required (e.g. --config configs/default.py; list the configs with --help)")
-  try:
-    config = fv.config
-    config.keys()  # a config file that failed to load raises here
-  except Exception as e:
-    raise UsageError(f"--config: {spec}: {_last_line(e)}") from None
+  config = fv.config
+  if type(config).__name__ == "_ErrorConfig":  # ml_collections defers a loading error to first use
+    try:
+      config.keys()
+    except Exception as e:
+      raise UsageError(f"--config: {spec}: {_last_line(e)}") from None
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise UsageError(f"--config: {spec}: get_config() returned a {type(config).__name__}, not an "
+                     f"ml_collections.ConfigDict")
   if not fv.show_config and not fv.workdir:
     raise UsageError("--workdir: required (the directory for the teacher, checkpoints and results)")
   return config, fv.workdir, fv.show_config

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 import pathlib
+import tempfile
 from typing import Any
 
 import jax
@@ -41,7 +42,7 @@ def check_workdir(workdir: str | os.PathLike) -> pathlib.Path:
   if path.exists():
     if not path.is_dir():
       raise ConfigError(f"--workdir: {str(path)!r} is a file, not a directory")
-    if not os.access(path, os.W_OK | os.X_OK):
+    if not _writable(path):
       raise ConfigError(f"--workdir: {str(path)!r} is not writable")
     return path
   parent = path.parent
@@ -49,9 +50,18 @@ def check_workdir(workdir: str | os.PathLike) -> pathlib.Path:
     parent = parent.parent
   if not parent.is_dir():
     raise ConfigError(f"--workdir: {str(path)!r} lies under the file {str(parent)!r}")
-  if not os.access(parent, os.W_OK | os.X_OK):
+  if not _writable(parent):
     raise ConfigError(f"--workdir: cannot create {str(path)!r} ({str(parent)!r} is not writable)")
   return path
+
+
+def _writable(directory: pathlib.Path) -> bool:
+  """Whether a file can be created in ``directory`` (tried: permission bits do not bind root)."""
+  try:
+    with tempfile.TemporaryFile(dir=directory):
+      return True
+  except OSError:
+    return False
 
 
 def _recipes(config, plan: Plan):

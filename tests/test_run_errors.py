@@ -1,0 +1,277 @@
+"""Bad input never meets a traceback: every class of bad input to ``run.py`` exits with status 2 and
+ONE stderr line ``error: ...`` naming the field, flag or file, before any compute.
+
+The table runs ``run.main(argv)`` in-process (a fresh absl ``FlagValues`` per call, so it is the
+command line itself, minus the interpreter start); a representative subset also runs as real
+subprocesses. "No compute" is checked twice: the teacher trainer and the search are replaced by
+functions that fail the test, and the workdir is not created (nothing is written before compute;
+``config.json``, the config echo, is written when compute starts).
+"""
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SMOKE = "configs/default.py:smoke"
+
+
+def _load_run_module():
+  spec = importlib.util.spec_from_file_location("jdanas_run_cli", REPO / "run.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+run_cli = _load_run_module()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+  """A folder of bad inputs: npz files, config files, a plain file."""
+  d = tmp_path_factory.mktemp("inputs")
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (60, 8, 8, 1), dtype=np.uint8)
+  y = np.arange(60) % 3
+  npz = {
+      "good": dict(x=x, y=y),
+      "wrong_keys": dict(images=x, labels=y),
+      "float_images": dict(x=x.astype(np.float32), y=y),
+      "negative_labels": dict(x=x, y=y - 1),
+      "length_mismatch": dict(x=x, y=y[:50]),
+      "zero_rows": dict(x=x[:0], y=y[:0]),
+      "labels_2d": dict(x=x, y=y[:, None]),
+      "images_5d": dict(x=x[:, None], y=y),
+      "test_shape": dict(x=rng.integers(0, 256, (20, 16, 16, 1), dtype=np.uint8), y=np.arange(20) % 3),
+      "too_few": dict(x=x[:3], y=np.array([0, 1, 2])),
+      "label_gap": dict(x=x, y=np.where(y == 2, 999, y)),
+      "single_class": dict(x=x, y=np.zeros(60, np.int64)),
+  }
+  for name, arrays in npz.items():
+    np.savez(d / f"{name}.npz", **arrays)
+  (d / "empty.npz").write_bytes(b"")
+  (d / "not_a_zip.npz").write_text("hello")
+  configs = {
+      "syntax": "def get_config(:\n",
+      "no_get_config": "X = 1\n",
+      "import_error": "import jdanas_no_such_module\n\ndef get_config():\n  return None\n",
+      "raises": "def get_config():\n  raise RuntimeError('broken config')\n",
+      "not_a_dict": "def get_config():\n  return 3\n",
+      "bad_searcher_kw": ("from configs import default\n\ndef get_config():\n  c = default.get_config('smoke')\n"
+                          "  c.searcher.kwargs.unknown_knob = 3\n  return c\n"),
+      "missing_section": ("from configs import default\n\ndef get_config():\n  c = default.get_config('smoke')\n"
+                          "  del c['kd']\n  return c\n"),
+  }
+  for name, text in configs.items():
+    (d / f"{name}.py").write_text(text)
+  (d / "a_file").write_text("not a directory")
+  return d
+
+
+def _npz(name, extra=()):
+  return ["--config.data.name=npz", f"--config.data.path={{d}}/{name}.npz", *extra]
+
+
+# (id, argv after the program name ({d}: the inputs folder, {w}: a fresh workdir), what the line names)
+CASES = [
+    # -- config file problems
+    ("config_missing", ["--config", "{d}/nope.py", "--workdir", "{w}"], "--config: no such file"),
+    ("config_missing_variant_file", ["--config", "{d}/nope.py:smoke", "--workdir", "{w}"], "--config: no such file"),
+    ("config_is_dir", ["--config", "{d}", "--workdir", "{w}"], "--config: no such file"),
+    ("config_syntax", ["--config", "{d}/syntax.py", "--workdir", "{w}"], "syntax.py: syntax error"),
+    ("config_no_get_config", ["--config", "{d}/no_get_config.py", "--workdir", "{w}"], "get_config"),
+    ("config_import_error", ["--config", "{d}/import_error.py", "--workdir", "{w}"], "jdanas_no_such_module"),
+    ("config_raises", ["--config", "{d}/raises.py", "--workdir", "{w}"], "broken config"),
+    ("config_not_a_dict", ["--config", "{d}/not_a_dict.py", "--workdir", "{w}"], "--config:"),
+    ("config_unknown_variant", ["--config", "configs/default.py:bogus", "--workdir", "{w}"], "unknown variant"),
+    ("config_unknown_variant_nb201", ["--config", "configs/nb201_re.py:bogus", "--workdir", "{w}"], "--config:"),
+    ("config_missing_section", ["--config", "{d}/missing_section.py", "--workdir", "{w}"], "config.kd: section is missing"),
+    # -- absl flag errors
+    ("flag_no_workdir", ["--config", SMOKE], "--workdir: required"),
+    ("flag_no_config", ["--workdir", "{w}"], "--config: required"),
+    ("flag_workdir_no_value", ["--config", SMOKE, "--workdir"], "--workdir"),
+    ("flag_rounds_not_int", ["--config", SMOKE, "--workdir", "{w}", "--config.search.rounds=abc"], "--config.search.rounds"),
+    ("flag_seed_float", ["--config", SMOKE, "--workdir", "{w}", "--config.seed=1.5"], "--config.seed"),
+    ("flag_lr_not_float", ["--config", SMOKE, "--workdir", "{w}", "--config.final.learning_rate=fast"],
+     "--config.final.learning_rate"),
+    ("flag_unknown", ["--config", SMOKE, "--workdir", "{w}", "--bogus=1"], "bogus"),
+    ("flag_show_config_value", ["--config", SMOKE, "--show_config=maybe"], "show_config"),
+    # -- overrides that name nothing
+    ("override_population_size", ["--config", SMOKE, "--workdir", "{w}", "--config.population.size=4"],
+     "--config.population.size"),
+    ("override_searcher_kwarg", ["--config", SMOKE, "--workdir", "{w}", "--config.searcher.kwargs.bogus=4"],
+     "--config.searcher.kwargs.bogus"),
+    ("override_data_typo", ["--config", SMOKE, "--workdir", "{w}", "--config.data.nmae=npz"], "--config.data.nmae"),
+    ("override_deep", ["--config", SMOKE, "--workdir", "{w}", "--config.search.rounds.inner=1"], "--config.search.rounds"),
+    ("searcher_unknown_keyword", ["--config", "{d}/bad_searcher_kw.py", "--workdir", "{w}"], "config.searcher.kwargs"),
+    # -- config values (validated by building the plan)
+    ("teacher_name", ["--config", SMOKE, "--workdir", "{w}", "--config.teacher.name=resnet9000"], "config.teacher.name"),
+    ("teacher_path", ["--config", SMOKE, "--workdir", "{w}", "--config.teacher.path=/nonexistent"], "config.teacher.path"),
+    ("space_name", ["--config", SMOKE, "--workdir", "{w}", "--config.space.name=darts"], "config.space.name"),
+    ("searcher_name", ["--config", SMOKE, "--workdir", "{w}", "--config.searcher.name=bohb"], "config.searcher.name"),
+    ("searcher_num_asks", ["--config", SMOKE, "--workdir", "{w}", "--config.searcher.kwargs.num_asks=0"],
+     "config.searcher.kwargs"),
+    ("evaluator_name", ["--config", SMOKE, "--workdir", "{w}", "--config.evaluator.name=oracle"], "config.evaluator.name"),
+    ("evaluator_tabular_table", ["--config", SMOKE, "--workdir", "{w}", "--config.evaluator.name=tabular"],
+     "config.evaluator.name"),
+    ("kd_loss", ["--config", SMOKE, "--workdir", "{w}", "--config.kd.loss=fitnet"], "config.kd.loss"),
+    ("kd_temperature", ["--config", SMOKE, "--workdir", "{w}", "--config.kd.temperature=-1"], "config.kd.temperature"),
+    ("search_rounds", ["--config", SMOKE, "--workdir", "{w}", "--config.search.rounds=0"], "config.search.rounds"),
+    ("search_top_k", ["--config", SMOKE, "--workdir", "{w}", "--config.search.top_k=0"], "config.search.top_k"),
+    ("final_steps", ["--config", SMOKE, "--workdir", "{w}", "--config.final.steps=0"], "config.final.steps"),
+    ("final_schedule", ["--config", SMOKE, "--workdir", "{w}", "--config.final.schedule=step"], "config.final.schedule"),
+    ("compute_strategy", ["--config", SMOKE, "--workdir", "{w}", "--config.compute.strategy=pmap"], "config.compute.strategy"),
+    ("compute_mesh", ["--config", SMOKE, "--workdir", "{w}", "--config.compute.mesh.pop=3"], "config.compute.mesh"),
+    ("constraint_negative", ["--config", SMOKE, "--workdir", "{w}", "--config.constraint.max_params=-5"],
+     "config.constraint.max_params"),
+    ("val_fraction_range", ["--config", SMOKE, "--workdir", "{w}", "--config.data.val_fraction=1.5"],
+     "config.data.val_fraction"),
+    ("remap_labels_digits", ["--config", SMOKE, "--workdir", "{w}", "--config.data.remap_labels=True"],
+     "config.data.remap_labels"),
+    # -- data
+    ("data_unknown_name", ["--config", SMOKE, "--workdir", "{w}", "--config.data.name=no_such_dataset"], "config.data.name"),
+    ("data_path_missing", ["--config", SMOKE, "--workdir", "{w}", *_npz("nope")], "config.data.path"),
+    ("data_test_path_missing", ["--config", SMOKE, "--workdir", "{w}", *_npz("good", ["--config.data.test_path={d}/nope.npz"])],
+     "config.data.test_path"),
+    ("data_wrong_keys", ["--config", SMOKE, "--workdir", "{w}", *_npz("wrong_keys")], "config.data.path"),
+    ("data_float_images", ["--config", SMOKE, "--workdir", "{w}", *_npz("float_images")], "config.data.path"),
+    ("data_negative_labels", ["--config", SMOKE, "--workdir", "{w}", *_npz("negative_labels")], "config.data.path"),
+    ("data_length_mismatch", ["--config", SMOKE, "--workdir", "{w}", *_npz("length_mismatch")], "config.data.path"),
+    ("data_empty_file", ["--config", SMOKE, "--workdir", "{w}", *_npz("empty")], "config.data.path"),
+    ("data_zero_rows", ["--config", SMOKE, "--workdir", "{w}", *_npz("zero_rows")], "config.data.path"),
+    ("data_not_a_zip", ["--config", SMOKE, "--workdir", "{w}", *_npz("not_a_zip")], "config.data.path"),
+    ("data_labels_2d", ["--config", SMOKE, "--workdir", "{w}", *_npz("labels_2d")], "config.data.path"),
+    ("data_images_5d", ["--config", SMOKE, "--workdir", "{w}", *_npz("images_5d")], "config.data.path"),
+    ("data_train_test_shapes", ["--config", SMOKE, "--workdir", "{w}",
+                                *_npz("good", ["--config.data.test_path={d}/test_shape.npz"])], "config.data.test_path"),
+    ("data_too_few_for_val", ["--config", SMOKE, "--workdir", "{w}", *_npz("too_few")], "config.data.val_fraction"),
+    ("data_label_gap", ["--config", SMOKE, "--workdir", "{w}", *_npz("label_gap")], "remap_labels"),
+    ("data_single_class", ["--config", SMOKE, "--workdir", "{w}", *_npz("single_class")], "single class"),
+    ("data_train_limit", ["--config", SMOKE, "--workdir", "{w}", "--config.data.train_limit=-3"], "config.data.train_limit"),
+    # -- workdir
+    ("workdir_is_file", ["--config", SMOKE, "--workdir", "{d}/a_file"], "--workdir: "),
+    ("workdir_under_file", ["--config", SMOKE, "--workdir", "{d}/a_file/run"], "--workdir: "),
+    ("workdir_not_writable", ["--config", SMOKE, "--workdir", "/proc/jdanas_run"], "--workdir: "),
+    # -- values that used to be checked only after compute
+    ("budget_unmeetable", ["--config", SMOKE, "--workdir", "{w}", "--config.constraint.max_params=10"],
+     "config.constraint.max_params: no architecture"),
+    ("lr_inf_final", ["--config", SMOKE, "--workdir", "{w}", "--config.final.learning_rate=inf"], "config.final.learning_rate"),
+    ("lr_inf_teacher", ["--config", SMOKE, "--workdir", "{w}", "--config.teacher.train.learning_rate=inf"],
+     "config.teacher.train.learning_rate"),
+    ("lr_nan_short_kd", ["--config", SMOKE, "--workdir", "{w}", "--config.evaluator.short_kd.learning_rate=nan"],
+     "config.evaluator.short_kd.learning_rate"),
+    ("lr_negative", ["--config", SMOKE, "--workdir", "{w}", "--config.final.learning_rate=-0.1"], "config.final.learning_rate"),
+    ("wd_inf", ["--config", SMOKE, "--workdir", "{w}", "--config.final.weight_decay=inf"], "config.final.weight_decay"),
+    ("space_impossible_network", ["--config", SMOKE, "--workdir", "{w}", "--config.space.kwargs.stem=0"],
+     "config.space.kwargs"),
+    ("batch_larger_than_train_final", ["--config", SMOKE, "--workdir", "{w}", "--config.final.batch_size=4096"],
+     "config.final.batch_size"),
+    ("batch_larger_than_train_teacher", ["--config", SMOKE, "--workdir", "{w}", "--config.teacher.train.batch_size=4096"],
+     "config.teacher.train.batch_size"),
+    ("batch_larger_than_train_limit", ["--config", SMOKE, "--workdir", "{w}", "--config.data.train_limit=20"],
+     "batch_size"),
+]
+
+SUBPROCESS = {"config_missing", "config_syntax", "config_unknown_variant", "flag_no_workdir", "flag_rounds_not_int",
+              "override_population_size", "data_label_gap", "workdir_is_file", "budget_unmeetable", "lr_inf_final",
+              "space_impossible_network"}
+
+
+def _argv(args, inputs, workdir):
+  return [a.format(d=inputs, w=workdir) for a in args]
+
+
+def _assert_one_error_line(stderr: str, names: str):
+  lines = [l for l in stderr.splitlines() if l.strip()]
+  assert len(lines) == 1, stderr
+  assert lines[0].startswith("error: "), lines[0]
+  assert names in lines[0], lines[0]
+  assert "Traceback" not in stderr
+
+
+def test_the_table_covers_every_class():
+  assert len(CASES) >= 60
+  assert len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.fixture
+def no_compute(monkeypatch):
+  """Fails the test if a teacher is trained or a search is started."""
+  import jdanas.pipeline as pipeline
+  import jdanas.pipeline.setup as setup
+
+  def forbidden(*args, **kwargs):
+    raise AssertionError("compute started on bad input")
+
+  monkeypatch.setattr(setup, "train_teacher", forbidden)
+  monkeypatch.setattr(pipeline, "search", forbidden)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_exits_2_with_one_line(case, inputs, tmp_path, capsys, monkeypatch, no_compute):
+  name, args, names = case
+  monkeypatch.chdir(REPO)
+  workdir = tmp_path / "run"
+  status = run_cli.main(["run.py", *_argv(args, inputs, workdir)])
+  out = capsys.readouterr()
+  assert status == 2, out
+  _assert_one_error_line(out.err, names)
+  assert not workdir.exists()
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in SUBPROCESS], ids=sorted(SUBPROCESS, key=[c[0] for c in CASES].index))
+def test_bad_input_as_a_subprocess(case, inputs, tmp_path):
+  name, args, names = case
+  workdir = tmp_path / "run"
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  proc = subprocess.run([sys.executable, "run.py", *_argv(args, inputs, workdir)], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2, proc.stderr
+  _assert_one_error_line(proc.stderr, names)
+  assert not workdir.exists()
+
+
+def test_help_lists_the_configs(capsys):
+  assert run_cli.main(["run.py", "--help"]) == 0
+  out = capsys.readouterr().out
+  for path in sorted((REPO / "configs").glob("*.py")):
+    if path.name != "__init__.py":
+      assert f"configs/{path.name}" in out
+  assert "--show_config" in out
+
+
+def test_show_config_prints_fields_and_plan_without_compute(capsys, monkeypatch, tmp_path, no_compute):
+  monkeypatch.chdir(REPO)
+  assert run_cli.main(["run.py", "--config", SMOKE, "--show_config", "--config.search.rounds=5"]) == 0
+  out = capsys.readouterr().out
+  assert "search.rounds: int = 5" in out
+  assert "space.name: str = 's1_resnet'" in out
+  assert "space: s1_resnet (8 architectures)" in out
+  assert "evaluations: 10 (5 rounds x 2)" in out
+  assert "teacher: resnet8 trained for 3 steps" in out
+
+
+def test_docstring_examples_parse(monkeypatch):
+  """Every ``python run.py ...`` line of run.py's docstring parses (no field it names is missing)."""
+  monkeypatch.chdir(REPO)
+  lines = [l.split("#")[0].split() for l in run_cli.__doc__.splitlines() if l.strip().startswith("python run.py")]
+  assert lines
+  for words in lines:
+    config, workdir, show = run_cli.parse(["run.py", *words[2:]])
+    assert config.seed == 0 and (workdir or show)
+
+
+def test_remap_labels_accepts_a_label_gap(inputs, monkeypatch, tmp_path):
+  from jdanas.pipeline import prepare
+  from conftest import smoke_config
+  c = smoke_config(**{"data.name": "npz", "data.path": str(inputs / "label_gap.npz"), "data.remap_labels": True,
+                      "teacher.train.batch_size": 16, "evaluator.short_kd.batch_size": 16, "final.batch_size": 16})
+  checked = prepare(c, tmp_path / "run")
+  assert checked.data.num_classes == 3
+  assert not (tmp_path / "run").exists()
+  json.dumps(c.to_dict())  # the config echo stays JSON
