@@ -55,6 +55,22 @@ def test_pipeline_writes_report_plots_and_reloadable_export(uninterrupted):
   assert all(0 <= r["search_score"] <= 1 for r in saved["top"])
 
 
+def test_a_finished_workdir_is_recognised(uninterrupted, monkeypatch, capsys):
+  workdir, report = uninterrupted
+
+  def forbidden(*args, **kwargs):
+    raise AssertionError("a finished run was computed again")
+
+  monkeypatch.setattr(pipeline, "search", forbidden)
+  again = run(tiny_config(), workdir)
+  out = capsys.readouterr()
+  assert "already holds the finished run of this config" in out.err
+  assert "compiled program" in out.out
+  assert again["final"] == json.loads((workdir / "report.json").read_text())["final"]
+  assert again["space"] == "s1_resnet" and again["config"]["space"]["name"] == "s1_resnet"
+  assert json.loads((workdir / "config.json").read_text())["search"]["rounds"] == 3
+
+
 def test_a_bad_config_fails_before_any_work(tmp_path):
   with pytest.raises(ConfigError, match="^config.compute.lowering: "):
     pipeline.search(tiny_config(**{"compute.lowering": "tpu"}), tmp_path / "run")
