@@ -5,6 +5,14 @@
   python run.py --config configs/default.py:smoke --workdir /tmp/s --config.searcher.kwargs.population_size=4
   python run.py --config configs/default.py --show_config      # fields, types, the plan; no compute
 
+Your own data (npz with ``x``: uint8 [N, H, W, C] and ``y``: int [N], labels 0..K-1; add
+``--config.data.test_path=test.npz`` for a test split, ``--config.data.remap_labels=True`` for
+sparse labels) and your own teacher (a folder saved by ``jdanas.teachers.save_teacher``, e.g. the
+``<workdir>/teacher`` of an earlier run)::
+
+  python run.py --config configs/default.py --workdir /tmp/own --config.data.name=npz --config.data.path=train.npz
+  python run.py --config configs/default.py --workdir /tmp/own2 --config.teacher.path=/tmp/jdanas/teacher
+
 The pipeline lives in :mod:`jdanas.pipeline` (importable from notebooks); this file only parses
 flags. Every input (flags, the config file, overrides, the data, the workdir, the feasibility of
 budgets and recipes) is checked before any compute; a bad one exits with status 2 and ONE line on

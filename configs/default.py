@@ -35,7 +35,7 @@ def get_config(arg: str | None = None):
   # (keys x: uint8 [N, H, W, C], y: int [N]; labels 0..K-1, or set remap_labels=True for sparse labels).
   c.data = dict(name="digits", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0, test_limit=0,
                 remap_labels=False)
-  # Your own teacher: --config.teacher.path=<folder with teacher.json> (saved by jdanas.save_teacher).
+  # Your own teacher: --config.teacher.path=<folder with teacher.json> (saved by jdanas.teachers.save_teacher).
   c.teacher = dict(name="resnet20", path="",
                    train=dict(steps=300, batch_size=64, optimizer="sgd", learning_rate=0.1,
                               weight_decay=5e-4, schedule="cosine", augment=False))

@@ -217,3 +217,27 @@ def test_load_errors(exported_path, tmp_path):
   (bad / "arch.json").write_text(json.dumps(info))
   with pytest.raises(ValueError, match=r"^student.path: cannot restore .*variables for arch '111'"):
     load_student(bad)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda x: x[0], r"^images: expected raw pixels \[B, 8, 8, 3\], got shape \(8, 8, 3\) \(the batch axis is missing"),
+    (lambda x: x[..., 0], r"^images: expected raw pixels \[B, 8, 8, 3\], got shape \(4, 8, 8\)$"),
+    (lambda x: x.reshape(4, -1), r"^images: expected raw pixels"),
+    (lambda x: x.astype(np.float32) / 255.0, r"^images: raw pixel values 0..255 expected, these reach only 1"),
+    (lambda x: x.astype(np.float32) * 16 / 255.0, r"sklearn's 0..16 digits"),
+    (lambda x: x.astype(np.float32) - 300, r"^images: raw pixel values must lie in 0..255"),
+    (lambda x: x.astype(bool), r"^images: expected .* as uint8 or real numbers, got bool"),
+])
+def test_logits_check_images_at_the_entry(student, tiny_data, make, match):
+  with pytest.raises(ValueError, match=match) as err:
+    student.logits(make(tiny_data.val.x[:4]))
+  assert "\n" not in str(err.value)
+
+
+def test_exported_call_checks_images_at_the_entry(student, tiny_data):
+  x = tiny_data.val.x[:4]
+  with pytest.raises(ValueError, match=r"^images: expected raw pixels \[B, 8, 8, 3\] of dtype uint8, got float32"):
+    student.exported().call(x.astype(np.float32))
+  with pytest.raises(ValueError, match=r"the batch axis is missing"):
+    student.exported().call(x[0])
+  assert np.asarray(student.exported().call(x)).shape == (4, 4)

@@ -77,6 +77,9 @@ def check_recipes(config, plan: Plan, data) -> None:
     need(math.isfinite(r.weight_decay), f"{field}.weight_decay", f"must be finite, got {r.weight_decay!r}")
     need(r.batch_size <= n, f"{field}.batch_size",
          f"{r.batch_size} is larger than the training split ({n} examples)")
+  if plan.evaluator == "zero_cost":
+    bs = int(plan.evaluator_kwargs["batch_size"])
+    need(bs <= n, "evaluator.zero_cost.batch_size", f"{bs} is larger than the training split ({n} examples)")
 
 
 def check_space(plan: Plan, data) -> None:

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from jdanas import costs
+from jdanas.pipeline.config import ConfigError
 from jdanas.pipeline.search import SearchResult
 from jdanas.pipeline.setup import log, trainer, vanilla_recipe
 from jdanas.teachers import evaluate
@@ -98,7 +99,9 @@ def train_final(s: SearchResult) -> dict:
   plan, data, space = s.plan, s.data, s.plan.space
   top = top_archs(s.ledger, plan.top_k)
   if not top:
-    raise RuntimeError("search: every evaluation failed (NaN); nothing to train (lower the learning rate?)")
+    raise ConfigError("config.search: every evaluation failed (NaN scores: a short-KD training diverged or every "
+                      "proposal was over the budget); nothing to train: check evaluator.short_kd.learning_rate "
+                      "and config.constraint")
   encs = [np.asarray(r["encoding"], np.int32) for r in top]
   log(f"[final] KD-training the top {len(encs)} students for {plan.final.steps} steps")
   kd_trainer = trainer(plan, data, plan.final, s.teacher, s.mesh)
