@@ -223,7 +223,7 @@ def test_load_errors(exported_path, tmp_path):
     (lambda x: x[0], r"^images: expected raw pixels \[B, 8, 8, 3\], got shape \(8, 8, 3\) \(the batch axis is missing"),
     (lambda x: x[..., 0], r"^images: expected raw pixels \[B, 8, 8, 3\], got shape \(4, 8, 8\)$"),
     (lambda x: x.reshape(4, -1), r"^images: expected raw pixels"),
-    (lambda x: x.astype(np.float32) / 255.0, r"^images: raw pixel values 0..255 expected, these reach only 1"),
+    (lambda x: x.astype(np.float32) / 255.0, r"^images: raw pixel values 0..255 expected, these reach only 0.9"),
     (lambda x: x.astype(np.float32) * 16 / 255.0, r"sklearn's 0..16 digits"),
     (lambda x: x.astype(np.float32) - 300, r"^images: raw pixel values must lie in 0..255"),
     (lambda x: x.astype(bool), r"^images: expected .* as uint8 or real numbers, got bool"),

@@ -162,13 +162,25 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
         lines.append(f"  {prefix}{k}: {type(v).__name__} = {v!r}")
 
   walk(config, "")
+  from jdanas.distill import KD_PRESETS
+  from jdanas.lowering import LOWERINGS
+  from jdanas.models.zoo import MODELS
   from jdanas.pipeline.config import EVALUATOR_NAMES
   from jdanas.searchers import SEARCHERS
   from jdanas.spaces import SPACES
+  from jdanas.train import STRATEGIES
+  from jdanas.train.recipe import OPTIMIZERS, SCHEDULES
   lines += ["# allowed values",
+            "  data.name: digits, npz (data.path), or a prepared TFDS dataset name (data.data_dir)",
+            f"  teacher.name: {', '.join(sorted(MODELS))} (or teacher.path: a saved teacher folder)",
             f"  space.name: {', '.join(sorted(SPACES))}",
             f"  searcher.name: {', '.join(sorted(SEARCHERS))}",
-            f"  evaluator.name: {', '.join(EVALUATOR_NAMES)}"]
+            f"  evaluator.name: {', '.join(EVALUATOR_NAMES)}",
+            f"  kd.loss: {', '.join(n for n, l in KD_PRESETS.items() if l.uses_teacher)}",
+            f"  *.optimizer: {', '.join(OPTIMIZERS)}; *.schedule: {', '.join(SCHEDULES)}; "
+            "constraint.*: >= 0 (0 = no limit)",
+            f"  compute.strategy: {', '.join(STRATEGIES)}; compute.lowering: {', '.join(LOWERINGS)}; "
+            "compute.specialize: auto, True, False"]
   size = math.prod(int(c) for c in plan.space.num_choices)
   teacher = (f"loaded from {config.teacher.path}" if plan.teacher_train is None
              else f"{config.teacher.name} trained for {plan.teacher_train.steps} steps")

@@ -6,8 +6,9 @@ reference; every shipped config has the same shape)::
   seed        int
   data        name, path, test_path, data_dir, val_fraction, train_limit, test_limit, remap_labels
               (npz labels with gaps are refused unless remap_labels=True maps them onto 0..K-1)
-  teacher     name, path, train (a recipe: steps, batch_size, optimizer, learning_rate,
-              weight_decay, schedule, augment)
+  teacher     name, path, require_above_chance (default True: a teacher no better than the most
+              frequent class stops the run), train (a recipe: steps, batch_size, optimizer,
+              learning_rate, weight_decay, schedule, augment)
   space       name, kwargs
   searcher    name, dedup, kwargs
   evaluator   name ("short_kd" | "tabular" | "zero_cost") and one subsection per evaluator:
@@ -245,6 +246,8 @@ def _check_data(d) -> None:
 
 
 def _teacher_recipe(t) -> Recipe | None:
+  need(isinstance(t.get("require_above_chance", True), bool), "teacher.require_above_chance",
+       f"must be True or False, got {t.get('require_above_chance')!r}")
   if t.get("path"):
     need(pathlib.Path(t.path, "teacher.json").exists(), "teacher.path", f"no teacher.json in {t.path!r}")
     return None
