@@ -1,16 +1,13 @@
-"""Resume rough edges: unreadable checkpoints are moved aside and written again, a finished workdir
-is recognised, a teacher at chance stops the run, a teacher worse than no KD is flagged."""
+"""Resume rough edges: unreadable checkpoints are moved aside and written again; a teacher worse
+than no KD is flagged in the report. (A finished workdir: tests/test_experiment.py; a teacher at
+chance: tests/test_run_errors.py.)"""
 import json
 import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
-from conftest import smoke_config
-from jdanas import pipeline
-from jdanas.pipeline import ConfigError
 from jdanas.pipeline.checkpoints import Checkpoints
 from jdanas.pipeline.final import teacher_warnings
 from jdanas.report import write_report
@@ -47,14 +44,6 @@ def test_all_checkpoints_unreadable_start_from_scratch_and_checkpoint_again(tmp_
   ckpt.close()
   assert round_done == 2 and restored_ledger == [] and restored_top == []
   np.testing.assert_array_equal(restored["population"], state["population"])
-
-
-def test_teacher_at_chance_stops_the_run_before_the_search(tmp_path):
-  config = smoke_config(**{"teacher.train.learning_rate": 1e6})
-  with pytest.raises(ConfigError, match=r"^config.teacher: the teacher resnet8 is no better than chance") as err:
-    pipeline.search(config, tmp_path)
-  assert "\n" not in str(err.value)
-  assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.jsonl").exists()
 
 
 def test_teacher_worse_than_no_kd_is_warned_in_the_report(tmp_path):

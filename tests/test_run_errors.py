@@ -275,3 +275,25 @@ def test_remap_labels_accepts_a_label_gap(inputs, monkeypatch, tmp_path):
   assert checked.data.num_classes == 3
   assert not (tmp_path / "run").exists()
   json.dumps(c.to_dict())  # the config echo stays JSON
+
+
+def test_teacher_at_chance_stops_the_run_before_the_search(tmp_path, capsys, monkeypatch):
+  """After the teacher (compute), so the console has progress lines; the error is the one ``error:``
+  line, the last one, and the search never starts."""
+  import jdanas.pipeline
+  search_module = sys.modules["jdanas.pipeline.search"]  # the attribute `search` is the function
+
+  def forbidden(*args, **kwargs):
+    raise AssertionError("the search started with a teacher at chance")
+
+  monkeypatch.setattr(search_module, "build_evaluator", forbidden)
+  monkeypatch.chdir(REPO)
+  status = run_cli.main(["run.py", "--config", SMOKE, "--workdir", str(tmp_path / "run"),
+                         "--config.teacher.train.learning_rate=1e6"])
+  err = capsys.readouterr().err
+  assert status == 2, err
+  errors = [l for l in err.splitlines() if l.startswith("error:")]
+  assert errors == [err.strip().splitlines()[-1]]
+  assert errors[0].startswith("error: config.teacher: the teacher resnet8 is no better than chance"), errors
+  assert "Traceback" not in err
+  assert not (tmp_path / "run" / "checkpoints").exists()
