@@ -133,7 +133,7 @@ def parse(argv: list[str]):
       raise UsageError(f"--config: no such file {str(path)!r} (list the configs with --help)")
   fv = _define(argv)
   try:
-    fv(argv)
+    rest = fv(argv)[1:]
   except flags.Error as e:
     raise UsageError(_flag_error(str(e), spec)) from None
   except (KeyError, AttributeError) as e:
@@ -144,6 +144,8 @@ def parse(argv: list[str]):
     raise UsageError(f"--config: {spec}: syntax error line {e.lineno}: {e.msg}") from None
   except Exception as e:  # the config file's own code failed while loading
     raise UsageError(f"--config: {spec}: {type(e).__name__}: {_last_line(e)}") from None
+  if rest:
+    raise UsageError(f"{rest[0]!r}: unexpected argument (flags are --name=value; see --help)")
   if spec is None:
     raise UsageError("--config: required (e.g. --config configs/default.py; list the configs with --help)")
   config = fv.config

@@ -99,6 +99,7 @@ CASES = [
     ("flag_seed_float", ["--config", SMOKE, "--workdir", "{w}", "--config.seed=1.5"], "--config.seed"),
     ("flag_lr_not_float", ["--config", SMOKE, "--workdir", "{w}", "--config.final.learning_rate=fast"],
      "--config.final.learning_rate"),
+    ("flag_positional", ["--config", SMOKE, "--workdir", "{w}", "extra"], "'extra': unexpected argument"),
     ("flag_unknown", ["--config", SMOKE, "--workdir", "{w}", "--bogus=1"], "bogus"),
     ("flag_show_config_value", ["--config", SMOKE, "--show_config=maybe"], "show_config"),
     # -- overrides that name nothing
