@@ -8,9 +8,10 @@ of 32x32x3), median ms per step, the programs timed interleaved in one run:
 Prints one JSON line per implementation with keys ``impl, ms_per_step, ratio_vs_per_cell,
 compile_s`` (``compile_s``: lowering + compiling the step, timed cold in this process).
 ``per_cell`` builds only the chosen ops (one program per cell); ``weighted`` and ``switch`` are
-the masked form (one program for every cell) with ``NB201Space(edge_impl=...)`` and XLA's
-convolutions (as the ``"xla"`` lowering runs a switch edge: under ``"cpu"`` a switch-edge training
-program would use forward-only convolutions, :mod:`jdanas.lowering`); ``static`` is
+the masked form (one program for every cell) built for training by a
+:class:`jdanas.lowering.Lowering` with ``train_edge="weighted"`` or ``"switch"`` (the switch with
+forward-only convolutions, ``conv="forward_only"``: XLA:CPU differentiates a convolution inside a
+conditional ~30x slower otherwise); ``static`` is
 the masked variable layout with the cell fixed at trace time (``space.specialize``, one
 program per cell), which the population engine uses when it specialises (``specialize=``).
 """
@@ -22,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdanas import lowering as lowering_lib
 from jdanas.distill import KD_PRESETS
 from jdanas.spaces import get_space
 from jdanas.train import Recipe
@@ -46,10 +48,11 @@ def main():
   size = dict(channels=args.channels, num_cells=args.num_cells)
   programs, compile_s = {}, {}
   for impl in ("per_cell", "static", "weighted", "switch"):
-    space = (get_space("nb201", **size) if impl == "per_cell" else
-             get_space("nb201_masked", **size, edge_impl="weighted" if impl == "static" else impl))
+    space = get_space("nb201", **size) if impl == "per_cell" else get_space("nb201_masked", **size)
     enc = jnp.asarray(space.encode(args.cell))
-    module = space.build(space.signature(np.asarray(enc)), 10)
+    lowering = lowering_lib.Lowering(f"{impl}_edges", conv="forward_only",
+                                     train_edge="switch" if impl == "switch" else "weighted")
+    module = lowering_lib.build(space, space.signature(np.asarray(enc)), 10, lowering, "train")
     state = jax.jit(lambda k, m=module: _single_init(m, tx, k, enc, 1.0, x[:1]))(jax.random.key(0))
     if impl == "static":
       module = space.specialize(np.asarray(enc), 10)

@@ -152,24 +152,7 @@ def main(argv=None) -> None:
   from jdanas.teachers import Teacher
   from jdanas import lowering as lowering_lib
   from jdanas.train import PopulationTrainer, Recipe
-
-  class BenchTrainer(PopulationTrainer):
-    """A trainer that shares its program cache with the other strategies' trainers of a space
-    and records the compile time of every program and which programs each call used."""
-
-    def __init__(self, *a, cache: dict, compile_log: dict, **kw):
-      super().__init__(*a, **kw)
-      self._compiled = cache
-      self.compile_log = compile_log
-      self.used: set = set()
-
-    def _get(self, kind, gkey, build, args_):
-      compiled, dt = super()._get(kind, gkey, build, args_)
-      key = (kind,) + tuple(gkey)
-      if dt:
-        self.compile_log[key] = dt
-      self.used.add(key)
-      return compiled, dt
+  from jdanas.train.population import TrainingPrograms
 
   t_start = time.perf_counter()
   backend = jax.default_backend()
@@ -210,27 +193,28 @@ def main(argv=None) -> None:
       if tuple(enc) not in seen:
         seen.add(tuple(enc))
         pool.append(enc)
-    cache, compile_log = {}, {}
+    programs = TrainingPrograms()  # shared: each program compiles once, its compile time recorded
     # auto plans for the search schedule (--schedule-steps), even though each timed call runs
     # --steps steps; the other strategies are the masked/plain programs (never specialised).
     schedule = dataclasses.replace(recipe, steps=args.schedule_steps)
     special = {s: s == "auto" and PopulationTrainer(space, data, recipe=schedule, teacher=teacher,
                                                     lowering=lowering).specialize
                for s in args.strategies}
-    trainers = {s: BenchTrainer(space, data, recipe=recipe, teacher=teacher, strategy=s, cache=cache, lowering=lowering,
-                                compile_log=compile_log, specialize=special[s]) for s in args.strategies}
+    trainers = {s: PopulationTrainer(space, data, recipe=recipe, teacher=teacher, strategy=s, lowering=lowering,
+                                     specialize=special[s], programs=programs) for s in args.strategies}
     key = jax.random.key(args.seed)
     by_p = {}
     for P in args.P:
       encs = pool[:P]
       info = {}
       for s, tr in trainers.items():  # warm-up call: compiles (once per program) and runs once
-        tr.used = set()
+        uses_before = dict(programs.uses)
         t0 = time.perf_counter()
         res = tr.train(key, encs)
+        used = {k for k, n in programs.uses.items() if n > uses_before.get(k, 0)}
         wall = time.perf_counter() - t0
         info[s] = {"compile_new_s": res.compile_seconds,
-                   "compile_s": sum(compile_log.get(k, 0.0) for k in tr.used),
+                   "compile_s": sum(programs.compile_seconds[k] for k in used),
                    "num_programs": len({g.key for g in res.groups}), "num_groups": len(res.groups),
                    "warmup_examples_per_s": res.examples_per_s, "samples": []}
         log(f"[population] {space_name} P={P} {s}: warm-up {wall:.1f}s (compiled {res.compile_seconds:.1f}s, "

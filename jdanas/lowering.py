@@ -73,7 +73,9 @@ PURPOSES = ("train", "score", "score_derivatives")
 
 @dataclasses.dataclass(frozen=True)
 class Lowering:
-  """How programs are lowered on one backend (see the module docstring for each field)."""
+  """How programs are lowered on one backend (see the module docstring for each field). Fields
+  default to the ``"xla"`` choices; a variant of a preset is ``dataclasses.replace(resolve("cpu"),
+  name=..., field=...)`` (the benchmarks' way to time one choice against another)."""
   name: str
   conv: str = "xla"
   train_edge: str = "weighted"

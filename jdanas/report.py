@@ -168,7 +168,7 @@ def plot_search(ledger: Sequence[dict], path_png: str | pathlib.Path, *,
     if rounds[i] != rounds[i - 1]:
       ax.axvline(i + 0.5, color="0.8", ls=":", lw=0.8, zorder=0)
   ax.set_xlabel("number of evaluations")
-  ax.set_ylabel(score_label)
+  ax.set_ylabel(score_label.replace(" (", "\n(", 1))  # kind, then (units, ...) on a second line
   finite = scores[ok]
   title = "Search progress" + ("" if finite.size or not len(scores) else ": no successful evaluation")
   if finite.size:
@@ -225,7 +225,7 @@ def plot_pareto(ledger: Sequence[dict], path_png: str | pathlib.Path, highlight:
                  zorder=4, label=f"chosen: {arch}")
   failed = int((~ok).sum())
   ax.set_xlabel("parameters (log scale)")
-  ax.set_ylabel(score_label)
+  ax.set_ylabel(score_label.replace(" (", "\n(", 1))  # kind, then (units, ...) on a second line
   ax.set_title("Score vs. size" + (f" ({failed} failed not shown)" if failed else ""))
   ax.grid(alpha=0.3, which="both")
   _legend(fig, ax)

@@ -7,7 +7,7 @@ import pytest
 from jdanas.distill import KD_PRESETS
 from jdanas.parallel import make_mesh
 from jdanas.spaces import get_space
-from jdanas.train import PopulationTrainer, Recipe, train_population
+from jdanas.train import PopulationTrainer, Recipe, TrainingPrograms, train_population
 from jdanas.train import batching
 
 RECIPE = Recipe(steps=4, batch_size=16, loss=KD_PRESETS["ce"], learning_rate=0.1, eval_batch_size=16)
@@ -140,6 +140,24 @@ def test_compilations_equal_groups_and_are_cached(depth_space, tiny_data, key):
   # Each jitted program traced exactly once over both calls.
   assert all(v == 1 for v in trainer.trace_counts.values()), trainer.trace_counts
   assert trainer.trace_counts[("batch",)] == 1
+
+
+def test_trainers_share_training_programs(depth_space, tiny_data, key):
+  """A shared TrainingPrograms compiles each program once for every trainer that uses it, records
+  the compile time, and counts the uses of each program (the benchmarks' public hook)."""
+  encs = [depth_space.encode(n) for n in ("111", "211")]
+  programs = TrainingPrograms()
+  a = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="loop", programs=programs)
+  b = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="loop", programs=programs)
+  first = a.train(key, encs)
+  assert first.num_compilations == 2 and first.compile_seconds > 0
+  step_keys = [k for k in programs.compiled if k[0] == "step"]
+  assert len(step_keys) == 2 and all(programs.compile_seconds[k] > 0 for k in step_keys)
+  uses = dict(programs.uses)
+  second = b.train(jax.random.key(1), encs)
+  assert second.num_compilations == 0 and second.compile_seconds == 0.0
+  assert all(programs.uses[k] == uses[k] + 1 for k in step_keys)
+  assert PopulationTrainer(depth_space, tiny_data, recipe=RECIPE).programs is not programs
 
 
 def test_masked_nb201_needs_one_program(cell_space, tiny_data, key):

@@ -231,7 +231,9 @@ def test_activation_proxies_finite_and_varying_on_every_space(name):
   encs = distinct_archs(name)
   rng = np.random.default_rng(0)
   x, y = rng.standard_normal((8, 8, 8, 3)).astype(np.float32), rng.integers(0, 5, 8).astype(np.int32)
-  out = score_population(jax.random.key(0), space, encs, x, y, proxies=("naswot", "zen"), num_classes=5)
+  # the two papers initialise differently (PROXY_INFO[p].paper_init); one init scores both here
+  out = score_population(jax.random.key(0), space, encs, x, y, proxies=("naswot", "zen"), num_classes=5,
+                         init="flax")
   for proxy, scores in out.items():
     assert np.all(np.isfinite(scores)), (proxy, scores)
     assert len(np.unique(np.round(scores, 6))) > 1, (proxy, scores)

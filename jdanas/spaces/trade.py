@@ -3,8 +3,8 @@ Distillation: Smaller Models and Faster Search", ICML 2022 HAET workshop,
 https://arxiv.org/abs/2206.13130): one categorical *family* decision plus per-family integer knobs
 (a flattened conditional space), for 32x32 inputs.
 
-The paper's exact ranges are not public; the defaults are the reconstruction of the jdanas design
-notes (methods.md §6.1), discretised to grids (log-spaced where the notes say "log"):
+The paper's exact ranges are not public; the defaults are jdanas's reconstruction
+(``docs/methods/trade.md``), discretised to grids (log-spaced where a range spans a factor of several):
 
 ============  ====================================================================================
 family        knobs (values)

@@ -1,7 +1,7 @@
 """Training: recipes, device-side batching and the population engine."""
 from jdanas.train.population import (STRATEGIES, Group, PopulationResult, PopulationTrainer, StudentState,
-                                     train_population)
+                                     TrainingPrograms, train_population)
 from jdanas.train.recipe import Recipe
 
-__all__ = ["STRATEGIES", "Group", "PopulationResult", "PopulationTrainer", "Recipe", "StudentState",
+__all__ = ["STRATEGIES", "Group", "PopulationResult", "PopulationTrainer", "Recipe", "StudentState", "TrainingPrograms",
            "train_population"]

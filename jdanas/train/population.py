@@ -197,6 +197,30 @@ def _single_eval(module, state: StudentState, vx, vy, vmask, mean, std):
   return jnp.where(finite & ~state.diverged, acc, jnp.nan).astype(jnp.float32)
 
 
+class TrainingPrograms:
+  """The ahead-of-time compiled programs of population trainers, keyed by ``(kind, group key)``
+  (kinds ``batch``, ``init``, ``step``, ``eval``). Each trainer makes its own unless given one;
+  trainers of one space and dataset may share one (the benchmarks do, so that each program compiles
+  once). ``compile_seconds[key]`` records each compilation, ``uses[key]`` how often a program was
+  fetched (a call's programs are the keys whose count grew)."""
+
+  def __init__(self):
+    self.compiled: dict = {}
+    self.compile_seconds: dict = {}
+    self.uses: collections.Counter = collections.Counter()
+
+  def get(self, key: tuple, build, args) -> tuple[Any, float]:
+    """The compiled program of ``key`` (``build().lower(*args).compile()`` the first time) and the
+    seconds this call spent compiling it."""
+    self.uses[key] += 1
+    if key in self.compiled:
+      return self.compiled[key], 0.0
+    t0 = time.perf_counter()
+    self.compiled[key] = build().lower(*args).compile()
+    self.compile_seconds[key] = time.perf_counter() - t0
+    return self.compiled[key], self.compile_seconds[key]
+
+
 class PopulationTrainer:
   """Trains populations of students of one space against one teacher (see module docstring).
 
@@ -213,11 +237,13 @@ class PopulationTrainer:
       specialised module (see the module docstring); ``True`` needs a space with a specialised
       form (``space.specialize``).
     lowering: a name of :data:`jdanas.lowering.LOWERINGS` or a :class:`jdanas.lowering.Lowering`.
+    programs: the :class:`TrainingPrograms` to compile into (default: the trainer's own).
   """
 
   def __init__(self, space: AbstractSearchSpace, data, *, recipe: Recipe, teacher=None,
                strategy: str = "auto", mesh: Mesh | None = None, max_unroll: int = 16,
-               specialize: bool | str = "auto", lowering: str | lowering_lib.Lowering = "auto"):
+               specialize: bool | str = "auto", lowering: str | lowering_lib.Lowering = "auto",
+               programs: TrainingPrograms | None = None):
     if strategy not in STRATEGIES:
       raise ValueError(f"strategy: {strategy!r} is not one of {STRATEGIES}")
     if not (isinstance(specialize, bool) or specialize == "auto"):
@@ -248,7 +274,7 @@ class PopulationTrainer:
     self.num_classes = int(data.num_classes)
     self.tx = recipe.make_optimizer()
     self.trace_counts: collections.Counter = collections.Counter()
-    self._compiled: dict = {}
+    self.programs = TrainingPrograms() if programs is None else programs
     self._mean = tuple(float(m) for m in data.mean)
     self._std = tuple(float(s) for s in data.std)
     image_shape = tuple(data.train.x.shape[1:])
@@ -263,8 +289,9 @@ class PopulationTrainer:
   # ---- public -------------------------------------------------------------------------
   @property
   def num_compilations(self) -> int:
-    """Training programs compiled so far by this trainer (one per distinct group key)."""
-    return sum(1 for k in self._compiled if k[0] == "step")
+    """Training programs compiled so far into this trainer's :class:`TrainingPrograms` (one per
+    distinct group key; shared programs count for every trainer that shares them)."""
+    return sum(1 for k in self.programs.compiled if k[0] == "step")
 
   def plan(self, encodings: Sequence[Any]) -> list[Group]:
     """Splits a population into compiled groups (see the module docstring)."""
@@ -365,13 +392,7 @@ class PopulationTrainer:
   # ---- program construction --------------------------------------------------------------
   def _get(self, kind: str, gkey: tuple, build, args):
     """AOT-compiles (once per ``(kind, group key)``) and returns ``(compiled, seconds spent)``."""
-    key = (kind,) + tuple(gkey)
-    if key in self._compiled:
-      return self._compiled[key], 0.0
-    t0 = time.perf_counter()
-    compiled = build().lower(*args).compile()
-    self._compiled[key] = compiled
-    return compiled, time.perf_counter() - t0
+    return self.programs.get((kind,) + tuple(gkey), build, args)
 
   def _sharding(self, spec: P):
     return None if self.mesh is None else NamedSharding(self.mesh, spec)
