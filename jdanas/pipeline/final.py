@@ -84,7 +84,8 @@ def teacher_warnings(name: str, teacher_val: float, no_kd_val: float) -> list[st
   without it: distillation then pulls the student towards a worse classifier."""
   if np.isfinite(no_kd_val) and teacher_val < no_kd_val:
     return [f"the teacher {name} (val {teacher_val:.4f}) is less accurate than the chosen student trained "
-            f"without KD (val {no_kd_val:.4f}); KD from it can only hurt: train the teacher longer or pick a stronger one"]
+            f"without KD (val {no_kd_val:.4f}); KD from it is likely to hurt: train the teacher longer or pick "
+            f"a stronger one"]
   return []
 
 
