@@ -251,7 +251,7 @@ def main(argv=None) -> None:
                       "ratios_vs_loop": {s: round(v, 3) for s, v in ratios.items()},
                       "best_strategy": max(ratios, key=ratios.get), "space_kwargs": kwargs,
                       "backend": backend})
-    del trainers, cache
+    del trainers, programs
   for line in summaries:
     emit(line)
   log(f"[population] done in {time.perf_counter() - t_start:.0f}s")
