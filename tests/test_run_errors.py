@@ -281,7 +281,7 @@ def test_remap_labels_accepts_a_label_gap(inputs, monkeypatch, tmp_path):
 def test_teacher_at_chance_stops_the_run_before_the_search(tmp_path, capsys, monkeypatch):
   """After the teacher (compute), so the console has progress lines; the error is the one ``error:``
   line, the last one, and the search never starts."""
-  import jdanas.pipeline
+  import jdanas.pipeline  # noqa: F401  (loads jdanas.pipeline.search into sys.modules)
   search_module = sys.modules["jdanas.pipeline.search"]  # the attribute `search` is the function
 
   def forbidden(*args, **kwargs):

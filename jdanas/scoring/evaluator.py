@@ -105,10 +105,4 @@ def zero_cost_score_kind(proxy: str) -> ScoreKind:
   return ScoreKind(f"zero_cost:{proxy}", units)
 
 
-def normalized_batch(x_uint8: np.ndarray, mean, std) -> np.ndarray:
-  """uint8 NHWC -> float32 normalised (host), the input format of :func:`score_population`."""
-  x = np.asarray(x_uint8, np.float32) / 255.0
-  return ((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).astype(np.float32)
-
-
-__all__ = ["ZeroCostEvaluator", "normalized_batch", "random_teacher", "zero_cost_score_kind"]
+__all__ = ["ZeroCostEvaluator", "random_teacher", "zero_cost_score_kind"]

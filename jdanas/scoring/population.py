@@ -44,7 +44,7 @@ from jdanas import lowering as lowering_lib
 from jdanas.scoring import init as init_lib
 from jdanas.scoring.init import INITS, abstract_variables, count_params, init_variables
 from jdanas.scoring.proxies import GROUP_FNS, PROXIES, PROXY_INFO, Context, _apply, finalize, paper_init
-from jdanas.spaces.base import AbstractSearchSpace, to_tuple
+from jdanas.spaces.base import AbstractSearchSpace
 
 STRATEGIES = ("auto", "map", "vmap")
 TEACHER_INITS = ("random", "trained")
@@ -347,7 +347,3 @@ def score_population(key: jax.Array, space: AbstractSearchSpace, encodings: Any,
   # NaN or +inf = failed; -inf is a legitimate worst score (e.g. Zen of a cell whose output does
   # not depend on its input).
   return {p: np.where(np.isnan(v) | (v == np.inf), np.nan, v) for p, v in out.items()}
-
-
-def unique_signatures(space: AbstractSearchSpace, encodings: Any) -> int:
-  return len({space.signature(to_tuple(e)) for e in np.asarray(encodings)})

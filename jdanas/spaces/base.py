@@ -14,7 +14,6 @@ A space is a frozen dataclass. Architectures are fixed-length ``int32[D]`` encod
 from __future__ import annotations
 
 import abc
-import dataclasses
 from typing import Any, Hashable
 
 import flax.linen as nn

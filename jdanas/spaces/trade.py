@@ -90,10 +90,6 @@ def _fmt(v: float) -> str:
   return f"{v:g}"
 
 
-def _default_knobs(families: tuple[str, ...]) -> tuple[tuple[str, Knobs], ...]:
-  return tuple((f, DEFAULT_FAMILIES[f]) for f in families)
-
-
 @dataclasses.dataclass(frozen=True)
 class TradeSpace(AbstractSearchSpace):
   """Multi-family student space (see the module docstring).
