@@ -221,8 +221,8 @@ def test_forward_only_lowering_same_values_and_gradients(name):
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9, err_msg=space.decode(enc))
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "mobilenet" else n
-                                  for n in NAMES])  # mobilenet (~28 s) in the slow step; trade holds the GELU nets
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("mobilenet", "trade") else n
+                                  for n in NAMES])  # mobilenet (~28 s) and trade (~23 s, the GELU nets) in the slow step
 def test_activation_proxies_finite_and_varying_on_every_space(name):
   """NASWOT (ReLU and GELU codes) and Zen (BN variances) record every space's activations: finite
   scores that differ between architectures (GELU networks, ViT and ConvMixer, recorded nothing
