@@ -154,3 +154,78 @@ def test_batched_embeddings_equal_exact_ones_and_compile_once(teacher_vars):
   np.testing.assert_allclose(embed_teacher(SPACE, teacher_vars, noise, num_classes=K),
                              embed_exact(SPACE, teacher_vars, SPACE.teacher_encoding, noise, num_classes=K), rtol=1e-6)
   assert not np.allclose(maps[0], maps[1])
+
+
+# ---- predictor and Meta-SGD ---------------------------------------------------------------------------
+
+from jdanas.meta import predictor as P  # noqa: E402
+
+
+def test_inner_step_and_outer_gradient_match_a_hand_computed_two_parameter_case():
+  xs, ys, xq, yq = 1.5, 0.7, -0.8, 2.0
+  params, alphas = {"w": 0.3, "b": -0.2}, {"w": 0.05, "b": 0.1}
+  support = lambda p: (p["w"] * xs + p["b"] - ys) ** 2  # noqa: E731
+  query = lambda p: (p["w"] * xq + p["b"] - yq) ** 2  # noqa: E731
+  w, b, aw, ab = params["w"], params["b"], alphas["w"], alphas["b"]
+  r = w * xs + b - ys
+  gw, gb = 2 * r * xs, 2 * r
+  w1, b1 = w - aw * gw, b - ab * gb
+  adapted = P.inner_step(support, params, alphas)
+  np.testing.assert_allclose([adapted["w"], adapted["b"]], [w1, b1], rtol=1e-6)
+  rq = w1 * xq + b1 - yq
+  second = {"w": 2 * rq * (xq * (1 - 2 * aw * xs ** 2) - 2 * ab * xs),
+            "b": 2 * rq * (xq * (-2 * aw * xs) + (1 - 2 * ab))}
+  first = {"w": 2 * rq * xq, "b": 2 * rq}
+  d_alpha = {"w": 2 * rq * xq * (-gw), "b": 2 * rq * (-gb)}
+  for first_order, expect in ((False, second), (True, first)):
+    gp, ga = jax.grad(lambda p, a: query(P.inner_step(support, p, a, first_order=first_order)),
+                      argnums=(0, 1))(params, alphas)
+    np.testing.assert_allclose([gp["w"], gp["b"]], [expect["w"], expect["b"]], rtol=1e-5)
+    np.testing.assert_allclose([ga["w"], ga["b"]], [d_alpha["w"], d_alpha["b"]], rtol=1e-5)
+
+
+def synthetic_tasks(num_tasks=3, n=6, f=7, seed=0):
+  rng = np.random.default_rng(seed)
+  mk = lambda *s: jnp.asarray(rng.standard_normal(s), jnp.float32)  # noqa: E731
+  return P.Task(maps=mk(num_tasks, n, 2, 2, 16), arch=mk(num_tasks, n, f), labels=60 + 10 * mk(num_tasks, n),
+                teacher_map=mk(num_tasks, 2, 2, 16), teacher_arch=mk(num_tasks, f),
+                teacher_label=jnp.full((num_tasks,), 75.0))
+
+
+@pytest.mark.parametrize("target", P.TARGETS)
+def test_predictor_shapes_and_meta_step_is_deterministic_and_compiles_once(target):
+  model = P.DassPredictor(hidden_channels=8, out_channels=16, h_dim=8)
+  config = P.MetaConfig(target=target)
+  tasks = synthetic_tasks()
+  one = jax.tree.map(lambda a: a[0], tasks)
+  state = P.meta_init(jax.random.key(0), model, one, config)
+  assert P.predict(model, state.params, one, target=target).shape == (6,)
+  queries = P.sample_queries(jax.random.key(1), tasks, 4)
+  assert queries.maps.shape == (3, 4, 2, 2, 16) and queries.labels.shape == (3, 4)
+  s1, loss1 = P.meta_step(model, config, state, queries)
+  s2, loss2 = P.meta_step(model, config, state, queries)
+  assert np.isfinite(float(loss1)) and float(loss1) == float(loss2)
+  for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2)):
+    np.testing.assert_array_equal(a, b)
+  size = P.meta_step._cache_size()
+  s3, loss3 = P.meta_step(model, config, s1, P.sample_queries(jax.random.key(2), tasks, 4))
+  assert P.meta_step._cache_size() == size
+  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(s1.alphas), jax.tree.leaves(state.alphas)))
+
+
+def test_meta_training_fits_its_tasks_and_keeps_the_best_validation_state():
+  model = P.DassPredictor(hidden_channels=8, out_channels=16, h_dim=16)
+  tasks = synthetic_tasks(num_tasks=4, n=12, seed=3)
+  # labels that depend on the architecture vector: a learnable signal
+  labels = 60 + 5 * tasks.arch[..., 0] + 3 * tasks.arch[..., 1]
+  tasks = tasks._replace(labels=labels)
+  val = [jax.tree.map(lambda a: a[i], tasks) for i in range(2)]
+  config = P.MetaConfig(learning_rate=3e-3, target="relative")
+  state, hist = P.meta_train(jax.random.key(0), model, config, tasks, val, episodes=60, num_queries=8,
+                             eval_every=20)
+  assert hist["episode"] == [20, 40, 60]
+  assert hist["loss"][-1] < hist["loss"][0]
+  rho = P.spearman(model, state.params, state.alphas, val, config)
+  assert np.mean(rho) == max(hist["val_spearman"]) and np.mean(rho) > 0.5
+  with pytest.raises(ValueError, match="num_queries"):
+    P.meta_train(jax.random.key(0), model, config, tasks, val, episodes=1, num_queries=13)
