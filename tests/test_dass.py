@@ -229,3 +229,105 @@ def test_meta_training_fits_its_tasks_and_keeps_the_best_validation_state():
   assert np.mean(rho) == max(hist["val_spearman"]) and np.mean(rho) > 0.5
   with pytest.raises(ValueError, match="num_queries"):
     P.meta_train(jax.random.key(0), model, config, tasks, val, episodes=1, num_queries=13)
+
+
+# ---- meta-dataset builder -----------------------------------------------------------------------------
+
+from jdanas.meta import tasks as T  # noqa: E402
+
+
+def test_class_subsets_and_subset():
+  assert T.class_subsets(10, 3, 3, seed=0) == T.class_subsets(10, 3, 3, seed=0)
+  subsets = T.class_subsets(10, 3, 3, seed=1)
+  assert len({c for s in subsets for c in s}) == 9  # disjoint while the classes last
+  assert len(T.class_subsets(10, 5, 4)) == 5
+  with pytest.raises(ValueError, match="classes_per_task"):
+    T.class_subsets(10, 2, 11)
+  from jdanas.data.synthetic import synthetic_dataset
+  data = synthetic_dataset(num_classes=6)
+  sub = T.subset(data, (4, 1))
+  assert sub.num_classes == 2 and set(np.unique(sub.train.y)) == {0, 1}
+  np.testing.assert_array_equal(sub.train.x[sub.train.y == 0], data.train.x[data.train.y == 4])
+
+
+def fake_task(key, space, data, recipe, progress=False):
+  """A cheap stand-in for the training inside build_task (the builder's bookkeeping is under test)."""
+  v = float(jax.random.uniform(key))
+  return {"encodings": np.zeros((2, space.num_decisions), np.int32), "labels": np.asarray([v, np.nan], np.float32),
+          "maps": np.zeros((2, 1, 1, 4), np.float32), "arch": np.zeros((2, 3), np.float32),
+          "teacher_map": np.zeros((1, 1, 4), np.float32), "teacher_arch": np.zeros(3, np.float32),
+          "teacher_label": np.float32(data.num_classes), "teacher_encoding": np.zeros(space.num_decisions, np.int32),
+          "seconds": np.float64(0.0)}
+
+
+def test_builder_resumes_after_an_interruption_and_refuses_other_settings(tmp_path, monkeypatch):
+  from jdanas.data.synthetic import synthetic_dataset
+  monkeypatch.setattr(T, "build_task", fake_task)
+  data = synthetic_dataset(num_classes=6)
+  tasks = T.class_subsets(6, 3, 2)
+  full = T.build_meta_dataset(jax.random.key(0), SPACE, data, tasks, tmp_path / "a")
+
+  class Stop(Exception):
+    pass
+
+  def stop_after_first(i, entry):
+    if i == 0:
+      raise Stop
+  with pytest.raises(Stop):
+    T.build_meta_dataset(jax.random.key(0), SPACE, data, tasks, tmp_path / "b", on_task=stop_after_first)
+  with pytest.raises(ValueError, match="not finished"):
+    T.load_meta_dataset(tmp_path / "b")
+  built = []
+  resumed = T.build_meta_dataset(jax.random.key(0), SPACE, data, tasks, tmp_path / "b",
+                                 on_task=lambda i, e: built.append(i))
+  assert built == [1, 2] and resumed["tasks"] == full["tasks"]
+  a, b = T.load_meta_dataset(tmp_path / "a"), T.load_meta_dataset(tmp_path / "b")
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x.labels, y.labels)
+    assert x.labels.shape == (1,)  # the failed (NaN) student is dropped
+  assert not list((tmp_path / "b").glob("*.tmp*"))
+  with pytest.raises(ValueError, match="other settings"):
+    T.build_meta_dataset(jax.random.key(1), SPACE, data, tasks, tmp_path / "b")
+  stacked = T.stack_tasks(a)
+  assert stacked.labels.shape == (3, 1) and stacked.teacher_label.shape == (3,)
+
+
+@pytest.mark.slow
+def test_real_build_is_deterministic_and_masked_training_equals_exact(tmp_path):
+  """Two builds with the same key give the same labels; the masked one-program student training
+  (copy_paste_first) gives the labels of exact per-student training from remapped variables."""
+  from jdanas.data.synthetic import synthetic_dataset
+  from jdanas.train.recipe import Recipe
+  space = DassSpace(stage_widths=(4, 8, 8, 16), max_depth=1, multipliers=(0.5, 1.0), image_size=8)
+  data = synthetic_dataset(num_train=128, num_val=48, num_test=16, num_classes=6, image_size=8)
+  recipe = T.TaskRecipe(teacher=Recipe(steps=20, batch_size=16, augment=False),
+                        student=Recipe(steps=10, batch_size=16, augment=False), num_students=3, num_noise=2)
+  tasks = T.class_subsets(6, 1, 3)
+  T.build_meta_dataset(jax.random.key(0), space, data, tasks, tmp_path / "a", recipe)
+  T.build_meta_dataset(jax.random.key(0), space, data, tasks, tmp_path / "b", recipe)
+  (a,), (b,) = T.load_meta_dataset(tmp_path / "a"), T.load_meta_dataset(tmp_path / "b")
+  np.testing.assert_array_equal(a.labels, b.labels)
+  np.testing.assert_array_equal(a.maps, b.maps)
+  assert a.maps.shape == (3, 1, 1, 16) and 0 < float(a.teacher_label) <= 100
+  # exact per-student training from remapped variables: the same accuracies
+  with np.load(tmp_path / "a" / "task_000.npz") as z:
+    encs, labels = z["encodings"], z["labels"]
+  sub = T.subset(data, tasks[0])
+  key_teacher, _, key_train = jax.random.split(jax.random.fold_in(jax.random.key(0), 0), 3)
+  from jdanas.distill.losses import KD_PRESETS
+  from jdanas.teachers import Teacher
+  from jdanas.train.population import PopulationTrainer
+  t_res = PopulationTrainer(space, sub, recipe=dataclasses_replace(recipe.teacher, loss=KD_PRESETS["ce"]),
+                            strategy="loop").train(key_teacher, [space.teacher_encoding])
+  t_vars = jax.device_get(t_res.variables(0))
+  teacher = Teacher("t", space.teacher(3), t_vars, 3, sub.image_shape)
+  init = [remap(t_vars, jax.eval_shape(lambda m=space.build(space.signature(e), 3): m.init(
+      jax.random.key(0), jnp.zeros((1, 8, 8, 3)), train=False))) for e in encs]
+  exact = PopulationTrainer(space, sub, recipe=dataclasses_replace(recipe.student, loss=KD_PRESETS["dass"]),
+                            teacher=teacher, strategy="loop").train(key_train, list(encs), init_variables=init)
+  np.testing.assert_allclose(100 * exact.accuracy, labels, atol=1e-4)
+
+
+def dataclasses_replace(obj, **kw):
+  import dataclasses
+  return dataclasses.replace(obj, **kw)

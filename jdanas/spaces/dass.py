@@ -26,6 +26,14 @@ zero-cost scoring use it). :meth:`DassSpace.masked_module` gives the teacher-siz
 :class:`~jdanas.models.dass_resnet.MaskedDassResNet` that takes the encoding as a traced input (same
 parameter names: ``stem_conv``, ``stage{s}_block{b}``, ``classifier``): with the teacher's weights it
 computes every ``copy_paste_first``-remapped student in one program (:func:`jdanas.meta.embed`).
+
+``DassSpace(masked=True)`` is the training form the meta-dataset builder uses (:mod:`jdanas.meta.tasks`):
+``build`` returns that masked network for every architecture (signature ``()``: one compiled program
+for a whole population). Started from the teacher's variables, a student trained in it is exactly the
+``copy_paste_first``-remapped student trained alone (unused channels get zero gradients; weight decay
+only shrinks weights the student never reads), and its exact variables are
+``remap(trained, student_shapes)``. It is not a registry space: zero-cost proxies that read every
+BatchNorm or weight (Zen, SynFlow, ...) would see the unused channels, so score the exact form.
 """
 from __future__ import annotations
 
@@ -50,6 +58,7 @@ class DassSpace(AbstractSearchSpace):
   multipliers: tuple[float, ...] = MULTIPLIERS
   pin_last: bool = True
   image_size: int = 64
+  masked: bool = False
   name = "dass_resnet"
 
   def __post_init__(self):
@@ -186,15 +195,18 @@ class DassSpace(AbstractSearchSpace):
     return "|".join(".".join(str(w) for w in stage) for stage in self.widths(enc))
 
   def signature(self, enc: Any) -> Hashable:
-    return self.widths(enc)
+    return () if self.masked else self.widths(enc)
 
   def build(self, signature: Hashable, num_classes: int) -> nn.Module:
+    if self.masked:
+      return self.masked_module(num_classes)
     return DassResNet(widths=tuple(tuple(s) for s in signature), num_classes=num_classes)
 
   def masked_module(self, num_classes: int) -> MaskedDassResNet:
     """The teacher-sized network called as ``apply(variables, x, enc)`` with this space's encoding."""
+    exact = dataclasses.replace(self, masked=False)  # the widths function must not depend on the form
     return MaskedDassResNet(stage_widths=self.stage_widths, max_depth=self.max_depth, num_classes=num_classes,
-                            to_widths=self.block_widths)
+                            to_widths=exact.block_widths)
 
   def cost_module(self, enc: Any, num_classes: int) -> nn.Module:
     return DassResNet(widths=self.widths(enc), num_classes=num_classes)
