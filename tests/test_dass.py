@@ -331,3 +331,23 @@ def test_real_build_is_deterministic_and_masked_training_equals_exact(tmp_path):
 def dataclasses_replace(obj, **kw):
   import dataclasses
   return dataclasses.replace(obj, **kw)
+
+
+def test_predictor_round_trips_and_ranks_after_adaptation(tmp_path):
+  model = P.DassPredictor(hidden_channels=4, out_channels=8, h_dim=8)
+  config = P.MetaConfig(target="relative")
+  tasks = synthetic_tasks()
+  one = jax.tree.map(lambda a: a[0], tasks)
+  state, _ = P.meta_step(model, config, P.meta_init(jax.random.key(0), model, one, config),
+                         P.sample_queries(jax.random.key(1), tasks, 4))
+  P.save_predictor(tmp_path / "p", model, config, state, meta={"tasks": 3})
+  model2, config2, params, alphas, meta = P.load_predictor(tmp_path / "p", one)
+  assert model2 == model and config2 == config and meta == {"tasks": 3}
+  for a, b in zip(jax.tree.leaves((params, alphas)), jax.tree.leaves((state.params, state.alphas))):
+    np.testing.assert_array_equal(a, b)
+  order, pred = P.rank_candidates(model2, config2, params, alphas, one)
+  assert sorted(order.tolist()) == list(range(6)) and np.all(np.diff(pred[order]) <= 0)
+  _, unadapted = P.rank_candidates(model2, config2, params, alphas, one, adapt_to_teacher=False)
+  assert not np.allclose(pred, unadapted)  # the one-shot teacher adaptation changes the predictions
+  with pytest.raises(FileNotFoundError, match="predictor.json"):
+    P.load_predictor(tmp_path / "nothing", one)

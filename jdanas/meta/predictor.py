@@ -209,3 +209,59 @@ def meta_train(key: jax.Array, model: DassPredictor, config: MetaConfig, train_t
       if rho > best_rho:
         best, best_rho = state, rho
   return best, history
+
+
+def save_predictor(path, model: DassPredictor, config: MetaConfig, state: MetaState, *, meta: dict | None = None):
+  """Writes ``predictor.json`` (model and Meta-SGD settings) and an orbax checkpoint of the weights and
+  step sizes under ``path``."""
+  import json
+  import pathlib
+
+  import orbax.checkpoint as ocp
+  path = pathlib.Path(path).absolute()
+  path.mkdir(parents=True, exist_ok=True)
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(path / "weights", jax.device_get({"params": state.params, "alphas": state.alphas}), force=True)
+  info = {"model": dataclasses.asdict(_model_fields(model)), "config": dataclasses.asdict(config), "meta": meta or {}}
+  (path / "predictor.json").write_text(json.dumps(info, indent=2))
+  return path
+
+
+@dataclasses.dataclass(frozen=True)
+class _ModelFields:
+  hidden_channels: int
+  out_channels: int
+  h_dim: int
+  use_maps: bool
+
+
+def _model_fields(model: DassPredictor) -> _ModelFields:
+  return _ModelFields(model.hidden_channels, model.out_channels, model.h_dim, model.use_maps)
+
+
+def load_predictor(path, example: Task):
+  """``(model, config, params, alphas, meta)`` from :func:`save_predictor`'s directory; ``example`` (any
+  task of the same shapes) gives the structure to restore into."""
+  import json
+  import pathlib
+
+  import orbax.checkpoint as ocp
+  path = pathlib.Path(path).absolute()
+  if not (path / "predictor.json").exists():
+    raise FileNotFoundError(f"predictor: no predictor.json in {path}")
+  info = json.loads((path / "predictor.json").read_text())
+  model, config = DassPredictor(**info["model"]), MetaConfig(**info["config"])
+  abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), example.maps, example.teacher_map,
+                                               example.arch)["params"])
+  with ocp.StandardCheckpointer() as ckptr:
+    weights = ckptr.restore(path / "weights", {"params": abstract, "alphas": abstract})
+  return model, config, weights["params"], weights["alphas"], info.get("meta", {})
+
+
+def rank_candidates(model: DassPredictor, config: MetaConfig, params, alphas, task: Task, *,
+                    adapt_to_teacher: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  """DaSS's meta-test: adapt once on ``task``'s teacher (unless ``adapt_to_teacher=False``), predict
+  every candidate in ``task`` (its ``labels`` are ignored) and return ``(order best-first, predictions)``."""
+  p = adapt(model, params, alphas, task, target=config.target, first_order=True) if adapt_to_teacher else params
+  pred = np.asarray(predict(model, p, task, target=config.target))
+  return np.argsort(-pred, kind="stable"), pred
