@@ -320,6 +320,9 @@ def test_real_build_is_deterministic_and_masked_training_equals_exact(tmp_path):
   t_res = PopulationTrainer(space, sub, recipe=dataclasses_replace(recipe.teacher, loss=KD_PRESETS["ce"]),
                             strategy="loop").train(key_teacher, [space.teacher_encoding])
   t_vars = jax.device_get(t_res.variables(0))
+  stored = T.load_teacher_variables(tmp_path / "a" / "task_000.npz")
+  for x, y in zip(jax.tree.leaves(stored), jax.tree.leaves(t_vars)):
+    np.testing.assert_array_equal(x, y)
   teacher = Teacher("t", space.teacher(3), t_vars, 3, sub.image_shape)
   init = [remap(t_vars, jax.eval_shape(lambda m=space.build(space.signature(e), 3): m.init(
       jax.random.key(0), jnp.zeros((1, 8, 8, 3)), train=False))) for e in encs]

@@ -265,3 +265,25 @@ def rank_candidates(model: DassPredictor, config: MetaConfig, params, alphas, ta
   p = adapt(model, params, alphas, task, target=config.target, first_order=True) if adapt_to_teacher else params
   pred = np.asarray(predict(model, p, task, target=config.target))
   return np.argsort(-pred, kind="stable"), pred
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _plain_step(model: DassPredictor, target: str, learning_rate: float, params, opt_state, tasks: Task):
+  def loss(p):
+    return jnp.mean(jax.vmap(lambda t: query_loss(model, p, t, target))(tasks))
+  value, grads = jax.value_and_grad(loss)(params)
+  updates, opt_state = optax.adam(learning_rate).update(grads, opt_state)
+  return optax.apply_updates(params, updates), opt_state, value
+
+
+def fit_plain(key: jax.Array, model: DassPredictor, train_tasks: Task, *, target: str = "percent",
+              steps: int = 1000, num_queries: int = 50, learning_rate: float = 5e-4):
+  """The non-meta baseline: the same predictor fitted by plain MSE on the pooled labels of the stacked
+  ``train_tasks`` (same query sampling, no inner step, no adaptation at test time). Returns params."""
+  init_key, key = jax.random.split(key)
+  params = model.init(init_key, train_tasks.maps[0], train_tasks.teacher_map[0], train_tasks.arch[0])["params"]
+  opt_state = optax.adam(learning_rate).init(params)
+  for step in range(steps):
+    queries = sample_queries(jax.random.fold_in(key, step), train_tasks, num_queries)
+    params, opt_state, _ = _plain_step(model, target, float(learning_rate), params, opt_state, queries)
+  return params

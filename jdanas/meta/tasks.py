@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flax import traverse_util
+
 from jdanas.data.sources import Dataset, Split
 from jdanas.distill.losses import KD_PRESETS
 from jdanas.meta.embed import embed_exact, embed_students, embed_teacher, noise_input
@@ -41,6 +43,7 @@ from jdanas.train.population import PopulationTrainer
 from jdanas.train.recipe import Recipe
 
 FORMAT_VERSION = 1
+TEACHER_PREFIX = "teacher_variables:"  # npz keys of the task teacher's variables, "teacher_variables:params/..."
 
 
 def class_subsets(num_classes: int, num_tasks: int, classes_per_task: int, *, seed: int = 0) -> list[tuple[int, ...]]:
@@ -131,7 +134,8 @@ def _shapes(module, image_shape):
 def build_task(key: jax.Array, space: DassSpace, data: Dataset, recipe: TaskRecipe, *,
                progress: bool = False) -> dict[str, np.ndarray]:
   """One task's arrays (see the module docstring): ``encodings``, ``labels`` (percent), ``maps``,
-  ``arch``, ``teacher_map``, ``teacher_arch``, ``teacher_label``, ``teacher_encoding``, ``seconds``."""
+  ``arch``, ``teacher_map``, ``teacher_arch``, ``teacher_label``, ``teacher_encoding``, ``seconds`` and the
+  teacher's variables under :data:`TEACHER_PREFIX` keys (:func:`load_teacher_variables`)."""
   t0 = time.perf_counter()
   key_teacher, key_students, key_train = jax.random.split(key, 3)
   k = data.num_classes
@@ -168,7 +172,9 @@ def build_task(key: jax.Array, space: DassSpace, data: Dataset, recipe: TaskReci
           "teacher_arch": np.asarray(features(jnp.asarray(t_enc)[None]))[0],
           "teacher_label": np.float32(100.0 * t_result.accuracy[0]),
           "teacher_encoding": np.asarray(t_enc, np.int32),
-          "seconds": np.float64(time.perf_counter() - t0)}
+          "seconds": np.float64(time.perf_counter() - t0),
+          **{f"{TEACHER_PREFIX}{'/'.join(map(str, path))}": np.asarray(leaf)
+             for path, leaf in traverse_util.flatten_dict(t_vars).items()}}
 
 
 def _write_json(path: pathlib.Path, obj: Any) -> None:
@@ -226,6 +232,15 @@ def load_task(path: str | os.PathLike) -> Task:
     return Task(maps=jnp.asarray(z["maps"][ok]), arch=jnp.asarray(z["arch"][ok]), labels=jnp.asarray(z["labels"][ok]),
                 teacher_map=jnp.asarray(z["teacher_map"]), teacher_arch=jnp.asarray(z["teacher_arch"]),
                 teacher_label=jnp.asarray(z["teacher_label"]))
+
+
+def load_teacher_variables(path: str | os.PathLike) -> dict:
+  """The task teacher's ``{"params", "batch_stats"}`` stored in a task file."""
+  with np.load(path) as z:
+    flat = {tuple(k[len(TEACHER_PREFIX):].split("/")): z[k] for k in z.files if k.startswith(TEACHER_PREFIX)}
+  if not flat:
+    raise ValueError(f"{path}: no teacher variables in this task file")
+  return traverse_util.unflatten_dict(flat)
 
 
 def load_meta_dataset(out_dir: str | os.PathLike) -> list[Task]:
