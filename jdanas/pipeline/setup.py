@@ -14,7 +14,8 @@ from jdanas.distill import KD_PRESETS
 from jdanas.evaluators import ShortKDEvaluator
 from jdanas.pipeline.config import ConfigError, Plan, build_searcher, build_tabular
 from jdanas.searchers import Searcher, cost_predicate
-from jdanas.teachers import Teacher, load_teacher, save_teacher, train_teacher
+from jdanas.lowering import resolve
+from jdanas.teachers import Teacher, ensemble_teacher, load_teacher, save_teacher, train_ensemble, train_teacher
 from jdanas.train import PopulationTrainer, Recipe
 from jdanas.train.batching import normalize
 
@@ -43,14 +44,24 @@ def load_data(config: ml_collections.ConfigDict):
 
 def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pathlib.Path,
                 key: jax.Array) -> Teacher:
-  """Loads ``config.teacher.path``, or the teacher cached in ``<workdir>/teacher``, or trains one
-  with ``plan.teacher_train`` (and caches it)."""
+  """Loads ``config.teacher.path`` (or the ensemble of ``config.teacher.paths``), or the teacher
+  cached in ``<workdir>/teacher``, or trains one (``teacher.ensemble`` > 1: that many members from
+  M seeds) with ``plan.teacher_train`` (and caches it). Ensemble members of one architecture run
+  stacked or one by one as the lowering says (:attr:`jdanas.lowering.Lowering.ensemble`)."""
   t = config.teacher
+  stack = resolve(plan.compute.lowering).ensemble == "vmap"
+  m = int(t.get("ensemble", 1))
   if t.get("path"):
-    teacher = load_teacher(t.path)
+    teacher = load_teacher(t.path, stack=stack)
+  elif t.get("paths"):
+    teacher = ensemble_teacher([load_teacher(p) for p in t.paths], stack=stack)
   elif (workdir / "teacher" / "teacher.json").exists():
-    teacher = load_teacher(workdir / "teacher")
+    teacher = load_teacher(workdir / "teacher", stack=stack)
     log(f"[teacher] loaded cached {teacher.name} from {workdir / 'teacher'}")
+  elif m > 1:
+    log(f"[teacher] training an ensemble of {m} x {t.name} for {plan.teacher_train.steps} steps each")
+    teacher = train_ensemble(key, [t.name] * m, data, recipe=plan.teacher_train, stack=stack, progress=True)
+    save_teacher(workdir / "teacher", teacher)
   else:
     log(f"[teacher] training {t.name} for {plan.teacher_train.steps} steps")
     teacher = train_teacher(key, t.name, data, recipe=plan.teacher_train, progress=True)
