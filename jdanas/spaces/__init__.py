@@ -5,6 +5,7 @@ import functools
 from typing import Any, Callable
 
 from jdanas.spaces.base import AbstractSearchSpace
+from jdanas.spaces.kdas import KDASSpace
 from jdanas.spaces.mobilenet import MobileNetSpace
 from jdanas.spaces.nb201 import NB201Space
 from jdanas.spaces.resnet_depth import ResNetDepthSpace
@@ -19,6 +20,8 @@ SPACES: dict[str, Callable[..., AbstractSearchSpace]] = {
     "zoo": ZooSpace,
     "mobilenet": MobileNetSpace,
     "trade": TradeSpace,
+    "kdas": KDASSpace,
+    "kdas_masked": functools.partial(KDASSpace, masked=True),
 }
 
 
@@ -32,4 +35,4 @@ def get_space(name: str, **kwargs: Any) -> AbstractSearchSpace:
     raise ValueError(f"space {name!r}: bad arguments {kwargs}: {e}") from None
 
 
-__all__ = ["AbstractSearchSpace", "NB201Space", "ResNetDepthSpace", "SPACES", "TradeSpace", "ZooSpace", "get_space"]
+__all__ = ["AbstractSearchSpace", "KDASSpace", "NB201Space", "ResNetDepthSpace", "SPACES", "TradeSpace", "ZooSpace", "get_space"]
