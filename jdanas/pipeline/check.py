@@ -65,7 +65,8 @@ def _writable(directory: pathlib.Path) -> bool:
 
 
 def _recipes(config, plan: Plan):
-  out = [("final", plan.final), ("evaluator.short_kd", plan.short_kd), ("teacher.train", plan.teacher_train)]
+  out = [("final", plan.final), ("evaluator.short_kd", plan.short_kd), ("evaluator.one_shot", plan.one_shot),
+         ("teacher.train", plan.teacher_train)]
   return [(f, r) for f, r in out if r is not None]
 
 

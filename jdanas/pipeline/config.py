@@ -16,6 +16,8 @@ reference; every shipped config has the same shape)::
                 short_kd   a recipe (the short KD run that scores a proposal)
                 tabular    table, column
                 zero_cost  proxy, batch_size, init, relation_tap, teacher_init, semantic_mismatch
+                one_shot   a recipe (steps: shared-weight steps per round) + val_examples: ENAS-style
+                           weight sharing on a masked space (jdanas.train.oneshot)
               Only the subsection of ``evaluator.name`` is required; a config may carry the others
               so that ``--config.evaluator.name=...`` can switch between them.
   kd          loss, temperature, semantic_weight, relation_weight, relation_tap, oracle_aggregate
@@ -53,7 +55,7 @@ from jdanas.spaces.base import AbstractSearchSpace
 from jdanas.train import STRATEGIES, Recipe
 
 SECTIONS = ("data", "teacher", "space", "searcher", "evaluator", "kd", "search", "final", "compute")
-EVALUATOR_NAMES = ("short_kd", "tabular", "zero_cost")
+EVALUATOR_NAMES = ("short_kd", "tabular", "zero_cost", "one_shot")
 LIMITS = ("max_params", "max_flops", "max_latency_ms")
 
 
@@ -118,6 +120,7 @@ class Plan:
   top_k: int
   baselines: tuple[str, ...]
   compute: Compute
+  one_shot: Recipe | None = None  # evaluator.one_shot's recipe (steps: shared-weight steps per round)
 
 
 def need(ok: bool, field: str, msg: str) -> None:
@@ -327,6 +330,14 @@ def _evaluator_kwargs(config, space: AbstractSearchSpace, loss: KDLoss) -> dict:
   sub = ev[ev.name]
   if ev.name == "short_kd":  # the recipe is built by build_plan
     return {}
+  if ev.name == "one_shot":  # the recipe is built by build_plan
+    from jdanas.train.oneshot import has_one_signature
+    need(has_one_signature(space), "space.name", f"the one_shot evaluator shares one supernet's weights: it needs a "
+         f"masked space (kdas_masked, nb201_masked, s1_resnet_masked), got {space.name!r}")
+    v = sub.get("val_examples", 0)
+    need(_is_int(v) and v >= 0, "evaluator.one_shot.val_examples", f"must be an int >= 0 (0 = the whole "
+         f"validation split), got {v!r}")
+    return {"val_examples": int(v)}
   if ev.name == "zero_cost":
     kw = _zero_cost_kwargs(sub, config.data)
     _one_of(config.compute.get("score_strategy", "auto"), _scoring_strategies(), "compute.score_strategy")
@@ -405,6 +416,8 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
   evaluator_kwargs = _evaluator_kwargs(config, space, loss)
   short_kd = (build_recipe(config.evaluator.short_kd, "evaluator.short_kd", loss)
               if config.evaluator.name == "short_kd" else None)
+  one_shot = (build_recipe(config.evaluator.one_shot, "evaluator.one_shot", loss, extra=("val_examples",))
+              if config.evaluator.name == "one_shot" else None)
   final = build_recipe(config.final, "final", loss, extra=("baselines",))
   baselines = _baselines(config.final, space)
   r = config.search
@@ -412,14 +425,14 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
   need(_is_int(r.top_k) and r.top_k > 0, "search.top_k", f"must be a positive int, got {r.top_k!r}")
   compute = build_compute(config.compute, space)
   data_n = compute.mesh_shape[1]
-  for field, recipe in (("evaluator.short_kd", short_kd), ("final", final)):
+  for field, recipe in (("evaluator.short_kd", short_kd), ("evaluator.one_shot", one_shot), ("final", final)):
     if recipe is not None:
       need(recipe.batch_size % data_n == 0, f"{field}.batch_size",
            f"{recipe.batch_size} is not divisible by the mesh's data axis ({data_n})")
   return Plan(space=space, searcher_name=se.name, searcher_kwargs=searcher_kwargs, dedup=dedup,
               evaluator=config.evaluator.name, evaluator_kwargs=evaluator_kwargs, loss=loss,
               short_kd=short_kd, final=final, teacher_train=teacher_train, limits=limits,
-              rounds=int(r.rounds), top_k=int(r.top_k), baselines=baselines, compute=compute)
+              rounds=int(r.rounds), top_k=int(r.top_k), baselines=baselines, compute=compute, one_shot=one_shot)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

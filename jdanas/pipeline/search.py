@@ -167,11 +167,18 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 
   ask, tell = jax.jit(searcher.ask), jax.jit(searcher.tell)
   state = jax.jit(searcher.init)(key_init)
-  ckpt = Checkpoints(workdir / "checkpoints", jax.eval_shape(lambda: state))
+  # A stateful evaluator (one_shot: the shared weights and the data position) is checkpointed
+  # with the searcher, so a resumed search continues both.
+  stateful = getattr(evaluator, "state", None) is not None
+  pack = (lambda s: {"searcher": s, "evaluator": evaluator.state}) if stateful else (lambda s: s)
+  ckpt = Checkpoints(workdir / "checkpoints", jax.eval_shape(lambda: pack(state)))
   restored = ckpt.restore_latest()
   start_round, ledger, top = 0, [], []
   if restored is not None:
     start_round, state, ledger, top = restored
+    if stateful:
+      evaluator.restore(state["evaluator"])
+      state = state["searcher"]
     log(f"[resume] continuing after round {start_round} ({len(ledger)} evaluations in the ledger)")
   metrics_path = workdir / "metrics.jsonl"
   _reset_metrics(metrics_path, start_round)
@@ -193,7 +200,7 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     seconds += time.perf_counter() - t_round
     top = _record(r, encs, feasible, scores, variables, ledger=ledger, top=top, plan=plan, data=data,
                   seed=int(config.seed), score_kind=evaluator.score_kind, seconds=seconds, top_k=plan.top_k)
-    ckpt.save(r + 1, state, ledger, top)
+    ckpt.save(r + 1, pack(state), ledger, top)
     row = _metrics_row(r, ledger, scores, seconds, metrics)
     with metrics_path.open("a") as f:
       f.write(json.dumps(row) + "\n")

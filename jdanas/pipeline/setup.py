@@ -3,6 +3,7 @@ the dataset, the teacher, the budget predicate, the searcher, the trainers and t
 Errors that a config value causes are :class:`~jdanas.pipeline.config.ConfigError` lines."""
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import sys
 
@@ -106,7 +107,6 @@ def trainer(plan: Plan, data, recipe: Recipe, teacher: Teacher | None, mesh=None
 
 def vanilla_recipe(recipe: Recipe) -> Recipe:
   """``recipe`` with the plain cross-entropy loss (the no-KD comparison)."""
-  import dataclasses
   return dataclasses.replace(recipe, loss=KD_PRESETS["ce"])
 
 
@@ -120,7 +120,7 @@ def scoring_batch(plan: Plan, data, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None):
-  """The configured evaluator (``short_kd``, ``tabular`` or ``zero_cost``)."""
+  """The configured evaluator (``short_kd``, ``tabular``, ``zero_cost`` or ``one_shot``)."""
   if plan.evaluator == "tabular":
     return build_tabular(**plan.evaluator_kwargs)
   if plan.evaluator == "zero_cost":
@@ -134,6 +134,16 @@ def build_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None):
                                lowering=plan.compute.lowering, **kw)
     except ValueError as e:
       raise ConfigError(f"config.evaluator.zero_cost: {e}") from None
+  if plan.evaluator == "one_shot":
+    from jdanas.train.oneshot import OneShotEvaluator
+    # the schedule spans the whole search: rounds x steps per round
+    recipe = dataclasses.replace(plan.one_shot, steps=plan.one_shot.steps * plan.rounds)
+    try:
+      return OneShotEvaluator(plan.space, data, recipe=recipe, steps_per_round=plan.one_shot.steps,
+                              teacher=teacher, seed=int(seed), val_examples=plan.evaluator_kwargs["val_examples"],
+                              lowering=plan.compute.lowering)
+    except ValueError as e:
+      raise ConfigError(f"config.evaluator.one_shot: {e}") from None
   return ShortKDEvaluator(trainer(plan, data, plan.short_kd, teacher, mesh, field="evaluator.short_kd"))
 
 
