@@ -104,7 +104,17 @@ def test_kdas_search_with_reinforce_resumes_to_the_same_ledger(tmp_path):
                            "evaluator.one_shot.batch_size": 32, "search.rounds": rounds})
 
   straight = search(config(3), tmp_path / "straight").ledger
-  search(config(2), tmp_path / "resumed")
+  save = Checkpoints.save
+
+  def save_then_stop(self, round_done, *args):  # an interruption right after round 2's checkpoint
+    save(self, round_done, *args)
+    if round_done == 2:
+      raise KeyboardInterrupt
+
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(Checkpoints, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+      search(config(3), tmp_path / "resumed")
   resumed = search(config(3), tmp_path / "resumed").ledger
   strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]  # noqa: E731
   assert len(straight) == 6 and strip(resumed) == strip(straight)
