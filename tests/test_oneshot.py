@@ -42,6 +42,7 @@ def _rounds(seed: int, n: int, space):
   return [np.asarray(jax.vmap(space.sample)(jax.random.split(jax.random.key(100 * seed + r), 3))) for r in range(n)]
 
 
+@pytest.mark.slow
 def test_rounds_train_shared_weights_and_score_children(tiny_data, teacher):
   ev = _evaluator(tiny_data, teacher)
   before = jax.tree.map(np.asarray, ev.state.shared.params)
@@ -63,6 +64,7 @@ def test_rounds_train_shared_weights_and_score_children(tiny_data, teacher):
   assert float(ev._score(ev.state, jnp.asarray(enc), *ev._val)) == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_checkpointed_state_resumes_bit_identically(tiny_data, teacher, tmp_path):
   rounds = _rounds(1, 3, get_space("kdas_masked", **SPACE))
   straight = _evaluator(tiny_data, teacher)
@@ -84,9 +86,19 @@ def test_checkpointed_state_resumes_bit_identically(tiny_data, teacher, tmp_path
     assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
 
 
-def test_needs_a_masked_space(tiny_data, teacher):
+def test_needs_a_masked_space_and_valid_settings(tiny_data, teacher):
   with pytest.raises(ValueError, match="^space: the one_shot evaluator needs a masked space"):
     OneShotEvaluator(get_space("kdas", **SPACE), tiny_data, recipe=RECIPE, steps_per_round=2, teacher=teacher)
+  from jdanas.pipeline.config import ConfigError, build_plan
+  masked = {"space.name": "kdas_masked", "evaluator.name": "one_shot",
+            "space.kwargs": dict(backbone="resnet8", depths=(2, 1, 2), widths=(4, 4, 8), stem=4, positions=(3,))}
+  plan = build_plan(smoke_config(**masked))
+  assert plan.one_shot.steps == 20 and plan.evaluator_kwargs == {"val_examples": 0}
+  for changes, field in [({"evaluator.name": "one_shot"}, "config.space.name: the one_shot evaluator"),
+                         ({**masked, "evaluator.one_shot.val_examples": -1}, "config.evaluator.one_shot.val_examples"),
+                         ({**masked, "evaluator.one_shot.steps": 0}, "config.evaluator.one_shot.steps")]:
+    with pytest.raises(ConfigError, match="^" + field):
+      build_plan(smoke_config(**changes))
 
 
 @pytest.mark.slow

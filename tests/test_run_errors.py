@@ -129,6 +129,8 @@ CASES = [
                                     "--config.teacher.path={d}"], "config.teacher.ensemble"),
     ("teacher_ensemble_zero_cost", ["--config", SMOKE, "--workdir", "{w}", "--config.teacher.ensemble=2",
                                     "--config.evaluator.name=zero_cost"], "config.evaluator.name"),
+    ("one_shot_needs_masked_space", ["--config", SMOKE, "--workdir", "{w}", "--config.evaluator.name=one_shot"],
+     "config.space.name"),
     ("kd_temperature", ["--config", SMOKE, "--workdir", "{w}", "--config.kd.temperature=-1"], "config.kd.temperature"),
     ("search_rounds", ["--config", SMOKE, "--workdir", "{w}", "--config.search.rounds=0"], "config.search.rounds"),
     ("search_top_k", ["--config", SMOKE, "--workdir", "{w}", "--config.search.top_k=0"], "config.search.top_k"),
