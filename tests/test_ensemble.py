@@ -116,3 +116,13 @@ def test_config_teacher_fields(members, tmp_path):
                          ({"teacher.ensemble": 2, "kd.relation_weight": 1.0}, "config.kd.relation_weight")]:
     with pytest.raises(ConfigError, match="^" + field):
       build_plan(smoke_config(**changes))
+
+
+def test_cached_teacher_of_another_size_is_an_error(members, tmp_path, tiny_data):
+  from jdanas.pipeline.config import ConfigError, build_plan
+  from jdanas.pipeline.setup import get_teacher
+  from conftest import smoke_config
+  save_teacher(tmp_path / "teacher", members[0])
+  config = smoke_config(**{"teacher.ensemble": 2})
+  with pytest.raises(ConfigError, match="^config.teacher.ensemble: 2, but the teacher cached in"):
+    get_teacher(config, build_plan(config), tiny_data, tmp_path, jax.random.key(0))

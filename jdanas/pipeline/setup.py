@@ -58,6 +58,9 @@ def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pa
     teacher = ensemble_teacher([load_teacher(p) for p in t.paths], stack=stack)
   elif (workdir / "teacher" / "teacher.json").exists():
     teacher = load_teacher(workdir / "teacher", stack=stack)
+    if teacher.size != m:
+      raise ConfigError(f"config.teacher.ensemble: {m}, but the teacher cached in {workdir / 'teacher'} has "
+                        f"{teacher.size} network(s); use a fresh --workdir")
     log(f"[teacher] loaded cached {teacher.name} from {workdir / 'teacher'}")
   elif m > 1:
     log(f"[teacher] training an ensemble of {m} x {t.name} for {plan.teacher_train.steps} steps each")

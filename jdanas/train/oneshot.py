@@ -18,7 +18,8 @@ child is the traced ``enc`` of the supernet. The evaluator's :attr:`state` (shar
 BatchNorm statistics, optimiser state and the global step, which is the position in the data
 stream: batch ``s`` is a pure function of the data key and ``s``) is what a checkpoint saves with
 the controller; restoring it resumes bit-identically. The learning-rate schedule spans
-``recipe.steps`` steps in total (rounds x steps per round for a search).
+``recipe.steps`` steps in total (rounds x steps per round for a search). It runs on the default
+device (no ``('pop', 'data')`` mesh: there is one network to train).
 """
 from __future__ import annotations
 
