@@ -361,13 +361,18 @@ class PopulationTrainer:
     return groups
 
   def train(self, key: jax.Array, encodings: Sequence[Any], *, lr_scale: Sequence[float] | None = None,
-            progress: bool = False, desc: str = "train") -> PopulationResult:
-    """Trains every encoding from scratch and returns validation accuracies.
+            init_variables: Sequence[Any] | None = None, progress: bool = False,
+            desc: str = "train") -> PopulationResult:
+    """Trains every encoding (from scratch unless ``init_variables`` says otherwise) and returns
+    validation accuracies.
 
     Args:
       key: PRNG key; split into init, data-order and augmentation keys.
       encodings: ``P`` encodings of ``self.space`` (validated before any compute).
       lr_scale: optional ``P`` per-student learning-rate multipliers (default 1).
+      init_variables: optional ``P`` entries, each None (random init) or the student's starting
+        ``{"params", "batch_stats"}`` (e.g. remapped from a teacher, :func:`jdanas.meta.remap`), with
+        exactly the shapes of the student's own init; its optimiser state starts fresh.
       progress: show a tqdm bar over steps.
       desc: the bar's label.
     """
@@ -378,6 +383,8 @@ class PopulationTrainer:
     scales = np.ones(n, np.float32) if lr_scale is None else np.asarray(lr_scale, np.float32)
     if scales.shape != (n,):
       raise ValueError(f"lr_scale: expected {n} values, got shape {scales.shape}")
+    if init_variables is not None and len(init_variables) != n:
+      raise ValueError(f"init_variables: expected {n} entries (None for a random init), got {len(init_variables)}")
     key_init, key_data, key_aug = jax.random.split(key, 3)
     groups = self.plan(encs)
     compiled_before = self.num_compilations
@@ -392,7 +399,10 @@ class PopulationTrainer:
         args = (jax.random.fold_in(key_init, i), jnp.asarray(encs[i]), jnp.float32(scales[i]))
         init_fn, dt = self._get("init", (sig,), lambda sig=sig: self._build_init_fn(sig), args)
         compile_s += dt
-        members.append(init_fn(*args))
+        state = init_fn(*args)
+        if init_variables is not None and init_variables[i] is not None:
+          state = self._start_from(state, init_variables[i], i)
+        members.append(state)
       states.append(self._assemble(g, members))
     x, y, t = batch_fn(*self._batch_args(key_data, key_aug, 0))
     for gi, g in enumerate(groups):
@@ -426,6 +436,17 @@ class PopulationTrainer:
         train_seconds=train_s,
         examples_per_s=n * self.recipe.steps * self.recipe.batch_size / max(train_s, 1e-9),
         _states=per_student)
+
+  def _start_from(self, state: StudentState, variables: Any, i: int) -> StudentState:
+    """``state`` with the given starting variables (same structure and shapes) and a fresh optimiser."""
+    given = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+    own = {"params": state.params, "batch_stats": state.batch_stats}
+    if jax.tree.structure(given) != jax.tree.structure(own) or any(
+        np.shape(a) != np.shape(b) for a, b in zip(jax.tree.leaves(given), jax.tree.leaves(own))):
+      raise ValueError(f"init_variables[{i}]: the structure or shapes differ from the student's own variables")
+    params = jax.tree.map(lambda a, b: jnp.asarray(a, b.dtype), given["params"], own["params"])
+    batch_stats = jax.tree.map(lambda a, b: jnp.asarray(a, b.dtype), given["batch_stats"], own["batch_stats"])
+    return state.replace(params=params, batch_stats=batch_stats, opt_state=self.tx.init(params))
 
   # ---- program construction --------------------------------------------------------------
   def _get(self, kind: str, gkey: tuple, build, args):
