@@ -29,6 +29,8 @@ TEST_KWARGS = {
     "s1_resnet": dict(depth_choices=(1, 2), widths=(4, 8, 8), stem=4),
     "s1_resnet_masked": dict(depth_choices=(1, 2), widths=(4, 8, 8), stem=4),
     "mobilenet": dict(base_width=0.25),
+    "kdas": dict(positions=(3,), depths=(1, 1, 2), widths=(4, 4, 8), stem=4),
+    "kdas_masked": dict(positions=(3,), depths=(1, 1, 2), widths=(4, 4, 8), stem=4),
     "dass_resnet": dict(stage_widths=(4, 8, 8, 16), max_depth=2, multipliers=(0.5, 0.75, 1.0)),
     "zoo": dict(models=("resnet8", "vgg8")),
     "trade": dict(knobs=(

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 from jdanas.spaces.base import AbstractSearchSpace
 from jdanas.spaces.dass import DassSpace
+from jdanas.spaces.kdas import KDASSpace
 from jdanas.spaces.mobilenet import MobileNetSpace
 from jdanas.spaces.nb201 import NB201Space
 from jdanas.spaces.resnet_depth import ResNetDepthSpace
@@ -21,6 +22,8 @@ SPACES: dict[str, Callable[..., AbstractSearchSpace]] = {
     "mobilenet": MobileNetSpace,
     "trade": TradeSpace,
     "dass_resnet": DassSpace,
+    "kdas": KDASSpace,
+    "kdas_masked": functools.partial(KDASSpace, masked=True),
 }
 
 
@@ -34,4 +37,5 @@ def get_space(name: str, **kwargs: Any) -> AbstractSearchSpace:
     raise ValueError(f"space {name!r}: bad arguments {kwargs}: {e}") from None
 
 
-__all__ = ["AbstractSearchSpace", "DassSpace", "NB201Space", "ResNetDepthSpace", "SPACES", "TradeSpace", "ZooSpace", "get_space"]
+__all__ = ["AbstractSearchSpace", "DassSpace", "KDASSpace", "NB201Space", "ResNetDepthSpace", "SPACES", "TradeSpace",
+           "ZooSpace", "get_space"]

@@ -197,6 +197,44 @@ def _single_eval(module, state: StudentState, vx, vy, vmask, mean, std):
   return jnp.where(finite & ~state.diverged, acc, jnp.nan).astype(jnp.float32)
 
 
+def batch_program(recipe: Recipe, teacher, num_examples: int, mean, std, pad: int, on_trace=None):
+  """``batch_fn(train_x, train_y, teacher_vars, key_data, key_aug, step) -> (x, y, teacher targets)``:
+  batch ``step`` (deterministic from ``(key_data, step)``), augmented and normalised on device, and
+  ONE teacher pass on it (``None`` without a teacher). ``on_trace`` is called when it is traced."""
+  uses_teacher = recipe.loss.uses_teacher
+
+  def batch_fn(train_x, train_y, teacher_vars, key_data, key_aug, step):
+    if on_trace is not None:
+      on_trace()
+    idx = batching.batch_indices(key_data, step, num_examples, recipe.batch_size)
+    x, y = train_x[idx], train_y[idx]
+    if recipe.augment:
+      x = batching.augment(jax.random.fold_in(key_aug, step), x, pad)
+    x = batching.normalize(x, mean, std)
+    # One teacher pass per batch, shared by every student of every group (logits, plus the
+    # feature tap of the DisWOT relation terms when they are on; the members of an ensemble).
+    t = (recipe.loss.teacher_targets(teacher.module.apply(teacher_vars, x, None, train=False))
+         if uses_teacher else None)
+    return x, y, t
+
+  return batch_fn
+
+
+def padded_split(split, eval_batch: int, sharding=None) -> tuple:
+  """``(x [nb, eb, ...], y [nb, eb], mask [nb, eb])``: a split padded to whole eval batches."""
+  x, y = np.asarray(split.x), np.asarray(split.y, np.int32)
+  n = len(y)
+  if n == 0:
+    raise ValueError("data.val: the validation split is empty")
+  eb = min(eval_batch, n)
+  nb = math.ceil(n / eb)
+  pad = nb * eb - n
+  xp = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]).reshape((nb, eb) + x.shape[1:])
+  yp = np.concatenate([y, np.zeros(pad, np.int32)]).reshape(nb, eb)
+  mask = (np.arange(nb * eb) < n).reshape(nb, eb)
+  return tuple(jax.device_put(a, sharding) for a in (xp, yp, mask))
+
+
 class TrainingPrograms:
   """The ahead-of-time compiled programs of population trainers, keyed by ``(kind, group key)``
   (kinds ``batch``, ``init``, ``step``, ``eval``). Each trainer makes its own unless given one;
@@ -431,23 +469,9 @@ class PopulationTrainer:
     return (self._train_x, self._train_y, self._teacher_vars, key_data, key_aug, jnp.int32(step))
 
   def _build_batch_fn(self):
-    recipe, teacher, n = self.recipe, self.teacher, len(self.data.train.y)
-    mean, std, pad = self._mean, self._std, self._pad
-    uses_teacher = recipe.loss.uses_teacher
-
-    def batch_fn(train_x, train_y, teacher_vars, key_data, key_aug, step):
-      self.trace_counts[("batch",)] += 1
-      idx = batching.batch_indices(key_data, step, n, recipe.batch_size)
-      x, y = train_x[idx], train_y[idx]
-      if recipe.augment:
-        x = batching.augment(jax.random.fold_in(key_aug, step), x, pad)
-      x = batching.normalize(x, mean, std)
-      # One teacher pass per batch, shared by every student of every group (logits, plus the
-      # feature tap of the DisWOT relation terms when they are on).
-      t = (recipe.loss.teacher_targets(teacher.module.apply(teacher_vars, x, None, train=False))
-           if uses_teacher else None)
-      return x, y, t
-
+    counted = lambda: self.trace_counts.update([("batch",)])  # noqa: E731
+    batch_fn = batch_program(self.recipe, self.teacher, len(self.data.train.y), self._mean, self._std, self._pad,
+                             on_trace=counted)
     # Batches and teacher logits are split over the mesh's 'data' axis.
     return self._jit(batch_fn, P("data"))
 
@@ -519,17 +543,7 @@ class PopulationTrainer:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
   def _padded_val(self, split, eval_batch: int, sharding):
-    x, y = np.asarray(split.x), np.asarray(split.y, np.int32)
-    n = len(y)
-    if n == 0:
-      raise ValueError("data.val: the validation split is empty")
-    eb = min(eval_batch, n)
-    nb = math.ceil(n / eb)
-    pad = nb * eb - n
-    xp = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]).reshape((nb, eb) + x.shape[1:])
-    yp = np.concatenate([y, np.zeros(pad, np.int32)]).reshape(nb, eb)
-    mask = (np.arange(nb * eb) < n).reshape(nb, eb)
-    return tuple(jax.device_put(a, sharding) for a in (xp, yp, mask))
+    return padded_split(split, eval_batch, sharding)
 
   @staticmethod
   def _member_states(g: Group, states) -> list[StudentState]:
