@@ -22,6 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jdanas.models.zoo import get_model
+from jdanas.parallel import process_local_orbax
 from jdanas.spaces.zoo import ZooSpace
 from jdanas.train import batching
 from jdanas.train.population import PopulationTrainer
@@ -90,7 +91,7 @@ def save_teacher(path: str | pathlib.Path, teacher: Teacher) -> pathlib.Path:
   """Writes ``teacher.json`` and an orbax checkpoint of the variables under ``path``."""
   path = pathlib.Path(path).absolute()
   path.mkdir(parents=True, exist_ok=True)
-  with ocp.StandardCheckpointer() as ckptr:
+  with ocp.StandardCheckpointer(multiprocessing_options=process_local_orbax()) as ckptr:
     ckptr.save(path / "variables", jax.device_get(teacher.variables), force=True)
   meta = {"name": teacher.name, "num_classes": teacher.num_classes,
           "input_shape": list(teacher.input_shape), "meta": teacher.meta}
@@ -109,7 +110,7 @@ def load_teacher(path: str | pathlib.Path) -> Teacher:
   module = get_model(info["name"], int(info["num_classes"]))
   shape = tuple(info["input_shape"])
   abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1,) + shape), None, train=False))
-  with ocp.StandardCheckpointer() as ckptr:
+  with ocp.StandardCheckpointer(multiprocessing_options=process_local_orbax()) as ckptr:
     variables = ckptr.restore(path / "variables", abstract)
   return Teacher(name=info["name"], module=module, variables=variables, num_classes=int(info["num_classes"]),
                  input_shape=shape, meta=info.get("meta", {}))

@@ -263,7 +263,7 @@ def test_docstring_examples_parse(monkeypatch):
   lines = [l.split("#")[0].split() for l in run_cli.__doc__.splitlines() if l.strip().startswith("python run.py")]
   assert lines
   for words in lines:
-    config, workdir, show = run_cli.parse(["run.py", *words[2:]])
+    config, workdir, show, launch = run_cli.parse(["run.py", *words[2:]])
     assert config.seed == 0 and (workdir or show)
 
 

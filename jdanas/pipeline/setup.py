@@ -12,6 +12,7 @@ import numpy as np
 
 from jdanas.distill import KD_PRESETS
 from jdanas.evaluators import ShortKDEvaluator
+from jdanas.parallel import barrier, is_main_process
 from jdanas.pipeline.config import ConfigError, Plan, build_searcher, build_tabular
 from jdanas.searchers import Searcher, cost_predicate
 from jdanas.teachers import Teacher, load_teacher, save_teacher, train_teacher
@@ -44,8 +45,10 @@ def load_data(config: ml_collections.ConfigDict):
 def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pathlib.Path,
                 key: jax.Array) -> Teacher:
   """Loads ``config.teacher.path``, or the teacher cached in ``<workdir>/teacher``, or trains one
-  with ``plan.teacher_train`` (and caches it)."""
+  with ``plan.teacher_train`` (and caches it; in a multi-process run every process trains the same
+  teacher and process 0 caches it)."""
   t = config.teacher
+  barrier("jdanas: teacher")  # no process looks for the cache while process 0 may be writing it
   if t.get("path"):
     teacher = load_teacher(t.path)
   elif (workdir / "teacher" / "teacher.json").exists():
@@ -54,7 +57,8 @@ def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pa
   else:
     log(f"[teacher] training {t.name} for {plan.teacher_train.steps} steps")
     teacher = train_teacher(key, t.name, data, recipe=plan.teacher_train, progress=True)
-    save_teacher(workdir / "teacher", teacher)
+    if is_main_process():
+      save_teacher(workdir / "teacher", teacher)
   if teacher.num_classes != data.num_classes or tuple(teacher.input_shape) != tuple(data.image_shape):
     raise ConfigError(f"config.teacher: teacher {teacher.name} expects {teacher.num_classes} classes of "
                       f"{teacher.input_shape}, the data has {data.num_classes} of {data.image_shape}")
