@@ -87,12 +87,13 @@ def trainer(plan: Plan, data, recipe: Recipe, teacher: Teacher | None, mesh=None
   the recipe's config section in errors (e.g. a batch larger than the training split)."""
   try:
     return PopulationTrainer(plan.space, data, recipe=recipe, teacher=teacher, strategy=plan.compute.strategy,
-                             mesh=mesh, specialize=plan.compute.specialize, lowering=plan.compute.lowering)
+                             mesh=mesh, specialize=plan.compute.specialize, lowering=plan.compute.lowering,
+                             precision=plan.compute.precision)
   except ValueError as e:
     msg = str(e)
     if msg.startswith("recipe."):
       raise ConfigError(f"config.{field}.{msg[len('recipe.'):]}") from None
-    if msg.split(":")[0] in ("strategy", "specialize", "mesh", "lowering"):
+    if msg.split(":")[0] in ("strategy", "specialize", "mesh", "lowering", "precision"):
       raise ConfigError(f"config.compute.{msg}") from None
     raise ConfigError(f"config.{field}: {msg}") from None
 
