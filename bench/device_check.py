@@ -25,8 +25,13 @@ others' time; its JSON lines are passed through with ``"section"`` added, then o
 Peak device memory is ``jax.devices()[0].memory_stats()["peak_bytes_in_use"]`` of the section's
 process, where the backend reports it (GPU/TPU; None on CPU). The first line describes the machine
 (backend, device kind, device count, jax version). Budgets (seconds, full mode): population_nb201
-170, population_s1 80, scoring 90, default_run 90, vs_pytorch 40 (470 s in all); ``--budget-s``
-scales them. Results of a lent GPU go to docs/benchmarks.md with the card's name.
+150, population_s1 70, scoring 70, default_run 150, vs_pytorch 30 (470 s in all); ``--budget-s``
+scales them (``--quick`` multiplies them by 4: CPUs are slower). A section that runs out of time is
+killed; the lines it printed are kept (a population bench prints each P when all its strategies are
+done, so a timed-out section still reports the smaller P). Exit status: 1 when a section failed,
+or (full mode) ran out of time; with ``--quick`` a timeout alone (a slow machine) is not a failure.
+Measured with ``--quick --tiny`` on the shared 2-core development CPU (load ~15): 233 s for
+population_nb201, 158 s for scoring. Results of a lent GPU go to docs/benchmarks.md with the card's name.
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SECTIONS = ("population_nb201", "population_s1", "scoring", "default_run", "vs_pytorch")
-BUDGET_S = {"population_nb201": 170, "population_s1": 80, "scoring": 90, "default_run": 90, "vs_pytorch": 40}
+BUDGET_S = {"population_nb201": 150, "population_s1": 70, "scoring": 70, "default_run": 150, "vs_pytorch": 30}
 NB201_FULL = {"channels": 16, "num_cells": 5}
 S1_FULL = {"widths": [16, 32, 64], "stem": 16, "depth_choices": [1, 3, 5, 7]}
 
@@ -165,7 +170,7 @@ def main(argv=None) -> int:
         peak = obj["peak_bytes_in_use"]
         continue
       print(json.dumps({"section": section, **obj}), flush=True)
-    failed += int(timed_out or proc.returncode != 0)
+    failed += int((timed_out and not args.quick) or (not timed_out and proc.returncode != 0))
     print(json.dumps({"section": section, "seconds": round(time.perf_counter() - t0, 1), "timed_out": timed_out,
                       "limit_s": round(limit), "returncode": proc.returncode, "peak_bytes_in_use": peak}), flush=True)
   return 1 if failed else 0
