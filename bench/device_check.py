@@ -25,13 +25,13 @@ others' time; its JSON lines are passed through with ``"section"`` added, then o
 Peak device memory is ``jax.devices()[0].memory_stats()["peak_bytes_in_use"]`` of the section's
 process, where the backend reports it (GPU/TPU; None on CPU). The first line describes the machine
 (backend, device kind, device count, jax version). Budgets (seconds, full mode): population_nb201
-150, population_s1 70, scoring 70, default_run 150, vs_pytorch 30 (470 s in all); ``--budget-s``
+140, population_s1 60, scoring 60, default_run 130, vs_pytorch 80 (470 s in all); ``--budget-s``
 scales them (``--quick`` multiplies them by 4: CPUs are slower). A section that runs out of time is
 killed; the lines it printed are kept (a population bench prints each P when all its strategies are
 done, so a timed-out section still reports the smaller P). Exit status: 1 when a section failed,
 or (full mode) ran out of time; with ``--quick`` a timeout alone (a slow machine) is not a failure.
 Measured with ``--quick --tiny`` on the shared 2-core development CPU (load ~15): 233 s for
-population_nb201, 158 s for scoring. Results of a lent GPU go to docs/benchmarks.md with the card's name.
+population_nb201, 158 s for scoring, 76 s for population_s1, 127 s for default_run. Results of a lent GPU go to docs/benchmarks.md with the card's name.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SECTIONS = ("population_nb201", "population_s1", "scoring", "default_run", "vs_pytorch")
-BUDGET_S = {"population_nb201": 150, "population_s1": 70, "scoring": 70, "default_run": 150, "vs_pytorch": 30}
+BUDGET_S = {"population_nb201": 140, "population_s1": 60, "scoring": 60, "default_run": 130, "vs_pytorch": 80}
 NB201_FULL = {"channels": 16, "num_cells": 5}
 S1_FULL = {"widths": [16, 32, 64], "stem": 16, "depth_choices": [1, 3, 5, 7]}
 
@@ -71,7 +71,8 @@ def section_argv(section: str, quick: bool, tiny: bool) -> list[str] | None:
           ["--proxies", "synflow"] if tiny else [])
     return ["--cells", "1000", "--per-cell", "20", "--proxies", "diswot,synflow"]
   if section == "vs_pytorch":
-    return ["--quick"] if quick else ["--rounds", "3"]
+    return (["--quick"] + (["--students", "2", "--steps", "1", "--rounds", "1"] if tiny else [])) if quick else \
+        ["--rounds", "3"]
   return None
 
 
