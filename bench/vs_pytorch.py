@@ -25,6 +25,12 @@ Protocol: one warm-up call per side (jdanas compiles; its compile time is report
 ``train_seconds``, steps only; PyTorch: the loop's wall time). Output: one JSON line per side with
 the per-round samples and medians, then ``{"ratio": jdanas / pytorch, ...}``. The PyTorch side uses
 ``torch.get_num_threads()`` threads (``--threads`` sets it).
+
+``--quick`` (and the device check's tiny sizes) only proves the script runs: with 1-2 steps per
+student the PyTorch side is dominated by per-student start-up (optimizer creation, first-call
+allocations), and on a loaded machine its threads compete with everything else; compare sides
+with the full sizes on a quiet machine (issue 22 quotes 0.62-0.81x PyTorch eager on a quiet 2-core
+CPU for these students).
 """
 from __future__ import annotations
 
