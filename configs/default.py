@@ -58,7 +58,8 @@ def get_config(arg: str | None = None):
                  schedule="cosine", augment=False)
   # specialize: 'auto' trains each cell with a program specialised to it on CPU when the
   # schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
-  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto",
+  # precision: "bf16" trains students in bfloat16 (float32 parameters and losses), for GPUs/TPUs.
+  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
                    mesh=dict(pop=1, data=-1))
   if arg == "smoke":
     c.teacher.name = "resnet8"

@@ -32,6 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jdanas.models.zoo import get_model
+from jdanas.parallel import process_local_orbax
 from jdanas.spaces.zoo import ZooSpace
 from jdanas.train import batching
 from jdanas.train.population import PopulationTrainer
@@ -234,7 +235,7 @@ def save_teacher(path: str | pathlib.Path, teacher: Teacher) -> pathlib.Path:
             "members": folders}
     (path / "teacher.json").write_text(json.dumps(meta, indent=2))
     return path
-  with ocp.StandardCheckpointer() as ckptr:
+  with ocp.StandardCheckpointer(multiprocessing_options=process_local_orbax()) as ckptr:
     ckptr.save(path / "variables", jax.device_get(teacher.variables), force=True)
   meta = {"name": teacher.name, "num_classes": teacher.num_classes,
           "input_shape": list(teacher.input_shape), "meta": teacher.meta}
@@ -256,7 +257,7 @@ def load_teacher(path: str | pathlib.Path, *, stack: bool = True) -> Teacher:
   module = get_model(info["name"], int(info["num_classes"]))
   shape = tuple(info["input_shape"])
   abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1,) + shape), None, train=False))
-  with ocp.StandardCheckpointer() as ckptr:
+  with ocp.StandardCheckpointer(multiprocessing_options=process_local_orbax()) as ckptr:
     variables = ckptr.restore(path / "variables", abstract)
   return Teacher(name=info["name"], module=module, variables=variables, num_classes=int(info["num_classes"]),
                  input_shape=shape, meta=info.get("meta", {}))

@@ -218,9 +218,11 @@ def save_predictor(path, model: DassPredictor, config: MetaConfig, state: MetaSt
   import pathlib
 
   import orbax.checkpoint as ocp
+
+  from jdanas.parallel import process_local_orbax
   path = pathlib.Path(path).absolute()
   path.mkdir(parents=True, exist_ok=True)
-  with ocp.StandardCheckpointer() as ckptr:
+  with ocp.StandardCheckpointer(multiprocessing_options=process_local_orbax()) as ckptr:
     ckptr.save(path / "weights", jax.device_get({"params": state.params, "alphas": state.alphas}), force=True)
   info = {"model": dataclasses.asdict(_model_fields(model)), "config": dataclasses.asdict(config), "meta": meta or {}}
   (path / "predictor.json").write_text(json.dumps(info, indent=2))
@@ -246,6 +248,8 @@ def load_predictor(path, example: Task):
   import pathlib
 
   import orbax.checkpoint as ocp
+
+  from jdanas.parallel import process_local_orbax
   path = pathlib.Path(path).absolute()
   if not (path / "predictor.json").exists():
     raise FileNotFoundError(f"predictor: no predictor.json in {path}")
@@ -253,7 +257,7 @@ def load_predictor(path, example: Task):
   model, config = DassPredictor(**info["model"]), MetaConfig(**info["config"])
   abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), example.maps, example.teacher_map,
                                                example.arch)["params"])
-  with ocp.StandardCheckpointer() as ckptr:
+  with ocp.StandardCheckpointer(multiprocessing_options=process_local_orbax()) as ckptr:
     weights = ckptr.restore(path / "weights", {"params": abstract, "alphas": abstract})
   return model, config, weights["params"], weights["alphas"], info.get("meta", {})
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import ml_collections
 
+from jdanas.parallel import is_main_process
 from jdanas.pipeline.check import Checked, describe, prepare
 from jdanas.pipeline.config import ConfigError, Plan, build_plan, validate_config
 from jdanas.pipeline.final import train_final
@@ -67,7 +68,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   if done is not None:
     log(f"[done] {workdir} already holds the finished run of this config (report.json); nothing to do "
         f"(delete report.json to redo the final phase, or change the config)")
-    print_summary(done, pathlib.Path(workdir))
+    if is_main_process():
+      print_summary(done, pathlib.Path(workdir))
     return done
   searched = search(config, workdir, checked)
   return report(searched, train_final(searched))

@@ -25,8 +25,8 @@ reference; every shipped config has the same shape)::
   constraint  max_params, max_flops, max_latency_ms (0 = no limit)
   search      rounds, top_k
   final       a recipe, plus baselines (architecture strings of the space)
-  compute     strategy, score_strategy, specialize, lowering, mesh (pop, data): how the search's
-              evaluator AND the final training run on this machine
+  compute     strategy, score_strategy, specialize, lowering, precision ("fp32" | "bf16"), mesh
+              (pop, data): how the search's evaluator AND the final training run on this machine
 
 :func:`build_plan` turns a config into a :class:`Plan`: the space, the searcher (with a stand-in
 budget of the same form), the recipes, the KD loss, the mesh and the evaluator settings are built
@@ -53,6 +53,7 @@ from jdanas.searchers import SEARCHERS, Searcher, get_searcher, with_dedup
 from jdanas.spaces import SPACES, get_space
 from jdanas.spaces.base import AbstractSearchSpace
 from jdanas.train import STRATEGIES, Recipe
+from jdanas.train.population import PRECISIONS
 
 SECTIONS = ("data", "teacher", "space", "searcher", "evaluator", "kd", "search", "final", "compute")
 EVALUATOR_NAMES = ("short_kd", "tabular", "zero_cost", "one_shot")
@@ -74,12 +75,16 @@ class Compute:
     lowering: a name of :data:`jdanas.lowering.LOWERINGS` (``"auto"``: chosen per backend), passed
       to the population trainer and the zero-cost scorer.
     mesh_shape: ``(pop, data)`` device counts of the ``('pop', 'data')`` mesh.
+    precision: ``"fp32"`` or ``"bf16"`` (mixed precision of the population engine: bfloat16
+      compute, float32 parameters, optimizer state, BatchNorm statistics and losses; see
+      :mod:`jdanas.train.population`). The zero-cost scorer and the teacher's training stay float32.
   """
   strategy: str
   score_strategy: str
   specialize: bool | str
   lowering: str
   mesh_shape: tuple[int, int]
+  precision: str = "fp32"
 
   def mesh(self) -> jax.sharding.Mesh | None:
     """The mesh, or None on a single device (the engines then use the default device)."""
@@ -205,6 +210,8 @@ def build_compute(c, space: AbstractSearchSpace) -> Compute:
   lowering = c.get("lowering", "auto")
   _one_of(lowering, LOWERINGS, "compute.lowering")
   specialize = parse_specialize(c.get("specialize", "auto"))
+  precision = c.get("precision", "fp32")
+  _one_of(precision, PRECISIONS, "compute.precision")
   if specialize is True:
     need(space.can_specialize, "compute.specialize",
          f"space {space.name!r} has no specialised form (use 'auto' or False)")
@@ -215,7 +222,7 @@ def build_compute(c, space: AbstractSearchSpace) -> Compute:
   except ValueError as e:
     raise ConfigError(f"config.compute.{e}") from None
   return Compute(strategy=c.strategy, score_strategy=score_strategy, specialize=specialize, lowering=lowering,
-                 mesh_shape=(int(mesh.shape["pop"]), int(mesh.shape["data"])))
+                 mesh_shape=(int(mesh.shape["pop"]), int(mesh.shape["data"])), precision=precision)
 
 
 def _stand_in_budget(enc: jax.Array) -> jax.Array:

@@ -13,6 +13,7 @@ import numpy as np
 
 from jdanas.distill import KD_PRESETS
 from jdanas.evaluators import ShortKDEvaluator
+from jdanas.parallel import barrier, is_main_process
 from jdanas.pipeline.config import ConfigError, Plan, build_searcher, build_tabular
 from jdanas.searchers import Searcher, cost_predicate
 from jdanas.lowering import resolve
@@ -47,11 +48,13 @@ def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pa
                 key: jax.Array) -> Teacher:
   """Loads ``config.teacher.path`` (or the ensemble of ``config.teacher.paths``), or the teacher
   cached in ``<workdir>/teacher``, or trains one (``teacher.ensemble`` > 1: that many members from
-  M seeds) with ``plan.teacher_train`` (and caches it). Ensemble members of one architecture run
-  stacked or one by one as the lowering says (:attr:`jdanas.lowering.Lowering.ensemble`)."""
+  M seeds) with ``plan.teacher_train`` (and caches it; in a multi-process run every process trains the
+  same teacher and process 0 caches it). Ensemble members of one architecture run stacked or one by one
+  as the lowering says (:attr:`jdanas.lowering.Lowering.ensemble`)."""
   t = config.teacher
   stack = resolve(plan.compute.lowering).ensemble == "vmap"
   m = int(t.get("ensemble", 1))
+  barrier("jdanas: teacher")  # no process looks for the cache while process 0 may be writing it
   if t.get("path"):
     teacher = load_teacher(t.path, stack=stack)
   elif t.get("paths"):
@@ -65,11 +68,13 @@ def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pa
   elif m > 1:
     log(f"[teacher] training an ensemble of {m} x {t.name} for {plan.teacher_train.steps} steps each")
     teacher = train_ensemble(key, [t.name] * m, data, recipe=plan.teacher_train, stack=stack, progress=True)
-    save_teacher(workdir / "teacher", teacher)
+    if is_main_process():
+      save_teacher(workdir / "teacher", teacher)
   else:
     log(f"[teacher] training {t.name} for {plan.teacher_train.steps} steps")
     teacher = train_teacher(key, t.name, data, recipe=plan.teacher_train, progress=True)
-    save_teacher(workdir / "teacher", teacher)
+    if is_main_process():
+      save_teacher(workdir / "teacher", teacher)
   if teacher.num_classes != data.num_classes or tuple(teacher.input_shape) != tuple(data.image_shape):
     raise ConfigError(f"config.teacher: teacher {teacher.name} expects {teacher.num_classes} classes of "
                       f"{teacher.input_shape}, the data has {data.num_classes} of {data.image_shape}")
@@ -98,12 +103,13 @@ def trainer(plan: Plan, data, recipe: Recipe, teacher: Teacher | None, mesh=None
   the recipe's config section in errors (e.g. a batch larger than the training split)."""
   try:
     return PopulationTrainer(plan.space, data, recipe=recipe, teacher=teacher, strategy=plan.compute.strategy,
-                             mesh=mesh, specialize=plan.compute.specialize, lowering=plan.compute.lowering)
+                             mesh=mesh, specialize=plan.compute.specialize, lowering=plan.compute.lowering,
+                             precision=plan.compute.precision)
   except ValueError as e:
     msg = str(e)
     if msg.startswith("recipe."):
       raise ConfigError(f"config.{field}.{msg[len('recipe.'):]}") from None
-    if msg.split(":")[0] in ("strategy", "specialize", "mesh", "lowering"):
+    if msg.split(":")[0] in ("strategy", "specialize", "mesh", "lowering", "precision"):
       raise ConfigError(f"config.compute.{msg}") from None
     raise ConfigError(f"config.{field}: {msg}") from None
 

@@ -37,7 +37,12 @@ program per *group* of students and trains any list of encodings of ``space``:
 * a student whose loss or logits become non-finite gets a NaN accuracy; members never interact,
   so the others are bit-identical to a run without the divergence;
 * with a ``mesh`` of axes ``('pop', 'data')``, batches (and teacher logits) are sharded over
-  ``data`` and vmapped stacks over ``pop``; ``jit`` + ``NamedSharding`` only, no ``pmap``.
+  ``data`` and vmapped stacks over ``pop``; ``jit`` + ``NamedSharding`` only, no ``pmap``;
+* mixed precision (``precision="bf16"``, for accelerators): students and teacher compute in
+  bfloat16 while parameters, optimizer state and BatchNorm statistics stay float32 and the KD
+  softmax and losses run in float32 (mixed-precision training as in Micikevicius et al., "Mixed
+  Precision Training", ICLR 2018; :func:`apply_in_precision` casts at the ``apply`` boundary, so
+  no space or model needs a ``dtype`` argument).
 
 Student ``i`` is initialised from ``fold_in(key_init, i)``; the same key gives the same result.
 """
@@ -50,6 +55,7 @@ import math
 import time
 from typing import Any, Hashable, Sequence
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -63,6 +69,35 @@ from jdanas.train import batching
 from jdanas.train.recipe import Recipe
 
 STRATEGIES = ("auto", "vmap", "unroll", "loop")
+PRECISIONS = ("fp32", "bf16")
+
+
+def _to(dtype):
+  return lambda a: (a.astype(dtype) if isinstance(a, (jax.Array, np.ndarray)) and jnp.issubdtype(a.dtype, jnp.floating)
+                    else a)
+
+
+def _bf16_calls(next_fun, args, kwargs, context):
+  """Flax method interceptor: every module call takes and returns bfloat16 floating arrays (a
+  BatchNorm, whose float32 statistics would otherwise promote its output, included)."""
+  if context.method_name != "__call__":
+    return next_fun(*args, **kwargs)
+  cast = _to(jnp.bfloat16)
+  return jax.tree.map(cast, next_fun(*jax.tree.map(cast, args), **jax.tree.map(cast, kwargs)))
+
+
+def apply_in_precision(module, variables: dict, *args, precision: str = "fp32", **kwargs):
+  """``module.apply(variables, *args, **kwargs)`` computed in ``precision``; floating outputs are
+  float32 either way. ``"bf16"``: the parameters (not the BatchNorm statistics, which BatchNorm
+  updates in float32) and the inputs are cast to bfloat16 and every module call computes in it."""
+  if precision == "fp32":
+    return module.apply(variables, *args, **kwargs)
+  if precision != "bf16":
+    raise ValueError(f"precision: {precision!r} is not one of {PRECISIONS}")
+  variables = {k: jax.tree.map(_to(jnp.bfloat16), v) if k == "params" else v for k, v in variables.items()}
+  with nn.intercept_methods(_bf16_calls):
+    out = module.apply(variables, *jax.tree.map(_to(jnp.bfloat16), args), **kwargs)
+  return jax.tree.map(_to(jnp.float32), out)
 
 
 @functools.lru_cache(maxsize=64)
@@ -162,12 +197,13 @@ def _single_init(module, tx, key, enc, lr_scale, sample_x):
                       diverged=jnp.zeros((), bool), loss=jnp.zeros((), jnp.float32))
 
 
-def _single_step(module, tx, loss_fn, state: StudentState, x, y, t_logits) -> StudentState:
+def _single_step(module, tx, loss_fn, state: StudentState, x, y, t_logits, precision: str = "fp32") -> StudentState:
   """One optimiser step. ``t_logits``: the teacher's logits, or ``loss_fn.teacher_targets(...)``
-  (logits + feature tap) when the loss has DisWOT relation terms; ``None`` without a teacher."""
+  (logits + feature tap) when the loss has DisWOT relation terms; ``None`` without a teacher.
+  ``precision``: see :func:`apply_in_precision` (the loss and the update are float32 either way)."""
   def objective(params):
-    out, mutated = module.apply({"params": params, "batch_stats": state.batch_stats}, x, state.enc,
-                                train=True, mutable=["batch_stats"])
+    out, mutated = apply_in_precision(module, {"params": params, "batch_stats": state.batch_stats}, x, state.enc,
+                                      precision=precision, train=True, mutable=["batch_stats"])
     if getattr(loss_fn, "uses_features", False):
       loss = loss_fn.from_features(out, t_logits, y)
     else:
@@ -180,14 +216,15 @@ def _single_step(module, tx, loss_fn, state: StudentState, x, y, t_logits) -> St
                        diverged=state.diverged | ~jnp.isfinite(loss), loss=loss)
 
 
-def _single_eval(module, state: StudentState, vx, vy, vmask, mean, std):
+def _single_eval(module, state: StudentState, vx, vy, vmask, mean, std, precision: str = "fp32"):
   """Accuracy over padded validation batches ``[nb, eb, ...]``; NaN if diverged/non-finite."""
   variables = {"params": state.params, "batch_stats": state.batch_stats}
 
   def body(carry, batch):
     correct, finite = carry
     x, y, m = batch
-    logits = module.apply(variables, batching.normalize(x, mean, std), state.enc, train=False)["logits"]
+    logits = apply_in_precision(module, variables, batching.normalize(x, mean, std), state.enc,
+                                precision=precision, train=False)["logits"]
     hit = (jnp.argmax(logits, -1) == y) & m
     ok = jnp.all(jnp.isfinite(logits) | ~m[:, None])
     return (correct + hit.sum(), finite & ok), None
@@ -197,10 +234,12 @@ def _single_eval(module, state: StudentState, vx, vy, vmask, mean, std):
   return jnp.where(finite & ~state.diverged, acc, jnp.nan).astype(jnp.float32)
 
 
-def batch_program(recipe: Recipe, teacher, num_examples: int, mean, std, pad: int, on_trace=None):
+def batch_program(recipe: Recipe, teacher, num_examples: int, mean, std, pad: int, on_trace=None,
+                  precision: str = "fp32"):
   """``batch_fn(train_x, train_y, teacher_vars, key_data, key_aug, step) -> (x, y, teacher targets)``:
   batch ``step`` (deterministic from ``(key_data, step)``), augmented and normalised on device, and
-  ONE teacher pass on it (``None`` without a teacher). ``on_trace`` is called when it is traced."""
+  ONE teacher pass on it in ``precision`` (``None`` without a teacher). ``on_trace`` is called when it
+  is traced."""
   uses_teacher = recipe.loss.uses_teacher
 
   def batch_fn(train_x, train_y, teacher_vars, key_data, key_aug, step):
@@ -213,7 +252,8 @@ def batch_program(recipe: Recipe, teacher, num_examples: int, mean, std, pad: in
     x = batching.normalize(x, mean, std)
     # One teacher pass per batch, shared by every student of every group (logits, plus the
     # feature tap of the DisWOT relation terms when they are on; the members of an ensemble).
-    t = (recipe.loss.teacher_targets(teacher.module.apply(teacher_vars, x, None, train=False))
+    t = (recipe.loss.teacher_targets(apply_in_precision(teacher.module, teacher_vars, x, None,
+                                                        precision=precision, train=False))
          if uses_teacher else None)
     return x, y, t
 
@@ -276,18 +316,22 @@ class PopulationTrainer:
       form (``space.specialize``).
     lowering: a name of :data:`jdanas.lowering.LOWERINGS` or a :class:`jdanas.lowering.Lowering`.
     programs: the :class:`TrainingPrograms` to compile into (default: the trainer's own).
+    precision: ``"fp32"`` or ``"bf16"`` (mixed precision; module docstring).
   """
 
   def __init__(self, space: AbstractSearchSpace, data, *, recipe: Recipe, teacher=None,
                strategy: str = "auto", mesh: Mesh | None = None, max_unroll: int = 16,
                specialize: bool | str = "auto", lowering: str | lowering_lib.Lowering = "auto",
-               programs: TrainingPrograms | None = None):
+               programs: TrainingPrograms | None = None, precision: str = "fp32"):
     if strategy not in STRATEGIES:
       raise ValueError(f"strategy: {strategy!r} is not one of {STRATEGIES}")
     if not (isinstance(specialize, bool) or specialize == "auto"):
       raise ValueError(f"specialize: {specialize!r} is not one of True, False, 'auto'")
     if specialize is True and not space.can_specialize:
       raise ValueError(f"specialize: space {space.name!r} has no specialised form (space.specialize)")
+    if precision not in PRECISIONS:
+      raise ValueError(f"precision: {precision!r} is not one of {PRECISIONS}")
+    self.precision = precision
     self.lowering = lowering_lib.resolve(lowering)
     if recipe.loss.uses_teacher and teacher is None:
       raise ValueError("teacher: the recipe's loss has a soft (KD) term but no teacher was given")
@@ -451,7 +495,8 @@ class PopulationTrainer:
   # ---- program construction --------------------------------------------------------------
   def _get(self, kind: str, gkey: tuple, build, args):
     """AOT-compiles (once per ``(kind, group key)``) and returns ``(compiled, seconds spent)``."""
-    return self.programs.get((kind,) + tuple(gkey), build, args)
+    precision = () if self.precision == "fp32" else (self.precision,)  # trainers may share `programs`
+    return self.programs.get((kind,) + tuple(gkey) + precision, build, args)
 
   def _sharding(self, spec: P):
     return None if self.mesh is None else NamedSharding(self.mesh, spec)
@@ -471,7 +516,7 @@ class PopulationTrainer:
   def _build_batch_fn(self):
     counted = lambda: self.trace_counts.update([("batch",)])  # noqa: E731
     batch_fn = batch_program(self.recipe, self.teacher, len(self.data.train.y), self._mean, self._std, self._pad,
-                             on_trace=counted)
+                             on_trace=counted, precision=self.precision)
     # Batches and teacher logits are split over the mesh's 'data' axis.
     return self._jit(batch_fn, P("data"))
 
@@ -510,25 +555,25 @@ class PopulationTrainer:
     return stacked if self.mesh is None else jax.device_put(stacked, NamedSharding(self.mesh, P("pop")))
 
   def _build_step_fn(self, g: Group):
-    modules, tx, loss_fn = self._modules(g), self.tx, self.recipe.loss
+    modules, tx, loss_fn, precision = self._modules(g), self.tx, self.recipe.loss, self.precision
 
     def step_fn(states, x, y, t):
       self.trace_counts[("step",) + g.key] += 1
       if g.strategy == "unroll":
-        return [_single_step(m, tx, loss_fn, s, x, y, t) for m, s in zip(modules, states)]
-      one = lambda s: _single_step(modules[0], tx, loss_fn, s, x, y, t)
+        return [_single_step(m, tx, loss_fn, s, x, y, t, precision) for m, s in zip(modules, states)]
+      one = lambda s: _single_step(modules[0], tx, loss_fn, s, x, y, t, precision)
       return jax.vmap(one)(states) if g.strategy == "vmap" else one(states)
 
     return self._jit(step_fn, self._state_spec(g), donate=True)
 
   def _build_eval_fn(self, g: Group):
-    modules, mean, std = self._modules(g), self._mean, self._std
+    modules, mean, std, precision = self._modules(g), self._mean, self._std, self.precision
 
     def eval_fn(states, vx, vy, vmask):
       self.trace_counts[("eval",) + g.key] += 1
       if g.strategy == "unroll":
-        return jnp.stack([_single_eval(m, s, vx, vy, vmask, mean, std) for m, s in zip(modules, states)])
-      one = lambda s: _single_eval(modules[0], s, vx, vy, vmask, mean, std)
+        return jnp.stack([_single_eval(m, s, vx, vy, vmask, mean, std, precision) for m, s in zip(modules, states)])
+      one = lambda s: _single_eval(modules[0], s, vx, vy, vmask, mean, std, precision)
       return jax.vmap(one)(states) if g.strategy == "vmap" else one(states)[None]
 
     return self._jit(eval_fn, None)
