@@ -56,7 +56,7 @@ def get_config(arg: str | None = None):
   # specialize: 'auto' trains each cell with a program specialised to it on CPU when the
   # schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
   c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto",
-                   mesh=dict(pop=1, data=-1))
+                   mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0)
   if arg == "smoke":
     c.teacher.name = "resnet8"
     c.teacher.train.update(steps=3, batch_size=32)

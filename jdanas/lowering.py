@@ -48,11 +48,17 @@ Spaces opt in through one method, ``space.lowered(lowering, purpose)`` (``purpos
 :data:`PURPOSES`), which returns the space configured for the program; :func:`build` and
 :func:`specialize` then wrap the module in :class:`ForwardOnlyConvs` when the program's
 convolutions are forward-only. See ``docs/lowering.md`` for the user-facing notes.
+
+Runtime flags: :func:`cpu_runtime_flags` / :func:`configure_cpu_runtime` add the ``XLA_FLAGS``
+that avoid the XLA:CPU wedge (a program whose run never finishes, every thread idle; see
+``docs/lowering.md``, "Hangs on XLA:CPU") to the user's own, before the backend starts.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import warnings
 from typing import Any, Hashable
 
 import flax.linen as nn
@@ -202,3 +208,45 @@ def specializes(lowering: Lowering, work: float) -> bool:
   """``specialize="auto"``: whether a schedule of ``work`` (masked forward FLOPs per example x
   batch x steps) is trained with specialised programs under ``lowering``."""
   return work >= lowering.specialize_min_work
+
+
+# ---- XLA:CPU runtime flags ----------------------------------------------------------------------
+
+SAFE_ENV = "JDANAS_XLA_SAFE"  # "0": add no runtime flags (the escape hatch)
+# Flag -> value that avoids the XLA:CPU wedge (docs/lowering.md, "Hangs on XLA:CPU";
+# bench/xla_cpu_hang.py). An empty ynn fusion type list turns XLA:CPU's YNNPACK fusions off.
+CPU_SAFE_FLAGS = {"--xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def cpu_runtime_flags(user_flags: str | None = None) -> str:
+  """``XLA_FLAGS`` with the safe XLA:CPU runtime flags (:data:`CPU_SAFE_FLAGS`) added after
+  ``user_flags`` (default: the environment's ``XLA_FLAGS``); a flag the user sets, to any
+  value, is kept as the user set it, never overridden."""
+  user = os.environ.get("XLA_FLAGS", "") if user_flags is None else user_flags
+  named = {f.split("=", 1)[0] for f in user.split()}
+  added = [f"{flag}={value}" for flag, value in CPU_SAFE_FLAGS.items() if flag not in named]
+  return " ".join([user.strip()] * bool(user.strip()) + added)
+
+
+def configure_cpu_runtime(env=None) -> bool:
+  """Sets ``env["XLA_FLAGS"]`` (default ``os.environ``) to :func:`cpu_runtime_flags` unless
+  ``JDANAS_XLA_SAFE=0``. XLA reads the flags when its backend starts, so this only takes effect
+  before jax computes anything: call it first (``run.py``, the tests and the benches do; the
+  pipeline's entry points call it too). Returns whether the flags are in effect; once the
+  backend has started without them it changes nothing and warns (once per process: Python's
+  default warning filter)."""
+  env = os.environ if env is None else env
+  if env.get(SAFE_ENV, "1").strip() == "0":
+    return False
+  current = env.get("XLA_FLAGS", "")
+  flags = cpu_runtime_flags(current)
+  if flags == current:
+    return True
+  from jax._src import xla_bridge  # no public query for "has the backend started"
+  if env is os.environ and xla_bridge.backends_are_initialized():
+    warnings.warn(f"jdanas: jax started without {flags[len(current):].strip()} in XLA_FLAGS, so a long XLA:CPU run "
+                  f"can hang (docs/lowering.md, 'Hangs on XLA:CPU'); call jdanas.lowering.configure_cpu_runtime() "
+                  f"before using jax, or set {SAFE_ENV}=0 to accept the risk", RuntimeWarning, stacklevel=2)
+    return False
+  env["XLA_FLAGS"] = flags
+  return True

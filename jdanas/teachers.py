@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import json
 import pathlib
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -42,7 +42,8 @@ class Teacher:
     return self.module.apply(self.variables, x, None, train=False)["logits"]
 
 
-def train_teacher(key: jax.Array, name: str, data, *, recipe: Recipe, progress: bool = False) -> Teacher:
+def train_teacher(key: jax.Array, name: str, data, *, recipe: Recipe,
+                  progress: bool | Callable[[int], None] = False) -> Teacher:
   """Trains zoo model ``name`` on ``data`` with plain cross-entropy (``recipe.loss`` must have no
   soft term) and returns it with its validation accuracy in ``meta['val_accuracy']``."""
   if recipe.loss.uses_teacher:

@@ -42,9 +42,9 @@ def load_data(config: ml_collections.ConfigDict):
 
 
 def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pathlib.Path,
-                key: jax.Array) -> Teacher:
+                key: jax.Array, progress=True) -> Teacher:
   """Loads ``config.teacher.path``, or the teacher cached in ``<workdir>/teacher``, or trains one
-  with ``plan.teacher_train`` (and caches it)."""
+  with ``plan.teacher_train`` (and caches it; ``progress`` as in :meth:`PopulationTrainer.train`)."""
   t = config.teacher
   if t.get("path"):
     teacher = load_teacher(t.path)
@@ -53,7 +53,7 @@ def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pa
     log(f"[teacher] loaded cached {teacher.name} from {workdir / 'teacher'}")
   else:
     log(f"[teacher] training {t.name} for {plan.teacher_train.steps} steps")
-    teacher = train_teacher(key, t.name, data, recipe=plan.teacher_train, progress=True)
+    teacher = train_teacher(key, t.name, data, recipe=plan.teacher_train, progress=progress)
     save_teacher(workdir / "teacher", teacher)
   if teacher.num_classes != data.num_classes or tuple(teacher.input_shape) != tuple(data.image_shape):
     raise ConfigError(f"config.teacher: teacher {teacher.name} expects {teacher.num_classes} classes of "

@@ -48,7 +48,7 @@ import dataclasses
 import functools
 import math
 import time
-from typing import Any, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import flax.struct
 import jax
@@ -323,14 +323,15 @@ class PopulationTrainer:
     return groups
 
   def train(self, key: jax.Array, encodings: Sequence[Any], *, lr_scale: Sequence[float] | None = None,
-            progress: bool = False, desc: str = "train") -> PopulationResult:
+            progress: bool | Callable[[int], None] = False, desc: str = "train") -> PopulationResult:
     """Trains every encoding from scratch and returns validation accuracies.
 
     Args:
       key: PRNG key; split into init, data-order and augmentation keys.
       encodings: ``P`` encodings of ``self.space`` (validated before any compute).
       lr_scale: optional ``P`` per-student learning-rate multipliers (default 1).
-      progress: show a tqdm bar over steps.
+      progress: show a tqdm bar over steps; a callable is also called with each step number
+        before the step (the pipeline's no-progress watchdog).
       desc: the bar's label.
     """
     encs = [self.space.check(e) for e in encodings]
@@ -363,6 +364,8 @@ class PopulationTrainer:
       steps.append(step_fn)
     t_start = time.perf_counter()
     for step in tqdm(range(self.recipe.steps), desc=desc, disable=not progress, leave=False):
+      if callable(progress):
+        progress(step)
       x, y, t = batch_fn(*self._batch_args(key_data, key_aug, step))
       for gi in range(len(groups)):
         states[gi] = steps[gi](states[gi], x, y, t)
