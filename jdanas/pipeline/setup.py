@@ -53,7 +53,10 @@ def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pa
     log(f"[teacher] loaded cached {teacher.name} from {workdir / 'teacher'}")
   else:
     log(f"[teacher] training {t.name} for {plan.teacher_train.steps} steps")
-    teacher = train_teacher(key, t.name, data, recipe=plan.teacher_train, progress=progress)
+    try:
+      teacher = train_teacher(key, t.name, data, recipe=plan.teacher_train, progress=progress)
+    except FloatingPointError as e:  # non-finite loss: nothing to distil from, whatever require_above_chance says
+      raise ConfigError(f"config.teacher.train: {e}") from None
     save_teacher(workdir / "teacher", teacher)
   if teacher.num_classes != data.num_classes or tuple(teacher.input_shape) != tuple(data.image_shape):
     raise ConfigError(f"config.teacher: teacher {teacher.name} expects {teacher.num_classes} classes of "
