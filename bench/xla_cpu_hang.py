@@ -22,13 +22,19 @@ Triggers (the child compiles once, then calls the program ``--calls`` times, blo
   holds ~23 ``__ynn_fusion`` (YNNPACK) reductions inside the nested loops, and LAPACK calls.
 * ``ynn_rank8``: the rank-8 broadcast-multiply-reduce of jax-ml/jax#39257 (jaxlib 0.10.2's
   ``__ynn_fusion`` crashes or hangs on it on some x86-64 CPUs); a control for the ynn path.
+* ``kd_train``: a short KD training of ``--runs`` S1 students for ``--queries`` steps (the cost of
+  the flags on the search's evaluator; its ``compile_s`` is 0 and ``run_s`` includes compiling).
 * ``nested_while``: a small GP-like program (kernel matrix reductions, Cholesky solve) in a
   ``fori_loop`` inside a ``lax.scan``, vmapped over ``--runs``: the trbo structure shrunk.
 
 Prints one JSON line per condition: ``trigger, flags, runs, hung, timeouts, failed, ok,
-median_seconds`` (of the finished children, compile included), ``hung_after_cpu_s`` (CPU
+median_seconds`` (wall time of the finished children, process start and compile included),
+``median_compile_s`` / ``median_run_s`` and ``median_compile_cpu_s`` / ``median_run_cpu_s``
+(the children's own wall and CPU seconds, all threads: on a loaded machine CPU seconds are the
+steadier measure of what the flags cost), ``hung_after_cpu_s`` (CPU
 seconds each hung child had used) and ``exposure_cpu_s`` (CPU seconds of all children, as last
-sampled: hangs per CPU second compare conditions whose children were cut at ``--timeout``). ``--child`` prints the child's own JSON line.
+sampled: hangs per CPU second compare conditions whose children were cut at ``--timeout``).
+``--child`` prints the child's own JSON line.
 """
 import argparse
 import json
@@ -110,21 +116,66 @@ def _nested_while_program(runs, queries):
   return jax.jit(jax.vmap(one)), (keys,)
 
 
-TRIGGERS = {"trbo": _trbo_program, "ynn_rank8": _ynn_rank8_program, "nested_while": _nested_while_program}
+def _kd_train_program(runs, queries):
+  """A short KD training (the search's short-KD evaluator): ``runs`` distinct S1 students, ``queries``
+  steps, batch 64 of 32x32x3 synthetic images, a random-init resnet8 teacher. Returns a callable
+  whose call trains them all (compiling on the first call)."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from jdanas.data import synthetic_dataset
+  from jdanas.distill.losses import KD_PRESETS
+  from jdanas.models.zoo import get_model
+  from jdanas.spaces import get_space
+  from jdanas.teachers import Teacher
+  from jdanas.train import PopulationTrainer, Recipe
+  data = synthetic_dataset(image_size=32, num_classes=10, num_train=1024, num_val=128, num_test=16, seed=0)
+  module = get_model("resnet8", 10)
+  variables = module.init(jax.random.key(1), jnp.zeros((1, 32, 32, 3)), None, train=False)
+  teacher = Teacher(name="resnet8", module=module, variables=variables, num_classes=10, input_shape=(32, 32, 3),
+                    meta={"init": "random"})
+  space = get_space("s1_resnet", widths=(8, 16, 32), stem=8)
+  encs = [np.asarray(e, np.int32) for e in np.random.default_rng(0).integers(0, space.num_choices, (runs, 3))]
+  recipe = Recipe(steps=queries, batch_size=64, optimizer="adam", learning_rate=1e-3,
+                  loss=KD_PRESETS["repdistiller"], eval_batch_size=128)
+  trainer = PopulationTrainer(space, data, recipe=recipe, teacher=teacher)
+  return _Eager(lambda: trainer.train(jax.random.key(0), encs).accuracy), ()
+
+
+class _Eager:
+  """A trigger that is a host loop of its own programs (compiled on the first call): ``lower``
+  and ``compile`` return it unchanged, so the child times the first call as the run."""
+
+  def __init__(self, fn):
+    self.fn = fn
+
+  def lower(self, *args):
+    return self
+
+  def compile(self):
+    return self
+
+  def __call__(self, *args):
+    return self.fn()
+
+
+TRIGGERS = {"trbo": _trbo_program, "ynn_rank8": _ynn_rank8_program, "nested_while": _nested_while_program,
+            "kd_train": _kd_train_program}
 
 
 def child(args):
   import jax
   jax.config.update("jax_cpu_enable_async_dispatch", args.async_dispatch)
-  t0 = time.perf_counter()
+  t0, c0 = time.perf_counter(), time.process_time()
   fn, inputs = TRIGGERS[args.trigger](args.runs, args.queries)
   compiled = fn.lower(*inputs).compile()
-  t1 = time.perf_counter()
+  t1, c1 = time.perf_counter(), time.process_time()
   for i in range(args.calls):
     jax.block_until_ready(compiled(*inputs))
     print(f"call {i + 1}/{args.calls} {time.perf_counter() - t1:.1f}s", file=sys.stderr, flush=True)
   print(json.dumps({"child": args.trigger, "compile_s": round(t1 - t0, 2),
-                    "run_s": round(time.perf_counter() - t1, 2), "xla_flags": os.environ.get("XLA_FLAGS", "")}))
+                    "run_s": round(time.perf_counter() - t1, 2), "compile_cpu_s": round(c1 - c0, 2), "run_cpu_s": round(time.process_time() - c1, 2),
+                    "xla_flags": os.environ.get("XLA_FLAGS", "")}))
 
 
 def _cpu(proc):
@@ -163,18 +214,26 @@ def watch(cmd, env, timeout, window, min_cpu):
       return status, now - t0, cpu, ""
 
 
+def _median(rows, field):
+  return round(statistics.median(r[field] for r in rows), 2) if rows else None
+
+
 def parent(args):
   sys.path.insert(0, ROOT)
   from jdanas.lowering import cpu_runtime_flags
   conditions = [cpu_runtime_flags("") if f == "default" else f for f in (args.flags or [""])]
   results = {c: [] for c in conditions}
+  timings = {c: [] for c in conditions}
   base = [sys.executable, os.path.abspath(__file__), "--child", "--trigger", args.trigger, "--runs", str(args.runs),
-          "--queries", str(args.queries), "--calls", str(args.calls)] + (["--async-dispatch"] if args.async_dispatch else [])
+          "--queries", str(args.queries), "--calls", str(args.calls)]
+  base += ["--async-dispatch"] if args.async_dispatch else []
   for rep in range(args.repeats):
     for flags in conditions:
       env = {**os.environ, "XLA_FLAGS": flags, "JDANAS_XLA_SAFE": "0", "PYTHONPATH": ROOT}
-      status, seconds, cpu, _ = watch(base, env, args.timeout, args.window, args.min_cpu)
+      status, seconds, cpu, out = watch(base, env, args.timeout, args.window, args.min_cpu)
       results[flags].append((status, seconds, cpu))
+      if status == "ok":
+        timings[flags].append(json.loads(out.strip().splitlines()[-1]))
       print(f"rep {rep} flags={flags!r}: {status} after {seconds:.1f}s wall, {cpu:.1f}s CPU", file=sys.stderr,
             flush=True)
   for flags, rs in results.items():
@@ -184,6 +243,10 @@ def parent(args):
                       "timeouts": sum(st == "timeout" for st, _, _ in rs),
                       "failed": sum(st.startswith("failed") for st, _, _ in rs), "ok": len(ok),
                       "median_seconds": round(statistics.median(ok), 1) if ok else None,
+                      "median_compile_s": _median(timings[flags], "compile_s"),
+                      "median_run_s": _median(timings[flags], "run_s"),
+                      "median_compile_cpu_s": _median(timings[flags], "compile_cpu_s"),
+                      "median_run_cpu_s": _median(timings[flags], "run_cpu_s"),
                       "hung_after_cpu_s": [round(c, 1) for st, _, c in rs if st == "hung"],
                       "exposure_cpu_s": round(sum(c for _, _, c in rs), 1),
                       "program": {"runs": args.runs, "queries": args.queries, "calls": args.calls,

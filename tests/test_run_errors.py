@@ -317,13 +317,15 @@ def test_teacher_at_chance_continues_with_a_warning_when_allowed(tmp_path, capsy
   stops the run; the console and the report say it is at chance."""
   monkeypatch.chdir(REPO)
   workdir = tmp_path / "run"
-  status = run_cli.main(["run.py", "--config", SMOKE, "--workdir", str(workdir), "--config.teacher.train.learning_rate=100",
-                         "--config.teacher.require_above_chance=False", "--config.search.rounds=1"])
+  status = run_cli.main(["run.py", "--config", SMOKE, "--workdir", str(workdir),
+                         "--config.teacher.train.learning_rate=100", "--config.teacher.require_above_chance=False",
+                         "--config.search.rounds=1"])
   err = capsys.readouterr().err
   assert status == 0, err
   assert "[teacher] warning: the teacher resnet8 is no better than chance" in err
   assert "continuing because teacher.require_above_chance=False" in err
   assert not [l for l in err.splitlines() if l.startswith("error:")]
   report = json.loads((workdir / "report.json").read_text())
-  assert any(w.startswith("the teacher resnet8 is no better than chance") for w in report["warnings"]), report["warnings"]
+  warnings = report["warnings"]
+  assert any(w.startswith("the teacher resnet8 is no better than chance") for w in warnings), warnings
   assert "no better than chance" in (workdir / "report.md").read_text()
