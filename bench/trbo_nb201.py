@@ -51,7 +51,9 @@ Measured (2 CPU cores; a second benchmark ran beside it; seed 0; same run keys f
 
 Long calls: with asynchronous CPU dispatch, runs of several minutes per call twice hung (every XLA
 worker idle, the host waiting on a buffer that never became ready; once single-threaded), so
-``main`` turns asynchronous dispatch off; the 100 x 150 run above then finished.
+``main`` turns asynchronous dispatch off; the 100 x 150 run above then finished. ``--runs 20`` later
+hung with synchronous dispatch too; ``main`` now applies the safe XLA:CPU flags (YNNPACK fusions
+off; ``docs/lowering.md``, "Hangs on XLA:CPU"; reproducer: ``bench/xla_cpu_hang.py``).
 """
 import argparse
 import json

@@ -66,8 +66,8 @@ def test_the_flags_remove_ynn_fusions_from_a_program():
   YNNPACK by default on this jaxlib)."""
   code = textwrap.dedent("""
       import jax, jax.numpy as jnp
-      f = jax.jit(lambda a, b: jnp.sum(a[:, None, :] * b[None, :, :], -1))
-      x = jnp.ones((16, 8), jnp.float32)
+      f = jax.jit(lambda a, b: jnp.sum(a[:, None, :] * b[None, :, :], -1))  # the GP kernel's form
+      x = jnp.ones((128, 6), jnp.float32)
       print("ynn_fusions", f.lower(x, x).compile().as_text().count('"__ynn_fusion"'))
   """)
 
