@@ -213,19 +213,24 @@ def specializes(lowering: Lowering, work: float) -> bool:
 # ---- XLA:CPU runtime flags ----------------------------------------------------------------------
 
 SAFE_ENV = "JDANAS_XLA_SAFE"  # "0": add no runtime flags (the escape hatch)
-# Flag -> value that avoids the XLA:CPU wedge (docs/lowering.md, "Hangs on XLA:CPU";
-# bench/xla_cpu_hang.py). An empty ynn fusion type list turns XLA:CPU's YNNPACK fusions off.
+# Flag -> value. An empty ynn fusion type list turns XLA:CPU's YNNPACK fusions off: jaxlib 0.10.2's
+# YNNPACK path crashes on a known program here and is the suspect of the hang of
+# bench/trbo_nb201.py (docs/lowering.md, "Hangs on XLA:CPU"; bench/xla_cpu_hang.py).
 CPU_SAFE_FLAGS = {"--xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def _missing(user_flags: str) -> list[str]:
+  """The safe flags (``--name=value``) that ``user_flags`` does not set to any value."""
+  named = {f.split("=", 1)[0] for f in user_flags.split()}
+  return [f"{flag}={value}" for flag, value in CPU_SAFE_FLAGS.items() if flag not in named]
 
 
 def cpu_runtime_flags(user_flags: str | None = None) -> str:
   """``XLA_FLAGS`` with the safe XLA:CPU runtime flags (:data:`CPU_SAFE_FLAGS`) added after
   ``user_flags`` (default: the environment's ``XLA_FLAGS``); a flag the user sets, to any
   value, is kept as the user set it, never overridden."""
-  user = os.environ.get("XLA_FLAGS", "") if user_flags is None else user_flags
-  named = {f.split("=", 1)[0] for f in user.split()}
-  added = [f"{flag}={value}" for flag, value in CPU_SAFE_FLAGS.items() if flag not in named]
-  return " ".join([user.strip()] * bool(user.strip()) + added)
+  user = (os.environ.get("XLA_FLAGS", "") if user_flags is None else user_flags).strip()
+  return " ".join([user] * bool(user) + _missing(user))
 
 
 def configure_cpu_runtime(env=None) -> bool:
@@ -239,14 +244,14 @@ def configure_cpu_runtime(env=None) -> bool:
   if env.get(SAFE_ENV, "1").strip() == "0":
     return False
   current = env.get("XLA_FLAGS", "")
-  flags = cpu_runtime_flags(current)
-  if flags == current:
+  missing = _missing(current)
+  if not missing:
     return True
   from jax._src import xla_bridge  # no public query for "has the backend started"
   if env is os.environ and xla_bridge.backends_are_initialized():
-    warnings.warn(f"jdanas: jax started without {flags[len(current):].strip()} in XLA_FLAGS, so a long XLA:CPU run "
-                  f"can hang (docs/lowering.md, 'Hangs on XLA:CPU'); call jdanas.lowering.configure_cpu_runtime() "
-                  f"before using jax, or set {SAFE_ENV}=0 to accept the risk", RuntimeWarning, stacklevel=2)
+    warnings.warn(f"jdanas: jax started without {' '.join(missing)} in XLA_FLAGS, so a long XLA:CPU run can hang "
+                  f"(docs/lowering.md, 'Hangs on XLA:CPU'); call jdanas.lowering.configure_cpu_runtime() before "
+                  f"using jax, or set {SAFE_ENV}=0 to accept the risk", RuntimeWarning, stacklevel=2)
     return False
-  env["XLA_FLAGS"] = flags
+  env["XLA_FLAGS"] = cpu_runtime_flags(current)
   return True
