@@ -22,7 +22,7 @@ from jdanas.pipeline.check import Checked, prepare
 from jdanas.pipeline.config import ConfigError, Plan
 from jdanas.pipeline.setup import build_evaluator, get_teacher, log, plan_searcher
 from jdanas.pipeline.watchdog import Watchdog
-from jdanas.teachers import Teacher, evaluate
+from jdanas.teachers import Teacher, ensemble_report, evaluate
 
 CONFIG_ECHO = "config.json"  # the config of the run, written when its compute starts
 
@@ -87,11 +87,19 @@ def _data_and_teacher(config: ml_collections.ConfigDict, plan: Plan, workdir: pa
   val = evaluate(teacher.module, teacher.variables, data.val, data.mean, data.std)
   test = evaluate(teacher.module, teacher.variables, data.test, data.mean, data.std) if data.test is not None else None
   log(f"[teacher] {teacher.name}: val accuracy {val:.4f}")
+  accuracy = {"val_accuracy": val, "test_accuracy": test}
+  if teacher.members:  # each member's and the ensemble's accuracy (average, vote, oracle)
+    split = data.test if data.test is not None else data.val
+    accuracy["ensemble"] = {"split": "test" if data.test is not None else "val",
+                            **ensemble_report(teacher, split, data.mean, data.std)}
+    log(f"[teacher] ensemble ({accuracy['ensemble']['split']}): " + ", ".join(
+        f"{k} {v:.4f}" for k, v in accuracy["ensemble"].items() if isinstance(v, float))
+        + ", members " + " ".join(f"{a:.4f}" for a in accuracy["ensemble"]["members"]))
   if config.teacher.get("require_above_chance", True):
     check_teacher(teacher.name, val, data)
   elif problem := at_chance(teacher.name, val, chance_accuracy(data.val)):
     log(f"[teacher] warning: {problem}; continuing because teacher.require_above_chance=False")
-  return data, teacher, {"val_accuracy": val, "test_accuracy": test}
+  return data, teacher, accuracy
 
 
 def _reset_metrics(path: pathlib.Path, start_round: int) -> None:
@@ -182,11 +190,18 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
 
   ask, tell = jax.jit(searcher.ask), jax.jit(searcher.tell)
   state = jax.jit(searcher.init)(key_init)
-  ckpt = Checkpoints(workdir / "checkpoints", jax.eval_shape(lambda: state))
+  # A stateful evaluator (one_shot: the shared weights and the data position) is checkpointed
+  # with the searcher, so a resumed search continues both.
+  stateful = getattr(evaluator, "state", None) is not None
+  pack = (lambda s: {"searcher": s, "evaluator": evaluator.state}) if stateful else (lambda s: s)
+  ckpt = Checkpoints(workdir / "checkpoints", jax.eval_shape(lambda: pack(state)))
   restored = ckpt.restore_latest()
   start_round, ledger, top = 0, [], []
   if restored is not None:
     start_round, state, ledger, top = restored
+    if stateful:
+      evaluator.restore(state["evaluator"])
+      state = state["searcher"]
     log(f"[resume] continuing after round {start_round} ({len(ledger)} evaluations in the ledger)")
   metrics_path = workdir / "metrics.jsonl"
   _reset_metrics(metrics_path, start_round)
@@ -209,7 +224,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
     seconds += time.perf_counter() - t_round
     top = _record(r, encs, feasible, scores, variables, ledger=ledger, top=top, plan=plan, data=data,
                   seed=int(config.seed), score_kind=evaluator.score_kind, seconds=seconds, top_k=plan.top_k)
-    ckpt.save(r + 1, state, ledger, top)
+    ckpt.save(r + 1, pack(state), ledger, top)
     row = _metrics_row(r, ledger, scores, seconds, metrics)
     with metrics_path.open("a") as f:
       f.write(json.dumps(row) + "\n")

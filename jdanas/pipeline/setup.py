@@ -3,6 +3,7 @@ the dataset, the teacher, the budget predicate, the searcher, the trainers and t
 Errors that a config value causes are :class:`~jdanas.pipeline.config.ConfigError` lines."""
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import sys
 
@@ -14,7 +15,8 @@ from jdanas.distill import KD_PRESETS
 from jdanas.evaluators import ShortKDEvaluator
 from jdanas.pipeline.config import ConfigError, Plan, build_searcher, build_tabular
 from jdanas.searchers import Searcher, cost_predicate
-from jdanas.teachers import Teacher, load_teacher, save_teacher, train_teacher
+from jdanas.lowering import resolve
+from jdanas.teachers import Teacher, ensemble_teacher, load_teacher, save_teacher, train_ensemble, train_teacher
 from jdanas.train import PopulationTrainer, Recipe
 from jdanas.train.batching import normalize
 
@@ -43,19 +45,37 @@ def load_data(config: ml_collections.ConfigDict):
 
 def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pathlib.Path,
                 key: jax.Array, progress=True) -> Teacher:
-  """Loads ``config.teacher.path``, or the teacher cached in ``<workdir>/teacher``, or trains one
-  with ``plan.teacher_train`` (and caches it; ``progress`` as in :meth:`PopulationTrainer.train`)."""
+  """Loads ``config.teacher.path`` (or the ensemble of ``config.teacher.paths``), or the teacher
+  cached in ``<workdir>/teacher``, or trains one (``teacher.ensemble`` > 1: that many members from
+  M seeds) with ``plan.teacher_train`` (and caches it; ``progress`` as in
+  :meth:`PopulationTrainer.train`). Ensemble members of one architecture run stacked or one by one
+  as the lowering says (:attr:`jdanas.lowering.Lowering.ensemble`). A training whose loss is
+  non-finite stops the run (``config.teacher.train``), whatever ``require_above_chance`` says."""
   t = config.teacher
+  stack = resolve(plan.compute.lowering).ensemble == "vmap"
+  m = int(t.get("ensemble", 1))
   if t.get("path"):
-    teacher = load_teacher(t.path)
+    teacher = load_teacher(t.path, stack=stack)
+  elif t.get("paths"):
+    teacher = ensemble_teacher([load_teacher(p) for p in t.paths], stack=stack)
   elif (workdir / "teacher" / "teacher.json").exists():
-    teacher = load_teacher(workdir / "teacher")
+    teacher = load_teacher(workdir / "teacher", stack=stack)
+    if teacher.size != m:
+      raise ConfigError(f"config.teacher.ensemble: {m}, but the teacher cached in {workdir / 'teacher'} has "
+                        f"{teacher.size} network(s); use a fresh --workdir")
     log(f"[teacher] loaded cached {teacher.name} from {workdir / 'teacher'}")
+  elif m > 1:
+    log(f"[teacher] training an ensemble of {m} x {t.name} for {plan.teacher_train.steps} steps each")
+    try:
+      teacher = train_ensemble(key, [t.name] * m, data, recipe=plan.teacher_train, stack=stack, progress=progress)
+    except FloatingPointError as e:
+      raise ConfigError(f"config.teacher.train: {e}") from None
+    save_teacher(workdir / "teacher", teacher)
   else:
     log(f"[teacher] training {t.name} for {plan.teacher_train.steps} steps")
     try:
       teacher = train_teacher(key, t.name, data, recipe=plan.teacher_train, progress=progress)
-    except FloatingPointError as e:  # non-finite loss: nothing to distil from, whatever require_above_chance says
+    except FloatingPointError as e:
       raise ConfigError(f"config.teacher.train: {e}") from None
     save_teacher(workdir / "teacher", teacher)
   if teacher.num_classes != data.num_classes or tuple(teacher.input_shape) != tuple(data.image_shape):
@@ -98,7 +118,6 @@ def trainer(plan: Plan, data, recipe: Recipe, teacher: Teacher | None, mesh=None
 
 def vanilla_recipe(recipe: Recipe) -> Recipe:
   """``recipe`` with the plain cross-entropy loss (the no-KD comparison)."""
-  import dataclasses
   return dataclasses.replace(recipe, loss=KD_PRESETS["ce"])
 
 
@@ -112,7 +131,7 @@ def scoring_batch(plan: Plan, data, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None):
-  """The configured evaluator (``short_kd``, ``tabular`` or ``zero_cost``)."""
+  """The configured evaluator (``short_kd``, ``tabular``, ``zero_cost`` or ``one_shot``)."""
   if plan.evaluator == "tabular":
     return build_tabular(**plan.evaluator_kwargs)
   if plan.evaluator == "zero_cost":
@@ -126,6 +145,16 @@ def build_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None):
                                lowering=plan.compute.lowering, **kw)
     except ValueError as e:
       raise ConfigError(f"config.evaluator.zero_cost: {e}") from None
+  if plan.evaluator == "one_shot":
+    from jdanas.train.oneshot import OneShotEvaluator
+    # the schedule spans the whole search: rounds x steps per round
+    recipe = dataclasses.replace(plan.one_shot, steps=plan.one_shot.steps * plan.rounds)
+    try:
+      return OneShotEvaluator(plan.space, data, recipe=recipe, steps_per_round=plan.one_shot.steps,
+                              teacher=teacher, seed=int(seed), val_examples=plan.evaluator_kwargs["val_examples"],
+                              lowering=plan.compute.lowering)
+    except ValueError as e:
+      raise ConfigError(f"config.evaluator.one_shot: {e}") from None
   return ShortKDEvaluator(trainer(plan, data, plan.short_kd, teacher, mesh, field="evaluator.short_kd"))
 
 

@@ -197,6 +197,44 @@ def _single_eval(module, state: StudentState, vx, vy, vmask, mean, std):
   return jnp.where(finite & ~state.diverged, acc, jnp.nan).astype(jnp.float32)
 
 
+def batch_program(recipe: Recipe, teacher, num_examples: int, mean, std, pad: int, on_trace=None):
+  """``batch_fn(train_x, train_y, teacher_vars, key_data, key_aug, step) -> (x, y, teacher targets)``:
+  batch ``step`` (deterministic from ``(key_data, step)``), augmented and normalised on device, and
+  ONE teacher pass on it (``None`` without a teacher). ``on_trace`` is called when it is traced."""
+  uses_teacher = recipe.loss.uses_teacher
+
+  def batch_fn(train_x, train_y, teacher_vars, key_data, key_aug, step):
+    if on_trace is not None:
+      on_trace()
+    idx = batching.batch_indices(key_data, step, num_examples, recipe.batch_size)
+    x, y = train_x[idx], train_y[idx]
+    if recipe.augment:
+      x = batching.augment(jax.random.fold_in(key_aug, step), x, pad)
+    x = batching.normalize(x, mean, std)
+    # One teacher pass per batch, shared by every student of every group (logits, plus the
+    # feature tap of the DisWOT relation terms when they are on; the members of an ensemble).
+    t = (recipe.loss.teacher_targets(teacher.module.apply(teacher_vars, x, None, train=False))
+         if uses_teacher else None)
+    return x, y, t
+
+  return batch_fn
+
+
+def padded_split(split, eval_batch: int, sharding=None) -> tuple:
+  """``(x [nb, eb, ...], y [nb, eb], mask [nb, eb])``: a split padded to whole eval batches."""
+  x, y = np.asarray(split.x), np.asarray(split.y, np.int32)
+  n = len(y)
+  if n == 0:
+    raise ValueError("data.val: the validation split is empty")
+  eb = min(eval_batch, n)
+  nb = math.ceil(n / eb)
+  pad = nb * eb - n
+  xp = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]).reshape((nb, eb) + x.shape[1:])
+  yp = np.concatenate([y, np.zeros(pad, np.int32)]).reshape(nb, eb)
+  mask = (np.arange(nb * eb) < n).reshape(nb, eb)
+  return tuple(jax.device_put(a, sharding) for a in (xp, yp, mask))
+
+
 class TrainingPrograms:
   """The ahead-of-time compiled programs of population trainers, keyed by ``(kind, group key)``
   (kinds ``batch``, ``init``, ``step``, ``eval``). Each trainer makes its own unless given one;
@@ -323,13 +361,18 @@ class PopulationTrainer:
     return groups
 
   def train(self, key: jax.Array, encodings: Sequence[Any], *, lr_scale: Sequence[float] | None = None,
-            progress: bool | Callable[[int], None] = False, desc: str = "train") -> PopulationResult:
-    """Trains every encoding from scratch and returns validation accuracies.
+            init_variables: Sequence[Any] | None = None, progress: bool | Callable[[int], None] = False,
+            desc: str = "train") -> PopulationResult:
+    """Trains every encoding (from scratch unless ``init_variables`` says otherwise) and returns
+    validation accuracies.
 
     Args:
       key: PRNG key; split into init, data-order and augmentation keys.
       encodings: ``P`` encodings of ``self.space`` (validated before any compute).
       lr_scale: optional ``P`` per-student learning-rate multipliers (default 1).
+      init_variables: optional ``P`` entries, each None (random init) or the student's starting
+        ``{"params", "batch_stats"}`` (e.g. remapped from a teacher, :func:`jdanas.meta.remap`), with
+        exactly the shapes of the student's own init; its optimiser state starts fresh.
       progress: show a tqdm bar over steps; a callable is also called with each step number
         before the step (the pipeline's no-progress watchdog).
       desc: the bar's label.
@@ -341,6 +384,8 @@ class PopulationTrainer:
     scales = np.ones(n, np.float32) if lr_scale is None else np.asarray(lr_scale, np.float32)
     if scales.shape != (n,):
       raise ValueError(f"lr_scale: expected {n} values, got shape {scales.shape}")
+    if init_variables is not None and len(init_variables) != n:
+      raise ValueError(f"init_variables: expected {n} entries (None for a random init), got {len(init_variables)}")
     key_init, key_data, key_aug = jax.random.split(key, 3)
     groups = self.plan(encs)
     compiled_before = self.num_compilations
@@ -355,7 +400,10 @@ class PopulationTrainer:
         args = (jax.random.fold_in(key_init, i), jnp.asarray(encs[i]), jnp.float32(scales[i]))
         init_fn, dt = self._get("init", (sig,), lambda sig=sig: self._build_init_fn(sig), args)
         compile_s += dt
-        members.append(init_fn(*args))
+        state = init_fn(*args)
+        if init_variables is not None and init_variables[i] is not None:
+          state = self._start_from(state, init_variables[i], i)
+        members.append(state)
       states.append(self._assemble(g, members))
     x, y, t = batch_fn(*self._batch_args(key_data, key_aug, 0))
     for gi, g in enumerate(groups):
@@ -392,6 +440,17 @@ class PopulationTrainer:
         examples_per_s=n * self.recipe.steps * self.recipe.batch_size / max(train_s, 1e-9),
         _states=per_student)
 
+  def _start_from(self, state: StudentState, variables: Any, i: int) -> StudentState:
+    """``state`` with the given starting variables (same structure and shapes) and a fresh optimiser."""
+    given = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+    own = {"params": state.params, "batch_stats": state.batch_stats}
+    if jax.tree.structure(given) != jax.tree.structure(own) or any(
+        np.shape(a) != np.shape(b) for a, b in zip(jax.tree.leaves(given), jax.tree.leaves(own))):
+      raise ValueError(f"init_variables[{i}]: the structure or shapes differ from the student's own variables")
+    params = jax.tree.map(lambda a, b: jnp.asarray(a, b.dtype), given["params"], own["params"])
+    batch_stats = jax.tree.map(lambda a, b: jnp.asarray(a, b.dtype), given["batch_stats"], own["batch_stats"])
+    return state.replace(params=params, batch_stats=batch_stats, opt_state=self.tx.init(params))
+
   # ---- program construction --------------------------------------------------------------
   def _get(self, kind: str, gkey: tuple, build, args):
     """AOT-compiles (once per ``(kind, group key)``) and returns ``(compiled, seconds spent)``."""
@@ -413,23 +472,9 @@ class PopulationTrainer:
     return (self._train_x, self._train_y, self._teacher_vars, key_data, key_aug, jnp.int32(step))
 
   def _build_batch_fn(self):
-    recipe, teacher, n = self.recipe, self.teacher, len(self.data.train.y)
-    mean, std, pad = self._mean, self._std, self._pad
-    uses_teacher = recipe.loss.uses_teacher
-
-    def batch_fn(train_x, train_y, teacher_vars, key_data, key_aug, step):
-      self.trace_counts[("batch",)] += 1
-      idx = batching.batch_indices(key_data, step, n, recipe.batch_size)
-      x, y = train_x[idx], train_y[idx]
-      if recipe.augment:
-        x = batching.augment(jax.random.fold_in(key_aug, step), x, pad)
-      x = batching.normalize(x, mean, std)
-      # One teacher pass per batch, shared by every student of every group (logits, plus the
-      # feature tap of the DisWOT relation terms when they are on).
-      t = (recipe.loss.teacher_targets(teacher.module.apply(teacher_vars, x, None, train=False))
-           if uses_teacher else None)
-      return x, y, t
-
+    counted = lambda: self.trace_counts.update([("batch",)])  # noqa: E731
+    batch_fn = batch_program(self.recipe, self.teacher, len(self.data.train.y), self._mean, self._std, self._pad,
+                             on_trace=counted)
     # Batches and teacher logits are split over the mesh's 'data' axis.
     return self._jit(batch_fn, P("data"))
 
@@ -501,17 +546,7 @@ class PopulationTrainer:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
   def _padded_val(self, split, eval_batch: int, sharding):
-    x, y = np.asarray(split.x), np.asarray(split.y, np.int32)
-    n = len(y)
-    if n == 0:
-      raise ValueError("data.val: the validation split is empty")
-    eb = min(eval_batch, n)
-    nb = math.ceil(n / eb)
-    pad = nb * eb - n
-    xp = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]).reshape((nb, eb) + x.shape[1:])
-    yp = np.concatenate([y, np.zeros(pad, np.int32)]).reshape(nb, eb)
-    mask = (np.arange(nb * eb) < n).reshape(nb, eb)
-    return tuple(jax.device_put(a, sharding) for a in (xp, yp, mask))
+    return padded_split(split, eval_batch, sharding)
 
   @staticmethod
   def _member_states(g: Group, states) -> list[StudentState]:
