@@ -27,6 +27,12 @@ budgets and recipes) is checked before any compute; a bad one exits with status 
 stderr, ``error: <field, flag or file>: <what is wrong>``. A teacher no better than chance stops the
 run the same way before the search. Compiled programs are cached in ``<workdir>/jax_cache``
 (unless ``JAX_COMPILATION_CACHE_DIR`` is set), so a resumed run does not compile again.
+
+Never hang: XLA:CPU runs with the runtime flags that avoid its wedge, added to your own
+``XLA_FLAGS`` (``JDANAS_XLA_SAFE=0`` leaves ``XLA_FLAGS`` alone), and a run that makes no progress
+for ``compute.stall_timeout_s`` seconds (default 1800; 0 = never) stops with one ``error:`` line
+naming the phase, the Python stacks of all threads and exit status 3; resuming it continues from
+the last checkpointed round. See docs/lowering.md, "Hangs on XLA:CPU".
 """
 from __future__ import annotations
 
@@ -196,6 +202,8 @@ def main(argv: list[str]) -> int:
   logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
   try:
     config, workdir, show, launch = parse(argv)
+    from jdanas.lowering import configure_cpu_runtime
+    configure_cpu_runtime()  # before jax starts its backend: XLA reads XLA_FLAGS only then
     if launch is not None and not show:  # before any other JAX call (the mesh spans every process)
       from jdanas.parallel import initialize_distributed
       initialize_distributed(launch)

@@ -129,6 +129,7 @@ def nb201_bench(reps, channels, num_cells):
   return out
 
 def main():
+  lowering_lib.configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--reps", type=int, default=None)

@@ -62,6 +62,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+  from jdanas.lowering import configure_cpu_runtime
+  configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   args = parse_args(argv)
   import jax
   jax.config.update("jax_cpu_enable_async_dispatch", False)

@@ -25,6 +25,8 @@ GROUPS = ("stem", "stage1", "reduction1", "stage2", "reduction2", "stage3", "cla
 
 
 def main(argv=None):
+  from jdanas.lowering import configure_cpu_runtime
+  configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--cells-n", type=int, default=200)
   p.add_argument("--seed", type=int, default=1)

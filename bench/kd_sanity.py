@@ -74,6 +74,8 @@ def log(msg: str) -> None:
 
 
 def main(argv=None) -> None:
+  from jdanas.lowering import configure_cpu_runtime
+  configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   args = parse_args(argv)
   t_start = time.perf_counter()
 

@@ -33,6 +33,7 @@ CELL = "|nor_conv_1x1~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_1x1~1|
 
 
 def main():
+  lowering_lib.configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--cell", default=CELL)

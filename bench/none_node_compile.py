@@ -42,6 +42,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+  from jdanas.lowering import configure_cpu_runtime
+  configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   args = parse_args(argv)
   import dataclasses
 

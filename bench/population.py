@@ -136,6 +136,8 @@ def main(argv=None) -> None:
   args = parse_args(argv)
   if args.no_constant_folding:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_disable_hlo_passes=constant_folding").strip()
+  from jdanas.lowering import configure_cpu_runtime
+  configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   # jax reads XLA_FLAGS when its backend starts: import only after the flag is set.
   import jax
   import jax.numpy as jnp

@@ -61,6 +61,8 @@ def log(msg):
 
 
 def main(argv=None):
+  from jdanas.lowering import configure_cpu_runtime
+  configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   args = parse_args(argv)
   t_start = time.perf_counter()
   from jdanas.data import shared_data_dir

@@ -77,6 +77,8 @@ def distinct_cells(rng, n: int):
 
 
 def main(argv=None):
+  from jdanas.lowering import configure_cpu_runtime
+  configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   args = parse_args(argv)
   import jax
   # Synchronous CPU dispatch: multi-minute calls hung with asynchronous dispatch on XLA:CPU (see

@@ -44,6 +44,7 @@ import numpy as np
 
 from jdanas.benchmarks.nb201 import NB201Table, table_search
 from jdanas.data import shared_data_dir
+from jdanas.lowering import configure_cpu_runtime
 from jdanas.searchers import enumerate_encodings, get_searcher, mixed_radix_index
 from jdanas.spaces import get_space
 
@@ -54,6 +55,7 @@ SETTINGS = {
 
 
 def main():
+  configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="10 runs x 50 queries")
   parser.add_argument("--runs", type=int, default=None, help="independent runs (default 100)")

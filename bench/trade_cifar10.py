@@ -100,6 +100,8 @@ def make_config(quick: bool, searcher: str, seed: int, data_dir: pathlib.Path):
 
 
 def main(argv=None) -> None:
+  from jdanas.lowering import configure_cpu_runtime
+  configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   args = parse_args(argv)
   from jdanas.data import shared_data_dir
   data_dir = shared_data_dir()

@@ -51,7 +51,9 @@ Measured (2 CPU cores; a second benchmark ran beside it; seed 0; same run keys f
 
 Long calls: with asynchronous CPU dispatch, runs of several minutes per call twice hung (every XLA
 worker idle, the host waiting on a buffer that never became ready; once single-threaded), so
-``main`` turns asynchronous dispatch off; the 100 x 150 run above then finished.
+``main`` turns asynchronous dispatch off; the 100 x 150 run above then finished. ``--runs 20`` later
+hung with synchronous dispatch too; ``main`` now applies the safe XLA:CPU flags (YNNPACK fusions
+off; ``docs/lowering.md``, "Hangs on XLA:CPU"; reproducer: ``bench/xla_cpu_hang.py``).
 """
 import argparse
 import json
@@ -64,6 +66,7 @@ import numpy as np
 
 from jdanas.benchmarks.nb201 import NB201Table, table_search
 from jdanas.data import shared_data_dir
+from jdanas.lowering import configure_cpu_runtime
 from jdanas.searchers import enumerate_encodings, get_searcher, mixed_radix_index
 from jdanas.spaces import get_space
 
@@ -78,6 +81,7 @@ SETTINGS = {
 
 
 def main():
+  configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="10 runs x 60 queries")
   parser.add_argument("--runs", type=int, default=None, help="independent runs (default 100)")

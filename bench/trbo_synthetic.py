@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdanas.lowering import configure_cpu_runtime
 from jdanas.searchers import casmopolitan, turbo_box
 from jdanas.spaces.base import AbstractSearchSpace
 
@@ -122,6 +123,7 @@ def make_problem(name: str, batch: int, evals: int, num_candidates: int | None):
 
 
 def main():
+  configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--function", default=None, help=f"one of {', '.join(FUNCTIONS)} (default: all)")
   parser.add_argument("--evals", type=int, default=None, help="evaluations per run")

@@ -60,7 +60,7 @@ def get_config(arg: str | None = None):
   # schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
   # precision: "bf16" trains students in bfloat16 (float32 parameters and losses), for GPUs/TPUs.
   c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
-                   mesh=dict(pop=1, data=-1))
+                   mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0)
   if arg == "smoke":
     c.teacher.name = "resnet8"
     c.teacher.train.update(steps=3, batch_size=32)

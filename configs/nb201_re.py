@@ -49,7 +49,7 @@ def get_config(arg: str | None = None):
   # specialize: 'auto' trains each cell with a program specialised to it on CPU when the
   # schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
   c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
-                   mesh=dict(pop=1, data=-1))
+                   mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0)
   if arg == "runlocal":
     c.data.update(train_limit=5000, test_limit=2000)
     c.teacher.name = "resnet20"

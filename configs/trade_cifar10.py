@@ -117,7 +117,7 @@ def get_config(arg: str | None = None):
                  schedule="cosine", augment=True,
                  baselines=["resnet20", "resnet32", "wrn_16_2", "mobilenetv2_half"])
   c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
-                   mesh=dict(pop=1, data=-1))
+                   mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0)
   if runlocal:
     c.data.update(train_limit=5000, test_limit=2000)
     c.teacher.name = "resnet20"

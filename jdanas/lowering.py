@@ -54,11 +54,17 @@ Spaces opt in through one method, ``space.lowered(lowering, purpose)`` (``purpos
 :data:`PURPOSES`), which returns the space configured for the program; :func:`build` and
 :func:`specialize` then wrap the module in :class:`ForwardOnlyConvs` when the program's
 convolutions are forward-only. See ``docs/lowering.md`` for the user-facing notes.
+
+Runtime flags: :func:`cpu_runtime_flags` / :func:`configure_cpu_runtime` add the ``XLA_FLAGS``
+that avoid the XLA:CPU wedge (a program whose run never finishes, every thread idle; see
+``docs/lowering.md``, "Hangs on XLA:CPU") to the user's own, before the backend starts.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import warnings
 from typing import Any, Hashable
 
 import flax.linen as nn
@@ -211,3 +217,50 @@ def specializes(lowering: Lowering, work: float) -> bool:
   """``specialize="auto"``: whether a schedule of ``work`` (masked forward FLOPs per example x
   batch x steps) is trained with specialised programs under ``lowering``."""
   return work >= lowering.specialize_min_work
+
+
+# ---- XLA:CPU runtime flags ----------------------------------------------------------------------
+
+SAFE_ENV = "JDANAS_XLA_SAFE"  # "0": add no runtime flags (the escape hatch)
+# Flag -> value. An empty ynn fusion type list turns XLA:CPU's YNNPACK fusions off: jaxlib 0.10.2's
+# YNNPACK path crashes on a known program here and is the suspect of the hang of
+# bench/trbo_nb201.py (docs/lowering.md, "Hangs on XLA:CPU"; bench/xla_cpu_hang.py).
+CPU_SAFE_FLAGS = {"--xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def _missing(user_flags: str) -> list[str]:
+  """The safe flags (``--name=value``) that ``user_flags`` does not set to any value."""
+  named = {f.split("=", 1)[0] for f in user_flags.split()}
+  return [f"{flag}={value}" for flag, value in CPU_SAFE_FLAGS.items() if flag not in named]
+
+
+def cpu_runtime_flags(user_flags: str | None = None) -> str:
+  """``XLA_FLAGS`` with the safe XLA:CPU runtime flags (:data:`CPU_SAFE_FLAGS`) added after
+  ``user_flags`` (default: the environment's ``XLA_FLAGS``); a flag the user sets, to any
+  value, is kept as the user set it, never overridden."""
+  user = (os.environ.get("XLA_FLAGS", "") if user_flags is None else user_flags).strip()
+  return " ".join([user] * bool(user) + _missing(user))
+
+
+def configure_cpu_runtime(env=None) -> bool:
+  """Sets ``env["XLA_FLAGS"]`` (default ``os.environ``) to :func:`cpu_runtime_flags` unless
+  ``JDANAS_XLA_SAFE=0``. XLA reads the flags when its backend starts, so this only takes effect
+  before jax computes anything: call it first (``run.py``, the tests and the benches do; the
+  pipeline's entry points call it too). Returns whether the flags are in effect; once the
+  backend has started without them it changes nothing and warns (once per process: Python's
+  default warning filter)."""
+  env = os.environ if env is None else env
+  if env.get(SAFE_ENV, "1").strip() == "0":
+    return False
+  current = env.get("XLA_FLAGS", "")
+  missing = _missing(current)
+  if not missing:
+    return True
+  from jax._src import xla_bridge  # no public query for "has the backend started"
+  if env is os.environ and xla_bridge.backends_are_initialized():
+    warnings.warn(f"jdanas: jax started without {' '.join(missing)} in XLA_FLAGS, so a long XLA:CPU run can hang "
+                  f"(docs/lowering.md, 'Hangs on XLA:CPU'); call jdanas.lowering.configure_cpu_runtime() before "
+                  f"using jax, or set {SAFE_ENV}=0 to accept the risk", RuntimeWarning, stacklevel=2)
+    return False
+  env["XLA_FLAGS"] = cpu_runtime_flags(current)
+  return True

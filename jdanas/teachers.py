@@ -23,7 +23,7 @@ import dataclasses
 import functools
 import json
 import pathlib
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -59,7 +59,8 @@ class Teacher:
     return self.module.apply(self.variables, x, None, train=False)["logits"]
 
 
-def train_teacher(key: jax.Array, name: str, data, *, recipe: Recipe, progress: bool = False) -> Teacher:
+def train_teacher(key: jax.Array, name: str, data, *, recipe: Recipe,
+                  progress: bool | Callable[[int], None] = False) -> Teacher:
   """Trains zoo model ``name`` on ``data`` with plain cross-entropy (``recipe.loss`` must have no
   soft term) and returns it with its validation accuracy in ``meta['val_accuracy']``."""
   if recipe.loss.uses_teacher:
@@ -171,7 +172,7 @@ def ensemble_teacher(members: Sequence[Teacher], *, stack: bool = True) -> Teach
 
 
 def train_ensemble(key: jax.Array, names: Sequence[str], data, *, recipe: Recipe, stack: bool = True,
-                   progress: bool = False) -> Teacher:
+                   progress: bool | Callable[[int], None] = False) -> Teacher:
   """Trains member ``i`` (zoo model ``names[i]``) with :func:`train_teacher` from ``fold_in(key, i)``
   (M seeds of one recipe) and returns their ensemble."""
   members = [train_teacher(jax.random.fold_in(key, i), name, data, recipe=recipe, progress=progress)

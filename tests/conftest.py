@@ -1,6 +1,8 @@
-"""Test setup: 4 simulated CPU devices (sharding tests), XLA optimisations off (compile time
-dominates tiny test programs), a persistent compilation cache shared by the session's processes
-(resume tests compile the same programs again), and shared fixtures."""
+"""Test setup: 4 simulated CPU devices (sharding tests), the safe XLA:CPU runtime flags
+(:func:`jdanas.lowering.configure_cpu_runtime`; inherited by the tests' subprocesses), XLA
+optimisations off (compile time dominates tiny test programs), a persistent compilation cache
+shared by the session's processes (resume tests compile the same programs again), and shared
+fixtures."""
 import os
 import tempfile
 
@@ -8,6 +10,10 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jdanas_test_jax_cache_"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+from jdanas.lowering import configure_cpu_runtime  # noqa: E402
+
+configure_cpu_runtime()  # before jax starts its backend
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -38,12 +38,14 @@ from typing import Any
 import ml_collections
 
 from jdanas.parallel import is_main_process
+from jdanas.lowering import configure_cpu_runtime
 from jdanas.pipeline.check import Checked, describe, prepare
 from jdanas.pipeline.config import ConfigError, Plan, build_plan, validate_config
 from jdanas.pipeline.final import train_final
 from jdanas.pipeline.search import SearchResult, search
 from jdanas.pipeline.setup import log
 from jdanas.pipeline.summary import config_dict, print_summary, report
+from jdanas.pipeline.watchdog import EXIT_STALLED, Watchdog
 
 
 def finished_report(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict | None:
@@ -62,7 +64,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
         checked: Checked | None = None) -> dict[str, Any]:
   """Runs (or resumes) the whole pipeline in ``workdir``; returns the report dict. A workdir that
   already holds the finished run of ``config`` is recognised: its report is returned, nothing is
-  recomputed. ``checked``: the result of :func:`prepare` when the caller already ran it."""
+  recomputed. ``checked``: the result of :func:`prepare` when the caller already ran it.
+
+  Safe by default on CPU: the XLA:CPU runtime flags that avoid the wedge are applied first if jax
+  has not started yet (:func:`jdanas.lowering.configure_cpu_runtime`; ``JDANAS_XLA_SAFE=0`` turns
+  them off), and a run that makes no progress for ``compute.stall_timeout_s`` seconds ends the
+  process with one ``error:`` line, the Python stacks and exit status 3 (:class:`Watchdog`).
+  """
+  configure_cpu_runtime()
   checked = checked or prepare(config, workdir)
   done = finished_report(config, workdir)
   if done is not None:
@@ -71,9 +80,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     if is_main_process():
       print_summary(done, pathlib.Path(workdir))
     return done
-  searched = search(config, workdir, checked)
-  return report(searched, train_final(searched))
+  with Watchdog(checked.plan.compute.stall_timeout_s) as watchdog:
+    searched = search(config, workdir, checked, watchdog=watchdog)
+    final = train_final(searched, watchdog=watchdog)
+    watchdog.beat("report")
+    return report(searched, final)
 
 
-__all__ = ["Checked", "ConfigError", "Plan", "SearchResult", "build_plan", "describe", "finished_report", "prepare",
-           "report", "run", "search", "train_final", "validate_config"]
+__all__ = ["EXIT_STALLED", "Checked", "ConfigError", "Plan", "SearchResult", "Watchdog", "build_plan", "describe",
+           "finished_report", "prepare", "report", "run", "search", "train_final", "validate_config"]

@@ -26,7 +26,7 @@ reference; every shipped config has the same shape)::
   search      rounds, top_k
   final       a recipe, plus baselines (architecture strings of the space)
   compute     strategy, score_strategy, specialize, lowering, precision ("fp32" | "bf16"), mesh
-              (pop, data): how the search's evaluator AND the final training run on this machine
+              (pop, data), stall_timeout_s: how the search's evaluator AND the final training run on this machine
 
 :func:`build_plan` turns a config into a :class:`Plan`: the space, the searcher (with a stand-in
 budget of the same form), the recipes, the KD loss, the mesh and the evaluator settings are built
@@ -64,6 +64,9 @@ class ConfigError(ValueError):
   """A config value is invalid; the message is one line naming the field."""
 
 
+DEFAULT_STALL_TIMEOUT_S = 1800.0
+
+
 @dataclasses.dataclass(frozen=True)
 class Compute:
   """``config.compute``: how evaluation and final training run (read by both phases).
@@ -78,6 +81,8 @@ class Compute:
     precision: ``"fp32"`` or ``"bf16"`` (mixed precision of the population engine: bfloat16
       compute, float32 parameters, optimizer state, BatchNorm statistics and losses; see
       :mod:`jdanas.train.population`). The zero-cost scorer and the teacher's training stay float32.
+    stall_timeout_s: seconds without progress (a teacher or final training step, a search round)
+      after which the run fails loudly (:mod:`jdanas.pipeline.watchdog`); 0 = never.
   """
   strategy: str
   score_strategy: str
@@ -85,6 +90,7 @@ class Compute:
   lowering: str
   mesh_shape: tuple[int, int]
   precision: str = "fp32"
+  stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S
 
   def mesh(self) -> jax.sharding.Mesh | None:
     """The mesh, or None on a single device (the engines then use the default device)."""
@@ -215,6 +221,9 @@ def build_compute(c, space: AbstractSearchSpace) -> Compute:
   if specialize is True:
     need(space.can_specialize, "compute.specialize",
          f"space {space.name!r} has no specialised form (use 'auto' or False)")
+  stall = c.get("stall_timeout_s", DEFAULT_STALL_TIMEOUT_S)
+  need(_is_num(stall) and np.isfinite(stall) and stall >= 0, "compute.stall_timeout_s",
+       f"must be a finite number of seconds >= 0 (0 = no watchdog), got {stall!r}")
   m = c.mesh
   need(_is_int(m.pop) and _is_int(m.data), "compute.mesh", f"pop/data must be ints, got {m.pop!r}/{m.data!r}")
   try:
@@ -222,7 +231,8 @@ def build_compute(c, space: AbstractSearchSpace) -> Compute:
   except ValueError as e:
     raise ConfigError(f"config.compute.{e}") from None
   return Compute(strategy=c.strategy, score_strategy=score_strategy, specialize=specialize, lowering=lowering,
-                 mesh_shape=(int(mesh.shape["pop"]), int(mesh.shape["data"])), precision=precision)
+                 mesh_shape=(int(mesh.shape["pop"]), int(mesh.shape["data"])), precision=precision,
+                 stall_timeout_s=float(stall))
 
 
 def _stand_in_budget(enc: jax.Array) -> jax.Array:

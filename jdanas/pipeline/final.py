@@ -11,8 +11,9 @@ import numpy as np
 from jdanas import costs
 from jdanas.parallel import is_main_process
 from jdanas.pipeline.config import ConfigError
-from jdanas.pipeline.search import SearchResult
+from jdanas.pipeline.search import SearchResult, at_chance, chance_accuracy
 from jdanas.pipeline.setup import log, trainer, vanilla_recipe
+from jdanas.pipeline.watchdog import Watchdog
 from jdanas.teachers import evaluate
 from jdanas.train import PopulationTrainer
 
@@ -60,16 +61,17 @@ def _export(s: SearchResult, enc: np.ndarray, variables, val_accuracy: float) ->
   return str(export_dir.relative_to(s.workdir.absolute()) if export_dir.is_absolute() else export_dir)
 
 
-def train_baselines(s: SearchResult, kd_trainer: PopulationTrainer) -> list[dict]:
+def train_baselines(s: SearchResult, kd_trainer: PopulationTrainer, progress=True) -> list[dict]:
   """KD-trains ``config.final.baselines`` with the chosen student's trainer (same recipe, teacher
-  and batches); one report row per baseline."""
+  and batches); one report row per baseline (``progress`` as in :meth:`PopulationTrainer.train`)."""
   names = list(s.plan.baselines)
   if not names:
     return []
   space, data = s.plan.space, s.data
   encs = [space.encode(b) for b in names]
   log(f"[final] KD-training {len(names)} baseline students with the same recipe: {', '.join(names)}")
-  result = kd_trainer.train(jax.random.fold_in(s.key_final, 1), encs, progress=True, desc="final KD baselines")
+  result = kd_trainer.train(jax.random.fold_in(s.key_final, 1), encs, progress=progress,
+                            desc="final KD baselines")
   limit = s.plan.limits["max_params"]
   rows = []
   for i, (name, enc) in enumerate(zip(names, encs)):
@@ -83,24 +85,38 @@ def train_baselines(s: SearchResult, kd_trainer: PopulationTrainer) -> list[dict
   return rows
 
 
-def teacher_warnings(name: str, teacher_val: float, no_kd_val: float) -> list[str]:
-  """A warning when the teacher is less accurate (validation) than the chosen student trained
-  without it: distillation then pulls the student towards a worse classifier."""
+def teacher_warnings(name: str, teacher_val: float, no_kd_val: float, chance: float | None = None) -> list[str]:
+  """Warnings about the teacher: no better than ``chance`` (a run with
+  ``teacher.require_above_chance=False``), or less accurate (validation) than the chosen student
+  trained without it: distillation then pulls the student towards a worse classifier."""
+  out = []
+  problem = None if chance is None else at_chance(name, teacher_val, chance)
+  if problem:
+    out.append(f"{problem}: the students were distilled from noise "
+               f"(teacher.require_above_chance=False)")
   if np.isfinite(no_kd_val) and teacher_val < no_kd_val:
-    return [f"the teacher {name} (val {teacher_val:.4f}) is less accurate than the chosen student trained "
-            f"without KD (val {no_kd_val:.4f}); KD from it is likely to hurt: train the teacher longer or pick "
-            f"a stronger one"]
-  return []
+    out.append(f"the teacher {name} (val {teacher_val:.4f}) is less accurate than the chosen student trained "
+               f"without KD (val {no_kd_val:.4f}); KD from it is likely to hurt: train the teacher longer or pick "
+               f"a stronger one")
+  return out
 
 
-def train_final(s: SearchResult) -> dict:
+def train_final(s: SearchResult, watchdog: Watchdog | None = None) -> dict:
   """Full-schedule KD of the top-K, choice by validation accuracy, no-KD comparison, baselines and
-  export (``<workdir>/export``).
+  export (``<workdir>/export``). Every training step is a progress point of ``watchdog`` (default:
+  one of ``compute.stall_timeout_s`` for this call, :mod:`jdanas.pipeline.watchdog`).
 
   Returns:
     ``{"top": [...], "baselines": [...], "final": {...}, "export": str, "warnings": [str]}`` (sections of the report;
     see :mod:`jdanas.report`).
   """
+  if watchdog is not None:
+    return _train_final(s, watchdog)
+  with Watchdog(s.plan.compute.stall_timeout_s) as watchdog:
+    return _train_final(s, watchdog)
+
+
+def _train_final(s: SearchResult, watchdog: Watchdog) -> dict:
   plan, data, space = s.plan, s.data, s.plan.space
   top = top_archs(s.ledger, plan.top_k)
   if not top:
@@ -110,13 +126,16 @@ def train_final(s: SearchResult) -> dict:
   encs = [np.asarray(r["encoding"], np.int32) for r in top]
   log(f"[final] KD-training the top {len(encs)} students for {plan.final.steps} steps")
   kd_trainer = trainer(plan, data, plan.final, s.teacher, s.mesh)
-  kd = kd_trainer.train(jax.random.fold_in(s.key_final, 0), encs, progress=True, desc="final KD")
+  kd = kd_trainer.train(jax.random.fold_in(s.key_final, 0), encs, progress=watchdog.ticker("final KD"),
+                          desc="final KD")
   chosen = int(np.argmax(np.where(np.isfinite(kd.accuracy), kd.accuracy, -np.inf)))
   enc = encs[chosen]
   log(f"[final] training the chosen student {space.decode(enc)} without KD for comparison")
   vanilla_trainer = trainer(plan, data, vanilla_recipe(plan.final), None, s.mesh)
-  vanilla = vanilla_trainer.train(jax.random.fold_in(s.key_final, 0), [enc], progress=True, desc="final vanilla")
-  warnings = teacher_warnings(s.teacher.name, s.teacher_accuracy["val_accuracy"], float(vanilla.accuracy[0]))
+  vanilla = vanilla_trainer.train(jax.random.fold_in(s.key_final, 0), [enc], progress=watchdog.ticker("final no-KD"),
+                                   desc="final vanilla")
+  warnings = teacher_warnings(s.teacher.name, s.teacher_accuracy["val_accuracy"], float(vanilla.accuracy[0]),
+                              chance=chance_accuracy(data.val))
   for w in warnings:
     log(f"[final] warning: {w}")
   kd_vars = jax.device_get(kd.variables(chosen))
@@ -124,7 +143,7 @@ def train_final(s: SearchResult) -> dict:
   c = costs.model_costs(space, enc, num_classes=data.num_classes, input_shape=data.image_shape)
   return {
       "top": _top_rows(s, top, encs, kd.accuracy),
-      "baselines": train_baselines(s, kd_trainer),
+      "baselines": train_baselines(s, kd_trainer, progress=watchdog.ticker("final baselines")),
       "final": {"arch": space.decode(enc), "params": c.params, "flops": c.flops, "steps": int(plan.final.steps),
                 "kd": {"val_accuracy": float(kd.accuracy[chosen]), "test_accuracy": _test_accuracy(s, enc, kd_vars)},
                 "no_kd": {"val_accuracy": float(vanilla.accuracy[0]),

@@ -17,10 +17,12 @@ from tqdm.auto import tqdm
 from jdanas import costs
 from jdanas.parallel import check_same_across_processes, is_main_process
 from jdanas.evaluators import ScoreKind
+from jdanas.lowering import configure_cpu_runtime
 from jdanas.pipeline.checkpoints import Checkpoints
 from jdanas.pipeline.check import Checked, prepare
 from jdanas.pipeline.config import ConfigError, Plan
 from jdanas.pipeline.setup import build_evaluator, get_teacher, log, plan_searcher
+from jdanas.pipeline.watchdog import Watchdog
 from jdanas.teachers import Teacher, ensemble_report, evaluate
 
 CONFIG_ECHO = "config.json"  # the config of the run, written when its compute starts
@@ -60,22 +62,29 @@ def chance_accuracy(split) -> float:
   return float(np.bincount(np.asarray(split.y)).max() / len(split.y))
 
 
+def at_chance(teacher_name: str, val_accuracy: float, chance: float) -> str | None:
+  """What is wrong with a teacher no better than ``chance`` on the validation split, else None."""
+  if np.isfinite(val_accuracy) and val_accuracy > chance:
+    return None
+  return (f"the teacher {teacher_name} is no better than chance (val accuracy {val_accuracy:.4f} <= {chance:.4f}, "
+          f"the most frequent class)")
+
+
 def check_teacher(teacher_name: str, val_accuracy: float, data) -> None:
   """Stops the run (:class:`ConfigError`) when the teacher is no better than chance on the
   validation split: distilling from it would only teach the students noise."""
-  chance = chance_accuracy(data.val)
-  if not np.isfinite(val_accuracy) or val_accuracy <= chance:
-    raise ConfigError(f"config.teacher: the teacher {teacher_name} is no better than chance (val accuracy "
-                      f"{val_accuracy:.4f} <= {chance:.4f}, the most frequent class); check teacher.train "
-                      f"(learning_rate, steps) or teacher.path")
+  problem = at_chance(teacher_name, val_accuracy, chance_accuracy(data.val))
+  if problem:
+    raise ConfigError(f"config.teacher: {problem}; check teacher.train (learning_rate, steps) or teacher.path")
 
 
 def _data_and_teacher(config: ml_collections.ConfigDict, plan: Plan, workdir: pathlib.Path,
-                      key: jax.Array, data) -> tuple[Any, Teacher, dict]:
+                      key: jax.Array, data, watchdog: Watchdog) -> tuple[Any, Teacher, dict]:
   """The teacher and its ``{"val_accuracy", "test_accuracy"}`` (stops at a teacher at chance)."""
   log(f"[data] {config.data.name}: train {len(data.train)}, val {len(data.val)}, "
       f"test {len(data.test) if data.test is not None else 0}, {data.num_classes} classes, {data.image_shape}")
-  teacher = get_teacher(config, plan, data, workdir, key)
+  teacher = get_teacher(config, plan, data, workdir, key, progress=watchdog.ticker("teacher training"))
+  watchdog.beat("teacher evaluation")
   val = evaluate(teacher.module, teacher.variables, data.val, data.mean, data.std)
   test = evaluate(teacher.module, teacher.variables, data.test, data.mean, data.std) if data.test is not None else None
   log(f"[teacher] {teacher.name}: val accuracy {val:.4f}")
@@ -89,6 +98,8 @@ def _data_and_teacher(config: ml_collections.ConfigDict, plan: Plan, workdir: pa
         + ", members " + " ".join(f"{a:.4f}" for a in accuracy["ensemble"]["members"]))
   if config.teacher.get("require_above_chance", True):
     check_teacher(teacher.name, val, data)
+  elif problem := at_chance(teacher.name, val, chance_accuracy(data.val)):
+    log(f"[teacher] warning: {problem}; continuing because teacher.require_above_chance=False")
   return data, teacher, accuracy
 
 
@@ -141,7 +152,7 @@ def _metrics_row(r: int, ledger: list, scores: np.ndarray, seconds: float, metri
 
 
 def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-           checked: Checked | None = None) -> SearchResult:
+           checked: Checked | None = None, watchdog: Watchdog | None = None) -> SearchResult:
   """Validates ``config`` and everything checkable before compute (:func:`jdanas.pipeline.check.prepare`,
   skipped when ``checked`` is its result), trains or loads the teacher (a teacher no better than
   chance stops the run with a :class:`ConfigError`), and runs (or resumes) the search.
@@ -153,8 +164,20 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   In a multi-process run (docs/scaling.md) every process runs this same loop; the searcher state
   after each ``tell`` must have the same checksum on every process (a ``RuntimeError`` otherwise),
   every process takes part in the checkpoint, and only process 0 writes the other files.
+  Teacher steps and search rounds are progress points of ``watchdog`` (default: one of
+  ``compute.stall_timeout_s`` for this call, :mod:`jdanas.pipeline.watchdog`). The safe XLA:CPU runtime
+  flags are applied first when jax has not started yet (:func:`jdanas.lowering.configure_cpu_runtime`).
   """
+  configure_cpu_runtime()
   checked = checked or prepare(config, workdir)
+  if watchdog is not None:
+    return _search(config, workdir, checked, watchdog)
+  with Watchdog(checked.plan.compute.stall_timeout_s) as watchdog:
+    return _search(config, workdir, checked, watchdog)
+
+
+def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, checked: Checked,
+            watchdog: Watchdog) -> SearchResult:
   plan = checked.plan
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +188,7 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   key_teacher, key_search, key_final = jax.random.split(jax.random.key(config.seed), 3)
   key_init, key_loop = jax.random.split(key_search)
 
-  data, teacher, teacher_accuracy = _data_and_teacher(config, plan, workdir, key_teacher, checked.data)
+  data, teacher, teacher_accuracy = _data_and_teacher(config, plan, workdir, key_teacher, checked.data, watchdog)
   budget = checked.budget
   searcher = plan_searcher(plan, budget)
   feasible_batch = jax.jit(jax.vmap(budget)) if budget is not None else None
@@ -198,6 +221,7 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   compilations = 0
   bar = tqdm(range(start_round, plan.rounds), desc="search", initial=start_round, total=plan.rounds, file=sys.stderr)
   for r in bar:
+    watchdog.beat(f"search round {r}")
     t_round = time.perf_counter()
     key_ask, key_eval, key_tell = jax.random.split(jax.random.fold_in(key_loop, r), 3)
     encs, state = ask(key_ask, state)
@@ -218,6 +242,7 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
       writer.add_scalar("search/best_score", row["best_score"], r)
       writer.add_scalar("search/round_best", row["round_best"] or float("nan"), r)
     bar.set_postfix(best=f"{row['best_score']:.4f}")
+    watchdog.beat(f"search round {r} (done)")
   if writer is not None:
     writer.close()
   ckpt.close()
@@ -228,4 +253,4 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                       stats=stats, key_final=key_final, mesh=mesh, started=started)
 
 
-__all__ = ["CONFIG_ECHO", "SearchResult", "chance_accuracy", "check_teacher", "search"]
+__all__ = ["CONFIG_ECHO", "SearchResult", "at_chance", "chance_accuracy", "check_teacher", "search"]

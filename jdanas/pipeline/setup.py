@@ -45,12 +45,14 @@ def load_data(config: ml_collections.ConfigDict):
 
 
 def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pathlib.Path,
-                key: jax.Array) -> Teacher:
+                key: jax.Array, progress=True) -> Teacher:
   """Loads ``config.teacher.path`` (or the ensemble of ``config.teacher.paths``), or the teacher
   cached in ``<workdir>/teacher``, or trains one (``teacher.ensemble`` > 1: that many members from
   M seeds) with ``plan.teacher_train`` (and caches it; in a multi-process run every process trains the
-  same teacher and process 0 caches it). Ensemble members of one architecture run stacked or one by one
-  as the lowering says (:attr:`jdanas.lowering.Lowering.ensemble`)."""
+  same teacher and process 0 caches it; ``progress`` as in :meth:`PopulationTrainer.train`). Ensemble
+  members of one architecture run stacked or one by one as the lowering says
+  (:attr:`jdanas.lowering.Lowering.ensemble`). A training whose loss is non-finite stops the run
+  (``config.teacher.train``), whatever ``require_above_chance`` says."""
   t = config.teacher
   stack = resolve(plan.compute.lowering).ensemble == "vmap"
   m = int(t.get("ensemble", 1))
@@ -67,12 +69,18 @@ def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pa
     log(f"[teacher] loaded cached {teacher.name} from {workdir / 'teacher'}")
   elif m > 1:
     log(f"[teacher] training an ensemble of {m} x {t.name} for {plan.teacher_train.steps} steps each")
-    teacher = train_ensemble(key, [t.name] * m, data, recipe=plan.teacher_train, stack=stack, progress=True)
+    try:
+      teacher = train_ensemble(key, [t.name] * m, data, recipe=plan.teacher_train, stack=stack, progress=progress)
+    except FloatingPointError as e:
+      raise ConfigError(f"config.teacher.train: {e}") from None
     if is_main_process():
       save_teacher(workdir / "teacher", teacher)
   else:
     log(f"[teacher] training {t.name} for {plan.teacher_train.steps} steps")
-    teacher = train_teacher(key, t.name, data, recipe=plan.teacher_train, progress=True)
+    try:
+      teacher = train_teacher(key, t.name, data, recipe=plan.teacher_train, progress=progress)
+    except FloatingPointError as e:
+      raise ConfigError(f"config.teacher.train: {e}") from None
     if is_main_process():
       save_teacher(workdir / "teacher", teacher)
   if teacher.num_classes != data.num_classes or tuple(teacher.input_shape) != tuple(data.image_shape):

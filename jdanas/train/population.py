@@ -53,7 +53,7 @@ import dataclasses
 import functools
 import math
 import time
-from typing import Any, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import flax.linen as nn
 import flax.struct
@@ -405,7 +405,7 @@ class PopulationTrainer:
     return groups
 
   def train(self, key: jax.Array, encodings: Sequence[Any], *, lr_scale: Sequence[float] | None = None,
-            init_variables: Sequence[Any] | None = None, progress: bool = False,
+            init_variables: Sequence[Any] | None = None, progress: bool | Callable[[int], None] = False,
             desc: str = "train") -> PopulationResult:
     """Trains every encoding (from scratch unless ``init_variables`` says otherwise) and returns
     validation accuracies.
@@ -417,7 +417,8 @@ class PopulationTrainer:
       init_variables: optional ``P`` entries, each None (random init) or the student's starting
         ``{"params", "batch_stats"}`` (e.g. remapped from a teacher, :func:`jdanas.meta.remap`), with
         exactly the shapes of the student's own init; its optimiser state starts fresh.
-      progress: show a tqdm bar over steps.
+      progress: show a tqdm bar over steps; a callable is also called with each step number
+        before the step (the pipeline's no-progress watchdog).
       desc: the bar's label.
     """
     encs = [self.space.check(e) for e in encodings]
@@ -455,6 +456,8 @@ class PopulationTrainer:
       steps.append(step_fn)
     t_start = time.perf_counter()
     for step in tqdm(range(self.recipe.steps), desc=desc, disable=not progress, leave=False):
+      if callable(progress):
+        progress(step)
       x, y, t = batch_fn(*self._batch_args(key_data, key_aug, step))
       for gi in range(len(groups)):
         states[gi] = steps[gi](states[gi], x, y, t)
