@@ -18,9 +18,12 @@ Commands (from the repository root)::
    ones whose parameter count is within ``--tolerance`` (default +-15 %) of the pool's median
    are kept.
 3. Every student is KD-trained from every teacher with the same recipe (RepDistiller's loss:
-   0.1 CE + 0.9 T^2 KL, T=4) by the population engine, ``--max-unroll`` students per compiled
-   program (compiled once and reused for every teacher and seed), for each of ``--seeds`` seeds. A seed fixes the students' initial weights, batch order and
-   augmentation, so within a seed the teacher is the only difference. With ``--ce`` the same
+   0.1 CE + 0.9 T^2 KL, T=4) by the population engine (``--strategy``; programs are compiled
+   once and reused for every teacher and seed), for each of ``--seeds`` seeds. The default is
+   ``loop``, one program per student: these students differ in every shape, and on XLA:CPU one
+   ``unroll`` program of 3 of them compiled in 582 s where a single student's took about 70 s
+   (2-core CPU shared with other jobs). A seed fixes the students' initial weights, batch order and augmentation, so within a
+   seed the teacher is the only difference. With ``--ce`` the same
    students are also trained without a teacher (the "NAS + KD" search signal).
 4. Each student's held-out (validation) accuracy is its ``ACC_KD``. Reported per teacher: the
    ranking (by the mean over seeds) and the best student; Kendall tau (``scipy.stats.kendalltau``)
@@ -30,9 +33,9 @@ Commands (from the repository root)::
    are noise.
 
 JSON lines (``"part": "pilot"``): one ``"kind": "teacher"`` line per teacher, one ``"kind": "run"``
-line per (teacher, seed) as soon as it is trained, one ``"kind": "student"`` line per student (architecture, params, accuracy per teacher and seed),
-one ``"kind": "ranking"`` line per teacher, one ``"kind": "tau"`` line per teacher pair and a
-``"kind": "summary"`` line. Progress and timings go to stderr. Without the data files it prints
+line per (teacher, seed) as soon as it is trained, one ``"kind": "student"`` line per student
+(architecture, params, accuracy per teacher and seed), one ``"kind": "ranking"`` line per teacher,
+one ``"kind": "tau"`` line per teacher pair and a ``"kind": "summary"`` line. Progress and timings go to stderr. Without the data files it prints
 one ``{"skipped": ...}`` line and exits 0.
 
 ``--part compare`` (AKD vs NAS + KD at equal budget) is added by the AKD pipeline work.
@@ -78,14 +81,17 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--student-steps", type=int, default=None, help="KD training steps of each student")
   p.add_argument("--students", type=int, default=None, help="students of similar size (pilot)")
   p.add_argument("--seeds", type=int, default=None, help="training seeds per teacher (pilot)")
-  p.add_argument("--batch-size", type=int, default=None)
+  p.add_argument("--batch-size", type=int, default=None, help="students' batch size")
+  p.add_argument("--teacher-batch-size", type=int, default=None,
+                 help="teachers' batch size (default: --batch-size)")
   p.add_argument("--base-width", type=float, default=None, help="mobilenet space width multiplier")
   p.add_argument("--pool", type=int, default=None, help="random architectures the students are picked from")
   p.add_argument("--tolerance", type=float, default=0.15, help="students' params within +- this of the median")
   p.add_argument("--val-size", type=int, default=None, help="training images held out for ACC_KD")
   p.add_argument("--learning-rate", type=float, default=0.05, help="peak SGD learning rate of every run")
-  p.add_argument("--max-unroll", type=int, default=4,
-                 help="students per compiled program (XLA:CPU compile time grows with it)")
+  p.add_argument("--strategy", choices=("loop", "unroll", "vmap", "auto"), default="loop",
+                 help="population strategy (see jdanas.train.population)")
+  p.add_argument("--max-unroll", type=int, default=4, help="students per program with --strategy unroll")
   p.add_argument("--ce", action="store_true", help="also train the students without a teacher (pilot)")
   p.add_argument("--teacher-dir", default=None, help="save teachers here / load them from here")
   p.add_argument("--seed", type=int, default=0, help="data split, student pool and teacher seed")
@@ -94,8 +100,10 @@ def parse_args(argv=None) -> argparse.Namespace:
   for name, value in base.items():
     if getattr(args, name, None) is None:
       setattr(args, name, value)
-  for name in ("teacher_steps", "student_steps", "students", "seeds", "batch_size", "pool", "val_size",
-               "max_unroll"):
+  if args.teacher_batch_size is None:
+    args.teacher_batch_size = args.batch_size
+  for name in ("teacher_batch_size", "teacher_steps", "student_steps", "students", "seeds", "batch_size",
+               "pool", "val_size", "max_unroll"):
     if getattr(args, name) < 1:
       p.error(f"--{name.replace('_', '-')} must be positive")
   if args.seeds < 2 and args.part == "pilot":
@@ -176,8 +184,8 @@ def pilot(args: argparse.Namespace) -> None:
   log(f"[akd pilot] backend={jax.default_backend()} train={len(data.train)} val={len(data.val)} "
       f"test={len(data.test)} teachers={teachers} students={args.students} seeds={args.seeds}")
 
-  def recipe(steps: int, loss) -> Recipe:
-    return Recipe(steps=steps, batch_size=args.batch_size, optimizer="sgd", learning_rate=args.learning_rate,
+  def recipe(steps: int, loss, batch_size: int) -> Recipe:
+    return Recipe(steps=steps, batch_size=batch_size, optimizer="sgd", learning_rate=args.learning_rate,
                   momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine",
                   warmup_steps=max(1, steps // 20) if steps > 1 else 0, augment=True, loss=loss,
                   eval_batch_size=min(500, len(data.val)))
@@ -195,7 +203,8 @@ def pilot(args: argparse.Namespace) -> None:
   for i, name in enumerate(teachers):
     t0 = time.perf_counter()
     teacher, loaded[name] = get_teacher(jax.random.fold_in(root, 100 + i), name, data,
-                                        recipe(args.teacher_steps, KD_PRESETS["ce"]), args.teacher_dir)
+                                        recipe(args.teacher_steps, KD_PRESETS["ce"], args.teacher_batch_size),
+                                        args.teacher_dir)
     test_acc = evaluate(teacher.module, teacher.variables, data.test, data.mean, data.std)
     models[name] = teacher
     emit({"bench": "akd", "part": "pilot", "kind": "teacher", "teacher": name, "loaded": loaded[name],
@@ -203,17 +212,20 @@ def pilot(args: argparse.Namespace) -> None:
           "steps": teacher.meta.get("steps"), "seconds": round(time.perf_counter() - t0, 1)})
 
   runs = [(name, models[name]) for name in teachers] + ([("ce", None)] if args.ce else [])
-  # One student program for all teachers (the KD step takes the teacher's logits as an input).
-  # The batch program closes over the teacher's module, so it is dropped between teachers.
-  programs = TrainingPrograms()
+  # One set of student programs for all teachers: the KD step takes the teacher's logits as an
+  # input. Programs are keyed by group only, so the batch program (which closes over the teacher's
+  # module) is dropped between teachers, and the CE students (another loss) get their own set.
+  programs = {"kd": TrainingPrograms(), "ce": TrainingPrograms()}
   acc = {}  # (run, seed) -> float[students]
   seconds = {"compile": 0.0, "train": 0.0}
   for seed in range(args.seeds):
     for name, teacher in runs:
-      programs.compiled.pop(("batch",), None)
+      kind = "ce" if teacher is None else "kd"
+      programs[kind].compiled.pop(("batch",), None)
       loss = KD_PRESETS["ce"] if teacher is None else KD_PRESETS["repdistiller"]
-      trainer = PopulationTrainer(space, data, recipe=recipe(args.student_steps, loss), teacher=teacher,
-                                  strategy="unroll", max_unroll=args.max_unroll, programs=programs)
+      trainer = PopulationTrainer(space, data, recipe=recipe(args.student_steps, loss, args.batch_size),
+                                  teacher=teacher, strategy=args.strategy, max_unroll=args.max_unroll,
+                                  programs=programs[kind])
       result = trainer.train(jax.random.fold_in(root, 1000 + seed), encs, desc=f"{name} seed {seed}")
       acc[name, seed] = np.asarray(result.accuracy, np.float64)
       seconds["compile"] += result.compile_seconds
@@ -225,7 +237,8 @@ def pilot(args: argparse.Namespace) -> None:
   names = [name for name, _ in runs]
   for i, (e, n) in enumerate(chosen):
     emit({"bench": "akd", "part": "pilot", "kind": "student", "student": i, "arch": space.decode(e),
-          "params": int(n), "val_acc": {name: [r4(acc[name, s][i]) for s in range(args.seeds)] for name in names}})
+          "params": int(n),
+          "val_acc": {name: [r4(acc[name, s][i]) for s in range(args.seeds)] for name in names}})
 
   mean = {name: np.mean([acc[name, s] for s in range(args.seeds)], axis=0) for name in names}
   seed_tau = {}
@@ -243,7 +256,8 @@ def pilot(args: argparse.Namespace) -> None:
     tau, p = kendall(mean[a], mean[b])
     cross.append((a, b, tau, float(np.mean(per_seed))))
     emit({"bench": "akd", "part": "pilot", "kind": "tau", "teachers": [a, b], "tau_of_seed_means": r4(tau),
-          "p_value": r4(p), "tau_same_seed": [r4(t) for t in per_seed], "tau_same_seed_mean": r4(np.mean(per_seed))})
+          "p_value": r4(p), "tau_same_seed": [r4(t) for t in per_seed],
+          "tau_same_seed_mean": r4(np.mean(per_seed))})
   kd = [c for c in cross if "ce" not in c[:2]]
   emit({"bench": "akd", "part": "pilot", "kind": "summary",
         "teachers": teachers, "with_ce": bool(args.ce), "students": len(encs), "seeds": args.seeds,
@@ -251,11 +265,13 @@ def pilot(args: argparse.Namespace) -> None:
         "mean_cross_teacher_tau_same_seed": r4(np.mean([c[3] for c in kd])) if kd else None,
         "mean_cross_teacher_tau_of_seed_means": r4(np.mean([c[2] for c in kd])) if kd else None,
         "mean_seed_to_seed_tau": r4(np.mean([seed_tau[t] for t in teachers])),
-        "student_params_min": min(int(n) for _, n in chosen), "student_params_max": max(int(n) for _, n in chosen),
+        "student_params_min": min(int(n) for _, n in chosen),
+        "student_params_max": max(int(n) for _, n in chosen),
         "base_width": args.base_width, "teacher_steps": args.teacher_steps, "student_steps": args.student_steps,
-        "batch_size": args.batch_size, "student_epochs": round(args.student_steps * args.batch_size / len(data.train), 2),
-        "teacher_epochs": round(args.teacher_steps * args.batch_size / len(data.train), 2),
-        "learning_rate": args.learning_rate, "kd_loss": "repdistiller (0.1 CE + 0.9 T^2 KL, T=4)",
+        "batch_size": args.batch_size, "teacher_batch_size": args.teacher_batch_size,
+        "student_epochs": round(args.student_steps * args.batch_size / len(data.train), 2),
+        "teacher_epochs": round(args.teacher_steps * args.teacher_batch_size / len(data.train), 2),
+        "learning_rate": args.learning_rate, "strategy": args.strategy, "kd_loss": "repdistiller (0.1 CE + 0.9 T^2 KL, T=4)",
         "num_train": len(data.train), "num_val": len(data.val), "num_test": len(data.test),
         "compile_seconds": round(seconds["compile"], 1), "train_seconds": round(seconds["train"], 1),
         "seconds": round(time.perf_counter() - t_start, 1), "seed": args.seed, "quick": args.quick,
