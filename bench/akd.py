@@ -52,11 +52,11 @@ import time
 
 TRAIN_FILE = "cifar10_train_subset.npz"
 TEST_FILE = "cifar10_test.npz"
-PILOT_FULL = dict(teachers="resnet20,vgg8,mobilenetv2_half", teacher_steps=300, student_steps=150,
-                  students=12, seeds=2, batch_size=64, base_width=0.5, pool=256, train_limit=None,
-                  val_size=2000, test_limit=None)
-PILOT_QUICK = dict(teachers="resnet8,vgg8", teacher_steps=3, student_steps=3, students=3, seeds=2,
-                   batch_size=16, base_width=0.25, pool=32, train_limit=256, val_size=64, test_limit=200)
+PILOT_FULL = dict(teachers="resnet8,vgg8", teacher_steps=100, teacher_batch_size=64, student_steps=20,
+                  students=12, seeds=2, batch_size=32, base_width=0.25, pool=256, train_limit=None,
+                  val_size=500, test_limit=None)
+PILOT_QUICK = dict(teachers="resnet8,vgg8", teacher_steps=3, teacher_batch_size=16, student_steps=3,
+                   students=3, seeds=2, batch_size=16, base_width=0.25, pool=32, train_limit=256, val_size=64, test_limit=200)
 
 
 def log(msg: str) -> None:
@@ -83,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--seeds", type=int, default=None, help="training seeds per teacher (pilot)")
   p.add_argument("--batch-size", type=int, default=None, help="students' batch size")
   p.add_argument("--teacher-batch-size", type=int, default=None,
-                 help="teachers' batch size (default: --batch-size)")
+                 help="teachers' batch size")
   p.add_argument("--base-width", type=float, default=None, help="mobilenet space width multiplier")
   p.add_argument("--pool", type=int, default=None, help="random architectures the students are picked from")
   p.add_argument("--tolerance", type=float, default=0.15, help="students' params within +- this of the median")
@@ -100,8 +100,6 @@ def parse_args(argv=None) -> argparse.Namespace:
   for name, value in base.items():
     if getattr(args, name, None) is None:
       setattr(args, name, value)
-  if args.teacher_batch_size is None:
-    args.teacher_batch_size = args.batch_size
   for name in ("teacher_batch_size", "teacher_steps", "student_steps", "students", "seeds", "batch_size",
                "pool", "val_size", "max_unroll"):
     if getattr(args, name) < 1:
