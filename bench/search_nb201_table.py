@@ -2,8 +2,9 @@
 
 Each run searches the 15,625 NB201 cells (Dong & Yang, ICLR 2020, https://arxiv.org/abs/2001.00326)
 sequentially (Q=1; the batched controller setting Q=5) for ``--queries`` evaluations. The score
-of a proposal is its ``cifar10_valid_acc`` (200-epoch accuracy on the 25k validation split); the reported number is the
-``cifar10_test_acc`` of the incumbent, the best proposal by valid accuracy (ties: the earliest).
+of a proposal is its ``cifar10_valid_acc`` (200-epoch accuracy on the 25k validation split); the
+reported number is the ``cifar10_test_acc`` of the incumbent, the best proposal by valid accuracy
+(ties: the earliest).
 REA (Real et al., AAAI 2019, https://arxiv.org/abs/1802.01548) uses NB201's settings: population
 10, tournament (sample) size 10; random search draws uniform cells. The controllers
 (:mod:`jdanas.searchers.controller`: REINFORCE as in ENAS, PPO as in NASNet/MnasNet/AKD) run with
