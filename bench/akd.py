@@ -8,11 +8,12 @@ Commands (from the repository root)::
 
 ``--part pilot`` -- "pearls are everywhere": does the best student depend on the teacher?
 
-1. Teachers of different families from the zoo (default ``resnet20``, ``vgg8``,
-   ``mobilenetv2_half``) are trained once with plain cross-entropy (the same short recipe) on
-   ``cifar10_train_subset.npz`` (20,000 images; ``--val-size`` held out for validation); their
-   validation and test (``cifar10_test.npz``) accuracies are reported. ``--teacher-dir DIR``
-   saves them there and loads them on later runs (trained again if absent).
+1. Teachers of different families from the zoo (default ``resnet8`` and ``vgg8``; e.g.
+   ``--teachers resnet20,vgg8,mobilenetv2_half`` for three) are trained once with plain
+   cross-entropy (the same short recipe) on ``cifar10_train_subset.npz`` (20,000 images;
+   ``--val-size`` held out for validation); their validation and test (``cifar10_test.npz``)
+   accuracies are reported. ``--teacher-dir DIR`` saves them there and loads them on later runs
+   (trained again if absent).
 2. A fixed set of students from the ``mobilenet`` (MnasNet-style) space with similar size: a
    pool of random architectures is drawn with ``--seed``, and the first ``--students`` distinct
    ones whose parameter count is within ``--tolerance`` (default +-15 %) of the pool's median
