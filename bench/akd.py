@@ -30,8 +30,8 @@ where the machine allows.
    once and reused for every teacher and seed), for each of ``--seeds`` seeds. The default is
    ``loop``, one program per student: these students differ in every shape, and on XLA:CPU one
    ``unroll`` program of 3 of them compiled in 582 s where a single student's took about 70 s
-   (2-core CPU shared with other jobs). A seed fixes the students' initial weights, batch order and augmentation, so within a
-   seed the teacher is the only difference. With ``--ce`` the same
+   (2-core CPU shared with other jobs). A seed fixes the students' initial weights, batch order
+   and augmentation, so within a seed the teacher is the only difference. With ``--ce`` the same
    students are also trained without a teacher (the "NAS + KD" search signal).
 4. Each student's held-out (validation) accuracy is its ``ACC_KD``. Reported per teacher: the
    ranking (by the mean over seeds) and the best student; Kendall tau (``scipy.stats.kendalltau``)
@@ -43,8 +43,8 @@ where the machine allows.
 JSON lines (``"part": "pilot"``): one ``"kind": "teacher"`` line per teacher, one ``"kind": "run"``
 line per (teacher, seed) as soon as it is trained, one ``"kind": "student"`` line per student
 (architecture, params, accuracy per teacher and seed), one ``"kind": "ranking"`` line per teacher,
-one ``"kind": "tau"`` line per teacher pair and a ``"kind": "summary"`` line. Progress and timings go to stderr. Without the data files it prints
-one ``{"skipped": ...}`` line and exits 0.
+one ``"kind": "tau"`` line per teacher pair and a ``"kind": "summary"`` line. Progress and
+timings go to stderr. Without the data files it prints one ``{"skipped": ...}`` line and exits 0.
 
 ``--part compare`` (AKD vs NAS + KD at equal budget) is added by the AKD pipeline work.
 """
@@ -64,7 +64,8 @@ PILOT_FULL = dict(teachers="resnet8,vgg8", teacher_steps=100, teacher_batch_size
                   students=12, seeds=2, batch_size=32, base_width=0.25, pool=256, train_limit=None,
                   val_size=500, test_limit=None)
 PILOT_QUICK = dict(teachers="resnet8,vgg8", teacher_steps=3, teacher_batch_size=16, student_steps=3,
-                   students=3, seeds=2, batch_size=16, base_width=0.25, pool=32, train_limit=256, val_size=64, test_limit=200)
+                   students=3, seeds=2, batch_size=16, base_width=0.25, pool=32, train_limit=256, val_size=64,
+                   test_limit=200)
 
 
 def log(msg: str) -> None:
@@ -277,7 +278,8 @@ def pilot(args: argparse.Namespace) -> None:
         "batch_size": args.batch_size, "teacher_batch_size": args.teacher_batch_size,
         "student_epochs": round(args.student_steps * args.batch_size / len(data.train), 2),
         "teacher_epochs": round(args.teacher_steps * args.teacher_batch_size / len(data.train), 2),
-        "learning_rate": args.learning_rate, "strategy": args.strategy, "kd_loss": "repdistiller (0.1 CE + 0.9 T^2 KL, T=4)",
+        "learning_rate": args.learning_rate, "strategy": args.strategy,
+        "kd_loss": "repdistiller (0.1 CE + 0.9 T^2 KL, T=4)",
         "num_train": len(data.train), "num_val": len(data.val), "num_test": len(data.test),
         "compile_seconds": round(seconds["compile"], 1), "train_seconds": round(seconds["train"], 1),
         "seconds": round(time.perf_counter() - t_start, 1), "seed": args.seed, "quick": args.quick,
