@@ -219,20 +219,18 @@ def pilot(args: argparse.Namespace) -> None:
           "steps": teacher.meta.get("steps"), "seconds": round(time.perf_counter() - t0, 1)})
 
   runs = [(name, models[name]) for name in teachers] + ([("ce", None)] if args.ce else [])
-  # One set of student programs for all teachers: the KD step takes the teacher's logits as an
-  # input. Programs are keyed by group only, so the batch program (which closes over the teacher's
-  # module) is dropped between teachers, and the CE students (another loss) get their own set.
-  programs = {"kd": TrainingPrograms(), "ce": TrainingPrograms()}
+  # One set of programs for all teachers: the KD step takes the teacher's logits as an input, so
+  # every teacher shares it; each teacher (its module) gets its own batch program, and the CE
+  # students (another recipe) their own step programs (TrainingPrograms keys carry both).
+  programs = TrainingPrograms()
   acc = {}  # (run, seed) -> float[students]
   seconds = {"compile": 0.0, "train": 0.0}
   for seed in range(args.seeds):
     for name, teacher in runs:
-      kind = "ce" if teacher is None else "kd"
-      programs[kind].compiled.pop(("batch",), None)
       loss = KD_PRESETS["ce"] if teacher is None else KD_PRESETS["repdistiller"]
       trainer = PopulationTrainer(space, data, recipe=recipe(args.student_steps, loss, args.batch_size),
                                   teacher=teacher, strategy=args.strategy, max_unroll=args.max_unroll,
-                                  programs=programs[kind])
+                                  programs=programs)
       result = trainer.train(jax.random.fold_in(root, 1000 + seed), encs, desc=f"{name} seed {seed}")
       acc[name, seed] = np.asarray(result.accuracy, np.float64)
       seconds["compile"] += result.compile_seconds

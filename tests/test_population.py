@@ -252,3 +252,29 @@ def test_augment_shapes_and_flip():
     assert np.array_equal(a, b) or np.array_equal(a[:, ::-1], b)
   z = batching.augment(jax.random.key(1), x, pad=1, flip=False)
   assert z.shape == x.shape
+
+
+def test_shared_programs_never_reuse_another_teachers_batch_or_another_losss_step(depth_space, tiny_data, key):
+  """Trainers of two teachers share their KD step programs (the teacher's logits are an input) but
+  not their batch programs (which run the teacher's module); a CE recipe gets its own step programs.
+  Results equal those of trainers with their own programs."""
+  from jdanas.models.zoo import get_model
+  from jdanas.teachers import Teacher
+  x = jnp.zeros((1,) + tiny_data.image_shape)
+  teachers = []
+  for i, name in enumerate(("resnet8", "vgg8")):
+    module = get_model(name, tiny_data.num_classes)
+    teachers.append(Teacher(name, module, module.init(jax.random.key(i), x, None, train=False),
+                            tiny_data.num_classes, tiny_data.image_shape))
+  kd = Recipe(steps=3, batch_size=16, loss=KD_PRESETS["repdistiller"], learning_rate=0.1, eval_batch_size=16)
+  enc = [depth_space.encode("111")]
+  programs = TrainingPrograms()
+  shared = [PopulationTrainer(depth_space, tiny_data, recipe=kd, teacher=t, strategy="loop", programs=programs)
+            .train(key, enc) for t in teachers]
+  assert sum(1 for k in programs.compiled if k[0] == "batch") == 2
+  assert sum(1 for k in programs.compiled if k[0] == "step") == 1
+  for t, got in zip(teachers, shared):
+    alone = PopulationTrainer(depth_space, tiny_data, recipe=kd, teacher=t, strategy="loop").train(key, enc)
+    _assert_same_students(got, alone)
+  PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="loop", programs=programs).train(key, enc)
+  assert sum(1 for k in programs.compiled if k[0] == "step") == 2

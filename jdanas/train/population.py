@@ -497,9 +497,19 @@ class PopulationTrainer:
 
   # ---- program construction --------------------------------------------------------------
   def _get(self, kind: str, gkey: tuple, build, args):
-    """AOT-compiles (once per ``(kind, group key)``) and returns ``(compiled, seconds spent)``."""
-    precision = () if self.precision == "fp32" else (self.precision,)  # trainers may share `programs`
-    return self.programs.get((kind,) + tuple(gkey) + precision, build, args)
+    """AOT-compiles (once per ``(kind, group key, context)``) and returns ``(compiled, seconds spent)``.
+
+    Trainers may share ``programs``, so the key carries everything a program closes over: the space,
+    recipe (loss, optimiser), lowering, classes, normalisation and image shape; the batch program also
+    the teacher's module, the training-set size and the padding. Arrays (teacher variables, data,
+    states) are arguments, so e.g. trainers of two teachers share their step programs but not their
+    batch programs."""
+    precision = () if self.precision == "fp32" else (self.precision,)
+    context = (self.space, self.recipe, self.lowering, self.num_classes, self._mean, self._std,
+               tuple(self._sample_x.shape))
+    if kind == "batch":
+      context += (None if self.teacher is None else self.teacher.module, len(self.data.train.y), self._pad)
+    return self.programs.get((kind,) + tuple(gkey) + precision + (context,), build, args)
 
   def _sharding(self, spec: P):
     return None if self.mesh is None else NamedSharding(self.mesh, spec)
