@@ -426,7 +426,7 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
   loss = build_loss(config.kd)
   if teacher_size(config.teacher) > 1:  # an ensemble teacher gives logits, no feature taps
     need(config.evaluator.name != "zero_cost", "evaluator.name",
-         "zero_cost proxies compare features with ONE teacher; an ensemble teacher needs short_kd or tabular")
+         "zero_cost proxies compare features with ONE teacher; an ensemble teacher needs short_kd, one_shot or tabular")
     need(not loss.uses_features, "kd.relation_weight",
          "DisWOT relation terms need a teacher's features; set kd.semantic_weight/relation_weight to 0 for an "
          "ensemble teacher")
