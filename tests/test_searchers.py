@@ -21,7 +21,10 @@ Q, POPULATION, TOURNAMENT, CAPACITY = 4, 8, 4, 64
 TRBO_TINY = dict(n_init=4, num_candidates=32, fit_steps=5)  # the GP fit dominates compile and run time
 TINY = {"random": {}, "regularized_evolution": dict(population_size=POPULATION, tournament_size=TOURNAMENT),
         "diswot_evolution": dict(population_size=POPULATION, tournament_size=TOURNAMENT),
-        "turbo": TRBO_TINY, "casmopolitan": TRBO_TINY}
+        "turbo": TRBO_TINY, "casmopolitan": TRBO_TINY,
+        # Controllers: a small LSTM, and a learning rate for a 15-round budget (the defaults are
+        # ENAS's and PPO's, sized for thousands of updates).
+        "reinforce": dict(hidden_size=16, learning_rate=0.05), "ppo": dict(hidden_size=16, learning_rate=0.02)}
 HIDDEN = jnp.asarray([1, 4, 2, 0, 3, 2], jnp.int32)
 
 

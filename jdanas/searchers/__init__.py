@@ -15,6 +15,7 @@ from typing import Any, Callable
 from jdanas.searchers.base import (Archive, Searcher, archive_add, archive_best, archive_contains,
                                    archive_init, best_index, tell_metrics)
 from jdanas.searchers.budgets import cost_predicate
+from jdanas.searchers.controller import ControllerState, Policy, controller_policy, ppo, reinforce
 from jdanas.searchers.diswot_evolution import DisWOTEvolutionState, diswot_evolution
 from jdanas.searchers.evolution import EvolutionState, regularized_evolution
 from jdanas.searchers.random_search import RandomSearchState, random_search
@@ -30,6 +31,8 @@ SEARCHERS: dict[str, Callable[..., Searcher]] = {
     "diswot_evolution": diswot_evolution,
     "turbo": turbo,
     "casmopolitan": casmopolitan,
+    "reinforce": reinforce,
+    "ppo": ppo,
 }
 
 
@@ -47,9 +50,10 @@ def get_searcher(name: str, space: AbstractSearchSpace, *, feasible: Predicate |
   return factory(space, feasible=feasible, **kwargs)
 
 
-__all__ = ["Archive", "ConstraintState", "DedupState", "DisWOTEvolutionState", "EvolutionState",
-           "RandomSearchState", "SEARCHERS", "Searcher", "TRBOState", "archive_add", "archive_best",
-           "archive_contains", "archive_init", "best_index", "casmopolitan", "constrained", "cost_predicate",
-           "diswot_evolution", "duplicates", "enumerate_encodings", "get_searcher",
-           "mixed_radix_index", "random_search", "regularized_evolution", "table_predicate",
-           "tell_metrics", "turbo", "turbo_box", "with_constraint", "with_dedup"]
+__all__ = ["Archive", "ConstraintState", "ControllerState", "DedupState", "DisWOTEvolutionState",
+           "EvolutionState", "Policy", "RandomSearchState", "SEARCHERS", "Searcher", "TRBOState",
+           "archive_add", "archive_best", "archive_contains", "archive_init", "best_index", "casmopolitan",
+           "constrained", "controller_policy", "cost_predicate", "diswot_evolution", "duplicates",
+           "enumerate_encodings", "get_searcher", "mixed_radix_index", "ppo", "random_search",
+           "regularized_evolution", "reinforce", "table_predicate", "tell_metrics", "turbo", "turbo_box",
+           "with_constraint", "with_dedup"]
