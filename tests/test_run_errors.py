@@ -19,7 +19,7 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = "configs/default.py:smoke"
-AKD = "configs/akd_cifar10.py:searcher=random"  # full variant: the reward is checked before the (TFDS) data is loaded
+AKD = "configs/akd_cifar10.py"  # full variant: the reward is checked before the (TFDS) data is loaded
 
 
 def _load_run_module():
