@@ -5,16 +5,15 @@ regularized evolution: tests/test_experiment.py; a teacher at chance: tests/test
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import ledger_rows, sigkill_after_first_round
 from jdanas.pipeline.checkpoints import Checkpoints
 from jdanas.pipeline.final import teacher_warnings
 from jdanas.report import write_report
@@ -99,13 +98,8 @@ def test_controller_state_round_trips_through_the_checkpoint(tmp_path):
   np.testing.assert_array_equal(searcher.ask(jax.random.key(3), restored)[0], searcher.ask(jax.random.key(3), state)[0])
 
 
-def _ledger(workdir):
-  rows = json.loads((pathlib.Path(workdir) / "ledger.json").read_text())
-  return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
-
-
 @pytest.mark.slow
-def test_controller_with_reward_sigkill_then_resume_gives_the_identical_ledger(tmp_path):
+def test_controller_with_reward_sigkill_then_resume_gives_the_identicalledger_rows(tmp_path):
   config = tmp_path / "akd_smoke.py"
   config.write_text(AKD_SMOKE)
   env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
@@ -113,19 +107,11 @@ def test_controller_with_reward_sigkill_then_resume_gives_the_identical_ledger(t
   full = subprocess.run(cli(tmp_path / "full"), cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert full.returncode == 0, full.stderr[-2000:]
   work = tmp_path / "killed"
-  proc = subprocess.Popen(cli(work), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  deadline = time.time() + 400
-  while not (work / "checkpoints" / "1").exists():
-    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-    assert time.time() < deadline, "no checkpoint written in time"
-    time.sleep(0.2)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert not (work / "report.json").exists()
+  sigkill_after_first_round(cli(work), work, cwd=REPO, env=env, timeout=400)
   done = subprocess.run(cli(work), cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-2000:]
   assert "[resume] continuing after round" in done.stderr
-  ledger = _ledger(work)
+  ledger = ledger_rows(work)
   assert [r["index"] for r in ledger] == list(range(len(ledger))) and len(ledger) == 6
   assert all(r["reward"] == r["score"] and r["latency"] == r["flops"] for r in ledger)
-  assert ledger == _ledger(tmp_path / "full")
+  assert ledger == ledger_rows(tmp_path / "full")
