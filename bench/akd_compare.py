@@ -156,12 +156,14 @@ def compare(args) -> None:
                     "seconds": time.perf_counter() - t0, "size": size}), flush=True)
 
 
-def add_arguments(p) -> None:
-  """The compare part's options (shared with ``bench/akd.py``)."""
-  p.add_argument("--quick", action="store_true", help="smoke sizes: 2 seeds, 1 round of 2, 600 images, a few steps")
-  p.add_argument("--seeds", type=int, default=None, help="search seeds per mode (default 3; --quick 2)")
-  p.add_argument("--rounds", type=int, default=None, help="search rounds (default 2; --quick 1)")
-  p.add_argument("--num-asks", dest="num_asks", type=int, default=None, help="proposals per round (default 3)")
+def add_arguments(p, standalone: bool = True) -> None:
+  """The compare part's options; ``bench/akd.py`` (``standalone=False``) has ``--quick`` and
+  ``--seeds`` already."""
+  if standalone:
+    p.add_argument("--quick", action="store_true", help="smoke sizes: 2 seeds, 1 round of 2, 600 images, a few steps")
+    p.add_argument("--seeds", type=int, default=None, help="search seeds per mode (default 3; --quick 2)")
+  p.add_argument("--rounds", type=int, default=None, help="search rounds (default 2, nb201_masked 3; --quick 1)")
+  p.add_argument("--num-asks", dest="num_asks", type=int, default=None, help="proposals per round (default 3, nb201_masked 4)")
   p.add_argument("--space", choices=sorted(SPACES), default="mobilenet",
                  help="student space (nb201_masked: one shared program, fits a CPU; see the docstring)")
   p.add_argument("--workdir", default="/tmp/jdanas_akd_compare", help="run folders and the cached teacher")
