@@ -5,6 +5,14 @@
   python run.py --config configs/default.py:smoke --workdir /tmp/s --config.searcher.kwargs.population_size=4
   python run.py --config configs/default.py --show_config      # fields, types, the plan; no compute
 
+Several processes (hosts) run ONE search together: start the same command once per process with
+``--coordinator=<host of process 0>:<port> --num_processes=N --process_id=i`` (or the variables
+``JDANAS_COORDINATOR``, ``JDANAS_NUM_PROCESSES``, ``JDANAS_PROCESS_ID``; ``--coordinator=auto`` on
+a cluster JAX detects, e.g. a TPU pod or SLURM) and one ``--workdir`` on a filesystem every
+process sees; process 0 writes the reports (docs/scaling.md)::
+
+  python run.py --config configs/default.py --workdir /shared/run --coordinator=10.0.0.1:1234 --num_processes=2 --process_id=0
+
 Your own data (npz with ``x``: uint8 [N, H, W, C] and ``y``: int [N], labels 0..K-1; add
 ``--config.data.test_path=test.npz`` for a test split, ``--config.data.remap_labels=True`` for
 sparse labels) and your own teacher (a folder saved by ``jdanas.teachers.save_teacher``, e.g. the
@@ -64,6 +72,16 @@ def _define(argv: list[str]) -> flags.FlagValues:
   flags.DEFINE_boolean("show_config", False, "Validate the config (data and workdir included when given), print "
                        "its fields with their types and allowed values and the plan (teacher, space size, "
                        "evaluations, estimated compilations), and exit without computing.", flag_values=fv)
+  flags.DEFINE_string("coordinator", None, "Multi-process run: host:port of process 0 (every process passes the "
+                      "same), or 'auto' on a cluster JAX detects (TPU pod, SLURM, Open MPI). Default: "
+                      "$JDANAS_COORDINATOR; unset = one process.", flag_values=fv)
+  flags.DEFINE_string("num_processes", None, "Multi-process run: number of processes (default "
+                      "$JDANAS_NUM_PROCESSES).", flag_values=fv)
+  flags.DEFINE_string("process_id", None, "Multi-process run: this process's index, 0..num_processes-1 (default "
+                      "$JDANAS_PROCESS_ID); process 0 writes the reports.", flag_values=fv)
+  flags.DEFINE_string("heartbeat_timeout", None, "Multi-process run: seconds without a heartbeat after which a "
+                      "process counts as dead and the others abort (default $JDANAS_HEARTBEAT_TIMEOUT or 100).",
+                      flag_values=fv)
   return fv
 
 
@@ -105,7 +123,8 @@ def _flag_error(msg: str, spec: str | None) -> str:
     return f"{missing.group(1)}: missing value"
   unknown = re.match(r"Unknown command line flag '([\w.]+)'", msg)
   if unknown:
-    return f"--{unknown.group(1)}: unknown flag (the flags are --config, --workdir, --show_config; see --help)"
+    return (f"--{unknown.group(1)}: unknown flag (the flags are --config, --workdir, --show_config, --coordinator, "
+            f"--num_processes, --process_id, --heartbeat_timeout; see --help)")
   return f"{last} (see --help)"
 
 
@@ -124,7 +143,8 @@ def _override_error(e: Exception, argv: list[str]) -> str:
 
 
 def parse(argv: list[str]):
-  """``(config, workdir, show_config)`` of ``argv`` (``argv[0]`` is the program); raises UsageError."""
+  """``(config, workdir, show_config, launch)`` of ``argv`` (``argv[0]`` is the program; ``launch``:
+  the :class:`jdanas.parallel.Launch` of a multi-process run, None for one process); raises UsageError."""
   argv = list(argv)
   spec = _config_arg(argv[1:])
   if spec is not None:
@@ -159,7 +179,12 @@ def parse(argv: list[str]):
                      f"ml_collections.ConfigDict")
   if not fv.show_config and not fv.workdir:
     raise UsageError("--workdir: required (the directory for the teacher, checkpoints and results)")
-  return config, fv.workdir, fv.show_config
+  from jdanas.parallel import launch_spec
+  try:
+    launch = launch_spec(fv.coordinator, fv.num_processes, fv.process_id, fv.heartbeat_timeout)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
+  return config, fv.workdir, fv.show_config, launch
 
 
 def main(argv: list[str]) -> int:
@@ -170,7 +195,10 @@ def main(argv: list[str]) -> int:
   flags.FLAGS.mark_as_parsed()  # absl logging otherwise warns that flags are not parsed
   logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
   try:
-    config, workdir, show = parse(argv)
+    config, workdir, show, launch = parse(argv)
+    if launch is not None and not show:  # before any other JAX call (the mesh spans every process)
+      from jdanas.parallel import initialize_distributed
+      initialize_distributed(launch)
     from jdanas.pipeline import ConfigError, describe, prepare, run
   except UsageError as e:
     print(f"error: {e}", file=sys.stderr)

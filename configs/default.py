@@ -36,7 +36,7 @@ def get_config(arg: str | None = None):
   c.data = dict(name="digits", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0, test_limit=0,
                 remap_labels=False)
   # Your own teacher: --config.teacher.path=<folder with teacher.json> (saved by jdanas.teachers.save_teacher).
-  c.teacher = dict(name="resnet20", path="", require_above_chance=True,
+  c.teacher = dict(name="resnet20", path="", ensemble=1, require_above_chance=True,
                    train=dict(steps=300, batch_size=64, optimizer="sgd", learning_rate=0.1,
                               weight_decay=5e-4, schedule="cosine", augment=False))
   c.space = dict(name="nb201_masked", kwargs=dict(channels=2, num_cells=1))
@@ -47,15 +47,19 @@ def get_config(arg: str | None = None):
   c.evaluator = dict(name="short_kd",
                      short_kd=dict(steps=60, batch_size=64, optimizer="sgd", learning_rate=0.1,
                                    weight_decay=5e-4, schedule="cosine", augment=False),
-                     tabular=dict(table="", column="cifar10_valid_acc"))
+                     tabular=dict(table="", column="cifar10_valid_acc"),
+                     # ENAS-style weight sharing on a masked space (steps: shared-weight steps per round)
+                     one_shot=dict(steps=20, batch_size=64, optimizer="sgd", learning_rate=0.05,
+                                   weight_decay=1e-4, schedule="cosine", augment=False, val_examples=0))
   c.constraint = dict(max_params=0, max_flops=0.0, max_latency_ms=0.0)  # 0 = no limit
-  c.kd = dict(loss="repdistiller", temperature=2.0)
+  c.kd = dict(loss="repdistiller", temperature=2.0, oracle_aggregate="logits")
   c.search = dict(rounds=6, top_k=2)
   c.final = dict(steps=150, batch_size=64, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
                  schedule="cosine", augment=False)
   # specialize: 'auto' trains each cell with a program specialised to it on CPU when the
   # schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
-  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto",
+  # precision: "bf16" trains students in bfloat16 (float32 parameters and losses), for GPUs/TPUs.
+  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
                    mesh=dict(pop=1, data=-1))
   if arg == "smoke":
     c.teacher.name = "resnet8"

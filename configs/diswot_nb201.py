@@ -73,7 +73,7 @@ def get_config(arg: str | None = None):
   c.search = dict(rounds=125, top_k=3)
   c.final = dict(steps=187_500, batch_size=64, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
                  schedule="cosine", augment=True)
-  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto",
+  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
                    mesh=dict(pop=1, data=-1))
   if "distiller" in variants:
     c.kd.update(semantic_weight=1.0, relation_weight=3000.0)

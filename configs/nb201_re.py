@@ -48,7 +48,7 @@ def get_config(arg: str | None = None):
                  schedule="cosine", augment=True)
   # specialize: 'auto' trains each cell with a program specialised to it on CPU when the
   # schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
-  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto",
+  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
                    mesh=dict(pop=1, data=-1))
   if arg == "runlocal":
     c.data.update(train_limit=5000, test_limit=2000)

@@ -52,6 +52,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 import jdanas
+from jdanas.parallel import process_local_orbax
 from jdanas.report import to_jsonable
 from jdanas.spaces import AbstractSearchSpace, get_space
 from jdanas.train import batching
@@ -236,7 +237,7 @@ def export_student(path: str | pathlib.Path, *, space: AbstractSearchSpace, spac
 
   path.mkdir(parents=True, exist_ok=True)
   (path / ARCH_FILE).unlink(missing_ok=True)  # written last: its presence marks a complete export
-  with ocp.StandardCheckpointer() as ckptr:
+  with ocp.StandardCheckpointer(multiprocessing_options=process_local_orbax()) as ckptr:
     ckptr.save(path / VARIABLES_DIR, variables, force=True)
 
   h, w, c = input_shape
@@ -323,7 +324,7 @@ def load_student(path: str | pathlib.Path) -> Student:
   abstract = jax.eval_shape(lambda: module.init(
       jax.random.key(0), jnp.zeros((1,) + input_shape, jnp.float32), jnp.asarray(encoding), train=False))
   try:
-    with ocp.StandardCheckpointer() as ckptr:
+    with ocp.StandardCheckpointer(multiprocessing_options=process_local_orbax()) as ckptr:
       variables = ckptr.restore(path / VARIABLES_DIR, abstract)
   except Exception as e:  # orbax/tensorstore raise many types for a damaged or mismatched checkpoint
     msg = " ".join(line.strip() for line in str(e).splitlines()[:3] if line.strip())

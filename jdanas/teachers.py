@@ -1,4 +1,4 @@
-"""Teachers: train one from the zoo, evaluate it, save and load it with orbax.
+"""Teachers: train one from the zoo, evaluate it, save and load it with orbax; ensembles of them.
 
 A teacher is frozen: the population engine calls it in eval mode (running BN statistics), once
 per batch, outside the students' vmap and grad. Teachers are never part of a search checkpoint;
@@ -6,6 +6,16 @@ they live in their own directory::
 
   <path>/teacher.json      {"name": "resnet56", "num_classes": 10, "input_shape": [32, 32, 3], ...}
   <path>/variables/        orbax checkpoint of {"params", "batch_stats"}
+
+An *ensemble teacher* (Kang, Mun & Han, "Towards Oracle Knowledge Distillation with Neural
+Architecture Search", AAAI 2020; docs/methods/oracle_kd.md) is a :class:`Teacher` whose module
+is an :class:`EnsembleModule`: one forward of all M members per batch gives ``{"logits": the
+members' mean logits [B, K], "members": [M, B, K]}``, so every KD loss distils the averaged
+ensemble (the "IE" baseline) and the oracle loss reads the members. It is saved as one folder
+per member::
+
+  <path>/teacher.json      {"name": "3xresnet32", "members": ["member_0", ...], ...}
+  <path>/member_<i>/       a single teacher's folder (above)
 """
 from __future__ import annotations
 
@@ -13,7 +23,7 @@ import dataclasses
 import functools
 import json
 import pathlib
-from typing import Any
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -22,6 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jdanas.models.zoo import get_model
+from jdanas.parallel import process_local_orbax
 from jdanas.spaces.zoo import ZooSpace
 from jdanas.train import batching
 from jdanas.train.population import PopulationTrainer
@@ -37,6 +48,12 @@ class Teacher:
   num_classes: int
   input_shape: tuple[int, ...]
   meta: dict = dataclasses.field(default_factory=dict)
+  members: tuple["Teacher", ...] = ()   # the members of an ensemble teacher (empty: a single network)
+
+  @property
+  def size(self) -> int:
+    """Number of networks (M; 1 for a single teacher)."""
+    return max(len(self.members), 1)
 
   def logits(self, x: jax.Array) -> jax.Array:
     return self.module.apply(self.variables, x, None, train=False)["logits"]
@@ -86,11 +103,139 @@ def evaluate(module: nn.Module, variables: Any, split, mean, std, *, enc=None, b
   return correct / max(len(y), 1)
 
 
+@dataclasses.dataclass(frozen=True)
+class EnsembleModule:
+  """The forward of an ensemble teacher (eval mode only).
+
+  ``apply(variables, x, enc=None, train=False)`` with ``variables`` the tuple of the members'
+  variables returns ``{"logits": float32[B, K], "members": float32[M, B, K]}``; ``logits`` is the
+  mean of the members' logits (the aggregation the oracle loss also uses by default). Members of
+  one architecture run as one vmapped program over their stacked variables when ``stack`` is
+  True, otherwise one forward each; the values are the same (``jdanas.lowering.Lowering.ensemble``
+  chooses per backend).
+  """
+  members: tuple[nn.Module, ...]
+  stack: bool = True
+
+  def groups(self) -> list[tuple[nn.Module, tuple[int, ...]]]:
+    """Members grouped by architecture (equal modules), in order of first appearance."""
+    out: list[tuple[nn.Module, list[int]]] = []
+    for i, m in enumerate(self.members):
+      for module, idx in out:
+        if module == m:
+          idx.append(i)
+          break
+      else:
+        out.append((m, [i]))
+    return [(m, tuple(idx)) for m, idx in out]
+
+  def apply(self, variables, x, enc=None, *, train: bool = False, **kwargs) -> dict:
+    if train or kwargs:
+      raise ValueError("teacher: an ensemble teacher runs in eval mode only (no train=True, no mutable)")
+    logits: list = [None] * len(self.members)
+    for module, idx in self.groups():
+      forward = lambda v, module=module: module.apply(v, x, None, train=False)["logits"]  # noqa: E731
+      if self.stack and len(idx) > 1:
+        out = jax.vmap(forward)(jax.tree.map(lambda *a: jnp.stack(a), *[variables[i] for i in idx]))
+        for j, i in enumerate(idx):
+          logits[i] = out[j]
+      else:
+        for i in idx:
+          logits[i] = forward(variables[i])
+    members = jnp.stack(logits).astype(jnp.float32)
+    return {"logits": jnp.mean(members, axis=0), "members": members}
+
+
+def ensemble_name(names: Sequence[str]) -> str:
+  """``"3xresnet32"`` for equal members, else the names joined by ``+``."""
+  return f"{len(names)}x{names[0]}" if len(set(names)) == 1 else "+".join(names)
+
+
+def ensemble_teacher(members: Sequence[Teacher], *, stack: bool = True) -> Teacher:
+  """An ensemble :class:`Teacher` of single teachers (same classes and input shape)."""
+  members = tuple(members)
+  if len(members) < 2:
+    raise ValueError(f"teacher.ensemble: an ensemble needs >= 2 members, got {len(members)}")
+  for m in members:
+    if m.members:
+      raise ValueError(f"teacher.ensemble: member {m.name} is itself an ensemble")
+    if (m.num_classes, tuple(m.input_shape)) != (members[0].num_classes, tuple(members[0].input_shape)):
+      raise ValueError(f"teacher.ensemble: members disagree on classes/input shape ({members[0].name}: "
+                       f"{members[0].num_classes} of {members[0].input_shape}, {m.name}: {m.num_classes} of "
+                       f"{m.input_shape})")
+  module = EnsembleModule(tuple(m.module for m in members), stack=bool(stack))
+  meta = {"members": [{"name": m.name, **m.meta} for m in members]}
+  return Teacher(name=ensemble_name([m.name for m in members]), module=module,
+                 variables=tuple(m.variables for m in members), num_classes=members[0].num_classes,
+                 input_shape=tuple(members[0].input_shape), meta=meta, members=members)
+
+
+def train_ensemble(key: jax.Array, names: Sequence[str], data, *, recipe: Recipe, stack: bool = True,
+                   progress: bool = False) -> Teacher:
+  """Trains member ``i`` (zoo model ``names[i]``) with :func:`train_teacher` from ``fold_in(key, i)``
+  (M seeds of one recipe) and returns their ensemble."""
+  members = [train_teacher(jax.random.fold_in(key, i), name, data, recipe=recipe, progress=progress)
+             for i, name in enumerate(names)]
+  return ensemble_teacher(members, stack=stack)
+
+
+def oracle_statistics(member_logits: Any, labels: Any) -> dict:
+  """Accuracies of an ensemble from its members' logits ``[M, N, K]`` and labels ``[N]``.
+
+  Returns ``members`` (each member's accuracy), ``average`` (arg-max of the mean logits),
+  ``vote`` (majority of the members' arg-maxes; a tie goes to the lowest class index),
+  ``oracle`` (fraction of examples some member gets right: the accuracy of an oracle that picks
+  a correct member), ``all_right`` and ``none_right`` (fractions every / no member gets right;
+  Kang et al. 2020, Table 5).
+  """
+  z = np.asarray(member_logits, np.float32)
+  y = np.asarray(labels)
+  m, n, k = z.shape
+  right = np.argmax(z, -1) == y[None]                                   # [M, N]
+  votes = np.zeros((n, k), np.int64)
+  np.add.at(votes, (np.broadcast_to(np.arange(n), (m, n)), np.argmax(z, -1)), 1)
+  frac = lambda a: float(np.mean(a)) if n else float("nan")  # noqa: E731
+  return {"members": [frac(r) for r in right], "average": frac(np.argmax(z.mean(0), -1) == y),
+          "vote": frac(np.argmax(votes, -1) == y), "oracle": frac(right.any(0)),
+          "all_right": frac(right.all(0)), "none_right": frac(~right.any(0))}
+
+
+@functools.lru_cache(maxsize=16)
+def _members_fn(module):
+  def members(v, x, mean, std):
+    out = module.apply(v, batching.normalize(x, mean, std), None, train=False)
+    return out["members"] if "members" in out else out["logits"][None]
+  return jax.jit(members, static_argnums=(2, 3))
+
+
+def ensemble_report(teacher: Teacher, split, mean, std, *, batch_size: int = 500) -> dict:
+  """:func:`oracle_statistics` of ``teacher`` (an ensemble, or a single network as M = 1) on a
+  split of uint8 images; batches are padded to ``batch_size`` (one compiled program)."""
+  fn = _members_fn(teacher.module)
+  mean, std = tuple(float(a) for a in mean), tuple(float(a) for a in std)
+  x, y = np.asarray(split.x), np.asarray(split.y)
+  out = []
+  for i in range(0, len(y), batch_size):
+    xb = x[i:i + batch_size]
+    n = len(xb)
+    if n < batch_size:
+      xb = np.concatenate([xb, np.zeros((batch_size - n,) + xb.shape[1:], xb.dtype)])
+    out.append(np.asarray(fn(teacher.variables, xb, mean, std))[:, :n])
+  logits = np.concatenate(out, axis=1) if out else np.zeros((teacher.size, 0, teacher.num_classes), np.float32)
+  return oracle_statistics(logits, y)
+
+
 def save_teacher(path: str | pathlib.Path, teacher: Teacher) -> pathlib.Path:
   """Writes ``teacher.json`` and an orbax checkpoint of the variables under ``path``."""
   path = pathlib.Path(path).absolute()
   path.mkdir(parents=True, exist_ok=True)
-  with ocp.StandardCheckpointer() as ckptr:
+  if teacher.members:
+    folders = [save_teacher(path / f"member_{i}", m).name for i, m in enumerate(teacher.members)]
+    meta = {"name": teacher.name, "num_classes": teacher.num_classes, "input_shape": list(teacher.input_shape),
+            "members": folders}
+    (path / "teacher.json").write_text(json.dumps(meta, indent=2))
+    return path
+  with ocp.StandardCheckpointer(multiprocessing_options=process_local_orbax()) as ckptr:
     ckptr.save(path / "variables", jax.device_get(teacher.variables), force=True)
   meta = {"name": teacher.name, "num_classes": teacher.num_classes,
           "input_shape": list(teacher.input_shape), "meta": teacher.meta}
@@ -98,18 +243,21 @@ def save_teacher(path: str | pathlib.Path, teacher: Teacher) -> pathlib.Path:
   return path
 
 
-def load_teacher(path: str | pathlib.Path) -> Teacher:
+def load_teacher(path: str | pathlib.Path, *, stack: bool = True) -> Teacher:
   """Loads a teacher written by :func:`save_teacher` (or any orbax checkpoint of a zoo model's
-  ``{'params', 'batch_stats'}`` with a ``teacher.json`` beside it)."""
+  ``{'params', 'batch_stats'}`` with a ``teacher.json`` beside it); an ensemble folder gives an
+  ensemble teacher (``stack``: see :class:`EnsembleModule`)."""
   path = pathlib.Path(path).absolute()
   info_file = path / "teacher.json"
   if not info_file.exists():
     raise FileNotFoundError(f"teacher.path: no teacher.json in {path}")
   info = json.loads(info_file.read_text())
+  if "members" in info:
+    return ensemble_teacher([load_teacher(path / folder) for folder in info["members"]], stack=stack)
   module = get_model(info["name"], int(info["num_classes"]))
   shape = tuple(info["input_shape"])
   abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1,) + shape), None, train=False))
-  with ocp.StandardCheckpointer() as ckptr:
+  with ocp.StandardCheckpointer(multiprocessing_options=process_local_orbax()) as ckptr:
     variables = ckptr.restore(path / "variables", abstract)
   return Teacher(name=info["name"], module=module, variables=variables, num_classes=int(info["num_classes"]),
                  input_shape=shape, meta=info.get("meta", {}))

@@ -103,6 +103,19 @@ CASES = [
     ("flag_positional", ["--config", SMOKE, "--workdir", "{w}", "extra"], "'extra': unexpected argument"),
     ("flag_unknown", ["--config", SMOKE, "--workdir", "{w}", "--bogus=1"], "bogus"),
     ("flag_show_config_value", ["--config", SMOKE, "--show_config=maybe"], "show_config"),
+    # -- multi-process launch (flags or JDANAS_* variables; docs/scaling.md)
+    ("launch_no_coordinator", ["--config", SMOKE, "--workdir", "{w}", "--num_processes=2", "--process_id=0"],
+     "--num_processes (JDANAS_NUM_PROCESSES): given without --coordinator"),
+    ("launch_bad_coordinator", ["--config", SMOKE, "--workdir", "{w}", "--coordinator=localhost", "--num_processes=2",
+                                "--process_id=0"], "--coordinator (JDANAS_COORDINATOR): 'localhost' is not host:port"),
+    ("launch_no_num_processes", ["--config", SMOKE, "--workdir", "{w}", "--coordinator=127.0.0.1:1234",
+                                 "--process_id=0"], "--num_processes (JDANAS_NUM_PROCESSES): required"),
+    ("launch_process_id_range", ["--config", SMOKE, "--workdir", "{w}", "--coordinator=127.0.0.1:1234",
+                                 "--num_processes=2", "--process_id=2"], "--process_id (JDANAS_PROCESS_ID): 2 is not below"),
+    ("launch_num_processes_not_int", ["--config", SMOKE, "--workdir", "{w}", "--coordinator=127.0.0.1:1234",
+                                      "--num_processes=two", "--process_id=0"], "--num_processes (JDANAS_NUM_PROCESSES)"),
+    ("launch_heartbeat", ["--config", SMOKE, "--workdir", "{w}", "--coordinator=127.0.0.1:1234", "--num_processes=2",
+                          "--process_id=0", "--heartbeat_timeout=0"], "--heartbeat_timeout (JDANAS_HEARTBEAT_TIMEOUT)"),
     # -- overrides that name nothing
     ("override_population_size", ["--config", SMOKE, "--workdir", "{w}", "--config.population.size=4"],
      "--config.population.size"),
@@ -122,6 +135,16 @@ CASES = [
     ("evaluator_tabular_table", ["--config", SMOKE, "--workdir", "{w}", "--config.evaluator.name=tabular"],
      "config.evaluator.name"),
     ("kd_loss", ["--config", SMOKE, "--workdir", "{w}", "--config.kd.loss=fitnet"], "config.kd.loss"),
+    ("kd_oracle_aggregate", ["--config", SMOKE, "--workdir", "{w}", "--config.kd.loss=oracle",
+                             "--config.kd.oracle_aggregate=max"], "config.kd.oracle_aggregate"),
+    ("teacher_ensemble", ["--config", SMOKE, "--workdir", "{w}", "--config.teacher.ensemble=0"],
+     "config.teacher.ensemble"),
+    ("teacher_ensemble_with_path", ["--config", SMOKE, "--workdir", "{w}", "--config.teacher.ensemble=2",
+                                    "--config.teacher.path={d}"], "config.teacher.ensemble"),
+    ("teacher_ensemble_zero_cost", ["--config", SMOKE, "--workdir", "{w}", "--config.teacher.ensemble=2",
+                                    "--config.evaluator.name=zero_cost"], "config.evaluator.name"),
+    ("one_shot_needs_masked_space", ["--config", SMOKE, "--workdir", "{w}", "--config.evaluator.name=one_shot"],
+     "config.space.name"),
     ("kd_temperature", ["--config", SMOKE, "--workdir", "{w}", "--config.kd.temperature=-1"], "config.kd.temperature"),
     ("search_rounds", ["--config", SMOKE, "--workdir", "{w}", "--config.search.rounds=0"], "config.search.rounds"),
     ("search_top_k", ["--config", SMOKE, "--workdir", "{w}", "--config.search.top_k=0"], "config.search.top_k"),
@@ -129,6 +152,8 @@ CASES = [
     ("final_schedule", ["--config", SMOKE, "--workdir", "{w}", "--config.final.schedule=step"], "config.final.schedule"),
     ("compute_strategy", ["--config", SMOKE, "--workdir", "{w}", "--config.compute.strategy=pmap"], "config.compute.strategy"),
     ("compute_mesh", ["--config", SMOKE, "--workdir", "{w}", "--config.compute.mesh.pop=3"], "config.compute.mesh"),
+    ("compute_precision", ["--config", SMOKE, "--workdir", "{w}", "--config.compute.precision=fp16"],
+     "config.compute.precision: 'fp16' is not one of fp32, bf16"),
     ("constraint_negative", ["--config", SMOKE, "--workdir", "{w}", "--config.constraint.max_params=-5"],
      "config.constraint.max_params"),
     ("val_fraction_range", ["--config", SMOKE, "--workdir", "{w}", "--config.data.val_fraction=1.5"],
@@ -196,7 +221,7 @@ CASES = [
 ]
 
 SUBPROCESS = {"config_missing", "config_syntax", "config_unknown_variant", "flag_no_workdir", "flag_rounds_not_int",
-              "override_population_size", "data_label_gap", "workdir_is_file", "budget_unmeetable", "lr_inf_final",
+              "override_population_size", "data_label_gap", "launch_process_id_range", "workdir_is_file", "budget_unmeetable", "lr_inf_final",
               "space_impossible_network"}
 
 
@@ -280,7 +305,7 @@ def test_docstring_examples_parse(monkeypatch):
   lines = [l.split("#")[0].split() for l in run_cli.__doc__.splitlines() if l.strip().startswith("python run.py")]
   assert lines
   for words in lines:
-    config, workdir, show = run_cli.parse(["run.py", *words[2:]])
+    config, workdir, show, launch = run_cli.parse(["run.py", *words[2:]])
     assert config.seed == 0 and (workdir or show)
 
 

@@ -97,7 +97,7 @@ _CHEAP = ("snip", "gradnorm", "fisher", "synflow", "naswot", "zen", "diswot", "k
           "pkt", "params")
 
 
-@pytest.mark.parametrize("names", [pytest.param(_CHEAP, id="cheap"),
+@pytest.mark.parametrize("names", [pytest.param(_CHEAP, id="cheap", marks=pytest.mark.slow),
                                    pytest.param(("grasp", "jacob_cov"), id="heavy", marks=pytest.mark.slow)])
 def test_masked_scores_equal_per_student_scores(names):
   """Every proxy of a masked S1 student equals its per-student module's: blocks beyond a stage's

@@ -587,6 +587,7 @@ def test_vmap_strategy_equals_map(masked, batch, teacher16, masked_scores):
   np.testing.assert_allclose(out["diswot"], masked_scores[0]["diswot"], rtol=1e-4)
 
 
+@pytest.mark.slow  # ~21 s
 def test_reference_cells_without_affine(batch):
   """``cell_affine=False`` (zero-cost reference cells): conv biases, parameter-free BN in the
   cells; masked == per-cell; a bias before train-mode BN leaves the kernel gradients (SNIP) unchanged

@@ -29,6 +29,9 @@ TEST_KWARGS = {
     "s1_resnet": dict(depth_choices=(1, 2), widths=(4, 8, 8), stem=4),
     "s1_resnet_masked": dict(depth_choices=(1, 2), widths=(4, 8, 8), stem=4),
     "mobilenet": dict(base_width=0.25),
+    "kdas": dict(positions=(3,), depths=(1, 1, 2), widths=(4, 4, 8), stem=4),
+    "kdas_masked": dict(positions=(3,), depths=(1, 1, 2), widths=(4, 4, 8), stem=4),
+    "dass_resnet": dict(stage_widths=(4, 8, 8, 16), max_depth=2, multipliers=(0.5, 0.75, 1.0)),
     "zoo": dict(models=("resnet8", "vgg8")),
     "trade": dict(knobs=(
         ("resnet", (("blocks", (1, 2)), ("width", (0.25, 0.5)))),
@@ -135,7 +138,7 @@ def test_signature_hashable_and_equal_for_equal_encodings(name):
     forms = (enc.copy(), enc.tolist(), jnp.asarray(enc), enc.astype(np.int64))
     assert all(space.signature(e) == sig and hash(space.signature(e)) == hash(sig) for e in forms)
   sigs = {space.signature(e) for e in encs}
-  if name in ("nb201_masked", "s1_resnet_masked"):
+  if name.endswith("_masked"):
     assert sigs == {()}
   else:
     assert len(sigs) > 1
@@ -192,8 +195,8 @@ def distinct_archs(name: str, n: int = 4) -> np.ndarray:
   return np.stack(list(out.values())[:n])
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("trade", "mobilenet") else n
-                                  for n in NAMES])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("trade", "mobilenet", "dass_resnet")
+                                  else n for n in NAMES])
 def test_forward_only_lowering_same_values_and_gradients(name):
   """Every space is supported by the ``"cpu"`` lowering of gradient-scoring programs: every
   convolution has a forward-only form (grouped, strided and patch convolutions included), with
@@ -221,8 +224,8 @@ def test_forward_only_lowering_same_values_and_gradients(name):
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9, err_msg=space.decode(enc))
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "mobilenet" else n
-                                  for n in NAMES])  # mobilenet (~28 s) in the slow step; trade holds the GELU nets
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("mobilenet", "trade", "dass_resnet")
+                                  else n for n in NAMES])  # mobilenet (~28 s), trade (~23 s, the GELU nets), dass in the slow step
 def test_activation_proxies_finite_and_varying_on_every_space(name):
   """NASWOT (ReLU and GELU codes) and Zen (BN variances) record every space's activations: finite
   scores that differ between architectures (GELU networks, ViT and ConvMixer, recorded nothing

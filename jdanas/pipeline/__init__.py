@@ -12,7 +12,9 @@ or all three with ``pipeline.run(config, workdir)``.
 2. **Search** (``config.search.rounds`` rounds): the searcher proposes ``Q`` encodings, the evaluator
    (``config.evaluator.name`` with its subsection: ``short_kd``, a short KD run of the population
    engine; ``tabular``, a NAS-Bench-201 table; ``zero_cost``, a training-free proxy of
-   :mod:`jdanas.scoring`, e.g. DisWOT) scores them, the searcher is told. Budgets
+   :mod:`jdanas.scoring`, e.g. DisWOT; ``one_shot``, shared supernet weights trained on each round's
+   proposals, :mod:`jdanas.train.oneshot`, checkpointed with the searcher) scores them, the
+   searcher is told. Budgets
    (``config.constraint``) become a jittable predicate that the searcher receives as ``feasible``
    and checks for every proposal; a proposal still over budget is told as failed. Searcher state,
    ledger and top-K parameters are checkpointed every round; per-round metrics go to
@@ -35,6 +37,7 @@ from typing import Any
 
 import ml_collections
 
+from jdanas.parallel import is_main_process
 from jdanas.pipeline.check import Checked, describe, prepare
 from jdanas.pipeline.config import ConfigError, Plan, build_plan, validate_config
 from jdanas.pipeline.final import train_final
@@ -65,7 +68,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   if done is not None:
     log(f"[done] {workdir} already holds the finished run of this config (report.json); nothing to do "
         f"(delete report.json to redo the final phase, or change the config)")
-    print_summary(done, pathlib.Path(workdir))
+    if is_main_process():
+      print_summary(done, pathlib.Path(workdir))
     return done
   searched = search(config, workdir, checked)
   return report(searched, train_final(searched))

@@ -65,7 +65,8 @@ def _writable(directory: pathlib.Path) -> bool:
 
 
 def _recipes(config, plan: Plan):
-  out = [("final", plan.final), ("evaluator.short_kd", plan.short_kd), ("teacher.train", plan.teacher_train)]
+  out = [("final", plan.final), ("evaluator.short_kd", plan.short_kd), ("evaluator.one_shot", plan.one_shot),
+         ("teacher.train", plan.teacher_train)]
   return [(f, r) for f, r in out if r is not None]
 
 
@@ -182,8 +183,10 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
             f"  compute.strategy: {', '.join(STRATEGIES)}; compute.lowering: {', '.join(LOWERINGS)}; "
             "compute.specialize: auto, True, False"]
   size = math.prod(int(c) for c in plan.space.num_choices)
-  teacher = (f"loaded from {config.teacher.path}" if plan.teacher_train is None
-             else f"{config.teacher.name} trained for {plan.teacher_train.steps} steps")
+  m = int(config.teacher.get("ensemble", 1))
+  teacher = (f"loaded from {config.teacher.path or ', '.join(config.teacher.paths)}" if plan.teacher_train is None
+             else f"{config.teacher.name} trained for {plan.teacher_train.steps} steps"
+             + (f", an ensemble of {m} seeds" if m > 1 else ""))
   evaluations = "rounds x proposals per round (see searcher.kwargs)"
   asks = config.searcher.get("kwargs", {}).get("num_asks", None)
   if asks:

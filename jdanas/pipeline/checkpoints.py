@@ -1,14 +1,23 @@
 """Orbax checkpoints of a search: after every round, the searcher state, the evaluation ledger
 and the top-K short-KD students' parameters; a truncated latest step falls back to the previous,
-and unreadable steps are moved aside so that the rerun checkpoints those rounds again."""
+and unreadable steps are moved aside so that the rerun checkpoints those rounds again.
+
+Multi-process runs (docs/scaling.md): every process calls :meth:`Checkpoints.save` and
+:meth:`Checkpoints.restore_latest` (orbax synchronises them; the directory must be on a filesystem
+every process sees). The values are saved as host (numpy) arrays, which orbax writes from process 0
+only: the searcher state and the short-KD students are the same on every process (the state is
+checked every round), so the layout is the same as a single-process run's and either kind of run
+resumes the other's checkpoints."""
 from __future__ import annotations
 
 import pathlib
 import shutil
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jdanas.parallel import barrier, is_main_process
 from jdanas.pipeline.setup import log
 
 
@@ -19,14 +28,17 @@ class Checkpoints:
     options = ocp.CheckpointManagerOptions(max_to_keep=3, enable_async_checkpointing=False)
     self.directory = directory.absolute()
     self.manager = ocp.CheckpointManager(self.directory, options=options)
-    self.abstract_state = abstract_state
+    # Restored onto this process's first device (searcher programs run per process).
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    self.abstract_state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=local),
+                                       abstract_state)
 
   def save(self, round_done: int, state, ledger: list, top: list[dict]) -> None:
     """``top``: best-first list of ``{"arch", "score", "variables"}`` (short-KD students)."""
     meta = {"round": round_done, "ledger": ledger, "top": [{"arch": t["arch"], "score": t["score"]} for t in top]}
-    params = {f"top{i}": t["variables"] for i, t in enumerate(top)} or {"empty": np.zeros(())}
+    params = jax.device_get({f"top{i}": t["variables"] for i, t in enumerate(top)} or {"empty": np.zeros(())})
     self.manager.save(round_done, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), ledger=ocp.args.JsonSave(meta), top=ocp.args.PyTreeSave(params)))
+        state=ocp.args.StandardSave(jax.device_get(state)), ledger=ocp.args.JsonSave(meta), top=ocp.args.PyTreeSave(params)))
     self.manager.wait_until_finished()
 
   def restore_latest(self):
@@ -52,7 +64,10 @@ class Checkpoints:
       restored = int(meta["round"]), r["state"], list(meta["ledger"]), top
       break
     if unreadable:
-      self._move_aside(unreadable)
+      if is_main_process():
+        self._move_aside(unreadable)
+      barrier("jdanas: unreadable checkpoints moved aside")
+      self.manager.reload()
       if restored is None:
         log(f"[resume] no readable checkpoint (moved to {self.aside}); starting from scratch")
     return restored
@@ -71,7 +86,6 @@ class Checkpoints:
       if src.exists():
         shutil.move(str(src), str(dst))
         log(f"[resume] moved the unreadable checkpoint of round {step} to {dst}")
-    self.manager.reload()
 
   def close(self):
     self.manager.close()

@@ -8,7 +8,8 @@ reference; every shipped config has the same shape)::
               (npz labels with gaps are refused unless remap_labels=True maps them onto 0..K-1)
   teacher     name, path, require_above_chance (default True: a teacher no better than the most
               frequent class stops the run), train (a recipe: steps, batch_size, optimizer,
-              learning_rate, weight_decay, schedule, augment)
+              learning_rate, weight_decay, schedule, augment), ensemble (M >= 1 members of name
+              trained with M seeds), paths (>= 2 saved teacher folders forming an ensemble)
   space       name, kwargs
   searcher    name, dedup, kwargs
   evaluator   name ("short_kd" | "tabular" | "zero_cost") and one subsection per evaluator:
@@ -16,17 +17,20 @@ reference; every shipped config has the same shape)::
                            True; False: the same run with plain cross-entropy, no teacher)
                 tabular    table, column
                 zero_cost  proxy, batch_size, init, relation_tap, teacher_init, semantic_mismatch
+                one_shot   a recipe (steps: shared-weight steps per round) + val_examples: ENAS-style
+                           weight sharing on a masked space (jdanas.train.oneshot)
               Only the subsection of ``evaluator.name`` is required; a config may carry the others
               so that ``--config.evaluator.name=...`` can switch between them.
               Optional ``reward``: latency_model ("measured" | "flops" | "params"; "" = off),
               target, alpha, beta, batch_size, repeats: the score becomes AKD's latency-aware
               reward of the short_kd / tabular accuracy (:mod:`jdanas.rewards`).
-  kd          loss, temperature, semantic_weight, relation_weight, relation_tap
+  kd          loss, temperature, semantic_weight, relation_weight, relation_tap, oracle_aggregate
+              (loss "oracle": the oracle KD loss over an ensemble teacher's correct members)
   constraint  max_params, max_flops, max_latency_ms (0 = no limit)
   search      rounds, top_k
   final       a recipe, plus baselines (architecture strings of the space)
-  compute     strategy, score_strategy, specialize, lowering, mesh (pop, data): how the search's
-              evaluator AND the final training run on this machine
+  compute     strategy, score_strategy, specialize, lowering, precision ("fp32" | "bf16"), mesh
+              (pop, data): how the search's evaluator AND the final training run on this machine
 
 :func:`build_plan` turns a config into a :class:`Plan`: the space, the searcher (with a stand-in
 budget of the same form), the recipes, the KD loss, the mesh and the evaluator settings are built
@@ -38,13 +42,14 @@ needs the data (the budget predicate, the evaluator, the trainers) is built by
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jdanas.distill import KD_PRESETS, SEMANTIC_MISMATCH, TAPS, KDLoss, is_tap
+from jdanas.distill import KD_PRESETS, ORACLE_AGGREGATES, SEMANTIC_MISMATCH, TAPS, KDLoss, is_tap
 from jdanas.lowering import LOWERINGS
 from jdanas.models.zoo import MODELS
 from jdanas.parallel import make_mesh
@@ -52,9 +57,10 @@ from jdanas.searchers import SEARCHERS, Searcher, get_searcher, with_dedup
 from jdanas.spaces import SPACES, get_space
 from jdanas.spaces.base import AbstractSearchSpace
 from jdanas.train import STRATEGIES, Recipe
+from jdanas.train.population import PRECISIONS
 
 SECTIONS = ("data", "teacher", "space", "searcher", "evaluator", "kd", "search", "final", "compute")
-EVALUATOR_NAMES = ("short_kd", "tabular", "zero_cost")
+EVALUATOR_NAMES = ("short_kd", "tabular", "zero_cost", "one_shot")
 LIMITS = ("max_params", "max_flops", "max_latency_ms")
 
 
@@ -73,12 +79,16 @@ class Compute:
     lowering: a name of :data:`jdanas.lowering.LOWERINGS` (``"auto"``: chosen per backend), passed
       to the population trainer and the zero-cost scorer.
     mesh_shape: ``(pop, data)`` device counts of the ``('pop', 'data')`` mesh.
+    precision: ``"fp32"`` or ``"bf16"`` (mixed precision of the population engine: bfloat16
+      compute, float32 parameters, optimizer state, BatchNorm statistics and losses; see
+      :mod:`jdanas.train.population`). The zero-cost scorer and the teacher's training stay float32.
   """
   strategy: str
   score_strategy: str
   specialize: bool | str
   lowering: str
   mesh_shape: tuple[int, int]
+  precision: str = "fp32"
 
   def mesh(self) -> jax.sharding.Mesh | None:
     """The mesh, or None on a single device (the engines then use the default device)."""
@@ -124,6 +134,7 @@ class Plan:
   top_k: int
   baselines: tuple[str, ...]
   compute: Compute
+  one_shot: Recipe | None = None  # evaluator.one_shot's recipe (steps: shared-weight steps per round)
 
 
 def need(ok: bool, field: str, msg: str) -> None:
@@ -177,10 +188,17 @@ def build_loss(k) -> KDLoss:
   tap = k.get("relation_tap", "pre_pool")
   need(is_tap(tap), "kd.relation_tap", f"{tap!r} is not one of {', '.join(TAPS)} or stageI (I >= 1)")
   base = KD_PRESETS[k.loss]
+  aggregate = k.get("oracle_aggregate", "logits")
+  _one_of(aggregate, ORACLE_AGGREGATES, "kd.oracle_aggregate")
+  if base.target == "oracle":
+    for field in ("semantic_weight", "relation_weight"):
+      need(not k.get(field, 0.0), f"kd.{field}",
+           "must be 0 with kd.loss='oracle' (the oracle loss has no feature terms)")
   try:
     return KDLoss(temperature=float(k.temperature), hard_weight=base.hard_weight, soft_weight=base.soft_weight,
                   soft_form=base.soft_form, semantic_weight=float(k.get("semantic_weight", 0.0)),
-                  relation_weight=float(k.get("relation_weight", 0.0)), relation_tap=str(tap))
+                  relation_weight=float(k.get("relation_weight", 0.0)), relation_tap=str(tap), target=base.target,
+                  oracle_aggregate=str(aggregate))
   except ValueError as e:
     raise ConfigError(f"config.kd: {e}") from None
 
@@ -201,6 +219,8 @@ def build_compute(c, space: AbstractSearchSpace) -> Compute:
   lowering = c.get("lowering", "auto")
   _one_of(lowering, LOWERINGS, "compute.lowering")
   specialize = parse_specialize(c.get("specialize", "auto"))
+  precision = c.get("precision", "fp32")
+  _one_of(precision, PRECISIONS, "compute.precision")
   if specialize is True:
     need(space.can_specialize, "compute.specialize",
          f"space {space.name!r} has no specialised form (use 'auto' or False)")
@@ -211,7 +231,7 @@ def build_compute(c, space: AbstractSearchSpace) -> Compute:
   except ValueError as e:
     raise ConfigError(f"config.compute.{e}") from None
   return Compute(strategy=c.strategy, score_strategy=score_strategy, specialize=specialize, lowering=lowering,
-                 mesh_shape=(int(mesh.shape["pop"]), int(mesh.shape["data"])))
+                 mesh_shape=(int(mesh.shape["pop"]), int(mesh.shape["data"])), precision=precision)
 
 
 def _stand_in_budget(enc: jax.Array) -> jax.Array:
@@ -254,11 +274,38 @@ def _check_data(d) -> None:
        f"must be a float in (0, 1), got {d.val_fraction!r}")
 
 
+def teacher_size(t) -> int:
+  """The number of networks (M) of ``config.teacher``: ``teacher.ensemble`` members of
+  ``teacher.name`` trained with M seeds, the folders of ``teacher.paths``, or the saved teacher of
+  ``teacher.path`` (a saved ensemble has M > 1); checked here, before compute."""
+  m = t.get("ensemble", 1)
+  need(_is_int(m) and m >= 1, "teacher.ensemble", f"must be an int >= 1 (1 = a single network), got {m!r}")
+  paths = t.get("paths", None) or ()
+  need(isinstance(paths, (list, tuple)) and all(isinstance(p, str) and p for p in paths), "teacher.paths",
+       f"must be a list of teacher folders, got {paths!r}")
+  if paths:
+    need(not t.get("path"), "teacher.paths", "give teacher.path or teacher.paths, not both")
+    need(len(paths) >= 2, "teacher.paths", f"an ensemble needs >= 2 folders, got {len(paths)}")
+    for p in paths:
+      need(pathlib.Path(p, "teacher.json").exists(), "teacher.paths", f"no teacher.json in {p!r}")
+  if paths or t.get("path"):
+    need(m == 1, "teacher.ensemble", "is for a trained ensemble of teacher.name; a loaded teacher's size is "
+         "given by teacher.path/teacher.paths")
+  if t.get("path"):
+    info = pathlib.Path(t.path, "teacher.json")
+    need(info.exists(), "teacher.path", f"no teacher.json in {t.path!r}")
+    try:
+      return max(len(json.loads(info.read_text()).get("members", ())), 1)
+    except (ValueError, AttributeError) as e:
+      raise ConfigError(f"config.teacher.path: unreadable teacher.json in {t.path!r} ({e})") from None
+  return len(paths) or int(m)
+
+
 def _teacher_recipe(t) -> Recipe | None:
   need(isinstance(t.get("require_above_chance", True), bool), "teacher.require_above_chance",
        f"must be True or False, got {t.get('require_above_chance')!r}")
-  if t.get("path"):
-    need(pathlib.Path(t.path, "teacher.json").exists(), "teacher.path", f"no teacher.json in {t.path!r}")
+  teacher_size(t)
+  if t.get("path") or t.get("paths"):
     return None
   _one_of(t.name, sorted(MODELS), "teacher.name")
   return build_recipe(t.train, "teacher.train", KD_PRESETS["ce"])
@@ -299,6 +346,14 @@ def _evaluator_kwargs(config, space: AbstractSearchSpace, loss: KDLoss) -> dict:
   sub = ev[ev.name]
   if ev.name == "short_kd":  # the recipe is built by build_plan
     return {}
+  if ev.name == "one_shot":  # the recipe is built by build_plan
+    from jdanas.train.oneshot import has_one_signature
+    need(has_one_signature(space), "space.name", f"the one_shot evaluator shares one supernet's weights: it needs a "
+         f"masked space (kdas_masked, nb201_masked, s1_resnet_masked), got {space.name!r}")
+    v = sub.get("val_examples", 0)
+    need(_is_int(v) and v >= 0, "evaluator.one_shot.val_examples", f"must be an int >= 0 (0 = the whole "
+         f"validation split), got {v!r}")
+    return {"val_examples": int(v)}
   if ev.name == "zero_cost":
     kw = _zero_cost_kwargs(sub, config.data)
     _one_of(config.compute.get("score_strategy", "auto"), _scoring_strategies(), "compute.score_strategy")
@@ -397,12 +452,20 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
   limits = _limits(config.get("constraint", None))
   build_searcher(se.name, searcher_kwargs, dedup, space, _stand_in_budget if any(limits.values()) else None)
   loss = build_loss(config.kd)
+  if teacher_size(config.teacher) > 1:  # an ensemble teacher gives logits, no feature taps
+    need(config.evaluator.name != "zero_cost", "evaluator.name",
+         "zero_cost proxies compare features with ONE teacher; an ensemble teacher needs short_kd or tabular")
+    need(not loss.uses_features, "kd.relation_weight",
+         "DisWOT relation terms need a teacher's features; set kd.semantic_weight/relation_weight to 0 for an "
+         "ensemble teacher")
   evaluator_kwargs = _evaluator_kwargs(config, space, loss)
   short_kd = (build_recipe(config.evaluator.short_kd, "evaluator.short_kd", loss, extra=("distill",))
               if config.evaluator.name == "short_kd" else None)
   distill = config.evaluator.short_kd.get("distill", True) if short_kd is not None else True
   need(isinstance(distill, bool), "evaluator.short_kd.distill", f"must be True or False, got {distill!r}")
   reward = _reward_kwargs(config.evaluator)
+  one_shot = (build_recipe(config.evaluator.one_shot, "evaluator.one_shot", loss, extra=("val_examples",))
+              if config.evaluator.name == "one_shot" else None)
   final = build_recipe(config.final, "final", loss, extra=("baselines",))
   baselines = _baselines(config.final, space)
   r = config.search
@@ -410,7 +473,7 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
   need(_is_int(r.top_k) and r.top_k > 0, "search.top_k", f"must be a positive int, got {r.top_k!r}")
   compute = build_compute(config.compute, space)
   data_n = compute.mesh_shape[1]
-  for field, recipe in (("evaluator.short_kd", short_kd), ("final", final)):
+  for field, recipe in (("evaluator.short_kd", short_kd), ("evaluator.one_shot", one_shot), ("final", final)):
     if recipe is not None:
       need(recipe.batch_size % data_n == 0, f"{field}.batch_size",
            f"{recipe.batch_size} is not divisible by the mesh's data axis ({data_n})")
@@ -418,7 +481,7 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
               evaluator=config.evaluator.name, evaluator_kwargs=evaluator_kwargs, short_kd_distill=distill,
               reward=reward, loss=loss,
               short_kd=short_kd, final=final, teacher_train=teacher_train, limits=limits,
-              rounds=int(r.rounds), top_k=int(r.top_k), baselines=baselines, compute=compute)
+              rounds=int(r.rounds), top_k=int(r.top_k), baselines=baselines, compute=compute, one_shot=one_shot)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -428,4 +491,4 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 __all__ = ["Compute", "ConfigError", "EVALUATOR_NAMES", "LOWERINGS", "Plan", "REWARD_FIELDS", "build_compute", "build_loss",
            "build_plan", "build_recipe", "build_searcher", "build_space", "build_tabular", "parse_specialize",
-           "validate_config"]
+           "teacher_size", "validate_config"]

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from jdanas import costs
+from jdanas.parallel import is_main_process
 from jdanas.pipeline.config import ConfigError
 from jdanas.pipeline.search import SearchResult
 from jdanas.pipeline.setup import log, trainer, vanilla_recipe
@@ -48,13 +49,16 @@ def _top_rows(s: SearchResult, top: list[dict], encs: list[np.ndarray], accuracy
 
 
 def _export(s: SearchResult, enc: np.ndarray, variables, val_accuracy: float) -> str:
-  from jdanas.export import export_student
-  c = costs.model_costs(s.plan.space, enc, num_classes=s.data.num_classes, input_shape=s.data.image_shape)
-  export_dir = export_student(
-      s.workdir / "export", space=s.plan.space, space_kwargs=dict(s.config.space.get("kwargs", {})),
-      space_name=s.config.space.name, encoding=enc, variables=variables, num_classes=s.data.num_classes,
-      input_shape=s.data.image_shape, mean=s.data.mean, std=s.data.std,
-      meta={"params": c.params, "flops": c.flops, "val_accuracy": val_accuracy})
+  """Exports the chosen student (process 0 writes; every process returns the folder's name)."""
+  export_dir = s.workdir / "export"
+  if is_main_process():
+    from jdanas.export import export_student
+    c = costs.model_costs(s.plan.space, enc, num_classes=s.data.num_classes, input_shape=s.data.image_shape)
+    export_dir = export_student(
+        export_dir, space=s.plan.space, space_kwargs=dict(s.config.space.get("kwargs", {})),
+        space_name=s.config.space.name, encoding=enc, variables=variables, num_classes=s.data.num_classes,
+        input_shape=s.data.image_shape, mean=s.data.mean, std=s.data.std,
+        meta={"params": c.params, "flops": c.flops, "val_accuracy": val_accuracy})
   return str(export_dir.relative_to(s.workdir.absolute()) if export_dir.is_absolute() else export_dir)
 
 

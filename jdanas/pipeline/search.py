@@ -15,12 +15,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jdanas import costs
+from jdanas.parallel import check_same_across_processes, is_main_process
 from jdanas.evaluators import ScoreKind
 from jdanas.pipeline.checkpoints import Checkpoints
 from jdanas.pipeline.check import Checked, prepare
 from jdanas.pipeline.config import ConfigError, Plan
 from jdanas.pipeline.setup import build_evaluator, get_teacher, log, plan_searcher
-from jdanas.teachers import Teacher, evaluate
+from jdanas.teachers import Teacher, ensemble_report, evaluate
 
 CONFIG_ECHO = "config.json"  # the config of the run, written when its compute starts
 
@@ -81,9 +82,17 @@ def _data_and_teacher(config: ml_collections.ConfigDict, plan: Plan, workdir: pa
   val = evaluate(teacher.module, teacher.variables, data.val, data.mean, data.std)
   test = evaluate(teacher.module, teacher.variables, data.test, data.mean, data.std) if data.test is not None else None
   log(f"[teacher] {teacher.name}: val accuracy {val:.4f}")
+  accuracy = {"val_accuracy": val, "test_accuracy": test}
+  if teacher.members:  # each member's and the ensemble's accuracy (average, vote, oracle)
+    split = data.test if data.test is not None else data.val
+    accuracy["ensemble"] = {"split": "test" if data.test is not None else "val",
+                            **ensemble_report(teacher, split, data.mean, data.std)}
+    log(f"[teacher] ensemble ({accuracy['ensemble']['split']}): " + ", ".join(
+        f"{k} {v:.4f}" for k, v in accuracy["ensemble"].items() if isinstance(v, float))
+        + ", members " + " ".join(f"{a:.4f}" for a in accuracy["ensemble"]["members"]))
   if config.teacher.get("require_above_chance", True):
     check_teacher(teacher.name, val, data)
-  return data, teacher, {"val_accuracy": val, "test_accuracy": test}
+  return data, teacher, accuracy
 
 
 def _reset_metrics(path: pathlib.Path, start_round: int) -> None:
@@ -153,12 +162,18 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   Round ``r`` uses ``fold_in(key_loop, r)`` split into ask / evaluate / tell keys, so a resumed run
   ends with the same ledger as an uninterrupted one. Writes ``<workdir>/checkpoints``,
   ``metrics.jsonl`` and TensorBoard events in ``<workdir>/tb``.
+
+  In a multi-process run (docs/scaling.md) every process runs this same loop; the searcher state
+  after each ``tell`` must have the same checksum on every process (a ``RuntimeError`` otherwise),
+  every process takes part in the checkpoint, and only process 0 writes the other files.
   """
   checked = checked or prepare(config, workdir)
   plan = checked.plan
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / CONFIG_ECHO).write_text(config.to_json_best_effort(indent=1, sort_keys=True) + "\n")
+  main = is_main_process()
+  if main:
+    (workdir / CONFIG_ECHO).write_text(config.to_json_best_effort(indent=1, sort_keys=True) + "\n")
   started = time.perf_counter()
   key_teacher, key_search, key_final = jax.random.split(jax.random.key(config.seed), 3)
   key_init, key_loop = jax.random.split(key_search)
@@ -172,18 +187,27 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 
   ask, tell = jax.jit(searcher.ask), jax.jit(searcher.tell)
   state = jax.jit(searcher.init)(key_init)
-  ckpt = Checkpoints(workdir / "checkpoints", jax.eval_shape(lambda: state))
+  # A stateful evaluator (one_shot: the shared weights and the data position) is checkpointed
+  # with the searcher, so a resumed search continues both.
+  stateful = getattr(evaluator, "state", None) is not None
+  pack = (lambda s: {"searcher": s, "evaluator": evaluator.state}) if stateful else (lambda s: s)
+  ckpt = Checkpoints(workdir / "checkpoints", jax.eval_shape(lambda: pack(state)))
   restored = ckpt.restore_latest()
   start_round, ledger, top = 0, [], []
   if restored is not None:
     start_round, state, ledger, top = restored
+    if stateful:
+      evaluator.restore(state["evaluator"])
+      state = state["searcher"]
     log(f"[resume] continuing after round {start_round} ({len(ledger)} evaluations in the ledger)")
     if hasattr(evaluator, "resume"):  # e.g. the reward's latency cache, from the ledger's latency column
       evaluator.resume(ledger)
   metrics_path = workdir / "metrics.jsonl"
-  _reset_metrics(metrics_path, start_round)
-  from tensorboardX import SummaryWriter
-  writer = SummaryWriter(str(workdir / "tb"))
+  writer = None
+  if main:
+    _reset_metrics(metrics_path, start_round)
+    from tensorboardX import SummaryWriter
+    writer = SummaryWriter(str(workdir / "tb"))
 
   seconds = ledger[-1]["wall_time"] if ledger else 0.0
   compilations = 0
@@ -197,17 +221,20 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     compilations += n_compiled
     # Infeasible proposals are told as failed (NaN): they can never become the incumbent.
     state, metrics = tell(key_tell, state, encs, scores)
+    check_same_across_processes(state, f"the searcher state after round {r}")
     seconds += time.perf_counter() - t_round
     top = _record(r, encs, feasible, scores, variables, extras, ledger=ledger, top=top, plan=plan, data=data,
                   seed=int(config.seed), score_kind=evaluator.score_kind, seconds=seconds, top_k=plan.top_k)
-    ckpt.save(r + 1, state, ledger, top)
+    ckpt.save(r + 1, pack(state), ledger, top)
     row = _metrics_row(r, ledger, scores, seconds, metrics)
-    with metrics_path.open("a") as f:
-      f.write(json.dumps(row) + "\n")
-    writer.add_scalar("search/best_score", row["best_score"], r)
-    writer.add_scalar("search/round_best", row["round_best"] or float("nan"), r)
+    if main:
+      with metrics_path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+      writer.add_scalar("search/best_score", row["best_score"], r)
+      writer.add_scalar("search/round_best", row["round_best"] or float("nan"), r)
     bar.set_postfix(best=f"{row['best_score']:.4f}")
-  writer.close()
+  if writer is not None:
+    writer.close()
   ckpt.close()
   stats = {"evaluations": len(ledger), "rounds": plan.rounds, "seconds": seconds,
            "num_compilations": compilations, "resumed_from_round": start_round}

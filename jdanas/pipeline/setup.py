@@ -3,6 +3,7 @@ the dataset, the teacher, the budget predicate, the searcher, the trainers and t
 Errors that a config value causes are :class:`~jdanas.pipeline.config.ConfigError` lines."""
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import sys
 
@@ -12,9 +13,11 @@ import numpy as np
 
 from jdanas.distill import KD_PRESETS
 from jdanas.evaluators import ShortKDEvaluator
+from jdanas.parallel import barrier, is_main_process
 from jdanas.pipeline.config import ConfigError, Plan, build_searcher, build_tabular
 from jdanas.searchers import Searcher, cost_predicate
-from jdanas.teachers import Teacher, load_teacher, save_teacher, train_teacher
+from jdanas.lowering import resolve
+from jdanas.teachers import Teacher, ensemble_teacher, load_teacher, save_teacher, train_ensemble, train_teacher
 from jdanas.train import PopulationTrainer, Recipe
 from jdanas.train.batching import normalize
 
@@ -43,18 +46,35 @@ def load_data(config: ml_collections.ConfigDict):
 
 def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pathlib.Path,
                 key: jax.Array) -> Teacher:
-  """Loads ``config.teacher.path``, or the teacher cached in ``<workdir>/teacher``, or trains one
-  with ``plan.teacher_train`` (and caches it)."""
+  """Loads ``config.teacher.path`` (or the ensemble of ``config.teacher.paths``), or the teacher
+  cached in ``<workdir>/teacher``, or trains one (``teacher.ensemble`` > 1: that many members from
+  M seeds) with ``plan.teacher_train`` (and caches it; in a multi-process run every process trains the
+  same teacher and process 0 caches it). Ensemble members of one architecture run stacked or one by one
+  as the lowering says (:attr:`jdanas.lowering.Lowering.ensemble`)."""
   t = config.teacher
+  stack = resolve(plan.compute.lowering).ensemble == "vmap"
+  m = int(t.get("ensemble", 1))
+  barrier("jdanas: teacher")  # no process looks for the cache while process 0 may be writing it
   if t.get("path"):
-    teacher = load_teacher(t.path)
+    teacher = load_teacher(t.path, stack=stack)
+  elif t.get("paths"):
+    teacher = ensemble_teacher([load_teacher(p) for p in t.paths], stack=stack)
   elif (workdir / "teacher" / "teacher.json").exists():
-    teacher = load_teacher(workdir / "teacher")
+    teacher = load_teacher(workdir / "teacher", stack=stack)
+    if teacher.size != m:
+      raise ConfigError(f"config.teacher.ensemble: {m}, but the teacher cached in {workdir / 'teacher'} has "
+                        f"{teacher.size} network(s); use a fresh --workdir")
     log(f"[teacher] loaded cached {teacher.name} from {workdir / 'teacher'}")
+  elif m > 1:
+    log(f"[teacher] training an ensemble of {m} x {t.name} for {plan.teacher_train.steps} steps each")
+    teacher = train_ensemble(key, [t.name] * m, data, recipe=plan.teacher_train, stack=stack, progress=True)
+    if is_main_process():
+      save_teacher(workdir / "teacher", teacher)
   else:
     log(f"[teacher] training {t.name} for {plan.teacher_train.steps} steps")
     teacher = train_teacher(key, t.name, data, recipe=plan.teacher_train, progress=True)
-    save_teacher(workdir / "teacher", teacher)
+    if is_main_process():
+      save_teacher(workdir / "teacher", teacher)
   if teacher.num_classes != data.num_classes or tuple(teacher.input_shape) != tuple(data.image_shape):
     raise ConfigError(f"config.teacher: teacher {teacher.name} expects {teacher.num_classes} classes of "
                       f"{teacher.input_shape}, the data has {data.num_classes} of {data.image_shape}")
@@ -83,19 +103,19 @@ def trainer(plan: Plan, data, recipe: Recipe, teacher: Teacher | None, mesh=None
   the recipe's config section in errors (e.g. a batch larger than the training split)."""
   try:
     return PopulationTrainer(plan.space, data, recipe=recipe, teacher=teacher, strategy=plan.compute.strategy,
-                             mesh=mesh, specialize=plan.compute.specialize, lowering=plan.compute.lowering)
+                             mesh=mesh, specialize=plan.compute.specialize, lowering=plan.compute.lowering,
+                             precision=plan.compute.precision)
   except ValueError as e:
     msg = str(e)
     if msg.startswith("recipe."):
       raise ConfigError(f"config.{field}.{msg[len('recipe.'):]}") from None
-    if msg.split(":")[0] in ("strategy", "specialize", "mesh", "lowering"):
+    if msg.split(":")[0] in ("strategy", "specialize", "mesh", "lowering", "precision"):
       raise ConfigError(f"config.compute.{msg}") from None
     raise ConfigError(f"config.{field}: {msg}") from None
 
 
 def vanilla_recipe(recipe: Recipe) -> Recipe:
   """``recipe`` with the plain cross-entropy loss (the no-KD comparison)."""
-  import dataclasses
   return dataclasses.replace(recipe, loss=KD_PRESETS["ce"])
 
 
@@ -109,7 +129,7 @@ def scoring_batch(plan: Plan, data, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None):
-  """The configured evaluator (``short_kd``, ``tabular`` or ``zero_cost``), wrapped into the
+  """The configured evaluator (``short_kd``, ``tabular``, ``zero_cost`` or ``one_shot``), wrapped into the
   latency-aware reward of ``evaluator.reward`` when the config has one (:mod:`jdanas.rewards`)."""
   inner = _accuracy_evaluator(plan, data, teacher, seed, mesh)
   if plan.reward is None:
@@ -138,6 +158,16 @@ def _accuracy_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None
       raise ConfigError(f"config.evaluator.zero_cost: {e}") from None
   if not plan.short_kd_distill:  # plain cross-entropy, no teacher (AKD's "NAS + KD" search score)
     return ShortKDEvaluator(trainer(plan, data, vanilla_recipe(plan.short_kd), None, mesh, field="evaluator.short_kd"))
+  if plan.evaluator == "one_shot":
+    from jdanas.train.oneshot import OneShotEvaluator
+    # the schedule spans the whole search: rounds x steps per round
+    recipe = dataclasses.replace(plan.one_shot, steps=plan.one_shot.steps * plan.rounds)
+    try:
+      return OneShotEvaluator(plan.space, data, recipe=recipe, steps_per_round=plan.one_shot.steps,
+                              teacher=teacher, seed=int(seed), val_examples=plan.evaluator_kwargs["val_examples"],
+                              lowering=plan.compute.lowering)
+    except ValueError as e:
+      raise ConfigError(f"config.evaluator.one_shot: {e}") from None
   return ShortKDEvaluator(trainer(plan, data, plan.short_kd, teacher, mesh, field="evaluator.short_kd"))
 
 

@@ -7,12 +7,14 @@ import pathlib
 import time
 
 from jdanas import report as report_lib
+from jdanas.parallel import is_main_process
 from jdanas.pipeline.search import SearchResult
 
 
 def report(s: SearchResult, final: dict) -> dict:
   """Writes the report of a search (:func:`jdanas.pipeline.search`) and its final phase
-  (:func:`jdanas.pipeline.train_final`) into the workdir, prints a summary, returns the report dict."""
+  (:func:`jdanas.pipeline.train_final`) into the workdir, prints a summary, returns the report dict
+  (in a multi-process run only process 0 writes and prints; every process returns the dict)."""
   workdir = s.workdir
   out = dict(final)
   out.update({
@@ -24,14 +26,16 @@ def report(s: SearchResult, final: dict) -> dict:
       "seconds": time.perf_counter() - s.started,
       "config": config_dict(s.config),
   })
-  (workdir / "ledger.json").write_text(json.dumps(s.ledger, indent=1))
   out["ledger_file"] = "ledger.json"
+  out["plots"] = {"search": "search.png", "pareto": "pareto.png"}
+  if not is_main_process():
+    return out
+  (workdir / "ledger.json").write_text(json.dumps(s.ledger, indent=1))
   label = s.score_kind.label
   report_lib.plot_search(s.ledger, workdir / "search.png", score_label=label)
   x = ({"x_key": "latency", "x_label": f"LAT: {s.reward['latency_model']} ({s.reward['units']})"}
        if s.reward is not None else {})
   report_lib.plot_pareto(s.ledger, workdir / "pareto.png", highlight=out["final"]["arch"], score_label=label, **x)
-  out["plots"] = {"search": "search.png", "pareto": "pareto.png"}
   report_lib.write_report(workdir, out)
   print_summary(out, workdir)
   return out

@@ -5,6 +5,8 @@ import functools
 from typing import Any, Callable
 
 from jdanas.spaces.base import AbstractSearchSpace
+from jdanas.spaces.dass import DassSpace
+from jdanas.spaces.kdas import KDASSpace
 from jdanas.spaces.mobilenet import MobileNetSpace
 from jdanas.spaces.nb201 import NB201Space
 from jdanas.spaces.resnet_depth import ResNetDepthSpace
@@ -19,6 +21,9 @@ SPACES: dict[str, Callable[..., AbstractSearchSpace]] = {
     "zoo": ZooSpace,
     "mobilenet": MobileNetSpace,
     "trade": TradeSpace,
+    "dass_resnet": DassSpace,
+    "kdas": KDASSpace,
+    "kdas_masked": functools.partial(KDASSpace, masked=True),
 }
 
 
@@ -32,4 +37,5 @@ def get_space(name: str, **kwargs: Any) -> AbstractSearchSpace:
     raise ValueError(f"space {name!r}: bad arguments {kwargs}: {e}") from None
 
 
-__all__ = ["AbstractSearchSpace", "NB201Space", "ResNetDepthSpace", "SPACES", "TradeSpace", "ZooSpace", "get_space"]
+__all__ = ["AbstractSearchSpace", "DassSpace", "KDASSpace", "NB201Space", "ResNetDepthSpace", "SPACES", "TradeSpace",
+           "ZooSpace", "get_space"]

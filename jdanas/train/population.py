@@ -37,7 +37,12 @@ program per *group* of students and trains any list of encodings of ``space``:
 * a student whose loss or logits become non-finite gets a NaN accuracy; members never interact,
   so the others are bit-identical to a run without the divergence;
 * with a ``mesh`` of axes ``('pop', 'data')``, batches (and teacher logits) are sharded over
-  ``data`` and vmapped stacks over ``pop``; ``jit`` + ``NamedSharding`` only, no ``pmap``.
+  ``data`` and vmapped stacks over ``pop``; ``jit`` + ``NamedSharding`` only, no ``pmap``;
+* mixed precision (``precision="bf16"``, for accelerators): students and teacher compute in
+  bfloat16 while parameters, optimizer state and BatchNorm statistics stay float32 and the KD
+  softmax and losses run in float32 (mixed-precision training as in Micikevicius et al., "Mixed
+  Precision Training", ICLR 2018; :func:`apply_in_precision` casts at the ``apply`` boundary, so
+  no space or model needs a ``dtype`` argument).
 
 Student ``i`` is initialised from ``fold_in(key_init, i)``; the same key gives the same result.
 """
@@ -50,6 +55,7 @@ import math
 import time
 from typing import Any, Hashable, Sequence
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -63,6 +69,35 @@ from jdanas.train import batching
 from jdanas.train.recipe import Recipe
 
 STRATEGIES = ("auto", "vmap", "unroll", "loop")
+PRECISIONS = ("fp32", "bf16")
+
+
+def _to(dtype):
+  return lambda a: (a.astype(dtype) if isinstance(a, (jax.Array, np.ndarray)) and jnp.issubdtype(a.dtype, jnp.floating)
+                    else a)
+
+
+def _bf16_calls(next_fun, args, kwargs, context):
+  """Flax method interceptor: every module call takes and returns bfloat16 floating arrays (a
+  BatchNorm, whose float32 statistics would otherwise promote its output, included)."""
+  if context.method_name != "__call__":
+    return next_fun(*args, **kwargs)
+  cast = _to(jnp.bfloat16)
+  return jax.tree.map(cast, next_fun(*jax.tree.map(cast, args), **jax.tree.map(cast, kwargs)))
+
+
+def apply_in_precision(module, variables: dict, *args, precision: str = "fp32", **kwargs):
+  """``module.apply(variables, *args, **kwargs)`` computed in ``precision``; floating outputs are
+  float32 either way. ``"bf16"``: the parameters (not the BatchNorm statistics, which BatchNorm
+  updates in float32) and the inputs are cast to bfloat16 and every module call computes in it."""
+  if precision == "fp32":
+    return module.apply(variables, *args, **kwargs)
+  if precision != "bf16":
+    raise ValueError(f"precision: {precision!r} is not one of {PRECISIONS}")
+  variables = {k: jax.tree.map(_to(jnp.bfloat16), v) if k == "params" else v for k, v in variables.items()}
+  with nn.intercept_methods(_bf16_calls):
+    out = module.apply(variables, *jax.tree.map(_to(jnp.bfloat16), args), **kwargs)
+  return jax.tree.map(_to(jnp.float32), out)
 
 
 @functools.lru_cache(maxsize=64)
@@ -162,12 +197,13 @@ def _single_init(module, tx, key, enc, lr_scale, sample_x):
                       diverged=jnp.zeros((), bool), loss=jnp.zeros((), jnp.float32))
 
 
-def _single_step(module, tx, loss_fn, state: StudentState, x, y, t_logits) -> StudentState:
+def _single_step(module, tx, loss_fn, state: StudentState, x, y, t_logits, precision: str = "fp32") -> StudentState:
   """One optimiser step. ``t_logits``: the teacher's logits, or ``loss_fn.teacher_targets(...)``
-  (logits + feature tap) when the loss has DisWOT relation terms; ``None`` without a teacher."""
+  (logits + feature tap) when the loss has DisWOT relation terms; ``None`` without a teacher.
+  ``precision``: see :func:`apply_in_precision` (the loss and the update are float32 either way)."""
   def objective(params):
-    out, mutated = module.apply({"params": params, "batch_stats": state.batch_stats}, x, state.enc,
-                                train=True, mutable=["batch_stats"])
+    out, mutated = apply_in_precision(module, {"params": params, "batch_stats": state.batch_stats}, x, state.enc,
+                                      precision=precision, train=True, mutable=["batch_stats"])
     if getattr(loss_fn, "uses_features", False):
       loss = loss_fn.from_features(out, t_logits, y)
     else:
@@ -180,14 +216,15 @@ def _single_step(module, tx, loss_fn, state: StudentState, x, y, t_logits) -> St
                        diverged=state.diverged | ~jnp.isfinite(loss), loss=loss)
 
 
-def _single_eval(module, state: StudentState, vx, vy, vmask, mean, std):
+def _single_eval(module, state: StudentState, vx, vy, vmask, mean, std, precision: str = "fp32"):
   """Accuracy over padded validation batches ``[nb, eb, ...]``; NaN if diverged/non-finite."""
   variables = {"params": state.params, "batch_stats": state.batch_stats}
 
   def body(carry, batch):
     correct, finite = carry
     x, y, m = batch
-    logits = module.apply(variables, batching.normalize(x, mean, std), state.enc, train=False)["logits"]
+    logits = apply_in_precision(module, variables, batching.normalize(x, mean, std), state.enc,
+                                precision=precision, train=False)["logits"]
     hit = (jnp.argmax(logits, -1) == y) & m
     ok = jnp.all(jnp.isfinite(logits) | ~m[:, None])
     return (correct + hit.sum(), finite & ok), None
@@ -195,6 +232,47 @@ def _single_eval(module, state: StudentState, vx, vy, vmask, mean, std):
   (correct, finite), _ = jax.lax.scan(body, (jnp.zeros((), jnp.int32), jnp.ones((), bool)), (vx, vy, vmask))
   acc = correct / jnp.maximum(vmask.sum(), 1)
   return jnp.where(finite & ~state.diverged, acc, jnp.nan).astype(jnp.float32)
+
+
+def batch_program(recipe: Recipe, teacher, num_examples: int, mean, std, pad: int, on_trace=None,
+                  precision: str = "fp32"):
+  """``batch_fn(train_x, train_y, teacher_vars, key_data, key_aug, step) -> (x, y, teacher targets)``:
+  batch ``step`` (deterministic from ``(key_data, step)``), augmented and normalised on device, and
+  ONE teacher pass on it in ``precision`` (``None`` without a teacher). ``on_trace`` is called when it
+  is traced."""
+  uses_teacher = recipe.loss.uses_teacher
+
+  def batch_fn(train_x, train_y, teacher_vars, key_data, key_aug, step):
+    if on_trace is not None:
+      on_trace()
+    idx = batching.batch_indices(key_data, step, num_examples, recipe.batch_size)
+    x, y = train_x[idx], train_y[idx]
+    if recipe.augment:
+      x = batching.augment(jax.random.fold_in(key_aug, step), x, pad)
+    x = batching.normalize(x, mean, std)
+    # One teacher pass per batch, shared by every student of every group (logits, plus the
+    # feature tap of the DisWOT relation terms when they are on; the members of an ensemble).
+    t = (recipe.loss.teacher_targets(apply_in_precision(teacher.module, teacher_vars, x, None,
+                                                        precision=precision, train=False))
+         if uses_teacher else None)
+    return x, y, t
+
+  return batch_fn
+
+
+def padded_split(split, eval_batch: int, sharding=None) -> tuple:
+  """``(x [nb, eb, ...], y [nb, eb], mask [nb, eb])``: a split padded to whole eval batches."""
+  x, y = np.asarray(split.x), np.asarray(split.y, np.int32)
+  n = len(y)
+  if n == 0:
+    raise ValueError("data.val: the validation split is empty")
+  eb = min(eval_batch, n)
+  nb = math.ceil(n / eb)
+  pad = nb * eb - n
+  xp = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]).reshape((nb, eb) + x.shape[1:])
+  yp = np.concatenate([y, np.zeros(pad, np.int32)]).reshape(nb, eb)
+  mask = (np.arange(nb * eb) < n).reshape(nb, eb)
+  return tuple(jax.device_put(a, sharding) for a in (xp, yp, mask))
 
 
 class TrainingPrograms:
@@ -238,18 +316,22 @@ class PopulationTrainer:
       form (``space.specialize``).
     lowering: a name of :data:`jdanas.lowering.LOWERINGS` or a :class:`jdanas.lowering.Lowering`.
     programs: the :class:`TrainingPrograms` to compile into (default: the trainer's own).
+    precision: ``"fp32"`` or ``"bf16"`` (mixed precision; module docstring).
   """
 
   def __init__(self, space: AbstractSearchSpace, data, *, recipe: Recipe, teacher=None,
                strategy: str = "auto", mesh: Mesh | None = None, max_unroll: int = 16,
                specialize: bool | str = "auto", lowering: str | lowering_lib.Lowering = "auto",
-               programs: TrainingPrograms | None = None):
+               programs: TrainingPrograms | None = None, precision: str = "fp32"):
     if strategy not in STRATEGIES:
       raise ValueError(f"strategy: {strategy!r} is not one of {STRATEGIES}")
     if not (isinstance(specialize, bool) or specialize == "auto"):
       raise ValueError(f"specialize: {specialize!r} is not one of True, False, 'auto'")
     if specialize is True and not space.can_specialize:
       raise ValueError(f"specialize: space {space.name!r} has no specialised form (space.specialize)")
+    if precision not in PRECISIONS:
+      raise ValueError(f"precision: {precision!r} is not one of {PRECISIONS}")
+    self.precision = precision
     self.lowering = lowering_lib.resolve(lowering)
     if recipe.loss.uses_teacher and teacher is None:
       raise ValueError("teacher: the recipe's loss has a soft (KD) term but no teacher was given")
@@ -323,13 +405,18 @@ class PopulationTrainer:
     return groups
 
   def train(self, key: jax.Array, encodings: Sequence[Any], *, lr_scale: Sequence[float] | None = None,
-            progress: bool = False, desc: str = "train") -> PopulationResult:
-    """Trains every encoding from scratch and returns validation accuracies.
+            init_variables: Sequence[Any] | None = None, progress: bool = False,
+            desc: str = "train") -> PopulationResult:
+    """Trains every encoding (from scratch unless ``init_variables`` says otherwise) and returns
+    validation accuracies.
 
     Args:
       key: PRNG key; split into init, data-order and augmentation keys.
       encodings: ``P`` encodings of ``self.space`` (validated before any compute).
       lr_scale: optional ``P`` per-student learning-rate multipliers (default 1).
+      init_variables: optional ``P`` entries, each None (random init) or the student's starting
+        ``{"params", "batch_stats"}`` (e.g. remapped from a teacher, :func:`jdanas.meta.remap`), with
+        exactly the shapes of the student's own init; its optimiser state starts fresh.
       progress: show a tqdm bar over steps.
       desc: the bar's label.
     """
@@ -340,6 +427,8 @@ class PopulationTrainer:
     scales = np.ones(n, np.float32) if lr_scale is None else np.asarray(lr_scale, np.float32)
     if scales.shape != (n,):
       raise ValueError(f"lr_scale: expected {n} values, got shape {scales.shape}")
+    if init_variables is not None and len(init_variables) != n:
+      raise ValueError(f"init_variables: expected {n} entries (None for a random init), got {len(init_variables)}")
     key_init, key_data, key_aug = jax.random.split(key, 3)
     groups = self.plan(encs)
     compiled_before = self.num_compilations
@@ -354,7 +443,10 @@ class PopulationTrainer:
         args = (jax.random.fold_in(key_init, i), jnp.asarray(encs[i]), jnp.float32(scales[i]))
         init_fn, dt = self._get("init", (sig,), lambda sig=sig: self._build_init_fn(sig), args)
         compile_s += dt
-        members.append(init_fn(*args))
+        state = init_fn(*args)
+        if init_variables is not None and init_variables[i] is not None:
+          state = self._start_from(state, init_variables[i], i)
+        members.append(state)
       states.append(self._assemble(g, members))
     x, y, t = batch_fn(*self._batch_args(key_data, key_aug, 0))
     for gi, g in enumerate(groups):
@@ -389,10 +481,22 @@ class PopulationTrainer:
         examples_per_s=n * self.recipe.steps * self.recipe.batch_size / max(train_s, 1e-9),
         _states=per_student)
 
+  def _start_from(self, state: StudentState, variables: Any, i: int) -> StudentState:
+    """``state`` with the given starting variables (same structure and shapes) and a fresh optimiser."""
+    given = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+    own = {"params": state.params, "batch_stats": state.batch_stats}
+    if jax.tree.structure(given) != jax.tree.structure(own) or any(
+        np.shape(a) != np.shape(b) for a, b in zip(jax.tree.leaves(given), jax.tree.leaves(own))):
+      raise ValueError(f"init_variables[{i}]: the structure or shapes differ from the student's own variables")
+    params = jax.tree.map(lambda a, b: jnp.asarray(a, b.dtype), given["params"], own["params"])
+    batch_stats = jax.tree.map(lambda a, b: jnp.asarray(a, b.dtype), given["batch_stats"], own["batch_stats"])
+    return state.replace(params=params, batch_stats=batch_stats, opt_state=self.tx.init(params))
+
   # ---- program construction --------------------------------------------------------------
   def _get(self, kind: str, gkey: tuple, build, args):
     """AOT-compiles (once per ``(kind, group key)``) and returns ``(compiled, seconds spent)``."""
-    return self.programs.get((kind,) + tuple(gkey), build, args)
+    precision = () if self.precision == "fp32" else (self.precision,)  # trainers may share `programs`
+    return self.programs.get((kind,) + tuple(gkey) + precision, build, args)
 
   def _sharding(self, spec: P):
     return None if self.mesh is None else NamedSharding(self.mesh, spec)
@@ -410,23 +514,9 @@ class PopulationTrainer:
     return (self._train_x, self._train_y, self._teacher_vars, key_data, key_aug, jnp.int32(step))
 
   def _build_batch_fn(self):
-    recipe, teacher, n = self.recipe, self.teacher, len(self.data.train.y)
-    mean, std, pad = self._mean, self._std, self._pad
-    uses_teacher = recipe.loss.uses_teacher
-
-    def batch_fn(train_x, train_y, teacher_vars, key_data, key_aug, step):
-      self.trace_counts[("batch",)] += 1
-      idx = batching.batch_indices(key_data, step, n, recipe.batch_size)
-      x, y = train_x[idx], train_y[idx]
-      if recipe.augment:
-        x = batching.augment(jax.random.fold_in(key_aug, step), x, pad)
-      x = batching.normalize(x, mean, std)
-      # One teacher pass per batch, shared by every student of every group (logits, plus the
-      # feature tap of the DisWOT relation terms when they are on).
-      t = (recipe.loss.teacher_targets(teacher.module.apply(teacher_vars, x, None, train=False))
-           if uses_teacher else None)
-      return x, y, t
-
+    counted = lambda: self.trace_counts.update([("batch",)])  # noqa: E731
+    batch_fn = batch_program(self.recipe, self.teacher, len(self.data.train.y), self._mean, self._std, self._pad,
+                             on_trace=counted, precision=self.precision)
     # Batches and teacher logits are split over the mesh's 'data' axis.
     return self._jit(batch_fn, P("data"))
 
@@ -465,25 +555,25 @@ class PopulationTrainer:
     return stacked if self.mesh is None else jax.device_put(stacked, NamedSharding(self.mesh, P("pop")))
 
   def _build_step_fn(self, g: Group):
-    modules, tx, loss_fn = self._modules(g), self.tx, self.recipe.loss
+    modules, tx, loss_fn, precision = self._modules(g), self.tx, self.recipe.loss, self.precision
 
     def step_fn(states, x, y, t):
       self.trace_counts[("step",) + g.key] += 1
       if g.strategy == "unroll":
-        return [_single_step(m, tx, loss_fn, s, x, y, t) for m, s in zip(modules, states)]
-      one = lambda s: _single_step(modules[0], tx, loss_fn, s, x, y, t)
+        return [_single_step(m, tx, loss_fn, s, x, y, t, precision) for m, s in zip(modules, states)]
+      one = lambda s: _single_step(modules[0], tx, loss_fn, s, x, y, t, precision)
       return jax.vmap(one)(states) if g.strategy == "vmap" else one(states)
 
     return self._jit(step_fn, self._state_spec(g), donate=True)
 
   def _build_eval_fn(self, g: Group):
-    modules, mean, std = self._modules(g), self._mean, self._std
+    modules, mean, std, precision = self._modules(g), self._mean, self._std, self.precision
 
     def eval_fn(states, vx, vy, vmask):
       self.trace_counts[("eval",) + g.key] += 1
       if g.strategy == "unroll":
-        return jnp.stack([_single_eval(m, s, vx, vy, vmask, mean, std) for m, s in zip(modules, states)])
-      one = lambda s: _single_eval(modules[0], s, vx, vy, vmask, mean, std)
+        return jnp.stack([_single_eval(m, s, vx, vy, vmask, mean, std, precision) for m, s in zip(modules, states)])
+      one = lambda s: _single_eval(modules[0], s, vx, vy, vmask, mean, std, precision)
       return jax.vmap(one)(states) if g.strategy == "vmap" else one(states)[None]
 
     return self._jit(eval_fn, None)
@@ -498,17 +588,7 @@ class PopulationTrainer:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
   def _padded_val(self, split, eval_batch: int, sharding):
-    x, y = np.asarray(split.x), np.asarray(split.y, np.int32)
-    n = len(y)
-    if n == 0:
-      raise ValueError("data.val: the validation split is empty")
-    eb = min(eval_batch, n)
-    nb = math.ceil(n / eb)
-    pad = nb * eb - n
-    xp = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]).reshape((nb, eb) + x.shape[1:])
-    yp = np.concatenate([y, np.zeros(pad, np.int32)]).reshape(nb, eb)
-    mask = (np.arange(nb * eb) < n).reshape(nb, eb)
-    return tuple(jax.device_put(a, sharding) for a in (xp, yp, mask))
+    return padded_split(split, eval_batch, sharding)
 
   @staticmethod
   def _member_states(g: Group, states) -> list[StudentState]:

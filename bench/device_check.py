@@ -1,0 +1,181 @@
+"""The device check: ONE command that measures what a lent accelerator is good for (issue 22 §3).
+
+Commands (from the repository root)::
+
+  python bench/device_check.py                 # on a GPU/TPU: <= 8 min, JSON lines on stdout
+  python bench/device_check.py --quick         # any machine (CI runs it on CPU): tiny sizes
+  python bench/device_check.py --sections scoring default_run --budget-s 300
+
+Sections (each runs in its own subprocess under a time limit, so one slow section cannot take the
+others' time; its JSON lines are passed through with ``"section"`` added, then one line
+``{"section": ..., "seconds", "timed_out", "returncode", "peak_bytes_in_use"}``):
+
+* ``population_nb201``: :mod:`bench.population` strategies ``loop / unroll / vmap / auto`` on
+  full-size masked NB201 cells (C=16, N=5 cells per stage, 32x32x3, batch 128, KD step, Adam) at
+  P in {1, 8, 32, 128}: ``examples_per_s`` and ``compile_s`` per (strategy, P);
+* ``population_s1``: the same for DisWOT S1 ResNets (widths 16/32/64, stem 16, depths {1,3,5,7}:
+  64 architectures, so P stops at 64);
+* ``scoring``: :mod:`bench.score_throughput` for DisWOT and SynFlow on 1,000 full-size cells
+  (batched masked program vs one program per cell);
+* ``default_run``: the wall time of ``python run.py --config configs/default.py`` (``--quick``:
+  its ``smoke`` variant with one round) in a temporary workdir;
+* ``vs_pytorch``: :mod:`bench.vs_pytorch` when torch is importable (skipped with a line saying so
+  otherwise).
+
+Peak device memory is ``jax.devices()[0].memory_stats()["peak_bytes_in_use"]`` of the section's
+process, where the backend reports it (GPU/TPU; None on CPU). The first line describes the machine
+(backend, device kind, device count, jax version). Budgets (seconds, full mode): population_nb201
+140, population_s1 60, scoring 60, default_run 130, vs_pytorch 80 (470 s in all); ``--budget-s``
+scales them (``--quick`` multiplies them by 4: CPUs are slower). A section that runs out of time is
+killed; the lines it printed are kept (a population bench prints each P when all its strategies are
+done, so a timed-out section still reports the smaller P). Exit status: 1 when a section failed,
+or (full mode) ran out of time; with ``--quick`` a timeout alone (a slow machine) is not a failure.
+Measured with ``--quick --tiny`` on the shared 2-core development CPU (load ~15): 233 s for
+population_nb201, 158 s for scoring, 76 s for population_s1, 127 s for default_run. Results of a lent GPU go to docs/benchmarks.md with the card's name.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SECTIONS = ("population_nb201", "population_s1", "scoring", "default_run", "vs_pytorch")
+BUDGET_S = {"population_nb201": 140, "population_s1": 60, "scoring": 60, "default_run": 130, "vs_pytorch": 80}
+NB201_FULL = {"channels": 16, "num_cells": 5}
+S1_FULL = {"widths": [16, 32, 64], "stem": 16, "depth_choices": [1, 3, 5, 7]}
+
+
+def section_argv(section: str, quick: bool, tiny: bool) -> list[str] | None:
+  """The arguments of the bench module a section runs (None: the section runs its own code)."""
+  if section == "population_nb201":
+    if quick:
+      return ["--quick", "--spaces", "nb201_masked", "--P", "1", "2", "--rounds", "1"] + (
+          ["--strategies", "loop", "auto"] if tiny else [])
+    return ["--spaces", "nb201_masked", "--P", "1", "8", "32", "128", "--rounds", "2",
+            "--space-kwargs", json.dumps({"nb201_masked": NB201_FULL})]
+  if section == "population_s1":
+    if quick:
+      return ["--quick", "--spaces", "s1_resnet", "--P", "1", "2", "--rounds", "1"] + (
+          ["--strategies", "loop"] if tiny else [])
+    return ["--spaces", "s1_resnet", "--P", "1", "8", "32", "64", "--rounds", "2",
+            "--space-kwargs", json.dumps({"s1_resnet": S1_FULL})]
+  if section == "scoring":
+    if quick:
+      return ["--quick", "--cells", "2" if tiny else "6", "--per-cell", "1"] + (
+          ["--proxies", "synflow"] if tiny else [])
+    return ["--cells", "1000", "--per-cell", "20", "--proxies", "diswot,synflow"]
+  if section == "vs_pytorch":
+    return (["--quick"] + (["--students", "2", "--steps", "1", "--rounds", "1"] if tiny else [])) if quick else \
+        ["--rounds", "3"]
+  return None
+
+
+def _peak_bytes():
+  import jax
+  stats = jax.devices()[0].memory_stats() or {}
+  return stats.get("peak_bytes_in_use")
+
+
+def run_section(section: str, quick: bool, tiny: bool) -> None:
+  """Runs one section in this process (the child of :func:`main`); JSON lines on stdout."""
+  sys.path.insert(0, str(REPO / "bench"))
+  if section == "vs_pytorch":
+    try:
+      import torch  # noqa: F401
+    except ImportError:
+      print(json.dumps({"skipped": "torch is not installed (pip install -e '.[bench]')"}), flush=True)
+      return
+  argv = section_argv(section, quick, tiny)
+  if section.startswith("population"):
+    import population
+    population.main(argv)
+  elif section == "scoring":
+    import score_throughput
+    score_throughput.main(argv)
+  elif section == "vs_pytorch":
+    import vs_pytorch
+    vs_pytorch.main(argv)
+  elif section == "default_run":
+    config = "configs/default.py:smoke" if quick else "configs/default.py"
+    extra = ["--config.search.rounds=1", "--config.search.top_k=1"] if quick else []
+    with tempfile.TemporaryDirectory(prefix="jdanas_device_check_") as workdir:
+      env = dict(os.environ, PYTHONPATH=str(REPO), JAX_COMPILATION_CACHE_DIR=str(pathlib.Path(workdir) / "cache"))
+      t0 = time.perf_counter()
+      proc = subprocess.run([sys.executable, "run.py", "--config", config, "--workdir", str(pathlib.Path(workdir) / "run"),
+                             *extra], cwd=REPO, env=env, capture_output=True, text=True)
+      wall = time.perf_counter() - t0
+      report = pathlib.Path(workdir) / "run" / "report.json"
+      out = json.loads(report.read_text()) if report.exists() else {}
+      print(json.dumps({"config": config, "overrides": extra, "wall_s": round(wall, 2), "returncode": proc.returncode,
+                        "search_seconds": out.get("search", {}).get("seconds"),
+                        "evaluations": out.get("search", {}).get("evaluations"),
+                        "num_compilations": out.get("search", {}).get("num_compilations"),
+                        "error": proc.stderr.strip().splitlines()[-1] if proc.returncode else None}), flush=True)
+  else:
+    raise SystemExit(f"unknown section {section!r}")
+  print(json.dumps({"peak_bytes_in_use": _peak_bytes()}), flush=True)
+
+
+def _machine() -> dict:
+  import jax
+  d = jax.devices()[0]
+  return {"machine": True, "backend": jax.default_backend(), "device_kind": d.device_kind,
+          "device_count": jax.device_count(), "jax": jax.__version__, "cpu_count": os.cpu_count(),
+          "load": os.getloadavg()}
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--quick", action="store_true", help="tiny sizes: finishes on a CPU")
+  p.add_argument("--tiny", action="store_true", help="with --quick: even smaller (the test suite's run)")
+  p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+  p.add_argument("--budget-s", type=float, default=sum(BUDGET_S.values()),
+                 help="total seconds; each section gets its share of the default budgets")
+  p.add_argument("--section", choices=SECTIONS, help=argparse.SUPPRESS)  # child mode
+  args = p.parse_args(argv)
+  if args.tiny and not args.quick:
+    p.error("--tiny needs --quick")
+  if args.section:
+    run_section(args.section, args.quick, args.tiny)
+    return 0
+  print(json.dumps(_machine()), flush=True)
+  scale = args.budget_s / sum(BUDGET_S.values())
+  failed = 0
+  for section in args.sections:
+    limit = BUDGET_S[section] * scale * (4 if args.quick else 1)  # CPUs are slower than the budgets assume
+    cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--section", section] + (
+        ["--quick"] if args.quick else []) + (["--tiny"] if args.tiny else [])
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    peak, timed_out = None, False
+    try:
+      out, _ = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+      proc.kill()
+      out, _ = proc.communicate()
+      timed_out = True
+    for line in out.splitlines():
+      try:
+        obj = json.loads(line)
+      except ValueError:
+        continue
+      if set(obj) == {"peak_bytes_in_use"}:
+        peak = obj["peak_bytes_in_use"]
+        continue
+      print(json.dumps({"section": section, **obj}), flush=True)
+    failed += int((timed_out and not args.quick) or (not timed_out and proc.returncode != 0))
+    print(json.dumps({"section": section, "seconds": round(time.perf_counter() - t0, 1), "timed_out": timed_out,
+                      "limit_s": round(limit), "returncode": proc.returncode, "peak_bytes_in_use": peak}), flush=True)
+  return 1 if failed else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

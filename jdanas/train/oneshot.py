@@ -1,0 +1,148 @@
+"""One-shot (weight-sharing) evaluation: the ENAS protocol that KDAS searches with.
+
+ENAS (Pham et al., "Efficient Neural Architecture Search via Parameter Sharing", ICML 2018)
+trains ONE set of shared weights, a supernet over the space, on children sampled by the
+controller, and alternates with controller updates whose reward is a child's validation accuracy
+with the shared weights. KDAS (Kang, Mun & Han, AAAI 2020; docs/methods/oracle_kd.md) trains the
+shared weights with the oracle KD loss. In jdanas the controller is an ordinary searcher
+(``reinforce``), and :class:`OneShotEvaluator` is an evaluator of the search loop: each round
+
+1. trains the shared weights for ``steps_per_round`` steps, step ``t`` on the round's child
+   ``t mod Q`` (the controller's samples), with the recipe's loss (one teacher pass per batch);
+2. scores each child by its accuracy with the shared weights, in eval mode, on a fixed held-out
+   set (the first ``val_examples`` of the validation split).
+
+The search loop then tells the scores to the controller. The space must be a masked one (one
+signature for every architecture: ``kdas_masked``, ``nb201_masked``, ``s1_resnet_masked``); the
+child is the traced ``enc`` of the supernet. The evaluator's :attr:`state` (shared parameters,
+BatchNorm statistics, optimiser state and the global step, which is the position in the data
+stream: batch ``s`` is a pure function of the data key and ``s``) is what a checkpoint saves with
+the controller; restoring it resumes bit-identically. The learning-rate schedule spans
+``recipe.steps`` steps in total (rounds x steps per round for a search). It runs on the default
+device (no ``('pop', 'data')`` mesh: there is one network to train).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jdanas import lowering as lowering_lib
+from jdanas.evaluators import Evaluation, ScoreKind
+from jdanas.spaces.base import AbstractSearchSpace
+from jdanas.train import batching
+from jdanas.train.population import StudentState, _single_eval, _single_init, _single_step, batch_program, padded_split
+from jdanas.train.recipe import Recipe
+
+_SHARED_KEY = 0x5A7ED  # fold-in constant of the shared weights' and the data stream's keys
+
+
+@flax.struct.dataclass
+class OneShotState:
+  """The shared weights (a :class:`StudentState`; its ``enc`` is the last child trained) and the
+  global step (the data position)."""
+  shared: StudentState
+  step: jax.Array  # int32[]
+
+
+def has_one_signature(space: AbstractSearchSpace) -> bool:
+  """Whether every architecture of ``space`` shares one signature (a masked supernet)."""
+  lo = np.zeros(space.num_decisions, np.int32)
+  hi = np.asarray(space.num_choices, np.int32) - 1
+  return space.signature(lo) == space.signature(hi)
+
+
+class OneShotEvaluator:
+  """Shared-weight training and scoring of the children of a search (see the module docstring).
+
+  Args:
+    space: a masked space (one signature for every architecture).
+    data: a :class:`jdanas.data.Dataset`.
+    recipe: the shared weights' recipe; ``steps`` is the total over the search (the schedule's
+      length), ``batch_size`` the batch of every step, ``loss`` e.g. ``KD_PRESETS["oracle"]``.
+    steps_per_round: shared-weight steps per call.
+    teacher: required when the loss has a soft term.
+    seed: the shared weights' initialisation and the data stream derive from it.
+    val_examples: size of the held-out scoring set (0: the whole validation split).
+    lowering: a name of :data:`jdanas.lowering.LOWERINGS` or a Lowering.
+  """
+
+  name = "one_shot"
+  score_kind = ScoreKind("one_shot_val_accuracy", "fraction in [0, 1]")
+
+  def __init__(self, space: AbstractSearchSpace, data, *, recipe: Recipe, steps_per_round: int, teacher=None,
+               seed: int = 0, val_examples: int = 0, lowering: str | lowering_lib.Lowering = "auto"):
+    if not has_one_signature(space):
+      raise ValueError(f"space: the one_shot evaluator needs a masked space (one supernet), got {space.name!r}")
+    if steps_per_round < 1:
+      raise ValueError(f"steps_per_round: must be >= 1, got {steps_per_round}")
+    if recipe.loss.uses_teacher and teacher is None:
+      raise ValueError("teacher: the recipe's loss has a soft (KD) term but no teacher was given")
+    n = len(data.train.y)
+    if n < recipe.batch_size:
+      raise ValueError(f"recipe.batch_size: {recipe.batch_size} exceeds the {n} training examples")
+    if val_examples < 0:
+      raise ValueError(f"val_examples: must be >= 0 (0 = the whole validation split), got {val_examples}")
+    self.space, self.recipe, self.steps_per_round = space, recipe, int(steps_per_round)
+    self.lowering = lowering_lib.resolve(lowering)
+    zero = np.zeros(space.num_decisions, np.int32)
+    module = lowering_lib.build(space, space.signature(zero), int(data.num_classes), self.lowering, "train")
+    tx = recipe.make_optimizer()
+    key = jax.random.fold_in(jax.random.key(seed), _SHARED_KEY)
+    key_init, self._key_data, self._key_aug = jax.random.split(key, 3)
+    image_shape = tuple(data.train.x.shape[1:])
+    mean, std = tuple(float(m) for m in data.mean), tuple(float(s) for s in data.std)
+    self._train_x, self._train_y = jnp.asarray(data.train.x), jnp.asarray(data.train.y, jnp.int32)
+    self._teacher_vars = teacher.variables if teacher is not None else None
+    val = data.val if not val_examples else _head(data.val, int(val_examples))
+    self._val = padded_split(val, recipe.eval_batch_size)
+    batch_fn = batch_program(recipe, teacher, n, mean, std, batching.default_pad(image_shape[0]))
+    loss_fn = recipe.loss
+    self.trace_counts: dict[str, int] = {"step": 0, "score": 0}
+
+    def step_fn(state: OneShotState, enc, train_x, train_y, teacher_vars, key_data, key_aug):
+      self.trace_counts["step"] += 1
+      x, y, t = batch_fn(train_x, train_y, teacher_vars, key_data, key_aug, state.step)
+      shared = _single_step(module, tx, loss_fn, state.shared.replace(enc=enc), x, y, t)
+      return OneShotState(shared=shared, step=state.step + 1)
+
+    def score_fn(state: OneShotState, enc, vx, vy, vmask):
+      self.trace_counts["score"] += 1
+      return _single_eval(module, state.shared.replace(enc=enc), vx, vy, vmask, mean, std)
+
+    self._step = jax.jit(step_fn, donate_argnums=0)
+    self._score = jax.jit(score_fn)
+    key_rbg = jax.random.wrap_key_data(jax.random.bits(key_init, (4,), jnp.uint32), impl="rbg")
+    shared = jax.jit(lambda: _single_init(module, tx, key_rbg, jnp.asarray(zero), jnp.float32(1.0),
+                                          jnp.zeros((1,) + image_shape, jnp.float32)))()
+    self.state = OneShotState(shared=shared, step=jnp.zeros((), jnp.int32))
+
+  def __call__(self, key: jax.Array, encodings: np.ndarray) -> Evaluation:
+    """Trains the shared weights on the children ``encodings`` (``int[Q, D]``), then scores them.
+    ``key`` is unused: the data stream is the evaluator's own (its position is in the state)."""
+    del key
+    encs = [jnp.asarray(self.space.check(e)) for e in np.asarray(encodings)]
+    if not encs:
+      raise ValueError("encodings: the batch is empty")
+    t0 = time.perf_counter()
+    for t in range(self.steps_per_round):
+      self.state = self._step(self.state, encs[t % len(encs)], self._train_x, self._train_y, self._teacher_vars,
+                              self._key_data, self._key_aug)
+    scores = np.asarray([float(self._score(self.state, e, *self._val)) for e in encs], np.float32)
+    return Evaluation(scores=scores, seconds=time.perf_counter() - t0)
+
+  def restore(self, state: Any) -> None:
+    """Continues from a checkpointed :attr:`state`."""
+    self.state = jax.tree.map(jnp.asarray, state)
+
+
+def _head(split, n: int):
+  """The first ``n`` examples of a split."""
+  return type(split)(x=split.x[:n], y=split.y[:n])
+
+
+__all__ = ["OneShotEvaluator", "OneShotState", "has_one_signature"]

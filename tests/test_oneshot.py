@@ -1,0 +1,133 @@
+"""One-shot evaluator (ENAS protocol, KDAS): shared weights trained on the round's children with
+the oracle loss, scored with the shared weights; one compiled step and score program; state
+checkpointed with the search's Checkpoints and resumed bit-identically; a search run end to end."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import concrete_variables, smoke_config
+from jdanas.distill import KD_PRESETS
+from jdanas.models import get_model
+from jdanas.pipeline.checkpoints import Checkpoints
+from jdanas.spaces import get_space
+from jdanas.teachers import Teacher, ensemble_teacher
+from jdanas.train import Recipe
+from jdanas.train.oneshot import OneShotEvaluator
+
+SPACE = dict(positions=(1, 3), depths=(2, 1, 2), widths=(4, 4, 8), stem=4)
+RECIPE = Recipe(steps=12, batch_size=16, loss=KD_PRESETS["oracle"], eval_batch_size=20, augment=True)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+  members = []
+  for seed in (0, 1):
+    module = get_model("resnet8", 4)
+    abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), None, train=False))
+    members.append(Teacher(name="resnet8", module=module, variables=concrete_variables(abstract, seed),
+                           num_classes=4, input_shape=(8, 8, 3)))
+  return ensemble_teacher(members, stack=False)
+
+
+def _evaluator(tiny_data, teacher):
+  space = get_space("kdas_masked", **SPACE)
+  return OneShotEvaluator(space, tiny_data, recipe=RECIPE, steps_per_round=3, teacher=teacher, seed=0,
+                          val_examples=20)
+
+
+def _rounds(seed: int, n: int, space):
+  return [np.asarray(jax.vmap(space.sample)(jax.random.split(jax.random.key(100 * seed + r), 3))) for r in range(n)]
+
+
+@pytest.mark.slow
+def test_rounds_train_shared_weights_and_score_children(tiny_data, teacher):
+  ev = _evaluator(tiny_data, teacher)
+  before = jax.tree.map(np.asarray, ev.state.shared.params)
+  for r, encs in enumerate(_rounds(0, 2, ev.space)):
+    out = ev(jax.random.key(r), encs)
+    assert out.scores.shape == (3,) and np.all((out.scores >= 0) & (out.scores <= 1)) and out.variables is None
+  assert int(ev.state.step) == 6
+  assert ev.trace_counts == {"step": 1, "score": 1}  # one program each, reused by every child and round
+  after = jax.tree.map(np.asarray, ev.state.shared.params)
+  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
+  # The score is the child's accuracy with the shared weights (the encoding is the traced input).
+  space = ev.space
+  enc = _rounds(0, 1, space)[0][0]
+  module = space.build((), 4)
+  vars_ = {"params": ev.state.shared.params, "batch_stats": ev.state.shared.batch_stats}
+  x = (np.asarray(tiny_data.val.x[:20], np.float32) / 255.0 - np.asarray(tiny_data.mean)) / np.asarray(tiny_data.std)
+  pred = np.argmax(module.apply(vars_, jnp.asarray(x, jnp.float32), jnp.asarray(enc), train=False)["logits"], -1)
+  expected = float(np.mean(pred == tiny_data.val.y[:20]))
+  assert float(ev._score(ev.state, jnp.asarray(enc), *ev._val)) == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_checkpointed_state_resumes_bit_identically(tiny_data, teacher, tmp_path):
+  rounds = _rounds(1, 3, get_space("kdas_masked", **SPACE))
+  straight = _evaluator(tiny_data, teacher)
+  scores = [straight(jax.random.key(0), e).scores for e in rounds]
+  first = _evaluator(tiny_data, teacher)
+  for e in rounds[:2]:
+    first(jax.random.key(0), e)
+  ckpt = Checkpoints(tmp_path / "ckpt", jax.eval_shape(lambda: {"searcher": jnp.zeros(2), "evaluator": first.state}))
+  ckpt.save(2, {"searcher": jnp.zeros(2), "evaluator": first.state}, [], [])
+  ckpt.close()
+  resumed = _evaluator(tiny_data, teacher)
+  ckpt = Checkpoints(tmp_path / "ckpt", jax.eval_shape(lambda: {"searcher": jnp.zeros(2), "evaluator": resumed.state}))
+  round_done, state, _, _ = ckpt.restore_latest()
+  ckpt.close()
+  resumed.restore(state["evaluator"])
+  assert round_done == 2 and int(resumed.state.step) == 6
+  np.testing.assert_array_equal(resumed(jax.random.key(0), rounds[2]).scores, scores[2])
+  for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(straight.state)):
+    assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+def test_needs_a_masked_space_and_valid_settings(tiny_data, teacher):
+  with pytest.raises(ValueError, match="^space: the one_shot evaluator needs a masked space"):
+    OneShotEvaluator(get_space("kdas", **SPACE), tiny_data, recipe=RECIPE, steps_per_round=2, teacher=teacher)
+  from jdanas.pipeline.config import ConfigError, build_plan
+  masked = {"space.name": "kdas_masked", "evaluator.name": "one_shot",
+            "space.kwargs": dict(backbone="resnet8", depths=(2, 1, 2), widths=(4, 4, 8), stem=4, positions=(3,))}
+  plan = build_plan(smoke_config(**masked))
+  assert plan.one_shot.steps == 20 and plan.evaluator_kwargs == {"val_examples": 0}
+  for changes, field in [({"evaluator.name": "one_shot"}, "config.space.name: the one_shot evaluator"),
+                         ({**masked, "evaluator.one_shot.val_examples": -1}, "config.evaluator.one_shot.val_examples"),
+                         ({**masked, "evaluator.one_shot.steps": 0}, "config.evaluator.one_shot.steps")]:
+    with pytest.raises(ConfigError, match="^" + field):
+      build_plan(smoke_config(**changes))
+
+
+@pytest.mark.slow
+def test_kdas_search_with_reinforce_resumes_to_the_same_ledger(tmp_path):
+  """The ENAS protocol end to end: reinforce controller + one_shot evaluator on kdas_masked with
+  an ensemble teacher and the oracle loss; an interrupted search resumes to the same ledger."""
+  from jdanas.pipeline import search
+
+  def config(rounds):
+    return smoke_config(**{"teacher.ensemble": 2, "kd.loss": "oracle", "space.name": "kdas_masked",
+                           "space.kwargs": dict(backbone="resnet8", depths=(2, 1, 2), widths=(4, 4, 8), stem=4,
+                                                positions=(1, 3)),
+                           "searcher.name": "reinforce", "searcher.kwargs": dict(num_asks=2),
+                           "evaluator.name": "one_shot", "evaluator.one_shot.steps": 3,
+                           "evaluator.one_shot.batch_size": 32, "search.rounds": rounds})
+
+  straight = search(config(3), tmp_path / "straight").ledger
+  save = Checkpoints.save
+
+  def save_then_stop(self, round_done, *args):  # an interruption right after round 2's checkpoint
+    save(self, round_done, *args)
+    if round_done == 2:
+      raise KeyboardInterrupt
+
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(Checkpoints, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+      search(config(3), tmp_path / "resumed")
+  resumed = search(config(3), tmp_path / "resumed").ledger
+  strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]  # noqa: E731
+  assert len(straight) == 6 and strip(resumed) == strip(straight)
+  assert all(r["score_kind"] == "one_shot_val_accuracy" and r["score"] is not None for r in straight)
