@@ -46,7 +46,9 @@ line per (teacher, seed) as soon as it is trained, one ``"kind": "student"`` lin
 one ``"kind": "tau"`` line per teacher pair and a ``"kind": "summary"`` line. Progress and
 timings go to stderr. Without the data files it prints one ``{"skipped": ...}`` line and exits 0.
 
-``--part compare`` (AKD vs NAS + KD at equal budget) is added by the AKD pipeline work.
+``--part compare`` -- AKD vs NAS + KD at equal search budget and latency target
+(``bench/akd_compare.py``, whose docstring has the design): ``--seeds`` search seeds per mode,
+``--rounds``, ``--num-asks``, ``--space``, ``--workdir``.
 """
 from __future__ import annotations
 
@@ -57,6 +59,9 @@ import math
 import os
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import akd_compare  # noqa: E402  (bench/akd_compare.py, next to this file)
 
 TRAIN_FILE = "cifar10_train_subset.npz"
 TEST_FILE = "cifar10_test.npz"
@@ -89,7 +94,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--teacher-steps", type=int, default=None, help="CE training steps of each teacher")
   p.add_argument("--student-steps", type=int, default=None, help="KD training steps of each student")
   p.add_argument("--students", type=int, default=None, help="students of similar size (pilot)")
-  p.add_argument("--seeds", type=int, default=None, help="training seeds per teacher (pilot)")
+  p.add_argument("--seeds", type=int, default=None, help="training seeds per teacher (pilot); search seeds per mode (compare)")
   p.add_argument("--batch-size", type=int, default=None, help="students' batch size")
   p.add_argument("--teacher-batch-size", type=int, default=None,
                  help="teachers' batch size")
@@ -104,6 +109,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--ce", action="store_true", help="also train the students without a teacher (pilot)")
   p.add_argument("--teacher-dir", default=None, help="save teachers here / load them from here")
   p.add_argument("--seed", type=int, default=0, help="data split, student pool and teacher seed")
+  akd_compare.add_arguments(p, standalone=False)
   args = p.parse_args(argv)
   base = PILOT_QUICK if args.quick else PILOT_FULL
   for name, value in base.items():
@@ -284,7 +290,7 @@ def pilot(args: argparse.Namespace) -> None:
         "backend": jax.default_backend(), "cpu_count": os.cpu_count()})
 
 
-PARTS = {"pilot": pilot}
+PARTS = {"pilot": pilot, "compare": akd_compare.compare}
 
 
 def main(argv=None) -> None:

@@ -7,7 +7,10 @@ student); *what* a score is depends on the evaluator, and each says so in its ``
 
 * ``short_kd``: KD-trains the batch with the population engine for a short schedule (the
   fidelity is the recipe's ``steps``) and returns validation accuracies (fractions in [0, 1]).
-  Compiled programs are cached across rounds.
+  Compiled programs are cached across rounds. Without a teacher it trains with plain
+  cross-entropy (``ce_val_accuracy``).
+* :class:`jdanas.rewards.RewardEvaluator` wraps an accuracy evaluator into AKD's latency-aware
+  reward (``evaluator.reward`` in a config).
 * ``tabular``: looks the architecture up in a NAS-Bench-201 table and returns the column divided
   by 100 (accuracy columns, in percent, become fractions in [0, 1]). For benchmarking searchers
   cheaply only; it never reads a test column unless told to, and is never used inside a real
@@ -52,22 +55,31 @@ class ScoreKind:
 
 @dataclasses.dataclass
 class Evaluation:
-  """``scores``: ``float32[Q]`` (NaN = failed); ``variables``: per-candidate Flax variables or None."""
+  """``scores``: ``float32[Q]`` (NaN = failed); ``variables``: per-candidate Flax variables or None;
+  ``extras``: named per-candidate columns (``[Q]`` arrays) that the search ledger records next to
+  the score (e.g. the reward's ``accuracy``, ``latency``, ``reward``: :mod:`jdanas.rewards`)."""
   scores: np.ndarray
   variables: list | None = None
   seconds: float = 0.0
   num_compilations: int = 0
+  extras: dict | None = None
 
 
 class ShortKDEvaluator:
-  """Short-schedule KD training of every candidate against the teacher (see module docstring)."""
+  """Short-schedule KD training of every candidate against the teacher (see module docstring).
+
+  A trainer without a teacher (plain cross-entropy) gives the same evaluator without KD, whose
+  score kind is ``ce_val_accuracy``: the search score of the "NAS + KD" baseline of AKD (Liu et al.,
+  CVPR 2020).
+  """
 
   name = "short_kd"
-  score_kind = ScoreKind("val_accuracy", "fraction in [0, 1]")
 
   def __init__(self, trainer: PopulationTrainer, *, progress: bool = False):
     self.trainer = trainer
     self.progress = progress
+    distill = trainer.teacher is not None
+    self.score_kind = ScoreKind("val_accuracy" if distill else "ce_val_accuracy", "fraction in [0, 1]")
 
   def __call__(self, key: jax.Array, encodings: np.ndarray) -> Evaluation:
     result = self.trainer.train(key, list(np.asarray(encodings)), progress=self.progress, desc="short KD")

@@ -13,6 +13,9 @@
    "seed": int,
    "wall_time": float}    # seconds since the search started
 
+With a latency-aware reward (:mod:`jdanas.rewards`) each row also has ``accuracy``, ``latency``
+and ``reward`` (the score).
+
 **Report.** :func:`write_report` takes one dict; every key is optional and a missing (or
 ``None``) section is skipped in the Markdown::
 
@@ -21,11 +24,14 @@
    "searcher": str | {"name": str, ...},
    "teacher": {"name": str, "val_accuracy": float, "test_accuracy": float, "params": int},
    "search": {"evaluations": int, "rounds": int, "seconds": float, "num_compilations": int,
-              "score": {"kind": str, "units": str, "higher_is_better": bool, "label": str}},
+              "score": {"kind": str, "units": str, "higher_is_better": bool, "label": str},
               # what the ledger's scores are (jdanas.evaluators.ScoreKind.to_dict())
+              "reward": {"latency_model": str, "units": str, "target": float, "alpha": float,
+                         "beta": float, "protocol": {...}}},  # optional: jdanas.rewards
    "top": [{"arch": str, "val_accuracy": float, "params": int, "flops": float,
             "latency_ms": float,                  # optional: the column appears if any row has it
-            "search_score": float}],              # optional: the score the search gave it
+            "search_score": float,                # optional: the score the search gave it
+            "search_accuracy": float, "latency": float, "reward": float}],  # optional: reward terms
    "final": {"arch": str,
              "kd": {"val_accuracy": float, "test_accuracy": float},
              "no_kd": {"val_accuracy": float, "test_accuracy": float}},
@@ -183,15 +189,18 @@ def plot_search(ledger: Sequence[dict], path_png: str | pathlib.Path, *,
 
 
 def plot_pareto(ledger: Sequence[dict], path_png: str | pathlib.Path, highlight: str | int | None = None, *,
-                score_label: str = "score") -> pathlib.Path:
-  """Score against parameters (log x): every evaluated architecture, the Pareto front (max score,
-  min params) as a step line, and optionally the chosen student.
+                score_label: str = "score", x_key: str = "params",
+                x_label: str = "parameters") -> pathlib.Path:
+  """Score against parameters (log x; or another ledger column ``x_key``, e.g. a reward's
+  ``latency``): every evaluated architecture, the Pareto front (max score, min x) as a step line,
+  and optionally the chosen student.
 
   Args:
     ledger: see the module docstring (failed entries are left out).
     path_png: output file.
     highlight: the chosen student, as an arch string or a ledger position (``ledger[highlight]``).
     score_label: y-axis label.
+    x_key, x_label: the ledger column on the x axis and its label.
 
   Returns:
     The written PNG path.
@@ -199,7 +208,7 @@ def plot_pareto(ledger: Sequence[dict], path_png: str | pathlib.Path, highlight:
   path_png = pathlib.Path(path_png)
   path_png.parent.mkdir(parents=True, exist_ok=True)
   scores = _scores(ledger)
-  params = np.asarray([np.nan if e.get("params") is None else float(e["params"]) for e in ledger], np.float64)
+  params = np.asarray([np.nan if e.get(x_key) is None else float(e[x_key]) for e in ledger], np.float64)
   ok = np.isfinite(scores) & np.isfinite(params) & (params > 0)
   fig = _figure()
   ax = fig.add_subplot()
@@ -224,9 +233,9 @@ def plot_pareto(ledger: Sequence[dict], path_png: str | pathlib.Path, highlight:
       ax.scatter([params[i]], [scores[i]], marker="*", s=220, color="tab:red", edgecolor="black", lw=0.6,
                  zorder=4, label=f"chosen: {arch}")
   failed = int((~ok).sum())
-  ax.set_xlabel("parameters (log scale)")
+  ax.set_xlabel(f"{x_label} (log scale)")
   ax.set_ylabel(score_label.replace(" (", "\n(", 1))  # kind, then (units, ...) on a second line
-  ax.set_title("Score vs. size" + (f" ({failed} failed not shown)" if failed else ""))
+  ax.set_title(("Score vs. size" if x_key == "params" else f"Score vs. {x_key}") + (f" ({failed} failed not shown)" if failed else ""))
   ax.grid(alpha=0.3, which="both")
   _legend(fig, ax)
   fig.savefig(path_png, dpi=DPI)
@@ -311,6 +320,18 @@ def _score_label(score: dict) -> str:
   return f"{score.get('kind', 'score')} ({score.get('units', '?')}, {better} is better)"
 
 
+def _reward_text(reward: dict) -> str:
+  """``ACC x (LAT/T)^w`` with the latency model, target, exponents and measuring protocol."""
+  text = (f"ACC x (LAT/T)^w, LAT = {reward.get('latency_model', '?')} ({reward.get('units', '?')}), "
+          f"T = {reward.get('target', '?'):g}, w = {reward.get('alpha', '?'):g} if LAT <= T else "
+          f"{reward.get('beta', '?'):g}")
+  p = reward.get("protocol")
+  if isinstance(p, dict):
+    text += (f"; measured on {p.get('device', '?')}: batch {p.get('batch_size', '?')}, "
+             f"{p.get('warmup_calls', '?')} warm-up call, median of {p.get('repeats', '?')}")
+  return text
+
+
 def _markdown(report: dict, workdir: pathlib.Path) -> str:
   lines = ["# jdanas search report", ""]
 
@@ -337,6 +358,8 @@ def _markdown(report: dict, workdir: pathlib.Path) -> str:
         summary.append(f"| {label} | {fmt(search[key])} |")
     if isinstance(search.get("score"), dict):
       summary.append(f"| Search score | {_cell(_score_label(search['score']))} |")
+    if isinstance(search.get("reward"), dict):
+      summary.append(f"| Reward | {_cell(_reward_text(search['reward']))} |")
   if summary:
     lines += ["## Summary", "", "| Item | Value |", "| --- | --- |", *summary, ""]
   warnings = report.get("warnings")
@@ -347,14 +370,21 @@ def _markdown(report: dict, workdir: pathlib.Path) -> str:
   if top:
     has_latency = any(_num(r.get("latency_ms")) is not None for r in top)
     has_score = any(_search_score(r) is not None for r in top)
-    head = ["Rank", "Architecture", "Val acc"] + (["Search score"] if has_score else []) + ["Params", "FLOPs"]
-    head += ["Latency"] if has_latency else []
+    has_reward = any(_num(r.get("reward")) is not None for r in top)
+    reward = search.get("reward") if isinstance(search, dict) and isinstance(search.get("reward"), dict) else {}
+    head = ["Rank", "Architecture", "Val acc"] + (["Search score"] if has_score and not has_reward else [])
+    head += [f"ACC ({reward.get('accuracy', 'search')})", f"LAT ({reward.get('units', '?')})",
+             "Reward"] if has_reward else []
+    head += ["Params", "FLOPs"] + (["Latency"] if has_latency else [])
     lines += ["## Top students", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rank, r in enumerate(top, 1):
       row = [str(rank), _code(r.get("arch", "?"), in_table=True), _pct(r.get("val_accuracy"))]
-      if has_score:
+      if has_score and not has_reward:
         score = _num(_search_score(r))
         row.append("–" if score is None else f"{score:.4g}")
+      if has_reward:
+        acc, lat, rew = (_num(r.get(k)) for k in ("search_accuracy", "latency", "reward"))
+        row += [_pct(acc), "–" if lat is None else f"{lat:.4g}", "–" if rew is None else f"{rew:.4g}"]
       row += [_count(r.get("params")), _flops(r.get("flops"))]
       if has_latency:
         lat = _num(r.get("latency_ms"))

@@ -77,3 +77,28 @@ def smoke_config(**changes):
       node = node[p]
     node[leaf] = value
   return c
+
+
+def ledger_rows(workdir):
+  """``<workdir>/ledger.json`` without the wall times (what resumed and uninterrupted runs share)."""
+  import json
+  import pathlib
+  rows = json.loads((pathlib.Path(workdir) / "ledger.json").read_text())
+  return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+
+
+def sigkill_after_first_round(cmd, workdir, *, cwd, env, timeout: float = 240) -> None:
+  """Runs ``cmd`` and SIGKILLs it as soon as the checkpoint of round 1 exists in ``workdir``."""
+  import pathlib
+  import signal
+  import subprocess
+  import time
+  proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  deadline = time.time() + timeout
+  while not (pathlib.Path(workdir) / "checkpoints" / "1").exists():
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    assert time.time() < deadline, "no checkpoint written in time"
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (pathlib.Path(workdir) / "report.json").exists()

@@ -2,25 +2,18 @@
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from configs import default
-from conftest import smoke_config as tiny_config
+from conftest import ledger_rows, sigkill_after_first_round, smoke_config as tiny_config
 from jdanas import load_student
 from jdanas import pipeline
 from jdanas.pipeline import ConfigError, run, validate_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _ledger(workdir):
-  rows = json.loads((pathlib.Path(workdir) / "ledger.json").read_text())
-  return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +29,7 @@ def test_pipeline_writes_report_plots_and_reloadable_export(uninterrupted):
     assert (workdir / name).exists(), name
   assert list((workdir / "tb").iterdir()), "TensorBoard event file"
   assert report["search"]["evaluations"] == 6
-  ledger = _ledger(workdir)
+  ledger = ledger_rows(workdir)
   assert [r["index"] for r in ledger] == list(range(6))
   assert len({r["arch"] for r in ledger}) == 6  # deduplicated proposals
   student = load_student(workdir / report["export"])
@@ -77,12 +70,12 @@ def test_a_bad_config_fails_before_any_work(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
-def test_resume_after_interruption_gives_identical_ledger(uninterrupted, tmp_path):
+def test_resume_after_interruption_gives_identicalledger_rows(uninterrupted, tmp_path):
   full_dir, full = uninterrupted
   run(tiny_config(**{"search.rounds": 2}), tmp_path)  # "interrupted" after 2 of 3 rounds
   resumed = run(tiny_config(), tmp_path)
   assert resumed["search"]["resumed_from_round"] == 2
-  assert _ledger(tmp_path) == _ledger(full_dir)
+  assert ledger_rows(tmp_path) == ledger_rows(full_dir)
   assert resumed["final"] == full["final"]
 
 
@@ -94,7 +87,7 @@ def test_corrupt_latest_checkpoint_falls_back(uninterrupted, tmp_path, capsys):
       f.write_bytes(b"truncated")
   run(tiny_config(), tmp_path)
   assert "checkpoint of round 2 is unreadable" in capsys.readouterr().err
-  assert _ledger(tmp_path) == _ledger(full_dir)
+  assert ledger_rows(tmp_path) == ledger_rows(full_dir)
 
 
 def _cli(workdir, *extra):
@@ -104,21 +97,13 @@ def _cli(workdir, *extra):
 def test_sigkill_mid_run_then_resume(uninterrupted, tmp_path):
   full_dir, _ = uninterrupted
   env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONUNBUFFERED="1")
-  proc = subprocess.Popen(_cli(tmp_path), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  deadline = time.time() + 240
-  while not (tmp_path / "checkpoints" / "1").exists():
-    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-    assert time.time() < deadline, "no checkpoint written in time"
-    time.sleep(0.2)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert not (tmp_path / "report.json").exists()
+  sigkill_after_first_round(_cli(tmp_path), tmp_path, cwd=REPO, env=env)
   done = subprocess.run(_cli(tmp_path), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]
   assert "[resume] continuing after round" in done.stderr
-  ledger = _ledger(tmp_path)
+  ledger = ledger_rows(tmp_path)
   assert [r["index"] for r in ledger] == list(range(len(ledger)))  # no duplicate, no gap
-  assert ledger == _ledger(full_dir)
+  assert ledger == ledger_rows(full_dir)
 
 
 BAD = [

@@ -19,6 +19,7 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = "configs/default.py:smoke"
+AKD = "configs/akd_cifar10.py"  # full variant: the reward is checked before the (TFDS) data is loaded
 
 
 def _load_run_module():
@@ -207,6 +208,22 @@ CASES = [
      "config.teacher.train.batch_size"),
     ("batch_larger_than_train_limit", ["--config", SMOKE, "--workdir", "{w}", "--config.data.train_limit=20"],
      "batch_size"),
+    # -- AKD's latency-aware reward (evaluator.reward) and the CE short run (evaluator.short_kd.distill)
+    ("reward_latency_model", ["--config", AKD, "--workdir", "{w}", "--config.evaluator.reward.latency_model=cycles"],
+     "config.evaluator.reward.latency_model"),
+    ("reward_target", ["--config", AKD, "--workdir", "{w}", "--config.evaluator.reward.target=0"],
+     "config.evaluator.reward.target"),
+    ("reward_alpha_positive", ["--config", AKD, "--workdir", "{w}", "--config.evaluator.reward.alpha=0.5"],
+     "config.evaluator.reward.alpha"),
+    ("reward_beta_nan", ["--config", AKD, "--workdir", "{w}", "--config.evaluator.reward.beta=nan"],
+     "config.evaluator.reward.beta"),
+    ("reward_repeats", ["--config", AKD, "--workdir", "{w}", "--config.evaluator.reward.repeats=0"],
+     "config.evaluator.reward.repeats"),
+    ("reward_batch_size", ["--config", AKD, "--workdir", "{w}", "--config.evaluator.reward.batch_size=-1"],
+     "config.evaluator.reward.batch_size"),
+    ("short_kd_distill", ["--config", AKD, "--workdir", "{w}", "--config.evaluator.short_kd.distill=maybe"],
+     "--config.evaluator.short_kd.distill"),
+    ("akd_unknown_option", ["--config", "configs/akd_cifar10.py:runlocal,bogus", "--workdir", "{w}"], "unknown option"),
 ]
 
 SUBPROCESS = {"config_missing", "config_syntax", "config_unknown_variant", "flag_no_workdir", "flag_rounds_not_int",

@@ -199,7 +199,11 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
             f"{data.num_classes} classes of {data.image_shape}",
             f"  teacher: {teacher}",
             f"  space: {config.space.name} ({size} architectures)",
-            f"  searcher: {plan.searcher_name}; evaluator: {plan.evaluator}; evaluations: {evaluations}",
+            f"  searcher: {plan.searcher_name}; evaluator: {plan.evaluator}"
+            + ("" if plan.short_kd_distill else " (plain cross-entropy, no teacher)") + f"; evaluations: {evaluations}",
+            "  score: " + ("the evaluator's score" if plan.reward is None else
+                          f"reward ACC x (LAT/T)^w, LAT = {plan.reward['latency_model']}, T = {plan.reward['target']:g}, "
+                          f"w = {plan.reward['alpha']:g} if LAT <= T else {plan.reward['beta']:g}"),
             f"  budget: {dict((k, v) for k, v in plan.limits.items() if v) or 'none'}",
             f"  final: top {plan.top_k} KD-trained for {plan.final.steps} steps, the chosen one also without KD"
             + (f"; baselines {', '.join(plan.baselines)}" if plan.baselines else ""),

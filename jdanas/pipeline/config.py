@@ -13,13 +13,17 @@ reference; every shipped config has the same shape)::
   space       name, kwargs
   searcher    name, dedup, kwargs
   evaluator   name ("short_kd" | "tabular" | "zero_cost") and one subsection per evaluator:
-                short_kd   a recipe (the short KD run that scores a proposal)
+                short_kd   a recipe (the short KD run that scores a proposal), plus distill (default
+                           True; False: the same run with plain cross-entropy, no teacher)
                 tabular    table, column
                 zero_cost  proxy, batch_size, init, relation_tap, teacher_init, semantic_mismatch
                 one_shot   a recipe (steps: shared-weight steps per round) + val_examples: ENAS-style
                            weight sharing on a masked space (jdanas.train.oneshot)
               Only the subsection of ``evaluator.name`` is required; a config may carry the others
               so that ``--config.evaluator.name=...`` can switch between them.
+              Optional ``reward``: latency_model ("measured" | "flops" | "params"; "" = off),
+              target, alpha, beta, batch_size, repeats: the score becomes AKD's latency-aware
+              reward of the short_kd / tabular accuracy (:mod:`jdanas.rewards`).
   kd          loss, temperature, semantic_weight, relation_weight, relation_tap, oracle_aggregate
               (loss "oracle": the oracle KD loss over an ensemble teacher's correct members)
   constraint  max_params, max_flops, max_latency_ms (0 = no limit)
@@ -108,6 +112,9 @@ class Plan:
     evaluator: ``evaluator.name``.
     evaluator_kwargs: the ``tabular`` / ``zero_cost`` subsection as keyword arguments (empty for
       ``short_kd``, whose recipe is ``short_kd``).
+    short_kd_distill: False when the short-KD evaluator trains with plain cross-entropy.
+    reward: ``evaluator.reward`` as keyword arguments (``latency_model``, ``target``, ``alpha``,
+      ``beta``, ``batch_size``, ``repeats``), or None without a reward.
     loss: the KD loss of the short-KD evaluator and the final KD training.
     short_kd, final, teacher_train: recipes (``short_kd`` is None unless the evaluator is
       ``short_kd``; ``teacher_train`` is None when the teacher is loaded from ``teacher.path``).
@@ -122,6 +129,8 @@ class Plan:
   dedup: bool
   evaluator: str
   evaluator_kwargs: dict
+  short_kd_distill: bool
+  reward: dict | None
   loss: KDLoss
   short_kd: Recipe | None
   final: Recipe
@@ -369,6 +378,35 @@ def _evaluator_kwargs(config, space: AbstractSearchSpace, loss: KDLoss) -> dict:
   return kw
 
 
+REWARD_FIELDS = ("latency_model", "target", "alpha", "beta", "batch_size", "repeats")
+
+
+def _reward_kwargs(ev) -> dict | None:
+  """``evaluator.reward`` checked (None when absent or ``latency_model`` is empty)."""
+  from jdanas.rewards import LATENCY_MODELS
+  sub = ev.get("reward", None)
+  if sub is None or not sub.get("latency_model", ""):
+    return None
+  unknown = sorted(set(sub) - set(REWARD_FIELDS))
+  need(not unknown, "evaluator.reward", f"unknown field(s) {unknown}; the fields are {', '.join(REWARD_FIELDS)}")
+  need(ev.name in ("short_kd", "tabular"), "evaluator.reward",
+       f"needs an accuracy evaluator (evaluator.name 'short_kd' or 'tabular'), not {ev.name!r}")
+  kw = dict(latency_model=sub.latency_model, target=sub.get("target", 0.0), alpha=sub.get("alpha", -0.07),
+            beta=sub.get("beta", -0.07), batch_size=sub.get("batch_size", 1), repeats=sub.get("repeats", 20))
+  _one_of(kw["latency_model"], LATENCY_MODELS, "evaluator.reward.latency_model")
+  t = kw["target"]
+  need(_is_num(t) and np.isfinite(t) and t > 0, "evaluator.reward.target",
+       f"must be a number > 0 in the latency model's unit (ms, FLOPs or parameters), got {t!r}")
+  for field in ("alpha", "beta"):
+    v = kw[field]
+    need(_is_num(v) and np.isfinite(v) and v <= 0, f"evaluator.reward.{field}",
+         f"must be a number <= 0 (soft form alpha=beta=-0.07, hard form alpha=0, beta=-1), got {v!r}")
+  for field in ("batch_size", "repeats"):
+    v = kw[field]
+    need(_is_int(v) and v > 0, f"evaluator.reward.{field}", f"must be a positive int, got {v!r}")
+  return {k: (float(v) if k in ("target", "alpha", "beta") else v) for k, v in kw.items()}
+
+
 def build_tabular(table: str, column: str):
   """The ``tabular`` evaluator (reads the NB201 table file)."""
   from jdanas.benchmarks.nb201 import NB201Table
@@ -431,8 +469,11 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
          "DisWOT relation terms need a teacher's features; set kd.semantic_weight/relation_weight to 0 for an "
          "ensemble teacher")
   evaluator_kwargs = _evaluator_kwargs(config, space, loss)
-  short_kd = (build_recipe(config.evaluator.short_kd, "evaluator.short_kd", loss)
+  short_kd = (build_recipe(config.evaluator.short_kd, "evaluator.short_kd", loss, extra=("distill",))
               if config.evaluator.name == "short_kd" else None)
+  distill = config.evaluator.short_kd.get("distill", True) if short_kd is not None else True
+  need(isinstance(distill, bool), "evaluator.short_kd.distill", f"must be True or False, got {distill!r}")
+  reward = _reward_kwargs(config.evaluator)
   one_shot = (build_recipe(config.evaluator.one_shot, "evaluator.one_shot", loss, extra=("val_examples",))
               if config.evaluator.name == "one_shot" else None)
   final = build_recipe(config.final, "final", loss, extra=("baselines",))
@@ -447,7 +488,8 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
       need(recipe.batch_size % data_n == 0, f"{field}.batch_size",
            f"{recipe.batch_size} is not divisible by the mesh's data axis ({data_n})")
   return Plan(space=space, searcher_name=se.name, searcher_kwargs=searcher_kwargs, dedup=dedup,
-              evaluator=config.evaluator.name, evaluator_kwargs=evaluator_kwargs, loss=loss,
+              evaluator=config.evaluator.name, evaluator_kwargs=evaluator_kwargs, short_kd_distill=distill,
+              reward=reward, loss=loss,
               short_kd=short_kd, final=final, teacher_train=teacher_train, limits=limits,
               rounds=int(r.rounds), top_k=int(r.top_k), baselines=baselines, compute=compute, one_shot=one_shot)
 
@@ -457,6 +499,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   build_plan(config)
 
 
-__all__ = ["Compute", "ConfigError", "EVALUATOR_NAMES", "LOWERINGS", "Plan", "build_compute", "build_loss",
+__all__ = ["Compute", "ConfigError", "EVALUATOR_NAMES", "LOWERINGS", "Plan", "REWARD_FIELDS", "build_compute", "build_loss",
            "build_plan", "build_recipe", "build_searcher", "build_space", "build_tabular", "parse_specialize",
            "teacher_size", "validate_config"]

@@ -44,6 +44,8 @@ def _top_rows(s: SearchResult, top: list[dict], encs: list[np.ndarray], accuracy
                  "latency_ms": costs.latency_ms(s.plan.space, encs[i], num_classes=s.data.num_classes,
                                                 input_shape=s.data.image_shape),
                  "val_accuracy": None if not np.isfinite(accuracy[i]) else float(accuracy[i])})
+    if "reward" in r:  # the search's reward terms: ACC (short run), LAT (cached), R
+      rows[-1].update(search_accuracy=r.get("accuracy"), latency=r.get("latency"), reward=r["reward"])
   return sorted(rows, key=lambda r: -1.0 if r["val_accuracy"] is None else -r["val_accuracy"])
 
 

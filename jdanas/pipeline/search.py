@@ -38,6 +38,8 @@ class SearchResult:
     teacher_accuracy: ``{"val_accuracy": float, "test_accuracy": float | None}``.
     ledger: one dict per evaluation (see :mod:`jdanas.report`).
     score_kind: what the ledger's ``score`` is (:class:`jdanas.evaluators.ScoreKind`).
+    reward: the latency-aware reward's settings (:meth:`jdanas.rewards.RewardEvaluator.describe`:
+      latency model, its protocol, target, alpha, beta), or None without a reward.
     stats: ``evaluations``, ``rounds``, ``seconds``, ``num_compilations``, ``resumed_from_round``.
     key_final: the key of the final phase (a function of ``config.seed`` only).
     mesh: the device mesh (None on one device).
@@ -51,6 +53,7 @@ class SearchResult:
   teacher_accuracy: dict
   ledger: list
   score_kind: ScoreKind
+  reward: dict | None
   stats: dict
   key_final: jax.Array
   mesh: Any
@@ -111,33 +114,43 @@ def _reset_metrics(path: pathlib.Path, start_round: int) -> None:
 
 def _evaluate(evaluator, feasible_batch, key: jax.Array, encs: np.ndarray):
   """Scores of one round (``float32[Q]``, NaN = failed or over budget), per-proposal short-KD
-  variables (None where there are none) and the number of programs compiled."""
+  variables (None where there are none), the evaluator's extra columns (``{name: [value | None]}``,
+  None where a proposal was not evaluated) and the number of programs compiled."""
   # The searcher proposes within the budget; a proposal it could not repair is scored NaN.
   feasible = (np.asarray(jax.device_get(feasible_batch(encs))) if feasible_batch is not None
               else np.ones(len(encs), bool))
   scores = np.full(len(encs), np.nan, np.float32)
   variables = [None] * len(encs)
+  extras: dict[str, list] = {}
   compilations = 0
   if feasible.any():
     ev = evaluator(key, encs[feasible])
     scores[feasible] = ev.scores
     compilations = ev.num_compilations
+    rows = np.nonzero(feasible)[0]
     if ev.variables is not None:
-      for j, i in enumerate(np.nonzero(feasible)[0]):
+      for j, i in enumerate(rows):
         variables[i] = ev.variables[j]
-  return feasible, scores, variables, compilations
+    for name, column in (ev.extras or {}).items():
+      extras[name] = [None] * len(encs)
+      for j, i in enumerate(rows):
+        v = float(column[j])
+        extras[name][i] = v if np.isfinite(v) else None
+  return feasible, scores, variables, extras, compilations
 
 
-def _record(r: int, encs, feasible, scores, variables, *, ledger: list, top: list, plan: Plan, data,
+def _record(r: int, encs, feasible, scores, variables, extras, *, ledger: list, top: list, plan: Plan, data,
             seed: int, score_kind: ScoreKind, seconds: float, top_k: int) -> list:
-  """Appends the round's ledger rows; returns the updated best-first top-K short-KD students."""
+  """Appends the round's ledger rows (with the evaluator's extra columns); returns the updated
+  best-first top-K short-KD students."""
   space = plan.space
   for i, e in enumerate(encs):
     c = costs.model_costs(space, e, num_classes=data.num_classes, input_shape=data.image_shape)
     ledger.append({"round": r, "index": len(ledger), "arch": space.decode(e), "encoding": [int(v) for v in e],
                    "score": None if not np.isfinite(scores[i]) else float(scores[i]),
                    "score_kind": score_kind.kind, "feasible": bool(feasible[i]), "params": c.params,
-                   "flops": c.flops, "seed": seed, "wall_time": seconds})
+                   "flops": c.flops, "seed": seed, "wall_time": seconds,
+                   **{name: column[i] for name, column in extras.items()}})
     if variables[i] is not None and np.isfinite(scores[i]) and all(t["arch"] != ledger[-1]["arch"] for t in top):
       top.append({"arch": ledger[-1]["arch"], "score": float(scores[i]), "variables": variables[i]})
   return sorted(top, key=lambda t: -t["score"])[:top_k]
@@ -210,6 +223,8 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
       evaluator.restore(state["evaluator"])
       state = state["searcher"]
     log(f"[resume] continuing after round {start_round} ({len(ledger)} evaluations in the ledger)")
+    if hasattr(evaluator, "resume"):  # e.g. the reward's latency cache, from the ledger's latency column
+      evaluator.resume(ledger)
   metrics_path = workdir / "metrics.jsonl"
   writer = None
   if main:
@@ -226,13 +241,13 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
     key_ask, key_eval, key_tell = jax.random.split(jax.random.fold_in(key_loop, r), 3)
     encs, state = ask(key_ask, state)
     encs = np.asarray(jax.device_get(encs))
-    feasible, scores, variables, n_compiled = _evaluate(evaluator, feasible_batch, key_eval, encs)
+    feasible, scores, variables, extras, n_compiled = _evaluate(evaluator, feasible_batch, key_eval, encs)
     compilations += n_compiled
     # Infeasible proposals are told as failed (NaN): they can never become the incumbent.
     state, metrics = tell(key_tell, state, encs, scores)
     check_same_across_processes(state, f"the searcher state after round {r}")
     seconds += time.perf_counter() - t_round
-    top = _record(r, encs, feasible, scores, variables, ledger=ledger, top=top, plan=plan, data=data,
+    top = _record(r, encs, feasible, scores, variables, extras, ledger=ledger, top=top, plan=plan, data=data,
                   seed=int(config.seed), score_kind=evaluator.score_kind, seconds=seconds, top_k=plan.top_k)
     ckpt.save(r + 1, pack(state), ledger, top)
     row = _metrics_row(r, ledger, scores, seconds, metrics)
@@ -250,6 +265,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
            "num_compilations": compilations, "resumed_from_round": start_round}
   return SearchResult(config=config, plan=plan, workdir=workdir, data=data, teacher=teacher,
                       teacher_accuracy=teacher_accuracy, ledger=ledger, score_kind=evaluator.score_kind,
+                      reward=evaluator.describe() if hasattr(evaluator, "describe") else None,
                       stats=stats, key_final=key_final, mesh=mesh, started=started)
 
 

@@ -137,7 +137,20 @@ def scoring_batch(plan: Plan, data, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None):
-  """The configured evaluator (``short_kd``, ``tabular``, ``zero_cost`` or ``one_shot``)."""
+  """The configured evaluator (``short_kd``, ``tabular``, ``zero_cost`` or ``one_shot``), wrapped into the
+  latency-aware reward of ``evaluator.reward`` when the config has one (:mod:`jdanas.rewards`)."""
+  inner = _accuracy_evaluator(plan, data, teacher, seed, mesh)
+  if plan.reward is None:
+    return inner
+  from jdanas.rewards import LatencyModel, RewardEvaluator
+  kw = dict(plan.reward)
+  latency = LatencyModel(kw.pop("latency_model"), plan.space, num_classes=data.num_classes,
+                         input_shape=tuple(data.image_shape), batch_size=kw.pop("batch_size"),
+                         repeats=kw.pop("repeats"))
+  return RewardEvaluator(inner, latency, **kw)
+
+
+def _accuracy_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None):
   if plan.evaluator == "tabular":
     return build_tabular(**plan.evaluator_kwargs)
   if plan.evaluator == "zero_cost":
@@ -151,6 +164,8 @@ def build_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None):
                                lowering=plan.compute.lowering, **kw)
     except ValueError as e:
       raise ConfigError(f"config.evaluator.zero_cost: {e}") from None
+  if not plan.short_kd_distill:  # plain cross-entropy, no teacher (AKD's "NAS + KD" search score)
+    return ShortKDEvaluator(trainer(plan, data, vanilla_recipe(plan.short_kd), None, mesh, field="evaluator.short_kd"))
   if plan.evaluator == "one_shot":
     from jdanas.train.oneshot import OneShotEvaluator
     # the schedule spans the whole search: rounds x steps per round

@@ -21,7 +21,8 @@ def report(s: SearchResult, final: dict) -> dict:
       "dataset": s.config.data.name, "space": s.config.space.name, "searcher": s.plan.searcher_name,
       "evaluator": s.plan.evaluator,
       "teacher": {"name": s.teacher.name, **s.teacher_accuracy},
-      "search": {**s.stats, "score": s.score_kind.to_dict()},
+      "search": {**s.stats, "score": s.score_kind.to_dict(),
+                 **({"reward": s.reward} if s.reward is not None else {})},
       "seconds": time.perf_counter() - s.started,
       "config": config_dict(s.config),
   })
@@ -32,7 +33,9 @@ def report(s: SearchResult, final: dict) -> dict:
   (workdir / "ledger.json").write_text(json.dumps(s.ledger, indent=1))
   label = s.score_kind.label
   report_lib.plot_search(s.ledger, workdir / "search.png", score_label=label)
-  report_lib.plot_pareto(s.ledger, workdir / "pareto.png", highlight=out["final"]["arch"], score_label=label)
+  x = ({"x_key": "latency", "x_label": f"LAT: {s.reward['latency_model']} ({s.reward['units']})"}
+       if s.reward is not None else {})
+  report_lib.plot_pareto(s.ledger, workdir / "pareto.png", highlight=out["final"]["arch"], score_label=label, **x)
   report_lib.write_report(workdir, out)
   print_summary(out, workdir)
   return out

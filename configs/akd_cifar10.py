@@ -1,0 +1,122 @@
+"""AKD on CIFAR-10: a PPO controller over the MnasNet-style ``mobilenet`` space, rewarded with the
+short-KD accuracy from the teacher times a latency term, then the final KD of the best students.
+
+Liu, Jia, Tan, Vemulapalli, Zhu, Green & Wang, "Search to Distill: Pearls are Everywhere but not the
+Eyes" (CVPR 2020, https://arxiv.org/abs/1911.09074); the reward is MnasNet's (Tan et al., CVPR
+2019): ``R(m) = ACC_KD(m) x (LAT(m)/T)^w``, ``w = alpha`` if ``LAT <= T`` else ``beta``, soft form
+``alpha = beta = -0.07`` (docs/methods/akd.md; :mod:`jdanas.rewards`).
+
+Data: CIFAR-10 through TFDS by name, or the shared npz files::
+
+  python run.py --config configs/akd_cifar10.py:runlocal --workdir /tmp/akd \\
+    --config.data.data_dir=../shared/data
+
+(``:runlocal`` already names ``cifar10_train_subset.npz`` / ``cifar10_test.npz`` in ``data_dir``, by
+default ``$JDANAS_DATA_DIR`` or ``../shared/data`` next to the repository.)
+
+Pipeline: teacher (ResNet-56 trained on the fly, or ``--config.teacher.path``) -> ``ppo`` controller
+(:mod:`jdanas.searchers.controller`) proposing ``num_asks`` students a round -> each scored by the
+reward of ``evaluator.reward`` (latency model ``measured``: :func:`jdanas.costs.latency_ms` on the
+run's device, cached per architecture; or ``flops`` / ``params``) around the ``short_kd`` evaluator
+-> the best ``top_k`` KD-trained with the full schedule -> report (ACC_KD, latency and reward of each
+top student; Pareto plot against latency) and export.
+
+Options (comma-separated: ``get_config("runlocal,nas_kd")``):
+
+* ``runlocal``: CPU-sized: the shared npz files (5,000 training images), ResNet-20 teacher (400
+  steps), ``base_width=0.25``, 2 rounds of 4 students, 30-step short KD, 300-step final KD of the
+  best. Latency model ``flops`` (deterministic: a loaded shared CPU makes measured latencies
+  noisy, see docs/methods/akd.md), target 4.2 MFLOPs (about the median of random architectures of
+  that space). Every MnasNet-style student is its own network and compiles its own training
+  program, which dominates the search's time on a CPU.
+* ``nas_kd``: AKD's "NAS + KD" baseline: the same search with the short run trained with plain
+  cross-entropy (``evaluator.short_kd.distill=False``) in the reward; everything else (budget,
+  latency target, final KD from the teacher) is equal.
+* ``searcher=<name>``: another searcher of the registry (``reinforce``, ``random``, ...).
+* ``latency=<model>``: ``measured``, ``flops`` or ``params`` (the target is then scaled to that unit
+  by :data:`TARGETS`).
+
+Not measured end to end. On 2026-12-05 ``:runlocal,searcher=random`` (then 3 rounds) ran on the
+2-core CPU shared with five other jobs (load average 12-14): the teacher's 400 steps took 16 min
+53 s (about 2.5 s a step, against 0.3-0.5 s for ResNet-20 on a quiet machine per
+bench/kd_sanity.py) and the first round of 4 students had not finished 11 min later, when the
+run's 30-minute time limit stopped it. Whether ``:runlocal`` fits 20 min on a quiet 2-core
+machine is therefore not established; it was cut to 2 rounds after that run.
+"""
+import ml_collections
+
+# Latency targets per model: the full variant (base_width 0.5) and runlocal (base_width 0.25), each
+# about the median of 12 random architectures of that space at 32x32 (measured: see akd.md).
+TARGETS = {
+    "full": {"measured": 8.0, "flops": 12.6e6, "params": 630_000},
+    "runlocal": {"measured": 4.0, "flops": 4.2e6, "params": 220_000},
+}
+SEARCHER_KWARGS = {
+    "ppo": dict(num_asks=8),
+    "reinforce": dict(num_asks=8),
+    "random": dict(num_asks=8),
+    "regularized_evolution": dict(num_asks=8, population_size=16, tournament_size=4),
+}
+RUNLOCAL_ASKS = 4
+OPTIONS = ("runlocal", "nas_kd", "searcher=<name>", "latency=<measured|flops|params>")
+
+
+def _parse(arg: str | None) -> dict:
+  opts = {"runlocal": False, "nas_kd": False, "searcher": "ppo", "latency": None}
+  for part in (arg or "").split(","):
+    part = part.strip()
+    if not part:
+      continue
+    name, _, value = part.partition("=")
+    if part in ("runlocal", "nas_kd"):
+      opts[part] = True
+    elif name == "searcher" and value in SEARCHER_KWARGS:
+      opts["searcher"] = value
+    elif name == "latency" and value in TARGETS["full"]:
+      opts["latency"] = value
+    else:
+      raise ValueError(f"configs/akd_cifar10.py: unknown option {part!r} (use {', '.join(OPTIONS)}; "
+                       f"searchers: {', '.join(SEARCHER_KWARGS)})")
+  return opts
+
+
+def get_config(arg: str | None = None):
+  """``arg``: comma-separated options (see the module docstring)."""
+  o = _parse(arg)
+  size = "runlocal" if o["runlocal"] else "full"
+  latency = o["latency"] or ("flops" if o["runlocal"] else "measured")
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.data = dict(name="cifar10", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0,
+                test_limit=0, remap_labels=False)
+  c.teacher = dict(name="resnet56", path="", require_above_chance=True,
+                   train=dict(steps=20_000, batch_size=128, optimizer="sgd", learning_rate=0.1,
+                              weight_decay=5e-4, schedule="cosine", augment=True))
+  c.space = dict(name="mobilenet", kwargs=dict(base_width=0.5))
+  c.searcher = dict(name=o["searcher"], dedup=True, kwargs=dict(SEARCHER_KWARGS[o["searcher"]]))
+  # ACC_KD: a short KD run of each proposal (AKD's proxy task); distill=False is "NAS + KD".
+  c.evaluator = dict(name="short_kd",
+                     short_kd=dict(steps=350, batch_size=128, optimizer="sgd", learning_rate=0.05,
+                                   weight_decay=5e-4, schedule="cosine", augment=True,
+                                   distill=not o["nas_kd"]),
+                     reward=dict(latency_model=latency, target=TARGETS[size][latency], alpha=-0.07,
+                                 beta=-0.07, batch_size=1, repeats=20))
+  c.constraint = dict(max_params=0, max_flops=0.0, max_latency_ms=0.0)
+  c.kd = dict(loss="repdistiller", temperature=4.0)
+  c.search = dict(rounds=50, top_k=3)
+  c.final = dict(steps=10_500, batch_size=128, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
+                 schedule="cosine", augment=True)
+  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto",
+                   mesh=dict(pop=1, data=-1))
+  if o["runlocal"]:
+    from jdanas.data import shared_data_dir  # $JDANAS_DATA_DIR, else ../shared/data next to the repo
+    c.data.update(name="npz", path="cifar10_train_subset.npz", test_path="cifar10_test.npz",
+                  data_dir=str(shared_data_dir()), train_limit=5000, test_limit=2000)
+    c.teacher.name = "resnet20"
+    c.teacher.train.update(steps=400, batch_size=64)
+    c.space.kwargs = dict(base_width=0.25)
+    c.searcher.kwargs["num_asks"] = RUNLOCAL_ASKS
+    c.evaluator.short_kd.update(steps=30, batch_size=64)
+    c.search.update(rounds=2, top_k=1)
+    c.final.update(steps=300, batch_size=64)
+  return ml_collections.ConfigDict(c)

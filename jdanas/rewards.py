@@ -1,0 +1,143 @@
+"""The latency-aware reward of AKD (Liu et al., "Search to Distill: Pearls are Everywhere but not the
+Eyes", CVPR 2020), which is MnasNet's (Tan et al., "MnasNet: Platform-Aware Neural Architecture
+Search for Mobile", CVPR 2019)::
+
+  R(m) = ACC(m) x (LAT(m) / T) ** w,    w = alpha if LAT(m) <= T else beta
+
+``ACC`` is the score of an accuracy evaluator (``short_kd``: the held-out accuracy after the short KD
+run from the teacher, AKD's ACC_KD; with ``evaluator.short_kd.distill=False`` the same run with plain
+cross-entropy, the "NAS + KD" baseline; ``tabular``: an NB201 table column). ``LAT`` comes from a
+latency model (:data:`LATENCY_MODELS`): ``measured`` (:func:`jdanas.costs.latency_ms` on the run's
+own device), ``flops`` or ``params`` (:func:`jdanas.costs.model_costs`); ``T`` is in the model's
+unit. Soft form (MnasNet, used by AKD): ``alpha = beta = -0.07``; hard form: ``alpha = 0, beta = -1``.
+
+Latencies are cached per architecture (keyed by its encoding): a measured latency is noisy, and the
+same architecture must get the same reward every time it is proposed. The cache is rebuilt from the
+search ledger (whose rows record each candidate's ``latency``) when a run resumes, so a resumed run
+uses the values measured before the interruption. docs/methods/akd.md has the measured spread.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import numpy as np
+
+from jdanas import costs
+from jdanas.evaluators import Evaluation, ScoreKind
+from jdanas.spaces.base import AbstractSearchSpace, to_tuple
+
+LATENCY_MODELS = ("measured", "flops", "params")
+LATENCY_UNITS = {"measured": "ms", "flops": "FLOPs", "params": "parameters"}
+
+
+def reward(accuracy: np.ndarray, latency: np.ndarray, *, target: float, alpha: float, beta: float) -> np.ndarray:
+  """``accuracy * (latency / target) ** w`` with ``w = alpha`` where ``latency <= target``, else
+  ``beta`` (``float32``; a NaN accuracy stays NaN)."""
+  accuracy = np.asarray(accuracy, np.float64)
+  ratio = np.asarray(latency, np.float64) / float(target)
+  w = np.where(ratio <= 1.0, float(alpha), float(beta))
+  return (accuracy * ratio ** w).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyModel:
+  """``LAT(m)`` of one latency model on one task (classes, input shape).
+
+  Attributes:
+    name: one of :data:`LATENCY_MODELS`.
+    space, num_classes, input_shape: what the architecture is built with.
+    batch_size, repeats: the ``measured`` protocol (one warm-up call, then the median of
+      ``repeats`` timed calls of the jitted inference forward pass at ``batch_size``).
+  """
+  name: str
+  space: AbstractSearchSpace
+  num_classes: int
+  input_shape: tuple[int, ...]
+  batch_size: int = 1
+  repeats: int = 20
+
+  def __post_init__(self):
+    if self.name not in LATENCY_MODELS:
+      raise ValueError(f"latency_model: {self.name!r} is not one of {', '.join(LATENCY_MODELS)}")
+
+  def __call__(self, enc) -> float:
+    if self.name == "measured":
+      return costs.latency_ms(self.space, enc, num_classes=self.num_classes, input_shape=self.input_shape,
+                              batch_size=self.batch_size, repeats=self.repeats)
+    c = costs.model_costs(self.space, enc, num_classes=self.num_classes, input_shape=self.input_shape,
+                          flops=self.name == "flops")
+    return float(c.flops if self.name == "flops" else c.params)
+
+  def describe(self) -> dict:
+    """The model and, for ``measured``, its protocol and device (recorded in the report)."""
+    out = {"latency_model": self.name, "units": LATENCY_UNITS[self.name]}
+    if self.name == "measured":
+      device = jax.devices()[0]
+      out["protocol"] = {"batch_size": self.batch_size, "warmup_calls": 1, "repeats": self.repeats,
+                         "statistic": "median", "device": f"{device.platform}:{device.device_kind}",
+                         "function": "jdanas.costs.latency_ms"}
+    return out
+
+
+def encoding_key(enc) -> str:
+  """The cache key of an encoding: its decisions joined by commas."""
+  return ",".join(str(int(v)) for v in to_tuple(enc))
+
+
+class RewardEvaluator:
+  """An accuracy evaluator wrapped into the AKD/MnasNet reward (see the module docstring).
+
+  ``evaluator(key, encodings)`` runs the inner evaluator (so ``accuracy`` is exactly its score) and
+  returns the rewards as scores; ``Evaluation.extras`` carries the per-candidate ``accuracy``,
+  ``latency`` and ``reward`` columns (recorded in the search ledger).
+  """
+
+  name = "reward"
+
+  def __init__(self, inner, latency: Callable[[np.ndarray], float], *, target: float, alpha: float = -0.07,
+               beta: float = -0.07, latency_model: str | None = None):
+    if not target > 0:
+      raise ValueError(f"target: must be > 0, got {target!r}")
+    self.inner, self.latency = inner, latency
+    self.target, self.alpha, self.beta = float(target), float(alpha), float(beta)
+    self.latency_model = latency_model or getattr(latency, "name", "latency")
+    self.cache: dict[str, float] = {}
+    units = LATENCY_UNITS.get(self.latency_model, "?")
+    self.score_kind = ScoreKind(
+        f"reward:{inner.score_kind.kind} x ({self.latency_model}/T)^w",
+        f"{inner.score_kind.units} x ({self.latency_model} in {units} / {self.target:g})^w, "
+        f"w = {self.alpha:g} if under T else {self.beta:g}")
+
+  def latencies(self, encodings: np.ndarray) -> np.ndarray:
+    """``LAT`` of each encoding, from the cache or measured (then cached)."""
+    out = np.empty(len(encodings), np.float64)
+    for i, e in enumerate(np.asarray(encodings)):
+      k = encoding_key(e)
+      if k not in self.cache:
+        self.cache[k] = float(self.latency(e))
+      out[i] = self.cache[k]
+    return out
+
+  def resume(self, ledger: list[dict]) -> None:
+    """Refills the cache from the ``latency`` column of a restored ledger."""
+    for row in ledger:
+      if row.get("latency") is not None:
+        self.cache.setdefault(encoding_key(row["encoding"]), float(row["latency"]))
+
+  def describe(self) -> dict:
+    """The reward's settings for the report."""
+    d = self.latency.describe() if hasattr(self.latency, "describe") else {"latency_model": self.latency_model}
+    return {**d, "target": self.target, "alpha": self.alpha, "beta": self.beta,
+            "accuracy": self.inner.score_kind.kind, "cached_architectures": len(self.cache)}
+
+  def __call__(self, key: jax.Array, encodings: np.ndarray) -> Evaluation:
+    ev = self.inner(key, encodings)
+    lat = self.latencies(encodings)
+    r = reward(ev.scores, lat, target=self.target, alpha=self.alpha, beta=self.beta)
+    extras = {"accuracy": np.asarray(ev.scores, np.float32), "latency": lat, "reward": r}
+    return dataclasses.replace(ev, scores=r, extras=extras)
+
+
+__all__ = ["LATENCY_MODELS", "LATENCY_UNITS", "LatencyModel", "RewardEvaluator", "encoding_key", "reward"]
