@@ -2,7 +2,6 @@
 and the population engine distilling an ensemble (IE average and oracle loss)."""
 from __future__ import annotations
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp

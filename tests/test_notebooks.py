@@ -1,7 +1,6 @@
 """Executes the notebooks end to end (slow: the quickstart runs the default search, ~5 min on CPU;
 02_oracle_kd trains a tiny ensemble and three students, 6 min wall on the loaded 2-core CPU, 2 min of CPU)."""
 import json
-import os
 import pathlib
 
 import pytest
@@ -9,6 +8,7 @@ import pytest
 NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 # The line each notebook prints last when it ran to the end.
 LAST_OUTPUT = {"00_quickstart.ipynb": "test accuracy of the exported program",
+               "01_akd.ipynb": "test accuracy of the exported program",
                "02_oracle_kd.ipynb": "oracle KD test accuracy"}
 
 
