@@ -165,5 +165,32 @@ class AbstractSearchSpace(abc.ABC):
     return arr.astype(np.int32)
 
 
+class ConditionalSpace(AbstractSearchSpace):
+  """A space whose decisions can be inactive (a knob of an unselected family, the width of an absent
+  block): subclasses define :meth:`active`; encodings are canonical (inactive decisions 0), samples
+  are canonical, and :meth:`mutate` changes exactly one decision active in the parent, giving every
+  decision the change activates a fresh uniform value."""
+
+  def canonicalize(self, enc: jax.Array) -> jax.Array:
+    enc = jnp.asarray(enc, jnp.int32)
+    return jnp.where(self.active(enc), enc, 0).astype(jnp.int32)
+
+  def sample(self, key: jax.Array) -> jax.Array:
+    """Every decision uniformly and independently, then canonical."""
+    return self.canonicalize(super().sample(key))
+
+  def mutate(self, key: jax.Array, enc: jax.Array) -> jax.Array:
+    enc = self.canonicalize(enc)
+    n = jnp.asarray(self.num_choices, jnp.int32)
+    key_pos, key_val, key_fresh = jax.random.split(key, 3)
+    mutable = self.active(enc) & (n > 1)
+    pos = jax.random.choice(key_pos, self.num_decisions, p=mutable / jnp.maximum(mutable.sum(), 1))
+    shift = jax.random.randint(key_val, (), 1, jnp.maximum(n[pos], 2), dtype=jnp.int32)
+    child = enc.at[pos].set((enc[pos] + shift) % n[pos])
+    newly = self.active(child) & ~self.active(enc)
+    child = jnp.where(newly, AbstractSearchSpace.sample(self, key_fresh), child)
+    return jnp.where(mutable.any(), self.canonicalize(child), enc).astype(jnp.int32)
+
+
 def to_tuple(enc: Any) -> tuple[int, ...]:
   return tuple(int(v) for v in np.asarray(enc).reshape(-1))

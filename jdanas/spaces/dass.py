@@ -46,13 +46,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jdanas.models.dass_resnet import DassResNet, MaskedDassResNet
-from jdanas.spaces.base import AbstractSearchSpace
+from jdanas.spaces.base import ConditionalSpace
 
 MULTIPLIERS = tuple(0.5 + i / 16 for i in range(9))
 
 
 @dataclasses.dataclass(frozen=True)
-class DassSpace(AbstractSearchSpace):
+class DassSpace(ConditionalSpace):
   stage_widths: tuple[int, ...] = (32, 64, 128, 256)
   max_depth: int = 5
   multipliers: tuple[float, ...] = MULTIPLIERS
@@ -118,27 +118,6 @@ class DassSpace(AbstractSearchSpace):
     present = jnp.arange(b)[None, :] < depths[:, None]
     slots = (present & ~self._pinned(depths)).reshape(-1)[:self.num_slots]
     return jnp.concatenate([jnp.ones((s,), bool), slots])
-
-  def canonicalize(self, enc: jax.Array) -> jax.Array:
-    enc = jnp.asarray(enc, jnp.int32)
-    return jnp.where(self.active(enc), enc, 0).astype(jnp.int32)
-
-  def sample(self, key: jax.Array) -> jax.Array:
-    """Depths and multipliers uniformly and independently; canonical."""
-    return self.canonicalize(super().sample(key))
-
-  def mutate(self, key: jax.Array, enc: jax.Array) -> jax.Array:
-    """Changes one active decision; blocks a deeper stage adds get fresh uniform widths; canonical."""
-    enc = self.canonicalize(enc)
-    n = jnp.asarray(self.num_choices, jnp.int32)
-    key_pos, key_val, key_fresh = jax.random.split(key, 3)
-    mutable = self.active(enc) & (n > 1)
-    pos = jax.random.choice(key_pos, self.num_decisions, p=mutable / jnp.maximum(mutable.sum(), 1))
-    shift = jax.random.randint(key_val, (), 1, jnp.maximum(n[pos], 2), dtype=jnp.int32)
-    child = enc.at[pos].set((enc[pos] + shift) % n[pos])
-    newly = self.active(child) & ~self.active(enc)
-    child = jnp.where(newly, super().sample(key_fresh), child)
-    return jnp.where(mutable.any(), self.canonicalize(child), enc).astype(jnp.int32)
 
   def block_widths(self, enc: jax.Array) -> jax.Array:
     """``int32[S, max_depth]`` block widths, 0 for absent blocks (jittable)."""

@@ -55,7 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdanas.spaces.base import AbstractSearchSpace, to_tuple
+from jdanas.spaces.base import ConditionalSpace, to_tuple
 
 Knobs = tuple[tuple[str, tuple[float, ...]], ...]
 
@@ -91,7 +91,7 @@ def _fmt(v: float) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class TradeSpace(AbstractSearchSpace):
+class TradeSpace(ConditionalSpace):
   """Multi-family student space (see the module docstring).
 
   Attributes:
@@ -153,28 +153,6 @@ class TradeSpace(AbstractSearchSpace):
   def active(self, enc: jax.Array) -> jax.Array:
     """``bool[D]``: the family decision and the knobs of the selected family."""
     return jnp.asarray(self._mask)[jnp.asarray(enc, jnp.int32)[0]]
-
-  def canonicalize(self, enc: jax.Array) -> jax.Array:
-    enc = jnp.asarray(enc, jnp.int32)
-    return jnp.where(self.active(enc), enc, 0).astype(jnp.int32)
-
-  def sample(self, key: jax.Array) -> jax.Array:
-    """Family uniformly, then its knobs uniformly; canonical."""
-    return self.canonicalize(super().sample(key))
-
-  def mutate(self, key: jax.Array, enc: jax.Array) -> jax.Array:
-    """Changes exactly one active decision (see the module docstring); canonical."""
-    enc = self.canonicalize(enc)
-    n = jnp.asarray(self.num_choices, jnp.int32)
-    key_pos, key_val, key_knobs = jax.random.split(key, 3)
-    mutable = self.active(enc) & (n > 1)
-    pos = jax.random.choice(key_pos, self.num_decisions, p=mutable / jnp.maximum(mutable.sum(), 1))
-    shift = jax.random.randint(key_val, (), 1, jnp.maximum(n[pos], 2), dtype=jnp.int32)
-    child = enc.at[pos].set((enc[pos] + shift) % n[pos])
-    # A new family brings fresh uniform knobs (they were inactive, so only the family counts).
-    fresh = super().sample(key_knobs).at[0].set(child[0])
-    child = jnp.where((pos == 0) & mutable.any(), fresh, child)
-    return jnp.where(mutable.any(), self.canonicalize(child), enc).astype(jnp.int32)
 
   def canonical_index(self, enc: jax.Array) -> jax.Array:
     """``int32[]``: position of the architecture in :meth:`enumerate_canonical` order."""
