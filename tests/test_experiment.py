@@ -70,7 +70,8 @@ def test_a_bad_config_fails_before_any_work(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
-def test_resume_after_interruption_gives_identicalledger_rows(uninterrupted, tmp_path):
+@pytest.mark.slow  # ~18 s
+def test_resume_after_interruption_gives_identical_ledger(uninterrupted, tmp_path):
   full_dir, full = uninterrupted
   run(tiny_config(**{"search.rounds": 2}), tmp_path)  # "interrupted" after 2 of 3 rounds
   resumed = run(tiny_config(), tmp_path)
@@ -79,6 +80,7 @@ def test_resume_after_interruption_gives_identicalledger_rows(uninterrupted, tmp
   assert resumed["final"] == full["final"]
 
 
+@pytest.mark.slow  # ~18 s; resume stays in the fast suite (test_sigkill_mid_run_then_resume)
 def test_corrupt_latest_checkpoint_falls_back(uninterrupted, tmp_path, capsys):
   full_dir, _ = uninterrupted
   run(tiny_config(**{"search.rounds": 2}), tmp_path)

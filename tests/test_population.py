@@ -47,6 +47,7 @@ def test_strategies_equal_per_student_training(strategy, depth_space, tiny_data,
   _assert_same_students(loop, other)
 
 
+@pytest.mark.slow  # ~20 s
 def test_masked_cells_match_per_cell_modules(tiny_data, key):
   masked = get_space("nb201_masked", channels=4, num_cells=1)
   per_cell = get_space("nb201", channels=4, num_cells=1)
@@ -104,7 +105,8 @@ def test_specialize_auto_rule_and_errors(cell_space, depth_space, tiny_data):
     PopulationTrainer(cell_space, tiny_data, recipe=RECIPE, lowering="tpu")
 
 
-@pytest.mark.parametrize("lowering", ["cpu", "xla", "switch_edges"])
+@pytest.mark.parametrize("lowering", ["cpu", pytest.param("xla", marks=pytest.mark.slow),
+                                      pytest.param("switch_edges", marks=pytest.mark.slow)])  # ~15-30 s each
 def test_training_programs_compile_once_per_group(cell_space, tiny_data, key, lowering):
   """Every init, step and eval program is traced once per group key under each lowering (switch
   edges: a masked training program with forward-only convolutions), and a second population with
@@ -206,6 +208,7 @@ def test_same_seed_same_result(depth_space, tiny_data):
   assert not np.array_equal(a.loss, c.loss)
 
 
+@pytest.mark.slow  # ~14 s
 def test_kd_uses_teacher_once_per_batch(cell_space, tiny_data, key):
   from jdanas.teachers import Teacher
   module = cell_space.cost_module(cell_space.encode(CELLS[0]), tiny_data.num_classes)

@@ -99,7 +99,7 @@ def test_controller_state_round_trips_through_the_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_controller_with_reward_sigkill_then_resume_gives_the_identicalledger_rows(tmp_path):
+def test_controller_with_reward_sigkill_then_resume_gives_the_identical_ledger(tmp_path):
   config = tmp_path / "akd_smoke.py"
   config.write_text(AKD_SMOKE)
   env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))

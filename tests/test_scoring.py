@@ -461,7 +461,8 @@ def test_masked_equals_per_cell_heavy_proxies(masked, per_cell, batch):
     np.testing.assert_allclose(a[name], b[name], rtol=1e-3, err_msg=name)
 
 
-@pytest.mark.parametrize("name,arch", [("nb201", CELLS[0]), ("s1_resnet", "21")])
+@pytest.mark.parametrize("name,arch", [pytest.param("nb201", CELLS[0], marks=pytest.mark.slow),  # ~23 s
+                                       ("s1_resnet", "21")])
 def test_forward_only_convs_network_same_values_gradients_and_hvp(name, arch, batch):
   """Forward-only convolutions (GraSP's networks on CPU): same variables, and the same loss,
   gradient and Hessian-vector product (strided convs included) as XLA's own convolutions."""
@@ -562,6 +563,7 @@ def test_forward_only_refuses_convolutions_without_a_form(batch):
     lowering_lib.ForwardOnlyConvs(Dilated()).init(jax.random.key(0), x)
 
 
+@pytest.mark.slow  # ~18 s
 def test_activation_tapes_see_into_switch_branches(masked, per_cell, batch):
   """NASWOT's ReLU codes and Zen's BN variances recorded inside ``lax.switch`` edges (``"map"``:
   only the selected op runs) equal the weighted form's (``"vmap"``: every op runs outside any
