@@ -12,7 +12,7 @@ class-split tasks), not the code that made them. jdanas regenerates them from an
    one compiled program, the masked form of :class:`jdanas.spaces.DassSpace`); the label of a student is its
    validation accuracy (percent) after the schedule (the official labels are the best accuracy over
    epochs); plus the functional embeddings of the students and the teacher and the architecture vectors;
-3. :func:`build_meta_dataset` writes one ``task_XXX.npz`` per task and a ``manifest.json``; a build that
+3. :func:`build_meta_dataset` writes one file per task (``task_000.npz``, ``task_001.npz``, ...) and a ``manifest.json``; a build that
    is interrupted resumes at the first task not on disk, and a task is written atomically, so a killed
    build never leaves a half-written task. The same key and settings give the same labels.
 """
