@@ -542,6 +542,8 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
          f"{SPACE_TEACHER!r} (the search space's own full network) needs a space that has one (dass_resnet), "
          f"got {space.name!r}")
     need(t.get("ensemble", 1) == 1, "teacher.ensemble", f"teacher.name={SPACE_TEACHER!r} trains one network")
+  final_init = config.final.get("init", "random")
+  _one_of(final_init, FINAL_INITS, "final.init")
   se = config.searcher
   _one_of(se.name, sorted(SEARCHERS), "searcher.name")
   searcher_kwargs, dedup = dict(se.get("kwargs", {})), bool(se.get("dedup", True))
@@ -563,8 +565,6 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
   one_shot = (build_recipe(config.evaluator.one_shot, "evaluator.one_shot", loss, extra=("val_examples",))
               if config.evaluator.name == "one_shot" else None)
   final = build_recipe(config.final, "final", loss, extra=("baselines", "init"))
-  final_init = config.final.get("init", "random")
-  _one_of(final_init, FINAL_INITS, "final.init")
   if final_init == "remap":
     _need_space_teacher(config, space, "final.init='remap'")
   baselines = _baselines(config.final, space)
