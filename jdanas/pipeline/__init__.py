@@ -50,9 +50,10 @@ from jdanas.pipeline.summary import config_dict, print_summary, report
 from jdanas.pipeline.watchdog import EXIT_STALLED, Watchdog
 
 
-def finished_report(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict | None:
-  """The ``report.json`` of ``workdir`` if it is the finished run of this very config, else None."""
-  path = pathlib.Path(workdir) / "report.json"
+def finished_report(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+                    name: str = "report.json") -> dict | None:
+  """The report ``name`` of ``workdir`` if it is the finished run of this very config, else None."""
+  path = pathlib.Path(workdir) / name
   if not path.is_file():
     return None
   try:

@@ -188,7 +188,8 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
   from jdanas.train.recipe import OPTIMIZERS, SCHEDULES
   lines += ["# allowed values",
             "  data.name: digits, npz (data.path), or a prepared TFDS dataset name (data.data_dir)",
-            f"  teacher.name: {', '.join(sorted(MODELS))} (or teacher.path: a saved teacher folder)",
+            f"  teacher.name: {', '.join(sorted(MODELS))}, space (the space's own full network; or teacher.path: a "
+            "saved teacher folder)",
             f"  space.name: {', '.join(sorted(SPACES))}",
             f"  searcher.name: {', '.join(sorted(SEARCHERS))}",
             f"  evaluator.name: {', '.join(EVALUATOR_NAMES)}",

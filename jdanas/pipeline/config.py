@@ -3,13 +3,17 @@
 A config is an ``ml_collections.ConfigDict`` with these sections (``configs/default.py`` is the
 reference; every shipped config has the same shape)::
 
+  job         "search" (default) or "meta_train" (DaSS's meta-training job, its own sections:
+              jdanas.pipeline.meta_train)
   seed        int
   data        name, path, test_path, data_dir, val_fraction, train_limit, test_limit, remap_labels
-              (npz labels with gaps are refused unless remap_labels=True maps them onto 0..K-1)
+              (npz labels with gaps are refused unless remap_labels=True maps them onto 0..K-1),
+              classes (keep only these class ids, relabelled 0..k-1; empty = all)
   teacher     name, path, require_above_chance (default True: a teacher no better than the most
               frequent class stops the run), train (a recipe: steps, batch_size, optimizer,
               learning_rate, weight_decay, schedule, augment), ensemble (M >= 1 members of name
-              trained with M seeds), paths (>= 2 saved teacher folders forming an ensemble)
+              trained with M seeds), paths (>= 2 saved teacher folders forming an ensemble);
+              name "space": the search space's own full network (the DaSS teacher)
   space       name, kwargs
   searcher    name, dedup, kwargs
   evaluator   name ("short_kd" | "tabular" | "zero_cost") and one subsection per evaluator:
@@ -19,6 +23,8 @@ reference; every shipped config has the same shape)::
                 zero_cost  proxy, batch_size, init, relation_tap, teacher_init, semantic_mismatch
                 one_shot   a recipe (steps: shared-weight steps per round) + val_examples: ENAS-style
                            weight sharing on a masked space (jdanas.train.oneshot)
+                predictor  path, adapt, chunk: DaSS's meta-trained predictor, adapted once to the
+                           teacher (jdanas.evaluators.PredictorEvaluator)
               Only the subsection of ``evaluator.name`` is required; a config may carry the others
               so that ``--config.evaluator.name=...`` can switch between them.
               Optional ``reward``: latency_model ("measured" | "flops" | "params"; "" = off),
@@ -28,7 +34,8 @@ reference; every shipped config has the same shape)::
               (loss "oracle": the oracle KD loss over an ensemble teacher's correct members)
   constraint  max_params, max_flops, max_latency_ms (0 = no limit)
   search      rounds, top_k
-  final       a recipe, plus baselines (architecture strings of the space)
+  final       a recipe, plus baselines (architecture strings of the space) and init ("random", or
+              "remap": start from the teacher's remapped weights, DaSS)
   compute     strategy, score_strategy, specialize, lowering, precision ("fp32" | "bf16"), mesh
               (pop, data), stall_timeout_s: how the search's evaluator AND the final training run on this machine
 

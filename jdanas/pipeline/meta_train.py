@@ -168,18 +168,6 @@ def describe_meta(config: ml_collections.ConfigDict, checked) -> str:
       "  output: <workdir>/meta_dataset, <workdir>/predictor, <workdir>/meta_report.json"])
 
 
-def _finished(config, workdir: pathlib.Path) -> dict | None:
-  from jdanas.pipeline.summary import config_dict
-  path = workdir / REPORT
-  if not path.is_file():
-    return None
-  try:
-    done = json.loads(path.read_text())
-  except ValueError:
-    return None
-  return done if done.get("config") == config_dict(config) else None
-
-
 def run_meta_train(config: ml_collections.ConfigDict, workdir, checked=None) -> dict:
   """Runs (or resumes) the job in ``workdir``; returns the report (see the module docstring)."""
   from jdanas import meta
@@ -189,7 +177,8 @@ def run_meta_train(config: ml_collections.ConfigDict, workdir, checked=None) -> 
   checked = checked or prepare_meta(config, workdir)
   plan, data = checked.plan, checked.data
   workdir = pathlib.Path(workdir)
-  done = _finished(config, workdir)
+  from jdanas.pipeline import finished_report
+  done = finished_report(config, workdir, REPORT)
   if done is not None:
     log(f"[done] {workdir} already holds the finished meta-training of this config ({REPORT})")
     print_meta_summary(done, workdir)
