@@ -288,8 +288,11 @@ def no_compute(monkeypatch):
   def forbidden(*args, **kwargs):
     raise AssertionError("compute started on bad input")
 
+  import jdanas.pipeline.meta_train as meta_train
   monkeypatch.setattr(setup, "train_teacher", forbidden)
+  monkeypatch.setattr(setup, "train_space_teacher", forbidden)
   monkeypatch.setattr(pipeline, "search", forbidden)
+  monkeypatch.setattr(meta_train, "run_meta_train", forbidden)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
