@@ -172,7 +172,10 @@ def _accuracy_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None
     # the support label of DaSS's one-step adaptation: the teacher's validation accuracy (percent)
     accuracy = evaluate(teacher.module, teacher.variables, data.val, data.mean, data.std)
     kw = plan.evaluator_kwargs
-    return PredictorEvaluator(plan.space, teacher, accuracy, kw["path"], adapt=kw["adapt"], chunk=kw["chunk"])
+    try:
+      return PredictorEvaluator(plan.space, teacher, accuracy, kw["path"], adapt=kw["adapt"], chunk=kw["chunk"])
+    except ValueError as e:  # e.g. a predictor whose maps do not match this teacher's
+      raise ConfigError(f"config.{e}" if str(e).startswith("evaluator.") else f"config.evaluator.predictor: {e}") from None
   if plan.evaluator == "tabular":
     return build_tabular(**plan.evaluator_kwargs)
   if plan.evaluator == "zero_cost":
