@@ -164,6 +164,16 @@ def test_meta_train_config_validates():
   assert space_ref(c.space)["kwargs"]["stage_widths"] == list(dass_meta_train.RUNLOCAL_SPACE["stage_widths"])
 
 
+def test_show_config_of_the_meta_train_job(data_dir):
+  require_file(pathlib.Path(data_dir) / "cifar10_train_subset.npz")
+  from configs import dass_meta_train
+  from jdanas.pipeline import describe, prepare
+  config = dass_meta_train.get_config("runlocal")
+  text = describe(config, prepare(config))
+  assert "# plan (config.job='meta_train')" in text and "tasks: 5 class subsets of 3 (4 meta-train, 1 meta-validation)" in text
+  assert "  meta.episodes: int = 200" in text
+
+
 # ---- end to end ---------------------------------------------------------------------------------
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """Executes the notebooks end to end (slow: the quickstart runs the default search, ~5 min on CPU;
-02_oracle_kd trains a tiny ensemble and three students, 6 min wall on the loaded 2-core CPU, 2 min of CPU)."""
+02_oracle_kd trains a tiny ensemble and three students, 6 min wall on the loaded 2-core CPU, 2 min of CPU;
+03_dass builds a tiny DaSS predictor and ranks candidates, 6 min wall at load 15-18)."""
 import json
 import pathlib
 
