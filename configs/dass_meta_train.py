@@ -34,6 +34,21 @@ def _recipe(steps, batch_size, learning_rate=0.05):
               schedule="cosine", augment=True)
 
 
+# The CPU-sized variants: what each changes in the full config.
+SMALL = {
+    "runlocal": dict(data=dict(train_limit=6000), space=RUNLOCAL_SPACE,
+                     tasks=dict(num_tasks=4, val_tasks=1, classes_per_task=3, num_students=8, num_noise=4,
+                                teacher=_recipe(150, 32, 0.1), student=_recipe(60, 32)),
+                     predictor=dict(hidden_channels=32, out_channels=64, h_dim=32),
+                     meta=dict(learning_rate=1e-3, episodes=200, num_queries=6, eval_every=20)),
+    "smoke": dict(data=dict(train_limit=700, test_limit=200), space=SMOKE_SPACE,
+                  tasks=dict(num_tasks=2, val_tasks=1, classes_per_task=2, num_students=3, num_noise=1,
+                             teacher=_recipe(4, 16, 0.1), student=_recipe(2, 16)),
+                  predictor=dict(hidden_channels=4, out_channels=8, h_dim=8),
+                  meta=dict(learning_rate=1e-3, episodes=4, num_queries=2, eval_every=2)),
+}
+
+
 def shared_npz(c, classes, train_limit, test_limit=1000):
   """The shared npz CIFAR-10 files (``$JDANAS_DATA_DIR``, else ../shared/data) restricted to ``classes``."""
   from jdanas.data import shared_data_dir
@@ -59,22 +74,14 @@ def get_config(arg: str | None = None):
                 num_queries=20, eval_every=50)
   c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
                    mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0)
-  if arg == "runlocal":
-    shared_npz(c, SEEN_CLASSES, train_limit=6000)
-    c.space.kwargs = dict(RUNLOCAL_SPACE)
-    c.tasks.update(num_tasks=4, val_tasks=1, classes_per_task=3, num_students=8, num_noise=4,
-                   teacher=_recipe(150, 32, 0.1), student=_recipe(60, 32))
-    c.predictor.update(hidden_channels=32, out_channels=64, h_dim=32)
-    c.meta.update(learning_rate=1e-3, episodes=200, num_queries=6, eval_every=20)
+  if arg in SMALL:
+    size = SMALL[arg]
+    shared_npz(c, SEEN_CLASSES, **size["data"])
+    c.space.kwargs = dict(size["space"])
+    c.tasks.update(size["tasks"])
+    c.predictor.update(size["predictor"])
+    c.meta.update(size["meta"])
     # one student after another in one compiled program: unrolling copies of the teacher-sized masked
     # network into one XLA:CPU program compiles for many minutes (bench/dass.py)
-    c.compute.strategy = "loop"
-  elif arg == "smoke":
-    shared_npz(c, SEEN_CLASSES, train_limit=700, test_limit=200)
-    c.space.kwargs = dict(SMOKE_SPACE)
-    c.tasks.update(num_tasks=2, val_tasks=1, classes_per_task=2, num_students=3, num_noise=1,
-                   teacher=_recipe(4, 16, 0.1), student=_recipe(2, 16))
-    c.predictor.update(hidden_channels=4, out_channels=8, h_dim=8)
-    c.meta.update(learning_rate=1e-3, episodes=4, num_queries=2, eval_every=2)
     c.compute.strategy = "loop"
   return ml_collections.ConfigDict(c)
