@@ -80,6 +80,7 @@ def test_predictor_evaluator_scores_adapts_once_and_compiles_once(predictor_dir,
   assert not np.allclose(first.scores, again.scores)  # other candidates, other predictions
 
 
+@pytest.mark.slow  # a second predictor build and compile (~5 s CPU); the fast suite is over budget
 def test_predictor_evaluator_without_adaptation_reads_the_raw_predictor(predictor_dir, teacher):
   adapted = PredictorEvaluator(SPACE, teacher, 0.8, predictor_dir)
   raw = PredictorEvaluator(SPACE, teacher, 0.8, predictor_dir, adapt=False)
