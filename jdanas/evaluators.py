@@ -167,13 +167,16 @@ class PredictorEvaluator:
     del key  # deterministic
     from jdanas import meta
     t0 = time.perf_counter()
+    before = self._predict._cache_size() + self._features._cache_size()
     encs = np.asarray(encodings, np.int32)
     maps = meta.embed_students(self.space, self.teacher.variables, encs, self.noise,
                                num_classes=self.teacher.num_classes, chunk=self.chunk)
     task = self.support._replace(maps=maps, arch=self._features(jnp.asarray(encs)),
                                  labels=jnp.zeros((len(encs),), jnp.float32))
     scores = np.asarray(jax.device_get(self._predict(self.adapted_params(), task)), np.float32)
-    return Evaluation(scores=scores, seconds=time.perf_counter() - t0)
+    # the predictor's and the feature map's new programs (the embedding's own jit is not counted)
+    compiled = self._predict._cache_size() + self._features._cache_size() - before
+    return Evaluation(scores=scores, seconds=time.perf_counter() - t0, num_compilations=compiled)
 
 
 EVALUATORS: dict[str, Callable[..., Any]] = {"short_kd": ShortKDEvaluator, "tabular": TabularEvaluator,
