@@ -176,6 +176,15 @@ def test_show_config_of_the_meta_train_job(data_dir):
   assert "  meta.episodes: int = 200" in text
 
 
+
+def test_meta_train_refuses_several_processes_before_compute(monkeypatch):
+  from configs import dass_meta_train
+  from jdanas.pipeline.meta_train import prepare_meta
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  with pytest.raises(ConfigError, match=r"^config\.job: 'meta_train' runs in one process; this run has 2"):
+    prepare_meta(dass_meta_train.get_config("runlocal"))
+
+
 # ---- end to end ---------------------------------------------------------------------------------
 
 @pytest.mark.slow

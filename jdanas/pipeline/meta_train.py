@@ -133,6 +133,9 @@ def prepare_meta(config: ml_collections.ConfigDict, workdir=None):
   sizes against the data (classes, batch sizes); returns a :class:`jdanas.pipeline.Checked`."""
   from jdanas.pipeline.check import Checked, check_workdir
   plan = build_meta_plan(config)
+  # every process would build every task: the task builder has no multi-process layout (yet)
+  need(jax.process_count() == 1, "job", f"'meta_train' runs in one process; this run has {jax.process_count()} "
+       "(start it without --num_processes, then search with the predictor on as many as you like)")
   if workdir is not None:
     check_workdir(workdir)
   data = load_data(config)
