@@ -44,9 +44,9 @@ Measured end to end on 2026-12-05 (2-core CPU shared with other jobs, load avera
 min (val 49.2 %, test 47.2 %), search 434 s for 4 students (4 compiled programs), final KD, the
 no-KD comparison and the report about 5.5 min. The chosen student (4.10 MFLOPs, target 4.2)
 reached 38.7 % test accuracy with KD vs 30.7 % without (ACC_KD of its 30-step short run 17.7 %,
-reward 0.177). On a machine without the other jobs it should take well under this. An
-earlier attempt with a 400-step ResNet-20 teacher and 2 rounds of 4 did not finish in 30 min at
-load 12-14 (the teacher alone took 17 min), hence the smaller teacher and search.
+reward 0.177). An earlier attempt with a 400-step ResNet-20 teacher and 2 rounds of 4 did not
+finish in 30 min at load 12-14 (the teacher alone took 17 min), hence the smaller teacher and
+search.
 """
 import ml_collections
 
