@@ -295,6 +295,8 @@ PARTS = {"pilot": pilot, "compare": akd_compare.compare}
 
 
 def main(argv=None) -> None:
+  from jdanas.lowering import configure_cpu_runtime
+  configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   args = parse_args(argv)
   if args.part not in PARTS:
     raise SystemExit(f"error: --part {args.part} is not implemented yet (parts: {', '.join(PARTS)})")

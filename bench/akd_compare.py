@@ -171,6 +171,8 @@ def add_arguments(p, standalone: bool = True) -> None:
 
 if __name__ == "__main__":
   import argparse
+  from jdanas.lowering import configure_cpu_runtime
+  configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   add_arguments(parser)
   compare(parser.parse_args())
