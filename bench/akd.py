@@ -298,6 +298,8 @@ def main(argv=None) -> None:
   from jdanas.lowering import configure_cpu_runtime
   configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   args = parse_args(argv)
+  if args.part == "compare":
+    akd_compare.use_compilation_cache()
   if args.part not in PARTS:
     raise SystemExit(f"error: --part {args.part} is not implemented yet (parts: {', '.join(PARTS)})")
   PARTS[args.part](args)
