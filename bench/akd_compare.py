@@ -21,7 +21,7 @@ architectures of the space (seed 0), the same for both modes.
 
 Commands::
 
-  python bench/akd.py --part compare --space nb201_masked     # 3 seeds x 2 modes
+  python bench/akd.py --part compare --space nb201_masked     # 3 seeds x 2 modes, 26.5 min (loaded CPU)
   python bench/akd.py --part compare --quick                  # smoke sizes
 
 Output: one JSON line per search (``mode``, ``seed``, the chosen ``arch``, its short-run
