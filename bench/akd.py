@@ -113,13 +113,14 @@ def parse_args(argv=None) -> argparse.Namespace:
   args = p.parse_args(argv)
   base = PILOT_QUICK if args.quick else PILOT_FULL
   for name, value in base.items():
-    if getattr(args, name, None) is None:
+    # --seeds of --part compare keeps its own default (bench/akd_compare.py), not the pilot's.
+    if getattr(args, name, None) is None and not (name == "seeds" and args.part == "compare"):
       setattr(args, name, value)
   for name in ("teacher_batch_size", "teacher_steps", "student_steps", "students", "seeds", "batch_size",
                "pool", "val_size", "max_unroll"):
-    if getattr(args, name) < 1:
+    if getattr(args, name) is not None and getattr(args, name) < 1:
       p.error(f"--{name.replace('_', '-')} must be positive")
-  if args.seeds < 2 and args.part == "pilot":
+  if args.part == "pilot" and args.seeds < 2:
     p.error("--seeds must be >= 2 (the seed-to-seed tau is the noise floor)")
   if not 0 < args.tolerance < 1:
     p.error("--tolerance must be in (0, 1)")
@@ -294,7 +295,11 @@ PARTS = {"pilot": pilot, "compare": akd_compare.compare}
 
 
 def main(argv=None) -> None:
+  from jdanas.lowering import configure_cpu_runtime
+  configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   args = parse_args(argv)
+  if args.part == "compare":
+    akd_compare.use_compilation_cache()
   if args.part not in PARTS:
     raise SystemExit(f"error: --part {args.part} is not implemented yet (parts: {', '.join(PARTS)})")
   PARTS[args.part](args)

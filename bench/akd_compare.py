@@ -21,7 +21,7 @@ architectures of the space (seed 0), the same for both modes.
 
 Commands::
 
-  python bench/akd.py --part compare --space nb201_masked     # 3 seeds x 2 modes
+  python bench/akd.py --part compare --space nb201_masked     # 3 seeds x 2 modes, 26.5 min (loaded CPU)
   python bench/akd.py --part compare --quick                  # smoke sizes
 
 Output: one JSON line per search (``mode``, ``seed``, the chosen ``arch``, its short-run
@@ -46,8 +46,13 @@ FULL = dict(seeds=3, rounds=2, num_asks=3, train_limit=5000, test_limit=2000, te
 QUICK = dict(seeds=2, rounds=1, num_asks=2, train_limit=600, test_limit=300, teacher_steps=20,
              short_steps=4, final_steps=10)
 SPACES = {"mobilenet": dict(base_width=0.25), "nb201_masked": dict(channels=8, num_cells=1)}
-# The masked space trains fast (one program): a larger search budget at the same cost.
-NB201_FULL = dict(rounds=3, num_asks=4, short_steps=40, final_steps=300)
+# The masked space compiles one program for every proposal but computes every op of the cell:
+# on the 2-core CPU shared with other jobs (load 13-20) a round of 4 students x 40 steps took
+# about 170 s, so this budget (6 proposals, 20-step short runs, 100-step final KD) keeps the
+# 3 seeds x 2 modes near 30 min.
+NB201_FULL = dict(rounds=2, num_asks=3, short_steps=20, final_steps=100)
+# Every search of a mode compiles the same programs: a persistent cache shares them across searches.
+CACHE_DIR = "jdanas_akd_compare_jax_cache"
 
 
 def _config(mode: str, seed: int, size: dict, teacher_dir: pathlib.Path, data_dir: pathlib.Path):
@@ -116,6 +121,14 @@ def _one(mode: str, seed: int, size: dict, teacher_dir: pathlib.Path, workdir: p
           "teacher_test_accuracy": s.teacher_accuracy["test_accuracy"], "seconds": time.perf_counter() - t0}
 
 
+def use_compilation_cache() -> None:
+  """JAX's persistent compilation cache in ``$TMPDIR/<CACHE_DIR>`` unless
+  ``$JAX_COMPILATION_CACHE_DIR`` names one (call before jax starts)."""
+  import os
+  import tempfile
+  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(pathlib.Path(tempfile.gettempdir()) / CACHE_DIR))
+
+
 def _spread(values: list[float]) -> dict:
   return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
           "min": min(values), "max": max(values), "n": len(values)}
@@ -171,6 +184,9 @@ def add_arguments(p, standalone: bool = True) -> None:
 
 if __name__ == "__main__":
   import argparse
+  from jdanas.lowering import configure_cpu_runtime
+  configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
+  use_compilation_cache()
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   add_arguments(parser)
   compare(parser.parse_args())

@@ -192,3 +192,18 @@ def test_akd_runlocal_config_validates(variant, data_dir):
   require_file(data_dir / "cifar10_train_subset.npz")
   plan = build_plan(akd_cifar10.get_config(variant))
   assert plan.reward["latency_model"] == "flops" and plan.short_kd_distill == (variant == "runlocal")
+
+
+def test_akd_bench_compare_keeps_its_own_seed_default():
+  """``bench/akd.py --part compare`` must not inherit the pilot's 2 seeds (the compare default is 3)."""
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "akd.py"
+  spec = importlib.util.spec_from_file_location("bench_akd", path)
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  assert bench.parse_args(["--part", "compare"]).seeds is None  # akd_compare.FULL["seeds"] applies
+  assert bench.parse_args(["--part", "compare", "--seeds", "4"]).seeds == 4
+  assert bench.parse_args([]).seeds == bench.PILOT_FULL["seeds"]
+  with pytest.raises(SystemExit):
+    bench.parse_args(["--part", "pilot", "--seeds", "1"])
