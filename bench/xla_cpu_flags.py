@@ -11,10 +11,11 @@ them once, when the backend starts; the library's safe flag, ``jdanas.lowering.C
 appended by ``configure_cpu_runtime`` as in every run), plus one worker for the PyTorch loop. The
 students, teacher, KD step, Adam and batch are those of ``bench/vs_pytorch.py`` (its
 :func:`build_sides`). Every worker first builds its side and, for jdanas, compiles (warm-up call,
-``compile_s``); then the controller runs ``--rounds`` rounds, and in each round asks every worker in
-turn, in a rotated order, for one timed training pass while the others wait idle: on a shared
-machine each round's samples see the same background load, and the per-round ratios to the
-PyTorch sample of the same round (``ratio_paired``) are the fair comparison.
+``compile_s``; the workers start together, so compile times include their contention); then the
+controller runs ``--rounds`` rounds, and in each round asks every worker in turn, in a rotated
+order, for one timed training pass while the others wait idle: on a shared machine each round's
+samples see the same background load, and the per-round ratios (``vs_pytorch``, ``vs_default``)
+are the fair comparison.
 
 Settings (the flags that ``strings`` finds in jaxlib 0.10.2's ``libjax_common.so`` and that change
 how XLA:CPU runs a program, not what it computes): ``default`` (XLA's defaults + the safe flag),
@@ -27,8 +28,10 @@ fusions (off by the safe flag: they crash or hang this jaxlib, docs/lowering.md)
 fast-math flags (they change results).
 
 Output: one JSON line per side (median examples/s, samples, compile seconds, flags), then one
-``{"ratio": ...}`` line per jdanas setting (its examples/s over PyTorch's), with ``uptime``'s load
-before and after in the first and last lines.
+``{"ratio": ...}`` line per jdanas setting (its examples/s over PyTorch's), with the load before and
+after in the first and last lines. A setting whose worker dies before it is ready (XLA refusing to
+compile the program under its flags) gets one ``{"side", "failed": true, "returncode"}`` line and
+the others go on.
 """
 from __future__ import annotations
 
@@ -110,17 +113,25 @@ def main(argv=None) -> None:
     return
   names = list(args.settings) + ["pytorch"]
   print(json.dumps({"load_before": _load(), "settings": {n: SETTINGS[n] for n in args.settings}}), flush=True)
-  procs, ready = {}, {}
-  for name in names:  # workers build and compile one after another (their compile times stay comparable)
+  procs, ready, flags = {}, {}, {}
+  for name in names:  # workers build and compile at the same time (compile_s includes that contention)
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    env["XLA_FLAGS"] = " ".join(f for f in (env.get("XLA_FLAGS", ""), SETTINGS.get(name, "")) if f).strip()
+    env["XLA_FLAGS"] = flags[name] = " ".join(f for f in (env.get("XLA_FLAGS", ""), SETTINGS.get(name, "")) if f)
     procs[name] = subprocess.Popen([sys.executable, __file__, "--worker", name, *_side_args(args)], cwd=REPO,
                                    env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+  failed = {}
+  for name in names:
     line = procs[name].stdout.readline()
-    if not line:
-      raise SystemExit(f"worker {name} died while starting (XLA_FLAGS={env['XLA_FLAGS']!r})")
+    if not line:  # e.g. XLA refuses to compile the program under these flags (its message is on stderr)
+      failed[name] = procs[name].wait()
+      print(json.dumps({"side": name, "xla_flags": SETTINGS.get(name), "failed": True,
+                        "returncode": failed[name]}), flush=True)
+      continue
     ready[name] = json.loads(line)
     print(f"[xla_cpu_flags] {name} ready: {ready[name]}", file=sys.stderr, flush=True)
+  if "pytorch" in failed:
+    raise SystemExit("the PyTorch worker failed")
+  names = [n for n in names if n not in failed]
   work = args.students * args.steps * args.batch
   samples = {n: [] for n in names}
   for r in range(args.rounds):
@@ -140,7 +151,7 @@ def main(argv=None) -> None:
     print(json.dumps({"side": name, "xla_flags": SETTINGS.get(name), "examples_per_s":
                       round(statistics.median(samples[name]), 2), "samples": [round(v, 1) for v in samples[name]],
                       **{k: v for k, v in ready[name].items() if k != "ready"}, **common}), flush=True)
-  for name in args.settings:
+  for name in names[:-1]:
     paired = [a / b for a, b in zip(samples[name], samples["pytorch"])]
     vs_default = ([a / b for a, b in zip(samples[name], samples["default"])] if "default" in samples else None)
     print(json.dumps({"ratio": name, "vs_pytorch": round(statistics.median(paired), 3),

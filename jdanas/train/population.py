@@ -39,8 +39,9 @@ program per *group* of students and trains any list of encodings of ``space``:
 * with a ``mesh`` of axes ``('pop', 'data')``, batches (and teacher logits) are sharded over
   ``data`` and vmapped stacks over ``pop``; ``jit`` + ``NamedSharding`` only, no ``pmap``;
 * chunked populations (``pop_chunk=k``, a multiple of the mesh's ``pop`` axis): a vmapped group of
-  any size runs as ``ceil(n / k)`` chunks of ``k`` students through ONE compiled step program (the
-  last chunk padded by repeating its first member), so a population far larger than the devices
+  ``n >= k`` students runs as ``ceil(n / k)`` chunks of ``k`` students through ONE compiled step
+  program (the last chunk padded by repeating its first member; a smaller group runs as one call
+  padded to a multiple of ``pop``, as without chunking), so a population far larger than the devices
   trains with the device working set of ``k`` students (activations, gradients, optimizer
   temporaries: the compiled program's temporaries) while every chunk's state (parameters,
   optimizer state, BatchNorm statistics) stays resident on device, updated in place (donated). All
@@ -337,8 +338,8 @@ class PopulationTrainer:
     lowering: a name of :data:`jdanas.lowering.LOWERINGS` or a :class:`jdanas.lowering.Lowering`.
     programs: the :class:`TrainingPrograms` to compile into (default: the trainer's own).
     precision: ``"fp32"`` or ``"bf16"`` (mixed precision; module docstring).
-    pop_chunk: students per call of a vmapped group's program (a positive multiple of the mesh's
-      ``pop`` axis; module docstring), or None: one call per group over all of its members.
+    pop_chunk: most students per call of a vmapped group's program (a positive multiple of the
+      mesh's ``pop`` axis; module docstring), or None: one call per group over all of its members.
   """
 
   def __init__(self, space: AbstractSearchSpace, data, *, recipe: Recipe, teacher=None,
@@ -425,8 +426,8 @@ class PopulationTrainer:
         groups.extend(Group("loop", sig, (i,), 1) for i in members)
       elif strategy == "vmap" or multi == "vmap":
         pop = self.mesh.shape["pop"] if self.mesh is not None else 1
-        size = self.pop_chunk or math.ceil(len(members) / pop) * pop
-        for start in range(0, len(members), size):  # chunks of one program (one chunk without pop_chunk)
+        size = min(self.pop_chunk or len(members), math.ceil(len(members) / pop) * pop)
+        for start in range(0, len(members), size):  # chunks of one program (one chunk for a small group)
           chunk = tuple(members[start:start + size])
           groups.append(Group("vmap", sig, chunk + (chunk[0],) * (size - len(chunk)), size))
       else:
