@@ -107,3 +107,18 @@ def test_a_round_makes_one_device_to_host_transfer(strategy, mesh, chunk, depth_
   assert len(result.groups) > 1 and np.all(np.isfinite(result.accuracy)) and np.all(np.isfinite(result.loss))
   np.testing.assert_array_equal(evaluation.scores, result.accuracy)
   assert all(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(evaluation.variables[0]))  # left on device
+
+
+def test_plan_chunks_vmapped_groups(depth_space, tiny_data):
+  """Chunks of ``pop_chunk`` for large groups, one call padded to a multiple of ``pop`` for small
+  ones (as without chunking); only vmapped groups are chunked."""
+  mesh = make_mesh(pop=2, data=2)
+  encs = [depth_space.encode("111")] * 7 + [depth_space.encode("211")] * 3
+  sizes = lambda trainer: [(g.signature, g.size, len(set(g.members))) for g in trainer.plan(encs)]  # noqa: E731
+  whole = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="vmap", mesh=mesh)
+  chunked = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="vmap", mesh=mesh, pop_chunk=4)
+  sig_a, sig_b = depth_space.signature(encs[0]), depth_space.signature(encs[-1])
+  assert sizes(whole) == [(sig_a, 8, 7), (sig_b, 4, 3)]
+  assert sizes(chunked) == [(sig_a, 4, 4), (sig_a, 4, 3), (sig_b, 4, 3)]
+  unrolled = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="unroll", pop_chunk=4)
+  assert [g.size for g in unrolled.plan(encs)] == [10]

@@ -426,7 +426,8 @@ class PopulationTrainer:
         groups.extend(Group("loop", sig, (i,), 1) for i in members)
       elif strategy == "vmap" or multi == "vmap":
         pop = self.mesh.shape["pop"] if self.mesh is not None else 1
-        size = min(self.pop_chunk or len(members), math.ceil(len(members) / pop) * pop)
+        padded = math.ceil(len(members) / pop) * pop
+        size = min(self.pop_chunk, padded) if self.pop_chunk else padded
         for start in range(0, len(members), size):  # chunks of one program (one chunk for a small group)
           chunk = tuple(members[start:start + size])
           groups.append(Group("vmap", sig, chunk + (chunk[0],) * (size - len(chunk)), size))
