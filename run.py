@@ -21,6 +21,12 @@ sparse labels) and your own teacher (a folder saved by ``jdanas.teachers.save_te
   python run.py --config configs/default.py --workdir /tmp/own --config.data.name=npz --config.data.path=train.npz
   python run.py --config configs/default.py --workdir /tmp/own2 --config.teacher.path=/tmp/jdanas/teacher
 
+A config with ``job = "meta_train"`` runs DaSS's meta-training job instead of a search (tasks,
+teachers, KD-trained students, Meta-SGD; the predictor it writes is read by a search's ``predictor``
+evaluator, docs/methods/dass.md)::
+
+  python run.py --config configs/dass_meta_train.py:runlocal --workdir /tmp/dass_meta
+
 The pipeline lives in :mod:`jdanas.pipeline` (importable from notebooks); this file only parses
 flags. Every input (flags, the config file, overrides, the data, the workdir, the feasibility of
 budgets and recipes) is checked before any compute; a bad one exits with status 2 and ONE line on

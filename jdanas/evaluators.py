@@ -15,6 +15,8 @@ student); *what* a score is depends on the evaluator, and each says so in its ``
   by 100 (accuracy columns, in percent, become fractions in [0, 1]). For benchmarking searchers
   cheaply only; it never reads a test column unless told to, and is never used inside a real
   distillation-aware search.
+* ``predictor`` (:class:`PredictorEvaluator`): DaSS's meta-trained accuracy predictor, adapted once
+  to the run's teacher; the predicted KD accuracy in percent.
 * ``zero_cost`` (:class:`jdanas.scoring.ZeroCostEvaluator`): a training-free proxy; its scores are
   the proxy's own values (a negated distance to the teacher for DisWOT and the other KD-based
   proxies, ``log`` of the SynFlow sum, ...), comparable only with each other.
@@ -22,9 +24,13 @@ student); *what* a score is depends on the evaluator, and each says so in its ``
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
+import time
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jdanas.benchmarks.nb201 import NB201Table
@@ -110,4 +116,70 @@ class TabularEvaluator:
     return Evaluation(scores=(values / 100.0).astype(np.float32))
 
 
-EVALUATORS: dict[str, Callable[..., Any]] = {"short_kd": ShortKDEvaluator, "tabular": TabularEvaluator}
+class PredictorEvaluator:
+  """DaSS's meta-test (Lee, An, Kim & Hwang, "Meta-prediction Model for Distillation-Aware NAS on Unseen
+  Datasets", ICLR 2023; docs/methods/dass.md): a meta-trained accuracy predictor (a folder written by
+  :func:`jdanas.meta.save_predictor`, e.g. by a ``config.job='meta_train'`` run) reads the run's teacher
+  (the DaSS space's full network) and each candidate student remapped from it (functional embedding
+  for the predictor's fixed noise, :func:`jdanas.meta.embed_students`; architecture vector,
+  :func:`jdanas.spaces.dass.encoding_features`) and predicts its KD accuracy in percent.
+
+  The predictor is adapted ONCE, at the first call, by one Meta-SGD step on the teacher-only support
+  (the teacher's own architecture, map and ``teacher_accuracy``; ``adapt=False``: the ablation without
+  adaptation); every call then only embeds and predicts (one compiled program per batch size).
+  Deterministic: ``key`` is unused.
+  """
+
+  name = "predictor"
+
+  def __init__(self, space, teacher, teacher_accuracy: float, path, *, adapt: bool = True, chunk: int = 32):
+    from jdanas import meta  # the DaSS package, imported when this evaluator is used
+    from jdanas.spaces.dass import encoding_features
+    info = json.loads((pathlib.Path(path) / "predictor.json").read_text())["meta"]
+    self.space, self.teacher, self.chunk, self.adapt = space, teacher, int(chunk), bool(adapt)
+    self.noise = meta.noise_input(jax.random.key(int(info["noise_seed"])), space, int(info["num_noise"]))
+    k = teacher.num_classes
+    teacher_map = meta.embed_teacher(space, teacher.variables, self.noise, num_classes=k)
+    if tuple(teacher_map.shape) != tuple(info["map_shape"]):
+      raise ValueError(f"evaluator.predictor.path: the predictor reads maps of shape {tuple(info['map_shape'])}, "
+                       f"the teacher gives {tuple(teacher_map.shape)}")
+    self._features = jax.jit(jax.vmap(lambda e: encoding_features(space, e)))
+    teacher_arch = self._features(jnp.asarray(space.teacher_encoding)[None])
+    # the support: the teacher as its own student, labelled with its validation accuracy in percent
+    self.support = meta.Task(maps=teacher_map[None], arch=teacher_arch, labels=jnp.zeros((1,), jnp.float32),
+                             teacher_map=teacher_map, teacher_arch=teacher_arch[0],
+                             teacher_label=jnp.float32(100.0 * teacher_accuracy))
+    self.model, self.config, self.params, self.alphas, self.info = meta.load_predictor(path, self.support)
+    self._predict = jax.jit(lambda params, task: meta.predict(self.model, params, task, target=self.config.target))
+    self._adapted = None
+    self.num_adaptations = 0
+    self.score_kind = ScoreKind("predicted_kd_accuracy" if adapt else "predicted_kd_accuracy_no_adapt",
+                                "percent (predicted)")
+
+  def adapted_params(self):
+    """The predictor's parameters adapted to this teacher (computed once, then cached)."""
+    if self._adapted is None:
+      from jdanas import meta
+      self._adapted = (meta.adapt(self.model, self.params, self.alphas, self.support, target=self.config.target,
+                                  first_order=True) if self.adapt else self.params)
+      self.num_adaptations += 1
+    return self._adapted
+
+  def __call__(self, key: jax.Array, encodings: np.ndarray) -> Evaluation:
+    del key  # deterministic
+    from jdanas import meta
+    t0 = time.perf_counter()
+    before = self._predict._cache_size() + self._features._cache_size()
+    encs = np.asarray(encodings, np.int32)
+    maps = meta.embed_students(self.space, self.teacher.variables, encs, self.noise,
+                               num_classes=self.teacher.num_classes, chunk=self.chunk)
+    task = self.support._replace(maps=maps, arch=self._features(jnp.asarray(encs)),
+                                 labels=jnp.zeros((len(encs),), jnp.float32))
+    scores = np.asarray(jax.device_get(self._predict(self.adapted_params(), task)), np.float32)
+    # the predictor's and the feature map's new programs (the embedding's own jit is not counted)
+    compiled = self._predict._cache_size() + self._features._cache_size() - before
+    return Evaluation(scores=scores, seconds=time.perf_counter() - t0, num_compilations=compiled)
+
+
+EVALUATORS: dict[str, Callable[..., Any]] = {"short_kd": ShortKDEvaluator, "tabular": TabularEvaluator,
+                                             "predictor": PredictorEvaluator}

@@ -59,22 +59,54 @@ class Teacher:
     return self.module.apply(self.variables, x, None, train=False)["logits"]
 
 
+def _train_one(key: jax.Array, space, enc, label: str, data, recipe: Recipe,
+               progress: bool | Callable[[int], None]):
+  """Trains architecture ``enc`` of ``space`` with plain cross-entropy: ``(variables, population result)``."""
+  if recipe.loss.uses_teacher:
+    raise ValueError("recipe.loss: a teacher is trained without distillation (use KD_PRESETS['ce'])")
+  trainer = PopulationTrainer(space, data, recipe=recipe, strategy="loop")
+  result = trainer.train(key, [enc], progress=progress, desc=f"teacher {label}")
+  if not np.isfinite(result.accuracy[0]):
+    raise FloatingPointError(f"teacher {label}: training diverged (non-finite loss); lower the learning rate")
+  meta = {"val_accuracy": float(result.accuracy[0]), "steps": recipe.steps, "train_seconds": result.train_seconds}
+  return jax.device_get(result.variables(0)), meta
+
+
 def train_teacher(key: jax.Array, name: str, data, *, recipe: Recipe,
                   progress: bool | Callable[[int], None] = False) -> Teacher:
   """Trains zoo model ``name`` on ``data`` with plain cross-entropy (``recipe.loss`` must have no
   soft term) and returns it with its validation accuracy in ``meta['val_accuracy']``."""
-  if recipe.loss.uses_teacher:
-    raise ValueError("recipe.loss: a teacher is trained without distillation (use KD_PRESETS['ce'])")
   space = ZooSpace((name,))
-  trainer = PopulationTrainer(space, data, recipe=recipe, strategy="loop")
-  result = trainer.train(key, [space.encode(name)], progress=progress, desc=f"teacher {name}")
-  if not np.isfinite(result.accuracy[0]):
-    raise FloatingPointError(f"teacher {name}: training diverged (non-finite loss); lower the learning rate")
-  variables = jax.device_get(result.variables(0))
+  variables, meta = _train_one(key, space, space.encode(name), name, data, recipe, progress)
   return Teacher(name=name, module=get_model(name, data.num_classes), variables=variables,
-                 num_classes=int(data.num_classes), input_shape=tuple(data.train.x.shape[1:]),
-                 meta={"val_accuracy": float(result.accuracy[0]), "steps": recipe.steps,
-                       "train_seconds": result.train_seconds})
+                 num_classes=int(data.num_classes), input_shape=tuple(data.train.x.shape[1:]), meta=meta)
+
+
+SPACE_TEACHER = "space"  # teacher.name of a search space's own full network
+
+
+def train_space_teacher(key: jax.Array, space_ref: dict, data, *, recipe: Recipe,
+                        progress: bool | Callable[[int], None] = False) -> Teacher:
+  """Trains the full network of the registered space ``space_ref = {"name", "kwargs"}`` (its
+  ``teacher(num_classes)`` at ``teacher_encoding``, e.g. the DaSS ResNet-42 skeleton of
+  :class:`jdanas.spaces.DassSpace`) with plain cross-entropy. ``meta['space']`` records the space, so
+  :func:`load_teacher` rebuilds the network and a run can check that its teacher is its space's."""
+  space = space_of_teacher({"space": space_ref})
+  variables, meta = _train_one(key, space, space.teacher_encoding, f"{space_ref['name']} (full network)", data,
+                               recipe, progress)
+  meta["space"] = json.loads(json.dumps(space_ref))
+  return Teacher(name=f"{space_ref['name']}_teacher", module=space.teacher(int(data.num_classes)), variables=variables,
+                 num_classes=int(data.num_classes), input_shape=tuple(data.train.x.shape[1:]), meta=meta)
+
+
+def space_of_teacher(meta: dict):
+  """The space whose full network a :func:`train_space_teacher` teacher is (from its ``meta``), or None."""
+  ref = (meta or {}).get("space")
+  if not ref:
+    return None
+  from jdanas.spaces import get_space
+  kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in ref.get("kwargs", {}).items()}
+  return get_space(ref["name"], **kwargs)
 
 
 @functools.lru_cache(maxsize=64)
@@ -255,7 +287,9 @@ def load_teacher(path: str | pathlib.Path, *, stack: bool = True) -> Teacher:
   info = json.loads(info_file.read_text())
   if "members" in info:
     return ensemble_teacher([load_teacher(path / folder) for folder in info["members"]], stack=stack)
-  module = get_model(info["name"], int(info["num_classes"]))
+  space = space_of_teacher(info.get("meta", {}))
+  k = int(info["num_classes"])
+  module = space.teacher(k) if space is not None else get_model(info["name"], k)
   shape = tuple(info["input_shape"])
   abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1,) + shape), None, train=False))
   with ocp.StandardCheckpointer(multiprocessing_options=process_local_orbax()) as ckptr:

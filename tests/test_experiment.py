@@ -80,7 +80,7 @@ def test_resume_after_interruption_gives_identical_ledger(uninterrupted, tmp_pat
   assert resumed["final"] == full["final"]
 
 
-@pytest.mark.slow  # ~18 s; resume stays in the fast suite (test_sigkill_mid_run_then_resume)
+@pytest.mark.slow  # ~18 s
 def test_corrupt_latest_checkpoint_falls_back(uninterrupted, tmp_path, capsys):
   full_dir, _ = uninterrupted
   run(tiny_config(**{"search.rounds": 2}), tmp_path)
@@ -96,6 +96,7 @@ def _cli(workdir, *extra):
   return [sys.executable, "run.py", "--config", "configs/default.py:smoke", "--workdir", str(workdir), *extra]
 
 
+@pytest.mark.slow  # ~21 s; the pipeline's resume is also exercised by tests/test_resume.py (slow)
 def test_sigkill_mid_run_then_resume(uninterrupted, tmp_path):
   full_dir, _ = uninterrupted
   env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONUNBUFFERED="1")

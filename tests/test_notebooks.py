@@ -1,5 +1,6 @@
 """Executes the notebooks end to end (slow: the quickstart runs the default search, ~5 min on CPU;
-02_oracle_kd trains a tiny ensemble and three students, 6 min wall on the loaded 2-core CPU, 2 min of CPU)."""
+02_oracle_kd trains a tiny ensemble and three students, 6 min wall on the loaded 2-core CPU, 2 min of CPU;
+03_dass builds a tiny DaSS predictor and ranks candidates, 6 min wall at load 15-18)."""
 import json
 import pathlib
 
@@ -9,7 +10,8 @@ NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").g
 # The line each notebook prints last when it ran to the end.
 LAST_OUTPUT = {"00_quickstart.ipynb": "test accuracy of the exported program",
                "01_akd.ipynb": "test accuracy of the exported program",
-               "02_oracle_kd.ipynb": "oracle KD test accuracy"}
+               "02_oracle_kd.ipynb": "oracle KD test accuracy",
+               "03_dass.ipynb": "DaSS ranking of"}
 
 
 def test_every_notebook_has_its_last_output():

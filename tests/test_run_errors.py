@@ -20,6 +20,8 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = "configs/default.py:smoke"
 AKD = "configs/akd_cifar10.py"  # full variant: the reward is checked before the (TFDS) data is loaded
+DASS = "configs/dass_search.py"  # full variants: the DaSS fields are checked before the (TFDS) data is loaded
+DASS_META = "configs/dass_meta_train.py"
 
 
 def _load_run_module():
@@ -71,6 +73,9 @@ def inputs(tmp_path_factory):
   for name, text in configs.items():
     (d / f"{name}.py").write_text(text)
   (d / "a_file").write_text("not a directory")
+  (d / "predictor_other_space").mkdir()  # a DaSS predictor meta-trained on another space
+  (d / "predictor_other_space" / "predictor.json").write_text(json.dumps({"meta": {
+      "space": {"name": "dass_resnet", "kwargs": {}}, "num_noise": 1, "noise_seed": 0, "map_shape": [8, 8, 256]}}))
   return d
 
 
@@ -225,6 +230,32 @@ CASES = [
      "config.evaluator.reward.batch_size"),
     ("short_kd_distill", ["--config", AKD, "--workdir", "{w}", "--config.evaluator.short_kd.distill=maybe"],
      "--config.evaluator.short_kd.distill"),
+    # -- DaSS: the predictor evaluator, the space's own teacher, the remapped final init, the meta_train job
+    ("predictor_path_missing", ["--config", DASS, "--workdir", "{w}"], "config.evaluator.predictor.path: required"),
+    ("predictor_path_nonexistent", ["--config", DASS, "--workdir", "{w}", "--config.evaluator.predictor.path={d}/nope"],
+     "config.evaluator.predictor.path: no predictor.json"),
+    ("predictor_other_space", ["--config", DASS, "--workdir", "{w}",
+                               "--config.evaluator.predictor.path={d}/predictor_other_space"],
+     "config.evaluator.predictor.path: the predictor"),
+    ("predictor_adapt", ["--config", DASS, "--workdir", "{w}", "--config.evaluator.predictor.adapt=maybe"],
+     "--config.evaluator.predictor.adapt"),
+    ("predictor_needs_space_teacher", ["--config", DASS, "--workdir", "{w}", "--config.teacher.name=resnet20",
+                                       "--config.evaluator.predictor.path={d}/predictor_other_space"],
+     "config.teacher.name: the predictor evaluator needs the space's own full network"),
+    ("space_teacher_needs_its_space", ["--config", SMOKE, "--workdir", "{w}", "--config.teacher.name=space"],
+     "config.teacher.name: 'space'"),
+    ("final_init", ["--config", DASS, "--workdir", "{w}", "--config.final.init=teacher"], "config.final.init"),
+    ("data_classes", ["--config", DASS, "--workdir", "{w}", "--config.data.classes=(3,3)"], "config.data.classes"),
+    ("job", ["--config", DASS_META, "--workdir", "{w}", "--config.job=train"], "config.job"),
+    ("meta_tasks_num_students", ["--config", DASS_META, "--workdir", "{w}", "--config.tasks.num_students=1"],
+     "config.tasks.num_students"),
+    ("meta_num_queries", ["--config", DASS_META, "--workdir", "{w}", "--config.meta.num_queries=51"],
+     "config.meta.num_queries: 51 exceeds"),
+    ("meta_target", ["--config", DASS_META, "--workdir", "{w}", "--config.meta.target=log"], "config.meta.target"),
+    ("meta_learning_rate", ["--config", DASS_META, "--workdir", "{w}", "--config.meta.learning_rate=nan"],
+     "config.meta.learning_rate"),
+    ("meta_space", ["--config", DASS_META, "--workdir", "{w}", "--config.space.name=nb201",
+                    "--config.space.kwargs={{}}"], "config.space.name: meta-training builds DaSS tasks"),
     ("akd_unknown_option", ["--config", "configs/akd_cifar10.py:runlocal,bogus", "--workdir", "{w}"], "unknown option"),
 ]
 
@@ -259,8 +290,11 @@ def no_compute(monkeypatch):
   def forbidden(*args, **kwargs):
     raise AssertionError("compute started on bad input")
 
+  import jdanas.pipeline.meta_train as meta_train
   monkeypatch.setattr(setup, "train_teacher", forbidden)
+  monkeypatch.setattr(setup, "train_space_teacher", forbidden)
   monkeypatch.setattr(pipeline, "search", forbidden)
+  monkeypatch.setattr(meta_train, "run_meta_train", forbidden)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

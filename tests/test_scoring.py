@@ -462,7 +462,7 @@ def test_masked_equals_per_cell_heavy_proxies(masked, per_cell, batch):
 
 
 @pytest.mark.parametrize("name,arch", [pytest.param("nb201", CELLS[0], marks=pytest.mark.slow),  # ~23 s
-                                       ("s1_resnet", "21")])
+                                       pytest.param("s1_resnet", "21", marks=pytest.mark.slow)])  # ~16 s
 def test_forward_only_convs_network_same_values_gradients_and_hvp(name, arch, batch):
   """Forward-only convolutions (GraSP's networks on CPU): same variables, and the same loss,
   gradient and Hessian-vector product (strided convs included) as XLA's own convolutions."""
@@ -519,7 +519,7 @@ def test_scoring_programs_follow_the_lowering(masked, per_cell, name):
                           lowering_lib.ForwardOnlyConvs)
 
 
-@pytest.mark.parametrize("name", ["cpu", "xla"])
+@pytest.mark.parametrize("name", ["cpu", pytest.param("xla", marks=pytest.mark.slow)])  # xla: ~13 s
 def test_group_programs_compile_once_per_signature(masked, per_cell, batch, name):
   """Each group program is traced (compiled) once per signature and cached across calls, under each
   lowering; a second call with the same shapes compiles nothing."""

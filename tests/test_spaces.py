@@ -195,7 +195,7 @@ def distinct_archs(name: str, n: int = 4) -> np.ndarray:
   return np.stack(list(out.values())[:n])
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("trade", "mobilenet", "dass_resnet")
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("trade", "mobilenet", "dass_resnet", "nb201_masked")
                                   else n for n in NAMES])
 def test_forward_only_lowering_same_values_and_gradients(name):
   """Every space is supported by the ``"cpu"`` lowering of gradient-scoring programs: every

@@ -103,3 +103,13 @@ def remap(teacher_variables: Any, student_shapes: Any, mode: str = "copy_paste_f
                        f"{'/'.join(map(str, path))}")
     out[path] = _slice(teacher[source], tuple(leaf.shape), mode)
   return traverse_util.unflatten_dict(out)
+
+
+def remap_students(teacher_variables: Any, space, encs, num_classes: int, image_shape, mode: str = "copy_paste_first"
+                   ) -> list[dict]:
+  """The remapped starting variables of each exact student ``space.build(space.signature(e))`` of ``encs``
+  (for :meth:`jdanas.train.PopulationTrainer.train`'s ``init_variables``)."""
+  def shapes(enc):
+    module = space.build(space.signature(enc), int(num_classes))
+    return jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1,) + tuple(image_shape)), train=False))
+  return [remap(teacher_variables, shapes(e), mode) for e in encs]

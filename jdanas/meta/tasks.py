@@ -36,7 +36,7 @@ from jdanas.data.sources import Dataset, Split
 from jdanas.distill.losses import KD_PRESETS
 from jdanas.meta.embed import embed_exact, embed_students, embed_teacher, noise_input
 from jdanas.meta.predictor import Task
-from jdanas.meta.remap import MODES, remap
+from jdanas.meta.remap import MODES, remap_students
 from jdanas.spaces.dass import DassSpace, encoding_features
 from jdanas.teachers import Teacher
 from jdanas.train.population import PopulationTrainer
@@ -127,10 +127,6 @@ def distinct_students(key: jax.Array, space: DassSpace, n: int, *, max_draws: in
   raise ValueError(f"num_students: the space has fewer than {n} distinct students besides the teacher")
 
 
-def _shapes(module, image_shape):
-  return jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1,) + tuple(image_shape)), train=False))
-
-
 def build_task(key: jax.Array, space: DassSpace, data: Dataset, recipe: TaskRecipe, *,
                progress: bool = False) -> dict[str, np.ndarray]:
   """One task's arrays (see the module docstring): ``encodings``, ``labels`` (percent), ``maps``,
@@ -155,8 +151,7 @@ def build_task(key: jax.Array, space: DassSpace, data: Dataset, recipe: TaskReci
     train_space, init = dataclasses.replace(space, masked=True), [t_vars] * len(encs)
   else:
     train_space = space
-    init = [remap(t_vars, _shapes(space.build(space.signature(e), k), data.image_shape), recipe.remap)
-            for e in encs]
+    init = remap_students(t_vars, space, encs, k, data.image_shape, recipe.remap)
   s_recipe = dataclasses.replace(recipe.student, loss=KD_PRESETS["dass"])
   s_trainer = PopulationTrainer(train_space, data, recipe=s_recipe, teacher=teacher, strategy=recipe.strategy)
   s_result = s_trainer.train(key_train, list(encs), init_variables=init, progress=progress, desc="task students")

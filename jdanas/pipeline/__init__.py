@@ -5,7 +5,9 @@
   final = pipeline.train_final(searched)         # full KD of the top-K, no-KD comparison, export
   report = pipeline.report(searched, final)      # report.json / report.md / plots / summary
 
-or all three with ``pipeline.run(config, workdir)``.
+or all three with ``pipeline.run(config, workdir)``. A ``config.job='meta_train'`` config runs DaSS's
+meta-training job instead (:mod:`jdanas.pipeline.meta_train`: tasks, Meta-SGD, a saved predictor that a
+search's ``predictor`` evaluator reads).
 
 1. **Data** (``config.data``) and **teacher** (``config.teacher``: loaded from ``path`` or trained
    and cached in ``<workdir>/teacher``).
@@ -40,7 +42,7 @@ import ml_collections
 from jdanas.parallel import is_main_process
 from jdanas.lowering import configure_cpu_runtime
 from jdanas.pipeline.check import Checked, describe, prepare
-from jdanas.pipeline.config import ConfigError, Plan, build_plan, validate_config
+from jdanas.pipeline.config import ConfigError, Plan, build_plan, job_of, validate_config
 from jdanas.pipeline.final import train_final
 from jdanas.pipeline.search import SearchResult, search
 from jdanas.pipeline.setup import log
@@ -48,9 +50,10 @@ from jdanas.pipeline.summary import config_dict, print_summary, report
 from jdanas.pipeline.watchdog import EXIT_STALLED, Watchdog
 
 
-def finished_report(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict | None:
-  """The ``report.json`` of ``workdir`` if it is the finished run of this very config, else None."""
-  path = pathlib.Path(workdir) / "report.json"
+def finished_report(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+                    name: str = "report.json") -> dict | None:
+  """The report ``name`` of ``workdir`` if it is the finished run of this very config, else None."""
+  path = pathlib.Path(workdir) / name
   if not path.is_file():
     return None
   try:
@@ -73,6 +76,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   """
   configure_cpu_runtime()
   checked = checked or prepare(config, workdir)
+  if job_of(config) == "meta_train":  # DaSS's meta-training job (jdanas.pipeline.meta_train)
+    from jdanas.pipeline.meta_train import run_meta_train
+    return run_meta_train(config, workdir, checked)
   done = finished_report(config, workdir)
   if done is not None:
     log(f"[done] {workdir} already holds the finished run of this config (report.json); nothing to do "

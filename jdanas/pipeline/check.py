@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 
 from jdanas import costs
-from jdanas.pipeline.config import ConfigError, Plan, build_plan, need
+from jdanas.pipeline.config import ConfigError, Plan, build_plan, job_of, need
 from jdanas.pipeline.setup import build_budget, load_data
 
 FEASIBILITY_SAMPLES = 4096  # a larger space is checked on this many random architectures + the cheapest
@@ -135,7 +135,11 @@ def check_budget(plan: Plan, data, budget) -> None:
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Checked:
-  """Every check that needs no compute (see the module docstring); raises :class:`ConfigError`."""
+  """Every check that needs no compute (see the module docstring); raises :class:`ConfigError`. A
+  ``config.job='meta_train'`` config is checked by :func:`jdanas.pipeline.meta_train.prepare_meta`."""
+  if job_of(config) == "meta_train":
+    from jdanas.pipeline.meta_train import prepare_meta
+    return prepare_meta(config, workdir)
   plan = build_plan(config)
   if workdir is not None:
     check_workdir(workdir)
@@ -147,11 +151,9 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None
   return Checked(plan=plan, data=data, budget=budget)
 
 
-def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) -> str:
-  """The resolved config (every field with its type) and the plan, for ``run.py --show_config``."""
-  checked = checked or prepare(config)
-  plan, data = checked.plan, checked.data
-  lines = ["# config (field: type = value; override any with --config.<field>=<value>)"]
+def _field_lines(config: ml_collections.ConfigDict) -> list[str]:
+  """``  field: type = value`` for every field of ``config`` (``kwargs`` sections as one dict)."""
+  lines = []
 
   def walk(node, prefix):
     for k in sorted(node.keys()):
@@ -163,6 +165,19 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
         lines.append(f"  {prefix}{k}: {type(v).__name__} = {v!r}")
 
   walk(config, "")
+  return lines
+
+
+def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) -> str:
+  """The resolved config (every field with its type) and the plan, for ``run.py --show_config``."""
+  checked = checked or prepare(config)
+  plan, data = checked.plan, checked.data
+  lines = ["# config (field: type = value; override any with --config.<field>=<value>)"]
+  if job_of(config) == "meta_train":
+    from jdanas.pipeline.meta_train import describe_meta
+    return "\n".join(lines + _field_lines(config) + [describe_meta(config, checked)])
+  lines += _field_lines(config)
+
   from jdanas.distill import KD_PRESETS
   from jdanas.lowering import LOWERINGS
   from jdanas.models.zoo import MODELS
@@ -173,7 +188,8 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
   from jdanas.train.recipe import OPTIMIZERS, SCHEDULES
   lines += ["# allowed values",
             "  data.name: digits, npz (data.path), or a prepared TFDS dataset name (data.data_dir)",
-            f"  teacher.name: {', '.join(sorted(MODELS))} (or teacher.path: a saved teacher folder)",
+            f"  teacher.name: {', '.join(sorted(MODELS))}, space (the space's own full network; or teacher.path: a "
+            "saved teacher folder)",
             f"  space.name: {', '.join(sorted(SPACES))}",
             f"  searcher.name: {', '.join(sorted(SEARCHERS))}",
             f"  evaluator.name: {', '.join(EVALUATOR_NAMES)}",

@@ -3,13 +3,17 @@
 A config is an ``ml_collections.ConfigDict`` with these sections (``configs/default.py`` is the
 reference; every shipped config has the same shape)::
 
+  job         "search" (default) or "meta_train" (DaSS's meta-training job, its own sections:
+              jdanas.pipeline.meta_train)
   seed        int
   data        name, path, test_path, data_dir, val_fraction, train_limit, test_limit, remap_labels
-              (npz labels with gaps are refused unless remap_labels=True maps them onto 0..K-1)
+              (npz labels with gaps are refused unless remap_labels=True maps them onto 0..K-1),
+              classes (keep only these class ids, relabelled 0..k-1; empty = all)
   teacher     name, path, require_above_chance (default True: a teacher no better than the most
               frequent class stops the run), train (a recipe: steps, batch_size, optimizer,
               learning_rate, weight_decay, schedule, augment), ensemble (M >= 1 members of name
-              trained with M seeds), paths (>= 2 saved teacher folders forming an ensemble)
+              trained with M seeds), paths (>= 2 saved teacher folders forming an ensemble);
+              name "space": the search space's own full network (the DaSS teacher)
   space       name, kwargs
   searcher    name, dedup, kwargs
   evaluator   name ("short_kd" | "tabular" | "zero_cost") and one subsection per evaluator:
@@ -19,6 +23,8 @@ reference; every shipped config has the same shape)::
                 zero_cost  proxy, batch_size, init, relation_tap, teacher_init, semantic_mismatch
                 one_shot   a recipe (steps: shared-weight steps per round) + val_examples: ENAS-style
                            weight sharing on a masked space (jdanas.train.oneshot)
+                predictor  path, adapt, chunk: DaSS's meta-trained predictor, adapted once to the
+                           teacher (jdanas.evaluators.PredictorEvaluator)
               Only the subsection of ``evaluator.name`` is required; a config may carry the others
               so that ``--config.evaluator.name=...`` can switch between them.
               Optional ``reward``: latency_model ("measured" | "flops" | "params"; "" = off),
@@ -28,7 +34,8 @@ reference; every shipped config has the same shape)::
               (loss "oracle": the oracle KD loss over an ensemble teacher's correct members)
   constraint  max_params, max_flops, max_latency_ms (0 = no limit)
   search      rounds, top_k
-  final       a recipe, plus baselines (architecture strings of the space)
+  final       a recipe, plus baselines (architecture strings of the space) and init ("random", or
+              "remap": start from the teacher's remapped weights, DaSS)
   compute     strategy, score_strategy, specialize, lowering, precision ("fp32" | "bf16"), mesh
               (pop, data), stall_timeout_s, pop_chunk: how the search's evaluator AND the final training run on
               this machine
@@ -54,6 +61,7 @@ from jdanas.distill import KD_PRESETS, ORACLE_AGGREGATES, SEMANTIC_MISMATCH, TAP
 from jdanas.lowering import LOWERINGS
 from jdanas.models.zoo import MODELS
 from jdanas.parallel import make_mesh
+from jdanas.teachers import SPACE_TEACHER
 from jdanas.searchers import SEARCHERS, Searcher, get_searcher, with_dedup
 from jdanas.spaces import SPACES, get_space
 from jdanas.spaces.base import AbstractSearchSpace
@@ -61,7 +69,9 @@ from jdanas.train import STRATEGIES, Recipe
 from jdanas.train.population import PRECISIONS
 
 SECTIONS = ("data", "teacher", "space", "searcher", "evaluator", "kd", "search", "final", "compute")
-EVALUATOR_NAMES = ("short_kd", "tabular", "zero_cost", "one_shot")
+EVALUATOR_NAMES = ("short_kd", "tabular", "zero_cost", "one_shot", "predictor")
+JOBS = ("search", "meta_train")  # config.job: a search run, or DaSS's meta-training (jdanas.pipeline.meta_train)
+FINAL_INITS = ("random", "remap")  # final.init: from scratch, or remapped from the teacher (DaSS)
 LIMITS = ("max_params", "max_flops", "max_latency_ms")
 
 
@@ -145,6 +155,7 @@ class Plan:
   baselines: tuple[str, ...]
   compute: Compute
   one_shot: Recipe | None = None  # evaluator.one_shot's recipe (steps: shared-weight steps per round)
+  final_init: str = "random"  # final.init: "remap" starts the final students from the teacher's remapped weights
 
 
 def need(ok: bool, field: str, msg: str) -> None:
@@ -290,6 +301,10 @@ def _check_data(d) -> None:
   need(not d.get("remap_labels", False) or d.name == "npz", "data.remap_labels", "is only used with data.name='npz'")
   need(isinstance(d.val_fraction, float) and 0 < d.val_fraction < 1, "data.val_fraction",
        f"must be a float in (0, 1), got {d.val_fraction!r}")
+  classes = d.get("classes", ()) or ()
+  need(isinstance(classes, (list, tuple)) and all(_is_int(c) and c >= 0 for c in classes)
+       and len(set(classes)) == len(classes) and len(classes) != 1, "data.classes",
+       f"must be a list of >= 2 distinct class ids (empty = every class), got {classes!r}")
 
 
 def teacher_size(t) -> int:
@@ -325,7 +340,7 @@ def _teacher_recipe(t) -> Recipe | None:
   teacher_size(t)
   if t.get("path") or t.get("paths"):
     return None
-  _one_of(t.name, sorted(MODELS), "teacher.name")
+  _one_of(t.name, sorted(MODELS) + [SPACE_TEACHER], "teacher.name")
   return build_recipe(t.train, "teacher.train", KD_PRESETS["ce"])
 
 
@@ -372,6 +387,8 @@ def _evaluator_kwargs(config, space: AbstractSearchSpace, loss: KDLoss) -> dict:
     need(_is_int(v) and v >= 0, "evaluator.one_shot.val_examples", f"must be an int >= 0 (0 = the whole "
          f"validation split), got {v!r}")
     return {"val_examples": int(v)}
+  if ev.name == "predictor":
+    return _predictor_kwargs(config, space)
   if ev.name == "zero_cost":
     kw = _zero_cost_kwargs(sub, config.data)
     _one_of(config.compute.get("score_strategy", "auto"), _scoring_strategies(), "compute.score_strategy")
@@ -456,14 +473,92 @@ def _limits(c) -> dict:
   return limits
 
 
+def job_of(config: ml_collections.ConfigDict) -> str:
+  """``config.job`` (default ``"search"``; ``"meta_train"``: DaSS's meta-training job)."""
+  job = config.get("job", "search")
+  _one_of(job, JOBS, "job")
+  return job
+
+
+def space_ref(s) -> dict:
+  """``{"name", "kwargs"}`` of a ``config.space`` section as plain JSON values (tuples become lists)."""
+  kwargs = s.get("kwargs", {}) or {}
+  kwargs = kwargs.to_dict() if isinstance(kwargs, ml_collections.ConfigDict) else dict(kwargs)
+  return json.loads(json.dumps({"name": s.name, "kwargs": kwargs}))
+
+
+def teacher_space_ref(config: ml_collections.ConfigDict) -> dict | None:
+  """The space whose own full network the teacher is (``teacher.name='space'``, or a ``teacher.path``
+  saved from such a run: its ``teacher.json`` records the space), else None."""
+  t = config.teacher
+  if t.get("path"):
+    ref = json.loads(pathlib.Path(t.path, "teacher.json").read_text()).get("meta", {}).get("space")
+    return json.loads(json.dumps({"name": ref["name"], "kwargs": ref.get("kwargs", {})})) if ref else None
+  if t.get("paths") or t.get("ensemble", 1) != 1 or t.name != SPACE_TEACHER:
+    return None
+  return space_ref(config.space)
+
+
+def _need_space_teacher(config: ml_collections.ConfigDict, space: AbstractSearchSpace, what: str) -> None:
+  """``what`` (the predictor evaluator, the remapped final init) reads the teacher's weights as the DaSS
+  space's full network: the teacher must be exactly that network."""
+  need(space.name == "dass_resnet", "space.name", f"{what} needs the DaSS space (dass_resnet), got {space.name!r}")
+  t = config.teacher
+  field = "teacher.path" if t.get("path") else "teacher.paths" if t.get("paths") else "teacher.name"
+  got = teacher_space_ref(config)
+  need(got == space_ref(config.space), field,
+       f"{what} needs the space's own full network as the teacher (teacher.name={SPACE_TEACHER!r}, or a teacher.path "
+       f"saved from one with the same space.kwargs); got "
+       + (f"the full network of {got}" if got else f"{t.get('path') or list(t.get('paths') or ()) or t.name!r}"))
+
+
+def _predictor_kwargs(config, space: AbstractSearchSpace) -> dict:
+  """``evaluator.predictor``: a meta-trained DaSS predictor folder that matches the run's space."""
+  sub = config.evaluator.predictor
+  kw = dict(path=sub.get("path", ""), adapt=sub.get("adapt", True), chunk=sub.get("chunk", 32))
+  unknown = sorted(set(sub) - set(kw))
+  need(not unknown, "evaluator.predictor", f"unknown field(s) {unknown}; the fields are {', '.join(kw)}")
+  _need_space_teacher(config, space, "the predictor evaluator")
+  path = kw["path"]
+  need(isinstance(path, str) and bool(path), "evaluator.predictor.path",
+       "required: the predictor folder of a config.job='meta_train' run (<its workdir>/predictor)")
+  info = pathlib.Path(path, "predictor.json")
+  need(info.is_file(), "evaluator.predictor.path", f"no predictor.json in {path!r} (the predictor folder of a "
+       "config.job='meta_train' run is <its workdir>/predictor)")
+  try:
+    meta = json.loads(info.read_text()).get("meta", {})
+  except (ValueError, AttributeError) as e:
+    raise ConfigError(f"config.evaluator.predictor.path: unreadable predictor.json in {path!r} ({e})") from None
+  for field in ("space", "num_noise", "noise_seed", "map_shape"):
+    need(field in meta, "evaluator.predictor.path", f"{str(info)!r} has no meta.{field} (not written by a "
+         "config.job='meta_train' run)")
+  need(meta["space"] == space_ref(config.space), "evaluator.predictor.path",
+       f"the predictor in {path!r} was meta-trained on space {meta['space']}, the run's space is "
+       f"{space_ref(config.space)}")
+  need(isinstance(kw["adapt"], bool), "evaluator.predictor.adapt", f"must be True or False, got {kw['adapt']!r}")
+  need(_is_int(kw["chunk"]) and kw["chunk"] > 0, "evaluator.predictor.chunk",
+       f"must be a positive int (students embedded at a time), got {kw['chunk']!r}")
+  return kw
+
+
 def build_plan(config: ml_collections.ConfigDict) -> Plan:
   """Validates ``config`` by building its data-independent objects; raises :class:`ConfigError`."""
   for section in SECTIONS:
     need(section in config, section, "section is missing")
   need(_is_int(config.get("seed", None)), "seed", f"must be an int, got {config.get('seed', None)!r}")
+  need(job_of(config) == "search", "job", "build_plan validates a search; a 'meta_train' config is validated by "
+       "jdanas.pipeline.meta_train.build_meta_plan")
   _check_data(config.data)
   teacher_train = _teacher_recipe(config.teacher)
   space = build_space(config.space)
+  t = config.teacher
+  if t.name == SPACE_TEACHER and not (t.get("path") or t.get("paths")):
+    need(hasattr(space, "teacher_encoding"), "teacher.name",
+         f"{SPACE_TEACHER!r} (the search space's own full network) needs a space that has one (dass_resnet), "
+         f"got {space.name!r}")
+    need(t.get("ensemble", 1) == 1, "teacher.ensemble", f"teacher.name={SPACE_TEACHER!r} trains one network")
+  final_init = config.final.get("init", "random")
+  _one_of(final_init, FINAL_INITS, "final.init")
   se = config.searcher
   _one_of(se.name, sorted(SEARCHERS), "searcher.name")
   searcher_kwargs, dedup = dict(se.get("kwargs", {})), bool(se.get("dedup", True))
@@ -484,7 +579,9 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
   reward = _reward_kwargs(config.evaluator)
   one_shot = (build_recipe(config.evaluator.one_shot, "evaluator.one_shot", loss, extra=("val_examples",))
               if config.evaluator.name == "one_shot" else None)
-  final = build_recipe(config.final, "final", loss, extra=("baselines",))
+  final = build_recipe(config.final, "final", loss, extra=("baselines", "init"))
+  if final_init == "remap":
+    _need_space_teacher(config, space, "final.init='remap'")
   baselines = _baselines(config.final, space)
   r = config.search
   need(_is_int(r.rounds) and r.rounds > 0, "search.rounds", f"must be a positive int, got {r.rounds!r}")
@@ -499,7 +596,8 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
               evaluator=config.evaluator.name, evaluator_kwargs=evaluator_kwargs, short_kd_distill=distill,
               reward=reward, loss=loss,
               short_kd=short_kd, final=final, teacher_train=teacher_train, limits=limits,
-              rounds=int(r.rounds), top_k=int(r.top_k), baselines=baselines, compute=compute, one_shot=one_shot)
+              rounds=int(r.rounds), top_k=int(r.top_k), baselines=baselines, compute=compute, one_shot=one_shot,
+              final_init=final_init)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -507,6 +605,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   build_plan(config)
 
 
-__all__ = ["Compute", "ConfigError", "EVALUATOR_NAMES", "LOWERINGS", "Plan", "REWARD_FIELDS", "build_compute", "build_loss",
+__all__ = ["Compute", "ConfigError", "EVALUATOR_NAMES", "FINAL_INITS", "JOBS", "job_of", "space_ref", "teacher_space_ref", "LOWERINGS", "Plan", "REWARD_FIELDS", "build_compute", "build_loss",
            "build_plan", "build_recipe", "build_searcher", "build_space", "build_tabular", "parse_specialize",
            "teacher_size", "validate_config"]

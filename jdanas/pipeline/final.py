@@ -2,7 +2,8 @@
 full schedule (``config.final``); the one with the best *validation* accuracy is chosen (the test
 split is only reported), trained again without KD for comparison, and exported. The predefined
 students of ``config.final.baselines`` are KD-trained with the same trainer (recipe, teacher,
-batches) and reported side by side."""
+batches) and reported side by side. ``final.init='remap'`` starts all of them (and the no-KD
+comparison) from the teacher's remapped weights instead of a random init (DaSS)."""
 from __future__ import annotations
 
 import jax
@@ -63,6 +64,16 @@ def _export(s: SearchResult, enc: np.ndarray, variables, val_accuracy: float) ->
   return str(export_dir.relative_to(s.workdir.absolute()) if export_dir.is_absolute() else export_dir)
 
 
+def initial_variables(s: SearchResult, encs) -> list | None:
+  """The final students' starting variables: None (random init) unless ``final.init='remap'``, which
+  starts every student from the teacher's weights remapped to it (``copy_paste_first``; DaSS, Lee et al.,
+  ICLR 2023; :func:`jdanas.meta.remap`)."""
+  if s.plan.final_init != "remap":
+    return None
+  from jdanas.meta import remap_students
+  return remap_students(s.teacher.variables, s.plan.space, encs, s.data.num_classes, s.data.image_shape)
+
+
 def train_baselines(s: SearchResult, kd_trainer: PopulationTrainer, progress=True) -> list[dict]:
   """KD-trains ``config.final.baselines`` with the chosen student's trainer (same recipe, teacher
   and batches); one report row per baseline (``progress`` as in :meth:`PopulationTrainer.train`)."""
@@ -72,8 +83,8 @@ def train_baselines(s: SearchResult, kd_trainer: PopulationTrainer, progress=Tru
   space, data = s.plan.space, s.data
   encs = [space.encode(b) for b in names]
   log(f"[final] KD-training {len(names)} baseline students with the same recipe: {', '.join(names)}")
-  result = kd_trainer.train(jax.random.fold_in(s.key_final, 1), encs, progress=progress,
-                            desc="final KD baselines")
+  result = kd_trainer.train(jax.random.fold_in(s.key_final, 1), encs, init_variables=initial_variables(s, encs),
+                            progress=progress, desc="final KD baselines")
   limit = s.plan.limits["max_params"]
   rows = []
   for i, (name, enc) in enumerate(zip(names, encs)):
@@ -126,16 +137,17 @@ def _train_final(s: SearchResult, watchdog: Watchdog) -> dict:
                       "proposal was over the budget); nothing to train: check evaluator.short_kd.learning_rate "
                       "and config.constraint")
   encs = [np.asarray(r["encoding"], np.int32) for r in top]
-  log(f"[final] KD-training the top {len(encs)} students for {plan.final.steps} steps")
+  log(f"[final] KD-training the top {len(encs)} students for {plan.final.steps} steps"
+      + (" from the teacher's remapped weights" if plan.final_init == "remap" else ""))
   kd_trainer = trainer(plan, data, plan.final, s.teacher, s.mesh)
-  kd = kd_trainer.train(jax.random.fold_in(s.key_final, 0), encs, progress=watchdog.ticker("final KD"),
-                          desc="final KD")
+  kd = kd_trainer.train(jax.random.fold_in(s.key_final, 0), encs, init_variables=initial_variables(s, encs),
+                        progress=watchdog.ticker("final KD"), desc="final KD")
   chosen = int(np.argmax(np.where(np.isfinite(kd.accuracy), kd.accuracy, -np.inf)))
   enc = encs[chosen]
   log(f"[final] training the chosen student {space.decode(enc)} without KD for comparison")
   vanilla_trainer = trainer(plan, data, vanilla_recipe(plan.final), None, s.mesh)
-  vanilla = vanilla_trainer.train(jax.random.fold_in(s.key_final, 0), [enc], progress=watchdog.ticker("final no-KD"),
-                                   desc="final vanilla")
+  vanilla = vanilla_trainer.train(jax.random.fold_in(s.key_final, 0), [enc], init_variables=initial_variables(s, [enc]),
+                                  progress=watchdog.ticker("final no-KD"), desc="final vanilla")
   warnings = teacher_warnings(s.teacher.name, s.teacher_accuracy["val_accuracy"], float(vanilla.accuracy[0]),
                               chance=chance_accuracy(data.val))
   for w in warnings:
@@ -147,6 +159,7 @@ def _train_final(s: SearchResult, watchdog: Watchdog) -> dict:
       "top": _top_rows(s, top, encs, kd.accuracy),
       "baselines": train_baselines(s, kd_trainer, progress=watchdog.ticker("final baselines")),
       "final": {"arch": space.decode(enc), "params": c.params, "flops": c.flops, "steps": int(plan.final.steps),
+                "init": plan.final_init,
                 "kd": {"val_accuracy": float(kd.accuracy[chosen]), "test_accuracy": _test_accuracy(s, enc, kd_vars)},
                 "no_kd": {"val_accuracy": float(vanilla.accuracy[0]),
                           "test_accuracy": _test_accuracy(s, enc, jax.device_get(vanilla.variables(0)))},
@@ -156,4 +169,4 @@ def _train_final(s: SearchResult, watchdog: Watchdog) -> dict:
   }
 
 
-__all__ = ["teacher_warnings", "top_archs", "train_baselines", "train_final"]
+__all__ = ["initial_variables", "teacher_warnings", "top_archs", "train_baselines", "train_final"]

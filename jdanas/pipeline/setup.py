@@ -14,10 +14,11 @@ import numpy as np
 from jdanas.distill import KD_PRESETS
 from jdanas.evaluators import ShortKDEvaluator
 from jdanas.parallel import barrier, is_main_process
-from jdanas.pipeline.config import ConfigError, Plan, build_searcher, build_tabular
+from jdanas.pipeline.config import ConfigError, Plan, build_searcher, build_tabular, need, space_ref
 from jdanas.searchers import Searcher, cost_predicate
 from jdanas.lowering import resolve
-from jdanas.teachers import Teacher, ensemble_teacher, load_teacher, save_teacher, train_ensemble, train_teacher
+from jdanas.teachers import (SPACE_TEACHER, Teacher, ensemble_teacher, load_teacher, save_teacher, train_ensemble,
+                             train_space_teacher, train_teacher)
 from jdanas.train import PopulationTrainer, Recipe
 from jdanas.train.batching import normalize
 
@@ -32,7 +33,7 @@ def load_data(config: ml_collections.ConfigDict):
   from jdanas.data import load_dataset
   d = config.data
   try:
-    return load_dataset(d.name, data_dir=d.get("data_dir") or None, path=d.get("path") or None,
+    data = load_dataset(d.name, data_dir=d.get("data_dir") or None, path=d.get("path") or None,
                         test_path=d.get("test_path") or None, val_fraction=d.val_fraction, seed=config.seed,
                         train_limit=d.get("train_limit") or None, test_limit=d.get("test_limit") or None,
                         remap_labels=bool(d.get("remap_labels", False)))
@@ -42,6 +43,16 @@ def load_data(config: ml_collections.ConfigDict):
     raise ConfigError(f"config.data.{msg}" if arg in d or arg in ("val_size",) else f"config.data: {msg}") from None
   except OSError as e:  # unreadable file, TFDS I/O
     raise ConfigError(f"config.data: {type(e).__name__}: {e}") from None
+  classes = [int(c) for c in d.get("classes", ()) or ()]
+  if not classes:
+    return data
+  from jdanas.meta.tasks import subset
+  need(max(classes) < data.num_classes, "data.classes",
+       f"class {max(classes)} is not below the dataset's {data.num_classes} classes")
+  try:
+    return subset(data, classes)
+  except ValueError as e:
+    raise ConfigError(f"config.data.classes: {e}") from None
 
 
 def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pathlib.Path,
@@ -78,7 +89,11 @@ def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pa
   else:
     log(f"[teacher] training {t.name} for {plan.teacher_train.steps} steps")
     try:
-      teacher = train_teacher(key, t.name, data, recipe=plan.teacher_train, progress=progress)
+      if t.name == SPACE_TEACHER:  # the search space's own full network (the DaSS teacher)
+        teacher = train_space_teacher(key, space_ref(config.space), data,
+                                      recipe=plan.teacher_train, progress=progress)
+      else:
+        teacher = train_teacher(key, t.name, data, recipe=plan.teacher_train, progress=progress)
     except FloatingPointError as e:
       raise ConfigError(f"config.teacher.train: {e}") from None
     if is_main_process():
@@ -151,6 +166,16 @@ def build_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None):
 
 
 def _accuracy_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None):
+  if plan.evaluator == "predictor":
+    from jdanas.evaluators import PredictorEvaluator
+    from jdanas.teachers import evaluate
+    # the support label of DaSS's one-step adaptation: the teacher's validation accuracy (percent)
+    accuracy = evaluate(teacher.module, teacher.variables, data.val, data.mean, data.std)
+    kw = plan.evaluator_kwargs
+    try:
+      return PredictorEvaluator(plan.space, teacher, accuracy, kw["path"], adapt=kw["adapt"], chunk=kw["chunk"])
+    except ValueError as e:  # e.g. a predictor whose maps do not match this teacher's
+      raise ConfigError(f"config.{e}" if str(e).startswith("evaluator.") else f"config.evaluator.predictor: {e}") from None
   if plan.evaluator == "tabular":
     return build_tabular(**plan.evaluator_kwargs)
   if plan.evaluator == "zero_cost":

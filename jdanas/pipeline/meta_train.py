@@ -1,0 +1,254 @@
+"""DaSS's meta-training job (``config.job = "meta_train"``): from a source dataset to a saved predictor.
+
+Lee, An, Kim & Hwang, "Meta-prediction Model for Distillation-Aware NAS on Unseen Datasets", ICLR 2023;
+docs/methods/dass.md. The job runs through the same ``run.py`` entry point as a search:
+
+1. **Data** (``config.data``; ``data.classes`` restricts the source to the classes meta-training may
+   see, e.g. CIFAR-10 classes 0-6 so that 7-9 stay unseen for the search).
+2. **Tasks** (``config.tasks``): ``num_tasks + val_tasks`` class subsets of ``classes_per_task`` classes
+   (:func:`jdanas.meta.class_subsets` with ``config.seed``); per task a teacher (the space's full network)
+   and ``num_students`` students remapped from it and KD-trained with the DaSS recipe
+   (:func:`jdanas.meta.build_meta_dataset`, in ``<workdir>/meta_dataset``; an interrupted job resumes at the
+   first task not on disk).
+3. **Meta-training** (``config.predictor``, ``config.meta``): Meta-SGD on the first ``num_tasks`` tasks, the
+   last ``val_tasks`` pick the kept state by Spearman (:func:`jdanas.meta.meta_train`).
+4. **Output**: the predictor in ``<workdir>/predictor`` (:func:`jdanas.meta.save_predictor`, with the
+   embedding settings a ``predictor`` evaluator needs) and ``<workdir>/meta_report.json`` (per-task teacher
+   accuracy and build time, meta-validation Spearman history, stage wall times). A workdir that holds the
+   finished job of the same config returns its report.
+
+Every field is checked before compute (:func:`prepare_meta`); errors are one ``config.<field>: ...`` line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jdanas.distill import KD_PRESETS
+from jdanas.pipeline.config import (Compute, ConfigError, _is_int, _is_num, _one_of, build_compute, build_recipe,
+                                    build_space, job_of, need, space_ref)
+from jdanas.pipeline.setup import load_data, log
+
+META_SECTIONS = ("data", "space", "tasks", "predictor", "meta", "compute")
+TASK_FIELDS = ("num_tasks", "val_tasks", "classes_per_task", "num_students", "num_noise", "noise_seed", "teacher",
+               "student")
+PREDICTOR_FIELDS = ("hidden_channels", "out_channels", "h_dim", "use_maps")
+META_FIELDS = ("target", "alpha_init", "learning_rate", "first_order", "episodes", "num_queries", "eval_every")
+REPORT = "meta_report.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaPlan:
+  """Everything of a ``meta_train`` config that can be built without the data."""
+  space: Any
+  recipe: Any  # jdanas.meta.TaskRecipe
+  num_tasks: int
+  val_tasks: int
+  classes_per_task: int
+  model: Any  # jdanas.meta.DassPredictor
+  meta: Any  # jdanas.meta.MetaConfig
+  episodes: int
+  num_queries: int
+  eval_every: int
+  compute: Compute
+
+
+def _fields(section, name: str, allowed: tuple[str, ...]) -> None:
+  unknown = sorted(set(section) - set(allowed))
+  need(not unknown, name, f"unknown field(s) {unknown}; the fields are {', '.join(allowed)}")
+
+
+def _positive_int(section, field: str, name: str, minimum: int = 1) -> int:
+  v = section.get(field, None)
+  need(_is_int(v) and v >= minimum, f"{name}.{field}", f"must be an int >= {minimum}, got {v!r}")
+  return int(v)
+
+
+def build_meta_plan(config: ml_collections.ConfigDict) -> MetaPlan:
+  """Validates a ``config.job='meta_train'`` config; raises :class:`ConfigError` naming the field."""
+  from jdanas import meta
+  need(job_of(config) == "meta_train", "job", "build_meta_plan validates config.job='meta_train'")
+  for section in META_SECTIONS:
+    need(section in config, section, "section is missing")
+  need(_is_int(config.get("seed", None)), "seed", f"must be an int, got {config.get('seed', None)!r}")
+  from jdanas.pipeline.config import _check_data
+  _check_data(config.data)
+  space = build_space(config.space)
+  need(space.name == "dass_resnet", "space.name", f"meta-training builds DaSS tasks: needs dass_resnet, got "
+       f"{space.name!r}")
+  t = config.tasks
+  _fields(t, "tasks", TASK_FIELDS)
+  num_tasks = _positive_int(t, "num_tasks", "tasks")
+  val_tasks = _positive_int(t, "val_tasks", "tasks")
+  per_task = _positive_int(t, "classes_per_task", "tasks", minimum=2)
+  num_students = _positive_int(t, "num_students", "tasks", minimum=2)
+  num_noise = _positive_int(t, "num_noise", "tasks")
+  noise_seed = t.get("noise_seed", 0)
+  need(_is_int(noise_seed), "tasks.noise_seed", f"must be an int, got {noise_seed!r}")
+  teacher = build_recipe(t.teacher, "tasks.teacher", KD_PRESETS["ce"])
+  student = build_recipe(t.student, "tasks.student", KD_PRESETS["dass"])
+  compute = build_compute(config.compute, space)
+  recipe = meta.TaskRecipe(teacher=teacher, student=student, num_students=num_students, num_noise=num_noise,
+                           noise_seed=int(noise_seed), strategy=compute.strategy)
+  p = config.predictor
+  _fields(p, "predictor", PREDICTOR_FIELDS)
+  dims = {f: _positive_int(p, f, "predictor") for f in ("hidden_channels", "out_channels", "h_dim")}
+  use_maps = p.get("use_maps", True)
+  need(isinstance(use_maps, bool), "predictor.use_maps", f"must be True or False, got {use_maps!r}")
+  m = config.meta
+  _fields(m, "meta", META_FIELDS)
+  _one_of(m.get("target", "percent"), meta.TARGETS, "meta.target")
+  for field in ("alpha_init", "learning_rate"):
+    v = m.get(field, None)
+    need(_is_num(v) and np.isfinite(v) and v > 0, f"meta.{field}", f"must be a finite number > 0, got {v!r}")
+  first_order = m.get("first_order", False)
+  need(isinstance(first_order, bool), "meta.first_order", f"must be True or False, got {first_order!r}")
+  episodes = _positive_int(m, "episodes", "meta")
+  num_queries = _positive_int(m, "num_queries", "meta")
+  need(num_queries <= num_students, "meta.num_queries",
+       f"{num_queries} exceeds the {num_students} students of a task (tasks.num_students)")
+  eval_every = _positive_int(m, "eval_every", "meta")
+  config_meta = meta.MetaConfig(alpha_init=float(m.alpha_init), learning_rate=float(m.learning_rate),
+                                first_order=first_order, target=m.get("target", "percent"))
+  return MetaPlan(space=space, recipe=recipe, num_tasks=num_tasks, val_tasks=val_tasks, classes_per_task=per_task,
+                  model=meta.DassPredictor(use_maps=use_maps, **dims), meta=config_meta, episodes=episodes,
+                  num_queries=num_queries, eval_every=eval_every, compute=compute)
+
+
+def task_classes(config: ml_collections.ConfigDict, plan: MetaPlan, data) -> list[tuple[int, ...]]:
+  """The class subsets of the tasks (labels of ``data``, i.e. positions in ``data.classes`` when given)."""
+  from jdanas.meta import class_subsets
+  return class_subsets(data.num_classes, plan.num_tasks + plan.val_tasks, plan.classes_per_task, seed=int(config.seed))
+
+
+def prepare_meta(config: ml_collections.ConfigDict, workdir=None):
+  """Every check of a ``meta_train`` job before compute: the plan, the workdir, the data, the task
+  sizes against the data (classes, batch sizes); returns a :class:`jdanas.pipeline.Checked`."""
+  from jdanas.pipeline.check import Checked, check_workdir
+  plan = build_meta_plan(config)
+  # every process would build every task: the task builder has no multi-process layout (yet)
+  need(jax.process_count() == 1, "job", f"'meta_train' runs in one process; this run has {jax.process_count()} "
+       "(start it without --num_processes, then search with the predictor on as many as you like)")
+  if workdir is not None:
+    check_workdir(workdir)
+  data = load_data(config)
+  need(plan.classes_per_task <= data.num_classes, "tasks.classes_per_task",
+       f"{plan.classes_per_task} exceeds the {data.num_classes} classes of the data (data.classes)")
+  smallest = min(int(np.isin(data.train.y, c).sum()) for c in task_classes(config, plan, data))
+  for field, r in (("tasks.teacher", plan.recipe.teacher), ("tasks.student", plan.recipe.student)):
+    need(np.isfinite(r.learning_rate), f"{field}.learning_rate", f"must be finite, got {r.learning_rate!r}")
+    need(r.batch_size <= smallest, f"{field}.batch_size",
+         f"{r.batch_size} is larger than the smallest task's training split ({smallest} examples)")
+  try:
+    from jdanas.meta.tasks import distinct_students
+    distinct_students(jax.random.key(0), plan.space, plan.recipe.num_students, max_draws=8)
+  except ValueError as e:
+    raise ConfigError(f"config.tasks.{e}") from None
+  return Checked(plan=plan, data=data, budget=None)
+
+
+def describe_meta(config: ml_collections.ConfigDict, checked) -> str:
+  """The ``--show_config`` plan lines of a ``meta_train`` job."""
+  plan, data = checked.plan, checked.data
+  r = plan.recipe
+  n = plan.num_tasks + plan.val_tasks
+  return "\n".join([
+      "# plan (config.job='meta_train')",
+      f"  data: {config.data.name}, train {len(data.train)}, val {len(data.val)}, {data.num_classes} classes",
+      f"  tasks: {n} class subsets of {plan.classes_per_task} ({plan.num_tasks} meta-train, {plan.val_tasks} "
+      f"meta-validation): {task_classes(config, plan, data)}",
+      f"  per task: the {config.space.name} full network trained {r.teacher.steps} steps, {r.num_students} "
+      f"students remapped from it and KD-trained {r.student.steps} steps (alpha-KD), {r.num_noise} noise images",
+      f"  meta-training: {plan.episodes} episodes of Meta-SGD ({plan.num_queries} queries a task, target "
+      f"{plan.meta.target}), meta-validation every {plan.eval_every}",
+      "  output: <workdir>/meta_dataset, <workdir>/predictor, <workdir>/meta_report.json"])
+
+
+def run_meta_train(config: ml_collections.ConfigDict, workdir, checked=None) -> dict:
+  """Runs (or resumes) the job in ``workdir``; returns the report (see the module docstring)."""
+  from jdanas import meta
+  from jdanas.parallel import is_main_process
+  from jdanas.pipeline.summary import config_dict
+  from jdanas.pipeline.watchdog import Watchdog
+  checked = checked or prepare_meta(config, workdir)
+  plan, data = checked.plan, checked.data
+  workdir = pathlib.Path(workdir)
+  from jdanas.pipeline import finished_report
+  done = finished_report(config, workdir, REPORT)
+  if done is not None:
+    log(f"[done] {workdir} already holds the finished meta-training of this config ({REPORT})")
+    print_meta_summary(done, workdir)
+    return done
+  workdir.mkdir(parents=True, exist_ok=True)
+  started = time.perf_counter()
+  key_tasks, key_meta = jax.random.split(jax.random.key(config.seed))
+  subsets = task_classes(config, plan, data)
+  source = [int(c) for c in config.data.get("classes", ()) or ()] or list(range(data.num_classes))
+  with Watchdog(plan.compute.stall_timeout_s) as watchdog:
+    log(f"[tasks] building {len(subsets)} tasks in {workdir / 'meta_dataset'}")
+    t0 = time.perf_counter()
+    manifest = meta.build_meta_dataset(
+        key_tasks, plan.space, data, subsets, workdir / "meta_dataset", plan.recipe,
+        progress=watchdog.ticker("task build"),
+        on_task=lambda i, e: log(f"[tasks] task {i}: classes {[source[c] for c in e['classes']]}, teacher "
+                                 f"{e['teacher_accuracy']:.1f}%, {e['num_students']} students, {e['seconds']:.0f} s"))
+    build_seconds = time.perf_counter() - t0
+    tasks = meta.load_meta_dataset(workdir / "meta_dataset")
+    train, val = meta.stack_tasks(tasks[:plan.num_tasks]), tasks[plan.num_tasks:]
+    need(int(train.labels.shape[1]) >= plan.num_queries, "meta.num_queries",
+         f"{plan.num_queries} exceeds the {int(train.labels.shape[1])} students with a finite label in every task")
+
+    def progress(episode, loss, rho):
+      watchdog.beat(f"meta-training episode {episode}")
+      log(f"[meta] episode {episode}: loss {loss:.4f}, meta-val Spearman {rho:.3f}")
+
+    log(f"[meta] Meta-SGD for {plan.episodes} episodes on {plan.num_tasks} tasks")
+    t0 = time.perf_counter()
+    state, history = meta.meta_train(key_meta, plan.model, plan.meta, train, val, episodes=plan.episodes,
+                                     num_queries=plan.num_queries, eval_every=plan.eval_every, progress=progress)
+    meta_seconds = time.perf_counter() - t0
+  entries = [manifest["tasks"][str(i)] for i in range(len(subsets))]
+  report = {
+      "job": "meta_train", "dataset": config.data.name, "space": config.space.name,
+      "tasks": [{"split": "meta_train" if i < plan.num_tasks else "meta_val",
+                 "classes": [source[c] for c in e["classes"]], "teacher_accuracy": e["teacher_accuracy"],
+                 "num_students": e["num_students"], "num_failed": e["num_failed"], "seconds": e["seconds"],
+                 "label_mean": float(np.mean(np.asarray(t.labels))), "label_min": float(np.min(np.asarray(t.labels))),
+                 "label_max": float(np.max(np.asarray(t.labels)))} for i, (e, t) in enumerate(zip(entries, tasks))],
+      "meta_train": {**history, "best_val_spearman": max(history["val_spearman"])},
+      "stages": {"task_build_seconds": build_seconds, "meta_train_seconds": meta_seconds},
+      "predictor": "predictor", "seconds": time.perf_counter() - started, "config": config_dict(config)}
+  if is_main_process():
+    meta.save_predictor(workdir / "predictor", plan.model, plan.meta, state, meta={
+        "space": space_ref(config.space), "num_noise": plan.recipe.num_noise, "noise_seed": plan.recipe.noise_seed,
+        "remap": plan.recipe.remap, "map_shape": list(tasks[0].teacher_map.shape),
+        "arch_dim": int(tasks[0].arch.shape[-1]), "source": config.data.name, "classes": sorted(
+            {c for task in report["tasks"] for c in task["classes"]}),
+        "best_val_spearman": report["meta_train"]["best_val_spearman"]})
+    (workdir / REPORT).write_text(json.dumps(report, indent=1))
+    print_meta_summary(report, workdir)
+  return report
+
+
+def print_meta_summary(report: dict, workdir: pathlib.Path) -> None:
+  """A few console lines: per-task teachers, the meta-validation Spearman, the predictor's folder."""
+  for i, t in enumerate(report["tasks"]):
+    print(f"task {i} ({t['split']}): classes {t['classes']}, teacher {t['teacher_accuracy']:.1f}%, students "
+          f"{t['label_min']:.1f}-{t['label_max']:.1f}% (mean {t['label_mean']:.1f}), {t['seconds']:.0f} s")
+  m, s = report["meta_train"], report["stages"]
+  print(f"meta-validation Spearman by episode: "
+        + ", ".join(f"{e}: {r:.3f}" for e, r in zip(m["episode"], m["val_spearman"]))
+        + f"; best {m['best_val_spearman']:.3f}")
+  print(f"task build {s['task_build_seconds']:.0f} s, meta-training {s['meta_train_seconds']:.0f} s; predictor: "
+        f"{workdir / report['predictor']} ({report['seconds']:.0f} s total)")
+
+
+__all__ = ["META_SECTIONS", "MetaPlan", "build_meta_plan", "describe_meta", "prepare_meta", "print_meta_summary",
+           "run_meta_train", "task_classes"]
