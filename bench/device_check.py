@@ -12,7 +12,9 @@ others' time; its JSON lines are passed through with ``"section"`` added, then o
 
 * ``population_nb201``: :mod:`bench.population` strategies ``loop / unroll / vmap / auto`` on
   full-size masked NB201 cells (C=16, N=5 cells per stage, 32x32x3, batch 128, KD step, Adam) at
-  P in {1, 8, 32, 128}: ``examples_per_s`` and ``compile_s`` per (strategy, P);
+  P in {1, 8, 32, 128}: ``examples_per_s`` and ``compile_s`` per (strategy, P); vmapped groups run
+  as chunks of :data:`POP_CHUNK` students through one compiled program (``--pop-chunk``; the
+  teacher once per batch for every chunk), so P=128 needs one chunk's activation memory;
 * ``population_s1``: the same for DisWOT S1 ResNets (widths 16/32/64, stem 16, depths {1,3,5,7}:
   64 architectures, so P stops at 64);
 * ``scoring``: :mod:`bench.score_throughput` for DisWOT and SynFlow on 1,000 full-size cells
@@ -48,22 +50,26 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SECTIONS = ("population_nb201", "population_s1", "scoring", "default_run", "vs_pytorch")
 BUDGET_S = {"population_nb201": 140, "population_s1": 60, "scoring": 60, "default_run": 130, "vs_pytorch": 80}
 NB201_FULL = {"channels": 16, "num_cells": 5}
+# Students per call of a vmapped group (PopulationTrainer(pop_chunk=...)): P = 32 and 128 masked
+# full-size NB201 students at batch 128 do not fit one accelerator's memory in one vmapped program
+# (every op of every edge keeps its activations), so the populations run as chunks of this many.
+POP_CHUNK = 8
 S1_FULL = {"widths": [16, 32, 64], "stem": 16, "depth_choices": [1, 3, 5, 7]}
 
 
 def section_argv(section: str, quick: bool, tiny: bool) -> list[str] | None:
   """The arguments of the bench module a section runs (None: the section runs its own code)."""
   if section == "population_nb201":
-    if quick:
-      return ["--quick", "--spaces", "nb201_masked", "--P", "1", "2", "--rounds", "1"] + (
+    if quick:  # P=2 in chunks of 1: the chunked path through one program (vmap; not in --tiny)
+      return ["--quick", "--spaces", "nb201_masked", "--P", "1", "2", "--rounds", "1", "--pop-chunk", "1"] + (
           ["--strategies", "loop", "auto"] if tiny else [])
-    return ["--spaces", "nb201_masked", "--P", "1", "8", "32", "128", "--rounds", "2",
+    return ["--spaces", "nb201_masked", "--P", "1", "8", "32", "128", "--rounds", "2", "--pop-chunk", str(POP_CHUNK),
             "--space-kwargs", json.dumps({"nb201_masked": NB201_FULL})]
   if section == "population_s1":
     if quick:
-      return ["--quick", "--spaces", "s1_resnet", "--P", "1", "2", "--rounds", "1"] + (
+      return ["--quick", "--spaces", "s1_resnet", "--P", "1", "2", "--rounds", "1", "--pop-chunk", "1"] + (
           ["--strategies", "loop"] if tiny else [])
-    return ["--spaces", "s1_resnet", "--P", "1", "8", "32", "64", "--rounds", "2",
+    return ["--spaces", "s1_resnet", "--P", "1", "8", "32", "64", "--rounds", "2", "--pop-chunk", str(POP_CHUNK),
             "--space-kwargs", json.dumps({"s1_resnet": S1_FULL})]
   if section == "scoring":
     if quick:

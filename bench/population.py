@@ -7,6 +7,7 @@ Commands (from the repository root)::
   python bench/population.py --spaces nb201_masked --P 8
   python bench/population.py --no-constant-folding   # see the avg_pool note below
   python bench/population.py --train-edge switch   # masked NB201 with switch edges (a custom Lowering)
+  python bench/population.py --spaces nb201_masked --P 8 32 --pop-chunk 8   # chunked vmapped groups
 
 What it measures: for each space and population size ``P``, ``P`` DISTINCT random architectures
 are trained with a KD step (RepDistiller loss 0.1 CE + 0.9 T^2 KL, T=4; Adam; batch 128 of
@@ -57,7 +58,10 @@ goes to stderr. Model-size knobs of each space are recorded in ``space_kwargs``:
 defaults shrink the NB201 macro skeleton to 1 cell per stage and 4 channels (the masked form
 uses the lowering's ``train_edge``, ``--train-edge``) and S1 widths to 8/16/32 (stem 8; depths {1,3,5,7}),
 so the full grid stays within tens of minutes on 2 CPU cores; override them with
-``--space-kwargs``. ``--quick`` runs the tiny masked NB201 space only, at P=2 with 1 step and
+``--space-kwargs``. ``--pop-chunk k`` runs every vmapped group (``vmap``, and ``auto`` where it
+vmaps) as chunks of ``k`` students through one compiled program (``PopulationTrainer(pop_chunk=k)``:
+the device's working set is one chunk's; a P=1 group is padded to ``k``, and ``examples_per_s``
+counts real students only). ``--quick`` runs the tiny masked NB201 space only, at P=2 with 1 step and
 2 rounds (about 1-1.5 min; add ``--spaces nb201_masked s1_resnet`` for a tiny S1 space too,
 about 40 s more).
 """
@@ -102,6 +106,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--rounds", type=int, default=None,
                  help="timed rounds after the warm-up call (full mode: at least 8 // P)")
   p.add_argument("--batch-size", type=int, default=128)
+  p.add_argument("--pop-chunk", type=int, default=None,
+                 help="students per call of a vmapped group (PopulationTrainer(pop_chunk=...)); default: all")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--train-edge", choices=("weighted", "switch"), default=None,
                  help="masked NB201 edge of training programs (default: the backend's lowering)")
@@ -170,7 +176,7 @@ def main(argv=None) -> None:
   common = {"backend": backend, "batch_size": args.batch_size, "steps": args.steps,
             "optimizer": "adam", "loss": "repdistiller", "teacher": "resnet8",
             "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "quick": args.quick}
+            "quick": args.quick, "pop_chunk": args.pop_chunk}
   log(f"[population] backend={backend} jax={jax.__version__} python={platform.python_version()} "
       f"load={os.getloadavg()} spaces={args.spaces} P={args.P} strategies={args.strategies} "
       f"steps={args.steps} rounds={args.rounds}")
@@ -203,7 +209,8 @@ def main(argv=None) -> None:
                                                     lowering=lowering).specialize
                for s in args.strategies}
     trainers = {s: PopulationTrainer(space, data, recipe=recipe, teacher=teacher, strategy=s, lowering=lowering,
-                                     specialize=special[s], programs=programs) for s in args.strategies}
+                                     specialize=special[s], programs=programs, pop_chunk=args.pop_chunk)
+                for s in args.strategies}
     key = jax.random.key(args.seed)
     by_p = {}
     for P in args.P:

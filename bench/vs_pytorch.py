@@ -121,8 +121,12 @@ def torch_network(cell, channels: int, num_cells: int, num_classes: int = 10):
   return nn.Sequential(*layers)
 
 
-def main(argv=None) -> None:
-  args = parse_args(argv)
+def build_sides(args) -> dict:
+  """The two sides of the comparison for ``args`` (:func:`parse_args`): ``{"jdanas": round_fn,
+  "pytorch": round_fn, "warmup": fn, "work": examples per round, "common": the sizes}``. A round
+  function trains every student ``args.steps`` steps and returns the training seconds; ``warmup()``
+  is the first jdanas call (it compiles) and returns ``(result, wall seconds)``. Also used by
+  ``bench/xla_cpu_flags.py``, whose workers each run one side under their own ``XLA_FLAGS``."""
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -192,23 +196,34 @@ def main(argv=None) -> None:
     return time.perf_counter() - t0
 
   key = jax.random.key(args.seed)
-  work = args.students * args.steps * args.batch
-  t0 = time.perf_counter()
-  warm = trainer.train(key, encs)
-  jax_warm_s = time.perf_counter() - t0
-  torch_round()
+
+  def warmup():
+    t0 = time.perf_counter()
+    result = trainer.train(key, encs)
+    return result, time.perf_counter() - t0
+
+  common = {"channels": args.channels, "num_cells": args.num_cells, "students": args.students,
+            "steps": args.steps, "batch": args.batch, "backend": jax.default_backend(), "cpu_count": os.cpu_count()}
+  return {"jdanas": lambda: trainer.train(key, encs).train_seconds, "pytorch": torch_round, "warmup": warmup,
+          "work": args.students * args.steps * args.batch, "common": common}
+
+
+def main(argv=None) -> None:
+  args = parse_args(argv)
+  import jax
+  import torch
+
+  sides = build_sides(args)
+  work = sides["work"]
+  warm, jax_warm_s = sides["warmup"]()
+  sides["pytorch"]()
   samples = {"jdanas": [], "pytorch": []}
   for r in range(args.rounds):
     for side in (("jdanas", "pytorch") if r % 2 == 0 else ("pytorch", "jdanas")):
-      if side == "jdanas":
-        samples[side].append(work / trainer.train(key, encs).train_seconds)
-      else:
-        samples[side].append(work / torch_round())
+      samples[side].append(work / sides[side]())
     print(f"[vs_pytorch] round {r + 1}/{args.rounds}: jdanas {samples['jdanas'][-1]:.0f}, "
           f"pytorch {samples['pytorch'][-1]:.0f} examples/s", file=sys.stderr, flush=True)
-  common = {"channels": args.channels, "num_cells": args.num_cells, "students": args.students,
-            "steps": args.steps, "batch": args.batch, "rounds": args.rounds, "backend": jax.default_backend(),
-            "cpu_count": os.cpu_count()}
+  common = {**sides["common"], "rounds": args.rounds}
   med = {s: statistics.median(v) for s, v in samples.items()}
   print(json.dumps({"side": "jdanas", "examples_per_s": round(med["jdanas"], 2),
                     "samples": [round(v, 2) for v in samples["jdanas"]], "compile_s": round(warm.compile_seconds, 2),

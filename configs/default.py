@@ -59,8 +59,9 @@ def get_config(arg: str | None = None):
   # specialize: 'auto' trains each cell with a program specialised to it on CPU when the
   # schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
   # precision: "bf16" trains students in bfloat16 (float32 parameters and losses), for GPUs/TPUs.
+  # pop_chunk: students per call of a vmapped group (a multiple of mesh.pop; 0 = the whole group).
   c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
-                   mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0)
+                   mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0, pop_chunk=0)
   if arg == "smoke":
     c.teacher.name = "resnet8"
     c.teacher.train.update(steps=3, batch_size=32)

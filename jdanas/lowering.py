@@ -237,7 +237,9 @@ def _missing(user_flags: str) -> list[str]:
 def cpu_runtime_flags(user_flags: str | None = None) -> str:
   """``XLA_FLAGS`` with the safe XLA:CPU runtime flags (:data:`CPU_SAFE_FLAGS`) added after
   ``user_flags`` (default: the environment's ``XLA_FLAGS``); a flag the user sets, to any
-  value, is kept as the user set it, never overridden."""
+  value, is kept as the user set it, never overridden. XLA:CPU's other options (oneDNN, XNNPACK,
+  single-threaded Eigen) were measured on the population engine and none was faster, so none is
+  added (``bench/xla_cpu_flags.py``; docs/scaling.md)."""
   user = (os.environ.get("XLA_FLAGS", "") if user_flags is None else user_flags).strip()
   return " ".join([user] * bool(user) + _missing(user))
 

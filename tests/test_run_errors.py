@@ -161,6 +161,8 @@ CASES = [
      "config.compute.precision: 'fp16' is not one of fp32, bf16"),
     ("stall_timeout_negative", ["--config", SMOKE, "--workdir", "{w}", "--config.compute.stall_timeout_s=-1"],
      "config.compute.stall_timeout_s"),
+    ("pop_chunk_negative", ["--config", SMOKE, "--workdir", "{w}", "--config.compute.pop_chunk=-2"],
+     "config.compute.pop_chunk: must be 0 (a whole group per call) or a positive multiple of compute.mesh.pop"),
     ("stall_timeout_inf", ["--config", SMOKE, "--workdir", "{w}", "--config.compute.stall_timeout_s=inf"],
      "config.compute.stall_timeout_s"),
     ("stall_timeout_not_a_number", ["--config", SMOKE, "--workdir", "{w}", "--config.compute.stall_timeout_s=soon"],

@@ -37,7 +37,8 @@ reference; every shipped config has the same shape)::
   final       a recipe, plus baselines (architecture strings of the space) and init ("random", or
               "remap": start from the teacher's remapped weights, DaSS)
   compute     strategy, score_strategy, specialize, lowering, precision ("fp32" | "bf16"), mesh
-              (pop, data), stall_timeout_s: how the search's evaluator AND the final training run on this machine
+              (pop, data), stall_timeout_s, pop_chunk: how the search's evaluator AND the final training run on
+              this machine
 
 :func:`build_plan` turns a config into a :class:`Plan`: the space, the searcher (with a stand-in
 budget of the same form), the recipes, the KD loss, the mesh and the evaluator settings are built
@@ -97,6 +98,8 @@ class Compute:
       :mod:`jdanas.train.population`). The zero-cost scorer and the teacher's training stay float32.
     stall_timeout_s: seconds without progress (a teacher or final training step, a search round)
       after which the run fails loudly (:mod:`jdanas.pipeline.watchdog`); 0 = never.
+    pop_chunk: students per call of a vmapped group's training program (a multiple of the mesh's
+      ``pop`` axis; chunked populations in :mod:`jdanas.train.population`); 0 = a whole group per call.
   """
   strategy: str
   score_strategy: str
@@ -105,6 +108,7 @@ class Compute:
   mesh_shape: tuple[int, int]
   precision: str = "fp32"
   stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S
+  pop_chunk: int = 0
 
   def mesh(self) -> jax.sharding.Mesh | None:
     """The mesh, or None on a single device (the engines then use the default device)."""
@@ -250,9 +254,13 @@ def build_compute(c, space: AbstractSearchSpace) -> Compute:
     mesh = make_mesh(int(m.pop), int(m.data))
   except ValueError as e:
     raise ConfigError(f"config.compute.{e}") from None
+  chunk = c.get("pop_chunk", 0)
+  need(_is_int(chunk) and chunk >= 0 and chunk % mesh.shape["pop"] == 0, "compute.pop_chunk",
+       f"must be 0 (a whole group per call) or a positive multiple of compute.mesh.pop ({mesh.shape['pop']}), "
+       f"got {chunk!r}")
   return Compute(strategy=c.strategy, score_strategy=score_strategy, specialize=specialize, lowering=lowering,
                  mesh_shape=(int(mesh.shape["pop"]), int(mesh.shape["data"])), precision=precision,
-                 stall_timeout_s=float(stall))
+                 stall_timeout_s=float(stall), pop_chunk=int(chunk))
 
 
 def _stand_in_budget(enc: jax.Array) -> jax.Array:

@@ -127,12 +127,12 @@ def trainer(plan: Plan, data, recipe: Recipe, teacher: Teacher | None, mesh=None
   try:
     return PopulationTrainer(plan.space, data, recipe=recipe, teacher=teacher, strategy=plan.compute.strategy,
                              mesh=mesh, specialize=plan.compute.specialize, lowering=plan.compute.lowering,
-                             precision=plan.compute.precision)
+                             precision=plan.compute.precision, pop_chunk=plan.compute.pop_chunk or None)
   except ValueError as e:
     msg = str(e)
     if msg.startswith("recipe."):
       raise ConfigError(f"config.{field}.{msg[len('recipe.'):]}") from None
-    if msg.split(":")[0] in ("strategy", "specialize", "mesh", "lowering", "precision"):
+    if msg.split(":")[0] in ("strategy", "specialize", "mesh", "lowering", "precision", "pop_chunk"):
       raise ConfigError(f"config.compute.{msg}") from None
     raise ConfigError(f"config.{field}: {msg}") from None
 

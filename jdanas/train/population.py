@@ -38,6 +38,20 @@ program per *group* of students and trains any list of encodings of ``space``:
   so the others are bit-identical to a run without the divergence;
 * with a ``mesh`` of axes ``('pop', 'data')``, batches (and teacher logits) are sharded over
   ``data`` and vmapped stacks over ``pop``; ``jit`` + ``NamedSharding`` only, no ``pmap``;
+* chunked populations (``pop_chunk=k``, a multiple of the mesh's ``pop`` axis): a vmapped group of
+  ``n >= k`` students runs as ``ceil(n / k)`` chunks of ``k`` students through ONE compiled step
+  program (the last chunk padded by repeating its first member; a smaller group runs as one call
+  padded to a multiple of ``pop``, as without chunking), so a population far larger than the devices
+  trains with the device working set of ``k`` students (activations, gradients, optimizer
+  temporaries: the compiled program's temporaries) while every chunk's state (parameters,
+  optimizer state, BatchNorm statistics) stays resident on device, updated in place (donated). All
+  chunks of a step consume the same batch and the same teacher outputs (one teacher pass per step);
+  ``pop_chunk=None`` runs each vmapped group as one program over all of its members;
+* no host round-trips inside a round: step indices are put on device before the step loop, the
+  loop dispatches with ``jax.transfer_guard("disallow")`` (an implicit host<->device copy raises),
+  states are donated to each step, and the accuracies and last losses of all students leave the
+  device in ONE transfer at the end (:func:`fetch_scores`); the progress bar and callback see
+  host-side step counters only;
 * mixed precision (``precision="bf16"``, for accelerators): students and teacher compute in
   bfloat16 while parameters, optimizer state and BatchNorm statistics stay float32 and the KD
   softmax and losses run in float32 (mixed-precision training as in Micikevicius et al., "Mixed
@@ -234,6 +248,13 @@ def _single_eval(module, state: StudentState, vx, vy, vmask, mean, std, precisio
   return jnp.where(finite & ~state.diverged, acc, jnp.nan).astype(jnp.float32)
 
 
+def fetch_scores(scores: jax.Array) -> np.ndarray:
+  """The one device->host transfer of a :meth:`PopulationTrainer.train` call: every student's
+  ``[accuracy, loss]`` in one array (explicit, so it passes any transfer guard)."""
+  with jax.transfer_guard_device_to_host("allow"):
+    return np.asarray(jax.device_get(scores))
+
+
 def batch_program(recipe: Recipe, teacher, num_examples: int, mean, std, pad: int, on_trace=None,
                   precision: str = "fp32"):
   """``batch_fn(train_x, train_y, teacher_vars, key_data, key_aug, step) -> (x, y, teacher targets)``:
@@ -317,12 +338,14 @@ class PopulationTrainer:
     lowering: a name of :data:`jdanas.lowering.LOWERINGS` or a :class:`jdanas.lowering.Lowering`.
     programs: the :class:`TrainingPrograms` to compile into (default: the trainer's own).
     precision: ``"fp32"`` or ``"bf16"`` (mixed precision; module docstring).
+    pop_chunk: most students per call of a vmapped group's program (a positive multiple of the
+      mesh's ``pop`` axis; module docstring), or None: one call per group over all of its members.
   """
 
   def __init__(self, space: AbstractSearchSpace, data, *, recipe: Recipe, teacher=None,
                strategy: str = "auto", mesh: Mesh | None = None, max_unroll: int = 16,
                specialize: bool | str = "auto", lowering: str | lowering_lib.Lowering = "auto",
-               programs: TrainingPrograms | None = None, precision: str = "fp32"):
+               programs: TrainingPrograms | None = None, precision: str = "fp32", pop_chunk: int | None = None):
     if strategy not in STRATEGIES:
       raise ValueError(f"strategy: {strategy!r} is not one of {STRATEGIES}")
     if not (isinstance(specialize, bool) or specialize == "auto"):
@@ -340,6 +363,12 @@ class PopulationTrainer:
     n_train = len(data.train.y)
     if n_train < recipe.batch_size:
       raise ValueError(f"recipe.batch_size: {recipe.batch_size} exceeds the {n_train} training examples")
+    pop = 1 if mesh is None else mesh.shape.get("pop", 1)
+    if pop_chunk is not None and (isinstance(pop_chunk, bool) or not isinstance(pop_chunk, (int, np.integer))
+                                  or pop_chunk < 1 or pop_chunk % pop):
+      raise ValueError(f"pop_chunk: must be a positive multiple of the mesh's 'pop' axis ({pop}) or None, "
+                       f"got {pop_chunk!r}")
+    self.pop_chunk = None if pop_chunk is None else int(pop_chunk)
     if mesh is not None:
       if tuple(mesh.axis_names) != ("pop", "data"):
         raise ValueError(f"mesh: axes must be ('pop', 'data'), got {mesh.axis_names}")
@@ -397,8 +426,11 @@ class PopulationTrainer:
         groups.extend(Group("loop", sig, (i,), 1) for i in members)
       elif strategy == "vmap" or multi == "vmap":
         pop = self.mesh.shape["pop"] if self.mesh is not None else 1
-        size = math.ceil(len(members) / pop) * pop
-        groups.append(Group("vmap", sig, tuple(members) + (members[0],) * (size - len(members)), size))
+        padded = math.ceil(len(members) / pop) * pop
+        size = min(self.pop_chunk, padded) if self.pop_chunk else padded
+        for start in range(0, len(members), size):  # chunks of one program (one chunk for a small group)
+          chunk = tuple(members[start:start + size])
+          groups.append(Group("vmap", sig, chunk + (chunk[0],) * (size - len(chunk)), size))
       else:
         for chunk in self._chunks(members, self.max_unroll):
           groups.append(Group("unroll", (sig,) * len(chunk), tuple(chunk), len(chunk)))
@@ -434,7 +466,13 @@ class PopulationTrainer:
     groups = self.plan(encs)
     compiled_before = self.num_compilations
     compile_s = 0.0
-    batch_fn, dt = self._get("batch", (), lambda: self._build_batch_fn(), self._batch_args(key_data, key_aug, 0))
+    # Step indices go to the device before the loop (an index passed as a Python int would be an
+    # implicit host->device copy per step), and so do the data keys (on a mesh they would otherwise
+    # be copied to its devices at every step).
+    step_ids = jax.device_put(list(np.arange(self.recipe.steps, dtype=np.int32)), self._sharding(P()))
+    key_data, key_aug = jax.device_put((key_data, key_aug), self._sharding(P()))
+    batch_fn, dt = self._get("batch", (), lambda: self._build_batch_fn(),
+                             self._batch_args(key_data, key_aug, step_ids[0]))
     compile_s += dt
     states, steps = [], []
     for g in groups:
@@ -449,7 +487,7 @@ class PopulationTrainer:
           state = self._start_from(state, init_variables[i], i)
         members.append(state)
       states.append(self._assemble(g, members))
-    x, y, t = batch_fn(*self._batch_args(key_data, key_aug, 0))
+    x, y, t = batch_fn(*self._batch_args(key_data, key_aug, step_ids[0]))
     for gi, g in enumerate(groups):
       step_fn, dt = self._get("step", g.key, lambda g=g: self._build_step_fn(g), (states[gi], x, y, t))
       compile_s += dt
@@ -458,25 +496,28 @@ class PopulationTrainer:
     for step in tqdm(range(self.recipe.steps), desc=desc, disable=not progress, leave=False):
       if callable(progress):
         progress(step)
-      x, y, t = batch_fn(*self._batch_args(key_data, key_aug, step))
-      for gi in range(len(groups)):
-        states[gi] = steps[gi](states[gi], x, y, t)
+      with jax.transfer_guard("disallow"):  # the loop only dispatches: no implicit copies
+        x, y, t = batch_fn(*self._batch_args(key_data, key_aug, step_ids[step]))
+        for gi in range(len(groups)):  # every group and chunk consumes the same batch and teacher outputs
+          states[gi] = steps[gi](states[gi], x, y, t)
     jax.block_until_ready(states)
     train_s = time.perf_counter() - t_start
-    acc = np.full(n, np.nan, np.float32)
-    loss = np.full(n, np.nan, np.float32)
+    scores, rows, offset = [], {}, 0  # rows[i]: student i's column in the concatenated scores
     per_student: dict[int, StudentState] = {}
     for gi, g in enumerate(groups):
       eval_fn, dt = self._get("eval", g.key, lambda g=g: self._build_eval_fn(g), (states[gi],) + self._val)
       compile_s += dt
-      g_acc = np.asarray(jax.device_get(eval_fn(states[gi], *self._val)))
+      with jax.transfer_guard("disallow"):
+        scores.append(eval_fn(states[gi], *self._val))
       members = self._member_states(g, states[gi])
       for j, i in enumerate(g.members):
-        if i in per_student:  # padding repeats a member already stored
-          continue
-        acc[i] = g_acc[j]
-        loss[i] = float(jax.device_get(members[j].loss))
-        per_student[i] = members[j]
+        if i not in per_student:  # padding repeats a member already stored
+          rows[i] = offset + j
+          per_student[i] = members[j]
+      offset += g.size
+    host = fetch_scores(scores[0] if len(scores) == 1 else jnp.concatenate(scores, axis=1))
+    order = [rows[i] for i in range(n)]
+    acc, loss = host[0, order].astype(np.float32), host[1, order].astype(np.float32)
     return PopulationResult(
         accuracy=acc, loss=loss, groups=groups,
         num_compilations=self.num_compilations - compiled_before, compile_seconds=compile_s,
@@ -524,7 +565,7 @@ class PopulationTrainer:
     return P("pop") if g.strategy == "vmap" else P()
 
   def _batch_args(self, key_data, key_aug, step):
-    return (self._train_x, self._train_y, self._teacher_vars, key_data, key_aug, jnp.int32(step))
+    return (self._train_x, self._train_y, self._teacher_vars, key_data, key_aug, jnp.asarray(step, jnp.int32))
 
   def _build_batch_fn(self):
     counted = lambda: self.trace_counts.update([("batch",)])  # noqa: E731
@@ -583,13 +624,16 @@ class PopulationTrainer:
     modules, mean, std, precision = self._modules(g), self._mean, self._std, self.precision
 
     def eval_fn(states, vx, vy, vmask):
+      """``float32[2, size]``: the members' validation accuracy and last training loss."""
       self.trace_counts[("eval",) + g.key] += 1
+      one = lambda m, s: jnp.stack([_single_eval(m, s, vx, vy, vmask, mean, std, precision),  # noqa: E731
+                                    s.loss.astype(jnp.float32)])
       if g.strategy == "unroll":
-        return jnp.stack([_single_eval(m, s, vx, vy, vmask, mean, std, precision) for m, s in zip(modules, states)])
-      one = lambda s: _single_eval(modules[0], s, vx, vy, vmask, mean, std, precision)
-      return jax.vmap(one)(states) if g.strategy == "vmap" else one(states)[None]
+        return jnp.stack([one(m, s) for m, s in zip(modules, states)], axis=1)
+      return jax.vmap(functools.partial(one, modules[0]), out_axes=1)(states) if g.strategy == "vmap" else \
+          one(modules[0], states)[:, None]
 
-    return self._jit(eval_fn, None)
+    return self._jit(eval_fn, P())  # replicated: every process can read the scores
 
   # ---- helpers ------------------------------------------------------------------------------
   @staticmethod
