@@ -58,6 +58,7 @@ def test_masked_cells_match_per_cell_modules(tiny_data, key):
   np.testing.assert_allclose(a.accuracy, b.accuracy)
 
 
+@pytest.mark.slow  # ~19 s
 def test_specialised_masked_cells_train_like_the_masked_program(cell_space, tiny_data, key):
   encs = [cell_space.encode(c) for c in CELLS[:2]] + [cell_space.encode(CELLS[0])]
   masked = PopulationTrainer(cell_space, tiny_data, recipe=RECIPE, strategy="loop", specialize=False)
