@@ -281,6 +281,18 @@ def batch_program(recipe: Recipe, teacher, num_examples: int, mean, std, pad: in
   return batch_fn
 
 
+def _replicated_key(key: jax.Array, sharding) -> jax.Array:
+  """``key`` placed on every device of ``sharding`` (replicated). A key already on this process's
+  device cannot be ``device_put`` to devices of other processes (a multi-process mesh); there every
+  process holds the same key (same seed, same folds), so its bits go through the host once."""
+  if sharding is None:
+    return key
+  if sharding.is_fully_addressable:
+    return jax.device_put(key, sharding)
+  bits = jax.device_put(np.asarray(jax.random.key_data(key)), sharding)
+  return jax.random.wrap_key_data(bits, impl=jax.random.key_impl(key))
+
+
 def padded_split(split, eval_batch: int, sharding=None) -> tuple:
   """``(x [nb, eb, ...], y [nb, eb], mask [nb, eb])``: a split padded to whole eval batches."""
   x, y = np.asarray(split.x), np.asarray(split.y, np.int32)
@@ -470,7 +482,7 @@ class PopulationTrainer:
     # implicit host->device copy per step), and so do the data keys (on a mesh they would otherwise
     # be copied to its devices at every step).
     step_ids = jax.device_put(list(np.arange(self.recipe.steps, dtype=np.int32)), self._sharding(P()))
-    key_data, key_aug = jax.device_put((key_data, key_aug), self._sharding(P()))
+    key_data, key_aug = (_replicated_key(k, self._sharding(P())) for k in (key_data, key_aug))
     batch_fn, dt = self._get("batch", (), lambda: self._build_batch_fn(),
                              self._batch_args(key_data, key_aug, step_ids[0]))
     compile_s += dt
