@@ -4,7 +4,8 @@ Kang, Mun & Han, "Towards Oracle Knowledge Distillation with Neural Architecture
 2020), at a reduced scale (docs/methods/oracle_kd.md):
 
   python bench/oracle_kd.py [--quick] [--members 3 --member resnet8 --student resnet8 --seeds 2]
-                            [--part rows|search|all --targets 1.2,1.6 --rounds 8 --steps-per-round 20]
+                            [--part rows|search|all --search-backbone resnet14 --targets 1.1,1.5
+                             --rounds 6 --steps-per-round 10]
 
 1. trains an ensemble of M zoo ResNets (member ``i`` from ``fold_in(key, i)``, plain CE) on the
    shared CIFAR-10 subset (``JDANAS_DATA_DIR``) and reports its oracle statistics on the TRAINING
@@ -17,24 +18,26 @@ Kang, Mun & Han, "Towards Oracle Knowledge Distillation with Neural Architecture
    teacher), (c) ``oracle`` (L_OD, same weights and T, the mean logits of the correct members);
 3. reports test accuracy mean and spread (max - min, and the per-seed values) per row.
 
-With ``--part search`` (instead of step 2) it runs KDAS searches on the backbone (``kdas_masked``,
-one add-on per stage; the ``reinforce`` controller and the ``one_shot`` evaluator with L_OD, the
-same shared-weight seed for every search), one without a size penalty and one per ``--targets``
-value with the params reward of :mod:`jdanas.rewards` (hard form ``alpha = 0, beta = -1``; ``T`` =
-the value x the backbone's params), and trains each found student from scratch with L_OD exactly
-as the backbone rows (same recipe, steps, batches, seeds): the unpenalised one is the ``searched``
-row, all of them the accuracy-vs-size curve. ``--part all`` runs both parts after one ensemble.
+With ``--part search`` (instead of step 2) it runs KDAS searches (``kdas_masked`` on
+``--search-backbone``, default ResNet-14: an add-on needs two blocks in its stage and ResNet-8 has
+one; one add-on per stage; the ``reinforce`` controller and the ``one_shot`` evaluator with L_OD,
+the same shared-weight seed for every search), one without a size penalty and one per
+``--targets`` value with the params reward of :mod:`jdanas.rewards` (hard form ``alpha = 0,
+beta = -1``; ``T`` = the value x the backbone's params), and trains each found student and the
+search backbone from scratch with L_OD exactly as the backbone rows (same recipe, steps, batches,
+seeds): the unpenalised one is the ``searched`` row, all of them the accuracy-vs-size curve.
+``--part all`` runs both parts after one ensemble.
 
 Output: JSON lines on stdout: one ``{"row": "ensemble", ...}``, one per student row, and a last
-``{"summary": ...}`` line with the oracle-minus-KD and KD-minus-CE gaps of the means (part ``rows``);
-one ``{"search": ...}`` line per search and one ``{"row": "searched" | "curve", ...}`` line per
-trained student (part ``search``). Progress goes to stderr. If the data files are absent it prints
-``{"skipped": "<reason>"}`` and exits 0.
+``{"summary": ...}`` line with the oracle-minus-KD and KD-minus-CE gaps of the means (part
+``rows``); one ``{"search": ...}`` line per search and one ``{"row": "searched" |
+"search_backbone" | "curve", ...}`` line per trained student (part ``search``); a last ``{"done":
+...}`` line. Progress goes to stderr. If the data files are absent it prints ``{"skipped":
+"<reason>"}`` and exits 0.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -44,7 +47,7 @@ import numpy as np
 TRAIN_FILE = "cifar10_train_subset.npz"
 TEST_FILE = "cifar10_test.npz"
 FULL = dict(train_limit=5000, val_size=500, test_limit=2000, member_steps=300, student_steps=300, batch_size=64,
-            rounds=8, steps_per_round=20, num_asks=4)
+            rounds=6, steps_per_round=10, num_asks=4)
 QUICK = dict(train_limit=256, val_size=64, test_limit=200, member_steps=4, student_steps=4, batch_size=32,
              rounds=2, steps_per_round=2, num_asks=2)
 PARTS = ("rows", "search", "all")
@@ -68,7 +71,9 @@ def main(argv=None) -> None:
   p.add_argument("--part", choices=PARTS, default="rows",
                  help="rows: the backbone trained with CE / averaged KD / L_OD; search: KDAS searches (no penalty "
                       "and one per --targets) and their students trained with L_OD; all: both")
-  p.add_argument("--targets", default="1.2,1.6",
+  p.add_argument("--search-backbone", default="resnet14",
+                 help="zoo ResNet the KDAS add-ons go on (>= 2 blocks per stage: ResNet-8 has one)")
+  p.add_argument("--targets", default="1.1,1.5",
                  help="params targets of the penalised searches, as multiples of the backbone's params")
   p.add_argument("--rounds", type=int, default=None, help="controller rounds per search")
   p.add_argument("--steps-per-round", type=int, default=None, help="shared-weight steps per round")
@@ -162,7 +167,9 @@ def _backbone_rows(args, train_student, common, get_space) -> None:
 
 
 def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, common, r4) -> None:
-  """KDAS searches (no penalty, then one params target each) and their students trained with L_OD."""
+  """KDAS searches (no penalty, then one params target each), then the students trained with L_OD:
+  the unpenalised search's (``searched``), the search backbone (``search_backbone``) and the
+  penalised searches' (``curve``), in that order (the first rows are the ones a timeout keeps)."""
   import jax
 
   from jdanas import costs
@@ -171,28 +178,30 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
   from jdanas.spaces import get_space
   from jdanas.train.oneshot import OneShotEvaluator
 
-  exact = get_space("kdas", backbone=args.student)
-  masked = get_space("kdas_masked", backbone=args.student)
-  n_addons = masked.num_decisions // 3
-  backbone = exact.encode("|".join(["identity:00"] * n_addons))
+  exact = get_space("kdas", backbone=args.search_backbone)
+  masked = get_space("kdas_masked", backbone=args.search_backbone)
+  backbone = exact.encode("|".join(["identity:00"] * (masked.num_decisions // 3)))
   params = lambda e: costs.model_costs(exact, e, num_classes=data.num_classes, input_shape=tuple(data.image_shape),  # noqa: E731
                                        flops=False).params
   backbone_params = params(backbone)
-  shared_recipe = dataclasses.replace(recipe(cfg["rounds"] * cfg["steps_per_round"], "oracle"),
-                                      eval_batch_size=min(500, len(data.val)))
+  shared_recipe = recipe(cfg["rounds"] * cfg["steps_per_round"], "oracle")
   searcher = SEARCHERS["reinforce"](masked, num_asks=cfg["num_asks"])
   ask, tell = jax.jit(searcher.ask), jax.jit(searcher.tell)
   key_search = jax.random.fold_in(jax.random.key(args.seed), 1)
-  trained: dict[str, dict] = {}
+  # One evaluator (its step and score programs compile once); every search starts from the same
+  # initial shared weights and data position.
+  one_shot = OneShotEvaluator(masked, data, recipe=shared_recipe, steps_per_round=cfg["steps_per_round"],
+                              teacher=teacher, seed=args.seed, val_examples=0)
+  initial = jax.tree.map(np.array, one_shot.state)
+  latency = LatencyModel("params", masked, num_classes=data.num_classes, input_shape=tuple(data.image_shape))
+  found = []
   for target in [None] + targets:
     t0 = time.perf_counter()
-    evaluator = OneShotEvaluator(masked, data, recipe=shared_recipe, steps_per_round=cfg["steps_per_round"],
-                                 teacher=teacher, seed=args.seed, val_examples=len(data.val))
-    reward = None
-    if target is not None:
+    one_shot.restore(initial)
+    evaluator, reward = one_shot, None
+    if target is not None:  # hard form: accuracy x min(1, T / params)
       reward = dict(latency_model="params", target=target * backbone_params, alpha=0.0, beta=-1.0)
-      latency = LatencyModel("params", masked, num_classes=data.num_classes, input_shape=tuple(data.image_shape))
-      evaluator = RewardEvaluator(evaluator, latency, target=reward["target"], alpha=0.0, beta=-1.0)
+      evaluator = RewardEvaluator(one_shot, latency, target=reward["target"], alpha=0.0, beta=-1.0)
     state = jax.jit(searcher.init)(key_search)
     best = (-np.inf, None, None)
     for r in range(cfg["rounds"]):
@@ -207,16 +216,21 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
         best = (float(ev.scores[i]), encs[i], float(accuracy[i]))
       log(f"[search target={target}] round {r}: best score {best[0]:.4f}")
     arch = exact.decode(best[1])
-    print(json.dumps({"search": {"target_x_backbone": target, "reward": reward}, "arch": arch,
-                      "params": params(best[1]), "backbone_params": backbone_params, "score": r4(best[0]),
-                      "one_shot_accuracy": r4(best[2]), "rounds": cfg["rounds"], "num_asks": cfg["num_asks"],
-                      "steps_per_round": cfg["steps_per_round"], "seconds": round(time.perf_counter() - t0, 1),
-                      **common}), flush=True)
+    found.append((target, arch))
+    print(json.dumps({"search": {"backbone": args.search_backbone, "target_x_backbone": target, "reward": reward},
+                      "arch": arch, "params": params(best[1]), "backbone_params": backbone_params,
+                      "score": r4(best[0]), "one_shot_accuracy": r4(best[2]), "rounds": cfg["rounds"],
+                      "num_asks": cfg["num_asks"], "steps_per_round": cfg["steps_per_round"],
+                      "seconds": round(time.perf_counter() - t0, 1), **common}), flush=True)
+  backbone_arch = exact.decode(backbone)
+  trained: dict[str, dict] = {}
+  for row, target, arch in [("searched", None, found[0][1]), ("search_backbone", None, backbone_arch)] + [
+      ("curve", t, a) for t, a in found[1:]]:
     if arch not in trained:
-      trained[arch] = train_student(exact, exact.encode(arch), "oracle", True, f"kdas {arch}")
-    print(json.dumps({"row": "searched" if target is None else "curve", "target_x_backbone": target, "arch": arch,
-                      "params": params(best[1]), "backbone_params": backbone_params, **trained[arch], **common}),
-                     flush=True)
+      trained[arch] = train_student(exact, exact.encode(arch), "oracle", True, f"{row} {arch}")
+    print(json.dumps({"row": row, "target_x_backbone": target, "backbone": args.search_backbone, "arch": arch,
+                      "params": params(exact.encode(arch)), "backbone_params": backbone_params, **trained[arch],
+                      **common}), flush=True)
 
 
 if __name__ == "__main__":
