@@ -13,6 +13,10 @@ Pipeline:
    stage, 7 ops and two connection bits each) with the ENAS protocol: the ``reinforce`` controller
    proposes children, the ``one_shot`` evaluator trains the shared weights on them with the oracle
    KD loss (``kd.loss = "oracle"``, L_OD) and scores them with the shared weights on held-out data.
+   A memory budget is either a constraint (``constraint.max_params``) or a penalty
+   (``evaluator.reward`` with ``latency_model = "params"``: the score becomes the one-shot
+   accuracy x min(1, T / params), the hard form of AKD's reward; off by default); searching with
+   several targets T gives the accuracy-vs-size curve (``bench/oracle_kd.py --part search``).
 3. Final: the best ``top_k`` children are trained from scratch with L_OD; the best by validation
    accuracy is exported and also trained without KD. The backbone (all add-ons identity, i.e. the
    plain ResNet-32) is trained with the same L_OD recipe (``final.baselines``), so the report lists
@@ -66,6 +70,11 @@ def get_config(arg: str | None = None):
   c.evaluator = dict(name="one_shot",
                      one_shot=dict(steps=400, batch_size=128, optimizer="sgd", learning_rate=0.05,
                                    weight_decay=1e-4, schedule="cosine", augment=True, val_examples=5000))
+  # The memory budget: a penalty (off here) or a constraint (0 = none). The penalty is AKD's reward
+  # on the params model: accuracy x (params / T)^w, hard form alpha = 0, beta = -1 (accuracy x
+  # min(1, T / params)); e.g. --config.evaluator.reward.latency_model=params
+  # --config.evaluator.reward.target=2e5. One target per point of the accuracy-vs-size curve.
+  c.evaluator.reward = dict(latency_model="", target=0.0, alpha=0.0, beta=-1.0)
   c.constraint = dict(max_params=0, max_flops=0.0, max_latency_ms=0.0)
   # L_OD: RepDistiller's weights (0.1 CE + 0.9 T^2 KL) at T = 4; the paper gives neither.
   c.kd = dict(loss="oracle", temperature=4.0, oracle_aggregate="logits")
