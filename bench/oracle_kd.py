@@ -4,8 +4,8 @@ Kang, Mun & Han, "Towards Oracle Knowledge Distillation with Neural Architecture
 2020), at a reduced scale (docs/methods/oracle_kd.md):
 
   python bench/oracle_kd.py [--quick] [--members 3 --member resnet8 --student resnet8 --seeds 2]
-                            [--part rows|search|all --search-backbone resnet14 --targets 1.1,1.5
-                             --rounds 6 --steps-per-round 10]
+                            [--part rows|search|all --search-backbone resnet8 --search-depths 1,1,2
+                             --search-positions 3 --targets 1.2,1.6 --rounds 6 --steps-per-round 10]
 
 1. trains an ensemble of M zoo ResNets (member ``i`` from ``fold_in(key, i)``, plain CE) on the
    shared CIFAR-10 subset (``JDANAS_DATA_DIR``) and reports its oracle statistics on the TRAINING
@@ -18,15 +18,16 @@ Kang, Mun & Han, "Towards Oracle Knowledge Distillation with Neural Architecture
    teacher), (c) ``oracle`` (L_OD, same weights and T, the mean logits of the correct members);
 3. reports test accuracy mean and spread (max - min, and the per-seed values) per row.
 
-With ``--part search`` (instead of step 2) it runs KDAS searches (``kdas_masked`` on
-``--search-backbone``, default ResNet-14: an add-on needs two blocks in its stage and ResNet-8 has
-one; one add-on per stage; the ``reinforce`` controller and the ``one_shot`` evaluator with L_OD,
-the same shared-weight seed for every search), one without a size penalty and one per
-``--targets`` value with the params reward of :mod:`jdanas.rewards` (hard form ``alpha = 0,
-beta = -1``; ``T`` = the value x the backbone's params), and trains each found student and the
-search backbone from scratch with L_OD exactly as the backbone rows (same recipe, steps, batches,
-seeds): the unpenalised one is the ``searched`` row, all of them the accuracy-vs-size curve.
-``--part all`` runs both parts after one ensemble.
+With ``--part search`` (instead of step 2) it runs KDAS searches (``kdas_masked`` on a
+``--search-backbone`` with ``--search-depths`` blocks per stage, default ResNet-8 with two blocks in
+stage 3, since an add-on needs two blocks in its stage and ResNet-8 has one; add-ons after
+``--search-positions``, default stage 3 only, 28 architectures, to fit the CPU budget; the ``reinforce`` controller and the ``one_shot`` evaluator with L_OD, the
+same controller seed, shared-weight seed and data stream for every search), one without a size
+penalty and one per ``--targets`` value with the params reward of :mod:`jdanas.rewards` (hard form
+``alpha = 0, beta = -1``; ``T`` = the value x the search backbone's params), and trains each found
+student and the search backbone from scratch with L_OD exactly as the backbone rows (same recipe,
+steps, batches, seeds): the unpenalised one is the ``searched`` row, all of them the
+accuracy-vs-size curve. ``--part all`` runs both parts after one ensemble.
 
 Output: JSON lines on stdout: one ``{"row": "ensemble", ...}``, one per student row, and a last
 ``{"summary": ...}`` line with the oracle-minus-KD and KD-minus-CE gaps of the means (part
@@ -71,9 +72,12 @@ def main(argv=None) -> None:
   p.add_argument("--part", choices=PARTS, default="rows",
                  help="rows: the backbone trained with CE / averaged KD / L_OD; search: KDAS searches (no penalty "
                       "and one per --targets) and their students trained with L_OD; all: both")
-  p.add_argument("--search-backbone", default="resnet14",
-                 help="zoo ResNet the KDAS add-ons go on (>= 2 blocks per stage: ResNet-8 has one)")
-  p.add_argument("--targets", default="1.1,1.5",
+  p.add_argument("--search-backbone", default="resnet8", help="zoo ResNet the KDAS add-ons go on")
+  p.add_argument("--search-depths", default="1,1,2",
+                 help="blocks per stage of the search backbone ('' = the zoo model's); a stage with an add-on "
+                      "needs >= 2 (ResNet-8 has 1 per stage)")
+  p.add_argument("--search-positions", default="3", help="the stages that end with an add-on")
+  p.add_argument("--targets", default="1.2,1.6",
                  help="params targets of the penalised searches, as multiples of the backbone's params")
   p.add_argument("--rounds", type=int, default=None, help="controller rounds per search")
   p.add_argument("--steps-per-round", type=int, default=None, help="shared-weight steps per round")
@@ -178,8 +182,10 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
   from jdanas.spaces import get_space
   from jdanas.train.oneshot import OneShotEvaluator
 
-  exact = get_space("kdas", backbone=args.search_backbone)
-  masked = get_space("kdas_masked", backbone=args.search_backbone)
+  kw = dict(backbone=args.search_backbone, positions=tuple(int(v) for v in args.search_positions.split(",")))
+  if args.search_depths:
+    kw["depths"] = tuple(int(v) for v in args.search_depths.split(","))
+  exact, masked = get_space("kdas", **kw), get_space("kdas_masked", **kw)
   backbone = exact.encode("|".join(["identity:00"] * (masked.num_decisions // 3)))
   params = lambda e: costs.model_costs(exact, e, num_classes=data.num_classes, input_shape=tuple(data.image_shape),  # noqa: E731
                                        flops=False).params
@@ -217,7 +223,8 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
       log(f"[search target={target}] round {r}: best score {best[0]:.4f}")
     arch = exact.decode(best[1])
     found.append((target, arch))
-    print(json.dumps({"search": {"backbone": args.search_backbone, "target_x_backbone": target, "reward": reward},
+    print(json.dumps({"search": {"space": {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()},
+                                 "target_x_backbone": target, "reward": reward},
                       "arch": arch, "params": params(best[1]), "backbone_params": backbone_params,
                       "score": r4(best[0]), "one_shot_accuracy": r4(best[2]), "rounds": cfg["rounds"],
                       "num_asks": cfg["num_asks"], "steps_per_round": cfg["steps_per_round"],
@@ -228,7 +235,7 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
       ("curve", t, a) for t, a in found[1:]]:
     if arch not in trained:
       trained[arch] = train_student(exact, exact.encode(arch), "oracle", True, f"{row} {arch}")
-    print(json.dumps({"row": row, "target_x_backbone": target, "backbone": args.search_backbone, "arch": arch,
+    print(json.dumps({"row": row, "target_x_backbone": target, "arch": arch,
                       "params": params(exact.encode(arch)), "backbone_params": backbone_params, **trained[arch],
                       **common}), flush=True)
 
