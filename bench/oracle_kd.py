@@ -5,7 +5,7 @@ Kang, Mun & Han, "Towards Oracle Knowledge Distillation with Neural Architecture
 
   python bench/oracle_kd.py [--quick] [--members 3 --member resnet8 --student resnet8 --seeds 2]
                             [--part rows|search|all --search-backbone resnet8 --search-depths 1,1,2
-                             --search-positions 3 --targets 1.2,1.6 --rounds 6 --steps-per-round 10]
+                             --search-positions 3 --targets 1.3 --rounds 6 --steps-per-round 20]
 
 1. trains an ensemble of M zoo ResNets (member ``i`` from ``fold_in(key, i)``, plain CE) on the
    shared CIFAR-10 subset (``JDANAS_DATA_DIR``) and reports its oracle statistics on the TRAINING
@@ -48,7 +48,7 @@ import numpy as np
 TRAIN_FILE = "cifar10_train_subset.npz"
 TEST_FILE = "cifar10_test.npz"
 FULL = dict(train_limit=5000, val_size=500, test_limit=2000, member_steps=300, student_steps=300, batch_size=64,
-            rounds=6, steps_per_round=10, num_asks=4)
+            rounds=6, steps_per_round=20, num_asks=4)
 QUICK = dict(train_limit=256, val_size=64, test_limit=200, member_steps=4, student_steps=4, batch_size=32,
              rounds=2, steps_per_round=2, num_asks=2)
 PARTS = ("rows", "search", "all")
@@ -77,7 +77,7 @@ def main(argv=None) -> None:
                  help="blocks per stage of the search backbone ('' = the zoo model's); a stage with an add-on "
                       "needs >= 2 (ResNet-8 has 1 per stage)")
   p.add_argument("--search-positions", default="3", help="the stages that end with an add-on")
-  p.add_argument("--targets", default="1.2,1.6",
+  p.add_argument("--targets", default="1.3",
                  help="params targets of the penalised searches, as multiples of the backbone's params")
   p.add_argument("--rounds", type=int, default=None, help="controller rounds per search")
   p.add_argument("--steps-per-round", type=int, default=None, help="shared-weight steps per round")
