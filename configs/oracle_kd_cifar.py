@@ -33,11 +33,20 @@ Variants:
 * ``runlocal``: CPU-sized, on the shared CIFAR-10 npz (``JDANAS_DATA_DIR``, default ../shared/data):
   5,000 training images, 3 x ResNet-14 members (300 steps each), a ResNet-14 backbone with add-ons
   after stages 2 and 3, 3 rounds of 4 children with 20 shared-weight steps each, 300-step final
-  training of the best child and of the backbone. Not measured end to end yet (see
-  docs/methods/oracle_kd.md for the timed pieces)::
+  training of the best child and of the backbone::
 
-    python run.py --config configs/oracle_kd_cifar.py:runlocal --workdir /tmp/oracle_kd_local
+    timeout 2000 python run.py --config configs/oracle_kd_cifar.py:runlocal --workdir /tmp/oracle_kd_local
 
+  Measured 2026-12-05 on the 2-core CPU shared with five other jobs (load average 13-19): it did
+  NOT finish in 30 min; ``timeout 2000`` stopped it after 33 min 20 s (peak RSS 1.4 GB) in the
+  final L_OD training of the chosen student (163 of 300 steps). The ensemble trained in 17.6 min
+  (members 3 min 18 s, 6 min 33 s, 7 min 43 s as the load rose; test: members 45.6 / 45.3 / 45.3 %,
+  average 47.7 %, oracle 60.8 %, all right 29.9 %, none right 39.3 %), the search in 5.8 min; its
+  one-shot scores were 0.104-0.122, about chance: 60 shared-weight steps do not train the supernet
+  at this scale, so the chosen child is close to a random one. Run again with the same
+  ``--workdir``, it resumes after the search (teacher cached, search checkpointed) and only the
+  final trainings run. Not timed on a quiet machine (the first member's 3 min 18 s at load ~4
+  suggests about 25 min there; not measured).
 * ``smoke``: tiny nets and schedules on the embedded digits (seconds; for tests; results meaningless).
 """
 import os
