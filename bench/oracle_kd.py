@@ -79,6 +79,9 @@ def main(argv=None) -> None:
   p.add_argument("--search-positions", default="3", help="the stages that end with an add-on")
   p.add_argument("--targets", default="1.3",
                  help="params targets of the penalised searches, as multiples of the backbone's params")
+  p.add_argument("--train", default="searched,search_backbone,curve",
+                 help="part search: which rows to train from scratch (comma-separated subset of searched, "
+                      "search_backbone, curve; 'none': the searches only)")
   p.add_argument("--rounds", type=int, default=None, help="controller rounds per search")
   p.add_argument("--steps-per-round", type=int, default=None, help="shared-weight steps per round")
   args = p.parse_args(argv)
@@ -90,6 +93,10 @@ def main(argv=None) -> None:
     p.error(f"--targets: comma-separated numbers > 0, got {args.targets!r}")
   if not all(t > 0 for t in targets):
     p.error(f"--targets: comma-separated numbers > 0, got {args.targets!r}")
+  train_rows = set() if args.train == "none" else set(args.train.split(","))
+  if not train_rows <= {"searched", "search_backbone", "curve"}:
+    p.error(f"--train: a subset of searched, search_backbone, curve, or 'none'; got {args.train!r}")
+  args.train_rows = train_rows
   cfg = dict(QUICK if args.quick else FULL)
   for name in ("member_steps", "student_steps", "rounds", "steps_per_round"):
     if getattr(args, name) is not None:
@@ -233,6 +240,8 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
   trained: dict[str, dict] = {}
   for row, target, arch in [("searched", None, found[0][1]), ("search_backbone", None, backbone_arch)] + [
       ("curve", t, a) for t, a in found[1:]]:
+    if row not in args.train_rows:
+      continue
     if arch not in trained:
       trained[arch] = train_student(exact, exact.encode(arch), "oracle", True, f"{row} {arch}")
     print(json.dumps({"row": row, "target_x_backbone": target, "arch": arch,
