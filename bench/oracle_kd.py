@@ -4,6 +4,8 @@ Kang, Mun & Han, "Towards Oracle Knowledge Distillation with Neural Architecture
 2020), at a reduced scale (docs/methods/oracle_kd.md):
 
   python bench/oracle_kd.py [--quick] [--members 3 --member resnet8 --student resnet8 --seeds 2]
+                            [--part rows|search|all --search-backbone resnet8 --search-depths 1,1,2
+                             --search-positions 3 --targets 1.3 --rounds 6 --steps-per-round 20]
 
 1. trains an ensemble of M zoo ResNets (member ``i`` from ``fold_in(key, i)``, plain CE) on the
    shared CIFAR-10 subset (``JDANAS_DATA_DIR``) and reports its oracle statistics on the TRAINING
@@ -16,11 +18,23 @@ Kang, Mun & Han, "Towards Oracle Knowledge Distillation with Neural Architecture
    teacher), (c) ``oracle`` (L_OD, same weights and T, the mean logits of the correct members);
 3. reports test accuracy mean and spread (max - min, and the per-seed values) per row.
 
+With ``--part search`` (instead of step 2) it runs KDAS searches (``kdas_masked`` on a
+``--search-backbone`` with ``--search-depths`` blocks per stage, default ResNet-8 with two blocks in
+stage 3, since an add-on needs two blocks in its stage and ResNet-8 has one; add-ons after
+``--search-positions``, default stage 3 only, 28 architectures, to fit the CPU budget; the ``reinforce`` controller and the ``one_shot`` evaluator with L_OD, the
+same controller seed, shared-weight seed and data stream for every search), one without a size
+penalty and one per ``--targets`` value with the params reward of :mod:`jdanas.rewards` (hard form
+``alpha = 0, beta = -1``; ``T`` = the value x the search backbone's params), and trains each found
+student and the search backbone from scratch with L_OD exactly as the backbone rows (same recipe,
+steps, batches, seeds): the unpenalised one is the ``searched`` row, all of them the
+accuracy-vs-size curve. ``--part all`` runs both parts after one ensemble.
+
 Output: JSON lines on stdout: one ``{"row": "ensemble", ...}``, one per student row, and a last
-``{"summary": ...}`` line with the oracle-minus-KD and KD-minus-CE gaps of the means. Progress goes to
-stderr. If the data files are absent it prints ``{"skipped": "<reason>"}`` and exits 0. The
-searched KDAS student is not a row: a search does not fit this bench's budget on the 2-core CPU
-(``configs/oracle_kd_cifar.py:runlocal`` runs one).
+``{"summary": ...}`` line with the oracle-minus-KD and KD-minus-CE gaps of the means (part
+``rows``); one ``{"search": ...}`` line per search and one ``{"row": "searched" |
+"search_backbone" | "curve", ...}`` line per trained student (part ``search``); a last ``{"done":
+...}`` line. Progress goes to stderr. If the data files are absent it prints ``{"skipped":
+"<reason>"}`` and exits 0.
 """
 from __future__ import annotations
 
@@ -33,8 +47,11 @@ import numpy as np
 
 TRAIN_FILE = "cifar10_train_subset.npz"
 TEST_FILE = "cifar10_test.npz"
-FULL = dict(train_limit=5000, val_size=500, test_limit=2000, member_steps=300, student_steps=300, batch_size=64)
-QUICK = dict(train_limit=256, val_size=64, test_limit=200, member_steps=4, student_steps=4, batch_size=32)
+FULL = dict(train_limit=5000, val_size=500, test_limit=2000, member_steps=300, student_steps=300, batch_size=64,
+            rounds=6, steps_per_round=20, num_asks=4)
+QUICK = dict(train_limit=256, val_size=64, test_limit=200, member_steps=4, student_steps=4, batch_size=32,
+             rounds=2, steps_per_round=2, num_asks=2)
+PARTS = ("rows", "search", "all")
 ROWS = (("ce", "ce", False), ("kd_average", "repdistiller", True), ("oracle", "oracle", True))
 
 
@@ -52,11 +69,36 @@ def main(argv=None) -> None:
   p.add_argument("--member-steps", type=int, default=None)
   p.add_argument("--student-steps", type=int, default=None)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--part", choices=PARTS, default="rows",
+                 help="rows: the backbone trained with CE / averaged KD / L_OD; search: KDAS searches (no penalty "
+                      "and one per --targets) and their students trained with L_OD; all: both")
+  p.add_argument("--search-backbone", default="resnet8", help="zoo ResNet the KDAS add-ons go on")
+  p.add_argument("--search-depths", default="1,1,2",
+                 help="blocks per stage of the search backbone ('' = the zoo model's); a stage with an add-on "
+                      "needs >= 2 (ResNet-8 has 1 per stage)")
+  p.add_argument("--search-positions", default="3", help="the stages that end with an add-on")
+  p.add_argument("--targets", default="1.3",
+                 help="params targets of the penalised searches, as multiples of the backbone's params")
+  p.add_argument("--train", default="searched,search_backbone,curve",
+                 help="part search: which rows to train from scratch (comma-separated subset of searched, "
+                      "search_backbone, curve; 'none': the searches only)")
+  p.add_argument("--rounds", type=int, default=None, help="controller rounds per search")
+  p.add_argument("--steps-per-round", type=int, default=None, help="shared-weight steps per round")
   args = p.parse_args(argv)
   if args.members < 2 or args.seeds < 2:
     p.error("--members and --seeds must be >= 2")
+  try:
+    targets = [float(t) for t in args.targets.split(",") if t.strip()]
+  except ValueError:
+    p.error(f"--targets: comma-separated numbers > 0, got {args.targets!r}")
+  if not all(t > 0 for t in targets):
+    p.error(f"--targets: comma-separated numbers > 0, got {args.targets!r}")
+  train_rows = set() if args.train == "none" else set(args.train.split(","))
+  if not train_rows <= {"searched", "search_backbone", "curve"}:
+    p.error(f"--train: a subset of searched, search_backbone, curve, or 'none'; got {args.train!r}")
+  args.train_rows = train_rows
   cfg = dict(QUICK if args.quick else FULL)
-  for name in ("member_steps", "student_steps"):
+  for name in ("member_steps", "student_steps", "rounds", "steps_per_round"):
     if getattr(args, name) is not None:
       cfg[name] = getattr(args, name)
 
@@ -101,26 +143,110 @@ def main(argv=None) -> None:
                     "test_members": [r4(a) for a in test_stats["members"]], "test_average": r4(test_stats["average"]),
                     "test_oracle": r4(test_stats["oracle"]), "seconds": round(teacher_s, 1), **common}), flush=True)
 
-  space = get_space("zoo", models=(args.student,))
-  enc = space.encode(args.student)
-  module = space.build(space.signature(enc), data.num_classes)
-  means = {}
-  for row, loss, with_teacher in ROWS:
+  def train_student(space, enc, loss: str, with_teacher: bool, desc: str) -> dict:
+    """Trains ``enc`` with ``loss`` (``--seeds`` students of one population) and tests it."""
     t0 = time.perf_counter()
     trainer = PopulationTrainer(space, data, recipe=recipe(cfg["student_steps"], loss),
                                 teacher=teacher if with_teacher else None)
-    result = trainer.train(key_student, [enc] * args.seeds, desc=f"{args.student} {row}")
+    result = trainer.train(key_student, [enc] * args.seeds, desc=desc)
+    module = space.build(space.signature(enc), data.num_classes)
     tests = [evaluate(module, result.variables(s), data.test, data.mean, data.std) for s in range(args.seeds)]
-    means[row] = float(np.mean(tests))
-    print(json.dumps({"row": row, "student": args.student, "loss": loss, "steps": cfg["student_steps"],
-                      "seeds": args.seeds, "test_mean": r4(means[row]), "test_spread": r4(max(tests) - min(tests)),
-                      "test_per_seed": [r4(a) for a in tests], "val_per_seed": [r4(a) for a in result.accuracy],
-                      "num_compilations": result.num_compilations, "seconds": round(time.perf_counter() - t0, 1),
+    return {"loss": loss, "steps": cfg["student_steps"], "seeds": args.seeds, "test_mean": r4(np.mean(tests)),
+            "test_spread": r4(max(tests) - min(tests)), "test_per_seed": [r4(a) for a in tests],
+            "val_per_seed": [r4(a) for a in result.accuracy], "num_compilations": result.num_compilations,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+  if args.part in ("rows", "all"):
+    _backbone_rows(args, train_student, common, get_space)
+  if args.part in ("search", "all"):
+    _search_rows(args, cfg, targets, data, teacher, recipe, train_student, common, r4)
+  print(json.dumps({"done": args.part, "seconds": round(time.perf_counter() - t_start, 1)}), flush=True)
+
+
+def _backbone_rows(args, train_student, common, get_space) -> None:
+  """The backbone trained with CE, averaged-ensemble KD and L_OD, and the summary line."""
+  space = get_space("zoo", models=(args.student,))
+  enc = space.encode(args.student)
+  means = {}
+  for row, loss, with_teacher in ROWS:
+    out = train_student(space, enc, loss, with_teacher, f"{args.student} {row}")
+    means[row] = out["test_mean"]
+    print(json.dumps({"row": row, "student": args.student, **out, **common}), flush=True)
+  print(json.dumps({"summary": {"oracle_minus_kd": round(means["oracle"] - means["kd_average"], 4),
+                                "kd_minus_ce": round(means["kd_average"] - means["ce"], 4),
+                                "oracle_minus_ce": round(means["oracle"] - means["ce"], 4)}}), flush=True)
+
+
+def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, common, r4) -> None:
+  """KDAS searches (no penalty, then one params target each), then the students trained with L_OD:
+  the unpenalised search's (``searched``), the search backbone (``search_backbone``) and the
+  penalised searches' (``curve``), in that order (the first rows are the ones a timeout keeps)."""
+  import jax
+
+  from jdanas import costs
+  from jdanas.rewards import LatencyModel, RewardEvaluator
+  from jdanas.searchers import SEARCHERS
+  from jdanas.spaces import get_space
+  from jdanas.train.oneshot import OneShotEvaluator
+
+  kw = dict(backbone=args.search_backbone, positions=tuple(int(v) for v in args.search_positions.split(",")))
+  if args.search_depths:
+    kw["depths"] = tuple(int(v) for v in args.search_depths.split(","))
+  exact, masked = get_space("kdas", **kw), get_space("kdas_masked", **kw)
+  backbone = exact.encode("|".join(["identity:00"] * (masked.num_decisions // 3)))
+  params = lambda e: costs.model_costs(exact, e, num_classes=data.num_classes, input_shape=tuple(data.image_shape),  # noqa: E731
+                                       flops=False).params
+  backbone_params = params(backbone)
+  shared_recipe = recipe(cfg["rounds"] * cfg["steps_per_round"], "oracle")
+  searcher = SEARCHERS["reinforce"](masked, num_asks=cfg["num_asks"])
+  ask, tell = jax.jit(searcher.ask), jax.jit(searcher.tell)
+  key_search = jax.random.fold_in(jax.random.key(args.seed), 1)
+  # One evaluator (its step and score programs compile once); every search starts from the same
+  # initial shared weights and data position.
+  one_shot = OneShotEvaluator(masked, data, recipe=shared_recipe, steps_per_round=cfg["steps_per_round"],
+                              teacher=teacher, seed=args.seed, val_examples=0)
+  initial = jax.tree.map(np.array, one_shot.state)
+  latency = LatencyModel("params", masked, num_classes=data.num_classes, input_shape=tuple(data.image_shape))
+  found = []
+  for target in [None] + targets:
+    t0 = time.perf_counter()
+    one_shot.restore(initial)
+    evaluator, reward = one_shot, None
+    if target is not None:  # hard form: accuracy x min(1, T / params)
+      reward = dict(latency_model="params", target=target * backbone_params, alpha=0.0, beta=-1.0)
+      evaluator = RewardEvaluator(one_shot, latency, target=reward["target"], alpha=0.0, beta=-1.0)
+    state = jax.jit(searcher.init)(key_search)
+    best = (-np.inf, None, None)
+    for r in range(cfg["rounds"]):
+      k_ask, k_eval, k_tell = jax.random.split(jax.random.fold_in(key_search, r), 3)
+      encs, state = ask(k_ask, state)
+      encs = np.asarray(encs)
+      ev = evaluator(k_eval, encs)
+      state, _ = tell(k_tell, state, encs, ev.scores)
+      accuracy = ev.extras["accuracy"] if ev.extras else ev.scores
+      i = int(np.argmax(ev.scores))
+      if ev.scores[i] > best[0]:
+        best = (float(ev.scores[i]), encs[i], float(accuracy[i]))
+      log(f"[search target={target}] round {r}: best score {best[0]:.4f}")
+    arch = exact.decode(best[1])
+    found.append((target, arch))
+    print(json.dumps({"search": {"space": {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()},
+                                 "target_x_backbone": target, "reward": reward},
+                      "arch": arch, "params": params(best[1]), "backbone_params": backbone_params,
+                      "score": r4(best[0]), "one_shot_accuracy": r4(best[2]), "rounds": cfg["rounds"],
+                      "num_asks": cfg["num_asks"], "steps_per_round": cfg["steps_per_round"],
+                      "seconds": round(time.perf_counter() - t0, 1), **common}), flush=True)
+  backbone_arch = exact.decode(backbone)
+  trained: dict[str, dict] = {}
+  for row, target, arch in [("searched", None, found[0][1]), ("search_backbone", None, backbone_arch)] + [
+      ("curve", t, a) for t, a in found[1:]]:
+    if row not in args.train_rows:
+      continue
+    if arch not in trained:
+      trained[arch] = train_student(exact, exact.encode(arch), "oracle", True, f"{row} {arch}")
+    print(json.dumps({"row": row, "target_x_backbone": target, "arch": arch,
+                      "params": params(exact.encode(arch)), "backbone_params": backbone_params, **trained[arch],
                       **common}), flush=True)
-  print(json.dumps({"summary": {"oracle_minus_kd": r4(means["oracle"] - means["kd_average"]),
-                                "kd_minus_ce": r4(means["kd_average"] - means["ce"]),
-                                "oracle_minus_ce": r4(means["oracle"] - means["ce"])},
-                    "seconds": round(time.perf_counter() - t_start, 1)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ Pipeline:
    stage, 7 ops and two connection bits each) with the ENAS protocol: the ``reinforce`` controller
    proposes children, the ``one_shot`` evaluator trains the shared weights on them with the oracle
    KD loss (``kd.loss = "oracle"``, L_OD) and scores them with the shared weights on held-out data.
+   A memory budget is either a constraint (``constraint.max_params``) or a penalty
+   (``evaluator.reward`` with ``latency_model = "params"``: the score becomes the one-shot
+   accuracy x min(1, T / params), the hard form of AKD's reward; off by default); searching with
+   several targets T gives the accuracy-vs-size curve (``bench/oracle_kd.py --part search``).
 3. Final: the best ``top_k`` children are trained from scratch with L_OD; the best by validation
    accuracy is exported and also trained without KD. The backbone (all add-ons identity, i.e. the
    plain ResNet-32) is trained with the same L_OD recipe (``final.baselines``), so the report lists
@@ -29,11 +33,20 @@ Variants:
 * ``runlocal``: CPU-sized, on the shared CIFAR-10 npz (``JDANAS_DATA_DIR``, default ../shared/data):
   5,000 training images, 3 x ResNet-14 members (300 steps each), a ResNet-14 backbone with add-ons
   after stages 2 and 3, 3 rounds of 4 children with 20 shared-weight steps each, 300-step final
-  training of the best child and of the backbone. Not measured end to end yet (see
-  docs/methods/oracle_kd.md for the timed pieces)::
+  training of the best child and of the backbone::
 
-    python run.py --config configs/oracle_kd_cifar.py:runlocal --workdir /tmp/oracle_kd_local
+    timeout 2000 python run.py --config configs/oracle_kd_cifar.py:runlocal --workdir /tmp/oracle_kd_local
 
+  Measured 2026-12-05 on the 2-core CPU shared with five other jobs (load average 13-19): it did
+  NOT finish in 30 min; ``timeout 2000`` stopped it after 33 min 20 s (peak RSS 1.4 GB) in the
+  final L_OD training of the chosen student (163 of 300 steps). The ensemble trained in 17.6 min
+  (members 3 min 18 s, 6 min 33 s, 7 min 43 s as the load rose; test: members 45.6 / 45.3 / 45.3 %,
+  average 47.7 %, oracle 60.8 %, all right 29.9 %, none right 39.3 %), the search in 5.8 min; its
+  one-shot scores were 0.104-0.122, about chance: 60 shared-weight steps do not train the supernet
+  at this scale, so the chosen child is close to a random one. Run again with the same
+  ``--workdir`` (load 3-4) it resumed after the search and finished in 7 min 52 s: 41 min 12 s in
+  all. The chosen child ``maxpool3x3:11|maxpool3x3:01`` did not learn (test 10.2 % with L_OD,
+  12.1 % without KD); the backbone with L_OD reached 41.3 %. Not timed on a quiet machine.
 * ``smoke``: tiny nets and schedules on the embedded digits (seconds; for tests; results meaningless).
 """
 import os
@@ -66,6 +79,11 @@ def get_config(arg: str | None = None):
   c.evaluator = dict(name="one_shot",
                      one_shot=dict(steps=400, batch_size=128, optimizer="sgd", learning_rate=0.05,
                                    weight_decay=1e-4, schedule="cosine", augment=True, val_examples=5000))
+  # The memory budget: a penalty (off here) or a constraint (0 = none). The penalty is AKD's reward
+  # on the params model: accuracy x (params / T)^w, hard form alpha = 0, beta = -1 (accuracy x
+  # min(1, T / params)); e.g. --config.evaluator.reward.latency_model=params
+  # --config.evaluator.reward.target=2e5. One target per point of the accuracy-vs-size curve.
+  c.evaluator.reward = dict(latency_model="", target=0.0, alpha=0.0, beta=-1.0)
   c.constraint = dict(max_params=0, max_flops=0.0, max_latency_ms=0.0)
   # L_OD: RepDistiller's weights (0.1 CE + 0.9 T^2 KL) at T = 4; the paper gives neither.
   c.kd = dict(loss="oracle", temperature=4.0, oracle_aggregate="logits")

@@ -6,7 +6,9 @@ Search for Mobile", CVPR 2019)::
 
 ``ACC`` is the score of an accuracy evaluator (``short_kd``: the held-out accuracy after the short KD
 run from the teacher, AKD's ACC_KD; with ``evaluator.short_kd.distill=False`` the same run with plain
-cross-entropy, the "NAS + KD" baseline; ``tabular``: an NB201 table column). ``LAT`` comes from a
+cross-entropy, the "NAS + KD" baseline; ``tabular``: an NB201 table column; ``one_shot``: the child's
+accuracy with the shared supernet weights, where ``latency_model="params"`` makes the reward the
+memory penalty of KDAS, Kang, Mun & Han, AAAI 2020, docs/methods/oracle_kd.md). ``LAT`` comes from a
 latency model (:data:`LATENCY_MODELS`): ``measured`` (:func:`jdanas.costs.latency_ms` on the run's
 own device), ``flops`` or ``params`` (:func:`jdanas.costs.model_costs`); ``T`` is in the model's
 unit. Soft form (MnasNet, used by AKD): ``alpha = beta = -0.07``; hard form: ``alpha = 0, beta = -1``.
@@ -120,11 +122,24 @@ class RewardEvaluator:
       out[i] = self.cache[k]
     return out
 
+  @property
+  def state(self):
+    """The inner evaluator's checkpointable state (the ``one_shot`` shared weights and data
+    position), or None for a stateless one; the search loop saves it with the searcher."""
+    return getattr(self.inner, "state", None)
+
+  def restore(self, state) -> None:
+    """Continues the inner evaluator from a checkpointed :attr:`state`."""
+    self.inner.restore(state)
+
   def resume(self, ledger: list[dict]) -> None:
-    """Refills the cache from the ``latency`` column of a restored ledger."""
+    """Refills the cache from the ``latency`` column of a restored ledger (and resumes the inner
+    evaluator from it where it has such a hook)."""
     for row in ledger:
       if row.get("latency") is not None:
         self.cache.setdefault(encoding_key(row["encoding"]), float(row["latency"]))
+    if hasattr(self.inner, "resume"):
+      self.inner.resume(ledger)
 
   def describe(self) -> dict:
     """The reward's settings for the report."""

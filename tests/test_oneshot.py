@@ -18,6 +18,8 @@ from jdanas.train import Recipe
 from jdanas.train.oneshot import OneShotEvaluator
 
 SPACE = dict(positions=(1, 3), depths=(2, 1, 2), widths=(4, 4, 8), stem=4)
+# KDAS's memory penalty: AKD's reward on the params model, hard form (accuracy x min(1, T / params)).
+PARAMS_PENALTY = dict(latency_model="params", target=4000.0, alpha=0.0, beta=-1.0)
 RECIPE = Recipe(steps=12, batch_size=16, loss=KD_PRESETS["oracle"], eval_batch_size=20, augment=True)
 
 
@@ -102,18 +104,20 @@ def test_needs_a_masked_space_and_valid_settings(tiny_data, teacher):
 
 
 @pytest.mark.slow
-def test_kdas_search_with_reinforce_resumes_to_the_same_ledger(tmp_path):
+@pytest.mark.parametrize("reward", [None, PARAMS_PENALTY], ids=["accuracy", "params_penalty"])
+def test_kdas_search_with_reinforce_resumes_to_the_same_ledger(tmp_path, reward):
   """The ENAS protocol end to end: reinforce controller + one_shot evaluator on kdas_masked with
-  an ensemble teacher and the oracle loss; an interrupted search resumes to the same ledger."""
+  an ensemble teacher and the oracle loss; an interrupted search resumes to the same ledger, also
+  when the score is the params-penalised reward (the shared weights go through RewardEvaluator)."""
   from jdanas.pipeline import search
 
   def config(rounds):
-    return smoke_config(**{"teacher.ensemble": 2, "kd.loss": "oracle", "space.name": "kdas_masked",
-                           "space.kwargs": dict(backbone="resnet8", depths=(2, 1, 2), widths=(4, 4, 8), stem=4,
-                                                positions=(1, 3)),
-                           "searcher.name": "reinforce", "searcher.kwargs": dict(num_asks=2),
-                           "evaluator.name": "one_shot", "evaluator.one_shot.steps": 3,
-                           "evaluator.one_shot.batch_size": 32, "search.rounds": rounds})
+    changes = {"teacher.ensemble": 2, "kd.loss": "oracle", "space.name": "kdas_masked",
+               "space.kwargs": dict(backbone="resnet8", depths=(2, 1, 2), widths=(4, 4, 8), stem=4, positions=(1, 3)),
+               "searcher.name": "reinforce", "searcher.kwargs": dict(num_asks=2),
+               "evaluator.name": "one_shot", "evaluator.one_shot.steps": 3,
+               "evaluator.one_shot.batch_size": 32, "search.rounds": rounds}
+    return smoke_config(**changes, **({"evaluator.reward": reward} if reward else {}))
 
   straight = search(config(3), tmp_path / "straight").ledger
   save = Checkpoints.save
@@ -130,4 +134,46 @@ def test_kdas_search_with_reinforce_resumes_to_the_same_ledger(tmp_path):
   resumed = search(config(3), tmp_path / "resumed").ledger
   strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]  # noqa: E731
   assert len(straight) == 6 and strip(resumed) == strip(straight)
-  assert all(r["score_kind"] == "one_shot_val_accuracy" and r["score"] is not None for r in straight)
+  kind = "one_shot_val_accuracy" if reward is None else "reward:one_shot_val_accuracy x (params/T)^w"
+  assert all(r["score_kind"] == kind and r["score"] is not None for r in straight)
+  if reward is not None:  # the penalty: accuracy x min(1, T / params) (hard form)
+    for r in straight:
+      expected = r["accuracy"] * min(1.0, reward["target"] / r["latency"])
+      assert r["score"] == pytest.approx(expected, rel=1e-6)
+    assert any(r["latency"] > reward["target"] for r in straight)  # the penalty bites on some child
+
+
+def _penalty_plan():
+  from jdanas.pipeline.config import build_plan
+  return build_plan(smoke_config(**{"space.name": "kdas_masked", "evaluator.name": "one_shot",
+                                    "space.kwargs": dict(SPACE), "kd.loss": "oracle",
+                                    "evaluator.one_shot.batch_size": 16, "evaluator.reward": PARAMS_PENALTY}))
+
+
+def test_plan_accepts_a_params_penalty_on_the_one_shot_score():
+  plan = _penalty_plan()
+  assert plan.evaluator == "one_shot" and plan.reward == dict(PARAMS_PENALTY, batch_size=1, repeats=20)
+
+
+@pytest.mark.slow
+def test_params_penalty_wraps_the_one_shot_evaluator_and_forwards_its_state(tiny_data, teacher):
+  """The reward evaluator exposes and restores the shared weights (what the search loop
+  checkpoints) and its penalty uses the exact child's params."""
+  from jdanas import costs
+  from jdanas.pipeline.setup import build_evaluator
+  from jdanas.rewards import RewardEvaluator
+  ev = build_evaluator(_penalty_plan(), tiny_data, teacher, seed=0)
+  assert isinstance(ev, RewardEvaluator) and ev.score_kind.kind.startswith("reward:one_shot_val_accuracy")
+  assert ev.state is ev.inner.state
+  moved = jax.tree.map(lambda a: np.asarray(a) + 1 if a.dtype.kind in "fi" else a, ev.state)  # a later state
+  ev.restore(moved)
+  assert int(ev.inner.state.step) == 1
+  for a, b in zip(jax.tree.leaves(ev.inner.state), jax.tree.leaves(moved)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  space = get_space("kdas_masked", **SPACE)
+  small, large = space.encode("identity:00|identity:00"), space.encode("conv5x5:11|conv5x5:11")
+  lat = ev.latencies(np.stack([small, large]))
+  exact = get_space("kdas", **SPACE)
+  assert lat[0] == costs.model_costs(exact, small, num_classes=tiny_data.num_classes,
+                                     input_shape=tuple(tiny_data.image_shape), flops=False).params
+  assert lat[0] < lat[1]

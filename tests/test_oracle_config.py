@@ -46,6 +46,15 @@ def test_runlocal_backbone_is_the_plain_zoo_resnet():
   assert kdas_params == zoo_params
 
 
+def test_the_memory_penalty_is_a_config_switch():
+  """Off by default; latency_model=params turns the one-shot score into accuracy x min(1, T/params)."""
+  c = oracle_kd_cifar.get_config("smoke")
+  assert build_plan(c).reward is None
+  c.evaluator.reward.update(latency_model="params", target=2e5)
+  assert build_plan(c).reward == dict(latency_model="params", target=2e5, alpha=0.0, beta=-1.0, batch_size=1,
+                                      repeats=20)
+
+
 def test_unknown_variant_is_refused():
   with pytest.raises(ValueError, match="unknown variant 'quick'"):
     oracle_kd_cifar.get_config("quick")

@@ -228,6 +228,9 @@ CASES = [
      "config.evaluator.reward.repeats"),
     ("reward_batch_size", ["--config", AKD, "--workdir", "{w}", "--config.evaluator.reward.batch_size=-1"],
      "config.evaluator.reward.batch_size"),
+    # -- KDAS's memory penalty: the same reward on the one_shot score (target required once switched on)
+    ("oracle_penalty_target", ["--config", "configs/oracle_kd_cifar.py:smoke", "--workdir", "{w}",
+                               "--config.evaluator.reward.latency_model=params"], "config.evaluator.reward.target"),
     ("short_kd_distill", ["--config", AKD, "--workdir", "{w}", "--config.evaluator.short_kd.distill=maybe"],
      "--config.evaluator.short_kd.distill"),
     # -- DaSS: the predictor evaluator, the space's own teacher, the remapped final init, the meta_train job

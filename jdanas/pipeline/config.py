@@ -16,7 +16,7 @@ reference; every shipped config has the same shape)::
               name "space": the search space's own full network (the DaSS teacher)
   space       name, kwargs
   searcher    name, dedup, kwargs
-  evaluator   name ("short_kd" | "tabular" | "zero_cost") and one subsection per evaluator:
+  evaluator   name ("short_kd" | "tabular" | "zero_cost" | "one_shot") and one subsection per evaluator:
                 short_kd   a recipe (the short KD run that scores a proposal), plus distill (default
                            True; False: the same run with plain cross-entropy, no teacher)
                 tabular    table, column
@@ -29,7 +29,8 @@ reference; every shipped config has the same shape)::
               so that ``--config.evaluator.name=...`` can switch between them.
               Optional ``reward``: latency_model ("measured" | "flops" | "params"; "" = off),
               target, alpha, beta, batch_size, repeats: the score becomes AKD's latency-aware
-              reward of the short_kd / tabular accuracy (:mod:`jdanas.rewards`).
+              reward of the short_kd / tabular / one_shot accuracy (:mod:`jdanas.rewards`; with
+              one_shot and "params", KDAS's memory penalty).
   kd          loss, temperature, semantic_weight, relation_weight, relation_tap, oracle_aggregate
               (loss "oracle": the oracle KD loss over an ensemble teacher's correct members)
   constraint  max_params, max_flops, max_latency_ms (0 = no limit)
@@ -404,6 +405,7 @@ def _evaluator_kwargs(config, space: AbstractSearchSpace, loss: KDLoss) -> dict:
 
 
 REWARD_FIELDS = ("latency_model", "target", "alpha", "beta", "batch_size", "repeats")
+REWARD_EVALUATORS = ("short_kd", "tabular", "one_shot")  # the evaluators whose score is an accuracy
 
 
 def _reward_kwargs(ev) -> dict | None:
@@ -414,8 +416,8 @@ def _reward_kwargs(ev) -> dict | None:
     return None
   unknown = sorted(set(sub) - set(REWARD_FIELDS))
   need(not unknown, "evaluator.reward", f"unknown field(s) {unknown}; the fields are {', '.join(REWARD_FIELDS)}")
-  need(ev.name in ("short_kd", "tabular"), "evaluator.reward",
-       f"needs an accuracy evaluator (evaluator.name 'short_kd' or 'tabular'), not {ev.name!r}")
+  need(ev.name in REWARD_EVALUATORS, "evaluator.reward",
+       f"needs an accuracy evaluator (evaluator.name {', '.join(map(repr, REWARD_EVALUATORS))}), not {ev.name!r}")
   kw = dict(latency_model=sub.latency_model, target=sub.get("target", 0.0), alpha=sub.get("alpha", -0.07),
             beta=sub.get("beta", -0.07), batch_size=sub.get("batch_size", 1), repeats=sub.get("repeats", 20))
   _one_of(kw["latency_model"], LATENCY_MODELS, "evaluator.reward.latency_model")
