@@ -93,7 +93,7 @@ def get_config(arg: str | None = None):
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.data = dict(name="cifar10", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0,
-                test_limit=0, remap_labels=False)
+                test_limit=0, remap_labels=False, image_size=0, rgb=False)
   c.teacher = dict(name="resnet56", path="", require_above_chance=True,
                    train=dict(steps=20_000, batch_size=128, optimizer="sgd", learning_rate=0.1,
                               weight_decay=5e-4, schedule="cosine", augment=True))

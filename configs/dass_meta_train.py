@@ -65,7 +65,7 @@ def get_config(arg: str | None = None):
   c.job = "meta_train"
   c.seed = 0
   c.data = dict(name="cifar100", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0, test_limit=0,
-                remap_labels=False, classes=())
+                remap_labels=False, classes=(), image_size=0, rgb=False)
   c.space = dict(name="dass_resnet", kwargs=dict(FULL_SPACE))
   c.tasks = dict(num_tasks=16, val_tasks=2, classes_per_task=10, num_students=50, num_noise=8, noise_seed=0,
                  teacher=_recipe(4000, 128, 0.1), student=_recipe(1000, 128))

@@ -17,9 +17,10 @@ Run:       python run.py --config configs/dass_search.py:runlocal --workdir /tmp
              --config.evaluator.predictor.path=/tmp/dass_meta/predictor
 Variants:  (none)     accelerator-sized, the paper's space at 32x32; ``dataset=<name>`` picks the unseen
                       task among DATASETS (TFDS names: cifar10 by default; caltech_birds2011, cars196,
-                      dtd, quickdraw_bitmap are the paper's kind of unseen dataset, but their images
-                      vary in size (or are 28x28 grey): jdanas's loader refuses those, so resize them into
-                      an npz of 32x32 RGB images and pass --config.data.name=npz --config.data.path=...).
+                      dtd, quickdraw_bitmap are the paper's kind of unseen dataset); every image is
+                      resized to the space's input size as it is read (``data.image_size``, bilinear)
+                      and grey images become RGB (``data.rgb``), since the predictor's embeddings are
+                      those of 32x32 RGB inputs.
            runlocal   CPU-sized, the shared npz CIFAR-10 restricted to classes 7-9 (never seen by
                       dass_meta_train.py:runlocal), a pool of 64 students, top 2 KD-trained 300 steps.
            smoke      tiny sizes for the tests.
@@ -49,7 +50,7 @@ def get_config(arg: str | None = None):
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.data = dict(name=dataset, path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0, test_limit=0,
-                remap_labels=False, classes=())
+                remap_labels=False, classes=(), image_size=meta_config.FULL_SPACE["image_size"], rgb=True)
   c.teacher = dict(name="space", path="", require_above_chance=True,
                    train=dict(steps=4000, batch_size=128, optimizer="sgd", learning_rate=0.1, weight_decay=3e-5,
                               schedule="cosine", augment=True))

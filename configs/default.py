@@ -34,7 +34,7 @@ def get_config(arg: str | None = None):
   # Your own data: --config.data.name=npz --config.data.path=train.npz [--config.data.test_path=test.npz]
   # (keys x: uint8 [N, H, W, C], y: int [N]; labels 0..K-1, or set remap_labels=True for sparse labels).
   c.data = dict(name="digits", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0, test_limit=0,
-                remap_labels=False)
+                remap_labels=False, image_size=0, rgb=False)
   # Your own teacher: --config.teacher.path=<folder with teacher.json> (saved by jdanas.teachers.save_teacher).
   c.teacher = dict(name="resnet20", path="", ensemble=1, require_above_chance=True,
                    train=dict(steps=300, batch_size=64, optimizer="sgd", learning_rate=0.1,

@@ -54,7 +54,7 @@ def get_config(arg: str | None = None):
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.data = dict(name="cifar100", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0,
-                test_limit=0, remap_labels=False)
+                test_limit=0, remap_labels=False, image_size=0, rgb=False)
   c.teacher = dict(name="resnet56", path="", require_above_chance=True,
                    train=dict(steps=187_500, batch_size=64, optimizer="sgd", learning_rate=0.05,
                               weight_decay=5e-4, schedule="cosine", augment=True))

@@ -415,3 +415,32 @@ def test_shared_cifar10_npz():
   # Well-known CIFAR-10 channel means (0.491, 0.482, 0.447) within subsampling noise.
   np.testing.assert_allclose(ds.mean, (0.491, 0.482, 0.447), atol=0.02)
   np.testing.assert_allclose(ds.std, (0.247, 0.243, 0.261), atol=0.02)
+
+
+def test_image_size_and_rgb_fit_every_image_as_it_is_read():
+  ds = data.load_dataset("digits", seed=0, image_size=16, rgb=True)
+  plain = data.load_dataset("digits", seed=0)
+  assert ds.image_shape == (16, 16, 3) and len(ds.train) == len(plain.train) and ds.test.x.shape[1:] == (16, 16, 3)
+  assert np.array_equal(ds.train.y, plain.train.y)
+  x = ds.train.x[:20].astype(np.int32)
+  assert np.array_equal(x[..., 0], x[..., 1]) and np.array_equal(x[..., 0], x[..., 2])  # grey repeated
+  from PIL import Image
+  expected = np.asarray(Image.fromarray(plain.train.x[3, ..., 0]).resize((16, 16), Image.Resampling.BILINEAR))
+  assert np.array_equal(ds.train.x[3, ..., 0], expected)
+  same = data.load_dataset("digits", seed=0, image_size=8)  # already 8x8: unchanged
+  assert np.array_equal(same.train.x, plain.train.x)
+  with pytest.raises(ValueError, match="^image_size:"):
+    data.load_dataset("digits", image_size=0)
+  with pytest.raises(ValueError, match="^rgb:"):
+    data.load_dataset("digits", rgb="yes")
+
+
+def test_tfds_images_of_varying_size_load_with_image_size():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=12):
+    with pytest.raises(ValueError, match=r"^image_key: .*differ in shape.*data\.image_size"):
+      data.load_dataset("dtd", num_classes=47)
+    ds = data.load_dataset("dtd", num_classes=47, image_size=12, val_size=2)
+    assert ds.image_shape == (12, 12, 3) and ds.train.x.dtype == np.uint8
+    grey = data.load_dataset("quickdraw_bitmap", rgb=True, val_size=2)
+    assert grey.image_shape == (28, 28, 3)

@@ -173,6 +173,8 @@ CASES = [
      "config.data.val_fraction"),
     ("remap_labels_digits", ["--config", SMOKE, "--workdir", "{w}", "--config.data.remap_labels=True"],
      "config.data.remap_labels"),
+    ("image_size_negative", ["--config", SMOKE, "--workdir", "{w}", "--config.data.image_size=-1"],
+     "config.data.image_size: must be an int >= 0"),
     # -- data
     ("data_unknown_name", ["--config", SMOKE, "--workdir", "{w}", "--config.data.name=no_such_dataset"], "config.data.name"),
     ("data_path_missing", ["--config", SMOKE, "--workdir", "{w}", *_npz("nope")], "config.data.path"),

@@ -131,7 +131,8 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
                  val_fraction: float = 0.1, val_size: int | None = None, seed: int = 0,
                  train_limit: int | None = None, test_limit: int | None = None,
                  num_classes: int | None = None, image_key: str | None = None,
-                 label_key: str | None = None, remap_labels: bool = False) -> Dataset:
+                 label_key: str | None = None, remap_labels: bool = False,
+                 image_size: int | None = None, rgb: bool = False) -> Dataset:
   """Loads a dataset into numpy and splits it into train / val / test.
 
   Args:
@@ -153,6 +154,11 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
       sorted order (``npz`` only; e.g. labels ``{1, 5, 999}`` become ``{0, 1, 2}``). Without it,
       inferred classes that never occur (a gap such as one label 999 among 0..9) are refused,
       since they would silently turn the task into a 1000-class problem.
+    image_size: resize every image to ``image_size x image_size`` (bilinear, antialiased, with PIL;
+      the aspect ratio is not kept) as it is read: datasets whose images vary in size (e.g. TFDS
+      ``dtd``, ``cars196``, ``caltech_birds2011``) load only with it. None: as stored.
+    rgb: repeat single-channel (grey) images into 3 channels (e.g. ``quickdraw_bitmap`` for a
+      network or predictor built for RGB input); 3-channel images are kept.
 
   Returns:
     The :class:`Dataset`, with channel statistics of its train split.
@@ -176,6 +182,10 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
       raise ValueError(f"{arg}: expected a non-empty string, got {value!r}")
   if not isinstance(remap_labels, (bool, np.bool_)):
     raise ValueError(f"remap_labels: expected True or False, got {remap_labels!r}")
+  _check_int("image_size", image_size, minimum=1, optional=True)
+  if not isinstance(rgb, (bool, np.bool_)):
+    raise ValueError(f"rgb: expected True or False, got {rgb!r}")
+  fit = _image_fitter(image_size, bool(rgb))
   if name != "npz":
     for arg, value in (("path", path), ("test_path", test_path), ("remap_labels", remap_labels or None)):
       if value is not None:
@@ -194,7 +204,9 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
                                                allow_gaps=num_classes is not None)
   else:
     pool, test, default_classes = _tfds_sources(name, data_dir, image_key or "image",
-                                                label_key or "label")
+                                                label_key or "label", fit)
+  if fit is not None and name in ("digits", "npz"):  # uniform arrays: fitted after reading
+    pool, test = (None if src is None else _fitted(src, fit) for src in (pool, test))
   if default_classes is None and num_classes is None:
     raise ValueError(f"num_classes: cannot be inferred for {name!r}; pass num_classes")
   classes = int(num_classes if num_classes is not None else default_classes)
@@ -430,8 +442,8 @@ def _read_npz(arg: str, path: Any, data_dir: Any, image_key: str,
 # ---- TFDS -------------------------------------------------------------------------------------
 
 
-def _tfds_sources(name: str, data_dir: Any, image_key: str,
-                  label_key: str) -> tuple[_Source, _Source | None, int | None]:
+def _tfds_sources(name: str, data_dir: Any, image_key: str, label_key: str,
+                  fit: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[_Source, _Source | None, int | None]:
   """Train and (when present) test sources of a prepared TFDS dataset, plus num_classes."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
@@ -450,7 +462,7 @@ def _tfds_sources(name: str, data_dir: Any, image_key: str,
 
   def source(ds: Any) -> _Source:
     return _Source(size=len(ds), arg="image_key", label_arg="label_key",
-                   read=lambda idx: _read_tfds(ds, idx, image_key, label_key))
+                   read=lambda idx: _read_tfds(ds, idx, image_key, label_key, fit))
 
   return source(train_ds), (source(test_ds) if test_ds is not None else None), classes
 
@@ -504,8 +516,8 @@ def _open_tfds(tfds: Any, name: str, split: str, data_dir: str | None,
                    f"{type(error).__name__}: {_first_line(error)}") from None
 
 
-def _read_tfds(ds: Any, idx: np.ndarray, image_key: str,
-               label_key: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_tfds(ds: Any, idx: np.ndarray, image_key: str, label_key: str,
+               fit: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Reads the examples at positions ``idx`` of a TFDS data source.
 
   Chunks are read with the data source's bulk ``__getitems__`` when it works (it does for real
@@ -516,6 +528,7 @@ def _read_tfds(ds: Any, idx: np.ndarray, image_key: str,
     idx: sorted positions.
     image_key: image feature name.
     label_key: label feature name.
+    fit: applied to every image as it is read (:func:`_image_fitter`), or None.
 
   Returns:
     ``(uint8[k, H, W, C], int64[k])``.
@@ -544,6 +557,8 @@ def _read_tfds(ds: Any, idx: np.ndarray, image_key: str,
       image = np.asarray(example[image_key])
       if image.ndim == 2:
         image = image[..., None]
+      if fit is not None and image.dtype == np.uint8 and image.ndim == 3:
+        image = fit(image)
       if x is None:
         if image.dtype != np.uint8 or image.ndim != 3:
           raise ValueError(f"image_key: {image_key!r} must hold uint8 [H, W, C] images, got "
@@ -551,7 +566,8 @@ def _read_tfds(ds: Any, idx: np.ndarray, image_key: str,
         x = np.empty((n,) + image.shape, np.uint8)
       elif image.shape != x.shape[1:] or image.dtype != np.uint8:
         raise ValueError(f"image_key: images of {image_key!r} differ in shape or dtype "
-                         f"({_describe(image)} vs {_describe(x[0])}); resize them into an .npz")
+                         f"({_describe(image)} vs {_describe(x[0])}); pass image_size (config: "
+                         f"data.image_size) to resize them as they are read")
       x[start + j] = image
       label = np.asarray(example[label_key])
       if label.ndim != 0 or not np.issubdtype(label.dtype, np.integer):
@@ -566,6 +582,34 @@ def _read_tfds(ds: Any, idx: np.ndarray, image_key: str,
 
 
 # ---- helpers ----------------------------------------------------------------------------------
+
+
+def _image_fitter(image_size: int | None, rgb: bool) -> Callable[[np.ndarray], np.ndarray] | None:
+  """``uint8[H, W, C] -> uint8[S, S, C']`` for :func:`load_dataset`'s ``image_size`` / ``rgb``, or None."""
+  if image_size is None and not rgb:
+    return None
+
+  def fit(image: np.ndarray) -> np.ndarray:
+    if rgb and image.shape[-1] == 1:
+      image = np.repeat(image, 3, axis=-1)
+    if image_size is not None and image.shape[:2] != (image_size, image_size):
+      from PIL import Image  # pylint: disable=import-outside-toplevel  (Pillow comes with matplotlib)
+      grey = image.shape[-1] == 1
+      resized = Image.fromarray(image[..., 0] if grey else image).resize((image_size, image_size),
+                                                                          Image.Resampling.BILINEAR)
+      image = np.asarray(resized, np.uint8)[..., None] if grey else np.asarray(resized, np.uint8)
+    return image
+
+  return fit
+
+
+def _fitted(source: _Source, fit: Callable[[np.ndarray], np.ndarray]) -> _Source:
+  """``source`` whose reads go through ``fit`` image by image."""
+  def read(idx):
+    x, y = source.read(idx)
+    return np.stack([fit(image) for image in x]) if len(x) else x, y
+  return dataclasses.replace(source, read=read)
+
 
 
 def _channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:

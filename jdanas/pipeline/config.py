@@ -8,6 +8,8 @@ reference; every shipped config has the same shape)::
   seed        int
   data        name, path, test_path, data_dir, val_fraction, train_limit, test_limit, remap_labels
               (npz labels with gaps are refused unless remap_labels=True maps them onto 0..K-1),
+              image_size (0 = as stored; else every image resized to that square as it is read),
+              rgb (grey images repeated into 3 channels),
               classes (keep only these class ids, relabelled 0..k-1; empty = all)
   teacher     name, path, require_above_chance (default True: a teacher no better than the most
               frequent class stops the run), train (a recipe: steps, batch_size, optimizer,
@@ -302,6 +304,9 @@ def _check_data(d) -> None:
   need(not d.get("remap_labels", False) or d.name == "npz", "data.remap_labels", "is only used with data.name='npz'")
   need(isinstance(d.val_fraction, float) and 0 < d.val_fraction < 1, "data.val_fraction",
        f"must be a float in (0, 1), got {d.val_fraction!r}")
+  size = d.get("image_size", 0)
+  need(_is_int(size) and size >= 0, "data.image_size", f"must be an int >= 0 (0 = as stored), got {size!r}")
+  need(isinstance(d.get("rgb", False), bool), "data.rgb", f"must be True or False, got {d.get('rgb')!r}")
   classes = d.get("classes", ()) or ()
   need(isinstance(classes, (list, tuple)) and all(_is_int(c) and c >= 0 for c in classes)
        and len(set(classes)) == len(classes) and len(classes) != 1, "data.classes",

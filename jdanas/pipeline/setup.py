@@ -36,7 +36,8 @@ def load_data(config: ml_collections.ConfigDict):
     data = load_dataset(d.name, data_dir=d.get("data_dir") or None, path=d.get("path") or None,
                         test_path=d.get("test_path") or None, val_fraction=d.val_fraction, seed=config.seed,
                         train_limit=d.get("train_limit") or None, test_limit=d.get("test_limit") or None,
-                        remap_labels=bool(d.get("remap_labels", False)))
+                        remap_labels=bool(d.get("remap_labels", False)),
+                        image_size=d.get("image_size") or None, rgb=bool(d.get("rgb", False)))
   except ValueError as e:  # the loader's messages start with its argument, which is the config field
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     arg = msg.split(":", 1)[0]
