@@ -95,13 +95,13 @@ def get_config(arg: str | None = None):
   if arg == "runlocal":
     c.data.update(name="npz", data_dir=os.environ.get("JDANAS_DATA_DIR", "../shared/data"),
                   path="cifar10_train_subset.npz", test_path="cifar10_test.npz", train_limit=5000, test_limit=2000)
-    c.teacher.name = "resnet14"
+    c.teacher.name = "resnet8"
     c.teacher.train.update(steps=300, batch_size=64)
-    positions = (2, 3)
-    c.space.kwargs = dict(backbone="resnet14", positions=positions)
+    positions = (3,)  # ResNet-8 with two blocks in stage 3 (bench/oracle_kd.py's search backbone)
+    c.space.kwargs = dict(backbone="resnet8", depths=(1, 1, 2), positions=positions)
     c.searcher.kwargs = dict(num_asks=4)
-    c.evaluator.one_shot.update(steps=20, batch_size=64, val_examples=500)
-    c.search.update(rounds=3, top_k=1)
+    c.evaluator.one_shot.update(steps=30, batch_size=64, val_examples=500)
+    c.search.update(rounds=4, top_k=1)
     c.final.update(steps=300, batch_size=64, baselines=[backbone_arch(len(positions))])
   elif arg == "smoke":
     c.data.name = "digits"
