@@ -31,22 +31,18 @@ Variants:
 
 * full (no option): sized for an accelerator; not run here (2-core CPU machines), no result claimed.
 * ``runlocal``: CPU-sized, on the shared CIFAR-10 npz (``JDANAS_DATA_DIR``, default ../shared/data):
-  5,000 training images, 3 x ResNet-14 members (300 steps each), a ResNet-14 backbone with add-ons
-  after stages 2 and 3, 3 rounds of 4 children with 20 shared-weight steps each, 300-step final
-  training of the best child and of the backbone::
+  5,000 training images, 3 x ResNet-8 members (300 steps each), the search backbone of
+  ``bench/oracle_kd.py`` (ResNet-8 with two blocks in stage 3) with one add-on after stage 3 (28
+  architectures), 4 rounds of 4 children with 30 shared-weight steps each, 300-step final training
+  of the best child (with and without L_OD) and of the backbone::
 
-    timeout 2000 python run.py --config configs/oracle_kd_cifar.py:runlocal --workdir /tmp/oracle_kd_local
+    timeout 1800 python run.py --config configs/oracle_kd_cifar.py:runlocal --workdir /tmp/oracle_kd_local
 
-  Measured 2026-12-05 on the 2-core CPU shared with five other jobs (load average 13-19): it did
-  NOT finish in 30 min; ``timeout 2000`` stopped it after 33 min 20 s (peak RSS 1.4 GB) in the
-  final L_OD training of the chosen student (163 of 300 steps). The ensemble trained in 17.6 min
-  (members 3 min 18 s, 6 min 33 s, 7 min 43 s as the load rose; test: members 45.6 / 45.3 / 45.3 %,
-  average 47.7 %, oracle 60.8 %, all right 29.9 %, none right 39.3 %), the search in 5.8 min; its
-  one-shot scores were 0.104-0.122, about chance: 60 shared-weight steps do not train the supernet
-  at this scale, so the chosen child is close to a random one. Run again with the same
-  ``--workdir`` (load 3-4) it resumed after the search and finished in 7 min 52 s: 41 min 12 s in
-  all. The chosen child ``maxpool3x3:11|maxpool3x3:01`` did not learn (test 10.2 % with L_OD,
-  12.1 % without KD); the backbone with L_OD reached 41.3 %. Not timed on a quiet machine.
+  Measured 2026-12-05 on the 2-core CPU shared with other jobs (load average 3.3 at the start, 4.3
+  at the end): 16 min 32 s wall, peak RSS 1.3 GB (KDAS code before the pool-BatchNorm fix); chosen
+  ``sepconv5x5:10``: test 39.7 % with L_OD, 47.5 % without KD; backbone with L_OD 39.0 %; ensemble
+  average 44.6 %, oracle 55.6 % (docs/methods/oracle_kd.md, "Measured: ``:runlocal``"). The first
+  version of this variant (3 x ResNet-14, ResNet-14 backbone with two add-ons) took 41 min.
 * ``smoke``: tiny nets and schedules on the embedded digits (seconds; for tests; results meaningless).
 """
 import os
