@@ -38,10 +38,11 @@ Variants:
 
     timeout 1800 python run.py --config configs/oracle_kd_cifar.py:runlocal --workdir /tmp/oracle_kd_local
 
-  Measured 2026-12-05 on the 2-core CPU shared with other jobs (load average 3.3 at the start, 4.3
-  at the end): 16 min 32 s wall, peak RSS 1.3 GB (KDAS code before the pool-BatchNorm fix); chosen
-  ``sepconv5x5:10``: test 39.7 % with L_OD, 47.5 % without KD; backbone with L_OD 39.0 %; ensemble
-  average 44.6 %, oracle 55.6 % (docs/methods/oracle_kd.md, "Measured: ``:runlocal``"). The first
+  Measured 2026-12-05 on the 2-core CPU shared with other jobs (load average 3.75 at the start,
+  3.43 at the end): 9 min 13 s wall, peak RSS 1.4 GB; chosen ``conv5x5:00`` (254,554 params): test
+  40.65 % with L_OD, 47.3 % without KD; backbone (152,026 params) with L_OD 38.95 %; ensemble
+  average 44.55 %, oracle 55.6 % (docs/methods/oracle_kd.md, "Measured: ``:runlocal``"; a run
+  before the pool-BatchNorm fix, beside other jobs of this session, took 16 min 32 s). The first
   version of this variant (3 x ResNet-14, ResNet-14 backbone with two add-ons) took 41 min.
 * ``smoke``: tiny nets and schedules on the embedded digits (seconds; for tests; results meaningless).
 """
