@@ -92,3 +92,23 @@ def test_params_from_the_exact_build():
   assert masked.cost_module(enc, 10) == exact.build(exact.signature(enc), 10)
   superset = num_params(_init_shapes(masked.build((), 10), jnp.zeros((1, 8, 8, 3)), jnp.asarray(enc))["params"])
   assert params("conv3x3:01|sepconv5x5:11") < superset
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("op", ["maxpool3x3", "avgpool3x3"])
+def test_a_pool_add_on_before_the_classifier_is_normalised(op, masked):
+  """Regression: an unnormalised pool add-on on the last stage's post-ReLU features (mean > 0,
+  about 3.7x the backbone's with its residual) made ``maxpool3x3:11|maxpool3x3:01`` stay at chance
+  in ``:runlocal``. Each pool is now followed by BatchNorm without parameters (DARTS's pool op), so in
+  training mode the add-on's output has zero mean and unit variance per channel, and the pool still
+  adds no parameters."""
+  space = KDASSpace(**SMALL, masked=masked)
+  enc = space.encode(f"identity:00|{op}:00")
+  module = space.build(space.signature(enc), 10)
+  x = jax.random.normal(jax.random.key(1), (16, 8, 8, 3))
+  variables = module.init(jax.random.key(0), x, jnp.asarray(enc), train=False)
+  out, _ = module.apply(variables, x, jnp.asarray(enc), train=True, mutable=["batch_stats"])
+  last = out["pre_pool"]  # the stage-3 add-on's output (no residual): BN(pool(h))
+  np.testing.assert_allclose(np.mean(last, axis=(0, 1, 2)), 0.0, atol=1e-4)
+  np.testing.assert_allclose(np.var(last, axis=(0, 1, 2)), 1.0, rtol=1e-2)
+  assert not any(op in "/".join(k) for k in traverse_util.flatten_dict(variables["params"]))

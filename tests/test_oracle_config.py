@@ -32,15 +32,17 @@ def test_variants_are_oracle_kd_plans(variant, data_dir):
   assert {"data": "cifar100", "runlocal": "npz", "smoke": "digits"}[variant or "data"] == c.data.name
 
 
-def test_runlocal_backbone_is_the_plain_zoo_resnet():
-  """With identity add-ons the exact KDAS network has exactly the zoo ResNet's parameters."""
+def test_runlocal_backbone_is_the_plain_cifar_resnet():
+  """With identity add-ons the exact KDAS network has exactly the parameters of the CIFAR ResNet
+  with the space's depths (ResNet-8 with two blocks in stage 3 for ``runlocal``)."""
   c = oracle_kd_cifar.get_config("runlocal")
   space = get_space("kdas", **c.space.kwargs)
   enc = space.encode(c.final.baselines[0])
   kdas_params = costs.model_costs(space, enc, num_classes=10, input_shape=(32, 32, 3)).params
   import jax
   import jax.numpy as jnp
-  module = get_model(c.space.kwargs["backbone"], 10)
+  module = get_model(c.space.kwargs["backbone"], 10).clone(depths=space.depths)
+  assert space.depths == (1, 1, 2) and module.widths == space.widths and module.stem == space.stem
   shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), None, train=False))
   zoo_params = sum(int(x.size) for x in jax.tree.leaves(shapes["params"]))
   assert kdas_params == zoo_params

@@ -20,7 +20,8 @@ stage's second-to-last block or add-on, same shape: a positioned stage needs >= 
 Ops (all stride 1, ``C`` channels): ``identity``; ``conv3x3``/``conv5x5``: ReLU -> Conv -> BN;
 ``sepconv3x3``/``sepconv5x5``: ReLU -> depthwise Conv(k) -> pointwise Conv 1x1 -> BN (ENAS's
 separable convolution, Pham et al., ICML 2018); ``maxpool3x3``; ``avgpool3x3`` (padding
-excluded from the count, as NAS-Bench-201's).
+excluded from the count, as NAS-Bench-201's); each pool is followed by BatchNorm without scale and
+bias (no parameters), as DARTS's pooling ops (Liu et al., ICLR 2019), see :class:`PoolBN`.
 
 Encoding: ``int32[3L]``, per add-on ``(op index, input, residual)``. Architecture strings are
 the add-ons joined by ``|``, each ``op:IR`` with the two bits, e.g.
@@ -55,6 +56,8 @@ from jdanas.spaces.nb201 import ReLUConvBN
 
 OPS = ("identity", "conv3x3", "conv5x5", "sepconv3x3", "sepconv5x5", "maxpool3x3", "avgpool3x3")
 _PARAM_OPS = {"conv3x3": 3, "conv5x5": 5, "sepconv3x3": 3, "sepconv5x5": 5}
+_POOL_OPS = ("maxpool3x3", "avgpool3x3")
+_VAR_OPS = tuple(_PARAM_OPS) + _POOL_OPS  # the ops with variables (BatchNorm statistics at least)
 
 
 class SepConv(nn.Module):
@@ -67,6 +70,21 @@ class SepConv(nn.Module):
     x = layers.conv(self.features, self.kernel, groups=self.features, name="depthwise")(layers.relu(x))
     x = layers.conv(self.features, 1, name="pointwise")(x)
     return layers.batch_norm(train, "bn")(x)
+
+
+class PoolBN(nn.Module):
+  """A 3x3 stride-1 pool followed by BatchNorm without scale and bias (no parameters): DARTS's
+  pooling op (Liu, Simonyan & Yang, "DARTS: Differentiable Architecture Search", ICLR 2019). Without
+  it a max-pool add-on before the classifier inflates the features (mean about 3.7x the backbone's
+  at init), the first steps drive the last ReLUs dead and the network stays at chance
+  (docs/methods/oracle_kd.md, "A child that did not learn")."""
+  kind: str
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    x = nn.max_pool(x, (3, 3), (1, 1), ((1, 1), (1, 1))) if self.kind == "maxpool3x3" else \
+        layers.avg_pool_3x3_exclude_pad(x)
+    return layers.batch_norm(train, "bn", affine=False)(x)
 
 
 class AddOn(nn.Module):
@@ -82,6 +100,9 @@ class AddOn(nn.Module):
       if self.op in (None, name):
         conv = SepConv(self.features, k) if name.startswith("sep") else ReLUConvBN(self.features, k)
         setattr(self, name, conv)
+    for name in _POOL_OPS:
+      if self.op in (None, name):
+        setattr(self, name, PoolBN(name))
 
   def __call__(self, a, op_index, train: bool):
     branches = [lambda a: a,
@@ -89,12 +110,12 @@ class AddOn(nn.Module):
                 lambda a: self.conv5x5(a, train),
                 lambda a: self.sepconv3x3(a, train),
                 lambda a: self.sepconv5x5(a, train),
-                lambda a: nn.max_pool(a, (3, 3), (1, 1), ((1, 1), (1, 1))),
-                layers.avg_pool_3x3_exclude_pad]
+                lambda a: self.maxpool3x3(a, train),
+                lambda a: self.avgpool3x3(a, train)]
     op = self.op or self.static_op
     if self.op is None and self.is_initializing():
       for k, branch in enumerate(branches):  # the masked layout: every op's variables
-        if OPS[k] in _PARAM_OPS and OPS[k] != op:
+        if OPS[k] in _VAR_OPS and OPS[k] != op:
           branch(a)
     if op is not None:
       return branches[OPS.index(op)](a)
