@@ -122,3 +122,17 @@ def test_plan_chunks_vmapped_groups(depth_space, tiny_data):
   assert sizes(chunked) == [(sig_a, 4, 4), (sig_a, 4, 3), (sig_b, 4, 3)]
   unrolled = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="unroll", pop_chunk=4)
   assert [g.size for g in unrolled.plan(encs)] == [10]
+
+
+def test_given_start_variables_train_on_a_mesh(depth_space, tiny_data):
+  """``init_variables`` (e.g. DaSS's remapped students) live on the mesh like initialised states (the
+  step loop's transfer guard allows no implicit copy), the caller's arrays survive the donating steps,
+  and the result equals the one-device run."""
+  enc = depth_space.encode("111")
+  single = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="loop")
+  start = single.train(jax.random.key(1), [enc]).variables(0)
+  ref = single.train(jax.random.key(0), [enc], init_variables=[start])
+  meshed = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="loop", mesh=make_mesh(pop=1, data=4))
+  got = meshed.train(jax.random.key(0), [enc], init_variables=[start])
+  np.testing.assert_allclose(got.loss, ref.loss, rtol=1e-4)
+  np.testing.assert_allclose(got.accuracy, ref.accuracy, atol=1e-6)

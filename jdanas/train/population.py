@@ -544,9 +544,13 @@ class PopulationTrainer:
     if jax.tree.structure(given) != jax.tree.structure(own) or any(
         np.shape(a) != np.shape(b) for a, b in zip(jax.tree.leaves(given), jax.tree.leaves(own))):
       raise ValueError(f"init_variables[{i}]: the structure or shapes differ from the student's own variables")
-    params = jax.tree.map(lambda a, b: jnp.asarray(a, b.dtype), given["params"], own["params"])
-    batch_stats = jax.tree.map(lambda a, b: jnp.asarray(a, b.dtype), given["batch_stats"], own["batch_stats"])
-    return state.replace(params=params, batch_stats=batch_stats, opt_state=self.tx.init(params))
+    # copies: the step donates the state's buffers, and the caller's variables must survive it
+    params = jax.tree.map(lambda a, b: jnp.array(a, b.dtype, copy=True), given["params"], own["params"])
+    batch_stats = jax.tree.map(lambda a, b: jnp.array(a, b.dtype, copy=True), given["batch_stats"],
+                               own["batch_stats"])
+    started = state.replace(params=params, batch_stats=batch_stats, opt_state=self.tx.init(params))
+    # on the devices (and sharding) of the state it replaces: a mesh's step loop allows no implicit copies
+    return jax.device_put(started, jax.tree.map(lambda a: a.sharding, state))
 
   # ---- program construction --------------------------------------------------------------
   def _get(self, kind: str, gkey: tuple, build, args):
