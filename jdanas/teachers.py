@@ -59,9 +59,10 @@ class Teacher:
     return self.module.apply(self.variables, x, None, train=False)["logits"]
 
 
-def _train_one(key: jax.Array, space, enc, label: str, data, recipe: Recipe,
-               progress: bool | Callable[[int], None]):
-  """Trains architecture ``enc`` of ``space`` with plain cross-entropy: ``(variables, population result)``."""
+def train_architecture(key: jax.Array, space, enc, label: str, data, recipe: Recipe,
+                       progress: bool | Callable[[int], None]):
+  """Trains architecture ``enc`` of ``space`` alone with plain cross-entropy (a teacher): ``(host
+  variables, meta)`` with ``meta['val_accuracy']``; a non-finite loss raises ``FloatingPointError``."""
   if recipe.loss.uses_teacher:
     raise ValueError("recipe.loss: a teacher is trained without distillation (use KD_PRESETS['ce'])")
   trainer = PopulationTrainer(space, data, recipe=recipe, strategy="loop")
@@ -77,7 +78,7 @@ def train_teacher(key: jax.Array, name: str, data, *, recipe: Recipe,
   """Trains zoo model ``name`` on ``data`` with plain cross-entropy (``recipe.loss`` must have no
   soft term) and returns it with its validation accuracy in ``meta['val_accuracy']``."""
   space = ZooSpace((name,))
-  variables, meta = _train_one(key, space, space.encode(name), name, data, recipe, progress)
+  variables, meta = train_architecture(key, space, space.encode(name), name, data, recipe, progress)
   return Teacher(name=name, module=get_model(name, data.num_classes), variables=variables,
                  num_classes=int(data.num_classes), input_shape=tuple(data.train.x.shape[1:]), meta=meta)
 
@@ -92,7 +93,7 @@ def train_space_teacher(key: jax.Array, space_ref: dict, data, *, recipe: Recipe
   :class:`jdanas.spaces.DassSpace`) with plain cross-entropy. ``meta['space']`` records the space, so
   :func:`load_teacher` rebuilds the network and a run can check that its teacher is its space's."""
   space = space_of_teacher({"space": space_ref})
-  variables, meta = _train_one(key, space, space.teacher_encoding, f"{space_ref['name']} (full network)", data,
+  variables, meta = train_architecture(key, space, space.teacher_encoding, f"{space_ref['name']} (full network)", data,
                                recipe, progress)
   meta["space"] = json.loads(json.dumps(space_ref))
   return Teacher(name=f"{space_ref['name']}_teacher", module=space.teacher(int(data.num_classes)), variables=variables,

@@ -38,7 +38,7 @@ from jdanas.meta.embed import embed_exact, embed_students, embed_teacher, noise_
 from jdanas.meta.predictor import Task
 from jdanas.meta.remap import MODES, remap_students
 from jdanas.spaces.dass import DassSpace, encoding_features
-from jdanas.teachers import Teacher
+from jdanas.teachers import Teacher, train_architecture
 from jdanas.train.population import PopulationTrainer
 from jdanas.train.recipe import Recipe
 
@@ -139,11 +139,7 @@ def build_task(key: jax.Array, space: DassSpace, data: Dataset, recipe: TaskReci
   t_recipe = dataclasses.replace(recipe.teacher, loss=KD_PRESETS["ce"])
   exact = dataclasses.replace(space, masked=False)
   space = exact
-  t_trainer = PopulationTrainer(space, data, recipe=t_recipe, strategy="loop")
-  t_result = t_trainer.train(key_teacher, [t_enc], progress=progress, desc="task teacher")
-  if not np.isfinite(t_result.accuracy[0]):
-    raise FloatingPointError("task teacher: training diverged (non-finite loss); lower recipe.teacher.learning_rate")
-  t_vars = jax.device_get(t_result.variables(0))
+  t_vars, t_meta = train_architecture(key_teacher, space, t_enc, "of the task", data, t_recipe, progress)
   teacher = Teacher(name="dass_teacher", module=space.teacher(k), variables=t_vars, num_classes=k,
                     input_shape=data.image_shape)
   encs = distinct_students(key_students, space, recipe.num_students)
@@ -165,7 +161,7 @@ def build_task(key: jax.Array, space: DassSpace, data: Dataset, recipe: TaskReci
           "arch": np.asarray(features(jnp.asarray(encs))),
           "teacher_map": np.asarray(embed_teacher(space, t_vars, noise, num_classes=k)),
           "teacher_arch": np.asarray(features(jnp.asarray(t_enc)[None]))[0],
-          "teacher_label": np.float32(100.0 * t_result.accuracy[0]),
+          "teacher_label": np.float32(100.0 * t_meta["val_accuracy"]),
           "teacher_encoding": np.asarray(t_enc, np.int32),
           "seconds": np.float64(time.perf_counter() - t0),
           **{f"{TEACHER_PREFIX}{'/'.join(map(str, path))}": np.asarray(leaf)

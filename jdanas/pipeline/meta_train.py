@@ -194,11 +194,14 @@ def run_meta_train(config: ml_collections.ConfigDict, workdir, checked=None) -> 
   with Watchdog(plan.compute.stall_timeout_s) as watchdog:
     log(f"[tasks] building {len(subsets)} tasks in {workdir / 'meta_dataset'}")
     t0 = time.perf_counter()
-    manifest = meta.build_meta_dataset(
-        key_tasks, plan.space, data, subsets, workdir / "meta_dataset", plan.recipe,
-        progress=watchdog.ticker("task build"),
-        on_task=lambda i, e: log(f"[tasks] task {i}: classes {[source[c] for c in e['classes']]}, teacher "
-                                 f"{e['teacher_accuracy']:.1f}%, {e['num_students']} students, {e['seconds']:.0f} s"))
+    try:
+      manifest = meta.build_meta_dataset(
+          key_tasks, plan.space, data, subsets, workdir / "meta_dataset", plan.recipe,
+          progress=watchdog.ticker("task build"),
+          on_task=lambda i, e: log(f"[tasks] task {i}: classes {[source[c] for c in e['classes']]}, teacher "
+                                   f"{e['teacher_accuracy']:.1f}%, {e['num_students']} students, {e['seconds']:.0f} s"))
+    except FloatingPointError as e:  # a task teacher diverged: its recipe is the config's
+      raise ConfigError(f"config.tasks.teacher: {e}") from None
     build_seconds = time.perf_counter() - t0
     tasks = meta.load_meta_dataset(workdir / "meta_dataset")
     train, val = meta.stack_tasks(tasks[:plan.num_tasks]), tasks[plan.num_tasks:]
