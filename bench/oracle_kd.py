@@ -5,7 +5,7 @@ Kang, Mun & Han, "Towards Oracle Knowledge Distillation with Neural Architecture
 
   python bench/oracle_kd.py [--quick] [--members 3 --member resnet8 --student resnet8 --seeds 2]
                             [--part rows|search|all --search-backbone resnet8 --search-depths 1,1,2
-                             --search-positions 3 --targets 1.3 --rounds 6 --steps-per-round 20]
+                             --search-positions 3 --targets 1.3 --rounds 6 --steps-per-round 20 --score-all]
 
 1. trains an ensemble of M zoo ResNets (member ``i`` from ``fold_in(key, i)``, plain CE) on the
    shared CIFAR-10 subset (``JDANAS_DATA_DIR``) and reports its oracle statistics on the TRAINING
@@ -39,6 +39,7 @@ Output: JSON lines on stdout: one ``{"row": "ensemble", ...}``, one per student 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -76,14 +77,22 @@ def main(argv=None) -> None:
   p.add_argument("--search-depths", default="1,1,2",
                  help="blocks per stage of the search backbone ('' = the zoo model's); a stage with an add-on "
                       "needs >= 2 (ResNet-8 has 1 per stage)")
+  p.add_argument("--search-widths", default="", help="channels per stage of the search backbone ('' = the zoo model's)")
   p.add_argument("--search-positions", default="3", help="the stages that end with an add-on")
   p.add_argument("--targets", default="1.3",
                  help="params targets of the penalised searches, as multiples of the backbone's params")
+  p.add_argument("--alpha", type=float, default=0.0,
+                 help="the reward's exponent under the target: 0 = hard upper bound (accuracy x min(1, T / params)); "
+                      "> 0 = a size target (children under T lose reward too, accuracy x (params / T)^alpha)")
   p.add_argument("--train", default="searched,search_backbone,curve",
                  help="part search: which rows to train from scratch (comma-separated subset of searched, "
                       "search_backbone, curve; 'none': the searches only)")
   p.add_argument("--rounds", type=int, default=None, help="controller rounds per search")
   p.add_argument("--steps-per-round", type=int, default=None, help="shared-weight steps per round")
+  p.add_argument("--score-all", action="store_true",
+                 help="part search: after each search, score every child of the space (<= 200) with the final "
+                      "shared weights (one-shot accuracy and the search's reward), add the list to its line and "
+                      "train the best of them ('derived') instead of the best round's child")
   args = p.parse_args(argv)
   if args.members < 2 or args.seeds < 2:
     p.error("--members and --seeds must be >= 2")
@@ -184,18 +193,29 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
   import jax
 
   from jdanas import costs
+  from jdanas import rewards as rewards_lib
   from jdanas.rewards import LatencyModel, RewardEvaluator
   from jdanas.searchers import SEARCHERS
   from jdanas.spaces import get_space
   from jdanas.train.oneshot import OneShotEvaluator
 
   kw = dict(backbone=args.search_backbone, positions=tuple(int(v) for v in args.search_positions.split(",")))
-  if args.search_depths:
-    kw["depths"] = tuple(int(v) for v in args.search_depths.split(","))
+  for name in ("depths", "widths"):
+    if getattr(args, f"search_{name}"):
+      kw[name] = tuple(int(v) for v in getattr(args, f"search_{name}").split(","))
+  if "widths" in kw:
+    kw["stem"] = kw["widths"][0]
   exact, masked = get_space("kdas", **kw), get_space("kdas_masked", **kw)
   backbone = exact.encode("|".join(["identity:00"] * (masked.num_decisions // 3)))
-  params = lambda e: costs.model_costs(exact, e, num_classes=data.num_classes, input_shape=tuple(data.image_shape),  # noqa: E731
-                                       flops=False).params
+  sizes_cache: dict[str, int] = {}
+
+  def params(enc) -> int:
+    arch = exact.decode(enc)
+    if arch not in sizes_cache:
+      sizes_cache[arch] = costs.model_costs(exact, enc, num_classes=data.num_classes,
+                                            input_shape=tuple(data.image_shape), flops=False).params
+    return sizes_cache[arch]
+
   backbone_params = params(backbone)
   shared_recipe = recipe(cfg["rounds"] * cfg["steps_per_round"], "oracle")
   searcher = SEARCHERS["reinforce"](masked, num_asks=cfg["num_asks"])
@@ -212,11 +232,12 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
     t0 = time.perf_counter()
     one_shot.restore(initial)
     evaluator, reward = one_shot, None
-    if target is not None:  # hard form: accuracy x min(1, T / params)
-      reward = dict(latency_model="params", target=target * backbone_params, alpha=0.0, beta=-1.0)
-      evaluator = RewardEvaluator(one_shot, latency, target=reward["target"], alpha=0.0, beta=-1.0)
+    if target is not None:  # accuracy x (params / T)^w, w = alpha under T (0: hard form), -1 over it
+      reward = dict(latency_model="params", target=target * backbone_params, alpha=args.alpha, beta=-1.0)
+      evaluator = RewardEvaluator(one_shot, latency, target=reward["target"], alpha=args.alpha, beta=-1.0)
     state = jax.jit(searcher.init)(key_search)
     best = (-np.inf, None, None)
+    seen: dict[str, tuple] = {}  # arch -> (score, one-shot accuracy, round) of its last evaluation
     for r in range(cfg["rounds"]):
       k_ask, k_eval, k_tell = jax.random.split(jax.random.fold_in(key_search, r), 3)
       encs, state = ask(k_ask, state)
@@ -227,13 +248,32 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
       i = int(np.argmax(ev.scores))
       if ev.scores[i] > best[0]:
         best = (float(ev.scores[i]), encs[i], float(accuracy[i]))
+      for e, sc, acc in zip(encs, ev.scores, accuracy):
+        seen[exact.decode(e)] = (r4(sc), r4(acc), r)
       log(f"[search target={target}] round {r}: best score {best[0]:.4f}")
     arch = exact.decode(best[1])
     found.append((target, arch))
+    every = {}
+    if args.score_all:  # ENAS's derive step over the whole space: [arch, params, accuracy, reward]
+      grid = np.asarray(list(itertools.product(*[range(c) for c in masked.num_choices])), np.int32)
+      if len(grid) > 200:
+        raise SystemExit(f"--score-all: the space has {len(grid)} architectures (> 200)")
+      accs = one_shot.score(grid)
+      sizes = [params(e) for e in grid]
+      rewards = [a if target is None else float(rewards_lib.reward(np.float32([a]), np.float32([n]),
+                                                                  target=reward["target"], alpha=args.alpha,
+                                                                  beta=-1.0)[0]) for a, n in zip(accs, sizes)]
+      order = np.argsort(-np.asarray(rewards), kind="stable")
+      every["all_children"] = [[exact.decode(grid[i]), sizes[i], r4(accs[i]), r4(rewards[i])] for i in order]
+      every["derived"] = every["all_children"][0][0]  # trained below instead of the best round's child
+      found[-1] = (target, every["derived"])
     print(json.dumps({"search": {"space": {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()},
                                  "target_x_backbone": target, "reward": reward},
                       "arch": arch, "params": params(best[1]), "backbone_params": backbone_params,
-                      "score": r4(best[0]), "one_shot_accuracy": r4(best[2]), "rounds": cfg["rounds"],
+                      "score": r4(best[0]), "one_shot_accuracy": r4(best[2]),
+                      "last_round": [[a, params(exact.encode(a)), acc] for a, (_, acc, rr) in sorted(
+                          seen.items(), key=lambda kv: -kv[1][1]) if rr == cfg["rounds"] - 1],
+                      **every, "rounds": cfg["rounds"],
                       "num_asks": cfg["num_asks"], "steps_per_round": cfg["steps_per_round"],
                       "seconds": round(time.perf_counter() - t0, 1), **common}), flush=True)
   backbone_arch = exact.decode(backbone)

@@ -31,7 +31,8 @@ and ``reward`` (the score).
    "top": [{"arch": str, "val_accuracy": float, "params": int, "flops": float,
             "latency_ms": float,                  # optional: the column appears if any row has it
             "search_score": float,                # optional: the score the search gave it
-            "search_accuracy": float, "latency": float, "reward": float}],  # optional: reward terms
+            "search_accuracy": float, "latency": float, "reward": float,  # optional: reward terms
+            "final_reward": float}],              # optional: the reward on val_accuracy (chose the final)
    "final": {"arch": str,
              "kd": {"val_accuracy": float, "test_accuracy": float},
              "no_kd": {"val_accuracy": float, "test_accuracy": float}},
@@ -373,8 +374,10 @@ def _markdown(report: dict, workdir: pathlib.Path) -> str:
     has_reward = any(_num(r.get("reward")) is not None for r in top)
     reward = search.get("reward") if isinstance(search, dict) and isinstance(search.get("reward"), dict) else {}
     head = ["Rank", "Architecture", "Val acc"] + (["Search score"] if has_score and not has_reward else [])
+    has_final_reward = any(_num(r.get("final_reward")) is not None for r in top)
     head += [f"ACC ({reward.get('accuracy', 'search')})", f"LAT ({reward.get('units', '?')})",
              "Reward"] if has_reward else []
+    head += ["Final reward"] if has_final_reward else []
     head += ["Params", "FLOPs"] + (["Latency"] if has_latency else [])
     lines += ["## Top students", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rank, r in enumerate(top, 1):
@@ -385,6 +388,9 @@ def _markdown(report: dict, workdir: pathlib.Path) -> str:
       if has_reward:
         acc, lat, rew = (_num(r.get(k)) for k in ("search_accuracy", "latency", "reward"))
         row += [_pct(acc), "–" if lat is None else f"{lat:.4g}", "–" if rew is None else f"{rew:.4g}"]
+      if has_final_reward:
+        fr = _num(r.get("final_reward"))
+        row.append("–" if fr is None else f"{fr:.4g}")
       row += [_count(r.get("params")), _flops(r.get("flops"))]
       if has_latency:
         lat = _num(r.get("latency_ms"))

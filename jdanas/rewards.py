@@ -12,6 +12,10 @@ memory penalty of KDAS, Kang, Mun & Han, AAAI 2020, docs/methods/oracle_kd.md). 
 latency model (:data:`LATENCY_MODELS`): ``measured`` (:func:`jdanas.costs.latency_ms` on the run's
 own device), ``flops`` or ``params`` (:func:`jdanas.costs.model_costs`); ``T`` is in the model's
 unit. Soft form (MnasNet, used by AKD): ``alpha = beta = -0.07``; hard form: ``alpha = 0, beta = -1``.
+``alpha > 0`` (a jdanas extension, not in MnasNet or AKD) makes ``T`` a size *target*: a model under
+``T`` loses reward too, so the search looks for the best model near ``T`` rather than the best one
+under it; KDAS uses it to trace an accuracy-vs-size curve where the upper bound alone never binds
+(docs/methods/oracle_kd.md). ``beta`` must be ``<= 0``.
 
 Latencies are cached per architecture (keyed by its encoding): a measured latency is noisy, and the
 same architecture must get the same reward every time it is proposed. The cache is rebuilt from the

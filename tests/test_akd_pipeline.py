@@ -27,6 +27,8 @@ def test_reward_soft_and_hard_forms():
   assert soft[0] > soft[1] > soft[2] and np.isnan(soft[3])
   hard = reward(acc, lat, target=10.0, alpha=0.0, beta=-1.0)
   np.testing.assert_allclose(hard[:3], [0.5, 0.5, 0.25], rtol=1e-6)  # no bonus under T, acc * T/LAT over
+  target = reward(acc, lat, target=10.0, alpha=1.0, beta=-1.0)  # a size target: under T loses reward too
+  np.testing.assert_allclose(target[:3], [0.25, 0.5, 0.25], rtol=1e-6)
 
 
 class _FakeAccuracy:
@@ -103,7 +105,8 @@ def test_plan_reads_the_reward_and_the_ce_short_run():
     ("latency_model", "cycles", "config.evaluator.reward.latency_model"),
     ("target", 0.0, "config.evaluator.reward.target"),
     ("target", float("inf"), "config.evaluator.reward.target"),
-    ("alpha", 0.5, "config.evaluator.reward.alpha"),
+    ("alpha", float("nan"), "config.evaluator.reward.alpha"),
+    ("beta", 0.5, "config.evaluator.reward.beta"),
     ("beta", float("nan"), "config.evaluator.reward.beta"),
     ("batch_size", 0, "config.evaluator.reward.batch_size"),
     ("repeats", -3, "config.evaluator.reward.repeats"),
@@ -207,3 +210,21 @@ def test_akd_bench_compare_keeps_its_own_seed_default():
   assert bench.parse_args([]).seeds == bench.PILOT_FULL["seeds"]
   with pytest.raises(SystemExit):
     bench.parse_args(["--part", "pilot", "--seeds", "1"])
+
+
+def test_final_choice_follows_the_reward_so_a_budget_binds_it(tmp_path):
+  from jdanas.pipeline.final import choose
+  from jdanas.report import write_report
+  top = [{"arch": "big", "latency": 300.0}, {"arch": "small", "latency": 100.0}, {"arch": "failed", "latency": 90.0}]
+  acc = np.array([0.60, 0.50, np.nan])
+  assert choose(acc, top, None) == (0, None)  # no reward: the best validation accuracy
+  hard = dict(target=150.0, alpha=0.0, beta=-1.0)  # 0.60 x 150/300 = 0.30 < 0.50
+  i, r = choose(acc, top, hard)
+  assert i == 1 and r[0] == pytest.approx(0.30) and r[1] == pytest.approx(0.50) and np.isnan(r[2])
+  size_target = dict(target=300.0, alpha=1.0, beta=-1.0)  # 0.50 x 100/300 < 0.60: use the budget
+  assert choose(acc, top, size_target)[0] == 0
+  report = {"top": [dict(t, val_accuracy=None if np.isnan(a) else float(a), params=1, flops=1.0,
+                         final_reward=None if np.isnan(v) else float(v), search_accuracy=0.4, reward=0.3)
+                    for t, a, v in zip(top, acc, r)]}
+  _, md = write_report(tmp_path, report)
+  assert "Final reward" in md.read_text() and "| 0.5 |" in md.read_text()

@@ -63,7 +63,11 @@ def test_rounds_train_shared_weights_and_score_children(tiny_data, teacher):
   x = (np.asarray(tiny_data.val.x[:20], np.float32) / 255.0 - np.asarray(tiny_data.mean)) / np.asarray(tiny_data.std)
   pred = np.argmax(module.apply(vars_, jnp.asarray(x, jnp.float32), jnp.asarray(enc), train=False)["logits"], -1)
   expected = float(np.mean(pred == tiny_data.val.y[:20]))
-  assert float(ev._score(ev.state, jnp.asarray(enc), *ev._val)) == pytest.approx(expected)
+  step = int(ev.state.step)
+  assert float(ev.score(enc[None])[0]) == pytest.approx(expected)
+  assert int(ev.state.step) == step and ev.trace_counts["score"] == 1  # scoring trains nothing, reuses the program
+  with pytest.raises(ValueError, match="encodings"):
+    ev.score(np.zeros((0, space.num_decisions), np.int32))
 
 
 @pytest.mark.slow

@@ -429,10 +429,12 @@ def _reward_kwargs(ev) -> dict | None:
   t = kw["target"]
   need(_is_num(t) and np.isfinite(t) and t > 0, "evaluator.reward.target",
        f"must be a number > 0 in the latency model's unit (ms, FLOPs or parameters), got {t!r}")
-  for field in ("alpha", "beta"):
-    v = kw[field]
-    need(_is_num(v) and np.isfinite(v) and v <= 0, f"evaluator.reward.{field}",
-         f"must be a number <= 0 (soft form alpha=beta=-0.07, hard form alpha=0, beta=-1), got {v!r}")
+  v = kw["alpha"]
+  need(_is_num(v) and np.isfinite(v), "evaluator.reward.alpha",
+       f"must be a finite number (soft form -0.07, hard form 0, > 0 a size target), got {v!r}")
+  v = kw["beta"]
+  need(_is_num(v) and np.isfinite(v) and v <= 0, "evaluator.reward.beta",
+       f"must be a number <= 0 (soft form alpha=beta=-0.07, hard form alpha=0, beta=-1), got {v!r}")
   for field in ("batch_size", "repeats"):
     v = kw[field]
     need(_is_int(v) and v > 0, f"evaluator.reward.{field}", f"must be a positive int, got {v!r}")

@@ -1,6 +1,7 @@
 """The final phase: the best ``top_k`` distinct architectures of the search are KD-trained with the
 full schedule (``config.final``); the one with the best *validation* accuracy is chosen (the test
-split is only reported), trained again without KD for comparison, and exported. The predefined
+split is only reported; with ``evaluator.reward`` the best reward on the validation accuracy, so a
+size or latency budget binds the choice too), trained again without KD for comparison, and exported. The predefined
 students of ``config.final.baselines`` are KD-trained with the same trainer (recipe, teacher,
 batches) and reported side by side. ``final.init='remap'`` starts all of them (and the no-KD
 comparison) from the teacher's remapped weights instead of a random init (DaSS)."""
@@ -30,6 +31,21 @@ def top_archs(ledger: list, k: int) -> list[dict]:
   return sorted(best.values(), key=lambda r: (-r["score"], r["index"]))[:k]
 
 
+def choose(accuracy: np.ndarray, top: list[dict], reward: dict | None) -> tuple[int, np.ndarray | None]:
+  """The index of the chosen student among the KD-trained ``top`` (ledger rows) with final
+  validation ``accuracy``: the best accuracy, or with the search's ``reward`` (the plan's
+  ``evaluator.reward``) the best ``accuracy x (LAT / T)^w`` with each row's cached ``latency``, the
+  search's own objective. Returns the index and the final rewards (None without a reward)."""
+  acc = np.where(np.isfinite(accuracy), accuracy, -np.inf)
+  if reward is None:
+    return int(np.argmax(acc)), None
+  from jdanas.rewards import reward as reward_fn
+  lat = np.asarray([np.nan if r.get("latency") is None else float(r["latency"]) for r in top], np.float64)
+  r = reward_fn(np.where(np.isfinite(accuracy), accuracy, np.nan), lat, target=reward["target"],
+                alpha=reward["alpha"], beta=reward["beta"])
+  return int(np.argmax(np.where(np.isfinite(r), r, -np.inf))), r
+
+
 def _test_accuracy(s: SearchResult, enc: np.ndarray, variables) -> float | None:
   if s.data.test is None:
     return None
@@ -37,8 +53,10 @@ def _test_accuracy(s: SearchResult, enc: np.ndarray, variables) -> float | None:
   return evaluate(module, variables, s.data.test, s.data.mean, s.data.std, enc=np.asarray(enc))
 
 
-def _top_rows(s: SearchResult, top: list[dict], encs: list[np.ndarray], accuracy: np.ndarray) -> list[dict]:
-  """Report rows of the KD-trained top-K, best validation accuracy first."""
+def _top_rows(s: SearchResult, top: list[dict], encs: list[np.ndarray], accuracy: np.ndarray,
+              final_reward: np.ndarray | None = None) -> list[dict]:
+  """Report rows of the KD-trained top-K, best validation accuracy (with a reward: best final
+  reward) first."""
   rows = []
   for i, r in enumerate(top):
     rows.append({"arch": r["arch"], "search_score": r["score"], "params": r["params"], "flops": r["flops"],
@@ -47,7 +65,10 @@ def _top_rows(s: SearchResult, top: list[dict], encs: list[np.ndarray], accuracy
                  "val_accuracy": None if not np.isfinite(accuracy[i]) else float(accuracy[i])})
     if "reward" in r:  # the search's reward terms: ACC (short run), LAT (cached), R
       rows[-1].update(search_accuracy=r.get("accuracy"), latency=r.get("latency"), reward=r["reward"])
-  return sorted(rows, key=lambda r: -1.0 if r["val_accuracy"] is None else -r["val_accuracy"])
+    if final_reward is not None:
+      rows[-1]["final_reward"] = float(final_reward[i]) if np.isfinite(final_reward[i]) else None
+  key = "val_accuracy" if final_reward is None else "final_reward"
+  return sorted(rows, key=lambda r: np.inf if r[key] is None else -r[key])  # failed ones last
 
 
 def _export(s: SearchResult, enc: np.ndarray, variables, val_accuracy: float) -> str:
@@ -142,8 +163,11 @@ def _train_final(s: SearchResult, watchdog: Watchdog) -> dict:
   kd_trainer = trainer(plan, data, plan.final, s.teacher, s.mesh)
   kd = kd_trainer.train(jax.random.fold_in(s.key_final, 0), encs, init_variables=initial_variables(s, encs),
                         progress=watchdog.ticker("final KD"), desc="final KD")
-  chosen = int(np.argmax(np.where(np.isfinite(kd.accuracy), kd.accuracy, -np.inf)))
+  chosen, final_reward = choose(kd.accuracy, top, plan.reward)
   enc = encs[chosen]
+  if final_reward is not None:
+    log(f"[final] chosen by the search's reward on the final validation accuracy: {space.decode(enc)} "
+        f"(reward {final_reward[chosen]:.4f}, val {kd.accuracy[chosen]:.4f}, LAT {top[chosen].get('latency')})")
   log(f"[final] training the chosen student {space.decode(enc)} without KD for comparison")
   vanilla_trainer = trainer(plan, data, vanilla_recipe(plan.final), None, s.mesh)
   vanilla = vanilla_trainer.train(jax.random.fold_in(s.key_final, 0), [enc], init_variables=initial_variables(s, [enc]),
@@ -156,7 +180,7 @@ def _train_final(s: SearchResult, watchdog: Watchdog) -> dict:
   export = _export(s, enc, kd_vars, float(kd.accuracy[chosen]))
   c = costs.model_costs(space, enc, num_classes=data.num_classes, input_shape=data.image_shape)
   return {
-      "top": _top_rows(s, top, encs, kd.accuracy),
+      "top": _top_rows(s, top, encs, kd.accuracy, final_reward),
       "baselines": train_baselines(s, kd_trainer, progress=watchdog.ticker("final baselines")),
       "final": {"arch": space.decode(enc), "params": c.params, "flops": c.flops, "steps": int(plan.final.steps),
                 "init": plan.final_init,
@@ -169,4 +193,4 @@ def _train_final(s: SearchResult, watchdog: Watchdog) -> dict:
   }
 
 
-__all__ = ["initial_variables", "teacher_warnings", "top_archs", "train_baselines", "train_final"]
+__all__ = ["choose", "initial_variables", "teacher_warnings", "top_archs", "train_baselines", "train_final"]

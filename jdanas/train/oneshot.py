@@ -132,8 +132,18 @@ class OneShotEvaluator:
     for t in range(self.steps_per_round):
       self.state = self._step(self.state, encs[t % len(encs)], self._train_x, self._train_y, self._teacher_vars,
                               self._key_data, self._key_aug)
-    scores = np.asarray([float(self._score(self.state, e, *self._val)) for e in encs], np.float32)
-    return Evaluation(scores=scores, seconds=time.perf_counter() - t0)
+    return Evaluation(scores=self._scores(encs), seconds=time.perf_counter() - t0)
+
+  def score(self, encodings: np.ndarray) -> np.ndarray:
+    """The held-out accuracy of each child of ``encodings`` (``int[Q, D]``) with the current shared
+    weights, without training them (ENAS's derive step: rank candidates after the search)."""
+    encs = [jnp.asarray(self.space.check(e)) for e in np.asarray(encodings)]
+    if not encs:
+      raise ValueError("encodings: the batch is empty")
+    return self._scores(encs)
+
+  def _scores(self, encs: list) -> np.ndarray:
+    return np.asarray([float(self._score(self.state, e, *self._val)) for e in encs], np.float32)
 
   def restore(self, state: Any) -> None:
     """Continues from a checkpointed :attr:`state`."""
