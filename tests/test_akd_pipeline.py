@@ -166,7 +166,14 @@ def test_pipeline_records_acc_latency_reward_in_ledger_and_report(reward_run):
   for top in report["top"]:
     row = by_arch[top["arch"]]
     assert (top["search_accuracy"], top["latency"], top["reward"]) == (row["accuracy"], row["latency"], row["reward"])
+    expected = reward(np.array([top["val_accuracy"]]), np.array([top["latency"]]), target=2e5, alpha=-0.07,
+                      beta=-0.07)
+    assert top["final_reward"] == pytest.approx(float(expected[0]), rel=1e-6)
+  # the final choice is the search's objective on the final validation accuracy
+  assert report["final"]["arch"] == report["top"][0]["arch"]
+  assert report["top"][0]["final_reward"] == max(t["final_reward"] for t in report["top"])
   md = (workdir / "report.md").read_text()
+  assert "| Final reward |" in md
   assert "| Reward | ACC x (LAT/T)^w, LAT = flops (FLOPs), T = 200000" in md
   assert "ACC (val_accuracy) | LAT (FLOPs) | Reward |" in md
 
