@@ -15,8 +15,10 @@ Pipeline:
    KD loss (``kd.loss = "oracle"``, L_OD) and scores them with the shared weights on held-out data.
    A memory budget is either a constraint (``constraint.max_params``) or a penalty
    (``evaluator.reward`` with ``latency_model = "params"``: the score becomes the one-shot
-   accuracy x min(1, T / params), the hard form of AKD's reward; off by default); searching with
-   several targets T gives the accuracy-vs-size curve (``bench/oracle_kd.py --part search``).
+   accuracy x min(1, T / params), the hard form of AKD's reward; off by default). With
+   ``evaluator.reward.alpha > 0`` the budget is a size target (a child under T loses reward too:
+   the best child near T); searching with several targets T gives the accuracy-vs-size curve
+   (``bench/oracle_kd.py --part search --alpha 1``; docs/methods/oracle_kd.md).
 3. Final: the best ``top_k`` children are trained from scratch with L_OD; the best by validation
    accuracy is exported and also trained without KD. The backbone (all add-ons identity, i.e. the
    plain ResNet-32) is trained with the same L_OD recipe (``final.baselines``), so the report lists
@@ -79,7 +81,9 @@ def get_config(arg: str | None = None):
   # The memory budget: a penalty (off here) or a constraint (0 = none). The penalty is AKD's reward
   # on the params model: accuracy x (params / T)^w, hard form alpha = 0, beta = -1 (accuracy x
   # min(1, T / params)); e.g. --config.evaluator.reward.latency_model=params
-  # --config.evaluator.reward.target=2e5. One target per point of the accuracy-vs-size curve.
+  # --config.evaluator.reward.target=2e5. One target per point of the accuracy-vs-size curve; add
+  # --config.evaluator.reward.alpha=1 to make T a size target (an upper bound alone may never bind:
+  # one-shot weights rank parameter-free add-ons first at small scale).
   c.evaluator.reward = dict(latency_model="", target=0.0, alpha=0.0, beta=-1.0)
   c.constraint = dict(max_params=0, max_flops=0.0, max_latency_ms=0.0)
   # L_OD: RepDistiller's weights (0.1 CE + 0.9 T^2 KL) at T = 4; the paper gives neither.
