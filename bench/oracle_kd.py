@@ -27,7 +27,11 @@ penalty and one per ``--targets`` value with the params reward of :mod:`jdanas.r
 ``alpha = 0, beta = -1``; ``T`` = the value x the search backbone's params), and trains each found
 student and the search backbone from scratch with L_OD exactly as the backbone rows (same recipe,
 steps, batches, seeds): the unpenalised one is the ``searched`` row, all of them the
-accuracy-vs-size curve. ``--part all`` runs both parts after one ensemble.
+accuracy-vs-size curve. ``--alpha A > 0`` turns each target into a size target (``accuracy x
+(params / T)^A`` under T as well: the best child near T; the upper bound alone never binds when
+the one-shot ranking puts parameter-free add-ons first); ``--score-all`` scores every child of the
+space with each search's final shared weights (ENAS's derive step), reports them and trains the
+best by the search's reward. ``--part all`` runs both parts after one ensemble.
 
 Output: JSON lines on stdout: one ``{"row": "ensemble", ...}``, one per student row, and a last
 ``{"summary": ...}`` line with the oracle-minus-KD and KD-minus-CE gaps of the means (part
