@@ -241,7 +241,7 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
       evaluator = RewardEvaluator(one_shot, latency, target=reward["target"], alpha=args.alpha, beta=-1.0)
     state = jax.jit(searcher.init)(key_search)
     best = (-np.inf, None, None)
-    seen: dict[str, tuple] = {}  # arch -> (score, one-shot accuracy, round) of its last evaluation
+    last: dict[str, float] = {}  # the last round's children -> one-shot accuracy
     for r in range(cfg["rounds"]):
       k_ask, k_eval, k_tell = jax.random.split(jax.random.fold_in(key_search, r), 3)
       encs, state = ask(k_ask, state)
@@ -252,8 +252,8 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
       i = int(np.argmax(ev.scores))
       if ev.scores[i] > best[0]:
         best = (float(ev.scores[i]), encs[i], float(accuracy[i]))
-      for e, sc, acc in zip(encs, ev.scores, accuracy):
-        seen[exact.decode(e)] = (r4(sc), r4(acc), r)
+      if r == cfg["rounds"] - 1:
+        last = {exact.decode(e): r4(acc) for e, acc in zip(encs, accuracy)}
       log(f"[search target={target}] round {r}: best score {best[0]:.4f}")
     arch = exact.decode(best[1])
     found.append((target, arch))
@@ -263,20 +263,19 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
       if len(grid) > 200:
         raise SystemExit(f"--score-all: the space has {len(grid)} architectures (> 200)")
       accs = one_shot.score(grid)
-      sizes = [params(e) for e in grid]
-      rewards = [a if target is None else float(rewards_lib.reward(np.float32([a]), np.float32([n]),
-                                                                  target=reward["target"], alpha=args.alpha,
-                                                                  beta=-1.0)[0]) for a, n in zip(accs, sizes)]
-      order = np.argsort(-np.asarray(rewards), kind="stable")
-      every["all_children"] = [[exact.decode(grid[i]), sizes[i], r4(accs[i]), r4(rewards[i])] for i in order]
+      sizes = np.asarray([params(e) for e in grid])
+      rewards = accs if target is None else rewards_lib.reward(accs, sizes, target=reward["target"],
+                                                               alpha=args.alpha, beta=-1.0)
+      order = np.argsort(-rewards, kind="stable")
+      every["all_children"] = [[exact.decode(grid[i]), int(sizes[i]), r4(accs[i]), r4(rewards[i])] for i in order]
       every["derived"] = every["all_children"][0][0]  # trained below instead of the best round's child
       found[-1] = (target, every["derived"])
     print(json.dumps({"search": {"space": {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()},
                                  "target_x_backbone": target, "reward": reward},
                       "arch": arch, "params": params(best[1]), "backbone_params": backbone_params,
                       "score": r4(best[0]), "one_shot_accuracy": r4(best[2]),
-                      "last_round": [[a, params(exact.encode(a)), acc] for a, (_, acc, rr) in sorted(
-                          seen.items(), key=lambda kv: -kv[1][1]) if rr == cfg["rounds"] - 1],
+                      "last_round": [[a, params(exact.encode(a)), acc] for a, acc in sorted(
+                          last.items(), key=lambda kv: -kv[1])],
                       **every, "rounds": cfg["rounds"],
                       "num_asks": cfg["num_asks"], "steps_per_round": cfg["steps_per_round"],
                       "seconds": round(time.perf_counter() - t0, 1), **common}), flush=True)

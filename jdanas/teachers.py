@@ -93,8 +93,8 @@ def train_space_teacher(key: jax.Array, space_ref: dict, data, *, recipe: Recipe
   :class:`jdanas.spaces.DassSpace`) with plain cross-entropy. ``meta['space']`` records the space, so
   :func:`load_teacher` rebuilds the network and a run can check that its teacher is its space's."""
   space = space_of_teacher({"space": space_ref})
-  variables, meta = train_architecture(key, space, space.teacher_encoding, f"{space_ref['name']} (full network)", data,
-                               recipe, progress)
+  variables, meta = train_architecture(key, space, space.teacher_encoding, f"{space_ref['name']} (full network)",
+                                       data, recipe, progress)
   meta["space"] = json.loads(json.dumps(space_ref))
   return Teacher(name=f"{space_ref['name']}_teacher", module=space.teacher(int(data.num_classes)), variables=variables,
                  num_classes=int(data.num_classes), input_shape=tuple(data.train.x.shape[1:]), meta=meta)

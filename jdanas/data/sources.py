@@ -611,7 +611,6 @@ def _fitted(source: _Source, fit: Callable[[np.ndarray], np.ndarray]) -> _Source
   return dataclasses.replace(source, read=read)
 
 
-
 def _channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
   """Exact per-channel mean and population std of ``x / 255`` from 256-bin histograms.
 

@@ -167,6 +167,12 @@ def need(ok: bool, field: str, msg: str) -> None:
     raise ConfigError(f"config.{field}: {msg}")
 
 
+def need_fields(section, field: str, allowed) -> None:
+  """A config section holds only the ``allowed`` fields (an unknown one is one error naming them)."""
+  unknown = sorted(set(section) - set(allowed))
+  need(not unknown, field, f"unknown field(s) {unknown}; the fields are {', '.join(allowed)}")
+
+
 def _is_int(v) -> bool:
   return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
@@ -361,8 +367,7 @@ def _zero_cost_kwargs(z, data) -> dict:
             init=z.get("init") or None,  # None / "": each proxy's paper initialisation (scoring.PROXY_INFO)
             relation_tap=z.get("relation_tap", "pre_pool"), teacher_init=z.get("teacher_init", "random"),
             semantic_mismatch=z.get("semantic_mismatch", "class_gram"))
-  unknown = sorted(set(z) - set(kw))
-  need(not unknown, "evaluator.zero_cost", f"unknown field(s) {unknown}; the fields are {', '.join(kw)}")
+  need_fields(z, "evaluator.zero_cost", kw)
   _one_of(kw["proxy"], scoring.PROXIES, "evaluator.zero_cost.proxy")
   bs = kw["batch_size"]
   need(_is_int(bs) and bs > 0, "evaluator.zero_cost.batch_size", f"must be a positive int, got {bs!r}")
@@ -403,8 +408,7 @@ def _evaluator_kwargs(config, space: AbstractSearchSpace, loss: KDLoss) -> dict:
   need(bool(sub.get("table")) and pathlib.Path(sub.table).exists(), "evaluator.tabular.table",
        f"NB201 table file {sub.get('table')!r} does not exist")
   kw = {"table": sub.table, "column": sub.get("column", "cifar10_valid_acc")}
-  unknown = sorted(set(sub) - set(kw))
-  need(not unknown, "evaluator.tabular", f"unknown field(s) {unknown}; the fields are table, column")
+  need_fields(sub, "evaluator.tabular", kw)
   build_tabular(**kw)
   return kw
 
@@ -419,8 +423,7 @@ def _reward_kwargs(ev) -> dict | None:
   sub = ev.get("reward", None)
   if sub is None or not sub.get("latency_model", ""):
     return None
-  unknown = sorted(set(sub) - set(REWARD_FIELDS))
-  need(not unknown, "evaluator.reward", f"unknown field(s) {unknown}; the fields are {', '.join(REWARD_FIELDS)}")
+  need_fields(sub, "evaluator.reward", REWARD_FIELDS)
   need(ev.name in REWARD_EVALUATORS, "evaluator.reward",
        f"needs an accuracy evaluator (evaluator.name {', '.join(map(repr, REWARD_EVALUATORS))}), not {ev.name!r}")
   kw = dict(latency_model=sub.latency_model, target=sub.get("target", 0.0), alpha=sub.get("alpha", -0.07),
@@ -502,7 +505,7 @@ def teacher_space_ref(config: ml_collections.ConfigDict) -> dict | None:
   t = config.teacher
   if t.get("path"):
     ref = json.loads(pathlib.Path(t.path, "teacher.json").read_text()).get("meta", {}).get("space")
-    return json.loads(json.dumps({"name": ref["name"], "kwargs": ref.get("kwargs", {})})) if ref else None
+    return {"name": ref["name"], "kwargs": ref.get("kwargs", {})} if ref else None  # JSON already
   if t.get("paths") or t.get("ensemble", 1) != 1 or t.name != SPACE_TEACHER:
     return None
   return space_ref(config.space)
@@ -525,8 +528,7 @@ def _predictor_kwargs(config, space: AbstractSearchSpace) -> dict:
   """``evaluator.predictor``: a meta-trained DaSS predictor folder that matches the run's space."""
   sub = config.evaluator.predictor
   kw = dict(path=sub.get("path", ""), adapt=sub.get("adapt", True), chunk=sub.get("chunk", 32))
-  unknown = sorted(set(sub) - set(kw))
-  need(not unknown, "evaluator.predictor", f"unknown field(s) {unknown}; the fields are {', '.join(kw)}")
+  need_fields(sub, "evaluator.predictor", kw)
   _need_space_teacher(config, space, "the predictor evaluator")
   path = kw["path"]
   need(isinstance(path, str) and bool(path), "evaluator.predictor.path",
@@ -614,6 +616,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   build_plan(config)
 
 
-__all__ = ["Compute", "ConfigError", "EVALUATOR_NAMES", "FINAL_INITS", "JOBS", "job_of", "space_ref", "teacher_space_ref", "LOWERINGS", "Plan", "REWARD_FIELDS", "build_compute", "build_loss",
+__all__ = ["Compute", "ConfigError", "EVALUATOR_NAMES", "FINAL_INITS", "JOBS", "job_of", "need_fields", "space_ref", "teacher_space_ref", "LOWERINGS", "Plan", "REWARD_FIELDS", "build_compute", "build_loss",
            "build_plan", "build_recipe", "build_searcher", "build_space", "build_tabular", "parse_specialize",
            "teacher_size", "validate_config"]

@@ -36,14 +36,13 @@ def choose(accuracy: np.ndarray, top: list[dict], reward: dict | None) -> tuple[
   validation ``accuracy``: the best accuracy, or with the search's ``reward`` (the plan's
   ``evaluator.reward``) the best ``accuracy x (LAT / T)^w`` with each row's cached ``latency``, the
   search's own objective. Returns the index and the final rewards (None without a reward)."""
-  acc = np.where(np.isfinite(accuracy), accuracy, -np.inf)
-  if reward is None:
-    return int(np.argmax(acc)), None
-  from jdanas.rewards import reward as reward_fn
-  lat = np.asarray([np.nan if r.get("latency") is None else float(r["latency"]) for r in top], np.float64)
-  r = reward_fn(np.where(np.isfinite(accuracy), accuracy, np.nan), lat, target=reward["target"],
-                alpha=reward["alpha"], beta=reward["beta"])
-  return int(np.argmax(np.where(np.isfinite(r), r, -np.inf))), r
+  final_reward = None
+  if reward is not None:
+    from jdanas.rewards import reward as reward_fn
+    lat = np.asarray([np.nan if r.get("latency") is None else float(r["latency"]) for r in top], np.float64)
+    final_reward = reward_fn(accuracy, lat, target=reward["target"], alpha=reward["alpha"], beta=reward["beta"])
+  score = accuracy if final_reward is None else final_reward  # a failed student is NaN in both
+  return int(np.argmax(np.where(np.isfinite(score), score, -np.inf))), final_reward
 
 
 def _test_accuracy(s: SearchResult, enc: np.ndarray, variables) -> float | None:
@@ -161,7 +160,8 @@ def _train_final(s: SearchResult, watchdog: Watchdog) -> dict:
   log(f"[final] KD-training the top {len(encs)} students for {plan.final.steps} steps"
       + (" from the teacher's remapped weights" if plan.final_init == "remap" else ""))
   kd_trainer = trainer(plan, data, plan.final, s.teacher, s.mesh)
-  kd = kd_trainer.train(jax.random.fold_in(s.key_final, 0), encs, init_variables=initial_variables(s, encs),
+  init = initial_variables(s, encs)
+  kd = kd_trainer.train(jax.random.fold_in(s.key_final, 0), encs, init_variables=init,
                         progress=watchdog.ticker("final KD"), desc="final KD")
   chosen, final_reward = choose(kd.accuracy, top, plan.reward)
   enc = encs[chosen]
@@ -170,7 +170,8 @@ def _train_final(s: SearchResult, watchdog: Watchdog) -> dict:
         f"(reward {final_reward[chosen]:.4f}, val {kd.accuracy[chosen]:.4f}, LAT {top[chosen].get('latency')})")
   log(f"[final] training the chosen student {space.decode(enc)} without KD for comparison")
   vanilla_trainer = trainer(plan, data, vanilla_recipe(plan.final), None, s.mesh)
-  vanilla = vanilla_trainer.train(jax.random.fold_in(s.key_final, 0), [enc], init_variables=initial_variables(s, [enc]),
+  vanilla = vanilla_trainer.train(jax.random.fold_in(s.key_final, 0), [enc],
+                                  init_variables=None if init is None else [init[chosen]],  # the trainer copies it
                                   progress=watchdog.ticker("final no-KD"), desc="final vanilla")
   warnings = teacher_warnings(s.teacher.name, s.teacher_accuracy["val_accuracy"], float(vanilla.accuracy[0]),
                               chance=chance_accuracy(data.val))

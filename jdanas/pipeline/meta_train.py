@@ -33,7 +33,7 @@ import numpy as np
 
 from jdanas.distill import KD_PRESETS
 from jdanas.pipeline.config import (Compute, ConfigError, _is_int, _is_num, _one_of, build_compute, build_recipe,
-                                    build_space, job_of, need, space_ref)
+                                    build_space, job_of, need, need_fields, space_ref)
 from jdanas.pipeline.setup import load_data, log
 
 META_SECTIONS = ("data", "space", "tasks", "predictor", "meta", "compute")
@@ -60,11 +60,6 @@ class MetaPlan:
   compute: Compute
 
 
-def _fields(section, name: str, allowed: tuple[str, ...]) -> None:
-  unknown = sorted(set(section) - set(allowed))
-  need(not unknown, name, f"unknown field(s) {unknown}; the fields are {', '.join(allowed)}")
-
-
 def _positive_int(section, field: str, name: str, minimum: int = 1) -> int:
   v = section.get(field, None)
   need(_is_int(v) and v >= minimum, f"{name}.{field}", f"must be an int >= {minimum}, got {v!r}")
@@ -84,7 +79,7 @@ def build_meta_plan(config: ml_collections.ConfigDict) -> MetaPlan:
   need(space.name == "dass_resnet", "space.name", f"meta-training builds DaSS tasks: needs dass_resnet, got "
        f"{space.name!r}")
   t = config.tasks
-  _fields(t, "tasks", TASK_FIELDS)
+  need_fields(t, "tasks", TASK_FIELDS)
   num_tasks = _positive_int(t, "num_tasks", "tasks")
   val_tasks = _positive_int(t, "val_tasks", "tasks")
   per_task = _positive_int(t, "classes_per_task", "tasks", minimum=2)
@@ -98,12 +93,12 @@ def build_meta_plan(config: ml_collections.ConfigDict) -> MetaPlan:
   recipe = meta.TaskRecipe(teacher=teacher, student=student, num_students=num_students, num_noise=num_noise,
                            noise_seed=int(noise_seed), strategy=compute.strategy)
   p = config.predictor
-  _fields(p, "predictor", PREDICTOR_FIELDS)
+  need_fields(p, "predictor", PREDICTOR_FIELDS)
   dims = {f: _positive_int(p, f, "predictor") for f in ("hidden_channels", "out_channels", "h_dim")}
   use_maps = p.get("use_maps", True)
   need(isinstance(use_maps, bool), "predictor.use_maps", f"must be True or False, got {use_maps!r}")
   m = config.meta
-  _fields(m, "meta", META_FIELDS)
+  need_fields(m, "meta", META_FIELDS)
   _one_of(m.get("target", "percent"), meta.TARGETS, "meta.target")
   for field in ("alpha_init", "learning_rate"):
     v = m.get(field, None)

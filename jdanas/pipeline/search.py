@@ -206,7 +206,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
   searcher = plan_searcher(plan, budget)
   feasible_batch = jax.jit(jax.vmap(budget)) if budget is not None else None
   mesh = plan.compute.mesh()
-  evaluator = build_evaluator(plan, data, teacher, int(config.seed), mesh)
+  evaluator = build_evaluator(plan, data, teacher, int(config.seed), mesh, teacher_accuracy["val_accuracy"])
 
   ask, tell = jax.jit(searcher.ask), jax.jit(searcher.tell)
   state = jax.jit(searcher.init)(key_init)

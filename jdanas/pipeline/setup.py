@@ -152,10 +152,12 @@ def scoring_batch(plan: Plan, data, seed: int) -> tuple[np.ndarray, np.ndarray]:
   return x, np.asarray(data.train.y[idx], np.int32)
 
 
-def build_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None):
-  """The configured evaluator (``short_kd``, ``tabular``, ``zero_cost`` or ``one_shot``), wrapped into the
-  latency-aware reward of ``evaluator.reward`` when the config has one (:mod:`jdanas.rewards`)."""
-  inner = _accuracy_evaluator(plan, data, teacher, seed, mesh)
+def build_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None, teacher_val: float | None = None):
+  """The configured evaluator (``short_kd``, ``tabular``, ``zero_cost``, ``one_shot`` or ``predictor``),
+  wrapped into the latency-aware reward of ``evaluator.reward`` when the config has one
+  (:mod:`jdanas.rewards`). ``teacher_val``: the teacher's validation accuracy when the caller has it
+  (the predictor's adaptation label; evaluated here otherwise)."""
+  inner = _accuracy_evaluator(plan, data, teacher, seed, mesh, teacher_val)
   if plan.reward is None:
     return inner
   from jdanas.rewards import LatencyModel, RewardEvaluator
@@ -166,12 +168,13 @@ def build_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None):
   return RewardEvaluator(inner, latency, **kw)
 
 
-def _accuracy_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None):
+def _accuracy_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None, teacher_val: float | None = None):
   if plan.evaluator == "predictor":
     from jdanas.evaluators import PredictorEvaluator
     from jdanas.teachers import evaluate
-    # the support label of DaSS's one-step adaptation: the teacher's validation accuracy (percent)
-    accuracy = evaluate(teacher.module, teacher.variables, data.val, data.mean, data.std)
+    # the support label of DaSS's one-step adaptation: the teacher's validation accuracy
+    accuracy = (evaluate(teacher.module, teacher.variables, data.val, data.mean, data.std) if teacher_val is None
+                else teacher_val)
     kw = plan.evaluator_kwargs
     try:
       return PredictorEvaluator(plan.space, teacher, accuracy, kw["path"], adapt=kw["adapt"], chunk=kw["chunk"])

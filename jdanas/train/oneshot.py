@@ -143,7 +143,8 @@ class OneShotEvaluator:
     return self._scores(encs)
 
   def _scores(self, encs: list) -> np.ndarray:
-    return np.asarray([float(self._score(self.state, e, *self._val)) for e in encs], np.float32)
+    # every child dispatched first, then one device->host transfer (not one blocking float() each)
+    return np.asarray(jax.device_get([self._score(self.state, e, *self._val) for e in encs]), np.float32)
 
   def restore(self, state: Any) -> None:
     """Continues from a checkpointed :attr:`state`."""
