@@ -61,7 +61,7 @@ def get_config(arg: str | None = None):
   c.kd = dict(loss="dass", temperature=6.0)
   c.search = dict(rounds=1, top_k=5)
   c.final = dict(steps=8000, batch_size=128, optimizer="sgd", learning_rate=0.05, weight_decay=3e-5,
-                 schedule="cosine", augment=True, init="remap")
+                 schedule="cosine", augment=True, init="remap", seeds=1)
   c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
                    mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0)
   if arg == "runlocal":

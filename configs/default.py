@@ -55,7 +55,7 @@ def get_config(arg: str | None = None):
   c.kd = dict(loss="repdistiller", temperature=2.0, oracle_aggregate="logits")
   c.search = dict(rounds=6, top_k=2)
   c.final = dict(steps=150, batch_size=64, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
-                 schedule="cosine", augment=False)
+                 schedule="cosine", augment=False, seeds=1)
   # specialize: 'auto' trains each cell with a program specialised to it on CPU when the
   # schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
   # precision: "bf16" trains students in bfloat16 (float32 parameters and losses), for GPUs/TPUs.

@@ -72,7 +72,7 @@ def get_config(arg: str | None = None):
               relation_tap="pre_pool")
   c.search = dict(rounds=125, top_k=3)
   c.final = dict(steps=187_500, batch_size=64, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
-                 schedule="cosine", augment=True)
+                 schedule="cosine", augment=True, seeds=1)
   c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
                    mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0)
   if "distiller" in variants:

@@ -45,7 +45,7 @@ def get_config(arg: str | None = None):
   c.kd = dict(loss="repdistiller", temperature=4.0)
   c.search = dict(rounds=50, top_k=3)
   c.final = dict(steps=10_500, batch_size=128, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
-                 schedule="cosine", augment=True)
+                 schedule="cosine", augment=True, seeds=1)
   # specialize: 'auto' trains each cell with a program specialised to it on CPU when the
   # schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
   c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",

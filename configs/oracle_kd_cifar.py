@@ -90,7 +90,7 @@ def get_config(arg: str | None = None):
   c.kd = dict(loss="oracle", temperature=4.0, oracle_aggregate="logits")
   c.search = dict(rounds=150, top_k=3)
   c.final = dict(steps=64_000, batch_size=128, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
-                 schedule="cosine", augment=True, baselines=[backbone_arch(len(positions))])
+                 schedule="cosine", augment=True, baselines=[backbone_arch(len(positions))], seeds=1)
   c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto",
                    mesh=dict(pop=1, data=-1))
   if arg == "runlocal":

@@ -115,7 +115,7 @@ def get_config(arg: str | None = None):
   c.search = dict(rounds=30, top_k=3)
   c.final = dict(steps=10_500, batch_size=128, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
                  schedule="cosine", augment=True,
-                 baselines=["resnet20", "resnet32", "wrn_16_2", "mobilenetv2_half"])
+                 baselines=["resnet20", "resnet32", "wrn_16_2", "mobilenetv2_half"], seeds=1)
   c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
                    mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0)
   if runlocal:

@@ -35,7 +35,10 @@ and ``reward`` (the score).
             "final_reward": float}],              # optional: the reward on val_accuracy (chose the final)
    "final": {"arch": str,
              "kd": {"val_accuracy": float, "test_accuracy": float},
-             "no_kd": {"val_accuracy": float, "test_accuracy": float}},
+             "no_kd": {"val_accuracy": float, "test_accuracy": float},
+             "seeds": {"split": str, "kd": [float], "no_kd": [float], "n": int, "gain_mean": float,
+                       "gain_se": float, "gain_interval": [float, float], "kd_wins": int, ...}},
+             # optional (final.seeds > 1): paired KD / no-KD runs of the chosen student
    "baselines": [{"name": str, "arch": str, "params": int, "flops": float,   # predefined students,
                   "kd": {"val_accuracy": float, "test_accuracy": float}}],  # same KD recipe
    "plots": {"search": "search.png", "pareto": "pareto.png"},   # label -> PNG path
@@ -333,6 +336,19 @@ def _reward_text(reward: dict) -> str:
   return text
 
 
+def seeds_text(seeds: dict) -> str:
+  """One sentence of the paired-seeds KD gain (``report["final"]["seeds"]``), in percentage points."""
+  pct = lambda v: "n/a" if _num(v) is None or not np.isfinite(v) else f"{100 * v:.2f}"
+  lo, hi = seeds.get("gain_interval") or (None, None)
+  failed = f", {seeds['failed']} diverged pair(s) left out" if seeds.get("failed") else ""
+  return (f"Over {seeds['n']} paired seeds (initial weights and batch order shared by the two arms; "
+          f"{seeds['split']} accuracy): with KD {pct(seeds['kd_mean'])} ± {pct(seeds['kd_se'])} %, without KD "
+          f"{pct(seeds['no_kd_mean'])} ± {pct(seeds['no_kd_se'])} % (mean ± standard error); KD gain "
+          f"{100 * seeds['gain_mean']:+.2f} ± {pct(seeds['gain_se'])} points, "
+          f"{100 * seeds.get('confidence', 0.95):.0f} % interval [{100 * lo:+.2f}, {100 * hi:+.2f}]; KD better in "
+          f"{seeds['kd_wins']} of {seeds['n']}{failed}.")
+
+
 def _markdown(report: dict, workdir: pathlib.Path) -> str:
   lines = ["# jdanas search report", ""]
 
@@ -415,6 +431,8 @@ def _markdown(report: dict, workdir: pathlib.Path) -> str:
           gains.append("–" if a is None or b is None else f"{100 * (a - b):+.2f} pp")
         lines.append(f"| KD gain | {gains[0]} | {gains[1]} |")
       lines.append("")
+    if isinstance(final.get("seeds"), dict):
+      lines += [seeds_text(final["seeds"]), ""]
 
   baselines = report.get("baselines")
   if baselines:

@@ -155,6 +155,7 @@ CASES = [
     ("search_top_k", ["--config", SMOKE, "--workdir", "{w}", "--config.search.top_k=0"], "config.search.top_k"),
     ("final_steps", ["--config", SMOKE, "--workdir", "{w}", "--config.final.steps=0"], "config.final.steps"),
     ("final_schedule", ["--config", SMOKE, "--workdir", "{w}", "--config.final.schedule=step"], "config.final.schedule"),
+    ("final_seeds", ["--config", SMOKE, "--workdir", "{w}", "--config.final.seeds=0"], "config.final.seeds"),
     ("compute_strategy", ["--config", SMOKE, "--workdir", "{w}", "--config.compute.strategy=pmap"], "config.compute.strategy"),
     ("compute_mesh", ["--config", SMOKE, "--workdir", "{w}", "--config.compute.mesh.pop=3"], "config.compute.mesh"),
     ("compute_precision", ["--config", SMOKE, "--workdir", "{w}", "--config.compute.precision=fp16"],

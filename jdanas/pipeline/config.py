@@ -37,8 +37,9 @@ reference; every shipped config has the same shape)::
               (loss "oracle": the oracle KD loss over an ensemble teacher's correct members)
   constraint  max_params, max_flops, max_latency_ms (0 = no limit)
   search      rounds, top_k
-  final       a recipe, plus baselines (architecture strings of the space) and init ("random", or
-              "remap": start from the teacher's remapped weights, DaSS)
+  final       a recipe, plus baselines (architecture strings of the space), init ("random", or
+              "remap": start from the teacher's remapped weights, DaSS) and seeds (paired KD / no-KD
+              trainings of the chosen student for the gain's interval; 1 = the one comparison)
   compute     strategy, score_strategy, specialize, lowering, precision ("fp32" | "bf16"), mesh
               (pop, data), stall_timeout_s, pop_chunk: how the search's evaluator AND the final training run on
               this machine
@@ -139,6 +140,8 @@ class Plan:
     rounds, top_k: search rounds and the number of students of the final training.
     baselines: predefined students of ``final.baselines``.
     compute: :class:`Compute`.
+    final_seeds: ``final.seeds``; above 1 the chosen student is trained that many more times with and
+      without KD (paired seeds), so the report gives the KD gain with its standard error and interval.
   """
   space: AbstractSearchSpace
   searcher_name: str
@@ -159,6 +162,7 @@ class Plan:
   compute: Compute
   one_shot: Recipe | None = None  # evaluator.one_shot's recipe (steps: shared-weight steps per round)
   final_init: str = "random"  # final.init: "remap" starts the final students from the teacher's remapped weights
+  final_seeds: int = 1  # final.seeds: paired KD / no-KD trainings of the chosen student (> 1: the gain's interval)
 
 
 def need(ok: bool, field: str, msg: str) -> None:
@@ -590,7 +594,9 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
   reward = _reward_kwargs(config.evaluator)
   one_shot = (build_recipe(config.evaluator.one_shot, "evaluator.one_shot", loss, extra=("val_examples",))
               if config.evaluator.name == "one_shot" else None)
-  final = build_recipe(config.final, "final", loss, extra=("baselines", "init"))
+  final = build_recipe(config.final, "final", loss, extra=("baselines", "init", "seeds"))
+  final_seeds = config.final.get("seeds", 1)
+  need(_is_int(final_seeds) and final_seeds > 0, "final.seeds", f"must be a positive int, got {final_seeds!r}")
   if final_init == "remap":
     _need_space_teacher(config, space, "final.init='remap'")
   baselines = _baselines(config.final, space)
@@ -608,7 +614,7 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
               reward=reward, loss=loss,
               short_kd=short_kd, final=final, teacher_train=teacher_train, limits=limits,
               rounds=int(r.rounds), top_k=int(r.top_k), baselines=baselines, compute=compute, one_shot=one_shot,
-              final_init=final_init)
+              final_init=final_init, final_seeds=int(final_seeds))
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

@@ -62,6 +62,8 @@ def print_summary(report: dict, workdir: pathlib.Path) -> None:
   for r in report["top"]:
     print(f"{fmt(r['val_accuracy']):>8} {r['params']:>9d} {r['flops'] / 1e6:>8.2f} {r['latency_ms']:>7.2f}  {r['arch']}")
   print(f"chosen {f['arch']}: KD test {fmt(f['kd']['test_accuracy'])} vs no-KD test {fmt(f['no_kd']['test_accuracy'])}")
+  if f.get("seeds"):
+    print(report_lib.seeds_text(f["seeds"]))
   for b in report.get("baselines") or []:
     print(f"baseline {b['name']} ({b['params']} params): KD val {fmt(b['kd']['val_accuracy'])}, "
           f"test {fmt(b['kd']['test_accuracy'])}")
