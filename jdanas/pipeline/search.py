@@ -21,11 +21,11 @@ from jdanas.lowering import configure_cpu_runtime
 from jdanas.pipeline.checkpoints import Checkpoints
 from jdanas.pipeline.check import Checked, prepare
 from jdanas.pipeline.config import ConfigError, Plan
+from jdanas.pipeline.resume import CONFIG_ECHO, check_resume, describe_changes, record_changes
 from jdanas.pipeline.setup import build_evaluator, get_teacher, log, plan_searcher
 from jdanas.pipeline.watchdog import Watchdog
 from jdanas.teachers import Teacher, ensemble_report, evaluate
 
-CONFIG_ECHO = "config.json"  # the config of the run, written when its compute starts
 
 
 @dataclasses.dataclass
@@ -40,7 +40,8 @@ class SearchResult:
     score_kind: what the ledger's ``score`` is (:class:`jdanas.evaluators.ScoreKind`).
     reward: the latency-aware reward's settings (:meth:`jdanas.rewards.RewardEvaluator.describe`:
       latency model, its protocol, target, alpha, beta), or None without a reward.
-    stats: ``evaluations``, ``rounds``, ``seconds``, ``num_compilations``, ``resumed_from_round``.
+    stats: ``evaluations``, ``rounds``, ``seconds``, ``num_compilations``, ``resumed_from_round``,
+      ``resume_config_changes`` (the allowed config changes of every resume, :mod:`jdanas.pipeline.resume`).
     key_final: the key of the final phase (a function of ``config.seed`` only).
     mesh: the device mesh (None on one device).
     started: ``time.perf_counter()`` at the start of the run.
@@ -195,7 +196,13 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   main = is_main_process()
+  # Checked again here (prepare checked it too): a caller may pass a ``checked`` made without the workdir.
+  changes = check_resume(config, workdir)
+  if changes:
+    log(f"[resume] config changes allowed (they cannot change the result): {describe_changes(changes)}")
+  history = changes
   if main:
+    history = record_changes(workdir, changes)
     (workdir / CONFIG_ECHO).write_text(config.to_json_best_effort(indent=1, sort_keys=True) + "\n")
   started = time.perf_counter()
   key_teacher, key_search, key_final = jax.random.split(jax.random.key(config.seed), 3)
@@ -262,7 +269,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
     writer.close()
   ckpt.close()
   stats = {"evaluations": len(ledger), "rounds": plan.rounds, "seconds": seconds,
-           "num_compilations": compilations, "resumed_from_round": start_round}
+           "num_compilations": compilations, "resumed_from_round": start_round, "resume_config_changes": history}
   return SearchResult(config=config, plan=plan, workdir=workdir, data=data, teacher=teacher,
                       teacher_accuracy=teacher_accuracy, ledger=ledger, score_kind=evaluator.score_kind,
                       reward=evaluator.describe() if hasattr(evaluator, "describe") else None,
