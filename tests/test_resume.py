@@ -219,7 +219,8 @@ def test_run_py_refuses_another_config_before_compute(tmp_path, capsys, monkeypa
   err = capsys.readouterr().err
   lines = [l for l in err.splitlines() if l.strip()]
   assert status == 2 and len(lines) == 1, err
-  assert lines[0].startswith(f"error: --workdir: {str(workdir)!r} holds a run of another config: ") and names in lines[0]
+  assert lines[0].startswith(f"error: --workdir: {str(workdir)!r} holds a run of another config: "), lines[0]
+  assert names in lines[0]
   assert _snapshot(workdir) == before
 
 
@@ -238,4 +239,54 @@ def test_meta_train_job_refuses_another_config_before_compute(tmp_path, capsys, 
                          "--config.tasks.num_students=60"])
   err = capsys.readouterr().err
   assert status == 2 and err.startswith("error: --workdir: ") and "config.tasks.num_students was" in err, err
+  assert _snapshot(workdir) == before
+
+
+@pytest.mark.slow  # two short searches of the smoke config and one final phase
+def test_resume_with_allowed_changes_then_the_finished_workdir_refuses_others(tmp_path, capsys, monkeypatch):
+  """An interrupted smoke search (1 round) resumed with more rounds and another stall timeout: allowed,
+  logged and listed in report.json; the first evaluation of each process says it compiles; the finished
+  workdir then refuses another seed (untouched) and returns its report for a harmless change."""
+  import jdanas.pipeline as pipeline
+  from conftest import smoke_config
+  workdir = tmp_path / "run"
+  first = pipeline.search(smoke_config(**{"search.rounds": 1}), workdir)  # "interrupted" after round 1
+  err = capsys.readouterr().err
+  assert "[search] compiling the evaluator's program(s) (one per distinct network shape: " in err, err
+  assert first.stats["num_compilations"] > 0 and first.stats["search_seconds"] > 0
+  assert first.stats["search_seconds"] >= sum(first.stats["round_seconds"])
+  report = pipeline.run(smoke_config(**{"search.rounds": 2, "compute.stall_timeout_s": 600.0}), workdir)
+  err = capsys.readouterr().err
+  changes = [{"field": "compute.stall_timeout_s", "was": 1800.0, "now": 600.0},
+             {"field": "search.rounds", "was": 1, "now": 2}]
+  assert ("[resume] config changes allowed (they cannot change the result): config.compute.stall_timeout_s "
+          "1800.0 -> 600.0, config.search.rounds 1 -> 2") in err, err
+  assert "[search] compiling the evaluator's program(s)" in err  # a new process compiles (or loads) again
+  saved = json.loads((workdir / "report.json").read_text())
+  assert saved["search"]["resume_config_changes"] == changes == report["search"]["resume_config_changes"]
+  assert saved["search"]["resumed_from_round"] == 1 and saved["search"]["rounds"] == 2
+  ledger = json.loads((workdir / "ledger.json").read_text())
+  assert [r["round"] for r in ledger] == [0, 0, 1, 1]
+  # cumulative over the resume: round 1's search_seconds adds its own time to round 0's
+  assert ledger[2]["search_seconds"] >= ledger[0]["search_seconds"] + ledger[2]["round_seconds"]
+  assert saved["search"]["search_seconds"] >= ledger[-1]["search_seconds"]
+  assert "Search wall time (compilation included)" in (workdir / "report.md").read_text()
+
+  # the finished workdir: another seed is refused before compute, nothing written
+  monkeypatch.chdir(REPO)
+  before = _snapshot(workdir)
+  status = run_cli.main(["run.py", "--config", SMOKE, "--workdir", str(workdir), "--config.search.rounds=2",
+                         "--config.compute.stall_timeout_s=600", "--config.seed=1"])
+  err = capsys.readouterr().err
+  assert status == 2 and err.startswith(f"error: --workdir: {str(workdir)!r} holds a run of another config: "
+                                        "config.seed was 0, now 1"), err
+  assert _snapshot(workdir) == before
+
+  def forbidden(*args, **kwargs):
+    raise AssertionError("a finished run was computed again")
+
+  monkeypatch.setattr(pipeline, "search", forbidden)
+  again = pipeline.run(smoke_config(**{"search.rounds": 2, "compute.stall_timeout_s": 900.0}), workdir)
+  assert again["final"] == saved["final"]
+  assert "config.compute.stall_timeout_s 600.0 -> 900.0" in capsys.readouterr().err
   assert _snapshot(workdir) == before

@@ -27,7 +27,6 @@ from jdanas.pipeline.watchdog import Watchdog
 from jdanas.teachers import Teacher, ensemble_report, evaluate
 
 
-
 @dataclasses.dataclass
 class SearchResult:
   """What :func:`search` hands to :func:`jdanas.pipeline.train_final` and :func:`jdanas.pipeline.report`.
@@ -296,7 +295,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
     encs, state = ask(key_ask, state)
     encs = np.asarray(jax.device_get(encs))
     if r == start_round and (note := compile_note(plan, encs)):
-      log(note)
+      bar.write(note, file=sys.stderr)  # above the bar, which sits at 0 while this compiles
     feasible, scores, variables, extras, n_compiled = _evaluate(evaluator, feasible_batch, key_eval, encs)
     compilations += n_compiled
     # Infeasible proposals are told as failed (NaN): they can never become the incumbent.
