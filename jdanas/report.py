@@ -358,7 +358,7 @@ def _markdown(report: dict, workdir: pathlib.Path) -> str:
   if isinstance(search, dict):
     for key, label, fmt in (("evaluations", "Evaluations", _count), ("rounds", "Rounds", _count),
                             ("search_seconds", "Search wall time (compilation included)", _seconds),
-                            ("seconds", "Search wall time", _seconds),  # a report written before search_seconds
+                            ("seconds", "Search time (evaluation rounds only)", _seconds),  # an older report
                             ("num_compilations", "Compilations", _count)):
       if search.get(key) is not None:
         summary.append(f"| {label} | {fmt(search[key])} |")

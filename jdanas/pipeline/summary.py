@@ -56,8 +56,9 @@ def print_summary(report: dict, workdir: pathlib.Path) -> None:
   fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
   print(f"teacher {t['name']}: val {fmt(t['val_accuracy'])}, test {fmt(t['test_accuracy'])}")
   search = report["search"]
-  seconds = search.get("search_seconds", search.get("seconds"))  # "seconds": a report written before the rename
-  print(f"search: {search['evaluations']} evaluations in {seconds:.1f} s wall time, compilation included "
+  took = (f"{search['search_seconds']:.1f} s wall time, compilation included" if "search_seconds" in search
+          else f"{search['seconds']:.1f} s (evaluation rounds only)")  # a report written before search_seconds
+  print(f"search: {search['evaluations']} evaluations in {took} "
         f"({_plural(search['num_compilations'], 'compiled program')}); score: {search['score']['label']}")
   print(f"{'val_acc':>8} {'params':>9} {'MFLOPs':>8} {'ms@b1':>7}  arch (top after final KD)")
   for r in report["top"]:
