@@ -38,7 +38,9 @@ Never hang: XLA:CPU runs with the runtime flags that avoid its wedge, added to y
 ``XLA_FLAGS`` (``JDANAS_XLA_SAFE=0`` leaves ``XLA_FLAGS`` alone), and a run that makes no progress
 for ``compute.stall_timeout_s`` seconds (default 1800; 0 = never) stops with one ``error:`` line
 naming the phase, the Python stacks of all threads and exit status 3; resuming it continues from
-the last checkpointed round. See docs/lowering.md, "Hangs on XLA:CPU".
+the last checkpointed round. See docs/lowering.md, "Hangs on XLA:CPU". A workdir resumes only with
+the config it was made with (``compute.stall_timeout_s`` and more rounds of an unfinished search
+may differ; anything else is ``error: --workdir: ...``, docs/configs.md "Resuming a workdir").
 """
 from __future__ import annotations
 

@@ -119,7 +119,7 @@ def run_section(section: str, quick: bool, tiny: bool) -> None:
       report = pathlib.Path(workdir) / "run" / "report.json"
       out = json.loads(report.read_text()) if report.exists() else {}
       print(json.dumps({"config": config, "overrides": extra, "wall_s": round(wall, 2), "returncode": proc.returncode,
-                        "search_seconds": out.get("search", {}).get("seconds"),
+                        "search_seconds": out.get("search", {}).get("search_seconds"),
                         "evaluations": out.get("search", {}).get("evaluations"),
                         "num_compilations": out.get("search", {}).get("num_compilations"),
                         "error": proc.stderr.strip().splitlines()[-1] if proc.returncode else None}), flush=True)

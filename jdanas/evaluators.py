@@ -143,14 +143,26 @@ class PredictorEvaluator:
     if tuple(teacher_map.shape) != tuple(info["map_shape"]):
       raise ValueError(f"evaluator.predictor.path: the predictor reads maps of shape {tuple(info['map_shape'])}, "
                        f"the teacher gives {tuple(teacher_map.shape)}")
-    self._features = jax.jit(jax.vmap(lambda e: encoding_features(space, e)))
+    # programs counted as they are traced (a jit traces once per program it compiles; no private JAX API)
+    self.trace_counts = {"features": 0, "predict": 0}
+
+    def features(e):
+      self.trace_counts["features"] += 1
+      return jax.vmap(lambda one: encoding_features(space, one))(e)
+
+    self._features = jax.jit(features)
     teacher_arch = self._features(jnp.asarray(space.teacher_encoding)[None])
     # the support: the teacher as its own student, labelled with its validation accuracy in percent
     self.support = meta.Task(maps=teacher_map[None], arch=teacher_arch, labels=jnp.zeros((1,), jnp.float32),
                              teacher_map=teacher_map, teacher_arch=teacher_arch[0],
                              teacher_label=jnp.float32(100.0 * teacher_accuracy))
     self.model, self.config, self.params, self.alphas, self.info = meta.load_predictor(path, self.support)
-    self._predict = jax.jit(lambda params, task: meta.predict(self.model, params, task, target=self.config.target))
+
+    def predict(params, task):
+      self.trace_counts["predict"] += 1
+      return meta.predict(self.model, params, task, target=self.config.target)
+
+    self._predict = jax.jit(predict)
     self._adapted = None
     self.num_adaptations = 0
     self.score_kind = ScoreKind("predicted_kd_accuracy" if adapt else "predicted_kd_accuracy_no_adapt",
@@ -169,7 +181,7 @@ class PredictorEvaluator:
     del key  # deterministic
     from jdanas import meta
     t0 = time.perf_counter()
-    before = self._predict._cache_size() + self._features._cache_size()
+    before = sum(self.trace_counts.values())
     encs = np.asarray(encodings, np.int32)
     maps = meta.embed_students(self.space, self.teacher.variables, encs, self.noise,
                                num_classes=self.teacher.num_classes, chunk=self.chunk)
@@ -177,7 +189,7 @@ class PredictorEvaluator:
                                  labels=jnp.zeros((len(encs),), jnp.float32))
     scores = np.asarray(jax.device_get(self._predict(self.adapted_params(), task)), np.float32)
     # the predictor's and the feature map's new programs (the embedding's own jit is not counted)
-    compiled = self._predict._cache_size() + self._features._cache_size() - before
+    compiled = sum(self.trace_counts.values()) - before
     return Evaluation(scores=scores, seconds=time.perf_counter() - t0, num_compilations=compiled)
 
 

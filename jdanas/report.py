@@ -11,7 +11,9 @@
    "params": int,         # see jdanas.costs
    "flops": float,        # see jdanas.costs
    "seed": int,
-   "wall_time": float}    # seconds since the search started
+   "search_seconds": float,  # wall time of the search when this row's round was recorded (cumulative,
+                             # compilations included; summed over resumes)
+   "round_seconds": float}   # wall time of this row's round (ask, evaluation, tell, costs)
 
 With a latency-aware reward (:mod:`jdanas.rewards`) each row also has ``accuracy``, ``latency``
 and ``reward`` (the score).
@@ -23,7 +25,9 @@ and ``reward`` (the score).
    "space": str | {"name": str, ...},
    "searcher": str | {"name": str, ...},
    "teacher": {"name": str, "val_accuracy": float, "test_accuracy": float, "params": int},
-   "search": {"evaluations": int, "rounds": int, "seconds": float, "num_compilations": int,
+   "search": {"evaluations": int, "rounds": int, "num_compilations": int,
+              "search_seconds": float,  # wall time of the search loop (its progress bar), compilations included
+              "round_seconds": [float],  # per round
               "score": {"kind": str, "units": str, "higher_is_better": bool, "label": str},
               # what the ledger's scores are (jdanas.evaluators.ScoreKind.to_dict())
               "reward": {"latency_model": str, "units": str, "target": float, "alpha": float,
@@ -369,7 +373,8 @@ def _markdown(report: dict, workdir: pathlib.Path) -> str:
   search = report.get("search")
   if isinstance(search, dict):
     for key, label, fmt in (("evaluations", "Evaluations", _count), ("rounds", "Rounds", _count),
-                            ("seconds", "Search wall time", _seconds),
+                            ("search_seconds", "Search wall time (compilation included)", _seconds),
+                            ("seconds", "Search time (evaluation rounds only)", _seconds),  # an older report
                             ("num_compilations", "Compilations", _count)):
       if search.get(key) is not None:
         summary.append(f"| {label} | {fmt(search[key])} |")

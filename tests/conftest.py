@@ -80,12 +80,15 @@ def smoke_config(**changes):
   return c
 
 
+TIMING_COLUMNS = ("search_seconds", "round_seconds")  # the ledger's wall times (jdanas.report)
+
+
 def ledger_rows(workdir):
-  """``<workdir>/ledger.json`` without the wall times (what resumed and uninterrupted runs share)."""
+  """``<workdir>/ledger.json`` without the timing columns (what resumed and uninterrupted runs share)."""
   import json
   import pathlib
   rows = json.loads((pathlib.Path(workdir) / "ledger.json").read_text())
-  return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+  return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
 
 
 def sigkill_after_first_round(cmd, workdir, *, cwd, env, timeout: float = 240) -> None:

@@ -68,7 +68,7 @@ def test_predictor_evaluator_scores_adapts_once_and_compiles_once(predictor_dir,
   again = ev(jax.random.key(1), _pool(6, seed=1))
   assert first.scores.shape == (6,) and first.scores.dtype == np.float32 and np.isfinite(first.scores).all()
   assert len(calls) == 1 and ev.num_adaptations == 1  # adapted once per run, then only embed + predict
-  assert ev._predict._cache_size() == 1  # one compiled predictor for one batch size
+  assert ev.trace_counts["predict"] == 1  # one compiled predictor for one batch size
   assert first.num_compilations == 2 and again.num_compilations == 0  # predictor + features, reported once
   assert ev.score_kind.kind == "predicted_kd_accuracy"
   # the same numbers as the library's meta-test on the same candidates

@@ -73,9 +73,12 @@ def test_a_bad_config_fails_before_any_work(tmp_path):
 @pytest.mark.slow  # ~18 s
 def test_resume_after_interruption_gives_identical_ledger(uninterrupted, tmp_path):
   full_dir, full = uninterrupted
-  run(tiny_config(**{"search.rounds": 2}), tmp_path)  # "interrupted" after 2 of 3 rounds
+  # "interrupted" after 2 of 3 rounds: a search of 2 rounds, continued to 3 (more rounds on an unfinished
+  # search are an allowed config change: the ledger equals the uninterrupted 3-round one)
+  pipeline.search(tiny_config(**{"search.rounds": 2}), tmp_path)
   resumed = run(tiny_config(), tmp_path)
   assert resumed["search"]["resumed_from_round"] == 2
+  assert resumed["search"]["resume_config_changes"] == [{"field": "search.rounds", "was": 2, "now": 3}]
   assert ledger_rows(tmp_path) == ledger_rows(full_dir)
   assert resumed["final"] == full["final"]
 
@@ -83,7 +86,7 @@ def test_resume_after_interruption_gives_identical_ledger(uninterrupted, tmp_pat
 @pytest.mark.slow  # ~18 s
 def test_corrupt_latest_checkpoint_falls_back(uninterrupted, tmp_path, capsys):
   full_dir, _ = uninterrupted
-  run(tiny_config(**{"search.rounds": 2}), tmp_path)
+  pipeline.search(tiny_config(**{"search.rounds": 2}), tmp_path)
   for f in (tmp_path / "checkpoints" / "2").rglob("*"):
     if f.is_file():
       f.write_bytes(b"truncated")

@@ -48,11 +48,14 @@ def _rounds(seed: int, n: int, space):
 def test_rounds_train_shared_weights_and_score_children(tiny_data, teacher):
   ev = _evaluator(tiny_data, teacher)
   before = jax.tree.map(np.asarray, ev.state.shared.params)
+  compiled = []
   for r, encs in enumerate(_rounds(0, 2, ev.space)):
     out = ev(jax.random.key(r), encs)
     assert out.scores.shape == (3,) and np.all((out.scores >= 0) & (out.scores <= 1)) and out.variables is None
+    compiled.append(out.num_compilations)
   assert int(ev.state.step) == 6
-  assert ev.trace_counts == {"step": 1, "score": 1}  # one program each, reused by every child and round
+  assert ev.trace_counts == {"init": 1, "step": 1, "score": 1}  # one program each, reused by every child and round
+  assert compiled == [3, 0]  # reported by the first call (the init program built with the evaluator), none after
   after = jax.tree.map(np.asarray, ev.state.shared.params)
   assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
   # The score is the child's accuracy with the shared weights (the encoding is the traced input).
@@ -123,7 +126,9 @@ def test_kdas_search_with_reinforce_resumes_to_the_same_ledger(tmp_path, reward)
                "evaluator.one_shot.batch_size": 32, "search.rounds": rounds}
     return smoke_config(**changes, **({"evaluator.reward": reward} if reward else {}))
 
-  straight = search(config(3), tmp_path / "straight").ledger
+  straight = search(config(3), tmp_path / "straight")
+  assert straight.stats["num_compilations"] == 3  # a fresh workdir: init, step and score programs
+  straight = straight.ledger
   save = Checkpoints.save
 
   def save_then_stop(self, round_done, *args):  # an interruption right after round 2's checkpoint
@@ -136,7 +141,8 @@ def test_kdas_search_with_reinforce_resumes_to_the_same_ledger(tmp_path, reward)
     with pytest.raises(KeyboardInterrupt):
       search(config(3), tmp_path / "resumed")
   resumed = search(config(3), tmp_path / "resumed").ledger
-  strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]  # noqa: E731
+  strip = lambda rows: [{k: v for k, v in r.items() if k not in ("search_seconds", "round_seconds")}  # noqa: E731
+                        for r in rows]
   assert len(straight) == 6 and strip(resumed) == strip(straight)
   kind = "one_shot_val_accuracy" if reward is None else "reward:one_shot_val_accuracy x (params/T)^w"
   assert all(r["score_kind"] == kind and r["score"] is not None for r in straight)

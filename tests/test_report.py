@@ -24,7 +24,7 @@ def _ledger(n=40, seed=0):
       score = float("nan")
     ledger.append({"round": i // 10, "index": i, "arch": f"arch{i:02d}", "encoding": [i % 4, i % 3, 1],
                    "score": score, "params": params, "flops": 2.0 * params * 64, "seed": 0,
-                   "wall_time": 1.5 * (i + 1)})
+                   "search_seconds": 1.5 * (i + 1), "round_seconds": 1.5})
   return ledger
 
 

@@ -115,3 +115,178 @@ def test_controller_with_reward_sigkill_then_resume_gives_the_identical_ledger(t
   assert [r["index"] for r in ledger] == list(range(len(ledger))) and len(ledger) == 6
   assert all(r["reward"] == r["score"] and r["latency"] == r["flops"] for r in ledger)
   assert ledger == ledger_rows(tmp_path / "full")
+
+
+# ---- a workdir holding a run of another config (jdanas.pipeline.resume) --------------------------------------
+def _load_run_module():
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("jdanas_run_cli_resume", REPO / "run.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+run_cli = _load_run_module()
+SMOKE = "configs/default.py:smoke"
+
+
+def _recorded_workdir(path: pathlib.Path, config, finished: bool) -> pathlib.Path:
+  """A workdir as a run of ``config`` leaves it: config.json, a checkpoint, and report.json when finished."""
+  from jdanas.pipeline.resume import config_json
+  path.mkdir(parents=True)
+  (path / "config.json").write_text(config.to_json_best_effort(indent=1, sort_keys=True) + "\n")
+  (path / "checkpoints" / "1").mkdir(parents=True)
+  (path / "checkpoints" / "1" / "state").write_bytes(b"round 1")
+  if finished:
+    (path / "report.json").write_text(json.dumps({"config": config_json(config), "final": {"arch": "222"}}))
+  return path
+
+
+def _snapshot(path: pathlib.Path) -> dict:
+  return {str(f.relative_to(path)): (f.read_bytes(), f.stat().st_mtime_ns) for f in sorted(path.rglob("*"))
+          if f.is_file()}
+
+
+def test_check_resume_allows_only_changes_that_cannot_change_the_result(tmp_path):
+  from conftest import smoke_config
+  from jdanas.pipeline import ConfigError
+  from jdanas.pipeline.resume import RESUME_HARMLESS, check_resume
+  assert list(RESUME_HARMLESS) == ["compute.stall_timeout_s"]
+  assert check_resume(smoke_config(), tmp_path / "fresh") == []  # nothing recorded: nothing to compare
+  interrupted = _recorded_workdir(tmp_path / "interrupted", smoke_config(), finished=False)
+  finished = _recorded_workdir(tmp_path / "finished", smoke_config(), finished=True)
+  for workdir in (interrupted, finished):
+    assert check_resume(smoke_config(), workdir) == []
+    assert check_resume(smoke_config(**{"compute.stall_timeout_s": 60.0}), workdir) == [
+        {"field": "compute.stall_timeout_s", "was": 1800.0, "now": 60.0}]
+  # more rounds continue an unfinished search (same keys per round, no searcher knows the number of rounds)
+  assert check_resume(smoke_config(**{"search.rounds": 5}), interrupted) == [
+      {"field": "search.rounds", "was": 3, "now": 5}]
+  refused = [
+      (interrupted, {"search.rounds": 2}, "config.search.rounds was 3, now 2 (fewer rounds"),
+      (finished, {"search.rounds": 5}, "config.search.rounds was 3, now 5 (the run in it is finished"),
+      (interrupted, {"seed": 1}, "config.seed was 0, now 1 (use a new --workdir"),
+      (interrupted, {"compute.lowering": "xla"}, 'config.compute.lowering was "auto", now "xla"'),
+      (finished, {"final.steps": 7}, "config.final.steps was 2, now 7"),
+      # the first differing field in sorted order (data < seed), whatever the order of the overrides
+      (interrupted, {"seed": 1, "data.val_fraction": 0.2}, "config.data.val_fraction was 0.1, now 0.2"),
+  ]
+  for workdir, change, message in refused:
+    with pytest.raises(ConfigError) as e:
+      check_resume(smoke_config(**change), workdir)
+    line = str(e.value)
+    assert line.startswith(f"--workdir: {str(workdir.absolute())!r} holds a run of another config: "), line
+    assert message in line and "\n" not in line, line
+  # the one_shot evaluator's schedule spans all rounds: more rounds would change the earlier ones
+  one_shot = {"evaluator.name": "one_shot"}
+  _recorded_workdir(tmp_path / "one_shot", smoke_config(**one_shot), finished=False)
+  with pytest.raises(ConfigError, match="config.search.rounds was 3, now 4 .the one_shot evaluator's schedule"):
+    check_resume(smoke_config(**one_shot, **{"search.rounds": 4}), tmp_path / "one_shot")
+
+
+def test_a_finished_report_stands_for_harmless_changes_only(tmp_path):
+  from conftest import smoke_config
+  from jdanas.pipeline import finished_report
+  workdir = _recorded_workdir(tmp_path / "w", smoke_config(), finished=True)
+  assert finished_report(smoke_config(), workdir)["final"] == {"arch": "222"}
+  assert finished_report(smoke_config(**{"compute.stall_timeout_s": 5.0}), workdir) is not None
+  assert finished_report(smoke_config(**{"seed": 2}), workdir) is None
+
+
+@pytest.mark.parametrize("finished, flag, names", [
+    (True, "--config.search.rounds=2", "config.search.rounds was 3, now 2"),
+    (True, "--config.seed=1", "config.seed was 0, now 1"),
+    (False, "--config.seed=1", "config.seed was 0, now 1"),
+    (False, "--config.teacher.train.steps=5", "config.teacher.train.steps was 3, now 5"),
+], ids=["finished_rounds", "finished_seed", "interrupted_seed", "interrupted_teacher"])
+def test_run_py_refuses_another_config_before_compute(tmp_path, capsys, monkeypatch, finished, flag, names):
+  """``error: --workdir: ...``, exit 2, and the workdir untouched (no file written, none rewritten)."""
+  import jdanas.pipeline as pipeline
+  import jdanas.pipeline.check as check
+  import jdanas.pipeline.setup as setup
+  from configs import default
+
+  def forbidden(*args, **kwargs):
+    raise AssertionError("compute started on a workdir of another config")
+
+  monkeypatch.setattr(setup, "train_teacher", forbidden)
+  monkeypatch.setattr(check, "load_data", forbidden)  # the first step after the workdir's checks
+  monkeypatch.setattr(pipeline, "search", forbidden)
+  monkeypatch.chdir(REPO)
+  workdir = _recorded_workdir(tmp_path / "run", default.get_config("smoke"), finished=finished)
+  before = _snapshot(workdir)
+  status = run_cli.main(["run.py", "--config", SMOKE, "--workdir", str(workdir), flag])
+  err = capsys.readouterr().err
+  lines = [l for l in err.splitlines() if l.strip()]
+  assert status == 2 and len(lines) == 1, err
+  assert lines[0].startswith(f"error: --workdir: {str(workdir)!r} holds a run of another config: "), lines[0]
+  assert names in lines[0]
+  assert _snapshot(workdir) == before
+
+
+def test_meta_train_job_refuses_another_config_before_compute(tmp_path, capsys, monkeypatch):
+  from configs import dass_meta_train
+  import jdanas.pipeline.meta_train as meta_train
+
+  def forbidden(*args, **kwargs):
+    raise AssertionError("data loaded for a workdir of another config")
+
+  monkeypatch.setattr(meta_train, "load_data", forbidden)
+  monkeypatch.chdir(REPO)
+  workdir = _recorded_workdir(tmp_path / "meta", dass_meta_train.get_config(), finished=False)
+  before = _snapshot(workdir)
+  status = run_cli.main(["run.py", "--config", "configs/dass_meta_train.py", "--workdir", str(workdir),
+                         "--config.tasks.num_students=60"])
+  err = capsys.readouterr().err
+  assert status == 2 and err.startswith("error: --workdir: ") and "config.tasks.num_students was" in err, err
+  assert _snapshot(workdir) == before
+
+
+@pytest.mark.slow  # two short searches of the smoke config and one final phase
+def test_resume_with_allowed_changes_then_the_finished_workdir_refuses_others(tmp_path, capsys, monkeypatch):
+  """An interrupted smoke search (1 round) resumed with more rounds and another stall timeout: allowed,
+  logged and listed in report.json; the first evaluation of each process says it compiles; the finished
+  workdir then refuses another seed (untouched) and returns its report for a harmless change."""
+  import jdanas.pipeline as pipeline
+  from conftest import smoke_config
+  workdir = tmp_path / "run"
+  first = pipeline.search(smoke_config(**{"search.rounds": 1}), workdir)  # "interrupted" after round 1
+  err = capsys.readouterr().err
+  assert "[search] compiling the evaluator's program(s) (one per distinct network shape: " in err, err
+  assert first.stats["num_compilations"] > 0 and first.stats["search_seconds"] > 0
+  assert first.stats["search_seconds"] >= sum(first.stats["round_seconds"])
+  report = pipeline.run(smoke_config(**{"search.rounds": 2, "compute.stall_timeout_s": 600.0}), workdir)
+  err = capsys.readouterr().err
+  changes = [{"field": "compute.stall_timeout_s", "was": 1800.0, "now": 600.0},
+             {"field": "search.rounds", "was": 1, "now": 2}]
+  assert ("[resume] config changes allowed (they cannot change the result): config.compute.stall_timeout_s "
+          "1800.0 -> 600.0, config.search.rounds 1 -> 2") in err, err
+  assert "[search] compiling the evaluator's program(s)" in err  # a new process compiles (or loads) again
+  saved = json.loads((workdir / "report.json").read_text())
+  assert saved["search"]["resume_config_changes"] == changes == report["search"]["resume_config_changes"]
+  assert saved["search"]["resumed_from_round"] == 1 and saved["search"]["rounds"] == 2
+  ledger = json.loads((workdir / "ledger.json").read_text())
+  assert [r["round"] for r in ledger] == [0, 0, 1, 1]
+  # cumulative over the resume: round 1's search_seconds adds its own time to round 0's
+  assert ledger[2]["search_seconds"] >= ledger[0]["search_seconds"] + ledger[2]["round_seconds"]
+  assert saved["search"]["search_seconds"] >= ledger[-1]["search_seconds"]
+  assert "Search wall time (compilation included)" in (workdir / "report.md").read_text()
+
+  # the finished workdir: another seed is refused before compute, nothing written
+  monkeypatch.chdir(REPO)
+  before = _snapshot(workdir)
+  status = run_cli.main(["run.py", "--config", SMOKE, "--workdir", str(workdir), "--config.search.rounds=2",
+                         "--config.compute.stall_timeout_s=600", "--config.seed=1"])
+  err = capsys.readouterr().err
+  assert status == 2 and err.startswith(f"error: --workdir: {str(workdir)!r} holds a run of another config: "
+                                        "config.seed was 0, now 1"), err
+  assert _snapshot(workdir) == before
+
+  def forbidden(*args, **kwargs):
+    raise AssertionError("a finished run was computed again")
+
+  monkeypatch.setattr(pipeline, "search", forbidden)
+  again = pipeline.run(smoke_config(**{"search.rounds": 2, "compute.stall_timeout_s": 900.0}), workdir)
+  assert again["final"] == saved["final"]
+  assert "config.compute.stall_timeout_s 600.0 -> 900.0" in capsys.readouterr().err
+  assert _snapshot(workdir) == before

@@ -73,6 +73,11 @@ def inputs(tmp_path_factory):
   for name, text in configs.items():
     (d / f"{name}.py").write_text(text)
   (d / "a_file").write_text("not a directory")
+  from configs import default  # a finished smoke run's record: another config is refused on it
+  (d / "finished_run").mkdir()
+  smoke = default.get_config("smoke")
+  (d / "finished_run" / "config.json").write_text(smoke.to_json_best_effort(indent=1, sort_keys=True))
+  (d / "finished_run" / "report.json").write_text(json.dumps({"config": json.loads(smoke.to_json_best_effort())}))
   (d / "predictor_other_space").mkdir()  # a DaSS predictor meta-trained on another space
   (d / "predictor_other_space" / "predictor.json").write_text(json.dumps({"meta": {
       "space": {"name": "dass_resnet", "kwargs": {}}, "num_noise": 1, "noise_seed": 0, "map_shape": [8, 8, 256]}}))
@@ -200,6 +205,10 @@ CASES = [
     ("workdir_is_file", ["--config", SMOKE, "--workdir", "{d}/a_file"], "--workdir: "),
     ("workdir_under_file", ["--config", SMOKE, "--workdir", "{d}/a_file/run"], "--workdir: "),
     ("workdir_not_writable", ["--config", SMOKE, "--workdir", "/proc/jdanas_run"], "--workdir: "),
+    ("workdir_other_config", ["--config", SMOKE, "--workdir", "{d}/finished_run", "--config.search.rounds=2"],
+     "holds a run of another config: config.search.rounds was 3, now 2"),
+    ("workdir_other_config_seed", ["--config", SMOKE, "--workdir", "{d}/finished_run", "--config.seed=4"],
+     "holds a run of another config: config.seed was 0, now 4"),
     # -- values that used to be checked only after compute
     ("budget_unmeetable", ["--config", SMOKE, "--workdir", "{w}", "--config.constraint.max_params=10"],
      "config.constraint.max_params: no architecture"),
@@ -269,7 +278,7 @@ CASES = [
 
 SUBPROCESS = {"config_missing", "config_syntax", "config_unknown_variant", "flag_no_workdir", "flag_rounds_not_int",
               "override_population_size", "data_label_gap", "launch_process_id_range", "workdir_is_file", "budget_unmeetable", "lr_inf_final",
-              "space_impossible_network"}
+              "space_impossible_network", "workdir_other_config"}
 
 
 def _argv(args, inputs, workdir):

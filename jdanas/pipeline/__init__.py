@@ -44,6 +44,7 @@ from jdanas.lowering import configure_cpu_runtime
 from jdanas.pipeline.check import Checked, describe, prepare
 from jdanas.pipeline.config import ConfigError, Plan, build_plan, job_of, validate_config
 from jdanas.pipeline.final import train_final
+from jdanas.pipeline.resume import RESUME_HARMLESS, check_resume, config_differences, describe_changes
 from jdanas.pipeline.search import SearchResult, search
 from jdanas.pipeline.setup import log
 from jdanas.pipeline.summary import config_dict, print_summary, report
@@ -52,7 +53,8 @@ from jdanas.pipeline.watchdog import EXIT_STALLED, Watchdog
 
 def finished_report(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                     name: str = "report.json") -> dict | None:
-  """The report ``name`` of ``workdir`` if it is the finished run of this very config, else None."""
+  """The report ``name`` of ``workdir`` if it is the finished run of this very config, else None (fields
+  of :data:`jdanas.pipeline.resume.RESUME_HARMLESS`, which cannot change a result, may differ)."""
   path = pathlib.Path(workdir) / name
   if not path.is_file():
     return None
@@ -60,7 +62,10 @@ def finished_report(config: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     done = json.loads(path.read_text())
   except ValueError:
     return None
-  return done if done.get("config") == config_dict(config) else None
+  if not isinstance(done, dict) or not isinstance(done.get("config"), dict):
+    return None
+  changes = config_differences(done["config"], config_dict(config))
+  return done if all(field in RESUME_HARMLESS for field, _, _ in changes) else None
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
@@ -82,7 +87,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   done = finished_report(config, workdir)
   if done is not None:
     log(f"[done] {workdir} already holds the finished run of this config (report.json); nothing to do "
-        f"(delete report.json to redo the final phase, or change the config)")
+        f"(use a new --workdir for another config)")
+    changes = check_resume(config, workdir)
+    if changes:
+      log(f"[resume] config changes allowed (they cannot change the result): {describe_changes(changes)}")
     if is_main_process():
       print_summary(done, pathlib.Path(workdir))
     return done

@@ -5,7 +5,8 @@ config describes (``run.py --show_config``).
 (writable directory, or creatable), loads the data (its errors name ``config.data.<field>``) and
 checks what needs the data: finite positive learning rates, batch sizes against the training
 split, one trial build of the space, and a budget (``config.constraint``) that at least one
-architecture of the space meets. Every failure is one :class:`ConfigError` line; nothing is
+architecture of the space meets. A workdir that holds a run of another config is refused
+(:func:`jdanas.pipeline.resume.check_resume`). Every failure is one :class:`ConfigError` line; nothing is
 written to the workdir.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from jdanas import costs
 from jdanas.pipeline.config import ConfigError, Plan, build_plan, job_of, need
+from jdanas.pipeline.resume import check_resume
 from jdanas.pipeline.setup import build_budget, load_data
 
 FEASIBILITY_SAMPLES = 4096  # a larger space is checked on this many random architectures + the cheapest
@@ -143,6 +145,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None
   plan = build_plan(config)
   if workdir is not None:
     check_workdir(workdir)
+    check_resume(config, workdir)  # a workdir holding a run of another config is refused
   data = load_data(config)
   check_recipes(config, plan, data)
   check_space(plan, data)

@@ -15,7 +15,8 @@ docs/methods/dass.md. The job runs through the same ``run.py`` entry point as a 
 4. **Output**: the predictor in ``<workdir>/predictor`` (:func:`jdanas.meta.save_predictor`, with the
    embedding settings a ``predictor`` evaluator needs) and ``<workdir>/meta_report.json`` (per-task teacher
    accuracy and build time, meta-validation Spearman history, stage wall times). A workdir that holds the
-   finished job of the same config returns its report.
+   finished job of the same config returns its report; one that holds a job of another config is refused
+   before compute (:mod:`jdanas.pipeline.resume`; the config is echoed to ``<workdir>/config.json``).
 
 Every field is checked before compute (:func:`prepare_meta`); errors are one ``config.<field>: ...`` line.
 """
@@ -127,12 +128,14 @@ def prepare_meta(config: ml_collections.ConfigDict, workdir=None):
   """Every check of a ``meta_train`` job before compute: the plan, the workdir, the data, the task
   sizes against the data (classes, batch sizes); returns a :class:`jdanas.pipeline.Checked`."""
   from jdanas.pipeline.check import Checked, check_workdir
+  from jdanas.pipeline.resume import check_resume
   plan = build_meta_plan(config)
   # every process would build every task: the task builder has no multi-process layout (yet)
   need(jax.process_count() == 1, "job", f"'meta_train' runs in one process; this run has {jax.process_count()} "
        "(start it without --num_processes, then search with the predictor on as many as you like)")
   if workdir is not None:
     check_workdir(workdir)
+    check_resume(config, workdir, REPORT)  # a workdir holding a job of another config is refused
   data = load_data(config)
   need(plan.classes_per_task <= data.num_classes, "tasks.classes_per_task",
        f"{plan.classes_per_task} exceeds the {data.num_classes} classes of the data (data.classes)")
@@ -182,6 +185,15 @@ def run_meta_train(config: ml_collections.ConfigDict, workdir, checked=None) -> 
     print_meta_summary(done, workdir)
     return done
   workdir.mkdir(parents=True, exist_ok=True)
+  # the config the tasks on disk are built with: a rerun with another config is refused (prepare_meta)
+  from jdanas.pipeline.resume import CONFIG_ECHO, check_resume, describe_changes, record_changes
+  changes = check_resume(config, workdir, REPORT)
+  if changes:
+    log(f"[resume] config changes allowed (they cannot change the result): {describe_changes(changes)}")
+  history = changes
+  if is_main_process():
+    history = record_changes(workdir, changes)
+    (workdir / CONFIG_ECHO).write_text(config.to_json_best_effort(indent=1, sort_keys=True) + "\n")
   started = time.perf_counter()
   key_tasks, key_meta = jax.random.split(jax.random.key(config.seed))
   subsets = task_classes(config, plan, data)
@@ -222,7 +234,8 @@ def run_meta_train(config: ml_collections.ConfigDict, workdir, checked=None) -> 
                  "label_max": float(np.max(np.asarray(t.labels)))} for i, (e, t) in enumerate(zip(entries, tasks))],
       "meta_train": {**history, "best_val_spearman": max(history["val_spearman"])},
       "stages": {"task_build_seconds": build_seconds, "meta_train_seconds": meta_seconds},
-      "predictor": "predictor", "seconds": time.perf_counter() - started, "config": config_dict(config)}
+      "predictor": "predictor", "seconds": time.perf_counter() - started, "config": config_dict(config),
+      "resume_config_changes": history}
   if is_main_process():
     meta.save_predictor(workdir / "predictor", plan.model, plan.meta, state, meta={
         "space": space_ref(config.space), "num_noise": plan.recipe.num_noise, "noise_seed": plan.recipe.noise_seed,

@@ -21,11 +21,10 @@ from jdanas.lowering import configure_cpu_runtime
 from jdanas.pipeline.checkpoints import Checkpoints
 from jdanas.pipeline.check import Checked, prepare
 from jdanas.pipeline.config import ConfigError, Plan
+from jdanas.pipeline.resume import CONFIG_ECHO, check_resume, describe_changes, record_changes
 from jdanas.pipeline.setup import build_evaluator, get_teacher, log, plan_searcher
 from jdanas.pipeline.watchdog import Watchdog
 from jdanas.teachers import Teacher, ensemble_report, evaluate
-
-CONFIG_ECHO = "config.json"  # the config of the run, written when its compute starts
 
 
 @dataclasses.dataclass
@@ -40,7 +39,10 @@ class SearchResult:
     score_kind: what the ledger's ``score`` is (:class:`jdanas.evaluators.ScoreKind`).
     reward: the latency-aware reward's settings (:meth:`jdanas.rewards.RewardEvaluator.describe`:
       latency model, its protocol, target, alpha, beta), or None without a reward.
-    stats: ``evaluations``, ``rounds``, ``seconds``, ``num_compilations``, ``resumed_from_round``.
+    stats: ``evaluations``, ``rounds``, ``search_seconds`` (wall time of the search loop, what its progress bar
+      shows: compilations, costs and checkpoints included; summed over resumes), ``round_seconds`` (per round),
+      ``num_compilations`` (programs the evaluator compiled in this process), ``resumed_from_round``,
+      ``resume_config_changes`` (the allowed config changes of every resume, :mod:`jdanas.pipeline.resume`).
     key_final: the key of the final phase (a function of ``config.seed`` only).
     mesh: the device mesh (None on one device).
     started: ``time.perf_counter()`` at the start of the run.
@@ -140,27 +142,69 @@ def _evaluate(evaluator, feasible_batch, key: jax.Array, encs: np.ndarray):
 
 
 def _record(r: int, encs, feasible, scores, variables, extras, *, ledger: list, top: list, plan: Plan, data,
-            seed: int, score_kind: ScoreKind, seconds: float, top_k: int) -> list:
-  """Appends the round's ledger rows (with the evaluator's extra columns); returns the updated
-  best-first top-K short-KD students."""
+            seed: int, score_kind: ScoreKind, top_k: int) -> list:
+  """Appends the round's ledger rows (with the evaluator's extra columns; the timing columns are
+  stamped by :func:`_stamp`); returns the updated best-first top-K short-KD students."""
   space = plan.space
   for i, e in enumerate(encs):
     c = costs.model_costs(space, e, num_classes=data.num_classes, input_shape=data.image_shape)
     ledger.append({"round": r, "index": len(ledger), "arch": space.decode(e), "encoding": [int(v) for v in e],
                    "score": None if not np.isfinite(scores[i]) else float(scores[i]),
                    "score_kind": score_kind.kind, "feasible": bool(feasible[i]), "params": c.params,
-                   "flops": c.flops, "seed": seed, "wall_time": seconds,
+                   "flops": c.flops, "seed": seed,
                    **{name: column[i] for name, column in extras.items()}})
     if variables[i] is not None and np.isfinite(scores[i]) and all(t["arch"] != ledger[-1]["arch"] for t in top):
       top.append({"arch": ledger[-1]["arch"], "score": float(scores[i]), "variables": variables[i]})
   return sorted(top, key=lambda t: -t["score"])[:top_k]
 
 
-def _metrics_row(r: int, ledger: list, scores: np.ndarray, seconds: float, metrics: dict) -> dict:
+def _stamp(rows: list, search_seconds: float, round_seconds: float) -> None:
+  """The ledger's timing columns of one round's rows: ``search_seconds`` (wall time of the search so
+  far, compilations included, as the progress bar counts it) and ``round_seconds`` (this round's)."""
+  for row in rows:
+    row.update(search_seconds=search_seconds, round_seconds=round_seconds)
+
+
+def _search_seconds(ledger: list) -> float:
+  """The search's wall time recorded by the last checkpointed round (a ledger written before the
+  column was renamed calls it ``wall_time``)."""
+  if not ledger:
+    return 0.0
+  return float(ledger[-1].get("search_seconds", ledger[-1].get("wall_time", 0.0)))
+
+
+def _round_seconds(ledger: list) -> list[float | None]:
+  """Each round's wall time, from the ledger (None for rounds recorded before the column existed)."""
+  out = {}
+  for row in ledger:
+    out.setdefault(row["round"], row.get("round_seconds"))
+  return [out[r] for r in sorted(out)]
+
+
+def compile_note(plan: Plan, encs: np.ndarray) -> str | None:
+  """What the first evaluation of a process compiles (``[search] compiling ...``), or None when the
+  evaluator compiles nothing (``tabular``): the first round otherwise sits at 0 for minutes on CPU."""
+  if plan.evaluator == "tabular":
+    return None
+  what = {"one_shot": "2: the shared weights' training step and the children's scoring",
+          "zero_cost": f"the {plan.evaluator_kwargs.get('proxy', '')} proxy's scoring program(s)",
+          "predictor": "the students' embedding and the predictor, one per batch size"}.get(plan.evaluator)
+  if what is None:  # short_kd: the population trainer's programs (jdanas.train.population)
+    shapes = len({plan.space.signature(e) for e in encs})
+    what = (f"up to {len(encs)}, one per distinct architecture" if plan.compute.specialize is True
+            else "one shared masked program, or one per architecture where compute.specialize specialises"
+            if plan.space.can_specialize else
+            f"one per distinct network shape: {shapes} among this round's {len(encs)} proposals")
+  return (f"[search] compiling the evaluator's program(s) ({what}) before the first evaluation; this can take "
+          f"minutes on CPU (a rerun loads them from the compilation cache)")
+
+
+def _metrics_row(r: int, ledger: list, scores: np.ndarray, metrics: dict) -> dict:
   best = max((row["score"] for row in ledger if row["score"] is not None), default=float("nan"))
   return {"round": r, "evaluations": len(ledger), "best_score": best,
           "round_best": float(np.nanmax(scores)) if np.isfinite(scores).any() else None,
-          "failed": int((~np.isfinite(scores)).sum()), "seconds": seconds,
+          "failed": int((~np.isfinite(scores)).sum()), "search_seconds": ledger[-1]["search_seconds"],
+          "round_seconds": ledger[-1]["round_seconds"],
           **{k: float(np.asarray(v)) for k, v in metrics.items()}}
 
 
@@ -195,7 +239,13 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   main = is_main_process()
+  # Checked again here (prepare checked it too): a caller may pass a ``checked`` made without the workdir.
+  changes = check_resume(config, workdir)
+  if changes:
+    log(f"[resume] config changes allowed (they cannot change the result): {describe_changes(changes)}")
+  history = changes
   if main:
+    history = record_changes(workdir, changes)
     (workdir / CONFIG_ECHO).write_text(config.to_json_best_effort(indent=1, sort_keys=True) + "\n")
   started = time.perf_counter()
   key_teacher, key_search, key_final = jax.random.split(jax.random.key(config.seed), 3)
@@ -232,25 +282,31 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
     from tensorboardX import SummaryWriter
     writer = SummaryWriter(str(workdir / "tb"))
 
-  seconds = ledger[-1]["wall_time"] if ledger else 0.0
+  # Wall time of the search loop, as the progress bar counts it: compilations, costs and checkpoints
+  # included; a resumed run adds its own to what the last checkpointed round recorded.
+  base_seconds = _search_seconds(ledger)
   compilations = 0
   bar = tqdm(range(start_round, plan.rounds), desc="search", initial=start_round, total=plan.rounds, file=sys.stderr)
+  t_loop = time.perf_counter()
   for r in bar:
     watchdog.beat(f"search round {r}")
     t_round = time.perf_counter()
     key_ask, key_eval, key_tell = jax.random.split(jax.random.fold_in(key_loop, r), 3)
     encs, state = ask(key_ask, state)
     encs = np.asarray(jax.device_get(encs))
+    if r == start_round and (note := compile_note(plan, encs)):
+      bar.write(note, file=sys.stderr)  # above the bar, which sits at 0 while this compiles
     feasible, scores, variables, extras, n_compiled = _evaluate(evaluator, feasible_batch, key_eval, encs)
     compilations += n_compiled
     # Infeasible proposals are told as failed (NaN): they can never become the incumbent.
     state, metrics = tell(key_tell, state, encs, scores)
     check_same_across_processes(state, f"the searcher state after round {r}")
-    seconds += time.perf_counter() - t_round
     top = _record(r, encs, feasible, scores, variables, extras, ledger=ledger, top=top, plan=plan, data=data,
-                  seed=int(config.seed), score_kind=evaluator.score_kind, seconds=seconds, top_k=plan.top_k)
+                  seed=int(config.seed), score_kind=evaluator.score_kind, top_k=plan.top_k)
+    now = time.perf_counter()
+    _stamp(ledger[-len(encs):], base_seconds + now - t_loop, now - t_round)
     ckpt.save(r + 1, pack(state), ledger, top)
-    row = _metrics_row(r, ledger, scores, seconds, metrics)
+    row = _metrics_row(r, ledger, scores, metrics)
     if main:
       with metrics_path.open("a") as f:
         f.write(json.dumps(row) + "\n")
@@ -261,8 +317,10 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
   if writer is not None:
     writer.close()
   ckpt.close()
-  stats = {"evaluations": len(ledger), "rounds": plan.rounds, "seconds": seconds,
-           "num_compilations": compilations, "resumed_from_round": start_round}
+  search_seconds = base_seconds + time.perf_counter() - t_loop
+  stats = {"evaluations": len(ledger), "rounds": plan.rounds, "search_seconds": search_seconds,
+           "round_seconds": _round_seconds(ledger), "num_compilations": compilations,
+           "resumed_from_round": start_round, "resume_config_changes": history}
   return SearchResult(config=config, plan=plan, workdir=workdir, data=data, teacher=teacher,
                       teacher_accuracy=teacher_accuracy, ledger=ledger, score_kind=evaluator.score_kind,
                       reward=evaluator.describe() if hasattr(evaluator, "describe") else None,

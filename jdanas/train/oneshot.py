@@ -102,7 +102,10 @@ class OneShotEvaluator:
     self._val = padded_split(val, recipe.eval_batch_size)
     batch_fn = batch_program(recipe, teacher, n, mean, std, batching.default_pad(image_shape[0]))
     loss_fn = recipe.loss
-    self.trace_counts: dict[str, int] = {"step": 0, "score": 0}
+    # Programs this evaluator builds, counted as they are traced (a jit traces once per program it
+    # compiles): Evaluation.num_compilations reports the ones built since the previous call.
+    self.trace_counts: dict[str, int] = {"init": 0, "step": 0, "score": 0}
+    self._reported_traces = 0
 
     def step_fn(state: OneShotState, enc, train_x, train_y, teacher_vars, key_data, key_aug):
       self.trace_counts["step"] += 1
@@ -117,8 +120,13 @@ class OneShotEvaluator:
     self._step = jax.jit(step_fn, donate_argnums=0)
     self._score = jax.jit(score_fn)
     key_rbg = jax.random.wrap_key_data(jax.random.bits(key_init, (4,), jnp.uint32), impl="rbg")
-    shared = jax.jit(lambda: _single_init(module, tx, key_rbg, jnp.asarray(zero), jnp.float32(1.0),
-                                          jnp.zeros((1,) + image_shape, jnp.float32)))()
+
+    def init_fn():
+      self.trace_counts["init"] += 1
+      return _single_init(module, tx, key_rbg, jnp.asarray(zero), jnp.float32(1.0),
+                          jnp.zeros((1,) + image_shape, jnp.float32))
+
+    shared = jax.jit(init_fn)()
     self.state = OneShotState(shared=shared, step=jnp.zeros((), jnp.int32))
 
   def __call__(self, key: jax.Array, encodings: np.ndarray) -> Evaluation:
@@ -132,7 +140,14 @@ class OneShotEvaluator:
     for t in range(self.steps_per_round):
       self.state = self._step(self.state, encs[t % len(encs)], self._train_x, self._train_y, self._teacher_vars,
                               self._key_data, self._key_aug)
-    return Evaluation(scores=self._scores(encs), seconds=time.perf_counter() - t0)
+    scores = self._scores(encs)
+    return Evaluation(scores=scores, seconds=time.perf_counter() - t0, num_compilations=self._new_programs())
+
+  def _new_programs(self) -> int:
+    """Programs traced (so compiled, or loaded from the persistent cache) since the last call."""
+    total = sum(self.trace_counts.values())
+    new, self._reported_traces = total - self._reported_traces, total
+    return new
 
   def score(self, encodings: np.ndarray) -> np.ndarray:
     """The held-out accuracy of each child of ``encodings`` (``int[Q, D]``) with the current shared
