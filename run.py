@@ -219,7 +219,7 @@ def main(argv: list[str]) -> int:
     return 2
   try:
     if show:
-      print(describe(config, prepare(config, workdir) if workdir else None))
+      print(describe(config, prepare(config, workdir, data_optional=True)))  # shown without data too
       return 0
     checked = prepare(config, workdir)
     import jax

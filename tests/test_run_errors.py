@@ -73,6 +73,7 @@ def inputs(tmp_path_factory):
   for name, text in configs.items():
     (d / f"{name}.py").write_text(text)
   (d / "a_file").write_text("not a directory")
+  (d / "empty_tfds").mkdir()  # a TFDS data_dir where no dataset is prepared
   (d / "predictor_other_space").mkdir()  # a DaSS predictor meta-trained on another space
   (d / "predictor_other_space" / "predictor.json").write_text(json.dumps({"meta": {
       "space": {"name": "dass_resnet", "kwargs": {}}, "num_noise": 1, "noise_seed": 0, "map_shape": [8, 8, 256]}}))
@@ -195,6 +196,8 @@ CASES = [
     ("data_label_gap", ["--config", SMOKE, "--workdir", "{w}", *_npz("label_gap")], "remap_labels"),
     ("data_single_class", ["--config", SMOKE, "--workdir", "{w}", *_npz("single_class")], "single class"),
     ("data_train_limit", ["--config", SMOKE, "--workdir", "{w}", "--config.data.train_limit=-3"], "config.data.train_limit"),
+    ("data_tfds_not_prepared", ["--config", AKD, "--workdir", "{w}", "--config.data.data_dir={d}/empty_tfds"],
+     "config.data.data_dir: TFDS dataset 'cifar10' is not prepared in"),  # and no absl WARNING lines above it
     # -- workdir
     ("workdir_is_file", ["--config", SMOKE, "--workdir", "{d}/a_file"], "--workdir: "),
     ("workdir_under_file", ["--config", SMOKE, "--workdir", "{d}/a_file/run"], "--workdir: "),
@@ -268,7 +271,7 @@ CASES = [
 
 SUBPROCESS = {"config_missing", "config_syntax", "config_unknown_variant", "flag_no_workdir", "flag_rounds_not_int",
               "override_population_size", "data_label_gap", "launch_process_id_range", "workdir_is_file", "budget_unmeetable", "lr_inf_final",
-              "space_impossible_network"}
+              "space_impossible_network", "data_tfds_not_prepared"}
 
 
 def _argv(args, inputs, workdir):
@@ -414,3 +417,39 @@ def test_teacher_at_chance_continues_with_a_warning_when_allowed(tmp_path, capsy
   warnings = report["warnings"]
   assert any(w.startswith("the teacher resnet8 is no better than chance") for w in warnings), warnings
   assert "no better than chance" in (workdir / "report.md").read_text()
+
+
+def test_show_config_without_the_data(inputs, tmp_path):
+  """A TFDS dataset that is not prepared here: --show_config still shows the fields, the allowed
+  values and the plan (the data line says why the data is not available), exit 0, nothing on stderr."""
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  proc = subprocess.run([sys.executable, "run.py", "--config", AKD, "--show_config",
+                         f"--config.data.data_dir={inputs}/empty_tfds", "--config.constraint.max_params=100000"],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stderr.strip() == "", proc.stderr
+  out = proc.stdout
+  assert "  data.name: str = 'cifar10'" in out
+  assert "# allowed values" in out
+  assert f"  data: not available (config.data.data_dir: TFDS dataset 'cifar10' is not prepared in {inputs}" in out
+  assert "(not checked: the data is not available)" in out  # the budget needs the data's image shape
+  assert "  space: " in out and "  final: top " in out
+
+
+def test_show_config_of_a_meta_train_job_without_the_data(inputs, capsys, monkeypatch, no_compute):
+  monkeypatch.chdir(REPO)
+  argv = ["run.py", "--config", DASS_META, "--show_config", f"--config.data.data_dir={inputs}/empty_tfds"]
+  assert run_cli.main(argv) == 0
+  out = capsys.readouterr().out
+  assert "  data: not available (config.data.data_dir: TFDS dataset 'cifar100' is not prepared in" in out
+  assert "meta-validation): not available" in out
+  assert "  meta-training: " in out
+
+
+def test_show_config_still_refuses_a_bad_field_without_the_data(inputs, capsys, monkeypatch, no_compute):
+  """Only the data may be missing: a bad value elsewhere is still the one error line."""
+  monkeypatch.chdir(REPO)
+  argv = ["run.py", "--config", AKD, "--show_config", f"--config.data.data_dir={inputs}/empty_tfds",
+          "--config.final.learning_rate=inf"]
+  assert run_cli.main(argv) == 2
+  _assert_one_error_line(capsys.readouterr().err, "config.final.learning_rate")

@@ -7,6 +7,11 @@ checks what needs the data: finite positive learning rates, batch sizes against 
 split, one trial build of the space, and a budget (``config.constraint``) that at least one
 architecture of the space meets. Every failure is one :class:`ConfigError` line; nothing is
 written to the workdir.
+
+``--show_config`` calls it with ``data_optional=True``: showing the fields and the plan must not need
+the data (a TFDS dataset not prepared on this machine, a file on another host), so a data error is
+kept as :attr:`Checked.data_error` and the checks that need the data are skipped; a real run never
+passes it, so it still stops at the one ``config.data...`` line before compute.
 """
 from __future__ import annotations
 
@@ -30,10 +35,14 @@ FEASIBILITY_SAMPLES = 4096  # a larger space is checked on this many random arch
 
 @dataclasses.dataclass(frozen=True)
 class Checked:
-  """What :func:`prepare` built: the plan, the dataset and the budget predicate (None: no limit)."""
+  """What :func:`prepare` built: the plan, the dataset and the budget predicate (None: no limit).
+
+  ``data`` is None (and ``budget`` unchecked, None) only under ``prepare(..., data_optional=True)``
+  when the data could not be loaded; ``data_error`` is then the one-line reason."""
   plan: Plan
   data: Any
   budget: Any
+  data_error: str | None = None
 
 
 def check_workdir(workdir: str | os.PathLike) -> pathlib.Path:
@@ -71,11 +80,15 @@ def _recipes(config, plan: Plan):
 
 
 def check_recipes(config, plan: Plan, data) -> None:
-  """Finite learning rates and weight decays, batch sizes no larger than the training split."""
-  n = len(data.train)
+  """Finite learning rates and weight decays, batch sizes no larger than the training split (not
+  checked when ``data`` is None: the data could not be loaded for ``--show_config``)."""
   for field, r in _recipes(config, plan):
     need(math.isfinite(r.learning_rate), f"{field}.learning_rate", f"must be finite, got {r.learning_rate!r}")
     need(math.isfinite(r.weight_decay), f"{field}.weight_decay", f"must be finite, got {r.weight_decay!r}")
+  if data is None:
+    return
+  n = len(data.train)
+  for field, r in _recipes(config, plan):
     need(r.batch_size <= n, f"{field}.batch_size",
          f"{r.batch_size} is larger than the training split ({n} examples)")
   if plan.evaluator == "zero_cost":
@@ -134,17 +147,31 @@ def check_budget(plan: Plan, data, budget) -> None:
                     f"smallest has {smallest} params) {dict((k, v) for k, v in plan.limits.items() if v)}")
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Checked:
+def load_data_optional(config: ml_collections.ConfigDict, data_optional: bool):
+  """``(data, None)``, or ``(None, reason)`` when ``data_optional`` and the data cannot be loaded."""
+  try:
+    return load_data(config), None
+  except ConfigError as e:
+    if not data_optional:
+      raise
+    return None, str(e)
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None, *,
+            data_optional: bool = False) -> Checked:
   """Every check that needs no compute (see the module docstring); raises :class:`ConfigError`. A
-  ``config.job='meta_train'`` config is checked by :func:`jdanas.pipeline.meta_train.prepare_meta`."""
+  ``config.job='meta_train'`` config is checked by :func:`jdanas.pipeline.meta_train.prepare_meta`.
+  ``data_optional``: a data error does not raise; it skips what needs the data (``--show_config``)."""
   if job_of(config) == "meta_train":
     from jdanas.pipeline.meta_train import prepare_meta
-    return prepare_meta(config, workdir)
+    return prepare_meta(config, workdir, data_optional=data_optional)
   plan = build_plan(config)
   if workdir is not None:
     check_workdir(workdir)
-  data = load_data(config)
+  data, data_error = load_data_optional(config, data_optional)
   check_recipes(config, plan, data)
+  if data is None:
+    return Checked(plan=plan, data=None, budget=None, data_error=data_error)
   check_space(plan, data)
   budget = build_budget(plan, data)
   check_budget(plan, data, budget)
@@ -169,8 +196,9 @@ def _field_lines(config: ml_collections.ConfigDict) -> list[str]:
 
 
 def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) -> str:
-  """The resolved config (every field with its type) and the plan, for ``run.py --show_config``."""
-  checked = checked or prepare(config)
+  """The resolved config (every field with its type) and the plan, for ``run.py --show_config``; what
+  needs data that could not be loaded says ``not available`` (see :func:`prepare`'s ``data_optional``)."""
+  checked = checked or prepare(config, data_optional=True)
   plan, data = checked.plan, checked.data
   lines = ["# config (field: type = value; override any with --config.<field>=<value>)"]
   if job_of(config) == "meta_train":
@@ -210,9 +238,14 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
   programs = ("one per distinct architecture" if plan.compute.specialize is True
               else "one shared masked program (more if compute.specialize specialises)"
               if plan.space.can_specialize else "one per distinct network shape")
+  if data is None:
+    data_line = f"  data: not available ({checked.data_error})"
+  else:
+    data_line = (f"  data: {config.data.name}, train {len(data.train)}, val {len(data.val)}, "
+                 f"{data.num_classes} classes of {data.image_shape}")
+  budget = dict((k, v) for k, v in plan.limits.items() if v)
   lines += ["# plan",
-            f"  data: {config.data.name}, train {len(data.train)}, val {len(data.val)}, "
-            f"{data.num_classes} classes of {data.image_shape}",
+            data_line,
             f"  teacher: {teacher}",
             f"  space: {config.space.name} ({size} architectures)",
             f"  searcher: {plan.searcher_name}; evaluator: {plan.evaluator}"
@@ -220,11 +253,13 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
             "  score: " + ("the evaluator's score" if plan.reward is None else
                           f"reward ACC x (LAT/T)^w, LAT = {plan.reward['latency_model']}, T = {plan.reward['target']:g}, "
                           f"w = {plan.reward['alpha']:g} if LAT <= T else {plan.reward['beta']:g}"),
-            f"  budget: {dict((k, v) for k, v in plan.limits.items() if v) or 'none'}",
+            f"  budget: {budget or 'none'}" + (" (not checked: the data is not available)" if budget and data is None
+                                                else ""),
             f"  final: top {plan.top_k} KD-trained for {plan.final.steps} steps, the chosen one also without KD"
             + (f"; baselines {', '.join(plan.baselines)}" if plan.baselines else ""),
             f"  compiled training programs (estimate): {programs}"]
   return "\n".join(lines)
 
 
-__all__ = ["Checked", "check_budget", "check_recipes", "check_space", "check_workdir", "describe", "prepare"]
+__all__ = ["Checked", "check_budget", "check_recipes", "check_space", "check_workdir", "describe", "load_data_optional",
+           "prepare"]
