@@ -453,3 +453,13 @@ def test_show_config_still_refuses_a_bad_field_without_the_data(inputs, capsys, 
           "--config.final.learning_rate=inf"]
   assert run_cli.main(argv) == 2
   _assert_one_error_line(capsys.readouterr().err, "config.final.learning_rate")
+
+
+def test_show_config_without_the_dass_predictor(capsys, monkeypatch, no_compute):
+  """The predictor a meta_train job writes is an input like the data: --show_config shows the plan
+  without it (a real run still stops on it: the predictor_path_missing row)."""
+  monkeypatch.chdir(REPO)
+  assert run_cli.main(["run.py", "--config", "configs/dass_search.py:smoke", "--show_config"]) == 0
+  out = capsys.readouterr().out
+  assert "  evaluator input: not available (config.evaluator.predictor.path: required" in out
+  assert "evaluator: predictor" in out

@@ -10,7 +10,9 @@ written to the workdir.
 
 ``--show_config`` calls it with ``data_optional=True``: showing the fields and the plan must not need
 the data (a TFDS dataset not prepared on this machine, a file on another host), so a data error is
-kept as :attr:`Checked.data_error` and the checks that need the data are skipped; a real run never
+kept as :attr:`Checked.data_error` and the checks that need the data are skipped; so is an input file
+the config names that does not exist yet (:class:`~jdanas.pipeline.config.MissingInput`, e.g. the
+DaSS predictor a ``meta_train`` job writes), kept as :attr:`Checked.missing_input`. A real run never
 passes it, so it still stops at the one ``config.data...`` line before compute.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ import ml_collections
 import numpy as np
 
 from jdanas import costs
-from jdanas.pipeline.config import ConfigError, Plan, build_plan, job_of, need
+from jdanas.pipeline.config import ConfigError, MissingInput, Plan, build_plan, job_of, need
 from jdanas.pipeline.setup import build_budget, load_data
 
 FEASIBILITY_SAMPLES = 4096  # a larger space is checked on this many random architectures + the cheapest
@@ -38,11 +40,13 @@ class Checked:
   """What :func:`prepare` built: the plan, the dataset and the budget predicate (None: no limit).
 
   ``data`` is None (and ``budget`` unchecked, None) only under ``prepare(..., data_optional=True)``
-  when the data could not be loaded; ``data_error`` is then the one-line reason."""
+  when the data could not be loaded; ``data_error`` is then the one-line reason. ``missing_input``:
+  the one-line reason an input file is absent (only under ``data_optional=True``), else None."""
   plan: Plan
   data: Any
   budget: Any
   data_error: str | None = None
+  missing_input: str | None = None
 
 
 def check_workdir(workdir: str | os.PathLike) -> pathlib.Path:
@@ -165,17 +169,23 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None
   if job_of(config) == "meta_train":
     from jdanas.pipeline.meta_train import prepare_meta
     return prepare_meta(config, workdir, data_optional=data_optional)
-  plan = build_plan(config)
+  missing = None
+  try:
+    plan = build_plan(config)
+  except MissingInput as e:
+    if not data_optional:
+      raise
+    plan, missing = build_plan(config, inputs_optional=True), str(e)
   if workdir is not None:
     check_workdir(workdir)
   data, data_error = load_data_optional(config, data_optional)
   check_recipes(config, plan, data)
   if data is None:
-    return Checked(plan=plan, data=None, budget=None, data_error=data_error)
+    return Checked(plan=plan, data=None, budget=None, data_error=data_error, missing_input=missing)
   check_space(plan, data)
   budget = build_budget(plan, data)
   check_budget(plan, data, budget)
-  return Checked(plan=plan, data=data, budget=budget)
+  return Checked(plan=plan, data=data, budget=budget, missing_input=missing)
 
 
 def _field_lines(config: ml_collections.ConfigDict) -> list[str]:
@@ -250,6 +260,7 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
             f"  space: {config.space.name} ({size} architectures)",
             f"  searcher: {plan.searcher_name}; evaluator: {plan.evaluator}"
             + ("" if plan.short_kd_distill else " (plain cross-entropy, no teacher)") + f"; evaluations: {evaluations}",
+            *([f"  evaluator input: not available ({checked.missing_input})"] if checked.missing_input else []),
             "  score: " + ("the evaluator's score" if plan.reward is None else
                           f"reward ACC x (LAT/T)^w, LAT = {plan.reward['latency_model']}, T = {plan.reward['target']:g}, "
                           f"w = {plan.reward['alpha']:g} if LAT <= T else {plan.reward['beta']:g}"),

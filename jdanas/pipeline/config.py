@@ -82,6 +82,11 @@ class ConfigError(ValueError):
   """A config value is invalid; the message is one line naming the field."""
 
 
+class MissingInput(ConfigError):
+  """An input file the config names (not its values) is absent, e.g. a DaSS predictor not meta-trained
+  yet: a run stops on it, ``--show_config`` shows the plan without it (``build_plan(inputs_optional=True)``)."""
+
+
 DEFAULT_STALL_TIMEOUT_S = 1800.0
 
 
@@ -383,7 +388,7 @@ def _zero_cost_kwargs(z, data) -> dict:
   return kw
 
 
-def _evaluator_kwargs(config, space: AbstractSearchSpace, loss: KDLoss) -> dict:
+def _evaluator_kwargs(config, space: AbstractSearchSpace, loss: KDLoss, inputs_optional: bool = False) -> dict:
   ev = config.evaluator
   _one_of(ev.name, EVALUATOR_NAMES, "evaluator.name")
   need(ev.name in ev, f"evaluator.{ev.name}", f"section is missing (needed by evaluator.name={ev.name!r})")
@@ -399,7 +404,7 @@ def _evaluator_kwargs(config, space: AbstractSearchSpace, loss: KDLoss) -> dict:
          f"validation split), got {v!r}")
     return {"val_examples": int(v)}
   if ev.name == "predictor":
-    return _predictor_kwargs(config, space)
+    return _predictor_kwargs(config, space, inputs_optional)
   if ev.name == "zero_cost":
     kw = _zero_cost_kwargs(sub, config.data)
     _one_of(config.compute.get("score_strategy", "auto"), _scoring_strategies(), "compute.score_strategy")
@@ -524,18 +529,25 @@ def _need_space_teacher(config: ml_collections.ConfigDict, space: AbstractSearch
        + (f"the full network of {got}" if got else f"{t.get('path') or list(t.get('paths') or ()) or t.name!r}"))
 
 
-def _predictor_kwargs(config, space: AbstractSearchSpace) -> dict:
-  """``evaluator.predictor``: a meta-trained DaSS predictor folder that matches the run's space."""
+def _predictor_kwargs(config, space: AbstractSearchSpace, inputs_optional: bool = False) -> dict:
+  """``evaluator.predictor``: a meta-trained DaSS predictor folder that matches the run's space
+  (``inputs_optional``: an absent one raises no :class:`MissingInput`; its other fields are checked)."""
   sub = config.evaluator.predictor
   kw = dict(path=sub.get("path", ""), adapt=sub.get("adapt", True), chunk=sub.get("chunk", 32))
   need_fields(sub, "evaluator.predictor", kw)
   _need_space_teacher(config, space, "the predictor evaluator")
+  _check_predictor_options(kw)
   path = kw["path"]
-  need(isinstance(path, str) and bool(path), "evaluator.predictor.path",
-       "required: the predictor folder of a config.job='meta_train' run (<its workdir>/predictor)")
+  need(isinstance(path, str), "evaluator.predictor.path", f"must be a folder path (str), got {path!r}")
   info = pathlib.Path(path, "predictor.json")
-  need(info.is_file(), "evaluator.predictor.path", f"no predictor.json in {path!r} (the predictor folder of a "
-       "config.job='meta_train' run is <its workdir>/predictor)")
+  missing = ("required: the predictor folder of a config.job='meta_train' run (<its workdir>/predictor)" if not path
+             else None if info.is_file() else
+             f"no predictor.json in {path!r} (the predictor folder of a config.job='meta_train' run is <its "
+             "workdir>/predictor)")
+  if missing is not None:
+    if inputs_optional:
+      return kw
+    raise MissingInput(f"config.evaluator.predictor.path: {missing}")
   try:
     meta = json.loads(info.read_text()).get("meta", {})
   except (ValueError, AttributeError) as e:
@@ -546,14 +558,18 @@ def _predictor_kwargs(config, space: AbstractSearchSpace) -> dict:
   need(meta["space"] == space_ref(config.space), "evaluator.predictor.path",
        f"the predictor in {path!r} was meta-trained on space {meta['space']}, the run's space is "
        f"{space_ref(config.space)}")
-  need(isinstance(kw["adapt"], bool), "evaluator.predictor.adapt", f"must be True or False, got {kw['adapt']!r}")
-  need(_is_int(kw["chunk"]) and kw["chunk"] > 0, "evaluator.predictor.chunk",
-       f"must be a positive int (students embedded at a time), got {kw['chunk']!r}")
   return kw
 
 
-def build_plan(config: ml_collections.ConfigDict) -> Plan:
-  """Validates ``config`` by building its data-independent objects; raises :class:`ConfigError`."""
+def _check_predictor_options(kw: dict) -> None:
+  need(isinstance(kw["adapt"], bool), "evaluator.predictor.adapt", f"must be True or False, got {kw['adapt']!r}")
+  need(_is_int(kw["chunk"]) and kw["chunk"] > 0, "evaluator.predictor.chunk",
+       f"must be a positive int (students embedded at a time), got {kw['chunk']!r}")
+
+
+def build_plan(config: ml_collections.ConfigDict, *, inputs_optional: bool = False) -> Plan:
+  """Validates ``config`` by building its data-independent objects; raises :class:`ConfigError`.
+  ``inputs_optional`` (``--show_config``): an absent input file (:class:`MissingInput`) is no error."""
   for section in SECTIONS:
     need(section in config, section, "section is missing")
   need(_is_int(config.get("seed", None)), "seed", f"must be an int, got {config.get('seed', None)!r}")
@@ -582,7 +598,7 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
     need(not loss.uses_features, "kd.relation_weight",
          "DisWOT relation terms need a teacher's features; set kd.semantic_weight/relation_weight to 0 for an "
          "ensemble teacher")
-  evaluator_kwargs = _evaluator_kwargs(config, space, loss)
+  evaluator_kwargs = _evaluator_kwargs(config, space, loss, inputs_optional)
   short_kd = (build_recipe(config.evaluator.short_kd, "evaluator.short_kd", loss, extra=("distill",))
               if config.evaluator.name == "short_kd" else None)
   distill = config.evaluator.short_kd.get("distill", True) if short_kd is not None else True
@@ -616,6 +632,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   build_plan(config)
 
 
-__all__ = ["Compute", "ConfigError", "EVALUATOR_NAMES", "FINAL_INITS", "JOBS", "job_of", "need_fields", "space_ref", "teacher_space_ref", "LOWERINGS", "Plan", "REWARD_FIELDS", "build_compute", "build_loss",
+__all__ = ["Compute", "ConfigError", "MissingInput", "EVALUATOR_NAMES", "FINAL_INITS", "JOBS", "job_of", "need_fields", "space_ref", "teacher_space_ref", "LOWERINGS", "Plan", "REWARD_FIELDS", "build_compute", "build_loss",
            "build_plan", "build_recipe", "build_searcher", "build_space", "build_tabular", "parse_specialize",
            "teacher_size", "validate_config"]
