@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -338,6 +339,22 @@ def test_help_lists_the_configs(capsys):
     if path.name != "__init__.py":
       assert f"configs/{path.name}" in out
   assert "--show_config" in out
+
+
+def test_help_describes_each_config_by_its_whole_first_sentence(capsys):
+  """Not the first docstring line, which stops mid-sentence when the summary runs over two lines."""
+  assert run_cli.main(["run.py", "--help"]) == 0
+  listing = capsys.readouterr().out.split("available configs", 1)[1]
+  assert max(len(line) for line in listing.splitlines()) <= 100
+  entries = re.split(r"\n  (?=configs/)", listing)[1:]
+  assert len(entries) == len([p for p in (REPO / "configs").glob("*.py") if p.name != "__init__.py"])
+  for entry in entries:
+    path, text = entry.split(" ", 1)
+    text = " ".join(text.split())
+    assert text.endswith("."), (path, text)
+    assert text == run_cli.first_sentence((REPO / path).read_text().split('"""')[1]), path
+  assert run_cli.first_sentence("A (config.job='x') run: one. Two.\nThree.") == "A (config.job='x') run: one."
+  assert run_cli.first_sentence("Two lines,\nthe same sentence.\n\nMore.") == "Two lines, the same sentence."
 
 
 def test_show_config_prints_fields_and_plan_without_compute(capsys, monkeypatch, tmp_path, no_compute):
