@@ -480,3 +480,37 @@ def test_show_config_without_the_dass_predictor(capsys, monkeypatch, no_compute)
   out = capsys.readouterr().out
   assert "  evaluator input: not available (config.evaluator.predictor.path: required" in out
   assert "evaluator: predictor" in out
+
+
+@pytest.mark.parametrize("spec", [SMOKE, "configs/dass_meta_train.py:smoke"])
+def test_show_config_lists_the_allowed_values_of_every_choice_field(spec, capsys, monkeypatch, no_compute):
+  """Every field validated against a fixed set of values (config.CHOICES, which validation reads)
+  shows them all under "# allowed values" (compute.precision, kd.oracle_aggregate and
+  compute.score_strategy were missing from a hand-written list)."""
+  from jdanas.pipeline.config import CHOICES, choices
+  monkeypatch.chdir(REPO)
+  assert run_cli.main(["run.py", "--config", spec, "--show_config"]) == 0
+  out = capsys.readouterr().out
+  allowed = out.split("# allowed values\n", 1)[1].split("\n# plan", 1)[0]
+  config = run_cli.parse(["run.py", "--config", spec, "--show_config"])[0]
+  shown = [f for f in CHOICES if f.startswith("*") or f == "job" or f.split(".")[0] in config]
+  expected = {"meta.target"} if "meta" in config else {"compute.precision", "kd.oracle_aggregate",
+                                                        "compute.score_strategy"}
+  assert expected <= set(shown)
+  for field in shown:
+    assert f"\n  {field}: {', '.join(map(str, choices(field)))}" in "\n" + allowed, field
+
+
+def test_every_choice_check_reads_the_declared_choices():
+  """Validation looks every fixed-set field up in config.CHOICES (``_one_of(value, field)``): a field
+  checked elsewhere against its own tuple would be missing from --show_config."""
+  import ast
+  from jdanas.pipeline.config import CHOICES
+  fields = []
+  for path in (REPO / "jdanas").rglob("*.py"):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "_one_of":
+        assert len(node.args) == 2 and isinstance(node.args[1], ast.Constant), (path, ast.unparse(node))
+        fields.append(node.args[1].value)
+  assert set(fields) <= set(CHOICES)
+  assert len(set(fields)) >= 15

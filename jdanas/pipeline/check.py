@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 
 from jdanas import costs
-from jdanas.pipeline.config import ConfigError, MissingInput, Plan, build_plan, job_of, need
+from jdanas.pipeline.config import CHOICES, ConfigError, MissingInput, Plan, build_plan, choices, job_of, need
 from jdanas.pipeline.setup import build_budget, load_data
 
 FEASIBILITY_SAMPLES = 4096  # a larger space is checked on this many random architectures + the cheapest
@@ -205,37 +205,40 @@ def _field_lines(config: ml_collections.ConfigDict) -> list[str]:
   return lines
 
 
+CHOICE_NOTES = {  # what a choice line alone would not say
+    "teacher.name": " ('space': the search space's own full network; or teacher.path: a saved teacher folder)",
+    "*.optimizer": " (every recipe: teacher.train, evaluator.short_kd, evaluator.one_shot, final, tasks.*)",
+    "compute.score_strategy": " (the zero_cost evaluator's scoring)",
+}
+
+
+def allowed_values(config: ml_collections.ConfigDict) -> list[str]:
+  """``--show_config``'s "allowed values": every field of :data:`~jdanas.pipeline.config.CHOICES`
+  (the declaration validation reads, so none is missing) whose section the config has."""
+  lines = ["# allowed values",
+           "  data.name: digits, npz (data.path), or a prepared TFDS dataset name (data.data_dir)"]
+  for field in CHOICES:
+    if field.startswith("*") or field.split(".")[0] in config or field == "job":
+      try:
+        values = ", ".join(map(str, choices(field)))
+      except ImportError as e:  # e.g. jdanas.scoring's own dependencies
+        values = f"(not listed: {e})"
+      lines.append(f"  {field}: {values}{CHOICE_NOTES.get(field, '')}")
+  if "constraint" in config:
+    lines.append("  constraint.*: >= 0 (0 = no limit)")
+  return lines
+
+
 def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) -> str:
   """The resolved config (every field with its type) and the plan, for ``run.py --show_config``; what
   needs data that could not be loaded says ``not available`` (see :func:`prepare`'s ``data_optional``)."""
   checked = checked or prepare(config, data_optional=True)
   plan, data = checked.plan, checked.data
   lines = ["# config (field: type = value; override any with --config.<field>=<value>)"]
+  lines += _field_lines(config) + allowed_values(config)
   if job_of(config) == "meta_train":
     from jdanas.pipeline.meta_train import describe_meta
-    return "\n".join(lines + _field_lines(config) + [describe_meta(config, checked)])
-  lines += _field_lines(config)
-
-  from jdanas.distill import KD_PRESETS
-  from jdanas.lowering import LOWERINGS
-  from jdanas.models.zoo import MODELS
-  from jdanas.pipeline.config import EVALUATOR_NAMES
-  from jdanas.searchers import SEARCHERS
-  from jdanas.spaces import SPACES
-  from jdanas.train import STRATEGIES
-  from jdanas.train.recipe import OPTIMIZERS, SCHEDULES
-  lines += ["# allowed values",
-            "  data.name: digits, npz (data.path), or a prepared TFDS dataset name (data.data_dir)",
-            f"  teacher.name: {', '.join(sorted(MODELS))}, space (the space's own full network; or teacher.path: a "
-            "saved teacher folder)",
-            f"  space.name: {', '.join(sorted(SPACES))}",
-            f"  searcher.name: {', '.join(sorted(SEARCHERS))}",
-            f"  evaluator.name: {', '.join(EVALUATOR_NAMES)}",
-            f"  kd.loss: {', '.join(n for n, l in KD_PRESETS.items() if l.uses_teacher)}",
-            f"  *.optimizer: {', '.join(OPTIMIZERS)}; *.schedule: {', '.join(SCHEDULES)}; "
-            "constraint.*: >= 0 (0 = no limit)",
-            f"  compute.strategy: {', '.join(STRATEGIES)}; compute.lowering: {', '.join(LOWERINGS)}; "
-            "compute.specialize: auto, True, False"]
+    return "\n".join(lines + [describe_meta(config, checked)])
   size = math.prod(int(c) for c in plan.space.num_choices)
   m = int(config.teacher.get("ensemble", 1))
   teacher = (f"loaded from {config.teacher.path or ', '.join(config.teacher.paths)}" if plan.teacher_train is None
@@ -272,5 +275,5 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
   return "\n".join(lines)
 
 
-__all__ = ["Checked", "check_budget", "check_recipes", "check_space", "check_workdir", "describe", "load_data_optional",
+__all__ = ["Checked", "allowed_values", "check_budget", "check_recipes", "check_space", "check_workdir", "describe", "load_data_optional",
            "prepare"]

@@ -99,7 +99,7 @@ def build_meta_plan(config: ml_collections.ConfigDict) -> MetaPlan:
   need(isinstance(use_maps, bool), "predictor.use_maps", f"must be True or False, got {use_maps!r}")
   m = config.meta
   need_fields(m, "meta", META_FIELDS)
-  _one_of(m.get("target", "percent"), meta.TARGETS, "meta.target")
+  _one_of(m.get("target", "percent"), "meta.target")
   for field in ("alpha_init", "learning_rate"):
     v = m.get(field, None)
     need(_is_num(v) and np.isfinite(v) and v > 0, f"meta.{field}", f"must be a finite number > 0, got {v!r}")
