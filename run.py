@@ -90,9 +90,10 @@ def _define(argv: list[str]) -> flags.FlagValues:
                                   lock_config=True, sys_argv=argv)
   flags.DEFINE_string("workdir", None, "Directory for the teacher, checkpoints and results (required to run).",
                       flag_values=fv)
-  flags.DEFINE_boolean("show_config", False, "Validate the config (data and workdir included when given), print "
-                       "its fields with their types and allowed values and the plan (teacher, space size, "
-                       "evaluations, estimated compilations), and exit without computing.", flag_values=fv)
+  flags.DEFINE_boolean("show_config", False, "Validate the config (the workdir too when given), print its fields "
+                       "with their types and allowed values and the plan (data, teacher, space size, evaluations, "
+                       "estimated compilations), and exit without computing. Data that cannot be loaded here (or "
+                       "a DaSS predictor not trained yet) is shown as 'not available (<reason>)'.", flag_values=fv)
   flags.DEFINE_string("coordinator", None, "Multi-process run: host:port of process 0 (every process passes the "
                       "same), or 'auto' on a cluster JAX detects (TPU pod, SLURM, Open MPI). Default: "
                       "$JDANAS_COORDINATOR; unset = one process.", flag_values=fv)

@@ -275,5 +275,5 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
   return "\n".join(lines)
 
 
-__all__ = ["Checked", "allowed_values", "check_budget", "check_recipes", "check_space", "check_workdir", "describe", "load_data_optional",
-           "prepare"]
+__all__ = ["Checked", "allowed_values", "check_budget", "check_recipes", "check_space", "check_workdir", "describe",
+           "load_data_optional", "prepare"]
