@@ -49,6 +49,7 @@ import os
 import pathlib
 import re
 import sys
+import textwrap
 
 import ml_collections
 from absl import flags, logging
@@ -62,8 +63,16 @@ class UsageError(Exception):
   """A command-line problem; the message is one line naming the flag or file."""
 
 
+def first_sentence(doc: str) -> str:
+  """The first sentence of ``doc`` (up to the first period that ends a word), on one line: a config's
+  summary often runs over two docstring lines, and its first line alone stops mid-sentence."""
+  paragraph = " ".join(doc.strip().split("\n\n", 1)[0].split())
+  match = re.match(r"(.+?\.)(\s|$)", paragraph)
+  return match.group(1) if match else paragraph
+
+
 def available_configs() -> list[tuple[str, str]]:
-  """``(path, first docstring line)`` of every ``configs/*.py`` (read, not imported)."""
+  """``(path, first docstring sentence)`` of every ``configs/*.py`` (read, not imported)."""
   out = []
   for path in sorted((REPO / "configs").glob("*.py")):
     if path.name == "__init__.py":
@@ -72,7 +81,7 @@ def available_configs() -> list[tuple[str, str]]:
       doc = ast.get_docstring(ast.parse(path.read_text())) or ""
     except SyntaxError:
       doc = "(does not parse)"
-    out.append((f"configs/{path.name}", doc.strip().splitlines()[0] if doc.strip() else ""))
+    out.append((f"configs/{path.name}", first_sentence(doc)))
   return out
 
 
@@ -83,9 +92,10 @@ def _define(argv: list[str]) -> flags.FlagValues:
                                   lock_config=True, sys_argv=argv)
   flags.DEFINE_string("workdir", None, "Directory for the teacher, checkpoints and results (required to run).",
                       flag_values=fv)
-  flags.DEFINE_boolean("show_config", False, "Validate the config (data and workdir included when given), print "
-                       "its fields with their types and allowed values and the plan (teacher, space size, "
-                       "evaluations, estimated compilations), and exit without computing.", flag_values=fv)
+  flags.DEFINE_boolean("show_config", False, "Validate the config (the workdir too when given), print its fields "
+                       "with their types and allowed values and the plan (data, teacher, space size, evaluations, "
+                       "estimated compilations), and exit without computing. Data that cannot be loaded here (or "
+                       "a DaSS predictor not trained yet) is shown as 'not available (<reason>)'.", flag_values=fv)
   flags.DEFINE_string("coordinator", None, "Multi-process run: host:port of process 0 (every process passes the "
                       "same), or 'auto' on a cluster JAX detects (TPU pod, SLURM, Open MPI). Default: "
                       "$JDANAS_COORDINATOR; unset = one process.", flag_values=fv)
@@ -100,8 +110,10 @@ def _define(argv: list[str]) -> flags.FlagValues:
 
 
 def usage() -> str:
-  """``--help``: this docstring, the flags and the available configs."""
-  configs = "\n".join(f"  {p:<26} {d}" for p, d in available_configs())
+  """``--help``: this docstring, the flags and the available configs (each described by its first
+  sentence, wrapped at 100 columns under its own column)."""
+  configs = "\n".join(textwrap.fill(d, width=100, initial_indent=f"  {p:<26} ", subsequent_indent=" " * 29)
+                       for p, d in available_configs())
   return (f"{__doc__}\nflags:\n{_define(['run.py']).get_help()}\n\navailable configs (variants after ':' are "
           f"described in each file's docstring):\n{configs}\n")
 
@@ -221,7 +233,7 @@ def main(argv: list[str]) -> int:
     return 2
   try:
     if show:
-      print(describe(config, prepare(config, workdir) if workdir else None))
+      print(describe(config, prepare(config, workdir, data_optional=True)))  # shown without data too
       return 0
     checked = prepare(config, workdir)
     import jax

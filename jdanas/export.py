@@ -20,7 +20,9 @@ orbax, no Python source of the model)::
   The dataset's normalisation (``(x / 255 - mean) / std``, the constants recorded in
   ``arch.json``) is part of the exported function, so a deployer never re-implements it. The
   input dtype is fixed to uint8 by the export; a float image of raw pixel values must be cast
-  (``x.astype(np.uint8)``) first. :meth:`Student.logits` accepts either.
+  (``x.astype(np.uint8)``) first. :meth:`Student.logits` accepts either. uint8 images whose
+  maximum is tiny (``<= NARROW_UINT8_MAX``, e.g. sklearn's 0..16 digits cast to uint8) get a
+  ``UserWarning`` from :meth:`Student.logits` and ``Student.exported().call``: rescale them.
 * The batch dimension is symbolic (``jax.export.symbolic_shape("b, H, W, C")`` with the concrete
   H, W, C of training), so one artifact serves every batch size.
 * The weights are **baked in as constants**. This makes the file self-contained: one file, one
@@ -42,6 +44,7 @@ import dataclasses
 import functools
 import json
 import pathlib
+import warnings
 from typing import Any, Sequence
 
 import flax
@@ -62,6 +65,12 @@ VARIABLES_DIR = "variables"
 FORWARD_FILE = "forward.jax"
 FORMAT_VERSION = 1
 DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
+# uint8 images whose brightest pixel is at most this are almost surely not raw 0..255 pixels but
+# values rescaled to a small range and cast (sklearn's 0..16 digits, 0/1 masks): they pass the dtype
+# check and silently give near-chance accuracy. 32 (an eighth of the range) still flags 0..16 and
+# 0..31 data with margin, while a batch of real photographs or scans never peaks that low; it is
+# a warning, not an error, because a deliberately dark batch is legal input.
+NARROW_UINT8_MAX = 32
 
 
 @dataclasses.dataclass(eq=False)
@@ -141,7 +150,9 @@ class _CheckedExported(jax.export.Exported):
 
 def check_images(images: Any, input_shape: Sequence[int], *, uint8_only: bool = False) -> Any:
   """``images`` if they are raw pixels ``[B, *input_shape]`` (uint8, or unless ``uint8_only``
-  real numbers in ``0..255`` reaching above 16); else a one-line ``ValueError``."""
+  real numbers in ``0..255`` reaching above 16); else a one-line ``ValueError``. uint8 images that
+  reach only ``NARROW_UINT8_MAX`` pass with a ``UserWarning`` (called from :meth:`Student.logits`
+  and the checked ``exported().call``: ``stacklevel`` points at the caller's line)."""
   shape, dtype = getattr(images, "shape", None), getattr(images, "dtype", None)
   if shape is None or dtype is None:
     images = np.asarray(images)
@@ -155,6 +166,12 @@ def check_images(images: Any, input_shape: Sequence[int], *, uint8_only: bool = 
     raise ValueError(f"images: {expected}, got shape {tuple(shape)}{hint}")
   dtype = np.dtype(dtype)
   if dtype == np.uint8:
+    if not isinstance(images, jax.core.Tracer) and np.size(images):
+      hi = int(np.max(images))
+      if hi <= NARROW_UINT8_MAX:
+        warnings.warn(f"images: these uint8 pixels use only 0..{hi} of 0..255, but the student was trained on raw "
+                      f"0..255 pixels (sklearn's 0..16 digits cast to uint8?), so rescale them first, e.g. "
+                      f"(images * (255 / images.max())).astype(np.uint8)", UserWarning, stacklevel=3)
     return images
   if uint8_only:
     raise ValueError(f"images: {expected} of dtype uint8, got {dtype} (cast with images.astype(np.uint8))")

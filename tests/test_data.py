@@ -251,6 +251,18 @@ def test_tfds_not_prepared_never_downloads(tmp_path):
   assert not any(tmp_path.rglob("*.array_record*")) and not any(tmp_path.rglob("*.tar.gz"))
 
 
+def test_tfds_not_prepared_logs_nothing_and_restores_the_loggers(tmp_path, caplog):
+  """TFDS's absl WARNING lines ("Variant folder ... has no dataset_info.json") would sit above the one
+  error line a bad input gets: they are silenced around the TFDS calls, the levels restored after."""
+  import logging
+  pytest.importorskip("tensorflow_datasets")
+  levels = {name: logging.getLogger(name).level for name in ("absl", "tensorflow_datasets")}
+  with caplog.at_level(logging.DEBUG), pytest.raises(ValueError, match=r"^data_dir: TFDS dataset 'cifar10' is not"):
+    data.load_dataset("cifar10", data_dir=tmp_path)
+  assert [r for r in caplog.records if r.levelno >= logging.WARNING and r.name in levels] == []
+  assert {name: logging.getLogger(name).level for name in levels} == levels
+
+
 def test_split_validates_its_arrays():
   x = np.zeros((3, 4, 4, 1), np.uint8)
   y = np.zeros(3, np.int32)

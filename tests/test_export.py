@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -241,3 +242,25 @@ def test_exported_call_checks_images_at_the_entry(student, tiny_data):
   with pytest.raises(ValueError, match=r"the batch axis is missing"):
     student.exported().call(x[0])
   assert np.asarray(student.exported().call(x)).shape == (4, 4)
+
+
+def test_uint8_images_in_a_tiny_range_warn(student, tiny_data):
+  """sklearn's 0..16 digits cast to uint8 pass the dtype check: both entry points warn, naming the
+  range and the fix, instead of silently giving near-chance accuracy."""
+  digits = (tiny_data.val.x[:4].astype(np.float32) * 16 / 255).round().astype(np.uint8)
+  assert digits.max() <= 16
+  for call in (student.logits, student.exported().call):
+    with pytest.warns(UserWarning, match=rf"^images: these uint8 pixels use only 0..{digits.max()} of 0..255, but "
+                      r"the student was trained on raw 0..255 pixels .*rescale") as record:
+      out = call(digits)
+    assert np.asarray(out).shape == (4, 4)
+    assert record[0].filename == __file__  # points at the caller's line, not jdanas/export.py
+
+
+def test_normal_uint8_images_do_not_warn(student, tiny_data):
+  x = tiny_data.val.x[:4]
+  assert x.dtype == np.uint8 and x.max() > 32
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    student.logits(x)
+    student.exported().call(x)

@@ -45,3 +45,54 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
   outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
   assert LAST_OUTPUT[path.name] in outputs
   assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def _install_cell(path: pathlib.Path) -> str:
+  nb = json.loads(path.read_text())
+  cells = [c for c in nb["cells"] if c["cell_type"] == "code" and "JDANAS_REPO = " in "".join(c["source"])]
+  assert len(cells) == 1, f"{path.name}: one install cell (JDANAS_REPO) expected"
+  return "".join(cells[0]["source"])
+
+
+@pytest.fixture
+def shell():
+  """An IPython shell in this process whose %pip records its line and then 'installs' jdanas (it
+  is importable again), with ``import jdanas`` failing until then, as in a fresh Colab runtime."""
+  interactiveshell = pytest.importorskip("IPython.core.interactiveshell")
+  import sys
+  sh = interactiveshell.InteractiveShell.instance()
+  calls = []
+
+  def pip(line):
+    calls.append(line)
+    sys.modules.pop("jdanas", None)
+
+  sh.register_magic_function(pip, "line", "pip")
+  sh.pip_calls = calls
+  yield sh
+  interactiveshell.InteractiveShell.clear_instance()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_install_cell_does_nothing_when_jdanas_is_importable(path, shell):
+  result = shell.run_cell(_install_cell(path))
+  assert result.success, result.error_in_exec
+  assert shell.pip_calls == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_install_cell_says_what_to_set_and_installs_from_jdanas_repo(path, shell, monkeypatch):
+  import sys
+  cell = _install_cell(path)
+  monkeypatch.setitem(sys.modules, "jdanas", None)  # import jdanas -> ImportError
+  result = shell.run_cell(cell)
+  assert isinstance(result.error_in_exec, RuntimeError)
+  assert str(result.error_in_exec).startswith('jdanas is not installed: set JDANAS_REPO = "https://github.com/')
+  assert shell.pip_calls == []
+  for repo, spec in (("https://example.org/me/jdanas", "git+https://example.org/me/jdanas"),
+                     ("git+https://example.org/me/jdanas@v1", "git+https://example.org/me/jdanas@v1"),
+                     ("/content/jdanas", "/content/jdanas")):
+    monkeypatch.setitem(sys.modules, "jdanas", None)
+    result = shell.run_cell(cell.replace('JDANAS_REPO = ""', f'JDANAS_REPO = "{repo}"', 1))
+    assert result.success, result.error_in_exec
+    assert shell.pip_calls[-1] == f'install --quiet "{spec}"'

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -78,6 +79,7 @@ def inputs(tmp_path_factory):
   smoke = default.get_config("smoke")
   (d / "finished_run" / "config.json").write_text(smoke.to_json_best_effort(indent=1, sort_keys=True))
   (d / "finished_run" / "report.json").write_text(json.dumps({"config": json.loads(smoke.to_json_best_effort())}))
+  (d / "empty_tfds").mkdir()  # a TFDS data_dir where no dataset is prepared
   (d / "predictor_other_space").mkdir()  # a DaSS predictor meta-trained on another space
   (d / "predictor_other_space" / "predictor.json").write_text(json.dumps({"meta": {
       "space": {"name": "dass_resnet", "kwargs": {}}, "num_noise": 1, "noise_seed": 0, "map_shape": [8, 8, 256]}}))
@@ -201,6 +203,8 @@ CASES = [
     ("data_label_gap", ["--config", SMOKE, "--workdir", "{w}", *_npz("label_gap")], "remap_labels"),
     ("data_single_class", ["--config", SMOKE, "--workdir", "{w}", *_npz("single_class")], "single class"),
     ("data_train_limit", ["--config", SMOKE, "--workdir", "{w}", "--config.data.train_limit=-3"], "config.data.train_limit"),
+    ("data_tfds_not_prepared", ["--config", AKD, "--workdir", "{w}", "--config.data.data_dir={d}/empty_tfds"],
+     "config.data.data_dir: TFDS dataset 'cifar10' is not prepared in"),  # and no absl WARNING lines above it
     # -- workdir
     ("workdir_is_file", ["--config", SMOKE, "--workdir", "{d}/a_file"], "--workdir: "),
     ("workdir_under_file", ["--config", SMOKE, "--workdir", "{d}/a_file/run"], "--workdir: "),
@@ -278,7 +282,7 @@ CASES = [
 
 SUBPROCESS = {"config_missing", "config_syntax", "config_unknown_variant", "flag_no_workdir", "flag_rounds_not_int",
               "override_population_size", "data_label_gap", "launch_process_id_range", "workdir_is_file", "budget_unmeetable", "lr_inf_final",
-              "space_impossible_network", "workdir_other_config"}
+              "space_impossible_network", "workdir_other_config", "data_tfds_not_prepared"}
 
 
 def _argv(args, inputs, workdir):
@@ -345,6 +349,22 @@ def test_help_lists_the_configs(capsys):
     if path.name != "__init__.py":
       assert f"configs/{path.name}" in out
   assert "--show_config" in out
+
+
+def test_help_describes_each_config_by_its_whole_first_sentence(capsys):
+  """Not the first docstring line, which stops mid-sentence when the summary runs over two lines."""
+  assert run_cli.main(["run.py", "--help"]) == 0
+  listing = capsys.readouterr().out.split("available configs", 1)[1]
+  assert max(len(line) for line in listing.splitlines()) <= 100
+  entries = re.split(r"\n  (?=configs/)", listing)[1:]
+  assert len(entries) == len([p for p in (REPO / "configs").glob("*.py") if p.name != "__init__.py"])
+  for entry in entries:
+    path, text = entry.split(" ", 1)
+    text = " ".join(text.split())
+    assert text.endswith("."), (path, text)
+    assert text == run_cli.first_sentence((REPO / path).read_text().split('"""')[1]), path
+  assert run_cli.first_sentence("A (config.job='x') run: one. Two.\nThree.") == "A (config.job='x') run: one."
+  assert run_cli.first_sentence("Two lines,\nthe same sentence.\n\nMore.") == "Two lines, the same sentence."
 
 
 def test_show_config_prints_fields_and_plan_without_compute(capsys, monkeypatch, tmp_path, no_compute):
@@ -424,3 +444,83 @@ def test_teacher_at_chance_continues_with_a_warning_when_allowed(tmp_path, capsy
   warnings = report["warnings"]
   assert any(w.startswith("the teacher resnet8 is no better than chance") for w in warnings), warnings
   assert "no better than chance" in (workdir / "report.md").read_text()
+
+
+def test_show_config_without_the_data(inputs, tmp_path):
+  """A TFDS dataset that is not prepared here: --show_config still shows the fields, the allowed
+  values and the plan (the data line says why the data is not available), exit 0, nothing on stderr."""
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  proc = subprocess.run([sys.executable, "run.py", "--config", AKD, "--show_config",
+                         f"--config.data.data_dir={inputs}/empty_tfds", "--config.constraint.max_params=100000"],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stderr.strip() == "", proc.stderr
+  out = proc.stdout
+  assert "  data.name: str = 'cifar10'" in out
+  assert "# allowed values" in out
+  assert f"  data: not available (config.data.data_dir: TFDS dataset 'cifar10' is not prepared in {inputs}" in out
+  assert "(not checked: the data is not available)" in out  # the budget needs the data's image shape
+  assert "  space: " in out and "  final: top " in out
+
+
+def test_show_config_of_a_meta_train_job_without_the_data(inputs, capsys, monkeypatch, no_compute):
+  monkeypatch.chdir(REPO)
+  argv = ["run.py", "--config", DASS_META, "--show_config", f"--config.data.data_dir={inputs}/empty_tfds"]
+  assert run_cli.main(argv) == 0
+  out = capsys.readouterr().out
+  assert "  data: not available (config.data.data_dir: TFDS dataset 'cifar100' is not prepared in" in out
+  assert "meta-validation): not available" in out
+  assert "  meta-training: " in out
+
+
+def test_show_config_still_refuses_a_bad_field_without_the_data(inputs, capsys, monkeypatch, no_compute):
+  """Only the data may be missing: a bad value elsewhere is still the one error line."""
+  monkeypatch.chdir(REPO)
+  argv = ["run.py", "--config", AKD, "--show_config", f"--config.data.data_dir={inputs}/empty_tfds",
+          "--config.final.learning_rate=inf"]
+  assert run_cli.main(argv) == 2
+  _assert_one_error_line(capsys.readouterr().err, "config.final.learning_rate")
+
+
+def test_show_config_without_the_dass_predictor(capsys, monkeypatch, no_compute):
+  """The predictor a meta_train job writes is an input like the data: --show_config shows the plan
+  without it (a real run still stops on it: the predictor_path_missing row)."""
+  monkeypatch.chdir(REPO)
+  assert run_cli.main(["run.py", "--config", "configs/dass_search.py:smoke", "--show_config"]) == 0
+  out = capsys.readouterr().out
+  assert "  evaluator input: not available (config.evaluator.predictor.path: required" in out
+  assert "evaluator: predictor" in out
+
+
+@pytest.mark.parametrize("spec", [SMOKE, "configs/dass_meta_train.py:smoke"])
+def test_show_config_lists_the_allowed_values_of_every_choice_field(spec, capsys, monkeypatch, no_compute):
+  """Every field validated against a fixed set of values (config.CHOICES, which validation reads)
+  shows them all under "# allowed values" (compute.precision, kd.oracle_aggregate and
+  compute.score_strategy were missing from a hand-written list)."""
+  from jdanas.pipeline.config import CHOICES, choices
+  monkeypatch.chdir(REPO)
+  assert run_cli.main(["run.py", "--config", spec, "--show_config"]) == 0
+  out = capsys.readouterr().out
+  allowed = out.split("# allowed values\n", 1)[1].split("\n# plan", 1)[0]
+  config = run_cli.parse(["run.py", "--config", spec, "--show_config"])[0]
+  shown = [f for f in CHOICES if f.startswith("*") or f == "job" or f.split(".")[0] in config]
+  expected = {"meta.target"} if "meta" in config else {"compute.precision", "kd.oracle_aggregate",
+                                                        "compute.score_strategy"}
+  assert expected <= set(shown)
+  for field in shown:
+    assert f"\n  {field}: {', '.join(map(str, choices(field)))}" in "\n" + allowed, field
+
+
+def test_every_choice_check_reads_the_declared_choices():
+  """Validation looks every fixed-set field up in config.CHOICES (``_one_of(value, field)``): a field
+  checked elsewhere against its own tuple would be missing from --show_config."""
+  import ast
+  from jdanas.pipeline.config import CHOICES
+  fields = []
+  for path in (REPO / "jdanas").rglob("*.py"):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "_one_of":
+        assert len(node.args) == 2 and isinstance(node.args[1], ast.Constant), (path, ast.unparse(node))
+        fields.append(node.args[1].value)
+  assert set(fields) <= set(CHOICES)
+  assert len(set(fields)) >= 15

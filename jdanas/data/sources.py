@@ -29,6 +29,7 @@ argument.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -448,7 +449,8 @@ def _tfds_sources(name: str, data_dir: Any, image_key: str, label_key: str,
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
   data_dir = None if data_dir is None else os.fspath(pathlib.Path(os.fspath(data_dir)).expanduser())
-  train_ds = _open_tfds(tfds, name, "train", data_dir)
+  with _quiet_tfds():
+    train_ds = _open_tfds(tfds, name, "train", data_dir)
   info = train_ds.dataset_info
   features = info.features
   for arg, key in (("image_key", image_key), ("label_key", label_key)):
@@ -458,13 +460,34 @@ def _tfds_sources(name: str, data_dir: Any, image_key: str, label_key: str,
   available = set(info.splits.keys()) if info.splits else set()
   test_ds = None
   if not available or "test" in available:
-    test_ds = _open_tfds(tfds, name, "test", data_dir, missing_ok=not available)
+    with _quiet_tfds():
+      test_ds = _open_tfds(tfds, name, "test", data_dir, missing_ok=not available)
 
   def source(ds: Any) -> _Source:
     return _Source(size=len(ds), arg="image_key", label_arg="label_key",
                    read=lambda idx: _read_tfds(ds, idx, image_key, label_key, fit))
 
   return source(train_ds), (source(test_ds) if test_ds is not None else None), classes
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+  """Silences TFDS's log lines while it looks for a dataset, restoring the levels after.
+
+  TFDS logs through absl (the Python logger ``absl``) and its own loggers, e.g. two ``WARNING`` lines
+  "Variant folder ... has no dataset_info.json" for a dataset that is not prepared; :func:`_open_tfds`
+  reports every outcome as one ``ValueError`` line naming the argument, so those lines would only be
+  noise above the one ``error:`` line a bad input gets. Errors (level ERROR and above) still pass.
+  """
+  loggers = [logging.getLogger(name) for name in ("absl", "tensorflow_datasets")]
+  levels = [logger.level for logger in loggers]
+  for logger in loggers:
+    logger.setLevel(max(logging.ERROR, logger.getEffectiveLevel()))
+  try:
+    yield
+  finally:
+    for logger, level in zip(loggers, levels):
+      logger.setLevel(level)
 
 
 def _open_tfds(tfds: Any, name: str, split: str, data_dir: str | None,

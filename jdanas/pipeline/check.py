@@ -8,6 +8,13 @@ split, one trial build of the space, and a budget (``config.constraint``) that a
 architecture of the space meets. A workdir that holds a run of another config is refused
 (:func:`jdanas.pipeline.resume.check_resume`). Every failure is one :class:`ConfigError` line; nothing is
 written to the workdir.
+
+``--show_config`` calls it with ``data_optional=True``: showing the fields and the plan must not need
+the data (a TFDS dataset not prepared on this machine, a file on another host), so a data error is
+kept as :attr:`Checked.data_error` and the checks that need the data are skipped; so is an input file
+the config names that does not exist yet (:class:`~jdanas.pipeline.config.MissingInput`, e.g. the
+DaSS predictor a ``meta_train`` job writes), kept as :attr:`Checked.missing_input`. A real run never
+passes it, so it still stops at the one ``config.data...`` line before compute.
 """
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ import ml_collections
 import numpy as np
 
 from jdanas import costs
-from jdanas.pipeline.config import ConfigError, Plan, build_plan, job_of, need
+from jdanas.pipeline.config import CHOICES, ConfigError, MissingInput, Plan, build_plan, choices, job_of, need
 from jdanas.pipeline.resume import check_resume
 from jdanas.pipeline.setup import build_budget, load_data
 
@@ -32,10 +39,16 @@ FEASIBILITY_SAMPLES = 4096  # a larger space is checked on this many random arch
 
 @dataclasses.dataclass(frozen=True)
 class Checked:
-  """What :func:`prepare` built: the plan, the dataset and the budget predicate (None: no limit)."""
+  """What :func:`prepare` built: the plan, the dataset and the budget predicate (None: no limit).
+
+  ``data`` is None (and ``budget`` unchecked, None) only under ``prepare(..., data_optional=True)``
+  when the data could not be loaded; ``data_error`` is then the one-line reason. ``missing_input``:
+  the one-line reason an input file is absent (only under ``data_optional=True``), else None."""
   plan: Plan
   data: Any
   budget: Any
+  data_error: str | None = None
+  missing_input: str | None = None
 
 
 def check_workdir(workdir: str | os.PathLike) -> pathlib.Path:
@@ -73,11 +86,15 @@ def _recipes(config, plan: Plan):
 
 
 def check_recipes(config, plan: Plan, data) -> None:
-  """Finite learning rates and weight decays, batch sizes no larger than the training split."""
-  n = len(data.train)
+  """Finite learning rates and weight decays, batch sizes no larger than the training split (not
+  checked when ``data`` is None: the data could not be loaded for ``--show_config``)."""
   for field, r in _recipes(config, plan):
     need(math.isfinite(r.learning_rate), f"{field}.learning_rate", f"must be finite, got {r.learning_rate!r}")
     need(math.isfinite(r.weight_decay), f"{field}.weight_decay", f"must be finite, got {r.weight_decay!r}")
+  if data is None:
+    return
+  n = len(data.train)
+  for field, r in _recipes(config, plan):
     need(r.batch_size <= n, f"{field}.batch_size",
          f"{r.batch_size} is larger than the training split ({n} examples)")
   if plan.evaluator == "zero_cost":
@@ -136,22 +153,42 @@ def check_budget(plan: Plan, data, budget) -> None:
                     f"smallest has {smallest} params) {dict((k, v) for k, v in plan.limits.items() if v)}")
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Checked:
+def load_data_optional(config: ml_collections.ConfigDict, data_optional: bool):
+  """``(data, None)``, or ``(None, reason)`` when ``data_optional`` and the data cannot be loaded."""
+  try:
+    return load_data(config), None
+  except ConfigError as e:
+    if not data_optional:
+      raise
+    return None, str(e)
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None, *,
+            data_optional: bool = False) -> Checked:
   """Every check that needs no compute (see the module docstring); raises :class:`ConfigError`. A
-  ``config.job='meta_train'`` config is checked by :func:`jdanas.pipeline.meta_train.prepare_meta`."""
+  ``config.job='meta_train'`` config is checked by :func:`jdanas.pipeline.meta_train.prepare_meta`.
+  ``data_optional``: a data error does not raise; it skips what needs the data (``--show_config``)."""
   if job_of(config) == "meta_train":
     from jdanas.pipeline.meta_train import prepare_meta
-    return prepare_meta(config, workdir)
-  plan = build_plan(config)
+    return prepare_meta(config, workdir, data_optional=data_optional)
+  missing = None
+  try:
+    plan = build_plan(config)
+  except MissingInput as e:
+    if not data_optional:
+      raise
+    plan, missing = build_plan(config, inputs_optional=True), str(e)
   if workdir is not None:
     check_workdir(workdir)
     check_resume(config, workdir)  # a workdir holding a run of another config is refused
-  data = load_data(config)
+  data, data_error = load_data_optional(config, data_optional)
   check_recipes(config, plan, data)
+  if data is None:
+    return Checked(plan=plan, data=None, budget=None, data_error=data_error, missing_input=missing)
   check_space(plan, data)
   budget = build_budget(plan, data)
   check_budget(plan, data, budget)
-  return Checked(plan=plan, data=data, budget=budget)
+  return Checked(plan=plan, data=data, budget=budget, missing_input=missing)
 
 
 def _field_lines(config: ml_collections.ConfigDict) -> list[str]:
@@ -171,36 +208,40 @@ def _field_lines(config: ml_collections.ConfigDict) -> list[str]:
   return lines
 
 
+CHOICE_NOTES = {  # what a choice line alone would not say
+    "teacher.name": " ('space': the search space's own full network; or teacher.path: a saved teacher folder)",
+    "*.optimizer": " (every recipe: teacher.train, evaluator.short_kd, evaluator.one_shot, final, tasks.*)",
+    "compute.score_strategy": " (the zero_cost evaluator's scoring)",
+}
+
+
+def allowed_values(config: ml_collections.ConfigDict) -> list[str]:
+  """``--show_config``'s "allowed values": every field of :data:`~jdanas.pipeline.config.CHOICES`
+  (the declaration validation reads, so none is missing) whose section the config has."""
+  lines = ["# allowed values",
+           "  data.name: digits, npz (data.path), or a prepared TFDS dataset name (data.data_dir)"]
+  for field in CHOICES:
+    if field.startswith("*") or field.split(".")[0] in config or field == "job":
+      try:
+        values = ", ".join(map(str, choices(field)))
+      except ImportError as e:  # e.g. jdanas.scoring's own dependencies
+        values = f"(not listed: {e})"
+      lines.append(f"  {field}: {values}{CHOICE_NOTES.get(field, '')}")
+  if "constraint" in config:
+    lines.append("  constraint.*: >= 0 (0 = no limit)")
+  return lines
+
+
 def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) -> str:
-  """The resolved config (every field with its type) and the plan, for ``run.py --show_config``."""
-  checked = checked or prepare(config)
+  """The resolved config (every field with its type) and the plan, for ``run.py --show_config``; what
+  needs data that could not be loaded says ``not available`` (see :func:`prepare`'s ``data_optional``)."""
+  checked = checked or prepare(config, data_optional=True)
   plan, data = checked.plan, checked.data
   lines = ["# config (field: type = value; override any with --config.<field>=<value>)"]
+  lines += _field_lines(config) + allowed_values(config)
   if job_of(config) == "meta_train":
     from jdanas.pipeline.meta_train import describe_meta
-    return "\n".join(lines + _field_lines(config) + [describe_meta(config, checked)])
-  lines += _field_lines(config)
-
-  from jdanas.distill import KD_PRESETS
-  from jdanas.lowering import LOWERINGS
-  from jdanas.models.zoo import MODELS
-  from jdanas.pipeline.config import EVALUATOR_NAMES
-  from jdanas.searchers import SEARCHERS
-  from jdanas.spaces import SPACES
-  from jdanas.train import STRATEGIES
-  from jdanas.train.recipe import OPTIMIZERS, SCHEDULES
-  lines += ["# allowed values",
-            "  data.name: digits, npz (data.path), or a prepared TFDS dataset name (data.data_dir)",
-            f"  teacher.name: {', '.join(sorted(MODELS))}, space (the space's own full network; or teacher.path: a "
-            "saved teacher folder)",
-            f"  space.name: {', '.join(sorted(SPACES))}",
-            f"  searcher.name: {', '.join(sorted(SEARCHERS))}",
-            f"  evaluator.name: {', '.join(EVALUATOR_NAMES)}",
-            f"  kd.loss: {', '.join(n for n, l in KD_PRESETS.items() if l.uses_teacher)}",
-            f"  *.optimizer: {', '.join(OPTIMIZERS)}; *.schedule: {', '.join(SCHEDULES)}; "
-            "constraint.*: >= 0 (0 = no limit)",
-            f"  compute.strategy: {', '.join(STRATEGIES)}; compute.lowering: {', '.join(LOWERINGS)}; "
-            "compute.specialize: auto, True, False"]
+    return "\n".join(lines + [describe_meta(config, checked)])
   size = math.prod(int(c) for c in plan.space.num_choices)
   m = int(config.teacher.get("ensemble", 1))
   teacher = (f"loaded from {config.teacher.path or ', '.join(config.teacher.paths)}" if plan.teacher_train is None
@@ -213,21 +254,29 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
   programs = ("one per distinct architecture" if plan.compute.specialize is True
               else "one shared masked program (more if compute.specialize specialises)"
               if plan.space.can_specialize else "one per distinct network shape")
+  if data is None:
+    data_line = f"  data: not available ({checked.data_error})"
+  else:
+    data_line = (f"  data: {config.data.name}, train {len(data.train)}, val {len(data.val)}, "
+                 f"{data.num_classes} classes of {data.image_shape}")
+  budget = dict((k, v) for k, v in plan.limits.items() if v)
   lines += ["# plan",
-            f"  data: {config.data.name}, train {len(data.train)}, val {len(data.val)}, "
-            f"{data.num_classes} classes of {data.image_shape}",
+            data_line,
             f"  teacher: {teacher}",
             f"  space: {config.space.name} ({size} architectures)",
             f"  searcher: {plan.searcher_name}; evaluator: {plan.evaluator}"
             + ("" if plan.short_kd_distill else " (plain cross-entropy, no teacher)") + f"; evaluations: {evaluations}",
+            *([f"  evaluator input: not available ({checked.missing_input})"] if checked.missing_input else []),
             "  score: " + ("the evaluator's score" if plan.reward is None else
                           f"reward ACC x (LAT/T)^w, LAT = {plan.reward['latency_model']}, T = {plan.reward['target']:g}, "
                           f"w = {plan.reward['alpha']:g} if LAT <= T else {plan.reward['beta']:g}"),
-            f"  budget: {dict((k, v) for k, v in plan.limits.items() if v) or 'none'}",
+            f"  budget: {budget or 'none'}" + (" (not checked: the data is not available)" if budget and data is None
+                                                else ""),
             f"  final: top {plan.top_k} KD-trained for {plan.final.steps} steps, the chosen one also without KD"
             + (f"; baselines {', '.join(plan.baselines)}" if plan.baselines else ""),
             f"  compiled training programs (estimate): {programs}"]
   return "\n".join(lines)
 
 
-__all__ = ["Checked", "check_budget", "check_recipes", "check_space", "check_workdir", "describe", "prepare"]
+__all__ = ["Checked", "allowed_values", "check_budget", "check_recipes", "check_space", "check_workdir", "describe",
+           "load_data_optional", "prepare"]

@@ -54,8 +54,11 @@ needs the data (the budget predicate, the evaluator, the trainers) is built by
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import pathlib
+from typing import Callable, Sequence
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -71,6 +74,7 @@ from jdanas.spaces import SPACES, get_space
 from jdanas.spaces.base import AbstractSearchSpace
 from jdanas.train import STRATEGIES, Recipe
 from jdanas.train.population import PRECISIONS
+from jdanas.train.recipe import OPTIMIZERS, SCHEDULES
 
 SECTIONS = ("data", "teacher", "space", "searcher", "evaluator", "kd", "search", "final", "compute")
 EVALUATOR_NAMES = ("short_kd", "tabular", "zero_cost", "one_shot", "predictor")
@@ -81,6 +85,11 @@ LIMITS = ("max_params", "max_flops", "max_latency_ms")
 
 class ConfigError(ValueError):
   """A config value is invalid; the message is one line naming the field."""
+
+
+class MissingInput(ConfigError):
+  """An input file the config names (not its values) is absent, e.g. a DaSS predictor not meta-trained
+  yet: a run stops on it, ``--show_config`` shows the plan without it (``build_plan(inputs_optional=True)``)."""
 
 
 DEFAULT_STALL_TIMEOUT_S = 1800.0
@@ -185,8 +194,61 @@ def _is_num(v) -> bool:
   return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
-def _one_of(value, choices, field: str) -> None:
-  need(value in choices, field, f"{value!r} is not one of {', '.join(map(str, choices))}")
+def _scoring(module: str, name: str) -> Callable[[], Sequence]:
+  """A choice tuple of ``jdanas.scoring.<module>``, imported only when asked (zero_cost configs, --show_config)."""
+  def get():
+    return getattr(importlib.import_module(f"jdanas.scoring{module}"), name)
+  return get
+
+
+def _meta_targets() -> Sequence:
+  from jdanas.meta.predictor import TARGETS
+  return TARGETS
+
+
+def _latency_models() -> Sequence:
+  from jdanas.rewards import LATENCY_MODELS
+  return LATENCY_MODELS
+
+
+# Every config field whose value is one of a fixed set: the ONE declaration that validation
+# (:func:`_one_of`, which looks the field up here) and ``--show_config``'s "allowed values" read, so
+# the listing cannot miss a validated field. ``*.optimizer``/``*.schedule`` (any recipe section) are
+# checked by :class:`jdanas.train.Recipe` against the same tuples; ``compute.specialize`` by
+# :func:`parse_specialize`, which also takes the strings "true"/"false".
+CHOICES: dict[str, Callable[[], Sequence]] = {
+    "job": lambda: JOBS,
+    "teacher.name": lambda: (*sorted(MODELS), SPACE_TEACHER),
+    "space.name": lambda: sorted(SPACES),
+    "searcher.name": lambda: sorted(SEARCHERS),
+    "evaluator.name": lambda: EVALUATOR_NAMES,
+    "evaluator.zero_cost.proxy": _scoring("", "PROXIES"),
+    "evaluator.zero_cost.init": _scoring("", "INITS"),
+    "evaluator.zero_cost.teacher_init": _scoring(".population", "TEACHER_INITS"),
+    "evaluator.zero_cost.semantic_mismatch": lambda: SEMANTIC_MISMATCH,
+    "evaluator.reward.latency_model": _latency_models,
+    "kd.loss": lambda: [n for n, l in KD_PRESETS.items() if l.uses_teacher],
+    "kd.oracle_aggregate": lambda: ORACLE_AGGREGATES,
+    "final.init": lambda: FINAL_INITS,
+    "*.optimizer": lambda: OPTIMIZERS,
+    "*.schedule": lambda: SCHEDULES,
+    "compute.strategy": lambda: STRATEGIES,
+    "compute.score_strategy": _scoring("", "STRATEGIES"),
+    "compute.lowering": lambda: LOWERINGS,
+    "compute.precision": lambda: PRECISIONS,
+    "compute.specialize": lambda: ("auto", True, False),
+    "meta.target": _meta_targets,
+}
+
+
+def choices(field: str) -> tuple:
+  """The allowed values of ``config.<field>`` (a key of :data:`CHOICES`)."""
+  return tuple(CHOICES[field]())
+
+
+def _one_of(value, field: str) -> None:
+  allowed = choices(field)
+  need(value in allowed, field, f"{value!r} is not one of {', '.join(map(str, allowed))}")
 
 
 # ---- building blocks (shared by validation and the run) -------------------------------------------
@@ -213,7 +275,7 @@ def build_recipe(section, field: str, loss: KDLoss, extra: tuple[str, ...] = ())
 def build_loss(k) -> KDLoss:
   """The KD loss of ``config.kd``: a preset of :data:`jdanas.distill.KD_PRESETS` with the config's
   temperature and DisWOT distiller terms (0 = off)."""
-  kd_names = [n for n, l in KD_PRESETS.items() if l.uses_teacher]
+  kd_names = choices("kd.loss")
   need(k.loss in kd_names, "kd.loss", f"{k.loss!r} is not a KD preset; choose one of {', '.join(kd_names)}")
   need(_is_num(k.temperature) and k.temperature > 0, "kd.temperature", f"must be > 0, got {k.temperature!r}")
   for field in ("semantic_weight", "relation_weight"):
@@ -223,7 +285,7 @@ def build_loss(k) -> KDLoss:
   need(is_tap(tap), "kd.relation_tap", f"{tap!r} is not one of {', '.join(TAPS)} or stageI (I >= 1)")
   base = KD_PRESETS[k.loss]
   aggregate = k.get("oracle_aggregate", "logits")
-  _one_of(aggregate, ORACLE_AGGREGATES, "kd.oracle_aggregate")
+  _one_of(aggregate, "kd.oracle_aggregate")
   if base.target == "oracle":
     for field in ("semantic_weight", "relation_weight"):
       need(not k.get(field, 0.0), f"kd.{field}",
@@ -248,13 +310,13 @@ def parse_specialize(v) -> bool | str:
 
 def build_compute(c, space: AbstractSearchSpace) -> Compute:
   """:class:`Compute` of ``config.compute``; the mesh is built to check it against the devices."""
-  _one_of(c.strategy, STRATEGIES, "compute.strategy")
+  _one_of(c.strategy, "compute.strategy")
   score_strategy = c.get("score_strategy", "auto")
   lowering = c.get("lowering", "auto")
-  _one_of(lowering, LOWERINGS, "compute.lowering")
+  _one_of(lowering, "compute.lowering")
   specialize = parse_specialize(c.get("specialize", "auto"))
   precision = c.get("precision", "fp32")
-  _one_of(precision, PRECISIONS, "compute.precision")
+  _one_of(precision, "compute.precision")
   if specialize is True:
     need(space.can_specialize, "compute.specialize",
          f"space {space.name!r} has no specialised form (use 'auto' or False)")
@@ -282,7 +344,7 @@ def _stand_in_budget(enc: jax.Array) -> jax.Array:
 
 
 def build_space(s) -> AbstractSearchSpace:
-  _one_of(s.name, sorted(SPACES), "space.name")
+  _one_of(s.name, "space.name")
   try:
     return get_space(s.name, **dict(s.get("kwargs", {})))
   except ValueError as e:
@@ -356,15 +418,14 @@ def _teacher_recipe(t) -> Recipe | None:
   teacher_size(t)
   if t.get("path") or t.get("paths"):
     return None
-  _one_of(t.name, sorted(MODELS) + [SPACE_TEACHER], "teacher.name")
+  _one_of(t.name, "teacher.name")
   return build_recipe(t.train, "teacher.train", KD_PRESETS["ce"])
 
 
 def _zero_cost_kwargs(z, data) -> dict:
   """``evaluator.zero_cost`` checked against :mod:`jdanas.scoring` (imported only when named)."""
   try:
-    from jdanas import scoring
-    from jdanas.scoring.population import TEACHER_INITS
+    importlib.import_module("jdanas.scoring.population")  # its choices are read through CHOICES
   except ImportError as e:
     raise ConfigError(f"config.evaluator.name: 'zero_cost' needs the jdanas.scoring package ({e})") from None
   kw = dict(proxy=z.get("proxy", ""), batch_size=z.get("batch_size", 64),
@@ -372,24 +433,24 @@ def _zero_cost_kwargs(z, data) -> dict:
             relation_tap=z.get("relation_tap", "pre_pool"), teacher_init=z.get("teacher_init", "random"),
             semantic_mismatch=z.get("semantic_mismatch", "class_gram"))
   need_fields(z, "evaluator.zero_cost", kw)
-  _one_of(kw["proxy"], scoring.PROXIES, "evaluator.zero_cost.proxy")
+  _one_of(kw["proxy"], "evaluator.zero_cost.proxy")
   bs = kw["batch_size"]
   need(_is_int(bs) and bs > 0, "evaluator.zero_cost.batch_size", f"must be a positive int, got {bs!r}")
   limit = data.get("train_limit") or 0
   need(not limit or bs <= limit * (1 - data.val_fraction), "evaluator.zero_cost.batch_size",
        f"{bs} exceeds the training split (train_limit {limit}, val_fraction {data.val_fraction})")
   if kw["init"] is not None:
-    _one_of(kw["init"], scoring.INITS, "evaluator.zero_cost.init")
+    _one_of(kw["init"], "evaluator.zero_cost.init")
   need(is_tap(kw["relation_tap"]), "evaluator.zero_cost.relation_tap",
        f"{kw['relation_tap']!r} is not one of {', '.join(TAPS)} or stageI (I >= 1)")
-  _one_of(kw["teacher_init"], TEACHER_INITS, "evaluator.zero_cost.teacher_init")
-  _one_of(kw["semantic_mismatch"], SEMANTIC_MISMATCH, "evaluator.zero_cost.semantic_mismatch")
+  _one_of(kw["teacher_init"], "evaluator.zero_cost.teacher_init")
+  _one_of(kw["semantic_mismatch"], "evaluator.zero_cost.semantic_mismatch")
   return kw
 
 
-def _evaluator_kwargs(config, space: AbstractSearchSpace, loss: KDLoss) -> dict:
+def _evaluator_kwargs(config, space: AbstractSearchSpace, loss: KDLoss, inputs_optional: bool = False) -> dict:
   ev = config.evaluator
-  _one_of(ev.name, EVALUATOR_NAMES, "evaluator.name")
+  _one_of(ev.name, "evaluator.name")
   need(ev.name in ev, f"evaluator.{ev.name}", f"section is missing (needed by evaluator.name={ev.name!r})")
   sub = ev[ev.name]
   if ev.name == "short_kd":  # the recipe is built by build_plan
@@ -403,10 +464,10 @@ def _evaluator_kwargs(config, space: AbstractSearchSpace, loss: KDLoss) -> dict:
          f"validation split), got {v!r}")
     return {"val_examples": int(v)}
   if ev.name == "predictor":
-    return _predictor_kwargs(config, space)
+    return _predictor_kwargs(config, space, inputs_optional)
   if ev.name == "zero_cost":
     kw = _zero_cost_kwargs(sub, config.data)
-    _one_of(config.compute.get("score_strategy", "auto"), _scoring_strategies(), "compute.score_strategy")
+    _one_of(config.compute.get("score_strategy", "auto"), "compute.score_strategy")
     return kw
   need(space.name in ("nb201", "nb201_masked"), "evaluator.name", "'tabular' needs an nb201 space")
   need(bool(sub.get("table")) and pathlib.Path(sub.table).exists(), "evaluator.tabular.table",
@@ -423,7 +484,6 @@ REWARD_EVALUATORS = ("short_kd", "tabular", "one_shot")  # the evaluators whose 
 
 def _reward_kwargs(ev) -> dict | None:
   """``evaluator.reward`` checked (None when absent or ``latency_model`` is empty)."""
-  from jdanas.rewards import LATENCY_MODELS
   sub = ev.get("reward", None)
   if sub is None or not sub.get("latency_model", ""):
     return None
@@ -432,7 +492,7 @@ def _reward_kwargs(ev) -> dict | None:
        f"needs an accuracy evaluator (evaluator.name {', '.join(map(repr, REWARD_EVALUATORS))}), not {ev.name!r}")
   kw = dict(latency_model=sub.latency_model, target=sub.get("target", 0.0), alpha=sub.get("alpha", -0.07),
             beta=sub.get("beta", -0.07), batch_size=sub.get("batch_size", 1), repeats=sub.get("repeats", 20))
-  _one_of(kw["latency_model"], LATENCY_MODELS, "evaluator.reward.latency_model")
+  _one_of(kw["latency_model"], "evaluator.reward.latency_model")
   t = kw["target"]
   need(_is_num(t) and np.isfinite(t) and t > 0, "evaluator.reward.target",
        f"must be a number > 0 in the latency model's unit (ms, FLOPs or parameters), got {t!r}")
@@ -458,11 +518,6 @@ def build_tabular(table: str, column: str):
     msg = str(e)
     raise ConfigError(f"config.evaluator.tabular.{msg[len('evaluator.'):]}" if msg.startswith("evaluator.")
                       else f"config.evaluator.tabular: {msg}") from None
-
-
-def _scoring_strategies() -> tuple[str, ...]:
-  from jdanas.scoring import STRATEGIES as SCORING_STRATEGIES
-  return tuple(SCORING_STRATEGIES)
 
 
 def _baselines(f, space: AbstractSearchSpace) -> tuple[str, ...]:
@@ -492,7 +547,7 @@ def _limits(c) -> dict:
 def job_of(config: ml_collections.ConfigDict) -> str:
   """``config.job`` (default ``"search"``; ``"meta_train"``: DaSS's meta-training job)."""
   job = config.get("job", "search")
-  _one_of(job, JOBS, "job")
+  _one_of(job, "job")
   return job
 
 
@@ -528,18 +583,25 @@ def _need_space_teacher(config: ml_collections.ConfigDict, space: AbstractSearch
        + (f"the full network of {got}" if got else f"{t.get('path') or list(t.get('paths') or ()) or t.name!r}"))
 
 
-def _predictor_kwargs(config, space: AbstractSearchSpace) -> dict:
-  """``evaluator.predictor``: a meta-trained DaSS predictor folder that matches the run's space."""
+def _predictor_kwargs(config, space: AbstractSearchSpace, inputs_optional: bool = False) -> dict:
+  """``evaluator.predictor``: a meta-trained DaSS predictor folder that matches the run's space
+  (``inputs_optional``: an absent one raises no :class:`MissingInput`; its other fields are checked)."""
   sub = config.evaluator.predictor
   kw = dict(path=sub.get("path", ""), adapt=sub.get("adapt", True), chunk=sub.get("chunk", 32))
   need_fields(sub, "evaluator.predictor", kw)
   _need_space_teacher(config, space, "the predictor evaluator")
+  _check_predictor_options(kw)
   path = kw["path"]
-  need(isinstance(path, str) and bool(path), "evaluator.predictor.path",
-       "required: the predictor folder of a config.job='meta_train' run (<its workdir>/predictor)")
+  need(isinstance(path, str), "evaluator.predictor.path", f"must be a folder path (str), got {path!r}")
   info = pathlib.Path(path, "predictor.json")
-  need(info.is_file(), "evaluator.predictor.path", f"no predictor.json in {path!r} (the predictor folder of a "
-       "config.job='meta_train' run is <its workdir>/predictor)")
+  missing = ("required: the predictor folder of a config.job='meta_train' run (<its workdir>/predictor)" if not path
+             else None if info.is_file() else
+             f"no predictor.json in {path!r} (the predictor folder of a config.job='meta_train' run is <its "
+             "workdir>/predictor)")
+  if missing is not None:
+    if inputs_optional:
+      return kw
+    raise MissingInput(f"config.evaluator.predictor.path: {missing}")
   try:
     meta = json.loads(info.read_text()).get("meta", {})
   except (ValueError, AttributeError) as e:
@@ -550,14 +612,18 @@ def _predictor_kwargs(config, space: AbstractSearchSpace) -> dict:
   need(meta["space"] == space_ref(config.space), "evaluator.predictor.path",
        f"the predictor in {path!r} was meta-trained on space {meta['space']}, the run's space is "
        f"{space_ref(config.space)}")
-  need(isinstance(kw["adapt"], bool), "evaluator.predictor.adapt", f"must be True or False, got {kw['adapt']!r}")
-  need(_is_int(kw["chunk"]) and kw["chunk"] > 0, "evaluator.predictor.chunk",
-       f"must be a positive int (students embedded at a time), got {kw['chunk']!r}")
   return kw
 
 
-def build_plan(config: ml_collections.ConfigDict) -> Plan:
-  """Validates ``config`` by building its data-independent objects; raises :class:`ConfigError`."""
+def _check_predictor_options(kw: dict) -> None:
+  need(isinstance(kw["adapt"], bool), "evaluator.predictor.adapt", f"must be True or False, got {kw['adapt']!r}")
+  need(_is_int(kw["chunk"]) and kw["chunk"] > 0, "evaluator.predictor.chunk",
+       f"must be a positive int (students embedded at a time), got {kw['chunk']!r}")
+
+
+def build_plan(config: ml_collections.ConfigDict, *, inputs_optional: bool = False) -> Plan:
+  """Validates ``config`` by building its data-independent objects; raises :class:`ConfigError`.
+  ``inputs_optional`` (``--show_config``): an absent input file (:class:`MissingInput`) is no error."""
   for section in SECTIONS:
     need(section in config, section, "section is missing")
   need(_is_int(config.get("seed", None)), "seed", f"must be an int, got {config.get('seed', None)!r}")
@@ -573,9 +639,9 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
          f"got {space.name!r}")
     need(t.get("ensemble", 1) == 1, "teacher.ensemble", f"teacher.name={SPACE_TEACHER!r} trains one network")
   final_init = config.final.get("init", "random")
-  _one_of(final_init, FINAL_INITS, "final.init")
+  _one_of(final_init, "final.init")
   se = config.searcher
-  _one_of(se.name, sorted(SEARCHERS), "searcher.name")
+  _one_of(se.name, "searcher.name")
   searcher_kwargs, dedup = dict(se.get("kwargs", {})), bool(se.get("dedup", True))
   limits = _limits(config.get("constraint", None))
   build_searcher(se.name, searcher_kwargs, dedup, space, _stand_in_budget if any(limits.values()) else None)
@@ -586,7 +652,7 @@ def build_plan(config: ml_collections.ConfigDict) -> Plan:
     need(not loss.uses_features, "kd.relation_weight",
          "DisWOT relation terms need a teacher's features; set kd.semantic_weight/relation_weight to 0 for an "
          "ensemble teacher")
-  evaluator_kwargs = _evaluator_kwargs(config, space, loss)
+  evaluator_kwargs = _evaluator_kwargs(config, space, loss, inputs_optional)
   short_kd = (build_recipe(config.evaluator.short_kd, "evaluator.short_kd", loss, extra=("distill",))
               if config.evaluator.name == "short_kd" else None)
   distill = config.evaluator.short_kd.get("distill", True) if short_kd is not None else True
@@ -622,6 +688,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   build_plan(config)
 
 
-__all__ = ["Compute", "ConfigError", "EVALUATOR_NAMES", "FINAL_INITS", "JOBS", "job_of", "need_fields", "space_ref", "teacher_space_ref", "LOWERINGS", "Plan", "REWARD_FIELDS", "build_compute", "build_loss",
+__all__ = ["CHOICES", "Compute", "ConfigError", "MissingInput", "choices", "EVALUATOR_NAMES", "FINAL_INITS", "JOBS", "job_of", "need_fields", "space_ref", "teacher_space_ref", "LOWERINGS", "Plan", "REWARD_FIELDS", "build_compute", "build_loss",
            "build_plan", "build_recipe", "build_searcher", "build_space", "build_tabular", "parse_specialize",
            "teacher_size", "validate_config"]

@@ -100,7 +100,7 @@ def build_meta_plan(config: ml_collections.ConfigDict) -> MetaPlan:
   need(isinstance(use_maps, bool), "predictor.use_maps", f"must be True or False, got {use_maps!r}")
   m = config.meta
   need_fields(m, "meta", META_FIELDS)
-  _one_of(m.get("target", "percent"), meta.TARGETS, "meta.target")
+  _one_of(m.get("target", "percent"), "meta.target")
   for field in ("alpha_init", "learning_rate"):
     v = m.get(field, None)
     need(_is_num(v) and np.isfinite(v) and v > 0, f"meta.{field}", f"must be a finite number > 0, got {v!r}")
@@ -124,10 +124,11 @@ def task_classes(config: ml_collections.ConfigDict, plan: MetaPlan, data) -> lis
   return class_subsets(data.num_classes, plan.num_tasks + plan.val_tasks, plan.classes_per_task, seed=int(config.seed))
 
 
-def prepare_meta(config: ml_collections.ConfigDict, workdir=None):
+def prepare_meta(config: ml_collections.ConfigDict, workdir=None, *, data_optional: bool = False):
   """Every check of a ``meta_train`` job before compute: the plan, the workdir, the data, the task
-  sizes against the data (classes, batch sizes); returns a :class:`jdanas.pipeline.Checked`."""
-  from jdanas.pipeline.check import Checked, check_workdir
+  sizes against the data (classes, batch sizes); returns a :class:`jdanas.pipeline.Checked`.
+  ``data_optional`` (``--show_config``): data that cannot be loaded skips the checks that need it."""
+  from jdanas.pipeline.check import Checked, check_workdir, load_data_optional
   from jdanas.pipeline.resume import check_resume
   plan = build_meta_plan(config)
   # every process would build every task: the task builder has no multi-process layout (yet)
@@ -136,20 +137,22 @@ def prepare_meta(config: ml_collections.ConfigDict, workdir=None):
   if workdir is not None:
     check_workdir(workdir)
     check_resume(config, workdir, REPORT)  # a workdir holding a job of another config is refused
-  data = load_data(config)
-  need(plan.classes_per_task <= data.num_classes, "tasks.classes_per_task",
-       f"{plan.classes_per_task} exceeds the {data.num_classes} classes of the data (data.classes)")
-  smallest = min(int(np.isin(data.train.y, c).sum()) for c in task_classes(config, plan, data))
+  data, data_error = load_data_optional(config, data_optional)
   for field, r in (("tasks.teacher", plan.recipe.teacher), ("tasks.student", plan.recipe.student)):
     need(np.isfinite(r.learning_rate), f"{field}.learning_rate", f"must be finite, got {r.learning_rate!r}")
-    need(r.batch_size <= smallest, f"{field}.batch_size",
-         f"{r.batch_size} is larger than the smallest task's training split ({smallest} examples)")
+  if data is not None:
+    need(plan.classes_per_task <= data.num_classes, "tasks.classes_per_task",
+         f"{plan.classes_per_task} exceeds the {data.num_classes} classes of the data (data.classes)")
+    smallest = min(int(np.isin(data.train.y, c).sum()) for c in task_classes(config, plan, data))
+    for field, r in (("tasks.teacher", plan.recipe.teacher), ("tasks.student", plan.recipe.student)):
+      need(r.batch_size <= smallest, f"{field}.batch_size",
+           f"{r.batch_size} is larger than the smallest task's training split ({smallest} examples)")
   try:
     from jdanas.meta.tasks import distinct_students
     distinct_students(jax.random.key(0), plan.space, plan.recipe.num_students, max_draws=8)
   except ValueError as e:
     raise ConfigError(f"config.tasks.{e}") from None
-  return Checked(plan=plan, data=data, budget=None)
+  return Checked(plan=plan, data=data, budget=None, data_error=data_error)
 
 
 def describe_meta(config: ml_collections.ConfigDict, checked) -> str:
@@ -159,9 +162,11 @@ def describe_meta(config: ml_collections.ConfigDict, checked) -> str:
   n = plan.num_tasks + plan.val_tasks
   return "\n".join([
       "# plan (config.job='meta_train')",
+      f"  data: not available ({checked.data_error})" if data is None else
       f"  data: {config.data.name}, train {len(data.train)}, val {len(data.val)}, {data.num_classes} classes",
       f"  tasks: {n} class subsets of {plan.classes_per_task} ({plan.num_tasks} meta-train, {plan.val_tasks} "
-      f"meta-validation): {task_classes(config, plan, data)}",
+      f"meta-validation): " + ("not available (drawn from the data's classes)" if data is None
+                               else f"{task_classes(config, plan, data)}"),
       f"  per task: the {config.space.name} full network trained {r.teacher.steps} steps, {r.num_students} "
       f"students remapped from it and KD-trained {r.student.steps} steps (alpha-KD), {r.num_noise} noise images",
       f"  meta-training: {plan.episodes} episodes of Meta-SGD ({plan.num_queries} queries a task, target "
