@@ -273,6 +273,8 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
             f"  budget: {budget or 'none'}" + (" (not checked: the data is not available)" if budget and data is None
                                                 else ""),
             f"  final: top {plan.top_k} KD-trained for {plan.final.steps} steps, the chosen one also without KD"
+            + (f", then {plan.final_seeds} more times with and without KD on paired seeds (the gain's interval)"
+               if plan.final_seeds > 1 else "")
             + (f"; baselines {', '.join(plan.baselines)}" if plan.baselines else ""),
             f"  compiled training programs (estimate): {programs}"]
   return "\n".join(lines)
