@@ -95,8 +95,8 @@ def main_job_figures(report: dict) -> str:
   if seeds:
     lo, hi = seeds["gain_interval"]
     text += (f"{_pct(seeds['kd_mean'])} ± {_pct(seeds['kd_se'])} % with KD against "
-             f"{_pct(seeds['no_kd_mean'])} ± {_pct(seeds['no_kd_se'])} % trained alone (mean ± s.e. of "
-             f"{seeds['n']} paired seeds: same initial weights and batches in both arms), a KD gain of "
+             f"{_pct(seeds['no_kd_mean'])} ± {_pct(seeds['no_kd_se'])} % trained alone (mean ± s.e., "
+             f"{seeds['n']} paired seeds), a KD gain of "
              f"{100 * seeds['gain_mean']:+.1f} ± {_pct(seeds['gain_se'])} points "
              f"({100 * seeds['confidence']:.0f} % interval {100 * lo:+.1f} to {100 * hi:+.1f}; KD better in "
              f"{seeds['kd_wins']} of {seeds['n']}); the exported run {_pct(f['kd']['test_accuracy'])} % "
@@ -114,7 +114,7 @@ def readme_block(doc: dict) -> str:
   """The README block of ``docs/data/main_job.json``: the figures, then where and when they were measured."""
   p = doc["provenance"]
   minutes, seconds = divmod(round(p["wall_s"]), 60)
-  return (f"{BEGIN}\nMeasured by `python bench/regenerate_docs.py` ({p['date']}, commit {p['commit'][:7]}, "
+  return (f"{BEGIN}\nBy `bench/regenerate_docs.py` ({p['date']}, commit {p['commit'][:7]}, "
           f"{p['machine']}; [docs/benchmarks.md](docs/benchmarks.md#the-main-job)): "
           f"{main_job_figures(doc['report'])} Wall time {minutes} min {seconds:02d} s (load average "
           f"{p['load_average'][0]:.1f}).\n{END}")
