@@ -26,8 +26,13 @@ are vmapped, and one compiled program per searcher serves all four objectives, t
 being an argument); a run that proposes fewer than ``budget`` distinct students in ``queries``
 proposals picks among those it has (``runs_short`` counts them). Mean +- standard error over runs.
 
-  nice -n 5 python bench/danas_table.py                 # >= 100 runs per searcher (GP searchers: --gp-runs)
-  nice -n 5 python bench/danas_table.py --quick         # 8 runs, budgets 8 and 16: a check, in seconds
+  nice -n 5 python bench/danas_table.py          # 100 runs per searcher, 16 of TuRBO / CASMOPOLITAN (--gp-runs)
+  nice -n 5 python bench/danas_table.py --quick  # 8 runs, budgets 8 and 16, the 3 searchers that compile fast
+
+On the shared 2-core CPU the full run takes about 15 min, most of it the GP searchers (about 1.5 s
+(TuRBO) and 6 s (CASMOPOLITAN) per run and objective, hence 16 runs) and compiling the controllers
+(about 30 s each); ``--quick`` (random and both evolutions) takes about 30 s, most of it startup and
+the parameter counts. Pass ``--searchers`` to run others with ``--quick``.
   python bench/danas_table.py --searchers random,ppo --runs 200
 
 Prints JSON lines: one ``{"oracle": ...}`` line (the space's best ``kd_top1``: 557's; the ``kd_top1``
@@ -58,6 +63,7 @@ from jdanas.spaces import get_space
 BUDGETS = (8, 16, 32)
 W = -0.07  # AKD's soft form (MnasNet): alpha = beta = -0.07
 GP = ("turbo", "casmopolitan")  # slow per run: --gp-runs
+QUICK = ("random", "regularized_evolution", "diswot_evolution")  # --quick: the searchers that compile in seconds
 # label -> (registry name, keywords, proposals per run). One proposal per ask (a sequential search)
 # except where a searcher's own batch is its point; sizes scaled to a 64-student space and budgets
 # of 8-32: evolution populations of 6 (the first 6 proposals are random), controllers with the better
@@ -120,19 +126,21 @@ def mean_se(x: np.ndarray) -> tuple[float, float]:
 def main():
   configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="8 runs, budgets 8 and 16")
+  parser.add_argument("--quick", action="store_true",
+                      help=f"8 runs, budgets 8 and 16, searchers {', '.join(QUICK)} (unless --searchers)")
   parser.add_argument("--runs", type=int, default=None, help="runs per searcher (default 100)")
-  parser.add_argument("--gp-runs", type=int, default=None, help="runs of turbo / casmopolitan (default --runs)")
+  parser.add_argument("--gp-runs", type=int, default=None,
+                      help="runs of turbo / casmopolitan (default: 16, or --runs if smaller)")
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--searchers", default=",".join(SETTINGS), help="comma-separated subset of SETTINGS")
+  parser.add_argument("--searchers", default=None, help="comma-separated subset of SETTINGS (default: all)")
   parser.add_argument("--table", default=None, help=f"the CSV (default: {FILE} in the shared data folder)")
   args = parser.parse_args()
   # Synchronous CPU dispatch, as bench/trbo_nb201.py: long calls hung with asynchronous dispatch.
   jax.config.update("jax_cpu_enable_async_dispatch", False)
   runs = args.runs or (8 if args.quick else 100)
-  gp_runs = args.gp_runs or runs
+  gp_runs = args.gp_runs or min(16, runs)
   budgets = BUDGETS[:2] if args.quick else BUDGETS
-  labels = args.searchers.split(",")
+  labels = args.searchers.split(",") if args.searchers else list(QUICK if args.quick else SETTINGS)
   for label in labels:
     if label not in SETTINGS:
       raise SystemExit(f"error: --searchers: unknown {label!r}; choose from {', '.join(SETTINGS)}")
