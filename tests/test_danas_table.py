@@ -121,13 +121,14 @@ def test_a_searcher_over_the_table_from_python(table_path):
   table = DisWOTS1Table(table_path, space)
   searcher = get_searcher("regularized_evolution", space, num_asks=4, population_size=4, tournament_size=2)
   key = jax.random.key(0)
+  ask, tell = jax.jit(searcher.ask), jax.jit(searcher.tell)  # one compile each, not op-by-op
   state = searcher.init(key)
   seen = {}
   for r in range(6):
     k_ask, k_tell = jax.random.split(jax.random.fold_in(key, r))
-    encs, state = searcher.ask(k_ask, state)
+    encs, state = ask(k_ask, state)
     scores = ev(k_ask, np.asarray(encs)).scores
-    state, _ = searcher.tell(k_tell, state, encs, scores)
+    state, _ = tell(k_tell, state, encs, scores)
     for e, s in zip(np.asarray(encs), np.asarray(scores)):
       seen[space.decode(e)] = float(s)
   assert all(abs(v - table.value("kd_top1", a)) < 1e-4 for a, v in seen.items())
