@@ -26,7 +26,7 @@ are vmapped, and one compiled program per searcher serves all four objectives, t
 being an argument); a run that proposes fewer than ``budget`` distinct students in ``queries``
 proposals picks among those it has (``runs_short`` counts them). Mean +- standard error over runs.
 
-  nice -n 5 python bench/danas_table.py          # 100 runs per searcher, 16 of TuRBO / CASMOPOLITAN (--gp-runs)
+  nice -n 5 python bench/danas_table.py          # 100 runs per searcher; TuRBO 16, CASMOPOLITAN 8 (--gp-runs)
   nice -n 5 python bench/danas_table.py --quick  # 8 runs, budgets 8 and 16, the 3 searchers that compile fast
 
 On the shared 2-core CPU the full run takes about 15 min, most of it the GP searchers (about 1.5 s
@@ -62,7 +62,7 @@ from jdanas.spaces import get_space
 
 BUDGETS = (8, 16, 32)
 W = -0.07  # AKD's soft form (MnasNet): alpha = beta = -0.07
-GP = ("turbo", "casmopolitan")  # slow per run: --gp-runs
+GP_RUNS = {"turbo": 16, "casmopolitan": 8}  # runs of the GP searchers, slow per run (--gp-runs)
 QUICK = ("random", "regularized_evolution", "diswot_evolution")  # --quick: the searchers that compile in seconds
 # label -> (registry name, keywords, proposals per run). One proposal per ask (a sequential search)
 # except where a searcher's own batch is its point; sizes scaled to a 64-student space and budgets
@@ -130,7 +130,7 @@ def main():
                       help=f"8 runs, budgets 8 and 16, searchers {', '.join(QUICK)} (unless --searchers)")
   parser.add_argument("--runs", type=int, default=None, help="runs per searcher (default 100)")
   parser.add_argument("--gp-runs", type=int, default=None,
-                      help="runs of turbo / casmopolitan (default: 16, or --runs if smaller)")
+                      help=f"runs of turbo / casmopolitan (default: {GP_RUNS}, or --runs if smaller)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--searchers", default=None, help="comma-separated subset of SETTINGS (default: all)")
   parser.add_argument("--table", default=None, help=f"the CSV (default: {FILE} in the shared data folder)")
@@ -138,7 +138,7 @@ def main():
   # Synchronous CPU dispatch, as bench/trbo_nb201.py: long calls hung with asynchronous dispatch.
   jax.config.update("jax_cpu_enable_async_dispatch", False)
   runs = args.runs or (8 if args.quick else 100)
-  gp_runs = args.gp_runs or min(16, runs)
+  gp_runs = args.gp_runs
   budgets = BUDGETS[:2] if args.quick else BUDGETS
   labels = args.searchers.split(",") if args.searchers else list(QUICK if args.quick else SETTINGS)
   for label in labels:
@@ -188,7 +188,7 @@ def main():
   tables = {k: jnp.asarray(v, jnp.float32) for k, v in objectives.items()}
   for label in labels:
     name, kwargs, queries = SETTINGS[label]
-    n = gp_runs if name in GP else runs
+    n = (gp_runs or min(GP_RUNS[name], runs)) if name in GP_RUNS else runs
     keys = jax.vmap(lambda r: jax.random.fold_in(root, r))(jnp.arange(n))
     searcher = with_dedup(get_searcher(name, space, **kwargs), space, capacity=64)
     run_all = jax.jit(jax.vmap(proposals_fn(searcher, index, queries), in_axes=(0, None)))
