@@ -28,12 +28,14 @@ proposals picks among those it has (``runs_short`` counts them). Mean +- standar
 
   nice -n 5 python bench/danas_table.py          # 100 runs per searcher; TuRBO 16, CASMOPOLITAN 8 (--gp-runs)
   nice -n 5 python bench/danas_table.py --quick  # 8 runs, budgets 8 and 16, the 3 searchers that compile fast
-
-On the shared 2-core CPU the full run takes about 15 min, most of it the GP searchers (about 1.5 s
-(TuRBO) and 6 s (CASMOPOLITAN) per run and objective, hence 16 runs) and compiling the controllers
-(about 30 s each); ``--quick`` (random and both evolutions) takes about 30 s, most of it startup and
-the parameter counts. Pass ``--searchers`` to run others with ``--quick``.
   python bench/danas_table.py --searchers random,ppo --runs 200
+
+Each searcher's runs use keys ``fold_in(key(seed), r)`` whichever searchers run with it, so a run
+split over several ``--searchers`` invocations prints the same lines. Measured 2026-12-07 on the
+shared 2-core CPU: the full run took about 11 min of CPU time (32 min wall clock under load 4-13);
+the GP searchers cost by far the most per run, and compiling each controller takes about 30-50 s
+of wall clock. ``--quick`` (random and both evolutions) takes about 30 s of CPU
+time, most of it startup and the 64 parameter counts; pass ``--searchers`` to run others with it.
 
 Prints JSON lines: one ``{"oracle": ...}`` line (the space's best ``kd_top1``: 557's; the ``kd_top1``
 of the best vanilla student: 777's; the same for the rewards), then one line per searcher x budget
