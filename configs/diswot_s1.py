@@ -64,7 +64,8 @@ def parse(arg: str | None, config_name: str) -> set[str]:
   tokens = {t.strip() for t in (arg or "").split(",") if t.strip()}
   unknown = tokens - {"runlocal", "distiller", "table"}
   if unknown:
-    raise ValueError(f"{config_name}: unknown variant(s) {sorted(unknown)} (use 'runlocal', 'distiller' and/or 'table')")
+    raise ValueError(f"{config_name}: unknown variant(s) {sorted(unknown)} "
+                     f"(use 'runlocal', 'distiller' and/or 'table')")
   return tokens
 
 
