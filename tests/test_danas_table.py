@@ -19,7 +19,7 @@ from jdanas.data import shared_data_dir
 from jdanas.evaluators import TabularEvaluator
 from jdanas.pipeline import ConfigError, run, validate_config
 from jdanas.pipeline.config import build_tabular
-from jdanas.searchers import get_searcher
+from jdanas.searchers import enumerate_encodings, get_searcher, mixed_radix_index
 from jdanas.spaces import get_space
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -58,6 +58,19 @@ def test_depth_order_of_the_space_does_not_matter(table_path):
   assert table.best("vanilla_top1")[0] == "777"
   np.testing.assert_allclose(table.lookup("kd_top1", space.encode("557")), 74.86)
   assert sorted(table.values("kd_top1")) == sorted(DisWOTS1Table(table_path).values("kd_top1"))
+
+
+def test_values_follow_the_mixed_radix_order(table_path):
+  """values() is the objective array of the jitted bench: entry mixed_radix_index(enc) is enc's row."""
+  space = get_space("s1_resnet")
+  table = DisWOTS1Table(table_path, space)
+  encs = enumerate_encodings(space.num_choices)
+  index = mixed_radix_index(space.num_choices)
+  for column in ("kd_top1", "vanilla_top1"):
+    values = table.values(column)
+    for e in encs[::7]:
+      assert values[int(index(e))] == table.value(column, space.decode(e))
+    np.testing.assert_array_equal(values, table.lookup(column, encs))
 
 
 def test_bad_column_table_or_space_is_one_line_naming_the_field(table_path, tmp_path):
