@@ -26,13 +26,13 @@ are vmapped, and one compiled program per searcher serves all four objectives, t
 being an argument); a run that proposes fewer than ``budget`` distinct students in ``queries``
 proposals picks among those it has (``runs_short`` counts them). Mean +- standard error over runs.
 
-  nice -n 5 python bench/danas_table.py          # 100 runs per searcher; TuRBO 16, CASMOPOLITAN 8 (--gp-runs)
+  nice -n 5 python bench/danas_table.py          # 100 runs per searcher, 16 of TuRBO and CASMOPOLITAN
   nice -n 5 python bench/danas_table.py --quick  # 8 runs, budgets 8 and 16, the 3 searchers that compile fast
   python bench/danas_table.py --searchers random,ppo --runs 200
 
 Each searcher's runs use keys ``fold_in(key(seed), r)`` whichever searchers run with it, so a run
 split over several ``--searchers`` invocations prints the same lines. Measured 2026-12-07 on the
-shared 2-core CPU: the full run took about 11 min of CPU time (32 min wall clock under load 4-13);
+shared 2-core CPU: the full run took about 11 min of CPU time (about 30 min wall clock under load 4-13);
 the GP searchers cost by far the most per run, and compiling each controller takes about 30-50 s
 of wall clock. ``--quick`` (random and both evolutions) takes about 30 s of CPU
 time, most of it startup and the 64 parameter counts; pass ``--searchers`` to run others with it.
@@ -64,7 +64,7 @@ from jdanas.spaces import get_space
 
 BUDGETS = (8, 16, 32)
 W = -0.07  # AKD's soft form (MnasNet): alpha = beta = -0.07
-GP_RUNS = {"turbo": 16, "casmopolitan": 8}  # runs of the GP searchers, slow per run (--gp-runs)
+GP_RUNS = {"turbo": 16, "casmopolitan": 16}  # runs of the GP searchers, slow per run (--gp-runs)
 QUICK = ("random", "regularized_evolution", "diswot_evolution")  # --quick: the searchers that compile in seconds
 # label -> (registry name, keywords, proposals per run). One proposal per ask (a sequential search)
 # except where a searcher's own batch is its point; sizes scaled to a 64-student space and budgets
