@@ -33,6 +33,15 @@ S1 students, 3 rounds of 8 scored on 32 images, final 60 steps of 32 for the top
 
   python run.py --config configs/diswot_s1.py:runlocal --workdir /tmp/diswot_s1_local
 
+Variant ``table`` (with or without ``runlocal``): every proposal is scored by DisWOT's *measured*
+CIFAR-100 top-1 (``evaluator.name="tabular"``, :mod:`jdanas.benchmarks.diswot_s1`; percent top-1;
+``--config.evaluator.tabular.column=vanilla_top1`` scores by the accuracy trained alone, i.e. NAS
+then KD) instead of the proxy; 4 rounds of 8 distinct students. Only the search reads the table: the
+teacher and the final KD training run as configured. ``bench/danas_table.py`` benchmarks every
+searcher on the table without training anything::
+
+  python run.py --config configs/diswot_s1.py:runlocal,table --workdir /tmp/diswot_s1_table
+
 With only 437 training images of 100 classes every accuracy is near chance: the variant checks
 the pipeline, it does not reproduce DisWOT. Measured 2026-11-27 on the 2-core CPU shared with
 other jobs (load average about 12), ``/usr/bin/time`` wall clock:
@@ -53,14 +62,15 @@ from jdanas.data import shared_data_dir
 
 def parse(arg: str | None, config_name: str) -> set[str]:
   tokens = {t.strip() for t in (arg or "").split(",") if t.strip()}
-  unknown = tokens - {"runlocal", "distiller"}
+  unknown = tokens - {"runlocal", "distiller", "table"}
   if unknown:
-    raise ValueError(f"{config_name}: unknown variant(s) {sorted(unknown)} (use 'runlocal' and/or 'distiller')")
+    raise ValueError(f"{config_name}: unknown variant(s) {sorted(unknown)} "
+                     f"(use 'runlocal', 'distiller' and/or 'table')")
   return tokens
 
 
 def get_config(arg: str | None = None):
-  """``arg``: comma-separated variants, ``runlocal`` (CPU-sized) and/or ``distiller``."""
+  """``arg``: comma-separated variants, ``runlocal`` (CPU-sized), ``distiller`` and/or ``table``."""
   variants = parse(arg, "configs/diswot_s1.py")
   c = ml_collections.ConfigDict()
   c.seed = 0
@@ -77,7 +87,10 @@ def get_config(arg: str | None = None):
                      zero_cost=dict(proxy="diswot", batch_size=64, init="gaussian", relation_tap="pre_pool",
                                     teacher_init="random", semantic_mismatch="class_gram"),
                      short_kd=dict(steps=780, batch_size=64, optimizer="sgd", learning_rate=0.05,
-                                   weight_decay=5e-4, schedule="cosine", augment=True))
+                                   weight_decay=5e-4, schedule="cosine", augment=True),
+                     # DisWOT's measured ground truth (kd_top1 or vanilla_top1, percent): variant ``table``
+                     tabular=dict(table=str(shared_data_dir() / "diswot_s1_cifar100_vanilla_vs_kd.csv"),
+                                  column="kd_top1"))
   c.constraint = dict(max_params=650_000, max_flops=0.0, max_latency_ms=0.0)
   c.kd = dict(loss="repdistiller", temperature=4.0, semantic_weight=0.0, relation_weight=0.0,
               relation_tap="pre_pool")
@@ -86,6 +99,9 @@ def get_config(arg: str | None = None):
                  schedule="cosine", augment=True, seeds=1)
   c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
                    mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0)
+  if "table" in variants:  # scores from DisWOT's measured table; 4 rounds of 8 = half of the 64 students
+    c.evaluator.name = "tabular"
+    c.search.rounds = 4
   if "distiller" in variants:
     c.kd.update(semantic_weight=1.0, relation_weight=3000.0)
   if "runlocal" in variants:

@@ -12,8 +12,10 @@ student); *what* a score is depends on the evaluator, and each says so in its ``
 * :class:`jdanas.rewards.RewardEvaluator` wraps an accuracy evaluator into AKD's latency-aware
   reward (``evaluator.reward`` in a config).
 * ``tabular``: looks the architecture up in a NAS-Bench-201 table and returns the column divided
-  by 100 (accuracy columns, in percent, become fractions in [0, 1]). For benchmarking searchers
-  cheaply only; it never reads a test column unless told to, and is never used inside a real
+  by 100 (accuracy columns, in percent, become fractions in [0, 1]), or in DisWOT's S1 table
+  (:mod:`jdanas.benchmarks.diswot_s1`: measured CIFAR-100 top-1 trained alone, ``vanilla_top1``, or
+  with KD, ``kd_top1``) and returns percent top-1 as stored. For benchmarking searchers cheaply
+  only; it never reads a test column unless told to, and is never used inside a real
   distillation-aware search.
 * ``predictor`` (:class:`PredictorEvaluator`): DaSS's meta-trained accuracy predictor, adapted once
   to the run's teacher; the predicted KD accuracy in percent.
@@ -98,22 +100,28 @@ class ShortKDEvaluator:
 
 
 class TabularEvaluator:
-  """Table lookup (NB201 encodings only); ``column`` values in percent are returned as fractions."""
+  """Table lookup: an NB201 table (:class:`NB201Table`; ``column`` values in percent are returned as
+  fractions) or DisWOT's S1 table (:class:`jdanas.benchmarks.diswot_s1.DisWOTS1Table`, tied to an
+  ``s1_resnet`` space; percent top-1 returned as stored). A table that describes its own scores has
+  a ``score_kind(column)`` method, which also checks the column."""
 
   name = "tabular"
 
-  def __init__(self, table: NB201Table, column: str = "cifar10_valid_acc"):
+  def __init__(self, table, column: str = "cifar10_valid_acc"):
+    self.table, self.column = table, column
+    if hasattr(table, "score_kind"):  # a table that states its units (DisWOT's S1: percent)
+      self.score_kind, self._divisor = table.score_kind(column), 1.0
+      return
     if column not in table.columns:
       raise ValueError(f"evaluator.column: {column!r} is not a column of {table.path}; "
                        f"choose from {', '.join(sorted(table.columns))}")
-    self.table, self.column = table, column
     units = "fraction in [0, 1]" if "acc" in column else "table value / 100"
-    self.score_kind = ScoreKind(f"tabular:{column}", units)
+    self.score_kind, self._divisor = ScoreKind(f"tabular:{column}", units), 100.0
 
   def __call__(self, key: jax.Array, encodings: np.ndarray) -> Evaluation:
     del key  # deterministic
     values = self.table.lookup(self.column, np.asarray(encodings))
-    return Evaluation(scores=(values / 100.0).astype(np.float32))
+    return Evaluation(scores=(values / self._divisor).astype(np.float32))
 
 
 class PredictorEvaluator:

@@ -145,7 +145,7 @@ CASES = [
      "config.searcher.kwargs"),
     ("evaluator_name", ["--config", SMOKE, "--workdir", "{w}", "--config.evaluator.name=oracle"], "config.evaluator.name"),
     ("evaluator_tabular_table", ["--config", SMOKE, "--workdir", "{w}", "--config.evaluator.name=tabular"],
-     "config.evaluator.name"),
+     "config.evaluator.tabular.table"),
     ("kd_loss", ["--config", SMOKE, "--workdir", "{w}", "--config.kd.loss=fitnet"], "config.kd.loss"),
     ("kd_oracle_aggregate", ["--config", SMOKE, "--workdir", "{w}", "--config.kd.loss=oracle",
                              "--config.kd.oracle_aggregate=max"], "config.kd.oracle_aggregate"),

@@ -21,7 +21,9 @@ reference; every shipped config has the same shape)::
   evaluator   name ("short_kd" | "tabular" | "zero_cost" | "one_shot") and one subsection per evaluator:
                 short_kd   a recipe (the short KD run that scores a proposal), plus distill (default
                            True; False: the same run with plain cross-entropy, no teacher)
-                tabular    table, column
+                tabular    table, column: an NB201 table (nb201 spaces; scores = percent / 100) or
+                           DisWOT's S1 table (s1_resnet spaces; column vanilla_top1 or kd_top1,
+                           scores in percent top-1; jdanas.benchmarks.diswot_s1)
                 zero_cost  proxy, batch_size, init, relation_tap, teacher_init, semantic_mismatch
                 one_shot   a recipe (steps: shared-weight steps per round) + val_examples: ENAS-style
                            weight sharing on a masked space (jdanas.train.oneshot)
@@ -469,12 +471,14 @@ def _evaluator_kwargs(config, space: AbstractSearchSpace, loss: KDLoss, inputs_o
     kw = _zero_cost_kwargs(sub, config.data)
     _one_of(config.compute.get("score_strategy", "auto"), "compute.score_strategy")
     return kw
-  need(space.name in ("nb201", "nb201_masked"), "evaluator.name", "'tabular' needs an nb201 space")
+  kind = TABULAR_SPACES.get(space.name)
+  need(kind is not None, "evaluator.name", "'tabular' needs an nb201 space (an NB201 table) or an s1_resnet space "
+       f"(DisWOT's S1 table), got {space.name!r}")
   need(bool(sub.get("table")) and pathlib.Path(sub.table).exists(), "evaluator.tabular.table",
-       f"NB201 table file {sub.get('table')!r} does not exist")
-  kw = {"table": sub.table, "column": sub.get("column", "cifar10_valid_acc")}
+       f"{kind} table file {sub.get('table')!r} does not exist")
+  kw = {"table": sub.table, "column": sub.get("column", TABULAR_DEFAULT_COLUMN[kind])}
   need_fields(sub, "evaluator.tabular", kw)
-  build_tabular(**kw)
+  build_tabular(**kw, space=space)
   return kw
 
 
@@ -508,14 +512,25 @@ def _reward_kwargs(ev) -> dict | None:
   return {k: (float(v) if k in ("target", "alpha", "beta") else v) for k, v in kw.items()}
 
 
-def build_tabular(table: str, column: str):
-  """The ``tabular`` evaluator (reads the NB201 table file)."""
-  from jdanas.benchmarks.nb201 import NB201Table
+# the table of the ``tabular`` evaluator by space, and its default column
+TABULAR_SPACES = {"nb201": "NB201", "nb201_masked": "NB201", "s1_resnet": "DisWOT S1", "s1_resnet_masked": "DisWOT S1"}
+TABULAR_DEFAULT_COLUMN = {"NB201": "cifar10_valid_acc", "DisWOT S1": "kd_top1"}
+
+
+def build_tabular(table: str, column: str, space: AbstractSearchSpace | None = None):
+  """The ``tabular`` evaluator: the NB201 table file for an nb201 space (or no space), DisWOT's S1
+  table (:mod:`jdanas.benchmarks.diswot_s1`, checked against the space) for an s1_resnet space."""
   from jdanas.evaluators import TabularEvaluator
   try:
+    if space is not None and TABULAR_SPACES.get(space.name) == "DisWOT S1":
+      from jdanas.benchmarks.diswot_s1 import DisWOTS1Table
+      return TabularEvaluator(DisWOTS1Table(table, space), column)
+    from jdanas.benchmarks.nb201 import NB201Table
     return TabularEvaluator(NB201Table(table), column)
   except ValueError as e:
     msg = str(e)
+    if msg.startswith(("evaluator.tabular.", "space.")):  # the field is named (DisWOT's S1 table)
+      raise ConfigError(f"config.{msg}") from None
     raise ConfigError(f"config.evaluator.tabular.{msg[len('evaluator.'):]}" if msg.startswith("evaluator.")
                       else f"config.evaluator.tabular: {msg}") from None
 

@@ -181,7 +181,7 @@ def _accuracy_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None
     except ValueError as e:  # e.g. a predictor whose maps do not match this teacher's
       raise ConfigError(f"config.{e}" if str(e).startswith("evaluator.") else f"config.evaluator.predictor: {e}") from None
   if plan.evaluator == "tabular":
-    return build_tabular(**plan.evaluator_kwargs)
+    return build_tabular(**plan.evaluator_kwargs, space=plan.space)
   if plan.evaluator == "zero_cost":
     from jdanas.scoring import ZeroCostEvaluator  # optional package: imported only here
     kw = dict(plan.evaluator_kwargs)
