@@ -277,7 +277,8 @@ def _short_arch(arch: Any, n: int = 40) -> str:
 
 
 def pareto_figure(ledger: Sequence[dict], highlight: str | int | None = None, *, score_label: str = "score",
-                  x_key: str = "params", x_label: str = "parameters", report: dict | None = None):
+                  x_key: str = "params", x_label: str = "parameters", report: dict | None = None,
+                  x_target: float | None = None):
   """The figure of :func:`plot_pareto` (a Matplotlib ``Figure``, for tests and notebooks)."""
   scores = _scores(ledger)
   xs = _column(ledger, x_key)
@@ -361,6 +362,10 @@ def pareto_figure(ledger: Sequence[dict], highlight: str | int | None = None, *,
       ax2.set_title(_wrap(f"Chosen by {what_y} (top {k} retrained)", 60))
     ax2.grid(alpha=0.3, which="both")
     all_x += [top_x[shown], base_x[base_ok]]
+  if x_target is not None and math.isfinite(float(x_target)) and x_target > 0:  # where the reward's penalty starts
+    for a in [ax] + ([ax2] if panel else []):
+      a.axvline(float(x_target), color="tab:purple", ls=":", lw=1.2, label=f"target T = {float(x_target):g}")
+    all_x.append(np.asarray([float(x_target)]))
   _size_axis(ax2 if panel else ax, np.concatenate(all_x), x_label)
   if panel:
     ax.tick_params(labelbottom=False)
@@ -370,7 +375,7 @@ def pareto_figure(ledger: Sequence[dict], highlight: str | int | None = None, *,
 
 def plot_pareto(ledger: Sequence[dict], path_png: str | pathlib.Path, highlight: str | int | None = None, *,
                 score_label: str = "score", x_key: str = "params", x_label: str = "parameters",
-                report: dict | None = None) -> pathlib.Path:
+                report: dict | None = None, x_target: float | None = None) -> pathlib.Path:
   """Search score against parameters (or another ledger column ``x_key``, e.g. a reward's
   ``latency``): every evaluated architecture, the Pareto front (max score, min x) as a step line,
   and optionally the chosen student. With a ``report`` whose ``top`` rows carry the final
@@ -387,18 +392,19 @@ def plot_pareto(ledger: Sequence[dict], path_png: str | pathlib.Path, highlight:
     score_label: the search score's label (y axis).
     x_key, x_label: the ledger column on the x axis and its label.
     report: the report dict (module docstring): ``top``, ``final``, ``baselines``, ``teacher``.
+    x_target: a reward's target ``T`` on the x axis (a dotted line: beyond it the reward penalises).
 
   Returns:
     The written PNG path.
   """
   return _save(pareto_figure(ledger, highlight, score_label=score_label, x_key=x_key, x_label=x_label,
-                             report=report), path_png)
+                             report=report, x_target=x_target), path_png)
 
 
 def draw_plots(workdir: str | pathlib.Path, report: dict, ledger: Sequence[dict]) -> dict[str, pathlib.Path]:
   """Draws a run's ``search.png`` and ``pareto.png`` (the names in ``report["plots"]``) from its
   report dict and ledger alone: the score label from ``search.score``, the x axis from
-  ``search.reward`` (its LAT, when the search optimised a reward), the chosen student from ``final``.
+  ``search.reward`` (its LAT and target T, when the search optimised a reward), the chosen student from ``final``.
 
   Returns:
     ``{"search": path, "pareto": path}``.
@@ -411,8 +417,8 @@ def draw_plots(workdir: str | pathlib.Path, report: dict, ledger: Sequence[dict]
   if score.get("kind") and score.get("units"):  # break between the kind and its units (either may hold " (")
     label = f"{score['kind']}\n({score['units']}, {'higher' if score.get('higher_is_better', True) else 'lower'} is better)"
   reward = search.get("reward") if isinstance(search.get("reward"), dict) else None
-  x = ({"x_key": "latency", "x_label": f"LAT: {reward.get('latency_model', '?')} ({reward.get('units', '?')})"}
-       if reward is not None else {})
+  x = ({"x_key": "latency", "x_label": f"LAT: {reward.get('latency_model', '?')} ({reward.get('units', '?')})",
+        "x_target": _num(reward.get("target"))} if reward is not None else {})
   names = {**DEFAULT_PLOTS, **(report.get("plots") or {})}
   paths = {k: workdir / pathlib.Path(os.fspath(names[k])) for k in DEFAULT_PLOTS}
   final = report.get("final") if isinstance(report.get("final"), dict) else {}

@@ -255,14 +255,18 @@ def test_pareto_with_a_reward_shows_the_final_reward_against_lat():
   for e in ledger:
     e["latency"] = e["params"] / 1e4
   report = _top_report(ledger, reward=True)
-  fig = pareto_figure(ledger, report["final"]["arch"], x_key="latency", x_label="LAT: flops (FLOPs)", report=report)
+  fig = pareto_figure(ledger, report["final"]["arch"], x_key="latency", x_label="LAT: flops (FLOPs)", report=report,
+                      x_target=0.25)
   final_ax = fig.axes[1]
+  for ax in fig.axes:  # the reward's target T, where its penalty starts, on both panels
+    assert [tuple(line.get_xdata()) for line in ax.lines if line.get_label() == "target T = 0.25"] == [(0.25, 0.25)]
   assert "reward" in final_ax.get_title() and "final reward" in final_ax.get_ylabel()
   c = next(r for r in report["top"] if r["arch"] == report["final"]["arch"])
   assert _points(final_ax, "chosen:") == [(c["latency"], 0.7)]
   # a reward is not an accuracy: no teacher accuracy line, no no-KD point, no baselines (they have no LAT)
   labels = [a.get_label() for a in final_ax.collections + final_ax.lines]
   assert not [x for x in labels if x.startswith(("teacher", "chosen, trained", "predefined"))], labels
+  assert not [line for line in pareto_figure(ledger, x_key="latency").axes[0].lines if "target" in line.get_label()]
 
 
 # ---- re-rendering a finished workdir -------------------------------------------------------------
@@ -315,3 +319,19 @@ def test_render_cli_needs_no_jax(tmp_path):
                        text=True, timeout=120)
   assert out.returncode == 2 and out.stderr.strip() == (f"error: {tmp_path / 'nothing'}: no report.json "
                                                         "(not the workdir of a finished run)")
+
+
+def test_draw_plots_takes_the_reward_axis_and_target_from_the_report(tmp_path, monkeypatch):
+  ledger = _ledger()
+  report = {**_top_report(ledger, reward=True),
+            "search": {"score": {"kind": "reward:val_accuracy x (flops/T)^w", "units": "fraction x (LAT/T)^w",
+                                 "higher_is_better": True},
+                       "reward": {"latency_model": "flops", "units": "FLOPs", "target": 2e6, "alpha": 0.0,
+                                  "beta": -0.07}}}
+  calls = {}
+  monkeypatch.setattr(report_lib, "plot_pareto", lambda led, path, **kw: calls.update(kw) or path)
+  paths = report_lib.draw_plots(tmp_path, report, ledger)
+  _assert_png(paths["search"])
+  assert calls["x_key"] == "latency" and calls["x_label"] == "LAT: flops (FLOPs)" and calls["x_target"] == 2e6
+  assert calls["highlight"] == report["final"]["arch"] and calls["report"]["top"] == report["top"]
+  assert calls["score_label"] == "reward:val_accuracy x (flops/T)^w\n(fraction x (LAT/T)^w, higher is better)"
