@@ -580,7 +580,10 @@ def _markdown(report: dict, workdir: pathlib.Path) -> str:
         lat = _num(r.get("latency_ms"))
         row.append("–" if lat is None else f"{lat:.3g} ms")
       lines.append("| " + " | ".join(row) + " |")
-    lines.append("")
+    lines += ["", ("Ordered by the final choice's criterion: the final reward (the search's reward on the final KD "
+                   "validation accuracy)." if has_final_reward else
+                   "Ordered by the final choice's criterion: the final KD validation accuracy (the search score "
+                   "only picked these students)."), ""]
 
   final = report.get("final")
   if isinstance(final, dict):

@@ -294,6 +294,7 @@ def test_render_redraws_a_workdir_from_its_json_alone(tmp_path):
   assert {name: (workdir / name).read_bytes() for name in before} == before  # read, never written
   md = paths["markdown"].read_text()
   assert "## Top students" in md and "![pareto](pareto.png)" in md
+  assert "Ordered by the final choice's criterion: the final KD validation accuracy" in md
   # an older run's predictor scores are named as today: not a percentage
   assert f"| Search score | predicted_kd_accuracy ({report_lib.LEGACY_UNITS['percent (predicted)']}, " in md
   assert "percent (predicted)" not in md
@@ -335,3 +336,11 @@ def test_draw_plots_takes_the_reward_axis_and_target_from_the_report(tmp_path, m
   assert calls["x_key"] == "latency" and calls["x_label"] == "LAT: flops (FLOPs)" and calls["x_target"] == 2e6
   assert calls["highlight"] == report["final"]["arch"] and calls["report"]["top"] == report["top"]
   assert calls["score_label"] == "reward:val_accuracy x (flops/T)^w\n(fraction x (LAT/T)^w, higher is better)"
+
+
+def test_markdown_says_the_top_table_is_in_the_final_choices_order(tmp_path):
+  ledger = _ledger()
+  _, md_path = write_report(tmp_path, _top_report(ledger, reward=True))
+  assert "Ordered by the final choice's criterion: the final reward" in md_path.read_text()
+  _, md_path = write_report(tmp_path, _top_report(ledger))
+  assert "Ordered by the final choice's criterion: the final KD validation accuracy" in md_path.read_text()
