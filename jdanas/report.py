@@ -364,7 +364,7 @@ def pareto_figure(ledger: Sequence[dict], highlight: str | int | None = None, *,
     all_x += [top_x[shown], base_x[base_ok]]
   if x_target is not None and math.isfinite(float(x_target)) and x_target > 0:  # where the reward's penalty starts
     for a in [ax] + ([ax2] if panel else []):
-      a.axvline(float(x_target), color="tab:purple", ls=":", lw=1.2, label=f"target T = {float(x_target):g}")
+      a.axvline(float(x_target), color="tab:purple", ls=":", lw=1.2, label=f"target T = {short_number(float(x_target))}")
     all_x.append(np.asarray([float(x_target)]))
   _size_axis(ax2 if panel else ax, np.concatenate(all_x), x_label)
   if panel:
