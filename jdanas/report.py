@@ -351,8 +351,9 @@ def pareto_figure(ledger: Sequence[dict], highlight: str | int | None = None, *,
           ax2.annotate(str(b.get("name", "")), (bx, by), xytext=(4, 4), textcoords="offset points", fontsize=7)
     teacher = _num((report.get("teacher") or {}).get("val_accuracy"))
     if final_key == "val_accuracy" and teacher is not None:
-      ax2.axhline(teacher, color="0.4", ls="--", lw=1,
-                  label=f"teacher {(report.get('teacher') or {}).get('name', '')} (val {teacher:.4g})".replace("  ", " "))
+      name = (report.get("teacher") or {}).get("name")
+      ax2.axhline(teacher, color="0.4", ls="--", lw=1, label=f"teacher {name} (val {teacher:.4g})" if name
+                  else f"teacher (val {teacher:.4g})")
     if final_key == "final_reward":
       ax2.set_ylabel(_axis_label("final reward (the search's reward on the final KD validation accuracy, "
                                  "higher is better)"))
@@ -364,7 +365,8 @@ def pareto_figure(ledger: Sequence[dict], highlight: str | int | None = None, *,
     all_x += [top_x[shown], base_x[base_ok]]
   if x_target is not None and math.isfinite(float(x_target)) and x_target > 0:  # where the reward's penalty starts
     for a in [ax] + ([ax2] if panel else []):
-      a.axvline(float(x_target), color="tab:purple", ls=":", lw=1.2, label=f"target T = {short_number(float(x_target))}")
+      a.axvline(float(x_target), color="tab:purple", ls=":", lw=1.2,
+                label=f"target T = {short_number(float(x_target))}")
     all_x.append(np.asarray([float(x_target)]))
   _size_axis(ax2 if panel else ax, np.concatenate(all_x), x_label)
   if panel:
@@ -415,7 +417,8 @@ def draw_plots(workdir: str | pathlib.Path, report: dict, ledger: Sequence[dict]
   score = search.get("score") if isinstance(search.get("score"), dict) else {}
   label = _score_label(score) if score else "score"
   if score.get("kind") and score.get("units"):  # break between the kind and its units (either may hold " (")
-    label = f"{score['kind']}\n({score['units']}, {'higher' if score.get('higher_is_better', True) else 'lower'} is better)"
+    better = "higher" if score.get("higher_is_better", True) else "lower"
+    label = f"{score['kind']}\n({score['units']}, {better} is better)"
   reward = search.get("reward") if isinstance(search.get("reward"), dict) else None
   x = ({"x_key": "latency", "x_label": f"LAT: {reward.get('latency_model', '?')} ({reward.get('units', '?')})",
         "x_target": _num(reward.get("target"))} if reward is not None else {})
