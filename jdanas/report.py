@@ -291,7 +291,7 @@ def pareto_figure(ledger: Sequence[dict], highlight: str | int | None = None, *,
   panel = bool(shown.any())  # the criterion the final choice used, for the top-K it was used on
   baselines = [b for b in report.get("baselines") or [] if isinstance(b, dict)] if final_key == "val_accuracy" else []
   base_x = _column(baselines, x_key)
-  base_y = np.asarray([_num((b.get("kd") or {}).get("val_accuracy")) or np.nan for b in baselines], np.float64)
+  base_y = _column([b.get("kd") if isinstance(b.get("kd"), dict) else {} for b in baselines], "val_accuracy")
   base_ok = np.isfinite(base_x) & (base_x > 0) & np.isfinite(base_y)
 
   fig = _figure(6.4, 7.6 if panel else 4.4)
