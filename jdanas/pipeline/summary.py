@@ -1,5 +1,5 @@
 """The last step of a run: ``report.json``, ``report.md``, ``ledger.json``, the plots (their y axis
-says what the search score is; :func:`jdanas.report.draw_plots`) and a short summary on stdout."""
+says what the search score is) and a short summary on stdout."""
 from __future__ import annotations
 
 import json
