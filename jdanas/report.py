@@ -656,6 +656,16 @@ def write_report(workdir: str | pathlib.Path, report: dict) -> tuple[pathlib.Pat
   return json_path, md_path
 
 
+def _read_json(path: pathlib.Path, kind: type) -> Any:
+  try:
+    value = json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON ({e})") from None
+  if not isinstance(value, kind):
+    raise ValueError(f"{path}: a JSON {'object' if kind is dict else 'list'} expected, got {type(value).__name__}")
+  return value
+
+
 def render(workdir: str | pathlib.Path) -> dict[str, pathlib.Path]:
   """Redraws every PNG and ``report.md`` of a finished workdir from its ``report.json`` and ledger
   alone (no JAX, nothing trained), so runs made with older code get the current plots and labels
@@ -664,6 +674,7 @@ def render(workdir: str | pathlib.Path) -> dict[str, pathlib.Path]:
 
   Raises:
     FileNotFoundError: the workdir holds no ``report.json`` (not a finished run) or no ledger.
+    ValueError: ``report.json`` is not a JSON object or the ledger not a JSON list (the message names the file).
 
   Returns:
     ``{"search": path, "pareto": path, "markdown": path}``.
@@ -672,11 +683,11 @@ def render(workdir: str | pathlib.Path) -> dict[str, pathlib.Path]:
   json_path = workdir / REPORT_JSON
   if not json_path.is_file():
     raise FileNotFoundError(f"{workdir}: no {REPORT_JSON} (not the workdir of a finished run)")
-  report = json.loads(json_path.read_text())
+  report = _read_json(json_path, dict)
   ledger_path = workdir / pathlib.Path(os.fspath(report.get("ledger_file") or "ledger.json"))
   if not ledger_path.is_file():
     raise FileNotFoundError(f"{workdir}: no search ledger {ledger_path.name}")
-  ledger = json.loads(ledger_path.read_text())
+  ledger = _read_json(ledger_path, list)
   report["plots"] = {**DEFAULT_PLOTS, **(report.get("plots") or {})}  # a report from before the plots
   score = (report.get("search") or {}).get("score") if isinstance(report.get("search"), dict) else None
   if isinstance(score, dict) and score.get("units") in LEGACY_UNITS:  # today's words for an older run's score
@@ -700,7 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   for workdir in args.workdirs:
     try:
       paths = render(workdir)
-    except (FileNotFoundError, json.JSONDecodeError) as e:
+    except (FileNotFoundError, ValueError) as e:
       print(f"error: {e}", file=sys.stderr)
       return 2
     print(f"{workdir}: " + ", ".join(p.name for p in paths.values()))

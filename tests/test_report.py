@@ -320,6 +320,12 @@ def test_render_cli_needs_no_jax(tmp_path):
                        text=True, timeout=120)
   assert out.returncode == 2 and out.stderr.strip() == (f"error: {tmp_path / 'nothing'}: no report.json "
                                                         "(not the workdir of a finished run)")
+  (tmp_path / "broken").mkdir()
+  (tmp_path / "broken" / "report.json").write_text("{")
+  assert report_lib.main([str(tmp_path / "broken")]) == 2
+  (tmp_path / "broken" / "report.json").write_text("[]")
+  with pytest.raises(ValueError, match="report.json: a JSON object expected, got list"):
+    render(tmp_path / "broken")
 
 
 def test_draw_plots_takes_the_reward_axis_and_target_from_the_report(tmp_path, monkeypatch):
