@@ -341,7 +341,8 @@ def pareto_figure(ledger: Sequence[dict], highlight: str | int | None = None, *,
                   label=f"chosen: {_short_arch(top[j].get('arch'))}")
       no_kd = _num(((report.get("final") or {}).get("no_kd") or {}).get("val_accuracy"))
       if final_key == "val_accuracy" and no_kd is not None:
-        ax2.scatter([top_x[j]], [no_kd], marker="*", s=110, facecolor="none", edgecolor="tab:red", lw=1.2, zorder=4,
+        # a white diamond on top: visible even where it equals the KD accuracy (inside the star)
+        ax2.scatter([top_x[j]], [no_kd], marker="D", s=40, facecolor="white", edgecolor="tab:red", lw=1.2, zorder=5,
                     label="chosen, trained without KD")
     if base_ok.any():
       ax2.scatter(base_x[base_ok], base_y[base_ok], marker="^", s=50, color="tab:green", zorder=3,
