@@ -49,7 +49,8 @@ to ``workdir``; the Markdown links them relative to ``workdir`` so the folder ca
 Other keys are kept in ``report.json`` and ignored by the Markdown.
 
 **Plots.** ``search.png``: the search score of every evaluation and the best so far (integer x ticks).
-``pareto.png``: the search score against size (or the reward's LAT) with its Pareto front and, below,
+``pareto.png``: the search score against size (or the reward's LAT; its target T and a
+``config.constraint`` budget on that axis as vertical lines) with its Pareto front and, below,
 the criterion the final choice was made on: the top-K students' final KD validation accuracy (or
 final reward) with the chosen one, the chosen one without KD, the predefined students and the teacher
 (:func:`plot_pareto`). Labels wrap instead of running off the figure; size axes are logarithmic only
@@ -278,7 +279,7 @@ def _short_arch(arch: Any, n: int = 40) -> str:
 
 def pareto_figure(ledger: Sequence[dict], highlight: str | int | None = None, *, score_label: str = "score",
                   x_key: str = "params", x_label: str = "parameters", report: dict | None = None,
-                  x_target: float | None = None):
+                  x_target: float | None = None, x_limit: float | None = None):
   """The figure of :func:`plot_pareto` (a Matplotlib ``Figure``, for tests and notebooks)."""
   scores = _scores(ledger)
   xs = _column(ledger, x_key)
@@ -369,6 +370,11 @@ def pareto_figure(ledger: Sequence[dict], highlight: str | int | None = None, *,
       a.axvline(float(x_target), color="tab:purple", ls=":", lw=1.2,
                 label=f"target T = {short_number(float(x_target))}")
     all_x.append(np.asarray([float(x_target)]))
+  if x_limit is not None and math.isfinite(float(x_limit)) and x_limit > 0:  # a hard budget (config.constraint)
+    for a in [ax] + ([ax2] if panel else []):
+      a.axvline(float(x_limit), color="tab:gray", ls="-.", lw=1.2,
+                label=f"budget: at most {short_number(float(x_limit))}")
+    all_x.append(np.asarray([float(x_limit)]))
   _size_axis(ax2 if panel else ax, np.concatenate(all_x), x_label)
   if panel:
     ax.tick_params(labelbottom=False)
@@ -378,7 +384,8 @@ def pareto_figure(ledger: Sequence[dict], highlight: str | int | None = None, *,
 
 def plot_pareto(ledger: Sequence[dict], path_png: str | pathlib.Path, highlight: str | int | None = None, *,
                 score_label: str = "score", x_key: str = "params", x_label: str = "parameters",
-                report: dict | None = None, x_target: float | None = None) -> pathlib.Path:
+                report: dict | None = None, x_target: float | None = None,
+                x_limit: float | None = None) -> pathlib.Path:
   """Search score against parameters (or another ledger column ``x_key``, e.g. a reward's
   ``latency``): every evaluated architecture, the Pareto front (max score, min x) as a step line,
   and optionally the chosen student. With a ``report`` whose ``top`` rows carry the final
@@ -396,18 +403,20 @@ def plot_pareto(ledger: Sequence[dict], path_png: str | pathlib.Path, highlight:
     x_key, x_label: the ledger column on the x axis and its label.
     report: the report dict (module docstring): ``top``, ``final``, ``baselines``, ``teacher``.
     x_target: a reward's target ``T`` on the x axis (a dotted line: beyond it the reward penalises).
+    x_limit: a hard budget on the x axis (``config.constraint.max_params``: no student beyond it).
 
   Returns:
     The written PNG path.
   """
   return _save(pareto_figure(ledger, highlight, score_label=score_label, x_key=x_key, x_label=x_label,
-                             report=report, x_target=x_target), path_png)
+                             report=report, x_target=x_target, x_limit=x_limit), path_png)
 
 
 def draw_plots(workdir: str | pathlib.Path, report: dict, ledger: Sequence[dict]) -> dict[str, pathlib.Path]:
   """Draws a run's ``search.png`` and ``pareto.png`` (the names in ``report["plots"]``) from its
   report dict and ledger alone: the score label from ``search.score``, the x axis from
-  ``search.reward`` (its LAT and target T, when the search optimised a reward), the chosen student from ``final``.
+  ``search.reward`` (its LAT and target T, when the search optimised a reward), a budget on that axis from
+  ``config.constraint`` (``max_params``; ``max_flops`` on a FLOPs LAT), the chosen student from ``final``.
 
   Returns:
     ``{"search": path, "pareto": path}``.
@@ -423,6 +432,13 @@ def draw_plots(workdir: str | pathlib.Path, report: dict, ledger: Sequence[dict]
   reward = search.get("reward") if isinstance(search.get("reward"), dict) else None
   x = ({"x_key": "latency", "x_label": f"LAT: {reward.get('latency_model', '?')} ({reward.get('units', '?')})",
         "x_target": _num(reward.get("target"))} if reward is not None else {})
+  # a hard budget on the plotted quantity (config.constraint): params, or FLOPs when the reward's LAT is FLOPs
+  axis = "params" if reward is None else reward.get("latency_model")
+  config = report.get("config") if isinstance(report.get("config"), dict) else {}
+  limits = config.get("constraint") if isinstance(config.get("constraint"), dict) else {}
+  limit = _num(limits.get({"params": "max_params", "flops": "max_flops"}.get(axis, "")))
+  if limit:
+    x["x_limit"] = limit
   names = {**DEFAULT_PLOTS, **(report.get("plots") or {})}
   paths = {k: workdir / pathlib.Path(os.fspath(names[k])) for k in DEFAULT_PLOTS}
   final = report.get("final") if isinstance(report.get("final"), dict) else {}

@@ -342,6 +342,22 @@ def test_draw_plots_takes_the_reward_axis_and_target_from_the_report(tmp_path, m
   assert calls["x_key"] == "latency" and calls["x_label"] == "LAT: flops (FLOPs)" and calls["x_target"] == 2e6
   assert calls["highlight"] == report["final"]["arch"] and calls["report"]["top"] == report["top"]
   assert calls["score_label"] == "reward:val_accuracy x (flops/T)^w\n(fraction x (LAT/T)^w, higher is better)"
+  assert "x_limit" not in calls
+  # a hard budget on the plotted axis (config.constraint): max_flops on a FLOPs LAT, max_params on params
+  report["config"] = {"constraint": {"max_params": 3_000, "max_flops": 5e6, "max_latency_ms": 0.0}}
+  calls.clear()
+  report_lib.draw_plots(tmp_path, report, ledger)
+  assert calls["x_limit"] == 5e6
+  del report["search"]["reward"]
+  calls.clear()
+  report_lib.draw_plots(tmp_path, report, ledger)
+  assert calls["x_limit"] == 3_000 and "x_key" not in calls and "x_target" not in calls
+
+
+def test_pareto_marks_a_hard_budget():
+  fig = pareto_figure(_ledger(), x_limit=3_000)
+  assert [tuple(line.get_xdata()) for line in fig.axes[0].lines if line.get_label() == "budget: at most 3k"] == [
+      (3_000, 3_000)]
 
 
 def test_markdown_says_the_top_table_is_in_the_final_choices_order(tmp_path):
