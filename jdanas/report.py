@@ -307,16 +307,26 @@ def pareto_figure(ledger: Sequence[dict], highlight: str | int | None = None, *,
     ax.step(np.append(fp, xs[ok].max() * 1.15), np.append(fs, fs[-1]), where="post", color="tab:orange",
             lw=1.8, label=f"Pareto front of the search score ({len(front)})")
     ax.scatter(fp, fs, s=22, color="tab:orange", zorder=3)
+  top_score = {r.get("arch"): _num(_search_score(r)) for r in top}
+
+  def row_of(arch: Any) -> int | None:
+    """The ledger row a top student came from: an architecture evaluated more than once (e.g. by a
+    one-shot search in several rounds) is marked once, at the score the top-K took (else its best)."""
+    hits = [i for i, e in enumerate(ledger) if ok[i] and e.get("arch") == arch]
+    if not hits:
+      return None
+    want = top_score.get(arch)
+    return min(hits, key=lambda j: abs(scores[j] - want)) if want is not None else max(hits, key=lambda j: scores[j])
+
   chosen = highlight if isinstance(highlight, str) else None
   if highlight is not None:
     if isinstance(highlight, (int, np.integer)):
-      hits = [int(highlight)] if 0 <= int(highlight) < len(ledger) else []
-      chosen = str(ledger[hits[0]].get("arch", hits[0])) if hits else None
+      i = int(highlight) if 0 <= int(highlight) < len(ledger) else None
+      chosen = str(ledger[i].get("arch", i)) if i is not None else None
+      i = i if i is not None and ok[i] else None
     else:
-      hits = [i for i, e in enumerate(ledger) if e.get("arch") == highlight]
-    hits = [i for i in hits if ok[i]]
-    if hits:
-      i = max(hits, key=lambda j: scores[j])
+      i = row_of(highlight)
+    if i is not None:
       ax.scatter([xs[i]], [scores[i]], marker="*", s=220, color="tab:red", edgecolor="black", lw=0.6,
                  zorder=4, label=f"chosen: {_short_arch(chosen)}")
   failed = int((~ok).sum())
@@ -327,7 +337,7 @@ def pareto_figure(ledger: Sequence[dict], highlight: str | int | None = None, *,
   all_x = [xs[ok]]
   if panel:
     k = len(top)
-    in_top = [i for i, e in enumerate(ledger) if ok[i] and e.get("arch") in {r.get("arch") for r in top}]
+    in_top = sorted({i for i in map(row_of, {r.get("arch") for r in top}) if i is not None})
     if in_top:  # which of the searched students went on to the final phase
       ax.scatter(xs[in_top], scores[in_top], s=200, facecolor="none", edgecolor="black", lw=1.0, zorder=3,
                  label=f"retrained in the final phase (top {k})")

@@ -366,3 +366,19 @@ def test_markdown_says_the_top_table_is_in_the_final_choices_order(tmp_path):
   assert "Ordered by the final choice's criterion: the final reward" in md_path.read_text()
   _, md_path = write_report(tmp_path, _top_report(ledger))
   assert "Ordered by the final choice's criterion: the final KD validation accuracy" in md_path.read_text()
+
+
+def test_an_architecture_evaluated_twice_is_marked_once_at_the_score_the_top_k_took():
+  ledger = _ledger(6)
+  for e, s in zip(ledger, (0.3, 0.5, 0.2, 0.4, 0.6, 0.1)):
+    e["score"] = s
+  ledger[5]["arch"], ledger[5]["params"] = ledger[4]["arch"], ledger[4]["params"]  # re-evaluated (one-shot rounds)
+  arch, params = ledger[4]["arch"], ledger[4]["params"]
+  report = {"top": [{"arch": arch, "params": params, "search_score": 0.6, "val_accuracy": 0.7}],
+            "final": {"arch": arch}}
+  search_ax = pareto_figure(ledger, arch, report=report).axes[0]
+  assert _points(search_ax, "retrained") == [(params, 0.6)]
+  assert _points(search_ax, "chosen:") == [(params, 0.6)]
+  report["top"][0]["search_score"] = 0.1  # the top-K took the later evaluation
+  search_ax = pareto_figure(ledger, arch, report=report).axes[0]
+  assert _points(search_ax, "retrained") == [(params, 0.1)] and _points(search_ax, "chosen:") == [(params, 0.1)]
