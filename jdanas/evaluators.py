@@ -18,7 +18,8 @@ student); *what* a score is depends on the evaluator, and each says so in its ``
   only; it never reads a test column unless told to, and is never used inside a real
   distillation-aware search.
 * ``predictor`` (:class:`PredictorEvaluator`): DaSS's meta-trained accuracy predictor, adapted once
-  to the run's teacher; the predicted KD accuracy in percent.
+  to the run's teacher; the predicted KD accuracy on a percent scale, uncalibrated on an unseen task
+  (it can exceed 100), so only its order is used: a rank score, not an accuracy.
 * ``zero_cost`` (:class:`jdanas.scoring.ZeroCostEvaluator`): a training-free proxy; its scores are
   the proxy's own values (a negated distance to the teacher for DisWOT and the other KD-based
   proxies, ``log`` of the SynFlow sum, ...), comparable only with each other.
@@ -124,13 +125,17 @@ class TabularEvaluator:
     return Evaluation(scores=(values / self._divisor).astype(np.float32))
 
 
+PREDICTOR_UNITS = "uncalibrated predictor score on a percent scale, only its order is used; may exceed 100"
+
+
 class PredictorEvaluator:
   """DaSS's meta-test (Lee, An, Kim & Hwang, "Meta-prediction Model for Distillation-Aware NAS on Unseen
   Datasets", ICLR 2023; docs/methods/dass.md): a meta-trained accuracy predictor (a folder written by
   :func:`jdanas.meta.save_predictor`, e.g. by a ``config.job='meta_train'`` run) reads the run's teacher
   (the DaSS space's full network) and each candidate student remapped from it (functional embedding
   for the predictor's fixed noise, :func:`jdanas.meta.embed_students`; architecture vector,
-  :func:`jdanas.spaces.dass.encoding_features`) and predicts its KD accuracy in percent.
+  :func:`jdanas.spaces.dass.encoding_features`) and predicts its KD accuracy on a percent scale
+  (``score_kind``: uncalibrated, it ranks the candidates; see :data:`PREDICTOR_UNITS`).
 
   The predictor is adapted ONCE, at the first call, by one Meta-SGD step on the teacher-only support
   (the teacher's own architecture, map and ``teacher_accuracy``; ``adapt=False``: the ablation without
@@ -173,8 +178,10 @@ class PredictorEvaluator:
     self._predict = jax.jit(predict)
     self._adapted = None
     self.num_adaptations = 0
+    # Not an accuracy: the predictor's output is on the percent scale of its labels but uncalibrated on an
+    # unseen task (values above 100 happen); the search and the top-K use only its order.
     self.score_kind = ScoreKind("predicted_kd_accuracy" if adapt else "predicted_kd_accuracy_no_adapt",
-                                "percent (predicted)")
+                                PREDICTOR_UNITS)
 
   def adapted_params(self):
     """The predictor's parameters adapted to this teacher (computed once, then cached)."""

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import concrete_variables, require_file
 from jdanas import meta
-from jdanas.evaluators import PredictorEvaluator
+from jdanas.evaluators import PREDICTOR_UNITS, PredictorEvaluator
 from jdanas.pipeline import ConfigError, build_plan
 from jdanas.pipeline.config import space_ref
 from jdanas.spaces import DassSpace
@@ -71,6 +71,7 @@ def test_predictor_evaluator_scores_adapts_once_and_compiles_once(predictor_dir,
   assert ev.trace_counts["predict"] == 1  # one compiled predictor for one batch size
   assert first.num_compilations == 2 and again.num_compilations == 0  # predictor + features, reported once
   assert ev.score_kind.kind == "predicted_kd_accuracy"
+  assert ev.score_kind.units == PREDICTOR_UNITS and "percent (" not in ev.score_kind.label  # a rank score
   # the same numbers as the library's meta-test on the same candidates
   noise = meta.noise_input(jax.random.key(NOISE_SEED), SPACE, NUM_NOISE)
   task = ev.support._replace(maps=meta.embed_students(SPACE, teacher.variables, encs, noise, num_classes=K),

@@ -48,6 +48,26 @@ def test_pipeline_writes_report_plots_and_reloadable_export(uninterrupted):
   assert all(0 <= r["search_score"] <= 1 for r in saved["top"])
 
 
+
+def test_a_finished_workdir_redraws_from_its_json_alone(uninterrupted, tmp_path):
+  """``python -m jdanas.report``'s render() on a real run's report.json + ledger.json (copied, nothing else):
+  the same report.md the run wrote, both plots, the final-choice panel."""
+  import shutil
+  from jdanas import report as report_lib
+  workdir, _ = uninterrupted
+  copy = tmp_path / "copy"
+  copy.mkdir()
+  for name in ("report.json", "ledger.json"):
+    shutil.copy(workdir / name, copy / name)
+  paths = report_lib.render(copy)
+  assert paths["markdown"].read_text() == (workdir / "report.md").read_text()
+  for key in ("search", "pareto"):
+    assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  saved = json.loads((copy / "report.json").read_text())
+  fig = report_lib.pareto_figure(json.loads((copy / "ledger.json").read_text()), saved["final"]["arch"],
+                                 report=saved)
+  assert len(fig.axes) == 2 and "Chosen by final KD validation accuracy" in fig.axes[1].get_title()
+
 def test_a_finished_workdir_is_recognised(uninterrupted, monkeypatch, capsys):
   workdir, report = uninterrupted
 

@@ -27,15 +27,12 @@ def report(s: SearchResult, final: dict) -> dict:
       "config": config_dict(s.config),
   })
   out["ledger_file"] = "ledger.json"
-  out["plots"] = {"search": "search.png", "pareto": "pareto.png"}
+  out["plots"] = dict(report_lib.DEFAULT_PLOTS)
   if not is_main_process():
     return out
   (workdir / "ledger.json").write_text(json.dumps(s.ledger, indent=1))
-  label = s.score_kind.label
-  report_lib.plot_search(s.ledger, workdir / "search.png", score_label=label)
-  x = ({"x_key": "latency", "x_label": f"LAT: {s.reward['latency_model']} ({s.reward['units']})"}
-       if s.reward is not None else {})
-  report_lib.plot_pareto(s.ledger, workdir / "pareto.png", highlight=out["final"]["arch"], score_label=label, **x)
+  # from the report dict and the ledger alone, as `python -m jdanas.report WORKDIR` redraws them
+  report_lib.draw_plots(workdir, out, s.ledger)
   report_lib.write_report(workdir, out)
   print_summary(out, workdir)
   return out
