@@ -312,7 +312,9 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
         f.write(json.dumps(row) + "\n")
       writer.add_scalar("search/best_score", row["best_score"], r)
       writer.add_scalar("search/round_best", row["round_best"] or float("nan"), r)
-    bar.set_postfix(best=f"{row['best_score']:.4f}")
+    # a score that is not an accuracy fraction (a predictor's uncalibrated 179.4, a proxy) is called a score
+    fraction = evaluator.score_kind.units.startswith("fraction")
+    bar.set_postfix({"best" if fraction else "best score": f"{row['best_score']:.4f}"})
     watchdog.beat(f"search round {r} (done)")
   if writer is not None:
     writer.close()
