@@ -183,8 +183,22 @@ def _cpu(proc):
   return t.user + t.system
 
 
-def watch(cmd, env, timeout, window, min_cpu):
-  """``(status, seconds, cpu_seconds, stdout)``; status in ok / hung / timeout / failed."""
+def native_stacks(pid, path):
+  """Writes ``gdb``'s backtrace of every thread of ``pid`` to ``path`` (the XLA worker threads a
+  Python stack dump cannot show); quietly nothing when gdb is absent or cannot attach."""
+  try:
+    out = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt"], capture_output=True,
+                         text=True, timeout=120)
+    with open(path, "w") as f:
+      f.write(out.stdout + out.stderr)
+  except (OSError, subprocess.SubprocessError):
+    pass
+
+
+def watch(cmd, env, timeout, window, min_cpu, max_cpu=float("inf"), stacks=None):
+  """``(status, seconds, cpu_seconds, stdout)``; status in ok / hung / timeout / failed. ``max_cpu``:
+  CPU seconds after which a running child counts as a timeout (it ran that long without hanging);
+  ``stacks``: a path for the native stacks of a hung child (:func:`native_stacks`)."""
   t0 = time.monotonic()
   proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
   ps = psutil.Process(proc.pid)
@@ -206,8 +220,10 @@ def watch(cmd, env, timeout, window, min_cpu):
       if cpu - last_cpu < min_cpu:
         status = "hung"
       last_cpu, last_t = cpu, now
-    if status is None and now - t0 > timeout:
+    if status is None and (now - t0 > timeout or cpu > max_cpu):
       status = "timeout"
+    if status == "hung" and stacks:
+      native_stacks(proc.pid, stacks)
     if status:
       proc.kill()
       proc.wait()
@@ -230,7 +246,9 @@ def parent(args):
   for rep in range(args.repeats):
     for flags in conditions:
       env = {**os.environ, "XLA_FLAGS": flags, "JDANAS_XLA_SAFE": "0", "PYTHONPATH": ROOT}
-      status, seconds, cpu, out = watch(base, env, args.timeout, args.window, args.min_cpu)
+      stacks = os.path.join(args.stacks, f"hung_{os.getpid()}_{rep}_{conditions.index(flags)}.txt") \
+          if args.stacks else None
+      status, seconds, cpu, out = watch(base, env, args.timeout, args.window, args.min_cpu, args.max_cpu, stacks)
       results[flags].append((status, seconds, cpu))
       if status == "ok":
         timings[flags].append(json.loads(out.strip().splitlines()[-1]))
@@ -251,7 +269,8 @@ def parent(args):
                       "exposure_cpu_s": round(sum(c for _, _, c in rs), 1),
                       "program": {"runs": args.runs, "queries": args.queries, "calls": args.calls,
                                   "async_dispatch": args.async_dispatch},
-                      "watchdog": {"window_s": args.window, "min_cpu_s": args.min_cpu, "timeout_s": args.timeout},
+                      "watchdog": {"window_s": args.window, "min_cpu_s": args.min_cpu, "timeout_s": args.timeout,
+                                   "max_cpu_s": args.max_cpu},
                       "cpu_count": os.cpu_count()}), flush=True)
 
 
@@ -268,6 +287,9 @@ def main():
   p.add_argument("--window", type=float, default=60.0, help="watchdog window, seconds")
   p.add_argument("--min-cpu", type=float, default=0.5, help="CPU seconds a live process uses per window")
   p.add_argument("--timeout", type=float, default=900.0, help="wall seconds per process")
+  p.add_argument("--max-cpu", type=float, default=float("inf"),
+                 help="CPU seconds per process (a timeout after that; on a loaded machine a steadier cut than wall)")
+  p.add_argument("--stacks", help="a folder for gdb's native stacks of each hung child")
   p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   args = p.parse_args()
   child(args) if args.child else parent(args)
