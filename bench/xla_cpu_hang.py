@@ -5,8 +5,10 @@
   python bench/xla_cpu_hang.py --trigger ynn_rank8 --repeats 4 --flags ""
 
 Each repetition is a fresh ``python bench/xla_cpu_hang.py --child ...`` process with ``XLA_FLAGS``
-set to one ``--flags`` value exactly (``""``: none; ``default``: jdanas' safe defaults from
-:func:`jdanas.lowering.cpu_runtime_flags`); ``JDANAS_XLA_SAFE=0`` in the child so nothing is added.
+set to one ``--flags`` value exactly, after any leading ``NAME=value`` words, which become the
+child's environment (``""``: none; ``"NPROC=1"``: that variable and no flags; ``default``: jdanas'
+safe settings, :data:`jdanas.lowering.CPU_SAFE_ENV` and :func:`jdanas.lowering.cpu_runtime_flags`);
+``JDANAS_XLA_SAFE=0`` in the child so nothing is added, and ``NPROC`` only when the condition sets it.
 The parent samples the child's CPU time (all threads) every ``--window`` seconds: a child that
 used less than ``--min-cpu`` seconds of CPU in the last window is counted as HUNG (a wedge
 parks every thread in a futex wait; a slow computation keeps using CPU) and killed; a child
@@ -16,6 +18,9 @@ Conditions alternate (A B A B ...), so load drifting on a shared machine hits al
 
 Triggers (the child compiles once, then calls the program ``--calls`` times, blocking on each):
 
+* ``lapack_pool``: ``bench/probes/lapack_pool_deadlock.py`` (the cause of the wedge, shrunk):
+  ``--queries`` loop steps of 4 independent batched Cholesky solves, ``--runs`` matrices each.
+  On 2 cores it wedges within seconds in most processes unless ``NPROC=1``.
 * ``trbo``: what hung in ``bench/trbo_nb201.py --runs 20``: CASMOPOLITAN (a GP and a trust
   region: while loops nested in a ``lax.scan`` over queries) on the NB201 table, vmapped over
   ``--runs`` runs (a synthetic table when ``nb201_accuracy.csv`` is absent). Its optimised HLO
@@ -159,7 +164,15 @@ class _Eager:
     return self.fn()
 
 
-TRIGGERS = {"trbo": _trbo_program, "ynn_rank8": _ynn_rank8_program, "nested_while": _nested_while_program,
+def _lapack_pool_program(runs, queries):
+  """``bench/probes/lapack_pool_deadlock.py``'s program: ``queries`` loop steps of 4 independent
+  batched (``runs`` matrices of 96 x 96) Cholesky solves."""
+  sys.path.insert(0, os.path.join(HERE, "probes"))
+  from lapack_pool_deadlock import program
+  return program(batch=runs, n=96, branches=4, steps=queries)
+
+
+TRIGGERS = {"lapack_pool": _lapack_pool_program, "trbo": _trbo_program, "ynn_rank8": _ynn_rank8_program, "nested_while": _nested_while_program,
             "kd_train": _kd_train_program}
 
 
@@ -234,10 +247,22 @@ def _median(rows, field):
   return round(statistics.median(r[field] for r in rows), 2) if rows else None
 
 
+def condition_env(condition):
+  """The child's environment for one condition: leading ``NAME=value`` words (upper-case names,
+  e.g. ``NPROC=1``) are environment variables, the rest is ``XLA_FLAGS``."""
+  words = condition.split()
+  env = {}
+  while words and "=" in words[0] and words[0].split("=", 1)[0].isupper() and not words[0].startswith("-"):
+    name, value = words.pop(0).split("=", 1)
+    env[name] = value
+  return {**env, "XLA_FLAGS": " ".join(words)}
+
+
 def parent(args):
   sys.path.insert(0, ROOT)
-  from jdanas.lowering import cpu_runtime_flags
-  conditions = [cpu_runtime_flags("") if f == "default" else f for f in (args.flags or [""])]
+  from jdanas.lowering import CPU_SAFE_ENV, cpu_runtime_flags
+  safe = " ".join([f"{k}={v}" for k, v in CPU_SAFE_ENV.items()] + [cpu_runtime_flags("")])
+  conditions = [safe if f == "default" else f for f in (args.flags or [""])]
   results = {c: [] for c in conditions}
   timings = {c: [] for c in conditions}
   base = [sys.executable, os.path.abspath(__file__), "--child", "--trigger", args.trigger, "--runs", str(args.runs),
@@ -245,7 +270,8 @@ def parent(args):
   base += ["--async-dispatch"] if args.async_dispatch else []
   for rep in range(args.repeats):
     for flags in conditions:
-      env = {**os.environ, "XLA_FLAGS": flags, "JDANAS_XLA_SAFE": "0", "PYTHONPATH": ROOT}
+      env = {k: v for k, v in os.environ.items() if k not in ("NPROC", "XLA_FLAGS")}
+      env.update(condition_env(flags), JDANAS_XLA_SAFE="0", PYTHONPATH=ROOT)
       stacks = os.path.join(args.stacks, f"hung_{os.getpid()}_{rep}_{conditions.index(flags)}.txt") \
           if args.stacks else None
       status, seconds, cpu, out = watch(base, env, args.timeout, args.window, args.min_cpu, args.max_cpu, stacks)
@@ -277,8 +303,9 @@ def parent(args):
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--trigger", choices=sorted(TRIGGERS), default="trbo")
-  p.add_argument("--flags", action="append", help="an XLA_FLAGS value per condition (repeatable; '' = none, "
-                 "'default' = jdanas.lowering.cpu_runtime_flags)")
+  p.add_argument("--flags", action="append", help="one condition: an XLA_FLAGS value, optionally after "
+                 "NAME=value environment words ('NPROC=1 --xla_...'); repeatable; '' = none, 'default' = "
+                 "jdanas' safe settings (jdanas.lowering.CPU_SAFE_ENV and cpu_runtime_flags)")
   p.add_argument("--repeats", type=int, default=5, help="fresh processes per condition")
   p.add_argument("--runs", type=int, default=20, help="vmapped runs (trbo, nested_while)")
   p.add_argument("--queries", type=int, default=60, help="queries per run (trbo, nested_while)")

@@ -26,6 +26,24 @@ import jax
 import jax.numpy as jnp
 
 
+def program(batch=20, n=96, branches=4, steps=200):
+  """``(jitted function, inputs)``: ``steps`` iterations of a loop whose body holds ``branches``
+  independent batched (``batch`` matrices of ``n x n``) Cholesky factorisations and solves."""
+  def solve(a, b):
+    chol = jnp.linalg.cholesky(a)
+    return jax.scipy.linalg.cho_solve((chol, True), b)
+
+  def run(mats, rhs):
+    def body(i, carry):
+      outs = [jax.vmap(solve)(mats[k] + 1e-3 * i * jnp.eye(n), carry[k]) for k in range(branches)]
+      return jnp.stack([o / (1.0 + jnp.abs(o).max()) for o in outs])
+    return jax.lax.fori_loop(0, steps, body, rhs)
+
+  x = jax.random.normal(jax.random.PRNGKey(0), (branches, batch, n, n))
+  mats = x @ jnp.swapaxes(x, -1, -2) + n * jnp.eye(n)
+  return jax.jit(run), (mats, jnp.ones((branches, batch, n)))
+
+
 def main():
   p = argparse.ArgumentParser()
   p.add_argument("--batch", type=int, default=20, help="matrices per batched call")
@@ -34,26 +52,11 @@ def main():
   p.add_argument("--steps", type=int, default=200, help="loop iterations per call")
   p.add_argument("--calls", type=int, default=5)
   args = p.parse_args()
-
-  def solve(a, b):
-    chol = jnp.linalg.cholesky(a)
-    return jax.scipy.linalg.cho_solve((chol, True), b)
-
-  def program(mats, rhs):
-    def body(i, carry):
-      outs = [jax.vmap(solve)(mats[k] + 1e-3 * i * jnp.eye(args.n), carry[k]) for k in range(args.branches)]
-      return jnp.stack([o / (1.0 + jnp.abs(o).max()) for o in outs])
-    return jax.lax.fori_loop(0, args.steps, body, rhs)
-
-  key = jax.random.PRNGKey(0)
-  x = jax.random.normal(key, (args.branches, args.batch, args.n, args.n))
-  mats = x @ jnp.swapaxes(x, -1, -2) + args.n * jnp.eye(args.n)
-  rhs = jnp.ones((args.branches, args.batch, args.n))
-  f = jax.jit(program)
-  jax.block_until_ready(f(mats, rhs))
+  f, inputs = program(args.batch, args.n, args.branches, args.steps)
+  jax.block_until_ready(f(*inputs))
   t0 = time.perf_counter()
   for _ in range(args.calls):
-    jax.block_until_ready(f(mats, rhs))
+    jax.block_until_ready(f(*inputs))
   print(f"ok {time.perf_counter() - t0:.2f} jax {jax.__version__}", flush=True)
 
 
