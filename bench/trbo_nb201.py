@@ -92,7 +92,8 @@ def main():
   parser.add_argument("--trbo-kwargs", default="{}", help="JSON overrides of TRBO_SETTINGS")
   parser.add_argument("--chunk", type=int, default=25, help="runs per jitted call (memory)")
   parser.add_argument("--idle-timeout", type=float, default=120.0,
-                      help="seconds the process may use no CPU before it ends with an error (an XLA:CPU wedge); 0 = off")
+                      help="seconds the process may use (almost) no CPU before it ends with an error (an XLA:CPU "
+                      "wedge); 0 = off")
   parser.add_argument("--stall-timeout", type=float, default=0.0,
                       help="seconds without a finished chunk before the process ends with an error; 0 = off")
   args = parser.parse_args()

@@ -95,7 +95,8 @@ def _intra_op_threads(env) -> int:
   code = textwrap.dedent("""
       import pathlib, jax, jax.numpy as jnp
       jnp.ones(3).block_until_ready()
-      print(sum(t.joinpath("comm").read_text().strip() == "tf_XLAEigen" for t in pathlib.Path("/proc/self/task").iterdir()))
+      tasks = pathlib.Path("/proc/self/task").iterdir()
+      print(sum(t.joinpath("comm").read_text().strip() == "tf_XLAEigen" for t in tasks))
   """)
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
   assert out.returncode == 0, out.stderr

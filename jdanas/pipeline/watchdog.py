@@ -116,9 +116,9 @@ class Watchdog:
     while not self._stop.wait(poll):
       now, cpu = time.monotonic(), time.process_time()  # process_time: all threads of the process
       if self.timeout_s > 0 and now - self._last >= self.timeout_s:
-        self._fail(self.name, f"no progress for {now - self._last:.0f} s in {self._phase} (the limit is {self.timeout_s:g} s); "
-                   f"the run is stuck (an XLA:CPU wedge? see docs/lowering.md, 'Hangs on XLA:CPU') or needs a "
-                   f"larger {self.name}")
+        self._fail(self.name, f"no progress for {now - self._last:.0f} s in {self._phase} (the limit is "
+                   f"{self.timeout_s:g} s); the run is stuck (an XLA:CPU wedge? see docs/lowering.md, 'Hangs on "
+                   f"XLA:CPU') or needs a larger {self.name}")
       if self.idle_s > 0:
         if now - last_wall > 3 * poll + 1.0 or cpu - last_cpu >= IDLE_CPU_FRACTION * (now - last_wall):
           idle_since = now  # busy, or the process itself was stopped: not a wedge
