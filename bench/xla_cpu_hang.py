@@ -3,6 +3,8 @@
   python bench/xla_cpu_hang.py --trigger trbo --runs 20 --queries 60 --repeats 6 \
       --flags "" --flags "--xla_cpu_experimental_ynn_fusion_type="
   python bench/xla_cpu_hang.py --trigger ynn_rank8 --repeats 4 --flags ""
+  python bench/xla_cpu_hang.py --trigger lapack_pool --runs 20 --queries 200 --calls 5 --repeats 10 \
+      --window 10 --min-cpu 0.3 --stacks /tmp/stacks --flags "--xla_cpu_experimental_ynn_fusion_type=" --flags default
 
 Each repetition is a fresh ``python bench/xla_cpu_hang.py --child ...`` process with ``XLA_FLAGS``
 set to one ``--flags`` value exactly, after any leading ``NAME=value`` words, which become the
@@ -172,8 +174,8 @@ def _lapack_pool_program(runs, queries):
   return program(batch=runs, n=96, branches=4, steps=queries)
 
 
-TRIGGERS = {"lapack_pool": _lapack_pool_program, "trbo": _trbo_program, "ynn_rank8": _ynn_rank8_program, "nested_while": _nested_while_program,
-            "kd_train": _kd_train_program}
+TRIGGERS = {"lapack_pool": _lapack_pool_program, "trbo": _trbo_program, "ynn_rank8": _ynn_rank8_program,
+            "nested_while": _nested_while_program, "kd_train": _kd_train_program}
 
 
 def child(args):
@@ -187,8 +189,9 @@ def child(args):
     jax.block_until_ready(compiled(*inputs))
     print(f"call {i + 1}/{args.calls} {time.perf_counter() - t1:.1f}s", file=sys.stderr, flush=True)
   print(json.dumps({"child": args.trigger, "compile_s": round(t1 - t0, 2),
-                    "run_s": round(time.perf_counter() - t1, 2), "compile_cpu_s": round(c1 - c0, 2), "run_cpu_s": round(time.process_time() - c1, 2),
-                    "xla_flags": os.environ.get("XLA_FLAGS", "")}))
+                    "run_s": round(time.perf_counter() - t1, 2), "compile_cpu_s": round(c1 - c0, 2),
+                    "run_cpu_s": round(time.process_time() - c1, 2), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                    "nproc": os.environ.get("NPROC")}))
 
 
 def _cpu(proc):
