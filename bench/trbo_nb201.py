@@ -49,11 +49,14 @@ Measured (2 CPU cores; a second benchmark ran beside it; seed 0; same run keys f
   Earlier, smaller runs: --runs 12 --chunk 12: casmopolitan 94.373 / 23, REA 94.198 / 20.5, random
   93.998 / 45.5; --runs 40 --queries 60: casmopolitan 94.191 / 23.5, REA 94.121 / 27.
 
-Long calls: with asynchronous CPU dispatch, runs of several minutes per call twice hung (every XLA
-worker idle, the host waiting on a buffer that never became ready; once single-threaded), so
-``main`` turns asynchronous dispatch off; the 100 x 150 run above then finished. ``--runs 20`` later
-hung with synchronous dispatch too; ``main`` now applies the safe XLA:CPU flags (YNNPACK fusions
-off; ``docs/lowering.md``, "Hangs on XLA:CPU"; reproducer: ``bench/xla_cpu_hang.py``).
+Long calls: ``--runs 20`` hung several times (every XLA worker idle, the host waiting on a buffer
+that never became ready), with asynchronous and synchronous dispatch alike. The cause: the GP fit's
+batched Cholesky and triangular solves (jaxlib's LAPACK kernels) wait on the intra-op thread pool
+they run on; ``main`` applies jdanas' safe XLA:CPU settings (``NPROC=1``: a one-thread pool; YNNPACK
+fusions off) before jax starts (``docs/lowering.md``, "Hangs on XLA:CPU"; reproducers:
+``bench/xla_cpu_hang.py``, ``bench/probes/lapack_pool_deadlock.py``). Should a call still wedge,
+the idle watchdog (``--idle-timeout``, default 120 s of (almost) no CPU) ends the process with one
+``error: --idle-timeout: ...`` line, the Python stacks and exit status 3 instead of hanging.
 """
 import argparse
 import json
