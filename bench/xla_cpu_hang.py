@@ -4,7 +4,7 @@
       --flags "" --flags "--xla_cpu_experimental_ynn_fusion_type="
   python bench/xla_cpu_hang.py --trigger ynn_rank8 --repeats 4 --flags ""
   python bench/xla_cpu_hang.py --trigger lapack_pool --runs 20 --queries 200 --calls 5 --repeats 10 \
-      --window 10 --min-cpu 0.3 --stacks /tmp/stacks --flags "--xla_cpu_experimental_ynn_fusion_type=" --flags default
+      --window 10 --min-cpu 0.3 --stacks /tmp/stacks --flags=--xla_cpu_experimental_ynn_fusion_type= --flags default
 
 Each repetition is a fresh ``python bench/xla_cpu_hang.py --child ...`` process with ``XLA_FLAGS``
 set to one ``--flags`` value exactly, after any leading ``NAME=value`` words, which become the
