@@ -49,11 +49,14 @@ Measured (2 CPU cores; a second benchmark ran beside it; seed 0; same run keys f
   Earlier, smaller runs: --runs 12 --chunk 12: casmopolitan 94.373 / 23, REA 94.198 / 20.5, random
   93.998 / 45.5; --runs 40 --queries 60: casmopolitan 94.191 / 23.5, REA 94.121 / 27.
 
-Long calls: with asynchronous CPU dispatch, runs of several minutes per call twice hung (every XLA
-worker idle, the host waiting on a buffer that never became ready; once single-threaded), so
-``main`` turns asynchronous dispatch off; the 100 x 150 run above then finished. ``--runs 20`` later
-hung with synchronous dispatch too; ``main`` now applies the safe XLA:CPU flags (YNNPACK fusions
-off; ``docs/lowering.md``, "Hangs on XLA:CPU"; reproducer: ``bench/xla_cpu_hang.py``).
+Long calls: ``--runs 20`` hung several times (every XLA worker idle, the host waiting on a buffer
+that never became ready), with asynchronous and synchronous dispatch alike. The cause: the GP fit's
+batched Cholesky and triangular solves (jaxlib's LAPACK kernels) wait on the intra-op thread pool
+they run on; ``main`` applies jdanas' safe XLA:CPU settings (``NPROC=1``: a one-thread pool; YNNPACK
+fusions off) before jax starts (``docs/lowering.md``, "Hangs on XLA:CPU"; reproducers:
+``bench/xla_cpu_hang.py``, ``bench/probes/lapack_pool_deadlock.py``). Should a call still wedge,
+the idle watchdog (``--idle-timeout``, default 120 s of (almost) no CPU) ends the process with one
+``error: --idle-timeout: ...`` line, the Python stacks and exit status 3 instead of hanging.
 """
 import argparse
 import json
@@ -67,6 +70,7 @@ import numpy as np
 from jdanas.benchmarks.nb201 import NB201Table, table_search
 from jdanas.data import shared_data_dir
 from jdanas.lowering import configure_cpu_runtime
+from jdanas.pipeline.watchdog import Watchdog
 from jdanas.searchers import enumerate_encodings, get_searcher, mixed_radix_index
 from jdanas.spaces import get_space
 
@@ -90,7 +94,14 @@ def main():
   parser.add_argument("--searchers", default=",".join(SETTINGS), help="comma-separated subset")
   parser.add_argument("--trbo-kwargs", default="{}", help="JSON overrides of TRBO_SETTINGS")
   parser.add_argument("--chunk", type=int, default=25, help="runs per jitted call (memory)")
+  parser.add_argument("--idle-timeout", type=float, default=120.0,
+                      help="seconds the process may use (almost) no CPU before it ends with an error (an XLA:CPU "
+                      "wedge); 0 = off")
+  parser.add_argument("--stall-timeout", type=float, default=0.0,
+                      help="seconds without a finished chunk before the process ends with an error; 0 = off")
   args = parser.parse_args()
+  if not (args.idle_timeout >= 0 and args.stall_timeout >= 0):
+    parser.error("--idle-timeout / --stall-timeout: must be >= 0 seconds")
   # Synchronous CPU dispatch: long multi-minute calls hung with asynchronous dispatch (every XLA
   # worker idle, the host waiting on a buffer that never became ready), also single-threaded.
   jax.config.update("jax_cpu_enable_async_dispatch", False)
@@ -107,6 +118,14 @@ def main():
   if not path.exists():
     print(json.dumps({"bench": "trbo_nb201", "skipped": f"{path} not found"}))
     return
+  # A wedged XLA:CPU call uses no CPU: end with one error line (exit status 3) instead of hanging.
+  with Watchdog(args.stall_timeout, idle_s=args.idle_timeout, name="--stall-timeout",
+                idle_name="--idle-timeout") as watchdog:
+    run(args, path, names, settings, runs, queries, watchdog)
+
+
+def run(args, path, names, settings, runs, queries, watchdog):
+  """Every searcher on the table; each finished chunk of runs is a progress point of ``watchdog``."""
   t0 = time.perf_counter()
   table = NB201Table(path)
   space = get_space("nb201")
@@ -129,10 +148,12 @@ def main():
     t0 = time.perf_counter()
     pad = (-runs) % chunk
     padded = jnp.concatenate([keys, keys[:pad]]) if pad else keys
+    watchdog.beat(f"{name}: compiling")
     compiled = run_all.lower(padded[:chunk]).compile()
     t1 = time.perf_counter()
     parts = []
     for start in range(0, runs + pad, chunk):
+      watchdog.beat(f"{name}: runs {start + 1}-{start + chunk}")
       parts.append(jax.block_until_ready(compiled(padded[start:start + chunk])))
       print(f"  {name}: {start + chunk}/{runs + pad} runs, {time.perf_counter() - t1:.1f}s", file=sys.stderr)
     t2 = time.perf_counter()

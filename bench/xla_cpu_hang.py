@@ -3,10 +3,14 @@
   python bench/xla_cpu_hang.py --trigger trbo --runs 20 --queries 60 --repeats 6 \
       --flags "" --flags "--xla_cpu_experimental_ynn_fusion_type="
   python bench/xla_cpu_hang.py --trigger ynn_rank8 --repeats 4 --flags ""
+  python bench/xla_cpu_hang.py --trigger lapack_pool --runs 20 --queries 200 --calls 5 --repeats 10 \
+      --window 10 --min-cpu 0.3 --stacks /tmp/stacks --flags=--xla_cpu_experimental_ynn_fusion_type= --flags default
 
 Each repetition is a fresh ``python bench/xla_cpu_hang.py --child ...`` process with ``XLA_FLAGS``
-set to one ``--flags`` value exactly (``""``: none; ``default``: jdanas' safe defaults from
-:func:`jdanas.lowering.cpu_runtime_flags`); ``JDANAS_XLA_SAFE=0`` in the child so nothing is added.
+set to one ``--flags`` value exactly, after any leading ``NAME=value`` words, which become the
+child's environment (``""``: none; ``"NPROC=1"``: that variable and no flags; ``default``: jdanas'
+safe settings, :data:`jdanas.lowering.CPU_SAFE_ENV` and :func:`jdanas.lowering.cpu_runtime_flags`);
+``JDANAS_XLA_SAFE=0`` in the child so nothing is added, and ``NPROC`` only when the condition sets it.
 The parent samples the child's CPU time (all threads) every ``--window`` seconds: a child that
 used less than ``--min-cpu`` seconds of CPU in the last window is counted as HUNG (a wedge
 parks every thread in a futex wait; a slow computation keeps using CPU) and killed; a child
@@ -16,6 +20,9 @@ Conditions alternate (A B A B ...), so load drifting on a shared machine hits al
 
 Triggers (the child compiles once, then calls the program ``--calls`` times, blocking on each):
 
+* ``lapack_pool``: ``bench/probes/lapack_pool_deadlock.py`` (the cause of the wedge, shrunk):
+  ``--queries`` loop steps of 4 independent batched Cholesky solves, ``--runs`` matrices each.
+  On 2 cores it wedges within seconds in most processes unless ``NPROC=1``.
 * ``trbo``: what hung in ``bench/trbo_nb201.py --runs 20``: CASMOPOLITAN (a GP and a trust
   region: while loops nested in a ``lax.scan`` over queries) on the NB201 table, vmapped over
   ``--runs`` runs (a synthetic table when ``nb201_accuracy.csv`` is absent). Its optimised HLO
@@ -159,8 +166,16 @@ class _Eager:
     return self.fn()
 
 
-TRIGGERS = {"trbo": _trbo_program, "ynn_rank8": _ynn_rank8_program, "nested_while": _nested_while_program,
-            "kd_train": _kd_train_program}
+def _lapack_pool_program(runs, queries):
+  """``bench/probes/lapack_pool_deadlock.py``'s program: ``queries`` loop steps of 4 independent
+  batched (``runs`` matrices of 96 x 96) Cholesky solves."""
+  sys.path.insert(0, os.path.join(HERE, "probes"))
+  from lapack_pool_deadlock import program
+  return program(batch=runs, n=96, branches=4, steps=queries)
+
+
+TRIGGERS = {"lapack_pool": _lapack_pool_program, "trbo": _trbo_program, "ynn_rank8": _ynn_rank8_program,
+            "nested_while": _nested_while_program, "kd_train": _kd_train_program}
 
 
 def child(args):
@@ -174,8 +189,9 @@ def child(args):
     jax.block_until_ready(compiled(*inputs))
     print(f"call {i + 1}/{args.calls} {time.perf_counter() - t1:.1f}s", file=sys.stderr, flush=True)
   print(json.dumps({"child": args.trigger, "compile_s": round(t1 - t0, 2),
-                    "run_s": round(time.perf_counter() - t1, 2), "compile_cpu_s": round(c1 - c0, 2), "run_cpu_s": round(time.process_time() - c1, 2),
-                    "xla_flags": os.environ.get("XLA_FLAGS", "")}))
+                    "run_s": round(time.perf_counter() - t1, 2), "compile_cpu_s": round(c1 - c0, 2),
+                    "run_cpu_s": round(time.process_time() - c1, 2), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                    "nproc": os.environ.get("NPROC")}))
 
 
 def _cpu(proc):
@@ -183,8 +199,22 @@ def _cpu(proc):
   return t.user + t.system
 
 
-def watch(cmd, env, timeout, window, min_cpu):
-  """``(status, seconds, cpu_seconds, stdout)``; status in ok / hung / timeout / failed."""
+def native_stacks(pid, path):
+  """Writes ``gdb``'s backtrace of every thread of ``pid`` to ``path`` (the XLA worker threads a
+  Python stack dump cannot show); quietly nothing when gdb is absent or cannot attach."""
+  try:
+    out = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt"], capture_output=True,
+                         text=True, timeout=120)
+    with open(path, "w") as f:
+      f.write(out.stdout + out.stderr)
+  except (OSError, subprocess.SubprocessError):
+    pass
+
+
+def watch(cmd, env, timeout, window, min_cpu, max_cpu=float("inf"), stacks=None):
+  """``(status, seconds, cpu_seconds, stdout)``; status in ok / hung / timeout / failed. ``max_cpu``:
+  CPU seconds after which a running child counts as a timeout (it ran that long without hanging);
+  ``stacks``: a path for the native stacks of a hung child (:func:`native_stacks`)."""
   t0 = time.monotonic()
   proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
   ps = psutil.Process(proc.pid)
@@ -206,8 +236,10 @@ def watch(cmd, env, timeout, window, min_cpu):
       if cpu - last_cpu < min_cpu:
         status = "hung"
       last_cpu, last_t = cpu, now
-    if status is None and now - t0 > timeout:
+    if status is None and (now - t0 > timeout or cpu > max_cpu):
       status = "timeout"
+    if status == "hung" and stacks:
+      native_stacks(proc.pid, stacks)
     if status:
       proc.kill()
       proc.wait()
@@ -218,10 +250,22 @@ def _median(rows, field):
   return round(statistics.median(r[field] for r in rows), 2) if rows else None
 
 
+def condition_env(condition):
+  """The child's environment for one condition: leading ``NAME=value`` words (upper-case names,
+  e.g. ``NPROC=1``) are environment variables, the rest is ``XLA_FLAGS``."""
+  words = condition.split()
+  env = {}
+  while words and "=" in words[0] and words[0].split("=", 1)[0].isupper() and not words[0].startswith("-"):
+    name, value = words.pop(0).split("=", 1)
+    env[name] = value
+  return {**env, "XLA_FLAGS": " ".join(words)}
+
+
 def parent(args):
   sys.path.insert(0, ROOT)
-  from jdanas.lowering import cpu_runtime_flags
-  conditions = [cpu_runtime_flags("") if f == "default" else f for f in (args.flags or [""])]
+  from jdanas.lowering import CPU_SAFE_ENV, cpu_runtime_flags
+  safe = " ".join([f"{k}={v}" for k, v in CPU_SAFE_ENV.items()] + [cpu_runtime_flags("")])
+  conditions = [safe if f == "default" else f for f in (args.flags or [""])]
   results = {c: [] for c in conditions}
   timings = {c: [] for c in conditions}
   base = [sys.executable, os.path.abspath(__file__), "--child", "--trigger", args.trigger, "--runs", str(args.runs),
@@ -229,8 +273,11 @@ def parent(args):
   base += ["--async-dispatch"] if args.async_dispatch else []
   for rep in range(args.repeats):
     for flags in conditions:
-      env = {**os.environ, "XLA_FLAGS": flags, "JDANAS_XLA_SAFE": "0", "PYTHONPATH": ROOT}
-      status, seconds, cpu, out = watch(base, env, args.timeout, args.window, args.min_cpu)
+      env = {k: v for k, v in os.environ.items() if k not in ("NPROC", "XLA_FLAGS")}
+      env.update(condition_env(flags), JDANAS_XLA_SAFE="0", PYTHONPATH=ROOT)
+      stacks = os.path.join(args.stacks, f"hung_{os.getpid()}_{rep}_{conditions.index(flags)}.txt") \
+          if args.stacks else None
+      status, seconds, cpu, out = watch(base, env, args.timeout, args.window, args.min_cpu, args.max_cpu, stacks)
       results[flags].append((status, seconds, cpu))
       if status == "ok":
         timings[flags].append(json.loads(out.strip().splitlines()[-1]))
@@ -251,15 +298,17 @@ def parent(args):
                       "exposure_cpu_s": round(sum(c for _, _, c in rs), 1),
                       "program": {"runs": args.runs, "queries": args.queries, "calls": args.calls,
                                   "async_dispatch": args.async_dispatch},
-                      "watchdog": {"window_s": args.window, "min_cpu_s": args.min_cpu, "timeout_s": args.timeout},
+                      "watchdog": {"window_s": args.window, "min_cpu_s": args.min_cpu, "timeout_s": args.timeout,
+                                   "max_cpu_s": args.max_cpu},
                       "cpu_count": os.cpu_count()}), flush=True)
 
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--trigger", choices=sorted(TRIGGERS), default="trbo")
-  p.add_argument("--flags", action="append", help="an XLA_FLAGS value per condition (repeatable; '' = none, "
-                 "'default' = jdanas.lowering.cpu_runtime_flags)")
+  p.add_argument("--flags", action="append", help="one condition: an XLA_FLAGS value, optionally after "
+                 "NAME=value environment words ('NPROC=1 --xla_...'); repeatable; '' = none, 'default' = "
+                 "jdanas' safe settings (jdanas.lowering.CPU_SAFE_ENV and cpu_runtime_flags)")
   p.add_argument("--repeats", type=int, default=5, help="fresh processes per condition")
   p.add_argument("--runs", type=int, default=20, help="vmapped runs (trbo, nested_while)")
   p.add_argument("--queries", type=int, default=60, help="queries per run (trbo, nested_while)")
@@ -268,6 +317,9 @@ def main():
   p.add_argument("--window", type=float, default=60.0, help="watchdog window, seconds")
   p.add_argument("--min-cpu", type=float, default=0.5, help="CPU seconds a live process uses per window")
   p.add_argument("--timeout", type=float, default=900.0, help="wall seconds per process")
+  p.add_argument("--max-cpu", type=float, default=float("inf"),
+                 help="CPU seconds per process (a timeout after that; on a loaded machine a steadier cut than wall)")
+  p.add_argument("--stacks", help="a folder for gdb's native stacks of each hung child")
   p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   args = p.parse_args()
   child(args) if args.child else parent(args)

@@ -55,9 +55,11 @@ Spaces opt in through one method, ``space.lowered(lowering, purpose)`` (``purpos
 :func:`specialize` then wrap the module in :class:`ForwardOnlyConvs` when the program's
 convolutions are forward-only. See ``docs/lowering.md`` for the user-facing notes.
 
-Runtime flags: :func:`cpu_runtime_flags` / :func:`configure_cpu_runtime` add the ``XLA_FLAGS``
-that avoid the XLA:CPU wedge (a program whose run never finishes, every thread idle; see
-``docs/lowering.md``, "Hangs on XLA:CPU") to the user's own, before the backend starts.
+Runtime settings: :func:`configure_cpu_runtime` adds the ``XLA_FLAGS`` (:func:`cpu_runtime_flags`)
+and the environment (``NPROC=1``: a one-thread intra-op pool) that avoid a crash and the XLA:CPU
+wedge (a program whose run never finishes, every thread idle: batched LAPACK kernels waiting on
+the pool they run on; ``docs/lowering.md``, "Hangs on XLA:CPU") to the user's own, before the
+backend starts.
 """
 from __future__ import annotations
 
@@ -223,15 +225,26 @@ def specializes(lowering: Lowering, work: float) -> bool:
 
 SAFE_ENV = "JDANAS_XLA_SAFE"  # "0": add no runtime flags (the escape hatch)
 # Flag -> value. An empty ynn fusion type list turns XLA:CPU's YNNPACK fusions off: jaxlib 0.10.2's
-# YNNPACK path crashes on a known program here and is the suspect of the hang of
-# bench/trbo_nb201.py (docs/lowering.md, "Hangs on XLA:CPU"; bench/xla_cpu_hang.py).
+# YNNPACK path crashes on a known program here (docs/lowering.md, "Hangs on XLA:CPU").
 CPU_SAFE_FLAGS = {"--xla_cpu_experimental_ynn_fusion_type": ""}
+# Environment variable -> value, read by XLA:CPU when its client starts, like XLA_FLAGS. NPROC sizes
+# the intra-op thread pool. jaxlib's batched LAPACK kernels (Cholesky, triangular solve, ...) split
+# a batch into chunks on that pool and block until they are done, also when they run on one of the
+# pool's own workers: once every worker waits so, the chunks never run and the program never ends
+# (the hang of bench/trbo_nb201.py; bench/probes/lapack_pool_deadlock.py). With one worker the
+# kernels run their batch inline, so the wait cannot happen.
+CPU_SAFE_ENV = {"NPROC": "1"}
 
 
 def _missing(user_flags: str) -> list[str]:
   """The safe flags (``--name=value``) that ``user_flags`` does not set to any value."""
   named = {f.split("=", 1)[0] for f in user_flags.split()}
   return [f"{flag}={value}" for flag, value in CPU_SAFE_FLAGS.items() if flag not in named]
+
+
+def _missing_env(env) -> dict[str, str]:
+  """The safe environment variables (:data:`CPU_SAFE_ENV`) that ``env`` does not set."""
+  return {name: value for name, value in CPU_SAFE_ENV.items() if name not in env}
 
 
 def cpu_runtime_flags(user_flags: str | None = None) -> str:
@@ -245,24 +258,28 @@ def cpu_runtime_flags(user_flags: str | None = None) -> str:
 
 
 def configure_cpu_runtime(env=None) -> bool:
-  """Sets ``env["XLA_FLAGS"]`` (default ``os.environ``) to :func:`cpu_runtime_flags` unless
-  ``JDANAS_XLA_SAFE=0``. XLA reads the flags when its backend starts, so this only takes effect
-  before jax computes anything: call it first (``run.py``, the tests and the benches do; the
-  pipeline's entry points call it too). Returns whether the flags are in effect; once the
+  """Sets ``env["XLA_FLAGS"]`` (default ``os.environ``) to :func:`cpu_runtime_flags` and the
+  variables of :data:`CPU_SAFE_ENV` the user has not set (``NPROC=1``: a one-thread intra-op
+  pool) unless ``JDANAS_XLA_SAFE=0``. XLA reads both when its backend starts, so this only takes
+  effect before jax computes anything: call it first (``run.py``, the tests and the benches do;
+  the pipeline's entry points call it too). Returns whether the settings are in effect; once the
   backend has started without them it changes nothing and warns (once per process: Python's
   default warning filter)."""
   env = os.environ if env is None else env
   if env.get(SAFE_ENV, "1").strip() == "0":
     return False
   current = env.get("XLA_FLAGS", "")
-  missing = _missing(current)
-  if not missing:
+  missing, missing_env = _missing(current), _missing_env(env)
+  if not missing and not missing_env:
     return True
   from jax._src import xla_bridge  # no public query for "has the backend started"
   if env is os.environ and xla_bridge.backends_are_initialized():
-    warnings.warn(f"jdanas: jax started without {' '.join(missing)} in XLA_FLAGS, so a long XLA:CPU run can hang "
-                  f"(docs/lowering.md, 'Hangs on XLA:CPU'); call jdanas.lowering.configure_cpu_runtime() before "
-                  f"using jax, or set {SAFE_ENV}=0 to accept the risk", RuntimeWarning, stacklevel=2)
+    unset = missing + [f"{name}={value}" for name, value in missing_env.items()]
+    warnings.warn(f"jdanas: jax started without {' '.join(unset)} (XLA_FLAGS, environment), so a long XLA:CPU "
+                  f"run can hang (docs/lowering.md, 'Hangs on XLA:CPU'); call jdanas.lowering.configure_cpu_runtime() "
+                  f"before using jax, or set {SAFE_ENV}=0 to accept the risk", RuntimeWarning, stacklevel=2)
     return False
-  env["XLA_FLAGS"] = cpu_runtime_flags(current)
+  if missing:
+    env["XLA_FLAGS"] = cpu_runtime_flags(current)
+  env.update(missing_env)
   return True

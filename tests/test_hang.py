@@ -32,8 +32,15 @@ def test_configure_sets_the_flags_and_keeps_the_users():
   env = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}
   assert lowering.configure_cpu_runtime(env)
   assert env["XLA_FLAGS"] == f"--xla_cpu_multi_thread_eigen=false {YNN}="
+  assert env["NPROC"] == "1"  # a one-thread intra-op pool: batched LAPACK kernels run inline
   assert lowering.configure_cpu_runtime(env)  # idempotent
-  assert env["XLA_FLAGS"] == f"--xla_cpu_multi_thread_eigen=false {YNN}="
+  assert env == {"XLA_FLAGS": f"--xla_cpu_multi_thread_eigen=false {YNN}=", "NPROC": "1"}
+
+
+def test_configure_keeps_the_users_own_pool_size():
+  env = {"NPROC": "8", "XLA_FLAGS": f"{YNN}="}
+  assert lowering.configure_cpu_runtime(env)
+  assert env == {"NPROC": "8", "XLA_FLAGS": f"{YNN}="}
 
 
 def test_escape_hatch_leaves_xla_flags_alone():
@@ -42,13 +49,14 @@ def test_escape_hatch_leaves_xla_flags_alone():
   assert env["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false"
   env = {lowering.SAFE_ENV: "0"}
   assert not lowering.configure_cpu_runtime(env)
-  assert "XLA_FLAGS" not in env
+  assert "XLA_FLAGS" not in env and "NPROC" not in env
 
 
 def test_the_test_session_runs_with_the_safe_flags():
   if os.environ.get(lowering.SAFE_ENV) == "0":
     pytest.skip(f"{lowering.SAFE_ENV}=0")
   assert f"{YNN}=" in os.environ["XLA_FLAGS"].split()
+  assert "NPROC" in os.environ
 
 
 def test_too_late_warns_and_changes_nothing(monkeypatch):
@@ -80,6 +88,43 @@ def test_the_flags_remove_ynn_fusions_from_a_program():
   if count("") == 0:
     pytest.skip("this jaxlib makes no YNNPACK fusions for the reduction")
   assert count(lowering.cpu_runtime_flags("")) == 0
+
+
+def _intra_op_threads(env) -> int:
+  """XLA:CPU's intra-op pool size (its ``tf_XLAEigen`` threads) in a fresh process with ``env``."""
+  code = textwrap.dedent("""
+      import pathlib, jax, jax.numpy as jnp
+      jnp.ones(3).block_until_ready()
+      tasks = pathlib.Path("/proc/self/task").iterdir()
+      print(sum(t.joinpath("comm").read_text().strip() == "tf_XLAEigen" for t in tasks))
+  """)
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr
+  return int(out.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/task").is_dir() or os.cpu_count() < 2, reason="needs Linux, 2+ cores")
+def test_the_safe_runtime_runs_xla_cpu_with_one_intra_op_thread():
+  """What ``NPROC=1`` does, seen in fresh processes: one intra-op worker instead of one per core,
+  so no batched LAPACK kernel can wait on a pool whose every worker waits too
+  (bench/probes/lapack_pool_deadlock.py; docs/lowering.md, 'Hangs on XLA:CPU')."""
+  base = {k: v for k, v in os.environ.items() if k not in ("NPROC", "XLA_FLAGS")}
+  safe = dict(base)
+  assert lowering.configure_cpu_runtime(safe)
+  assert _intra_op_threads(safe) == 1
+  assert _intra_op_threads(base) > 1  # the default this guards against: one worker per core
+
+
+@pytest.mark.slow
+def test_the_lapack_pool_probe_finishes_under_the_safe_runtime():
+  """The standalone reproducer wedges most fresh 2-core processes without the safe settings (10
+  in 10 in bench/xla_cpu_hang.py's measurement); with them it always finishes."""
+  env = {k: v for k, v in os.environ.items() if k not in ("NPROC", "XLA_FLAGS")}
+  assert lowering.configure_cpu_runtime(env)
+  for _ in range(2):
+    out = subprocess.run([sys.executable, "bench/probes/lapack_pool_deadlock.py", "--steps", "100", "--calls", "3"],
+                         env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0 and out.stdout.startswith("ok "), out.stderr
 
 
 def _run(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -158,6 +203,82 @@ def test_watchdog_stays_quiet_while_progress_comes_and_stops_on_exit():
 def test_watchdog_rejects_a_negative_timeout():
   with pytest.raises(ValueError, match="timeout_s"):
     Watchdog(-1)
+  with pytest.raises(ValueError, match="idle_s"):
+    Watchdog(0, idle_s=-1)
+
+
+# A jitted program that blocks inside XLA forever, using no CPU: the shape of the XLA:CPU wedge
+# (the host in BlockUntilReady, every worker in a futex wait), made on purpose with a host
+# callback that waits on an event nobody sets.
+BLOCKED_PROGRAM = """
+      import threading
+      import jax, jax.numpy as jnp
+      never = threading.Event()
+
+      def wait_forever(x):
+        never.wait()
+        return x
+
+      def blocked(x):
+        return jax.pure_callback(wait_forever, jax.ShapeDtypeStruct(x.shape, x.dtype), x, vmap_method="sequential")
+"""
+
+
+def test_idle_watchdog_ends_a_wedged_xla_call_with_one_error_line():
+  out = _run(f"""
+      {IMPORT_WATCHDOG}
+      {BLOCKED_PROGRAM}
+      with Watchdog(0, idle_s=2.0, idle_name="--idle-timeout") as w:
+        w.beat("casmopolitan: runs 1-20")
+        jax.jit(blocked)(jnp.ones(3)).block_until_ready()
+      print("not reached")
+  """)
+  assert out.returncode == EXIT_STALLED, out.stderr
+  first = out.stderr.splitlines()[0]
+  assert first.startswith("error: --idle-timeout: the process used almost no CPU"), out.stderr
+  assert "in casmopolitan: runs 1-20 " in first and "XLA:CPU is wedged" in first
+  assert "wait_forever" in out.stderr  # the Python stacks of all threads
+  assert "not reached" not in out.stdout
+
+
+def test_idle_watchdog_stays_quiet_while_the_process_computes():
+  out = _run(f"""
+      import time
+      {IMPORT_WATCHDOG}
+      with Watchdog(0, idle_s=1.0) as w:
+        end = time.monotonic() + 4.0
+        while time.monotonic() < end:  # busy: uses CPU the whole time
+          sum(range(1000))
+      print("finished")
+  """)
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.strip() == "finished"
+
+
+@pytest.mark.slow
+def test_trbo_bench_ends_a_wedged_search_with_one_error_line():
+  """bench/trbo_nb201.py arms the idle watchdog: its search program made to block (the table
+  search replaced by one that waits in a host callback) ends the process with status 3 and one
+  error line naming the phase, instead of hanging."""
+  from conftest import require_file
+  from jdanas.data import shared_data_dir
+  require_file(shared_data_dir() / "nb201_accuracy.csv")
+  out = _run(f"""
+      import sys
+      sys.path.insert(0, "bench")
+      sys.argv = ["trbo_nb201.py", "--runs", "2", "--queries", "12", "--searchers", "random", "--idle-timeout", "3"]
+      import trbo_nb201
+      {BLOCKED_PROGRAM}
+      trbo_nb201.table_search = lambda searcher, key, valid, test, index, queries: (
+          blocked(valid[:queries]), blocked(test[:queries]))
+      trbo_nb201.main()
+      print("not reached")
+  """, timeout=300)
+  assert out.returncode == EXIT_STALLED, out.stderr
+  errors = [l for l in out.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and errors[0].startswith("error: --idle-timeout: "), out.stderr
+  assert "in random: runs 1-2 " in errors[0]
+  assert "not reached" not in out.stdout
 
 
 @pytest.mark.slow

@@ -9,6 +9,15 @@ threads (:func:`faulthandler.dump_traceback`), and ends the process with :data:`
 The thread needs the GIL, which jax releases while it waits for a computation; a C-level
 backstop (:func:`faulthandler.dump_traceback_later` with ``exit=True``, re-armed at every beat)
 fires a little later in case a call holds the GIL forever. ``timeout_s = 0`` turns both off.
+
+``idle_s`` adds a second, faster test that needs no progress points: a process whose threads
+together used less than :data:`IDLE_CPU_FRACTION` of one core for ``idle_s`` seconds is wedged
+(a wedge uses no CPU at all; a slow computation keeps at least one thread busy, and even on a
+2-core machine shared by a dozen jobs the scheduler gives it far more than that), so a
+multi-minute XLA call that wedges ends within about ``idle_s`` seconds instead of ``timeout_s``.
+A process that was itself stopped (``SIGSTOP``, a suspended laptop: the watchdog thread wakes up
+long after it asked to) restarts the idle count instead of counting the pause as a wedge. Only a
+caller that owns the process (``run.py``, a bench) should arm it: the watchdog ends the process.
 """
 from __future__ import annotations
 
@@ -21,18 +30,28 @@ from typing import Callable
 
 EXIT_STALLED = 3
 BACKSTOP_FACTOR = 1.5  # the C-level backstop fires at 1.5x the timeout (+ 5 s)
+IDLE_CPU_FRACTION = 0.01  # below 1 % of one core over `idle_s` seconds: wedged
+IDLE_POLL_S = 5.0
 
 
 class Watchdog:
-  """Fails the process when :meth:`beat` is not called for ``timeout_s`` seconds (0: never).
+  """Fails the process when :meth:`beat` is not called for ``timeout_s`` seconds (0: never), or,
+  with ``idle_s > 0``, when the process uses (almost) no CPU for ``idle_s`` seconds.
 
   Use as a context manager (``with Watchdog(t) as w: ...; w.beat("search round 3")``); leaving
-  the context stops it. ``stream`` (default ``sys.stderr``) must have a file descriptor."""
+  the context stops it. ``stream`` (default ``sys.stderr``) must have a file descriptor. ``name`` /
+  ``idle_name``: the settings the error line names for each test (``compute.stall_timeout_s`` in
+  the pipeline; a bench's ``--stall-timeout`` / ``--idle-timeout``)."""
 
-  def __init__(self, timeout_s: float, stream=None):
+  def __init__(self, timeout_s: float, stream=None, *, idle_s: float = 0.0, name: str = "compute.stall_timeout_s",
+               idle_name: str = "idle_s"):
     if not timeout_s >= 0:
       raise ValueError(f"timeout_s: must be >= 0 seconds, got {timeout_s!r}")
+    if not idle_s >= 0:
+      raise ValueError(f"idle_s: must be >= 0 seconds, got {idle_s!r}")
     self.timeout_s = float(timeout_s)
+    self.idle_s = float(idle_s)
+    self.name, self.idle_name = name, idle_name
     self.stream = stream
     self._phase = "start"
     self._last = time.monotonic()
@@ -44,7 +63,7 @@ class Watchdog:
     return self._thread is not None
 
   def __enter__(self) -> "Watchdog":
-    if self.timeout_s > 0:
+    if self.timeout_s > 0 or self.idle_s > 0:
       self._last = time.monotonic()
       self._stop.clear()
       self._thread = threading.Thread(target=self._watch, name="jdanas-watchdog", daemon=True)
@@ -79,21 +98,35 @@ class Watchdog:
       return sys.__stderr__
 
   def _arm_backstop(self) -> None:
-    faulthandler.dump_traceback_later(BACKSTOP_FACTOR * self.timeout_s + 5.0, exit=True, file=self._out())
+    if self.timeout_s > 0:
+      faulthandler.dump_traceback_later(BACKSTOP_FACTOR * self.timeout_s + 5.0, exit=True, file=self._out())
+
+  def _fail(self, name: str, line: str) -> None:
+    out = self._out()
+    out.write(f"error: {name}: {line}. Python stacks of all threads:\n")
+    out.flush()
+    faulthandler.dump_traceback(file=out, all_threads=True)
+    out.flush()
+    os._exit(EXIT_STALLED)
 
   def _watch(self) -> None:
-    poll = min(5.0, self.timeout_s / 10)
+    polls = [IDLE_POLL_S] + [self.timeout_s / 10] * (self.timeout_s > 0) + [self.idle_s / 10] * (self.idle_s > 0)
+    poll = min(polls)
+    idle_since, last_wall, last_cpu = time.monotonic(), time.monotonic(), time.process_time()
     while not self._stop.wait(poll):
-      idle = time.monotonic() - self._last
-      if idle >= self.timeout_s:
-        out = self._out()
-        out.write(f"error: compute.stall_timeout_s: no progress for {idle:.0f} s in {self._phase} (the limit is "
-                  f"{self.timeout_s:g} s); the run is stuck (an XLA:CPU wedge? see docs/lowering.md, 'Hangs on "
-                  f"XLA:CPU') or needs a larger compute.stall_timeout_s. Python stacks of all threads:\n")
-        out.flush()
-        faulthandler.dump_traceback(file=out, all_threads=True)
-        out.flush()
-        os._exit(EXIT_STALLED)
+      now, cpu = time.monotonic(), time.process_time()  # process_time: all threads of the process
+      if self.timeout_s > 0 and now - self._last >= self.timeout_s:
+        self._fail(self.name, f"no progress for {now - self._last:.0f} s in {self._phase} (the limit is "
+                   f"{self.timeout_s:g} s); the run is stuck (an XLA:CPU wedge? see docs/lowering.md, 'Hangs on "
+                   f"XLA:CPU') or needs a larger {self.name}")
+      if self.idle_s > 0:
+        if now - last_wall > 3 * poll + 1.0 or cpu - last_cpu >= IDLE_CPU_FRACTION * (now - last_wall):
+          idle_since = now  # busy, or the process itself was stopped: not a wedge
+        elif now - idle_since >= self.idle_s:
+          self._fail(self.idle_name, f"the process used almost no CPU (< {IDLE_CPU_FRACTION:.0%} of a core) for "
+                     f"{now - idle_since:.0f} s in {self._phase} (the limit is {self.idle_s:g} s), and a computation "
+                     f"that runs always uses some: XLA:CPU is wedged (docs/lowering.md, 'Hangs on XLA:CPU')")
+        last_wall, last_cpu = now, cpu
 
 
 __all__ = ["EXIT_STALLED", "Watchdog"]
