@@ -66,6 +66,17 @@ def concrete_variables(shapes, seed: int = 0):
   return jax.tree_util.tree_map_with_path(value, shapes)
 
 
+def load_run_cli():
+  """``run.py`` as a module, so a test calls its ``main(argv)`` without a subprocess."""
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).resolve().parents[1] / "run.py"
+  spec = importlib.util.spec_from_file_location("jdanas_run_cli", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def smoke_config(**changes):
   """``configs/default.py:smoke`` (tiny teacher, S1 space with 8 tiny students, 3 rounds of 2)
   with dotted-field overrides, e.g. ``smoke_config(**{"search.rounds": 1})``."""

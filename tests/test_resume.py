@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ledger_rows, sigkill_after_first_round
+from conftest import ledger_rows, load_run_cli, sigkill_after_first_round
 from jdanas.pipeline.checkpoints import Checkpoints
 from jdanas.pipeline.final import teacher_warnings
 from jdanas.report import write_report
@@ -118,15 +118,7 @@ def test_controller_with_reward_sigkill_then_resume_gives_the_identical_ledger(t
 
 
 # ---- a workdir holding a run of another config (jdanas.pipeline.resume) --------------------------------------
-def _load_run_module():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("jdanas_run_cli_resume", REPO / "run.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-run_cli = _load_run_module()
+run_cli = load_run_cli()
 SMOKE = "configs/default.py:smoke"
 
 

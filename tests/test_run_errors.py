@@ -7,7 +7,6 @@ subprocesses. "No compute" is checked twice: the teacher trainer and the search 
 functions that fail the test, and the workdir is not created (nothing is written before compute;
 ``config.json``, the config echo, is written when compute starts).
 """
-import importlib.util
 import json
 import os
 import pathlib
@@ -18,6 +17,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import load_run_cli
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = "configs/default.py:smoke"
 AKD = "configs/akd_cifar10.py"  # full variant: the reward is checked before the (TFDS) data is loaded
@@ -25,14 +26,7 @@ DASS = "configs/dass_search.py"  # full variants: the DaSS fields are checked be
 DASS_META = "configs/dass_meta_train.py"
 
 
-def _load_run_module():
-  spec = importlib.util.spec_from_file_location("jdanas_run_cli", REPO / "run.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-run_cli = _load_run_module()
+run_cli = load_run_cli()
 
 
 @pytest.fixture(scope="module")
