@@ -178,6 +178,10 @@ def parse(argv: list[str]):
     if not path.is_file():
       raise UsageError(f"--config: no such file {str(path)!r} (list the configs with --help)")
   fv = _define(argv)
+  # ml_collections loads the file as module "config_config" through SourceFileLoader.load_module, which reuses a
+  # module of that name already in sys.modules: a second main() in one process (a notebook, the tests) would keep
+  # the previous file's get_config when the new file defines none.
+  sys.modules.pop("config_config", None)
   try:
     rest = fv(argv)[1:]
   except flags.Error as e:

@@ -518,3 +518,12 @@ def test_every_choice_check_reads_the_declared_choices():
         fields.append(node.args[1].value)
   assert set(fields) <= set(CHOICES)
   assert len(set(fields)) >= 15
+
+
+def test_a_second_main_in_one_process_reads_the_new_config_file(inputs, capsys):
+  # ml_collections reuses a loaded config module of the same name: without run.py's reset the second call
+  # would run the first file's get_config (here a TFDS config) instead of refusing a file without one.
+  assert run_cli.main(["run.py", "--config", DASS_META, "--show_config"]) == 0
+  capsys.readouterr()
+  assert run_cli.main(["run.py", "--config", str(inputs / "no_get_config.py"), "--show_config"]) == 2
+  assert "defines no get_config() function" in capsys.readouterr().err
