@@ -60,17 +60,23 @@ def git_state() -> dict:
   return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
-def run_steps(name: str, root: pathlib.Path, timeout: float | None = None) -> tuple[list[dict], list[str], float]:
-  """Runs ``RUNS[name]`` under ``root``; returns each step's report.json, the commands and the total wall time."""
+def run_steps(name: str, root: pathlib.Path, timeout: float | None = None,
+              keep: bool = False) -> tuple[list[dict], list[str], float]:
+  """Runs ``RUNS[name]`` under ``root``; returns each step's report (``report.json``, or a ``meta_train`` job's
+  ``meta_report.json``), the commands and the total wall time. ``keep``: a workdir already there is kept, so a
+  finished step with the same config returns its report without computing (run.py's rule; another config is
+  refused), e.g. to finish a two-step run whose second step failed."""
   reports, commands, prev, t0 = [], [], None, time.perf_counter()
   for i, step in enumerate(RUNS[name]):
     workdir = root / f"{name}_{i}"
-    shutil.rmtree(workdir, ignore_errors=True)
+    if not keep:
+      shutil.rmtree(workdir, ignore_errors=True)
     args = [a.format(w=workdir, prev=prev) for a in step] + ["--workdir", str(workdir)]
     commands.append("python run.py " + " ".join(args))
     print(f"[regenerate] {commands[-1]}", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "run.py", *args], cwd=REPO, env=clean_env(), check=True, timeout=timeout)
-    reports.append(json.loads((workdir / "report.json").read_text()))
+    report = workdir / "report.json" if (workdir / "report.json").exists() else workdir / "meta_report.json"
+    reports.append(json.loads(report.read_text()))
     prev = workdir
   return reports, commands, time.perf_counter() - t0
 
@@ -133,13 +139,15 @@ def _machine() -> str:
       f"{platform.platform()}, {os.cpu_count()} CPU cores"
 
 
-def regenerate(name: str, root: pathlib.Path) -> dict:
+def regenerate(name: str, root: pathlib.Path, keep: bool = False) -> dict:
   state = git_state()
-  reports, commands, wall = run_steps(name, root)
+  reports, commands, wall = run_steps(name, root, keep=keep)
   doc = {"provenance": {**state, "date": datetime.date.today().isoformat(), "machine": _machine(),
                         "commands": commands, "wall_s": round(wall, 1),
                         "load_average": [round(x, 2) for x in os.getloadavg()]},
          "report": reports[-1] if len(reports) == 1 else None}
+  if keep:  # some steps may have been finished earlier (another commit, another wall time)
+    doc["provenance"]["kept_workdirs"] = True
   if len(reports) > 1:
     doc.pop("report")
     doc["reports"] = reports
@@ -178,6 +186,8 @@ def main(argv=None) -> int:
                                formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--runs", default="main_job", help=f"comma-separated, of: {', '.join(RUNS)}")
   ap.add_argument("--root", default="", help="where the workdirs go (default: a temporary folder, removed)")
+  ap.add_argument("--keep", action="store_true", help="keep the workdirs already under --root (a finished step with "
+                  "the same config is not run again); their wall time is not counted")
   ap.add_argument("--check", action="store_true", help="only compare README.md with docs/data/main_job.json")
   ap.add_argument("--readme", action="store_true", help="only rewrite README.md's block from docs/data/main_job.json")
   args = ap.parse_args(argv)
@@ -193,7 +203,7 @@ def main(argv=None) -> int:
   with tempfile.TemporaryDirectory(prefix="jdanas_regen_") as tmp:
     root = pathlib.Path(args.root) if args.root else pathlib.Path(tmp)
     for name in names:
-      regenerate(name, root)
+      regenerate(name, root, keep=args.keep)
   return 0
 
 
