@@ -135,8 +135,7 @@ def readme_figures(readme: str) -> str:
 
 
 def _machine() -> str:
-  return f"{platform.machine()} Linux, {os.cpu_count()} CPU cores" if sys.platform.startswith("linux") else \
-      f"{platform.platform()}, {os.cpu_count()} CPU cores"
+  return f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores"
 
 
 def regenerate(name: str, root: pathlib.Path, keep: bool = False) -> dict:
@@ -145,12 +144,9 @@ def regenerate(name: str, root: pathlib.Path, keep: bool = False) -> dict:
   doc = {"provenance": {**state, "date": datetime.date.today().isoformat(), "machine": _machine(),
                         "commands": commands, "wall_s": round(wall, 1),
                         "load_average": [round(x, 2) for x in os.getloadavg()]},
-         "report": reports[-1] if len(reports) == 1 else None}
+         **({"report": reports[0]} if len(reports) == 1 else {"reports": reports})}
   if keep:  # some steps may have been finished earlier (another commit, another wall time)
     doc["provenance"]["kept_workdirs"] = True
-  if len(reports) > 1:
-    doc.pop("report")
-    doc["reports"] = reports
   DATA.mkdir(parents=True, exist_ok=True)
   (DATA / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
   if name == "main_job":

@@ -18,12 +18,12 @@ pipeline reports them as one ``config.<field>: ...`` line (:func:`jdanas.pipelin
 """
 from __future__ import annotations
 
-import csv
 import pathlib
 from typing import Any
 
 import numpy as np
 
+from jdanas.benchmarks import read_csv
 from jdanas.evaluators import ScoreKind
 from jdanas.searchers.wrappers import enumerate_encodings
 from jdanas.spaces.base import AbstractSearchSpace
@@ -51,10 +51,7 @@ class DisWOTS1Table:
     path = pathlib.Path(path)
     if not path.exists():
       raise ValueError(f"evaluator.tabular.table: DisWOT S1 table file {str(path)!r} does not exist")
-    with path.open(newline="") as f:
-      reader = csv.DictReader(f)
-      rows = list(reader)
-      fields = reader.fieldnames or []
+    rows, fields = read_csv(path)
     missing = [c for c in ("struct",) + COLUMNS if c not in fields]
     if missing:
       raise ValueError(f"evaluator.tabular.table: {str(path)!r} is not DisWOT's S1 table (no column(s) "

@@ -7,7 +7,6 @@ function of the cell, so index <-> string goes through the table.
 """
 from __future__ import annotations
 
-import csv
 import pathlib
 from typing import Any
 
@@ -15,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdanas.benchmarks import read_csv
 from jdanas.searchers.base import archive_best
 from jdanas.spaces.nb201 import NB201Space
 
@@ -32,10 +32,7 @@ class NB201Table:
     path = pathlib.Path(path)
     if not path.exists():
       raise FileNotFoundError(f"nb201 table: {path} does not exist")
-    with path.open(newline="") as f:
-      reader = csv.DictReader(f)
-      rows = list(reader)
-      fields = reader.fieldnames or []
+    rows, fields = read_csv(path)
     for need in ("index", "arch_str"):
       if need not in fields:
         raise ValueError(f"nb201 table: column {need!r} missing from {path}")
