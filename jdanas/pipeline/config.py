@@ -70,6 +70,7 @@ from jdanas.distill import KD_PRESETS, ORACLE_AGGREGATES, SEMANTIC_MISMATCH, TAP
 from jdanas.lowering import LOWERINGS
 from jdanas.models.zoo import MODELS
 from jdanas.parallel import make_mesh
+from jdanas.pipeline.schema import ConfigError, need
 from jdanas.teachers import SPACE_TEACHER
 from jdanas.searchers import SEARCHERS, Searcher, get_searcher, with_dedup
 from jdanas.spaces import SPACES, get_space
@@ -83,10 +84,6 @@ EVALUATOR_NAMES = ("short_kd", "tabular", "zero_cost", "one_shot", "predictor")
 JOBS = ("search", "meta_train")  # config.job: a search run, or DaSS's meta-training (jdanas.pipeline.meta_train)
 FINAL_INITS = ("random", "remap")  # final.init: from scratch, or remapped from the teacher (DaSS)
 LIMITS = ("max_params", "max_flops", "max_latency_ms")
-
-
-class ConfigError(ValueError):
-  """A config value is invalid; the message is one line naming the field."""
 
 
 class MissingInput(ConfigError):
@@ -174,12 +171,6 @@ class Plan:
   one_shot: Recipe | None = None  # evaluator.one_shot's recipe (steps: shared-weight steps per round)
   final_init: str = "random"  # final.init: "remap" starts the final students from the teacher's remapped weights
   final_seeds: int = 1  # final.seeds: paired KD / no-KD trainings of the chosen student (> 1: the gain's interval)
-
-
-def need(ok: bool, field: str, msg: str) -> None:
-  """Raises ``ConfigError("config.<field>: <msg>")`` unless ``ok``."""
-  if not ok:
-    raise ConfigError(f"config.{field}: {msg}")
 
 
 def need_fields(section, field: str, allowed) -> None:
