@@ -101,3 +101,32 @@ def test_invalid_settings():
     KDLoss(target="oracle", oracle_aggregate="median")
   with pytest.raises(ValueError, match="^loss.target:"):
     KDLoss(target="oracle", relation_weight=1.0)
+
+
+def test_every_member_right_is_averaged_kd_and_none_right_is_ce():
+  """The two ends of L_OD: where every member is right the oracle teacher is the whole ensemble (mean logits), so
+  L_OD equals averaged-ensemble KD; where no member is right it is plain cross-entropy (hand-computed)."""
+  right = np.stack([MEMBERS[0, :1], MEMBERS[1, :1]])  # example 0: both members right
+  got = oracle_kd_loss(STUDENT[:1], right, LABELS[:1], temperature=T, hard_weight=HARD, soft_weight=SOFT)
+  avg = kd_loss(STUDENT[:1], right.mean(0), LABELS[:1], temperature=T, hard_weight=HARD, soft_weight=SOFT)
+  np.testing.assert_allclose(got, avg, rtol=1e-5)
+  np.testing.assert_allclose(got, [_kd(STUDENT[0], _log_softmax(right.mean(0)[0] / T), 0)], rtol=1e-5)
+  wrong = MEMBERS[:, 2:]  # example 2: no member right
+  got = oracle_kd_loss(STUDENT[2:], wrong, LABELS[2:], temperature=T, hard_weight=HARD, soft_weight=SOFT)
+  np.testing.assert_allclose(got, [-_log_softmax(STUDENT[2])[2]], rtol=1e-5)
+
+
+def test_none_right_average_variant():
+  """``none_right="average"`` (a jdanas variant): only the none-right example changes, to averaged-ensemble KD."""
+  paper = oracle_kd_loss(STUDENT, MEMBERS, LABELS, temperature=T, hard_weight=HARD, soft_weight=SOFT)
+  got = oracle_kd_loss(STUDENT, MEMBERS, LABELS, temperature=T, hard_weight=HARD, soft_weight=SOFT,
+                       none_right="average")
+  np.testing.assert_allclose(got[:2], paper[:2], rtol=1e-6)
+  np.testing.assert_allclose(got[2], _kd(STUDENT[2], _log_softmax(MEMBERS[:, 2].mean(0) / T), 2), rtol=1e-5)
+  assert not np.isclose(got[2], paper[2])
+  loss = KDLoss(target="oracle", oracle_none_right="average", temperature=T, hard_weight=HARD, soft_weight=SOFT)
+  np.testing.assert_allclose(loss(STUDENT, jnp.moveaxis(MEMBERS, 0, 1), LABELS), got, rtol=1e-6)
+  with pytest.raises(ValueError, match="^none_right:"):
+    oracle_kd_loss(STUDENT, MEMBERS, LABELS, none_right="kd")
+  with pytest.raises(ValueError, match="^loss.oracle_none_right:"):
+    KDLoss(target="oracle", oracle_none_right="mean")

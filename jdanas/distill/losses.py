@@ -40,6 +40,7 @@ from jdanas.distill.taps import check_tap, tap_feature
 SOFT_FORMS = ("kl", "soft_ce")
 TARGETS = ("mean", "oracle")
 ORACLE_AGGREGATES = ("logits", "probs")
+ORACLE_NONE_RIGHT = ("ce", "average")  # oracle KD on examples no member gets right: the paper, or a jdanas variant
 
 
 def soft_kd_loss(student_logits: jax.Array, teacher_logits: jax.Array, *, temperature: float = 4.0,
@@ -99,7 +100,7 @@ def kd_loss(student_logits: jax.Array, teacher_logits: jax.Array | None, labels:
 
 def oracle_kd_loss(student_logits: jax.Array, member_logits: jax.Array, labels: jax.Array, *,
                    temperature: float = 4.0, hard_weight: float = 0.1, soft_weight: float = 0.9,
-                   soft_form: str = "kl", aggregate: str = "logits") -> jax.Array:
+                   soft_form: str = "kl", aggregate: str = "logits", none_right: str = "ce") -> jax.Array:
   """Per-example oracle KD loss L_OD (Kang, Mun & Han, AAAI 2020)::
 
     C_i = {m : argmax z_m(x_i) = y_i}      (the members that classify x_i correctly)
@@ -111,12 +112,19 @@ def oracle_kd_loss(student_logits: jax.Array, member_logits: jax.Array, labels: 
   The paper's temperature and weights are unknown: the defaults T = 4, soft 0.9, hard 0.1 are
   RepDistiller's (Tian et al., ICLR 2020). The fallback is plain cross-entropy (weight 1).
 
+  ``none_right="average"`` is a jdanas variant, not the paper's: an example that no member gets right
+  is distilled from the averaged ensemble (:func:`kd_loss` against the mean of every member's
+  logits) instead of the full-weight cross-entropy. With members that underfit their training
+  data, the paper's fallback trains the student mostly on the examples every member fails
+  (docs/methods/oracle_kd.md, "The loss study"); the variant isolates that effect.
+
   Args:
     student_logits: ``float[B, K]``.
     member_logits: ``float[M, B, K]``, the members' logits (a single teacher is ``M = 1``).
     labels: ``int[B]``.
     temperature, hard_weight, soft_weight, soft_form: as in :func:`kd_loss`.
     aggregate: ``"logits"`` or ``"probs"``.
+    none_right: ``"ce"`` (the paper) or ``"average"`` (averaged-ensemble KD, a jdanas variant).
 
   Returns:
     ``float32[B]``.
@@ -125,6 +133,8 @@ def oracle_kd_loss(student_logits: jax.Array, member_logits: jax.Array, labels: 
     raise ValueError(f"soft_form: {soft_form!r} is not one of {SOFT_FORMS}")
   if aggregate not in ORACLE_AGGREGATES:
     raise ValueError(f"aggregate: {aggregate!r} is not one of {ORACLE_AGGREGATES}")
+  if none_right not in ORACLE_NONE_RIGHT:
+    raise ValueError(f"none_right: {none_right!r} is not one of {ORACLE_NONE_RIGHT}")
   student_logits = student_logits.astype(jnp.float32)
   z = jax.lax.stop_gradient(member_logits.astype(jnp.float32))
   t = float(temperature)
@@ -138,7 +148,11 @@ def oracle_kd_loss(student_logits: jax.Array, member_logits: jax.Array, labels: 
     log_pt = jnp.log(jnp.where(count[:, None] > 0, p, 1.0))
   hard = optax.softmax_cross_entropy_with_integer_labels(student_logits, labels)
   kd = hard_weight * hard + soft_weight * t * t * _divergence_to(student_logits, log_pt, t, soft_form)
-  return jnp.where(count > 0, kd, hard)
+  if none_right == "average":
+    fallback = hard_weight * hard + soft_weight * t * t * _divergence(student_logits, z.mean(0), t, soft_form)
+  else:
+    fallback = hard
+  return jnp.where(count > 0, kd, fallback)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +167,7 @@ class KDLoss:
   relation_tap: str = "pre_pool"
   target: str = "mean"              # "oracle": :func:`oracle_kd_loss` over the teacher's members
   oracle_aggregate: str = "logits"  # the oracle teacher's aggregation (target="oracle")
+  oracle_none_right: str = "ce"     # examples no member gets right: "ce" (paper) or "average" (jdanas variant)
 
   def __post_init__(self):
     if self.soft_form not in SOFT_FORMS:
@@ -161,6 +176,8 @@ class KDLoss:
       raise ValueError(f"loss.target: {self.target!r} is not one of {TARGETS}")
     if self.oracle_aggregate not in ORACLE_AGGREGATES:
       raise ValueError(f"loss.oracle_aggregate: {self.oracle_aggregate!r} is not one of {ORACLE_AGGREGATES}")
+    if self.oracle_none_right not in ORACLE_NONE_RIGHT:
+      raise ValueError(f"loss.oracle_none_right: {self.oracle_none_right!r} is not one of {ORACLE_NONE_RIGHT}")
     if self.target == "oracle" and (self.soft_weight == 0 or self.uses_features):
       raise ValueError("loss.target: the oracle loss needs a soft term and no DisWOT relation terms")
     if not self.temperature > 0:
@@ -215,7 +232,7 @@ class KDLoss:
     if self.target == "oracle":
       return oracle_kd_loss(student_logits, jnp.moveaxis(teacher_logits, 1, 0), labels, temperature=self.temperature,
                             hard_weight=self.hard_weight, soft_weight=self.soft_weight, soft_form=self.soft_form,
-                            aggregate=self.oracle_aggregate)
+                            aggregate=self.oracle_aggregate, none_right=self.oracle_none_right)
     return kd_loss(student_logits, teacher_logits, labels, temperature=self.temperature,
                    hard_weight=self.hard_weight, soft_weight=self.soft_weight, soft_form=self.soft_form)
 
