@@ -56,7 +56,10 @@ FULL = dict(train_limit=5000, val_size=500, test_limit=2000, member_steps=300, s
             rounds=6, steps_per_round=20, num_asks=4)
 QUICK = dict(train_limit=256, val_size=64, test_limit=200, member_steps=4, student_steps=4, batch_size=32,
              rounds=2, steps_per_round=2, num_asks=2)
-PARTS = ("rows", "search", "all")
+PARTS = ("rows", "search", "all", "losses")
+# part losses: the same student under each loss; (row, KD preset, none_right of the oracle loss or None)
+LOSS_ROWS = (("kd_average", "repdistiller", None), ("oracle", "oracle", "ce"),
+             ("oracle_avg_fallback", "oracle", "average"))
 ROWS = (("ce", "ce", False), ("kd_average", "repdistiller", True), ("oracle", "oracle", True))
 
 
@@ -93,6 +96,10 @@ def main(argv=None) -> None:
                       "search_backbone, curve; 'none': the searches only)")
   p.add_argument("--rounds", type=int, default=None, help="controller rounds per search")
   p.add_argument("--steps-per-round", type=int, default=None, help="shared-weight steps per round")
+  p.add_argument("--fit-steps", default="300,1000,3000",
+                 help="part losses: member training steps, one ensemble per value (the member-fit levels)")
+  p.add_argument("--image-size", type=int, default=0, help="images resized to this square (0 = as stored, 32)")
+  p.add_argument("--train-limit", type=int, default=None, help="training images (default 5000; quick 256)")
   p.add_argument("--score-all", action="store_true",
                  help="part search: after each search, score every child of the space (<= 200) with the final "
                       "shared weights (one-shot accuracy and the search's reward), add the list to its line and "
@@ -110,8 +117,14 @@ def main(argv=None) -> None:
   if not train_rows <= {"searched", "search_backbone", "curve"}:
     p.error(f"--train: a subset of searched, search_backbone, curve, or 'none'; got {args.train!r}")
   args.train_rows = train_rows
+  try:
+    fit_steps = [int(v) for v in args.fit_steps.split(",") if v.strip()]
+  except ValueError:
+    fit_steps = []
+  if not fit_steps or min(fit_steps) < 1:
+    p.error(f"--fit-steps: comma-separated positive ints, got {args.fit_steps!r}")
   cfg = dict(QUICK if args.quick else FULL)
-  for name in ("member_steps", "student_steps", "rounds", "steps_per_round"):
+  for name in ("member_steps", "student_steps", "rounds", "steps_per_round", "train_limit"):
     if getattr(args, name) is not None:
       cfg[name] = getattr(args, name)
 
@@ -132,14 +145,20 @@ def main(argv=None) -> None:
 
   t_start = time.perf_counter()
   data = load_dataset("npz", data_dir=data_dir, path=TRAIN_FILE, test_path=TEST_FILE, val_size=cfg["val_size"],
-                      seed=args.seed, train_limit=cfg["train_limit"], test_limit=cfg["test_limit"])
+                      seed=args.seed, train_limit=cfg["train_limit"], test_limit=cfg["test_limit"],
+                      image_size=args.image_size or None)
   common = dict(backend=jax.default_backend(), num_train=len(data.train), num_test=len(data.test),
-                batch_size=cfg["batch_size"], quick=args.quick)
+                image_size=int(data.image_shape[0]), batch_size=cfg["batch_size"], quick=args.quick)
 
-  def recipe(steps: int, loss: str) -> Recipe:
+  def recipe(steps: int, loss) -> Recipe:
     return Recipe(steps=steps, batch_size=cfg["batch_size"], learning_rate=0.05, weight_decay=5e-4,
-                  warmup_steps=max(1, steps // 20), augment=True, loss=KD_PRESETS[loss],
-                  eval_batch_size=min(500, len(data.val)))
+                  warmup_steps=max(1, steps // 20), augment=True,
+                  loss=KD_PRESETS[loss] if isinstance(loss, str) else loss, eval_batch_size=min(500, len(data.val)))
+
+  if args.part == "losses":
+    _loss_study(args, cfg, fit_steps, data, recipe, common)
+    print(json.dumps({"done": args.part, "seconds": round(time.perf_counter() - t_start, 1)}), flush=True)
+    return
 
   key_teacher, key_student = jax.random.split(jax.random.key(args.seed))
   t0 = time.perf_counter()
@@ -174,6 +193,76 @@ def main(argv=None) -> None:
   if args.part in ("search", "all"):
     _search_rows(args, cfg, targets, data, teacher, recipe, train_student, common, r4)
   print(json.dumps({"done": args.part, "seconds": round(time.perf_counter() - t_start, 1)}), flush=True)
+
+
+def _mean_se(values) -> tuple[float, float]:
+  v = np.asarray(values, np.float64)
+  return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+
+
+def _loss_study(args, cfg, fit_steps, data, recipe, common) -> None:
+  """Part ``losses``: the student under CE (once: it needs no teacher), then for each member-fit level (an
+  ensemble trained ``fit_steps[i]`` steps) averaged-ensemble KD, L_OD and L_OD with the averaged-KD fallback on
+  examples no member gets right (:func:`jdanas.distill.oracle_kd_loss`, ``none_right="average"``, a jdanas
+  variant). Every row trains the ``--seeds`` students of one population from the same initial weights and
+  batches, so the differences between rows are paired by seed: each level's summary gives mean +- s.e. of the
+  test accuracy per row and of the paired differences that decide the paper's ordering (oracle > averaged KD >
+  CE)."""
+  import dataclasses
+
+  import jax
+
+  from jdanas.distill import KD_PRESETS
+  from jdanas.lowering import resolve
+  from jdanas.spaces import get_space
+  from jdanas.teachers import ensemble_report, evaluate, train_ensemble
+  from jdanas.train import PopulationTrainer
+
+  r4 = lambda x: round(float(x), 4)  # noqa: E731
+  key_teacher, key_student = jax.random.split(jax.random.key(args.seed))
+  space = get_space("zoo", models=(args.student,))
+  enc = space.encode(args.student)
+  module = space.build(space.signature(enc), data.num_classes)
+
+  def student(loss, teacher, desc: str) -> list[float]:
+    t0 = time.perf_counter()
+    trainer = PopulationTrainer(space, data, recipe=recipe(cfg["student_steps"], loss), teacher=teacher)
+    result = trainer.train(key_student, [enc] * args.seeds, desc=desc)
+    tests = [evaluate(module, result.variables(s), data.test, data.mean, data.std) for s in range(args.seeds)]
+    log(f"[losses] {desc}: test {np.mean(tests):.4f} ({time.perf_counter() - t0:.0f} s)")
+    return tests
+
+  ce = student("ce", None, f"{args.student} ce")
+  m, se = _mean_se(ce)
+  print(json.dumps({"row": "ce", "student": args.student, "steps": cfg["student_steps"], "seeds": args.seeds,
+                    "test_mean": r4(m), "test_se": r4(se), "test_per_seed": [r4(a) for a in ce], **common}), flush=True)
+  for level in fit_steps:
+    t0 = time.perf_counter()
+    teacher = train_ensemble(key_teacher, [args.member] * args.members, data, recipe=recipe(level, "ce"),
+                             stack=resolve("auto").ensemble == "vmap", progress=False)
+    tr, te = (ensemble_report(teacher, split, data.mean, data.std) for split in (data.train, data.test))
+    print(json.dumps({"row": "ensemble", "model": f"{args.members}x{args.member}", "member_steps": level,
+                      **{f"{name}_{k}": ([r4(a) for a in st[k]] if k == "members" else r4(st[k]))
+                         for name, st in (("train", tr), ("test", te))
+                         for k in ("members", "average", "oracle", "all_right", "none_right")},
+                      "seconds": round(time.perf_counter() - t0, 1), **common}), flush=True)
+    rows = {"ce": ce}
+    for row, preset, none_right in LOSS_ROWS:
+      loss = KD_PRESETS[preset]
+      if none_right is not None:
+        loss = dataclasses.replace(loss, oracle_none_right=none_right)
+      rows[row] = student(loss, teacher, f"{args.student} {row} (members {level} steps)")
+      m, se = _mean_se(rows[row])
+      print(json.dumps({"row": row, "student": args.student, "member_steps": level, "steps": cfg["student_steps"],
+                        "seeds": args.seeds, "test_mean": r4(m), "test_se": r4(se),
+                        "test_per_seed": [r4(a) for a in rows[row]], **common}), flush=True)
+    diffs = {}
+    for a, b in (("oracle", "kd_average"), ("kd_average", "ce"), ("oracle", "ce"), ("oracle_avg_fallback", "oracle"),
+                 ("oracle_avg_fallback", "kd_average")):
+      m, se = _mean_se(np.subtract(rows[a], rows[b]))
+      diffs[f"{a}_minus_{b}"] = {"mean": r4(m), "se": r4(se)}
+    print(json.dumps({"summary": {"member_steps": level, "train_none_right": r4(tr["none_right"]),
+                                  "train_average": r4(tr["average"]), "paired_differences": diffs}}), flush=True)
 
 
 def _backbone_rows(args, train_student, common, get_space) -> None:
