@@ -14,8 +14,8 @@ Fields and the measurements behind the ``"cpu"`` choices (2-core CPU, XLA:CPU):
   forward convolution; same values). Inside ``lax.map`` (every scoring program) or ``lax.switch``
   XLA:CPU computes a convolution's derivatives ~30-40x slower than at top level (3x3 conv in a
   switch: 647 ms vs 20 ms, forward-only 24 ms; in a loop: 481 vs 11.4 ms per candidate;
-  ``bench/forward_only_conv.py``), and GraSP's second-order kernels dominated its run time
-  (``bench/forward_only_convs.py``). Top-level training steps keep XLA's convolution. Every
+  ``bench/probes/forward_only_conv.py``), and GraSP's second-order kernels dominated its run time
+  (``bench/probes/forward_only_convs.py``). Top-level training steps keep XLA's convolution. Every
   convolution of every registered space has a forward-only form (ungrouped and grouped odd
   square 'SAME' convolutions, strided ones as the stride-1 convolution subsampled, and
   stride = kernel 'VALID' patch embeddings as a matrix product); any other convolution in a
@@ -24,7 +24,7 @@ Fields and the measurements behind the ``"cpu"`` choices (2-core CPU, XLA:CPU):
   the exact one-hot of the op index) or ``"switch"`` (``nn.switch``: only the chosen op runs when
   the index is a scalar). Scoring on CPU maps candidates one by one (scalar index): the switch
   was measured 4.4x faster for the gradient proxies at C=8. Training keeps ``"weighted"``: the
-  population strategies were measured with it (``bench/masked_edge.py``).
+  population strategies were measured with it (``bench/probes/masked_edge.py``).
 * ``train_strategy``: what ``PopulationTrainer(strategy="auto")`` does with >= 2 students of one
   signature: ``"unroll"`` (one program looping over members in its trace) on CPU, where vmapped
   convolutions become grouped convolutions that run several times slower than the loop
@@ -41,7 +41,7 @@ Fields and the measurements behind the ``"cpu"`` choices (2-core CPU, XLA:CPU):
 * ``zero_node``: an NB201 node whose inputs are all ``none`` (and a specialised ``none`` edge):
   ``"times_zero"`` (``0 * x``) or ``"constant"`` (``zeros_like(x)``). XLA constant-folds the ops
   downstream of constant zeros while compiling (12-13 s per batch-sized avg-pool; one per-cell
-  SNIP program 137 s -> 31 s at C=16, N=5: ``bench/none_node_compile.py``, which measures the
+  SNIP program 137 s -> 31 s at C=16, N=5: ``bench/probes/none_node_compile.py``, which measures the
   ``"constant"`` form); both lowerings use ``"times_zero"``.
 * ``ensemble``: the forward of an ensemble teacher's members of one architecture
   (:func:`jdanas.teachers.ensemble_teacher`): ``"vmap"`` (the members' variables stacked and the
@@ -252,7 +252,7 @@ def cpu_runtime_flags(user_flags: str | None = None) -> str:
   ``user_flags`` (default: the environment's ``XLA_FLAGS``); a flag the user sets, to any
   value, is kept as the user set it, never overridden. XLA:CPU's other options (oneDNN, XNNPACK,
   single-threaded Eigen) were measured on the population engine and none was faster, so none is
-  added (``bench/xla_cpu_flags.py``; docs/scaling.md)."""
+  added (``bench/probes/xla_cpu_flags.py``; docs/scaling.md)."""
   user = (os.environ.get("XLA_FLAGS", "") if user_flags is None else user_flags).strip()
   return " ".join([user] * bool(user) + _missing(user))
 

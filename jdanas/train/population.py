@@ -27,7 +27,7 @@ program per *group* of students and trains any list of encodings of ``space``:
   strategy, when the schedule's work (masked forward FLOPs x batch x steps) reaches the
   lowering's ``specialize_min_work`` (on CPU a specialised NB201 step compiles in about 2 s and
   runs 4-5x faster than the weighted masked step, 160 vs 750 ms at C=16, batch 64,
-  ``bench/masked_edge.py``: it pays for itself within a few steps of a 32x32 model, while for
+  ``bench/probes/masked_edge.py``: it pays for itself within a few steps of a 32x32 model, while for
   tiny inputs compilation dominates; on GPU/TPU the masked program stays, vmapped);
 * how programs are lowered (convolutions, masked edges, the choices above) is one
   :class:`jdanas.lowering.Lowering` (``lowering=``, ``"auto"`` per backend);
