@@ -49,7 +49,7 @@ Fields, and why ``"cpu"`` chooses what it does (the measurements, with commands 
   forward vmapped: one program) or ``"loop"`` (one forward per member in the program's trace).
   Same values either way (``tests/test_ensemble.py``). On CPU the loop: vmapped convolutions
   become grouped convolutions, several times slower (docs/benchmarks.md, "Ensemble teacher",
-  ``bench/ensemble_teacher.py``); ``"vmap"`` on accelerators.
+  ``bench/probes/ensemble_teacher.py``); ``"vmap"`` on accelerators.
 
 Spaces opt in through one method, ``space.lowered(lowering, purpose)`` (``purpose`` in
 :data:`PURPOSES`), which returns the space configured for the program; :func:`build` and
