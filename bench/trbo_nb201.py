@@ -54,7 +54,7 @@ that never became ready), with asynchronous and synchronous dispatch alike. The 
 batched Cholesky and triangular solves (jaxlib's LAPACK kernels) wait on the intra-op thread pool
 they run on; ``main`` applies jdanas' safe XLA:CPU settings (``NPROC=1``: a one-thread pool; YNNPACK
 fusions off) before jax starts (``docs/lowering.md``, "Hangs on XLA:CPU"; reproducers:
-``bench/xla_cpu_hang.py``, ``bench/probes/lapack_pool_deadlock.py``). Should a call still wedge,
+``bench/probes/xla_cpu_hang.py``, ``bench/probes/lapack_pool_deadlock.py``). Should a call still wedge,
 the idle watchdog (``--idle-timeout``, default 120 s of (almost) no CPU) ends the process with one
 ``error: --idle-timeout: ...`` line, the Python stacks and exit status 3 instead of hanging.
 """

@@ -126,7 +126,7 @@ def build_sides(args) -> dict:
   "pytorch": round_fn, "warmup": fn, "work": examples per round, "common": the sizes}``. A round
   function trains every student ``args.steps`` steps and returns the training seconds; ``warmup()``
   is the first jdanas call (it compiles) and returns ``(result, wall seconds)``. Also used by
-  ``bench/xla_cpu_flags.py``, whose workers each run one side under their own ``XLA_FLAGS``."""
+  ``bench/probes/xla_cpu_flags.py``, whose workers each run one side under their own ``XLA_FLAGS``."""
   import jax
   import jax.numpy as jnp
   import numpy as np

@@ -6,49 +6,50 @@ population trainer, the scoring programs) take one and ask it how to build each 
 code never sees it. Every choice below changes how a program runs, never what it computes (the
 equivalence tests in ``tests/test_models.py``, ``test_scoring.py`` and ``test_population.py``).
 
-Fields and the measurements behind the ``"cpu"`` choices (2-core CPU, XLA:CPU):
+Fields, and why ``"cpu"`` chooses what it does (the measurements, with commands and dates, are in
+``docs/lowering.md``, section by section):
 
 * ``conv``: the convolution of programs that differentiate inside a loop or a conditional:
   ``"xla"`` (``lax.conv_general_dilated`` and XLA's derivatives) or ``"forward_only"``
   (:func:`jdanas.models.layers.forward_only_conv`, every derivative of any order written as a
   forward convolution; same values). Inside ``lax.map`` (every scoring program) or ``lax.switch``
-  XLA:CPU computes a convolution's derivatives ~30-40x slower than at top level (3x3 conv in a
-  switch: 647 ms vs 20 ms, forward-only 24 ms; in a loop: 481 vs 11.4 ms per candidate;
-  ``bench/forward_only_conv.py``), and GraSP's second-order kernels dominated its run time
-  (``bench/forward_only_convs.py``). Top-level training steps keep XLA's convolution. Every
-  convolution of every registered space has a forward-only form (ungrouped and grouped odd
-  square 'SAME' convolutions, strided ones as the stride-1 convolution subsampled, and
-  stride = kernel 'VALID' patch embeddings as a matrix product); any other convolution in a
-  forward-only program is refused with an error naming it, never silently run the slow way.
+  XLA:CPU computes a convolution's derivatives more than an order of magnitude slower than at top
+  level, while forward convolutions keep their speed there (docs/lowering.md §1,
+  ``bench/probes/forward_only_conv.py``, ``bench/probes/forward_only_convs.py``). Top-level
+  training steps keep XLA's convolution. Every convolution of every registered space has a
+  forward-only form (ungrouped and grouped odd square 'SAME' convolutions, strided ones as the
+  stride-1 convolution subsampled, and stride = kernel 'VALID' patch embeddings as a matrix
+  product); any other convolution in a forward-only program is refused with an error naming it,
+  never silently run the slow way.
 * ``train_edge`` / ``score_edge``: the masked NB201 edge: ``"weighted"`` (every op, weighted by
   the exact one-hot of the op index) or ``"switch"`` (``nn.switch``: only the chosen op runs when
-  the index is a scalar). Scoring on CPU maps candidates one by one (scalar index): the switch
-  was measured 4.4x faster for the gradient proxies at C=8. Training keeps ``"weighted"``: the
-  population strategies were measured with it (``bench/masked_edge.py``).
+  the index is a scalar). Scoring on CPU maps candidates one by one (scalar index), so the switch
+  runs only each candidate's ops; training keeps ``"weighted"`` because the population strategies
+  were measured with it (docs/lowering.md §2, ``bench/probes/masked_edge.py``).
 * ``train_strategy``: what ``PopulationTrainer(strategy="auto")`` does with >= 2 students of one
   signature: ``"unroll"`` (one program looping over members in its trace) on CPU, where vmapped
-  convolutions become grouped convolutions that run several times slower than the loop
-  (``bench/population.py``); ``"vmap"`` on accelerators. Singletons always run as ``"loop"``.
+  convolutions become grouped convolutions that run slower than the loop (docs/lowering.md §3,
+  ``bench/population.py``); ``"vmap"`` on accelerators. Singletons always run as ``"loop"``.
 * ``score_strategy``: ``score_population(strategy="auto")``: ``"map"`` (``lax.map``, one
   candidate at a time) on CPU, ``"vmap"`` (vmapped chunks) on accelerators; vmapping over
-  per-candidate weights was measured 3-30x slower on CPU.
+  per-candidate weights makes grouped convolutions, slower on CPU (docs/lowering.md §3).
 * ``specialize_min_work``: ``PopulationTrainer(specialize="auto")`` trains each student of a
   masked space with its specialised module (``space.specialize``, one program per architecture)
-  when the schedule's work (masked forward FLOPs per example x batch x steps) reaches it. On
-  CPU a specialised NB201 step (C=16, one cell per stage, batch 64) compiles in 2.2 s and saves
-  0.59 s per step, breaking even at ~2.7e10; the threshold is twice that (5e10). ``inf`` (never)
-  on accelerators, where the masked program is vmapped.
+  when the schedule's work (masked forward FLOPs per example x batch x steps) reaches it: on CPU
+  the threshold is twice the measured break-even of one extra compilation against the per-step
+  saving (docs/lowering.md §2). ``inf`` (never) on accelerators, where the masked program is
+  vmapped.
 * ``zero_node``: an NB201 node whose inputs are all ``none`` (and a specialised ``none`` edge):
   ``"times_zero"`` (``0 * x``) or ``"constant"`` (``zeros_like(x)``). XLA constant-folds the ops
-  downstream of constant zeros while compiling (12-13 s per batch-sized avg-pool; one per-cell
-  SNIP program 137 s -> 31 s at C=16, N=5: ``bench/none_node_compile.py``, which measures the
-  ``"constant"`` form); both lowerings use ``"times_zero"``.
+  downstream of constant zeros while compiling, which multiplies the compile time of such cells
+  (docs/lowering.md §4, ``bench/probes/none_node_compile.py``, which measures the ``"constant"``
+  form); both lowerings use ``"times_zero"``.
 * ``ensemble``: the forward of an ensemble teacher's members of one architecture
   (:func:`jdanas.teachers.ensemble_teacher`): ``"vmap"`` (the members' variables stacked and the
   forward vmapped: one program) or ``"loop"`` (one forward per member in the program's trace).
   Same values either way (``tests/test_ensemble.py``). On CPU the loop: vmapped convolutions
-  become grouped convolutions, 4.2x slower here (3 x ResNet-32, batch 64: 5853 vs 1386 ms per
-  pass, ``bench/ensemble_teacher.py``); ``"vmap"`` on accelerators.
+  become grouped convolutions, several times slower (docs/benchmarks.md, "Ensemble teacher",
+  ``bench/probes/ensemble_teacher.py``); ``"vmap"`` on accelerators.
 
 Spaces opt in through one method, ``space.lowered(lowering, purpose)`` (``purpose`` in
 :data:`PURPOSES`), which returns the space configured for the program; :func:`build` and
@@ -252,7 +253,7 @@ def cpu_runtime_flags(user_flags: str | None = None) -> str:
   ``user_flags`` (default: the environment's ``XLA_FLAGS``); a flag the user sets, to any
   value, is kept as the user set it, never overridden. XLA:CPU's other options (oneDNN, XNNPACK,
   single-threaded Eigen) were measured on the population engine and none was faster, so none is
-  added (``bench/xla_cpu_flags.py``; docs/scaling.md)."""
+  added (``bench/probes/xla_cpu_flags.py``; docs/scaling.md)."""
   user = (os.environ.get("XLA_FLAGS", "") if user_flags is None else user_flags).strip()
   return " ".join([user] * bool(user) + _missing(user))
 

@@ -118,7 +118,7 @@ def test_the_safe_runtime_runs_xla_cpu_with_one_intra_op_thread():
 @pytest.mark.slow
 def test_the_lapack_pool_probe_finishes_under_the_safe_runtime():
   """The standalone reproducer wedges most fresh 2-core processes without the safe settings (10
-  in 10 in bench/xla_cpu_hang.py's measurement); with them it always finishes."""
+  in 10 in bench/probes/xla_cpu_hang.py's measurement); with them it always finishes."""
   env = {k: v for k, v in os.environ.items() if k not in ("NPROC", "XLA_FLAGS")}
   assert lowering.configure_cpu_runtime(env)
   for _ in range(2):

@@ -454,7 +454,7 @@ def _constant_heavy_ops(jaxpr, const_in=None) -> list[str]:
 
 def test_nb201_none_only_node_is_not_a_constant():
   """A node whose inputs are all 'none' must not be a constant: the pool after it would be
-  constant-folded by XLA:CPU (12-13 s per pool at C=16, batch 64: bench/none_node_compile.py)."""
+  constant-folded by XLA:CPU (12-13 s per pool at C=16, batch 64: bench/probes/none_node_compile.py)."""
   space = get_space("nb201", channels=2, num_cells=1)
   enc = space.encode("|none~0|+|skip_connect~0|avg_pool_3x3~1|+|none~0|nor_conv_1x1~1|avg_pool_3x3~2|")
   module = space.build(space.signature(enc), 3)

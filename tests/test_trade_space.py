@@ -267,14 +267,14 @@ def tiny_trade_config(**changes):
     (["resnet(blocks=7,width=0.25)"], "resnet.blocks = 7 is not one of 1, 2"),
 ])
 def test_bad_baselines_name_the_field(value, match):
-  from jdanas.experiment import ConfigError, validate_config
+  from jdanas.pipeline import ConfigError, validate_config
   with pytest.raises(ConfigError, match=match) as info:
     validate_config(tiny_trade_config(**{"final.baselines": value}))
   assert str(info.value).startswith("config.final.baselines: ") and "\n" not in str(info.value)
 
 
 def test_baselines_default_and_empty_are_valid():
-  from jdanas.experiment import validate_config
+  from jdanas.pipeline import validate_config
   validate_config(tiny_trade_config(**{"final.baselines": []}))
   c = tiny_trade_config()
   del c.final["baselines"]
@@ -299,7 +299,7 @@ def test_trade_config_variants():
 def test_pipeline_end_to_end_with_budget_and_baselines(tmp_path):
   import json
 
-  from jdanas.experiment import run
+  from jdanas.pipeline import run
   config = tiny_trade_config()
   report = run(config, tmp_path)
   space = get_space("trade", **dict(config.space.kwargs))

@@ -82,9 +82,9 @@ class Switching(nn.Module):
 # ---- convolutions differentiated by forward convolutions only ---------------------------------
 #
 # XLA:CPU runs a convolution's kernel gradient (and, less so, its input gradient) that sits inside
-# a conditional (``lax.switch``) or a loop (``lax.map``, as every scoring program is) ~30-40x
-# slower than the same gradient at top level (3x3 conv, 64x32x32x16 in a switch: 647 ms vs 20 ms;
-# forward_only_conv 24 ms; bench/forward_only_conv.py). Forward convolutions run at full speed
+# a conditional (``lax.switch``) or a loop (``lax.map``, as every scoring program is) more than an
+# order of magnitude slower than the same gradient at top level (docs/lowering.md §1,
+# bench/probes/forward_only_conv.py). Forward convolutions run at full speed
 # there, so :func:`forward_only_conv` writes every derivative, of any order, as a forward
 # convolution (grouped convolutions included; the groups stay groups):
 #   d/dx <conv(x, w), g> = conv(g, flipT(w)),  d/dw <conv(x, w), g> = wgrad(x, g),
@@ -133,8 +133,8 @@ forward_only_conv.defvjp(_forward_only_conv_fwd, _forward_only_conv_bwd)
 def _wgrad_value(x, g, k: int, groups: int = 1):
   """``d/dw <conv(x, w), g>`` ``[k, k, Cin/G, Cout]`` as one forward convolution (Cin/G as batch,
   each group's examples as its input features, the output map as the kernel). The zero padding is
-  the convolution's own: padding ``x`` beforehand gives the same values but was measured 5.5x
-  slower on XLA:CPU (``bench/forward_only_conv.py``, ``wgrad``)."""
+  the convolution's own: padding ``x`` beforehand gives the same values but is several times
+  slower on XLA:CPU (docs/lowering.md §1, ``bench/probes/forward_only_conv.py``, ``wgrad``)."""
   n, h, w_, cin = x.shape
   xt = x.reshape(n, h, w_, groups, cin // groups).transpose(4, 1, 2, 3, 0).reshape(cin // groups, h, w_, groups * n)
   gt = g.transpose(1, 2, 0, 3)  # [H, W, N, Cout]

@@ -12,7 +12,7 @@ Strategies for the candidate axis:
 
 * ``"map"``: ``jax.lax.map`` (a sequential loop inside one program). On XLA:CPU this is the fast
   choice: vmapping makes every op batched over candidates (and vmapped convolutions over
-  per-candidate weights become grouped convolutions, measured 3-30x slower on CPU).
+  per-candidate weights become grouped convolutions, much slower on CPU: docs/lowering.md §3).
 * ``"vmap"``: ``jax.lax.map(..., batch_size=chunk_size)``, i.e. vmap over chunks of candidates
   (accelerators).
 * ``"auto"``: the lowering's ``score_strategy`` (``"map"`` on CPU, ``"vmap"`` elsewhere).
@@ -20,7 +20,7 @@ Strategies for the candidate axis:
 How each program is lowered is one :class:`jdanas.lowering.Lowering` (``lowering=``): under
 ``"cpu"``, programs that differentiate through the network (:data:`DERIVATIVE_GROUPS`) compute
 every convolution by its forward-only form (XLA:CPU differentiates convolutions inside
-``lax.map`` ~40x slower), and ``"map"`` programs of the masked NB201 space run switch edges
+``lax.map`` far more slowly: docs/lowering.md §1), and ``"map"`` programs of the masked NB201 space run switch edges
 (only each candidate's ops). Compiled programs live in a :class:`ProgramCache`.
 
 The teacher runs once per call (outside the candidate map) on the same batch, in train mode with

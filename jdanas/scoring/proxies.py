@@ -32,9 +32,9 @@ cross-entropy, BN in train mode (batch statistics); GraSP with T=1, Fisher with 
 value repeated over the weight's fan-in (as their ``reshape_elements`` does). GradNorm is the sum
 over conv / linear layers of the Frobenius norm of the kernel gradient, as theirs; it runs with
 PyTorch's default initialisation, which their NB201 script used: under Flax's (LeCun normal, 3x
-the variance) the stem's share of the sum grows from 7 % to 18 % on NB201 (a term that ranks
-accuracy worse than the cells' terms) and the rank correlation with accuracy drops by about 0.05
-(docs/methods/zero_cost.md). Their NB201 cells
+the variance) the stem's term, which ranks accuracy worse than the cells' terms, takes a larger
+share of the sum and the rank correlation with accuracy drops (docs/methods/zero_cost.md,
+"GradNorm"). Their NB201 cells
 carry conv biases before a parameter-free BN (``NB201Space(cell_affine=False)``): invisible to
 every kernel gradient under train-mode BN, but part of Fisher's activations. SynFlow removes BN
 (here: scale 1, bias 0, statistics mean 0 / variance 1 in eval mode, i.e. the identity up to

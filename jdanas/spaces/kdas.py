@@ -75,9 +75,9 @@ class SepConv(nn.Module):
 class PoolBN(nn.Module):
   """A 3x3 stride-1 pool followed by BatchNorm without scale and bias (no parameters): DARTS's
   pooling op (Liu, Simonyan & Yang, "DARTS: Differentiable Architecture Search", ICLR 2019). Without
-  it a max-pool add-on before the classifier inflates the features (mean about 3.7x the backbone's
-  at init), the first steps drive the last ReLUs dead and the network stays at chance
-  (docs/methods/oracle_kd.md, "A child that did not learn")."""
+  it a max-pool add-on before the classifier inflates the features at init, the first steps drive
+  the last ReLUs dead and the network stays at chance (docs/methods/oracle_kd.md, "A child that did
+  not learn"; the diagnosis's figures: docs/benchmarks.md, "A child that did not learn (KDAS)")."""
   kind: str
 
   @nn.compact

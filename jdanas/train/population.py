@@ -11,7 +11,7 @@ program per *group* of students and trains any list of encodings of ``space``:
 
   - ``vmap``: members of a group (same signature) are stacked on a leading axis and the
     single-student step is vmapped. On XLA:CPU vmapped convolutions become grouped
-    convolutions, which run several times slower than a loop (measured: ``bench/population.py``).
+    convolutions, which run slower than a loop (docs/lowering.md §3, ``bench/population.py``).
   - ``unroll``: one jitted program whose trace loops over members in Python; members may have
     different signatures. Fastest on XLA:CPU; compile time grows with the number of members.
   - ``loop``: one program per student (P = 1), called once per student per step.
@@ -25,10 +25,10 @@ program per *group* of students and trains any list of encodings of ``space``:
   Same initial parameters, same updates (bit-equal forward and gradients for NB201), one program
   per distinct architecture instead of one for all. ``"auto"`` specialises, with the ``auto``
   strategy, when the schedule's work (masked forward FLOPs x batch x steps) reaches the
-  lowering's ``specialize_min_work`` (on CPU a specialised NB201 step compiles in about 2 s and
-  runs 4-5x faster than the weighted masked step, 160 vs 750 ms at C=16, batch 64,
-  ``bench/masked_edge.py``: it pays for itself within a few steps of a 32x32 model, while for
-  tiny inputs compilation dominates; on GPU/TPU the masked program stays, vmapped);
+  lowering's ``specialize_min_work`` (on CPU a specialised NB201 step runs only the selected ops, so
+  one extra compilation pays for itself within a few steps of a 32x32 model, while for tiny inputs
+  compilation dominates: docs/lowering.md §2, ``bench/probes/masked_edge.py``; on GPU/TPU the
+  masked program stays, vmapped);
 * how programs are lowered (convolutions, masked edges, the choices above) is one
   :class:`jdanas.lowering.Lowering` (``lowering=``, ``"auto"`` per backend);
 * the number of compiled training programs equals the number of distinct
@@ -601,8 +601,9 @@ class PopulationTrainer:
     """Single-student init, one program per signature, shared by every strategy.
 
     Parameters are drawn with an RBG key derived from the student's threefry key: XLA:CPU
-    compiles one threefry kernel per parameter tensor (measured 10.7 s vs 2.0 s for a small
-    NB201 net), while RBG is one RngBitGenerator op per tensor. Members of every strategy are
+    compiles one threefry kernel per parameter tensor, which made the init program's compile
+    several times longer (docs/benchmarks.md, "Population engine"), while RBG is one
+    RngBitGenerator op per tensor. Members of every strategy are
     initialised by this same program, so all strategies start from identical parameters.
     """
     module = lowering_lib.build(self.space, signature, self.num_classes, self.lowering, "train")

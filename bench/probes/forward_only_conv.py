@@ -1,7 +1,7 @@
 """Convolution gradients inside ``lax.switch`` on this backend: ``lax.conv_general_dilated`` vs
 :func:`jdanas.models.layers.forward_only_conv` (every derivative written as a forward convolution).
 
-  python bench/forward_only_conv.py [--quick]
+  python bench/probes/forward_only_conv.py [--quick]
 
 Two measurements, the variants timed interleaved in one run (median of ``--reps`` calls, after
 one compiling call):

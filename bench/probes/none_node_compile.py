@@ -2,8 +2,8 @@
 
 Commands (from the repository root)::
 
-  python bench/none_node_compile.py --quick   # C=4, N=1, 16x16, batch 16; < 2 min
-  python bench/none_node_compile.py           # C=16, N=5, 32x32, batch 64 (the NB201 skeleton)
+  python bench/probes/none_node_compile.py --quick   # C=4, N=1, 16x16, batch 16; < 2 min
+  python bench/probes/none_node_compile.py           # C=16, N=5, 32x32, batch 64 (the NB201 skeleton)
 
 Such a node is zero. If it is a constant zeros array, XLA:CPU constant-folds every op downstream
 of it inside the cell while compiling (12-13 s per batch-sized average pool in XLA's warnings

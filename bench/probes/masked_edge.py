@@ -3,7 +3,7 @@
 One KD-free training step of a single NB201 student (default C=16, one cell per stage, batch 64
 of 32x32x3), median ms per step, the programs timed interleaved in one run:
 
-  python bench/masked_edge.py [--quick] [--channels 16 --num-cells 1 --batch 64]
+  python bench/probes/masked_edge.py [--quick] [--channels 16 --num-cells 1 --batch 64]
 
 Prints one JSON line per implementation with keys ``impl, ms_per_step, ratio_vs_per_cell,
 compile_s`` (``compile_s``: lowering + compiling the step, timed cold in this process).

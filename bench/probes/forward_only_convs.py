@@ -4,14 +4,14 @@ forward convolutions).
 
 Commands (from the repository root)::
 
-  python bench/forward_only_convs.py --quick                # GraSP, C=4, N=1, 16x16; < 2 min
-  python bench/forward_only_convs.py                        # GraSP, C=16, N=5, 32x32, batch 64
-  python bench/forward_only_convs.py --proxies snip,fisher,jacob_cov,synflow
-  python bench/forward_only_convs.py --quick --space mobilenet --proxies snip   # any registered space
+  python bench/probes/forward_only_convs.py --quick                # GraSP, C=4, N=1, 16x16; < 2 min
+  python bench/probes/forward_only_convs.py                        # GraSP, C=16, N=5, 32x32, batch 64
+  python bench/probes/forward_only_convs.py --proxies snip,fisher,jacob_cov,synflow
+  python bench/probes/forward_only_convs.py --quick --space mobilenet --proxies snip   # any registered space
 
 Every program of :func:`jdanas.scoring.score_population` is a loop over candidates (``lax.map``),
 and inside a loop XLA:CPU computes a convolution's derivatives ~40x slower than at top level
-(``bench/forward_only_conv.py``, ``loop``); GraSP's second derivatives (kernel gradients of
+(``bench/probes/forward_only_conv.py``, ``loop``); GraSP's second derivatives (kernel gradients of
 kernel gradients) dominated a ``jax.profiler`` trace of the batched GraSP program. So the
 ``"cpu"`` lowering (:mod:`jdanas.lowering`, ``conv="forward_only"``) computes every convolution
 of the groups that differentiate through the network
@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 import time
 
@@ -74,6 +75,7 @@ def main(argv=None):
   from jdanas import lowering as lowering_lib
   from jdanas.scoring import PROXY_INFO, clear_caches, population, score_population
   from jdanas.spaces import get_space
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/, for score_throughput
   from score_throughput import distinct_cells
 
   rng = np.random.default_rng(args.seed)

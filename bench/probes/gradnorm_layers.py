@@ -2,7 +2,7 @@
 
 Command (from the repository root; about 5 minutes per init for 200 cells on 2 CPU cores)::
 
-  python bench/gradnorm_layers.py --cells-n 200 --seed 1 --inits torch,flax
+  python bench/probes/gradnorm_layers.py --cells-n 200 --seed 1 --inits torch,flax
 
 For ``--cells-n`` seeded NB201 cells (C=16, N=5, the first 64 CIFAR-10 training images of
 ``bench/proxy_correlation.py``) it computes each conv / linear kernel's gradient norm
@@ -42,7 +42,7 @@ def main(argv=None):
   import numpy as np
   from scipy import stats
   jax.config.update("jax_cpu_enable_async_dispatch", False)
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/, for proxy_correlation
   from proxy_correlation import TARGETS, load_batch
 
   from jdanas import lowering

@@ -1,12 +1,12 @@
 """Reproducer for the XLA:CPU wedge: run a trigger program N times in fresh processes under a watchdog.
 
-  python bench/xla_cpu_hang.py --trigger trbo --runs 20 --queries 60 --repeats 6 \
+  python bench/probes/xla_cpu_hang.py --trigger trbo --runs 20 --queries 60 --repeats 6 \
       --flags "" --flags "--xla_cpu_experimental_ynn_fusion_type="
-  python bench/xla_cpu_hang.py --trigger ynn_rank8 --repeats 4 --flags ""
-  python bench/xla_cpu_hang.py --trigger lapack_pool --runs 20 --queries 200 --calls 5 --repeats 10 \
+  python bench/probes/xla_cpu_hang.py --trigger ynn_rank8 --repeats 4 --flags ""
+  python bench/probes/xla_cpu_hang.py --trigger lapack_pool --runs 20 --queries 200 --calls 5 --repeats 10 \
       --window 10 --min-cpu 0.3 --stacks /tmp/stacks --flags=--xla_cpu_experimental_ynn_fusion_type= --flags default
 
-Each repetition is a fresh ``python bench/xla_cpu_hang.py --child ...`` process with ``XLA_FLAGS``
+Each repetition is a fresh ``python bench/probes/xla_cpu_hang.py --child ...`` process with ``XLA_FLAGS``
 set to one ``--flags`` value exactly, after any leading ``NAME=value`` words, which become the
 child's environment (``""``: none; ``"NPROC=1"``: that variable and no flags; ``default``: jdanas'
 safe settings, :data:`jdanas.lowering.CPU_SAFE_ENV` and :func:`jdanas.lowering.cpu_runtime_flags`);
@@ -53,15 +53,16 @@ import time
 
 import psutil
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+HERE = os.path.dirname(os.path.abspath(__file__))  # bench/probes
+BENCH = os.path.dirname(HERE)
+ROOT = os.path.dirname(BENCH)
 
 
 def _trbo_program(runs, queries):
   import jax
   import jax.numpy as jnp
   import numpy as np
-  sys.path.insert(0, HERE)
+  sys.path.insert(0, BENCH)
   from trbo_nb201 import TRBO_SETTINGS
   from jdanas.benchmarks.nb201 import NB201Table, table_search
   from jdanas.data import shared_data_dir
@@ -169,7 +170,7 @@ class _Eager:
 def _lapack_pool_program(runs, queries):
   """``bench/probes/lapack_pool_deadlock.py``'s program: ``queries`` loop steps of 4 independent
   batched (``runs`` matrices of 96 x 96) Cholesky solves."""
-  sys.path.insert(0, os.path.join(HERE, "probes"))
+  sys.path.insert(0, HERE)
   from lapack_pool_deadlock import program
   return program(batch=runs, n=96, branches=4, steps=queries)
 

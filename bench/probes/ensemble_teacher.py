@@ -3,7 +3,7 @@
 The teacher pass of one training batch (eval mode, M members of one CIFAR ResNet, batch of
 32x32x3), median ms per pass over interleaved repetitions, both programs compiled in this run:
 
-  python bench/ensemble_teacher.py [--quick] [--model resnet32 --members 3 --batch 64]
+  python bench/probes/ensemble_teacher.py [--quick] [--model resnet32 --members 3 --batch 64]
 
 Prints one JSON line per implementation with keys ``impl, model, members, batch, ms_per_pass,
 ratio_vs_loop, compile_s`` and a last line ``{"choice": ...}`` (the faster one on this backend,

@@ -8,8 +8,8 @@ the reward's per-architecture cache protects a search from.
 
 Commands (from the repository root)::
 
-  python bench/latency_stability.py                 # 6 architectures x 5 measurements, batch 1
-  python bench/latency_stability.py --quick         # 2 architectures x 3 measurements, 5 repeats
+  python bench/probes/latency_stability.py                 # 6 architectures x 5 measurements, batch 1
+  python bench/probes/latency_stability.py --quick         # 2 architectures x 3 measurements, 5 repeats
 
 Output: one JSON line per architecture (``arch``, ``flops``, ``min_ms``, ``median_ms``, ``max_ms``,
 ``spread`` = (max - min) / median, the individual measurements) and a summary line with the
@@ -24,7 +24,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

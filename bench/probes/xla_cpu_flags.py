@@ -2,9 +2,9 @@
 
 Commands (from the repository root; torch is the optional ``bench`` extra)::
 
-  python bench/xla_cpu_flags.py                          # C=4, N=1, 4 students, 8 steps, 5 rounds
-  python bench/xla_cpu_flags.py --channels 16 --num-cells 5 --steps 2 --rounds 3 --settings default onednn
-  python bench/xla_cpu_flags.py --list                   # the settings and their XLA_FLAGS
+  python bench/probes/xla_cpu_flags.py                          # C=4, N=1, 4 students, 8 steps, 5 rounds
+  python bench/probes/xla_cpu_flags.py --channels 16 --num-cells 5 --steps 2 --rounds 3 --settings default onednn
+  python bench/probes/xla_cpu_flags.py --list                   # the settings and their XLA_FLAGS
 
 Each setting of :data:`SETTINGS` is one worker process started with its own ``XLA_FLAGS`` (XLA reads
 them once, when the backend starts; the library's safe flag, ``jdanas.lowering.CPU_SAFE_FLAGS``, is
@@ -44,7 +44,7 @@ import subprocess
 import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 SETTINGS = {
     "default": "",
     "eigen_single": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
