@@ -162,6 +162,8 @@ class EvaluatorSpec:
     programs: ``programs(settings, plan, encodings) -> str | None``: what the first evaluation compiles
       (the search's ``[search] compiling ...`` note); None: nothing.
     check_data: ``check_data(settings, data)``: checks against the loaded data before compute, or None.
+    one_teacher: why the evaluator needs a single teacher network ("" = an ensemble teacher works too);
+      checked before its section, as ``config.evaluator.name: <one_teacher>``.
   """
   name: str
   section: Section
@@ -171,6 +173,7 @@ class EvaluatorSpec:
   summary: Callable[[EvaluatorSettings], str] = lambda settings: ""
   programs: Callable[[EvaluatorSettings, Any, np.ndarray], str | None] = lambda settings, plan, encodings: None
   check_data: Callable[[EvaluatorSettings, Any], None] | None = None
+  one_teacher: str = ""
 
 
 def read_recipe_section(section: Section, sub, loss) -> tuple[dict, Recipe]:

@@ -28,8 +28,11 @@ def get_spec(name: str) -> EvaluatorSpec:
 def settings(config, space, loss, *, inputs_optional: bool = False) -> EvaluatorSettings:
   """``config.evaluator`` checked by its spec (the other subsections a config carries for
   ``--config.evaluator.name=...`` switches are not read), with ``evaluator.reward``."""
+  from jdanas.pipeline.config import teacher_size
   ev = config.evaluator
   spec = get_spec(ev.name)
+  if spec.one_teacher:
+    need(teacher_size(config.teacher) <= 1, "evaluator.name", spec.one_teacher)
   need(ev.name in ev, f"evaluator.{ev.name}", f"section is missing (needed by evaluator.name={ev.name!r})")
   s = spec.settings(config, space, loss, inputs_optional=inputs_optional)
   return dataclasses.replace(s, reward=reward.settings(ev, spec))

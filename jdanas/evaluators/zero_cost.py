@@ -122,16 +122,14 @@ SECTION = Section("evaluator.zero_cost", {
 
 
 def settings(config, space, loss, *, inputs_optional: bool = False) -> EvaluatorSettings:
-  """The section, one teacher (proxies compare features with ONE network), a batch within the training
-  split, and ``compute.score_strategy`` (read only by this evaluator)."""
+  """The section, a batch within the training split, and ``compute.score_strategy`` (read only by this
+  evaluator)."""
   del space, loss, inputs_optional
-  from jdanas.pipeline.config import choices, teacher_size
+  from jdanas.pipeline.config import choices
   try:
     importlib.import_module("jdanas.scoring.population")  # its choices are read through the section
   except ImportError as e:
     raise ConfigError(f"config.evaluator.name: 'zero_cost' needs the jdanas.scoring package ({e})") from None
-  need(teacher_size(config.teacher) <= 1, "evaluator.name",
-       "zero_cost proxies compare features with ONE teacher; an ensemble teacher needs short_kd, one_shot or tabular")
   sub = dict(config.evaluator.zero_cost)
   if not sub.get("init"):  # None / "": each proxy's paper initialisation (scoring.PROXY_INFO)
     sub.pop("init", None)
@@ -176,6 +174,8 @@ def build(ctx: BuildContext) -> ZeroCostEvaluator:
 SPEC = EvaluatorSpec(name="zero_cost", section=SECTION, settings=settings, build=build,
                      summary=lambda s: f" (proxy {s.values['proxy']})",
                      programs=lambda s, plan, encodings: f"the {s.values['proxy']} proxy's scoring program(s)",
-                     check_data=check_data)
+                     check_data=check_data,
+                     one_teacher="zero_cost proxies compare features with ONE teacher; an ensemble teacher needs "
+                     "short_kd, one_shot or tabular")
 
 __all__ = ["SECTION", "SPEC", "ZeroCostEvaluator", "scoring_batch", "zero_cost_score_kind"]
