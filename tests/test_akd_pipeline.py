@@ -203,7 +203,8 @@ def test_akd_config_validates(variant):
 def test_akd_runlocal_config_validates(variant, data_dir):
   require_file(data_dir / "cifar10_train_subset.npz")
   plan = build_plan(akd_cifar10.get_config(variant))
-  assert plan.evaluator.reward["latency_model"] == "flops" and plan.evaluator.values["distill"] == (variant == "runlocal")
+  assert plan.evaluator.reward["latency_model"] == "flops"
+  assert plan.evaluator.values["distill"] == (variant == "runlocal")
 
 
 def test_akd_bench_compare_keeps_its_own_seed_default():

@@ -85,7 +85,8 @@ def test_checkpointed_state_resumes_bit_identically(tiny_data, teacher, tmp_path
   ckpt.save(2, {"searcher": jnp.zeros(2), "evaluator": first.state()}, [], [])
   ckpt.close()
   resumed = _evaluator(tiny_data, teacher)
-  ckpt = Checkpoints(tmp_path / "ckpt", jax.eval_shape(lambda: {"searcher": jnp.zeros(2), "evaluator": resumed.state()}))
+  ckpt = Checkpoints(tmp_path / "ckpt",
+                     jax.eval_shape(lambda: {"searcher": jnp.zeros(2), "evaluator": resumed.state()}))
   round_done, state, _, _ = ckpt.restore_latest()
   ckpt.close()
   resumed.restore(state["evaluator"])

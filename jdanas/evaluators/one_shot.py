@@ -16,8 +16,8 @@ import jax
 import numpy as np
 
 from jdanas import lowering as lowering_lib
-from jdanas.evaluators.base import (BuildContext, Evaluation, EvaluatorBase, EvaluatorSettings, EvaluatorSpec, ScoreKind,
-                                    read_recipe_section)
+from jdanas.evaluators.base import (BuildContext, Evaluation, EvaluatorBase, EvaluatorSettings, EvaluatorSpec,
+                                    ScoreKind, read_recipe_section)
 from jdanas.pipeline.schema import ConfigError, Field, Section, need
 
 

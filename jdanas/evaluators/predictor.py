@@ -148,11 +148,14 @@ def build(ctx: BuildContext) -> PredictorEvaluator:
   try:
     return PredictorEvaluator(ctx.plan.space, teacher, accuracy, v["path"], adapt=v["adapt"], chunk=v["chunk"])
   except ValueError as e:  # e.g. a predictor whose maps do not match this teacher's
-    raise ConfigError(f"config.{e}" if str(e).startswith("evaluator.") else f"config.evaluator.predictor: {e}") from None
+    msg = str(e)
+    raise ConfigError(f"config.{msg}" if msg.startswith("evaluator.")
+                      else f"config.evaluator.predictor: {msg}") from None
 
 
 SPEC = EvaluatorSpec(name="predictor", section=SECTION, settings=settings, build=build,
                      summary=lambda s: "" if s.values["adapt"] else " (not adapted to the teacher)",
-                     programs=lambda s, plan, encodings: "the students' embedding and the predictor, one per batch size")
+                     programs=lambda s, plan, encodings: "the students' embedding and the predictor, one per batch "
+                     "size")
 
 __all__ = ["PREDICTOR_UNITS", "PredictorEvaluator", "SECTION", "SPEC"]

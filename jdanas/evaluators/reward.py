@@ -111,7 +111,8 @@ def wrap(inner, ctx: BuildContext) -> RewardEvaluator:
   """``inner`` wrapped into the reward of ``ctx.plan.evaluator.reward``."""
   kw, data = dict(ctx.settings.reward), ctx.data
   latency = LatencyModel(kw.pop("latency_model"), ctx.plan.space, num_classes=data.num_classes,
-                         input_shape=tuple(data.image_shape), batch_size=kw.pop("batch_size"), repeats=kw.pop("repeats"))
+                         input_shape=tuple(data.image_shape), batch_size=kw.pop("batch_size"),
+                         repeats=kw.pop("repeats"))
   return RewardEvaluator(inner, latency, **kw)
 
 

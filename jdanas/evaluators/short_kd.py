@@ -10,8 +10,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from jdanas.evaluators.base import (BuildContext, Evaluation, EvaluatorBase, EvaluatorSettings, EvaluatorSpec, ScoreKind,
-                                    read_recipe_section)
+from jdanas.evaluators.base import (BuildContext, Evaluation, EvaluatorBase, EvaluatorSettings, EvaluatorSpec,
+                                    ScoreKind, read_recipe_section)
 from jdanas.pipeline.schema import Field, Section
 from jdanas.train.population import PopulationTrainer
 

@@ -535,7 +535,8 @@ def build_plan(config: ml_collections.ConfigDict, *, inputs_optional: bool = Fal
            f"{recipe.batch_size} is not divisible by the mesh's data axis ({data_n})")
   return Plan(space=space, searcher_name=se.name, searcher_kwargs=searcher_kwargs, dedup=dedup,
               evaluator=evaluator, loss=loss, final=final, teacher_train=teacher_train, limits=limits,
-              rounds=int(r.rounds), top_k=int(r.top_k), baselines=baselines, compute=compute, final_init=final_init, final_seeds=int(final_seeds))
+              rounds=int(r.rounds), top_k=int(r.top_k), baselines=baselines, compute=compute, final_init=final_init,
+              final_seeds=int(final_seeds))
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
