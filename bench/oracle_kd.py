@@ -287,10 +287,11 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
 
   from jdanas import costs
   from jdanas import rewards as rewards_lib
-  from jdanas.rewards import LatencyModel, RewardEvaluator
+  from jdanas.evaluators.one_shot import OneShotEvaluator
+  from jdanas.evaluators.reward import RewardEvaluator
+  from jdanas.rewards import LatencyModel
   from jdanas.searchers import SEARCHERS
   from jdanas.spaces import get_space
-  from jdanas.train.oneshot import OneShotEvaluator
 
   kw = dict(backbone=args.search_backbone, positions=tuple(int(v) for v in args.search_positions.split(",")))
   for name in ("depths", "widths"):
@@ -318,7 +319,7 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
   # initial shared weights and data position.
   one_shot = OneShotEvaluator(masked, data, recipe=shared_recipe, steps_per_round=cfg["steps_per_round"],
                               teacher=teacher, seed=args.seed, val_examples=0)
-  initial = jax.tree.map(np.array, one_shot.state)
+  initial = jax.tree.map(np.array, one_shot.state())
   latency = LatencyModel("params", masked, num_classes=data.num_classes, input_shape=tuple(data.image_shape))
   found = []
   for target in [None] + targets:

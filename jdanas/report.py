@@ -85,7 +85,7 @@ REPORT_MD = "report.md"
 DPI = 120
 DEFAULT_PLOTS = {"search": "search.png", "pareto": "pareto.png"}
 # Score units that older runs recorded, and what :func:`render` says instead: DaSS's predictor scores are
-# not percentages (jdanas.evaluators.PREDICTOR_UNITS; kept as text here so rendering never imports JAX).
+# not percentages (jdanas.evaluators.predictor.PREDICTOR_UNITS; kept as text here so rendering never imports JAX).
 LEGACY_UNITS = {"percent (predicted)": "uncalibrated predictor score on a percent scale, only its order is used; "
                                        "may exceed 100"}
 

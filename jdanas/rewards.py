@@ -17,21 +17,20 @@ unit. Soft form (MnasNet, used by AKD): ``alpha = beta = -0.07``; hard form: ``a
 under it; KDAS uses it to trace an accuracy-vs-size curve where the upper bound alone never binds
 (docs/methods/oracle_kd.md). ``beta`` must be ``<= 0``.
 
-Latencies are cached per architecture (keyed by its encoding): a measured latency is noisy, and the
-same architecture must get the same reward every time it is proposed. The cache is rebuilt from the
-search ledger (whose rows record each candidate's ``latency``) when a run resumes, so a resumed run
-uses the values measured before the interruption. docs/methods/akd.md has the measured spread.
+The search evaluator that applies it, :class:`jdanas.evaluators.reward.RewardEvaluator` (``evaluator.reward``
+in a config), caches latencies per architecture (keyed by :func:`encoding_key`): a measured latency is
+noisy, and the same architecture must get the same reward every time it is proposed. The cache is
+rebuilt from the search ledger (whose rows record each candidate's ``latency``) when a run resumes, so a
+resumed run uses the values measured before the interruption. docs/methods/akd.md has the measured spread.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
 
 import jax
 import numpy as np
 
 from jdanas import costs
-from jdanas.evaluators import Evaluation, ScoreKind
 from jdanas.spaces.base import AbstractSearchSpace, to_tuple
 
 LATENCY_MODELS = ("measured", "flops", "params")
@@ -92,71 +91,4 @@ def encoding_key(enc) -> str:
   return ",".join(str(int(v)) for v in to_tuple(enc))
 
 
-class RewardEvaluator:
-  """An accuracy evaluator wrapped into the AKD/MnasNet reward (see the module docstring).
-
-  ``evaluator(key, encodings)`` runs the inner evaluator (so ``accuracy`` is exactly its score) and
-  returns the rewards as scores; ``Evaluation.extras`` carries the per-candidate ``accuracy``,
-  ``latency`` and ``reward`` columns (recorded in the search ledger).
-  """
-
-  name = "reward"
-
-  def __init__(self, inner, latency: Callable[[np.ndarray], float], *, target: float, alpha: float = -0.07,
-               beta: float = -0.07, latency_model: str | None = None):
-    if not target > 0:
-      raise ValueError(f"target: must be > 0, got {target!r}")
-    self.inner, self.latency = inner, latency
-    self.target, self.alpha, self.beta = float(target), float(alpha), float(beta)
-    self.latency_model = latency_model or getattr(latency, "name", "latency")
-    self.cache: dict[str, float] = {}
-    units = LATENCY_UNITS.get(self.latency_model, "?")
-    self.score_kind = ScoreKind(
-        f"reward:{inner.score_kind.kind} x ({self.latency_model}/T)^w",
-        f"{inner.score_kind.units} x ({self.latency_model} in {units} / {self.target:g})^w, "
-        f"w = {self.alpha:g} if under T else {self.beta:g}")
-
-  def latencies(self, encodings: np.ndarray) -> np.ndarray:
-    """``LAT`` of each encoding, from the cache or measured (then cached)."""
-    out = np.empty(len(encodings), np.float64)
-    for i, e in enumerate(np.asarray(encodings)):
-      k = encoding_key(e)
-      if k not in self.cache:
-        self.cache[k] = float(self.latency(e))
-      out[i] = self.cache[k]
-    return out
-
-  @property
-  def state(self):
-    """The inner evaluator's checkpointable state (the ``one_shot`` shared weights and data
-    position), or None for a stateless one; the search loop saves it with the searcher."""
-    return getattr(self.inner, "state", None)
-
-  def restore(self, state) -> None:
-    """Continues the inner evaluator from a checkpointed :attr:`state`."""
-    self.inner.restore(state)
-
-  def resume(self, ledger: list[dict]) -> None:
-    """Refills the cache from the ``latency`` column of a restored ledger (and resumes the inner
-    evaluator from it where it has such a hook)."""
-    for row in ledger:
-      if row.get("latency") is not None:
-        self.cache.setdefault(encoding_key(row["encoding"]), float(row["latency"]))
-    if hasattr(self.inner, "resume"):
-      self.inner.resume(ledger)
-
-  def describe(self) -> dict:
-    """The reward's settings for the report."""
-    d = self.latency.describe() if hasattr(self.latency, "describe") else {"latency_model": self.latency_model}
-    return {**d, "target": self.target, "alpha": self.alpha, "beta": self.beta,
-            "accuracy": self.inner.score_kind.kind, "cached_architectures": len(self.cache)}
-
-  def __call__(self, key: jax.Array, encodings: np.ndarray) -> Evaluation:
-    ev = self.inner(key, encodings)
-    lat = self.latencies(encodings)
-    r = reward(ev.scores, lat, target=self.target, alpha=self.alpha, beta=self.beta)
-    extras = {"accuracy": np.asarray(ev.scores, np.float32), "latency": lat, "reward": r}
-    return dataclasses.replace(ev, scores=r, extras=extras)
-
-
-__all__ = ["LATENCY_MODELS", "LATENCY_UNITS", "LatencyModel", "RewardEvaluator", "encoding_key", "reward"]
+__all__ = ["LATENCY_MODELS", "LATENCY_UNITS", "LatencyModel", "encoding_key", "reward"]

@@ -11,10 +11,11 @@ import pytest
 from configs import akd_cifar10
 from conftest import require_file, smoke_config
 from jdanas import pipeline
-from jdanas.evaluators import Evaluation, ScoreKind
+from jdanas.evaluators import Evaluation, EvaluatorBase, ScoreKind
+from jdanas.evaluators.reward import RewardEvaluator
 from jdanas.pipeline import ConfigError, build_plan
 from jdanas.pipeline.setup import build_evaluator
-from jdanas.rewards import LatencyModel, RewardEvaluator, encoding_key, reward
+from jdanas.rewards import LatencyModel, encoding_key, reward
 from jdanas.spaces import get_space
 from jdanas.teachers import Teacher
 
@@ -31,7 +32,7 @@ def test_reward_soft_and_hard_forms():
   np.testing.assert_allclose(target[:3], [0.25, 0.5, 0.25], rtol=1e-6)
 
 
-class _FakeAccuracy:
+class _FakeAccuracy(EvaluatorBase):
   """An accuracy evaluator that counts its calls."""
   score_kind = ScoreKind("val_accuracy", "fraction in [0, 1]")
 
@@ -90,15 +91,16 @@ def _with_reward(c, **reward_fields):
 
 def test_plan_reads_the_reward_and_the_ce_short_run():
   plan = build_plan(_with_reward(smoke_config()))
-  assert plan.reward == dict(latency_model="flops", target=1e5, alpha=-0.07, beta=-0.07, batch_size=1, repeats=5)
-  assert plan.short_kd_distill is True
-  assert build_plan(smoke_config()).reward is None
+  assert plan.evaluator.reward == dict(latency_model="flops", target=1e5, alpha=-0.07, beta=-0.07, batch_size=1,
+                                       repeats=5)
+  assert plan.evaluator.values["distill"] is True
+  assert build_plan(smoke_config()).evaluator.reward is None
   c = _with_reward(smoke_config())
   c.evaluator.reward.latency_model = ""  # off
-  assert build_plan(c).reward is None
+  assert build_plan(c).evaluator.reward is None
   c = smoke_config()
   c.evaluator.short_kd.distill = False
-  assert build_plan(c).short_kd_distill is False
+  assert build_plan(c).evaluator.values["distill"] is False
 
 
 @pytest.mark.parametrize("field, value, match", [
@@ -201,7 +203,8 @@ def test_akd_config_validates(variant):
 def test_akd_runlocal_config_validates(variant, data_dir):
   require_file(data_dir / "cifar10_train_subset.npz")
   plan = build_plan(akd_cifar10.get_config(variant))
-  assert plan.reward["latency_model"] == "flops" and plan.short_kd_distill == (variant == "runlocal")
+  assert plan.evaluator.reward["latency_model"] == "flops"
+  assert plan.evaluator.values["distill"] == (variant == "runlocal")
 
 
 def test_akd_bench_compare_keeps_its_own_seed_default():

@@ -16,9 +16,8 @@ from conftest import require_file, smoke_config as smoke
 from jdanas import costs
 from jdanas.benchmarks.diswot_s1 import FILE, DisWOTS1Table
 from jdanas.data import shared_data_dir
-from jdanas.evaluators import TabularEvaluator
+from jdanas.evaluators.tabular import TabularEvaluator, build_tabular
 from jdanas.pipeline import ConfigError, run, validate_config
-from jdanas.pipeline.config import build_tabular
 from jdanas.searchers import enumerate_encodings, get_searcher, mixed_radix_index
 from jdanas.spaces import get_space
 

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import concrete_variables, require_file
 from jdanas import meta
-from jdanas.evaluators import PREDICTOR_UNITS, PredictorEvaluator
+from jdanas.evaluators.predictor import PREDICTOR_UNITS, PredictorEvaluator
 from jdanas.pipeline import ConfigError, build_plan
 from jdanas.pipeline.config import space_ref
 from jdanas.spaces import DassSpace
@@ -118,7 +118,7 @@ def _search_config(predictor_dir, **teacher):
 
 def test_search_config_validates_and_plans_the_remapped_final(predictor_dir):
   plan = build_plan(_search_config(predictor_dir))
-  assert plan.evaluator == "predictor" and plan.final_init == "remap" and plan.evaluator_kwargs["adapt"] is True
+  assert plan.evaluator.name == "predictor" and plan.final_init == "remap" and plan.evaluator.values["adapt"] is True
 
 
 def test_refuses_a_teacher_that_is_not_the_dass_network(predictor_dir, tmp_path):

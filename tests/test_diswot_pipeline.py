@@ -120,7 +120,8 @@ def test_zero_cost_evaluator_scores_through_the_pipeline_glue(tiny_data):
   pytest.importorskip("jdanas.scoring")
   import jax
   import jax.numpy as jnp
-  from jdanas.pipeline.setup import build_evaluator, scoring_batch
+  from jdanas.evaluators.zero_cost import scoring_batch
+  from jdanas.pipeline.setup import build_evaluator
   from jdanas.teachers import Teacher
   c = zero_cost_smoke(batch_size=8, **{"space.name": "s1_resnet_masked"})  # one scoring program for every student
   plan = build_plan(c)
@@ -128,7 +129,7 @@ def test_zero_cost_evaluator_scores_through_the_pipeline_glue(tiny_data):
   module = space.cost_module(space.encode("222"), tiny_data.num_classes)
   variables = module.init(jax.random.key(1), jnp.zeros((1, 8, 8, 3)), None, train=False)
   teacher = Teacher("tiny", module, variables, tiny_data.num_classes, (8, 8, 3))
-  x, y = scoring_batch(plan, tiny_data, c.seed)
+  x, y = scoring_batch(plan.evaluator, tiny_data, c.seed)
   assert x.shape == (8, 8, 8, 3) and x.dtype == np.float32 and y.shape == (8,)
   evaluator = build_evaluator(plan, tiny_data, teacher, c.seed)
   assert evaluator.score_kind.kind == "zero_cost:diswot"

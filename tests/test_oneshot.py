@@ -15,7 +15,7 @@ from jdanas.pipeline.checkpoints import Checkpoints
 from jdanas.spaces import get_space
 from jdanas.teachers import Teacher, ensemble_teacher
 from jdanas.train import Recipe
-from jdanas.train.oneshot import OneShotEvaluator
+from jdanas.evaluators.one_shot import OneShotEvaluator
 
 SPACE = dict(positions=(1, 3), depths=(2, 1, 2), widths=(4, 4, 8), stem=4)
 # KDAS's memory penalty: AKD's reward on the params model, hard form (accuracy x min(1, T / params)).
@@ -47,28 +47,28 @@ def _rounds(seed: int, n: int, space):
 @pytest.mark.slow
 def test_rounds_train_shared_weights_and_score_children(tiny_data, teacher):
   ev = _evaluator(tiny_data, teacher)
-  before = jax.tree.map(np.asarray, ev.state.shared.params)
+  before = jax.tree.map(np.asarray, ev.state().shared.params)
   compiled = []
   for r, encs in enumerate(_rounds(0, 2, ev.space)):
     out = ev(jax.random.key(r), encs)
     assert out.scores.shape == (3,) and np.all((out.scores >= 0) & (out.scores <= 1)) and out.variables is None
     compiled.append(out.num_compilations)
-  assert int(ev.state.step) == 6
+  assert int(ev.state().step) == 6
   assert ev.trace_counts == {"init": 1, "step": 1, "score": 1}  # one program each, reused by every child and round
   assert compiled == [3, 0]  # reported by the first call (the init program built with the evaluator), none after
-  after = jax.tree.map(np.asarray, ev.state.shared.params)
+  after = jax.tree.map(np.asarray, ev.state().shared.params)
   assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
   # The score is the child's accuracy with the shared weights (the encoding is the traced input).
   space = ev.space
   enc = _rounds(0, 1, space)[0][0]
   module = space.build((), 4)
-  vars_ = {"params": ev.state.shared.params, "batch_stats": ev.state.shared.batch_stats}
+  vars_ = {"params": ev.state().shared.params, "batch_stats": ev.state().shared.batch_stats}
   x = (np.asarray(tiny_data.val.x[:20], np.float32) / 255.0 - np.asarray(tiny_data.mean)) / np.asarray(tiny_data.std)
   pred = np.argmax(module.apply(vars_, jnp.asarray(x, jnp.float32), jnp.asarray(enc), train=False)["logits"], -1)
   expected = float(np.mean(pred == tiny_data.val.y[:20]))
-  step = int(ev.state.step)
+  step = int(ev.state().step)
   assert float(ev.score(enc[None])[0]) == pytest.approx(expected)
-  assert int(ev.state.step) == step and ev.trace_counts["score"] == 1  # scoring trains nothing, reuses the program
+  assert int(ev.state().step) == step and ev.trace_counts["score"] == 1  # scoring trains nothing, reuses the program
   with pytest.raises(ValueError, match="encodings"):
     ev.score(np.zeros((0, space.num_decisions), np.int32))
 
@@ -81,17 +81,18 @@ def test_checkpointed_state_resumes_bit_identically(tiny_data, teacher, tmp_path
   first = _evaluator(tiny_data, teacher)
   for e in rounds[:2]:
     first(jax.random.key(0), e)
-  ckpt = Checkpoints(tmp_path / "ckpt", jax.eval_shape(lambda: {"searcher": jnp.zeros(2), "evaluator": first.state}))
-  ckpt.save(2, {"searcher": jnp.zeros(2), "evaluator": first.state}, [], [])
+  ckpt = Checkpoints(tmp_path / "ckpt", jax.eval_shape(lambda: {"searcher": jnp.zeros(2), "evaluator": first.state()}))
+  ckpt.save(2, {"searcher": jnp.zeros(2), "evaluator": first.state()}, [], [])
   ckpt.close()
   resumed = _evaluator(tiny_data, teacher)
-  ckpt = Checkpoints(tmp_path / "ckpt", jax.eval_shape(lambda: {"searcher": jnp.zeros(2), "evaluator": resumed.state}))
+  ckpt = Checkpoints(tmp_path / "ckpt",
+                     jax.eval_shape(lambda: {"searcher": jnp.zeros(2), "evaluator": resumed.state()}))
   round_done, state, _, _ = ckpt.restore_latest()
   ckpt.close()
   resumed.restore(state["evaluator"])
-  assert round_done == 2 and int(resumed.state.step) == 6
+  assert round_done == 2 and int(resumed.state().step) == 6
   np.testing.assert_array_equal(resumed(jax.random.key(0), rounds[2]).scores, scores[2])
-  for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(straight.state)):
+  for a, b in zip(jax.tree.leaves(resumed.state()), jax.tree.leaves(straight.state())):
     assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
 
 
@@ -102,7 +103,7 @@ def test_needs_a_masked_space_and_valid_settings(tiny_data, teacher):
   masked = {"space.name": "kdas_masked", "evaluator.name": "one_shot",
             "space.kwargs": dict(backbone="resnet8", depths=(2, 1, 2), widths=(4, 4, 8), stem=4, positions=(3,))}
   plan = build_plan(smoke_config(**masked))
-  assert plan.one_shot.steps == 20 and plan.evaluator_kwargs == {"val_examples": 0}
+  assert plan.evaluator.recipe.steps == 20 and plan.evaluator.values == {"val_examples": 0}
   for changes, field in [({"evaluator.name": "one_shot"}, "config.space.name: the one_shot evaluator"),
                          ({**masked, "evaluator.one_shot.val_examples": -1}, "config.evaluator.one_shot.val_examples"),
                          ({**masked, "evaluator.one_shot.steps": 0}, "config.evaluator.one_shot.steps")]:
@@ -162,7 +163,7 @@ def _penalty_plan():
 
 def test_plan_accepts_a_params_penalty_on_the_one_shot_score():
   plan = _penalty_plan()
-  assert plan.evaluator == "one_shot" and plan.reward == dict(PARAMS_PENALTY, batch_size=1, repeats=20)
+  assert plan.evaluator.name == "one_shot" and plan.evaluator.reward == dict(PARAMS_PENALTY, batch_size=1, repeats=20)
 
 
 @pytest.mark.slow
@@ -171,14 +172,14 @@ def test_params_penalty_wraps_the_one_shot_evaluator_and_forwards_its_state(tiny
   checkpoints) and its penalty uses the exact child's params."""
   from jdanas import costs
   from jdanas.pipeline.setup import build_evaluator
-  from jdanas.rewards import RewardEvaluator
+  from jdanas.evaluators.reward import RewardEvaluator
   ev = build_evaluator(_penalty_plan(), tiny_data, teacher, seed=0)
   assert isinstance(ev, RewardEvaluator) and ev.score_kind.kind.startswith("reward:one_shot_val_accuracy")
-  assert ev.state is ev.inner.state
-  moved = jax.tree.map(lambda a: np.asarray(a) + 1 if a.dtype.kind in "fi" else a, ev.state)  # a later state
+  assert ev.state() is ev.inner.state()
+  moved = jax.tree.map(lambda a: np.asarray(a) + 1 if a.dtype.kind in "fi" else a, ev.state())  # a later state
   ev.restore(moved)
-  assert int(ev.inner.state.step) == 1
-  for a, b in zip(jax.tree.leaves(ev.inner.state), jax.tree.leaves(moved)):
+  assert int(ev.inner.state().step) == 1
+  for a, b in zip(jax.tree.leaves(ev.inner.state()), jax.tree.leaves(moved)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   space = get_space("kdas_masked", **SPACE)
   small, large = space.encode("identity:00|identity:00"), space.encode("conv5x5:11|conv5x5:11")

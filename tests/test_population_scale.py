@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jdanas.distill import KD_PRESETS
-from jdanas.evaluators import ShortKDEvaluator
+from jdanas.evaluators.short_kd import ShortKDEvaluator
 from jdanas.parallel import make_mesh
 from jdanas.spaces import get_space
 from jdanas.train import PopulationTrainer, Recipe

@@ -301,7 +301,7 @@ def test_render_redraws_a_workdir_from_its_json_alone(tmp_path):
 
 
 def test_legacy_units_are_todays_predictor_units():
-  from jdanas.evaluators import PREDICTOR_UNITS
+  from jdanas.evaluators.predictor import PREDICTOR_UNITS
   assert report_lib.LEGACY_UNITS["percent (predicted)"] == PREDICTOR_UNITS
   assert "uncalibrated" in PREDICTOR_UNITS and "order" in PREDICTOR_UNITS and "exceed 100" in PREDICTOR_UNITS
 

@@ -13,7 +13,8 @@ import pytest
 from jdanas import lowering as lowering_lib
 from jdanas.models import layers
 from jdanas.distill import classifier_gradient, semantic_distance, sp_loss
-from jdanas.scoring import INITS, PROXIES, PROXY_INFO, ZeroCostEvaluator, score_population, torch_variables
+from jdanas.evaluators.zero_cost import ZeroCostEvaluator
+from jdanas.scoring import INITS, PROXIES, PROXY_INFO, score_population, torch_variables
 from jdanas.scoring import proxies as proxy_lib
 from jdanas.scoring.init import count_params, gaussian_variables, init_variables, path_weight
 from jdanas.spaces import get_space

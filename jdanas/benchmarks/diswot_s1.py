@@ -14,7 +14,7 @@ inside a real distillation-aware search.
 
 Errors are ``ValueError`` messages that start with the config field they concern
 (``evaluator.tabular.table``, ``evaluator.tabular.column``, ``space.kwargs``, ``space.name``), so the
-pipeline reports them as one ``config.<field>: ...`` line (:func:`jdanas.pipeline.config.build_tabular`).
+pipeline reports them as one ``config.<field>: ...`` line (:func:`jdanas.evaluators.tabular.build_tabular`).
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ class DisWOTS1Table:
                        f"choose from {', '.join(COLUMNS)}")
 
   def score_kind(self, column: str) -> ScoreKind:
-    """What :class:`jdanas.evaluators.TabularEvaluator` returns for ``column``: the value as stored."""
+    """What :class:`jdanas.evaluators.tabular.TabularEvaluator` returns for ``column``: the value as stored."""
     self.check_column(column)
     return ScoreKind(f"tabular:diswot_s1:{column}", self.score_units)
 

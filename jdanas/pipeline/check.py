@@ -80,8 +80,7 @@ def _writable(directory: pathlib.Path) -> bool:
 
 
 def _recipes(config, plan: Plan):
-  out = [("final", plan.final), ("evaluator.short_kd", plan.short_kd), ("evaluator.one_shot", plan.one_shot),
-         ("teacher.train", plan.teacher_train)]
+  out = [("final", plan.final), (plan.evaluator.field, plan.evaluator.recipe), ("teacher.train", plan.teacher_train)]
   return [(f, r) for f, r in out if r is not None]
 
 
@@ -97,9 +96,10 @@ def check_recipes(config, plan: Plan, data) -> None:
   for field, r in _recipes(config, plan):
     need(r.batch_size <= n, f"{field}.batch_size",
          f"{r.batch_size} is larger than the training split ({n} examples)")
-  if plan.evaluator == "zero_cost":
-    bs = int(plan.evaluator_kwargs["batch_size"])
-    need(bs <= n, "evaluator.zero_cost.batch_size", f"{bs} is larger than the training split ({n} examples)")
+  from jdanas.evaluators import get_spec
+  spec = get_spec(plan.evaluator.name)
+  if spec.check_data is not None:  # e.g. the zero_cost scoring batch against the training split
+    spec.check_data(plan.evaluator, data)
 
 
 def check_space(plan: Plan, data) -> None:
@@ -237,6 +237,8 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
   needs data that could not be loaded says ``not available`` (see :func:`prepare`'s ``data_optional``)."""
   checked = checked or prepare(config, data_optional=True)
   plan, data = checked.plan, checked.data
+  from jdanas.evaluators import get_spec
+  from jdanas.evaluators.reward import summary as reward_summary
   lines = ["# config (field: type = value; override any with --config.<field>=<value>)"]
   lines += _field_lines(config) + allowed_values(config)
   if job_of(config) == "meta_train":
@@ -264,12 +266,10 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
             data_line,
             f"  teacher: {teacher}",
             f"  space: {config.space.name} ({size} architectures)",
-            f"  searcher: {plan.searcher_name}; evaluator: {plan.evaluator}"
-            + ("" if plan.short_kd_distill else " (plain cross-entropy, no teacher)") + f"; evaluations: {evaluations}",
+            f"  searcher: {plan.searcher_name}; evaluator: {plan.evaluator.name}"
+            + get_spec(plan.evaluator.name).summary(plan.evaluator) + f"; evaluations: {evaluations}",
             *([f"  evaluator input: not available ({checked.missing_input})"] if checked.missing_input else []),
-            "  score: " + ("the evaluator's score" if plan.reward is None else
-                          f"reward ACC x (LAT/T)^w, LAT = {plan.reward['latency_model']}, T = {plan.reward['target']:g}, "
-                          f"w = {plan.reward['alpha']:g} if LAT <= T else {plan.reward['beta']:g}"),
+            "  score: " + reward_summary(plan.evaluator.reward),
             f"  budget: {budget or 'none'}" + (" (not checked: the data is not available)" if budget and data is None
                                                 else ""),
             f"  final: top {plan.top_k} KD-trained for {plan.final.steps} steps, the chosen one also without KD"

@@ -18,7 +18,8 @@ reference; every shipped config has the same shape)::
               name "space": the search space's own full network (the DaSS teacher)
   space       name, kwargs
   searcher    name, dedup, kwargs
-  evaluator   name ("short_kd" | "tabular" | "zero_cost" | "one_shot") and one subsection per evaluator:
+  evaluator   name (a key of jdanas.evaluators.EVALUATORS) and one subsection per evaluator, each declared
+              by its evaluator's file (jdanas/evaluators/<name>.py):
                 short_kd   a recipe (the short KD run that scores a proposal), plus distill (default
                            True; False: the same run with plain cross-entropy, no teacher)
                 tabular    table, column: an NB201 table (nb201 spaces; scores = percent / 100) or
@@ -28,12 +29,12 @@ reference; every shipped config has the same shape)::
                 one_shot   a recipe (steps: shared-weight steps per round) + val_examples: ENAS-style
                            weight sharing on a masked space (jdanas.train.oneshot)
                 predictor  path, adapt, chunk: DaSS's meta-trained predictor, adapted once to the
-                           teacher (jdanas.evaluators.PredictorEvaluator)
+                           teacher (jdanas.evaluators.predictor)
               Only the subsection of ``evaluator.name`` is required; a config may carry the others
               so that ``--config.evaluator.name=...`` can switch between them.
               Optional ``reward``: latency_model ("measured" | "flops" | "params"; "" = off),
               target, alpha, beta, batch_size, repeats: the score becomes AKD's latency-aware
-              reward of the short_kd / tabular / one_shot accuracy (:mod:`jdanas.rewards`; with
+              reward of the short_kd / tabular / one_shot accuracy (:mod:`jdanas.evaluators.reward`; with
               one_shot and "params", KDAS's memory penalty).
   kd          loss, temperature, semantic_weight, relation_weight, relation_tap, oracle_aggregate
               (loss "oracle": the oracle KD loss over an ensemble teacher's correct members)
@@ -59,14 +60,14 @@ import dataclasses
 import importlib
 import json
 import pathlib
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jdanas.distill import KD_PRESETS, ORACLE_AGGREGATES, SEMANTIC_MISMATCH, TAPS, KDLoss, is_tap
+from jdanas.distill import KD_PRESETS, ORACLE_AGGREGATES, TAPS, KDLoss, is_tap
 from jdanas.lowering import LOWERINGS
 from jdanas.models.zoo import MODELS
 from jdanas.parallel import make_mesh
@@ -79,8 +80,10 @@ from jdanas.train import STRATEGIES, Recipe
 from jdanas.train.population import PRECISIONS
 from jdanas.train.recipe import OPTIMIZERS, SCHEDULES
 
+if TYPE_CHECKING:
+  from jdanas.evaluators import EvaluatorSettings
+
 SECTIONS = ("data", "teacher", "space", "searcher", "evaluator", "kd", "search", "final", "compute")
-EVALUATOR_NAMES = ("short_kd", "tabular", "zero_cost", "one_shot", "predictor")
 JOBS = ("search", "meta_train")  # config.job: a search run, or DaSS's meta-training (jdanas.pipeline.meta_train)
 FINAL_INITS = ("random", "remap")  # final.init: from scratch, or remapped from the teacher (DaSS)
 LIMITS = ("max_params", "max_flops", "max_latency_ms")
@@ -135,15 +138,10 @@ class Plan:
     space: the search space.
     searcher_name, searcher_kwargs, dedup: the searcher (built with the budget by
       :func:`jdanas.pipeline.setup.build_searcher`).
-    evaluator: ``evaluator.name``.
-    evaluator_kwargs: the ``tabular`` / ``zero_cost`` subsection as keyword arguments (empty for
-      ``short_kd``, whose recipe is ``short_kd``).
-    short_kd_distill: False when the short-KD evaluator trains with plain cross-entropy.
-    reward: ``evaluator.reward`` as keyword arguments (``latency_model``, ``target``, ``alpha``,
-      ``beta``, ``batch_size``, ``repeats``), or None without a reward.
+    evaluator: ``config.evaluator`` checked by its registered spec (:class:`jdanas.evaluators.EvaluatorSettings`:
+      the name, the subsection's values, the recipe of an evaluator that trains, ``evaluator.reward``).
     loss: the KD loss of the short-KD evaluator and the final KD training.
-    short_kd, final, teacher_train: recipes (``short_kd`` is None unless the evaluator is
-      ``short_kd``; ``teacher_train`` is None when the teacher is loaded from ``teacher.path``).
+    final, teacher_train: recipes (``teacher_train`` is None when the teacher is loaded from ``teacher.path``).
     limits: ``{"max_params": ..., "max_flops": ..., "max_latency_ms": ...}`` (0 = no limit).
     rounds, top_k: search rounds and the number of students of the final training.
     baselines: predefined students of ``final.baselines``.
@@ -155,12 +153,8 @@ class Plan:
   searcher_name: str
   searcher_kwargs: dict
   dedup: bool
-  evaluator: str
-  evaluator_kwargs: dict
-  short_kd_distill: bool
-  reward: dict | None
+  evaluator: EvaluatorSettings
   loss: KDLoss
-  short_kd: Recipe | None
   final: Recipe
   teacher_train: Recipe | None
   limits: dict
@@ -168,7 +162,6 @@ class Plan:
   top_k: int
   baselines: tuple[str, ...]
   compute: Compute
-  one_shot: Recipe | None = None  # evaluator.one_shot's recipe (steps: shared-weight steps per round)
   final_init: str = "random"  # final.init: "remap" starts the final students from the teacher's remapped weights
   final_seeds: int = 1  # final.seeds: paired KD / no-KD trainings of the chosen student (> 1: the gain's interval)
 
@@ -199,27 +192,43 @@ def _meta_targets() -> Sequence:
   return TARGETS
 
 
-def _latency_models() -> Sequence:
-  from jdanas.rewards import LATENCY_MODELS
-  return LATENCY_MODELS
+class _Choices(Mapping):
+  """:data:`CHOICES`: the entries below, with the evaluator registry's (``evaluator.*``, read from each
+  evaluator's :class:`~jdanas.pipeline.schema.Section`) after ``searcher.name``. The registry is read on
+  first use: its evaluator files import this package's schema, so it cannot be imported with this module."""
+
+  def __init__(self, entries: dict[str, Callable[[], Sequence]]):
+    self._entries, self._all = entries, None
+
+  def _resolved(self) -> dict[str, Callable[[], Sequence]]:
+    if self._all is None:
+      from jdanas.evaluators import choices as evaluator_choices
+      items = list(self._entries.items())
+      at = [k for k, _ in items].index("searcher.name") + 1
+      self._all = dict(items[:at] + list(evaluator_choices().items()) + items[at:])
+    return self._all
+
+  def __getitem__(self, field: str) -> Callable[[], Sequence]:
+    return self._resolved()[field]
+
+  def __iter__(self) -> Iterator[str]:
+    return iter(self._resolved())
+
+  def __len__(self) -> int:
+    return len(self._resolved())
 
 
 # Every config field whose value is one of a fixed set: the ONE declaration that validation
 # (:func:`_one_of`, which looks the field up here) and ``--show_config``'s "allowed values" read, so
 # the listing cannot miss a validated field. ``*.optimizer``/``*.schedule`` (any recipe section) are
 # checked by :class:`jdanas.train.Recipe` against the same tuples; ``compute.specialize`` by
-# :func:`parse_specialize`, which also takes the strings "true"/"false".
-CHOICES: dict[str, Callable[[], Sequence]] = {
+# :func:`parse_specialize`, which also takes the strings "true"/"false". The evaluator fields come from
+# the evaluator registry (:func:`jdanas.evaluators.choices`).
+CHOICES: Mapping[str, Callable[[], Sequence]] = _Choices({
     "job": lambda: JOBS,
     "teacher.name": lambda: (*sorted(MODELS), SPACE_TEACHER),
     "space.name": lambda: sorted(SPACES),
     "searcher.name": lambda: sorted(SEARCHERS),
-    "evaluator.name": lambda: EVALUATOR_NAMES,
-    "evaluator.zero_cost.proxy": _scoring("", "PROXIES"),
-    "evaluator.zero_cost.init": _scoring("", "INITS"),
-    "evaluator.zero_cost.teacher_init": _scoring(".population", "TEACHER_INITS"),
-    "evaluator.zero_cost.semantic_mismatch": lambda: SEMANTIC_MISMATCH,
-    "evaluator.reward.latency_model": _latency_models,
     "kd.loss": lambda: [n for n, l in KD_PRESETS.items() if l.uses_teacher],
     "kd.oracle_aggregate": lambda: ORACLE_AGGREGATES,
     "final.init": lambda: FINAL_INITS,
@@ -231,7 +240,7 @@ CHOICES: dict[str, Callable[[], Sequence]] = {
     "compute.precision": lambda: PRECISIONS,
     "compute.specialize": lambda: ("auto", True, False),
     "meta.target": _meta_targets,
-}
+})
 
 
 def choices(field: str) -> tuple:
@@ -415,117 +424,6 @@ def _teacher_recipe(t) -> Recipe | None:
   return build_recipe(t.train, "teacher.train", KD_PRESETS["ce"])
 
 
-def _zero_cost_kwargs(z, data) -> dict:
-  """``evaluator.zero_cost`` checked against :mod:`jdanas.scoring` (imported only when named)."""
-  try:
-    importlib.import_module("jdanas.scoring.population")  # its choices are read through CHOICES
-  except ImportError as e:
-    raise ConfigError(f"config.evaluator.name: 'zero_cost' needs the jdanas.scoring package ({e})") from None
-  kw = dict(proxy=z.get("proxy", ""), batch_size=z.get("batch_size", 64),
-            init=z.get("init") or None,  # None / "": each proxy's paper initialisation (scoring.PROXY_INFO)
-            relation_tap=z.get("relation_tap", "pre_pool"), teacher_init=z.get("teacher_init", "random"),
-            semantic_mismatch=z.get("semantic_mismatch", "class_gram"))
-  need_fields(z, "evaluator.zero_cost", kw)
-  _one_of(kw["proxy"], "evaluator.zero_cost.proxy")
-  bs = kw["batch_size"]
-  need(_is_int(bs) and bs > 0, "evaluator.zero_cost.batch_size", f"must be a positive int, got {bs!r}")
-  limit = data.get("train_limit") or 0
-  need(not limit or bs <= limit * (1 - data.val_fraction), "evaluator.zero_cost.batch_size",
-       f"{bs} exceeds the training split (train_limit {limit}, val_fraction {data.val_fraction})")
-  if kw["init"] is not None:
-    _one_of(kw["init"], "evaluator.zero_cost.init")
-  need(is_tap(kw["relation_tap"]), "evaluator.zero_cost.relation_tap",
-       f"{kw['relation_tap']!r} is not one of {', '.join(TAPS)} or stageI (I >= 1)")
-  _one_of(kw["teacher_init"], "evaluator.zero_cost.teacher_init")
-  _one_of(kw["semantic_mismatch"], "evaluator.zero_cost.semantic_mismatch")
-  return kw
-
-
-def _evaluator_kwargs(config, space: AbstractSearchSpace, loss: KDLoss, inputs_optional: bool = False) -> dict:
-  ev = config.evaluator
-  _one_of(ev.name, "evaluator.name")
-  need(ev.name in ev, f"evaluator.{ev.name}", f"section is missing (needed by evaluator.name={ev.name!r})")
-  sub = ev[ev.name]
-  if ev.name == "short_kd":  # the recipe is built by build_plan
-    return {}
-  if ev.name == "one_shot":  # the recipe is built by build_plan
-    from jdanas.train.oneshot import has_one_signature
-    need(has_one_signature(space), "space.name", f"the one_shot evaluator shares one supernet's weights: it needs a "
-         f"masked space (kdas_masked, nb201_masked, s1_resnet_masked), got {space.name!r}")
-    v = sub.get("val_examples", 0)
-    need(_is_int(v) and v >= 0, "evaluator.one_shot.val_examples", f"must be an int >= 0 (0 = the whole "
-         f"validation split), got {v!r}")
-    return {"val_examples": int(v)}
-  if ev.name == "predictor":
-    return _predictor_kwargs(config, space, inputs_optional)
-  if ev.name == "zero_cost":
-    kw = _zero_cost_kwargs(sub, config.data)
-    _one_of(config.compute.get("score_strategy", "auto"), "compute.score_strategy")
-    return kw
-  kind = TABULAR_SPACES.get(space.name)
-  need(kind is not None, "evaluator.name", "'tabular' needs an nb201 space (an NB201 table) or an s1_resnet space "
-       f"(DisWOT's S1 table), got {space.name!r}")
-  need(bool(sub.get("table")) and pathlib.Path(sub.table).exists(), "evaluator.tabular.table",
-       f"{kind} table file {sub.get('table')!r} does not exist")
-  kw = {"table": sub.table, "column": sub.get("column", TABULAR_DEFAULT_COLUMN[kind])}
-  need_fields(sub, "evaluator.tabular", kw)
-  build_tabular(**kw, space=space)
-  return kw
-
-
-REWARD_FIELDS = ("latency_model", "target", "alpha", "beta", "batch_size", "repeats")
-REWARD_EVALUATORS = ("short_kd", "tabular", "one_shot")  # the evaluators whose score is an accuracy
-
-
-def _reward_kwargs(ev) -> dict | None:
-  """``evaluator.reward`` checked (None when absent or ``latency_model`` is empty)."""
-  sub = ev.get("reward", None)
-  if sub is None or not sub.get("latency_model", ""):
-    return None
-  need_fields(sub, "evaluator.reward", REWARD_FIELDS)
-  need(ev.name in REWARD_EVALUATORS, "evaluator.reward",
-       f"needs an accuracy evaluator (evaluator.name {', '.join(map(repr, REWARD_EVALUATORS))}), not {ev.name!r}")
-  kw = dict(latency_model=sub.latency_model, target=sub.get("target", 0.0), alpha=sub.get("alpha", -0.07),
-            beta=sub.get("beta", -0.07), batch_size=sub.get("batch_size", 1), repeats=sub.get("repeats", 20))
-  _one_of(kw["latency_model"], "evaluator.reward.latency_model")
-  t = kw["target"]
-  need(_is_num(t) and np.isfinite(t) and t > 0, "evaluator.reward.target",
-       f"must be a number > 0 in the latency model's unit (ms, FLOPs or parameters), got {t!r}")
-  v = kw["alpha"]
-  need(_is_num(v) and np.isfinite(v), "evaluator.reward.alpha",
-       f"must be a finite number (soft form -0.07, hard form 0, > 0 a size target), got {v!r}")
-  v = kw["beta"]
-  need(_is_num(v) and np.isfinite(v) and v <= 0, "evaluator.reward.beta",
-       f"must be a number <= 0 (soft form alpha=beta=-0.07, hard form alpha=0, beta=-1), got {v!r}")
-  for field in ("batch_size", "repeats"):
-    v = kw[field]
-    need(_is_int(v) and v > 0, f"evaluator.reward.{field}", f"must be a positive int, got {v!r}")
-  return {k: (float(v) if k in ("target", "alpha", "beta") else v) for k, v in kw.items()}
-
-
-# the table of the ``tabular`` evaluator by space, and its default column
-TABULAR_SPACES = {"nb201": "NB201", "nb201_masked": "NB201", "s1_resnet": "DisWOT S1", "s1_resnet_masked": "DisWOT S1"}
-TABULAR_DEFAULT_COLUMN = {"NB201": "cifar10_valid_acc", "DisWOT S1": "kd_top1"}
-
-
-def build_tabular(table: str, column: str, space: AbstractSearchSpace | None = None):
-  """The ``tabular`` evaluator: the NB201 table file for an nb201 space (or no space), DisWOT's S1
-  table (:mod:`jdanas.benchmarks.diswot_s1`, checked against the space) for an s1_resnet space."""
-  from jdanas.evaluators import TabularEvaluator
-  try:
-    if space is not None and TABULAR_SPACES.get(space.name) == "DisWOT S1":
-      from jdanas.benchmarks.diswot_s1 import DisWOTS1Table
-      return TabularEvaluator(DisWOTS1Table(table, space), column)
-    from jdanas.benchmarks.nb201 import NB201Table
-    return TabularEvaluator(NB201Table(table), column)
-  except ValueError as e:
-    msg = str(e)
-    if msg.startswith(("evaluator.tabular.", "space.")):  # the field is named (DisWOT's S1 table)
-      raise ConfigError(f"config.{msg}") from None
-    raise ConfigError(f"config.evaluator.tabular.{msg[len('evaluator.'):]}" if msg.startswith("evaluator.")
-                      else f"config.evaluator.tabular: {msg}") from None
-
-
 def _baselines(f, space: AbstractSearchSpace) -> tuple[str, ...]:
   baselines = f.get("baselines", None)
   if baselines is None:
@@ -589,44 +487,6 @@ def _need_space_teacher(config: ml_collections.ConfigDict, space: AbstractSearch
        + (f"the full network of {got}" if got else f"{t.get('path') or list(t.get('paths') or ()) or t.name!r}"))
 
 
-def _predictor_kwargs(config, space: AbstractSearchSpace, inputs_optional: bool = False) -> dict:
-  """``evaluator.predictor``: a meta-trained DaSS predictor folder that matches the run's space
-  (``inputs_optional``: an absent one raises no :class:`MissingInput`; its other fields are checked)."""
-  sub = config.evaluator.predictor
-  kw = dict(path=sub.get("path", ""), adapt=sub.get("adapt", True), chunk=sub.get("chunk", 32))
-  need_fields(sub, "evaluator.predictor", kw)
-  _need_space_teacher(config, space, "the predictor evaluator")
-  _check_predictor_options(kw)
-  path = kw["path"]
-  need(isinstance(path, str), "evaluator.predictor.path", f"must be a folder path (str), got {path!r}")
-  info = pathlib.Path(path, "predictor.json")
-  missing = ("required: the predictor folder of a config.job='meta_train' run (<its workdir>/predictor)" if not path
-             else None if info.is_file() else
-             f"no predictor.json in {path!r} (the predictor folder of a config.job='meta_train' run is <its "
-             "workdir>/predictor)")
-  if missing is not None:
-    if inputs_optional:
-      return kw
-    raise MissingInput(f"config.evaluator.predictor.path: {missing}")
-  try:
-    meta = json.loads(info.read_text()).get("meta", {})
-  except (ValueError, AttributeError) as e:
-    raise ConfigError(f"config.evaluator.predictor.path: unreadable predictor.json in {path!r} ({e})") from None
-  for field in ("space", "num_noise", "noise_seed", "map_shape"):
-    need(field in meta, "evaluator.predictor.path", f"{str(info)!r} has no meta.{field} (not written by a "
-         "config.job='meta_train' run)")
-  need(meta["space"] == space_ref(config.space), "evaluator.predictor.path",
-       f"the predictor in {path!r} was meta-trained on space {meta['space']}, the run's space is "
-       f"{space_ref(config.space)}")
-  return kw
-
-
-def _check_predictor_options(kw: dict) -> None:
-  need(isinstance(kw["adapt"], bool), "evaluator.predictor.adapt", f"must be True or False, got {kw['adapt']!r}")
-  need(_is_int(kw["chunk"]) and kw["chunk"] > 0, "evaluator.predictor.chunk",
-       f"must be a positive int (students embedded at a time), got {kw['chunk']!r}")
-
-
 def build_plan(config: ml_collections.ConfigDict, *, inputs_optional: bool = False) -> Plan:
   """Validates ``config`` by building its data-independent objects; raises :class:`ConfigError`.
   ``inputs_optional`` (``--show_config``): an absent input file (:class:`MissingInput`) is no error."""
@@ -653,19 +513,11 @@ def build_plan(config: ml_collections.ConfigDict, *, inputs_optional: bool = Fal
   build_searcher(se.name, searcher_kwargs, dedup, space, _stand_in_budget if any(limits.values()) else None)
   loss = build_loss(config.kd)
   if teacher_size(config.teacher) > 1:  # an ensemble teacher gives logits, no feature taps
-    need(config.evaluator.name != "zero_cost", "evaluator.name",
-         "zero_cost proxies compare features with ONE teacher; an ensemble teacher needs short_kd, one_shot or tabular")
     need(not loss.uses_features, "kd.relation_weight",
          "DisWOT relation terms need a teacher's features; set kd.semantic_weight/relation_weight to 0 for an "
          "ensemble teacher")
-  evaluator_kwargs = _evaluator_kwargs(config, space, loss, inputs_optional)
-  short_kd = (build_recipe(config.evaluator.short_kd, "evaluator.short_kd", loss, extra=("distill",))
-              if config.evaluator.name == "short_kd" else None)
-  distill = config.evaluator.short_kd.get("distill", True) if short_kd is not None else True
-  need(isinstance(distill, bool), "evaluator.short_kd.distill", f"must be True or False, got {distill!r}")
-  reward = _reward_kwargs(config.evaluator)
-  one_shot = (build_recipe(config.evaluator.one_shot, "evaluator.one_shot", loss, extra=("val_examples",))
-              if config.evaluator.name == "one_shot" else None)
+  from jdanas import evaluators  # the registry (imported here: its files import this package's schema)
+  evaluator = evaluators.settings(config, space, loss, inputs_optional=inputs_optional)
   final = build_recipe(config.final, "final", loss, extra=("baselines", "init", "seeds"))
   final_seeds = config.final.get("seeds", 1)
   need(_is_int(final_seeds) and final_seeds > 0, "final.seeds", f"must be a positive int, got {final_seeds!r}")
@@ -677,16 +529,14 @@ def build_plan(config: ml_collections.ConfigDict, *, inputs_optional: bool = Fal
   need(_is_int(r.top_k) and r.top_k > 0, "search.top_k", f"must be a positive int, got {r.top_k!r}")
   compute = build_compute(config.compute, space)
   data_n = compute.mesh_shape[1]
-  for field, recipe in (("evaluator.short_kd", short_kd), ("evaluator.one_shot", one_shot), ("final", final)):
+  for field, recipe in ((evaluator.field, evaluator.recipe), ("final", final)):
     if recipe is not None:
       need(recipe.batch_size % data_n == 0, f"{field}.batch_size",
            f"{recipe.batch_size} is not divisible by the mesh's data axis ({data_n})")
   return Plan(space=space, searcher_name=se.name, searcher_kwargs=searcher_kwargs, dedup=dedup,
-              evaluator=config.evaluator.name, evaluator_kwargs=evaluator_kwargs, short_kd_distill=distill,
-              reward=reward, loss=loss,
-              short_kd=short_kd, final=final, teacher_train=teacher_train, limits=limits,
-              rounds=int(r.rounds), top_k=int(r.top_k), baselines=baselines, compute=compute, one_shot=one_shot,
-              final_init=final_init, final_seeds=int(final_seeds))
+              evaluator=evaluator, loss=loss, final=final, teacher_train=teacher_train, limits=limits,
+              rounds=int(r.rounds), top_k=int(r.top_k), baselines=baselines, compute=compute, final_init=final_init,
+              final_seeds=int(final_seeds))
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -694,6 +544,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   build_plan(config)
 
 
-__all__ = ["CHOICES", "Compute", "ConfigError", "MissingInput", "choices", "EVALUATOR_NAMES", "FINAL_INITS", "JOBS", "job_of", "need_fields", "space_ref", "teacher_space_ref", "LOWERINGS", "Plan", "REWARD_FIELDS", "build_compute", "build_loss",
-           "build_plan", "build_recipe", "build_searcher", "build_space", "build_tabular", "parse_specialize",
+__all__ = ["CHOICES", "Compute", "ConfigError", "MissingInput", "choices", "FINAL_INITS", "JOBS", "job_of", "need_fields", "space_ref", "teacher_space_ref", "LOWERINGS", "Plan", "build_compute", "build_loss",
+           "build_plan", "build_recipe", "build_searcher", "build_space", "parse_specialize",
            "teacher_size", "validate_config"]

@@ -219,7 +219,7 @@ def _train_final(s: SearchResult, watchdog: Watchdog) -> dict:
   init = initial_variables(s, encs)
   kd = kd_trainer.train(jax.random.fold_in(s.key_final, 0), encs, init_variables=init,
                         progress=watchdog.ticker("final KD"), desc="final KD")
-  chosen, final_reward = choose(kd.accuracy, top, plan.reward)
+  chosen, final_reward = choose(kd.accuracy, top, plan.evaluator.reward)
   enc = encs[chosen]
   if final_reward is not None:
     log(f"[final] chosen by the search's reward on the final validation accuracy: {space.decode(enc)} "

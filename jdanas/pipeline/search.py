@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from jdanas import costs
 from jdanas.parallel import check_same_across_processes, is_main_process
-from jdanas.evaluators import ScoreKind
+from jdanas.evaluators.base import ScoreKind
 from jdanas.lowering import configure_cpu_runtime
 from jdanas.pipeline.checkpoints import Checkpoints
 from jdanas.pipeline.check import Checked, prepare
@@ -37,8 +37,9 @@ class SearchResult:
     teacher_accuracy: ``{"val_accuracy": float, "test_accuracy": float | None}``.
     ledger: one dict per evaluation (see :mod:`jdanas.report`).
     score_kind: what the ledger's ``score`` is (:class:`jdanas.evaluators.ScoreKind`).
-    reward: the latency-aware reward's settings (:meth:`jdanas.rewards.RewardEvaluator.describe`:
-      latency model, its protocol, target, alpha, beta), or None without a reward.
+    reward: the evaluator's ``describe()`` (the latency-aware reward's settings,
+      :meth:`jdanas.evaluators.reward.RewardEvaluator.describe`: latency model, its protocol, target, alpha,
+      beta), or None (no reward).
     stats: ``evaluations``, ``rounds``, ``search_seconds`` (wall time of the search loop, what its progress bar
       shows: compilations, costs and checkpoints included; summed over resumes), ``round_seconds`` (per round),
       ``num_compilations`` (programs the evaluator compiled in this process), ``resumed_from_round``,
@@ -184,17 +185,10 @@ def _round_seconds(ledger: list) -> list[float | None]:
 def compile_note(plan: Plan, encs: np.ndarray) -> str | None:
   """What the first evaluation of a process compiles (``[search] compiling ...``), or None when the
   evaluator compiles nothing (``tabular``): the first round otherwise sits at 0 for minutes on CPU."""
-  if plan.evaluator == "tabular":
+  from jdanas.evaluators import get_spec
+  what = get_spec(plan.evaluator.name).programs(plan.evaluator, plan, encs)  # the evaluator's spec says
+  if what is None:
     return None
-  what = {"one_shot": "2: the shared weights' training step and the children's scoring",
-          "zero_cost": f"the {plan.evaluator_kwargs.get('proxy', '')} proxy's scoring program(s)",
-          "predictor": "the students' embedding and the predictor, one per batch size"}.get(plan.evaluator)
-  if what is None:  # short_kd: the population trainer's programs (jdanas.train.population)
-    shapes = len({plan.space.signature(e) for e in encs})
-    what = (f"up to {len(encs)}, one per distinct architecture" if plan.compute.specialize is True
-            else "one shared masked program, or one per architecture where compute.specialize specialises"
-            if plan.space.can_specialize else
-            f"one per distinct network shape: {shapes} among this round's {len(encs)} proposals")
   return (f"[search] compiling the evaluator's program(s) ({what}) before the first evaluation; this can take "
           f"minutes on CPU (a rerun loads them from the compilation cache)")
 
@@ -261,9 +255,10 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
   ask, tell = jax.jit(searcher.ask), jax.jit(searcher.tell)
   state = jax.jit(searcher.init)(key_init)
   # A stateful evaluator (one_shot: the shared weights and the data position) is checkpointed
-  # with the searcher, so a resumed search continues both.
-  stateful = getattr(evaluator, "state", None) is not None
-  pack = (lambda s: {"searcher": s, "evaluator": evaluator.state}) if stateful else (lambda s: s)
+  # with the searcher, so a resumed search continues both; a stateless one keeps the searcher's
+  # checkpoint layout (the evaluator protocol: jdanas.evaluators.Evaluator).
+  stateful = evaluator.state() is not None
+  pack = (lambda s: {"searcher": s, "evaluator": evaluator.state()}) if stateful else (lambda s: s)
   ckpt = Checkpoints(workdir / "checkpoints", jax.eval_shape(lambda: pack(state)))
   restored = ckpt.restore_latest()
   start_round, ledger, top = 0, [], []
@@ -273,8 +268,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
       evaluator.restore(state["evaluator"])
       state = state["searcher"]
     log(f"[resume] continuing after round {start_round} ({len(ledger)} evaluations in the ledger)")
-    if hasattr(evaluator, "resume"):  # e.g. the reward's latency cache, from the ledger's latency column
-      evaluator.resume(ledger)
+    evaluator.resume(ledger)  # e.g. the reward's latency cache, from the ledger's latency column
   metrics_path = workdir / "metrics.jsonl"
   writer = None
   if main:
@@ -325,7 +319,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
            "resumed_from_round": start_round, "resume_config_changes": history}
   return SearchResult(config=config, plan=plan, workdir=workdir, data=data, teacher=teacher,
                       teacher_accuracy=teacher_accuracy, ledger=ledger, score_kind=evaluator.score_kind,
-                      reward=evaluator.describe() if hasattr(evaluator, "describe") else None,
+                      reward=evaluator.describe(),
                       stats=stats, key_final=key_final, mesh=mesh, started=started)
 
 

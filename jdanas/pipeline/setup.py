@@ -9,18 +9,16 @@ import sys
 
 import jax
 import ml_collections
-import numpy as np
 
 from jdanas.distill import KD_PRESETS
-from jdanas.evaluators import ShortKDEvaluator
+from jdanas.evaluators.base import BuildContext, Evaluator
 from jdanas.parallel import barrier, is_main_process
-from jdanas.pipeline.config import ConfigError, Plan, build_searcher, build_tabular, need, space_ref
+from jdanas.pipeline.config import ConfigError, Plan, build_searcher, need, space_ref
 from jdanas.searchers import Searcher, cost_predicate
 from jdanas.lowering import resolve
 from jdanas.teachers import (SPACE_TEACHER, Teacher, ensemble_teacher, load_teacher, save_teacher, train_ensemble,
                              train_space_teacher, train_teacher)
 from jdanas.train import PopulationTrainer, Recipe
-from jdanas.train.batching import normalize
 
 
 def log(msg: str) -> None:
@@ -143,70 +141,15 @@ def vanilla_recipe(recipe: Recipe) -> Recipe:
   return dataclasses.replace(recipe, loss=KD_PRESETS["ce"])
 
 
-def scoring_batch(plan: Plan, data, seed: int) -> tuple[np.ndarray, np.ndarray]:
-  """The fixed batch a ``zero_cost`` evaluator scores on: ``evaluator.zero_cost.batch_size``
-  training examples drawn without replacement with ``seed``, normalised (float32 NHWC), and labels."""
-  n = int(plan.evaluator_kwargs["batch_size"])
-  idx = np.sort(np.random.default_rng(seed).choice(len(data.train.y), n, replace=False))
-  x = np.asarray(normalize(np.asarray(data.train.x[idx]), data.mean, data.std), np.float32)
-  return x, np.asarray(data.train.y[idx], np.int32)
+def build_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None,
+                    teacher_val: float | None = None) -> Evaluator:
+  """The configured evaluator, built by its registered spec (:mod:`jdanas.evaluators`) and wrapped into the
+  latency-aware reward of ``evaluator.reward`` when the config has one. ``teacher_val``: the teacher's
+  validation accuracy when the caller has it (the predictor's adaptation label; evaluated otherwise)."""
+  from jdanas import evaluators
+  return evaluators.build(BuildContext(plan=plan, data=data, teacher=teacher, seed=int(seed), mesh=mesh,
+                                       teacher_val=teacher_val))
 
 
-def build_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None, teacher_val: float | None = None):
-  """The configured evaluator (``short_kd``, ``tabular``, ``zero_cost``, ``one_shot`` or ``predictor``),
-  wrapped into the latency-aware reward of ``evaluator.reward`` when the config has one
-  (:mod:`jdanas.rewards`). ``teacher_val``: the teacher's validation accuracy when the caller has it
-  (the predictor's adaptation label; evaluated here otherwise)."""
-  inner = _accuracy_evaluator(plan, data, teacher, seed, mesh, teacher_val)
-  if plan.reward is None:
-    return inner
-  from jdanas.rewards import LatencyModel, RewardEvaluator
-  kw = dict(plan.reward)
-  latency = LatencyModel(kw.pop("latency_model"), plan.space, num_classes=data.num_classes,
-                         input_shape=tuple(data.image_shape), batch_size=kw.pop("batch_size"),
-                         repeats=kw.pop("repeats"))
-  return RewardEvaluator(inner, latency, **kw)
-
-
-def _accuracy_evaluator(plan: Plan, data, teacher: Teacher, seed: int, mesh=None, teacher_val: float | None = None):
-  if plan.evaluator == "predictor":
-    from jdanas.evaluators import PredictorEvaluator
-    from jdanas.teachers import evaluate
-    # the support label of DaSS's one-step adaptation: the teacher's validation accuracy
-    accuracy = (evaluate(teacher.module, teacher.variables, data.val, data.mean, data.std) if teacher_val is None
-                else teacher_val)
-    kw = plan.evaluator_kwargs
-    try:
-      return PredictorEvaluator(plan.space, teacher, accuracy, kw["path"], adapt=kw["adapt"], chunk=kw["chunk"])
-    except ValueError as e:  # e.g. a predictor whose maps do not match this teacher's
-      raise ConfigError(f"config.{e}" if str(e).startswith("evaluator.") else f"config.evaluator.predictor: {e}") from None
-  if plan.evaluator == "tabular":
-    return build_tabular(**plan.evaluator_kwargs, space=plan.space)
-  if plan.evaluator == "zero_cost":
-    from jdanas.scoring import ZeroCostEvaluator  # optional package: imported only here
-    kw = dict(plan.evaluator_kwargs)
-    x, y = scoring_batch(plan, data, seed)
-    del kw["batch_size"]
-    try:
-      return ZeroCostEvaluator(plan.space, teacher, x, y, kw.pop("proxy"), num_classes=data.num_classes,
-                               seed=int(seed), strategy=plan.compute.score_strategy,
-                               lowering=plan.compute.lowering, **kw)
-    except ValueError as e:
-      raise ConfigError(f"config.evaluator.zero_cost: {e}") from None
-  if not plan.short_kd_distill:  # plain cross-entropy, no teacher (AKD's "NAS + KD" search score)
-    return ShortKDEvaluator(trainer(plan, data, vanilla_recipe(plan.short_kd), None, mesh, field="evaluator.short_kd"))
-  if plan.evaluator == "one_shot":
-    from jdanas.train.oneshot import OneShotEvaluator
-    # the schedule spans the whole search: rounds x steps per round
-    recipe = dataclasses.replace(plan.one_shot, steps=plan.one_shot.steps * plan.rounds)
-    try:
-      return OneShotEvaluator(plan.space, data, recipe=recipe, steps_per_round=plan.one_shot.steps,
-                              teacher=teacher, seed=int(seed), val_examples=plan.evaluator_kwargs["val_examples"],
-                              lowering=plan.compute.lowering)
-    except ValueError as e:
-      raise ConfigError(f"config.evaluator.one_shot: {e}") from None
-  return ShortKDEvaluator(trainer(plan, data, plan.short_kd, teacher, mesh, field="evaluator.short_kd"))
-
-
-__all__ = ["build_budget", "build_evaluator", "get_teacher", "load_data", "log", "plan_searcher", "scoring_batch",
-           "trainer", "vanilla_recipe"]
+__all__ = ["build_budget", "build_evaluator", "get_teacher", "load_data", "log", "plan_searcher", "trainer",
+           "vanilla_recipe"]

@@ -19,7 +19,7 @@ def report(s: SearchResult, final: dict) -> dict:
   out = dict(final)
   out.update({
       "dataset": s.config.data.name, "space": s.config.space.name, "searcher": s.plan.searcher_name,
-      "evaluator": s.plan.evaluator,
+      "evaluator": s.plan.evaluator.name,
       "teacher": {"name": s.teacher.name, **s.teacher_accuracy},
       "search": {**s.stats, "score": s.score_kind.to_dict(),
                  **({"reward": s.reward} if s.reward is not None else {})},

@@ -73,7 +73,7 @@ class ProgramCache:
   """Jitted scoring programs, one per proxy group, network, settings and argument shapes; each
   compiles at its first call. ``num_compilations`` counts the programs this cache created,
   ``num_traces`` the traces JAX made of them (equal unless a program was retraced); ``clear()``
-  empties it. :class:`jdanas.scoring.ZeroCostEvaluator` owns one; :func:`score_population` uses a
+  empties it. :class:`jdanas.evaluators.zero_cost.ZeroCostEvaluator` owns one; :func:`score_population` uses a
   shared default unless given one."""
 
   def __init__(self):

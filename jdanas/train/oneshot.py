@@ -1,29 +1,28 @@
-"""One-shot (weight-sharing) evaluation: the ENAS protocol that KDAS searches with.
+"""One-shot (weight-sharing) training: the shared weights of a masked supernet, ENAS's protocol that
+KDAS searches with.
 
 ENAS (Pham et al., "Efficient Neural Architecture Search via Parameter Sharing", ICML 2018)
 trains ONE set of shared weights, a supernet over the space, on children sampled by the
 controller, and alternates with controller updates whose reward is a child's validation accuracy
 with the shared weights. KDAS (Kang, Mun & Han, AAAI 2020; docs/methods/oracle_kd.md) trains the
-shared weights with the oracle KD loss. In jdanas the controller is an ordinary searcher
-(``reinforce``), and :class:`OneShotEvaluator` is an evaluator of the search loop: each round
+shared weights with the oracle KD loss. :class:`SharedWeights` is that supernet training:
+:meth:`SharedWeights.train` takes steps on a list of children (step ``t`` on child ``t mod Q``, with
+the recipe's loss, one teacher pass per batch) and :meth:`SharedWeights.score` scores children by
+their accuracy with the shared weights, in eval mode, on a fixed held-out set (the first
+``val_examples`` of the validation split). The search evaluator around it is
+:class:`jdanas.evaluators.one_shot.OneShotEvaluator` (the controller is an ordinary searcher,
+``reinforce``).
 
-1. trains the shared weights for ``steps_per_round`` steps, step ``t`` on the round's child
-   ``t mod Q`` (the controller's samples), with the recipe's loss (one teacher pass per batch);
-2. scores each child by its accuracy with the shared weights, in eval mode, on a fixed held-out
-   set (the first ``val_examples`` of the validation split).
-
-The search loop then tells the scores to the controller. The space must be a masked one (one
-signature for every architecture: ``kdas_masked``, ``nb201_masked``, ``s1_resnet_masked``); the
-child is the traced ``enc`` of the supernet. The evaluator's :attr:`state` (shared parameters,
-BatchNorm statistics, optimiser state and the global step, which is the position in the data
-stream: batch ``s`` is a pure function of the data key and ``s``) is what a checkpoint saves with
-the controller; restoring it resumes bit-identically. The learning-rate schedule spans
-``recipe.steps`` steps in total (rounds x steps per round for a search). It runs on the default
-device (no ``('pop', 'data')`` mesh: there is one network to train).
+The space must be a masked one (one signature for every architecture: ``kdas_masked``,
+``nb201_masked``, ``s1_resnet_masked``); the child is the traced ``enc`` of the supernet. The
+:attr:`SharedWeights.state` (shared parameters, BatchNorm statistics, optimiser state and the global
+step, which is the position in the data stream: batch ``s`` is a pure function of the data key and
+``s``) is what a checkpoint saves; restoring it resumes bit-identically. The learning-rate schedule
+spans ``recipe.steps`` steps in total. It runs on the default device (no ``('pop', 'data')`` mesh:
+there is one network to train).
 """
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import flax.struct
@@ -32,7 +31,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jdanas import lowering as lowering_lib
-from jdanas.evaluators import Evaluation, ScoreKind
 from jdanas.spaces.base import AbstractSearchSpace
 from jdanas.train import batching
 from jdanas.train.population import StudentState, _single_eval, _single_init, _single_step, batch_program, padded_split
@@ -56,30 +54,24 @@ def has_one_signature(space: AbstractSearchSpace) -> bool:
   return space.signature(lo) == space.signature(hi)
 
 
-class OneShotEvaluator:
-  """Shared-weight training and scoring of the children of a search (see the module docstring).
+class SharedWeights:
+  """The shared weights of a masked supernet, trained on and scoring children (see the module docstring).
 
   Args:
     space: a masked space (one signature for every architecture).
     data: a :class:`jdanas.data.Dataset`.
-    recipe: the shared weights' recipe; ``steps`` is the total over the search (the schedule's
-      length), ``batch_size`` the batch of every step, ``loss`` e.g. ``KD_PRESETS["oracle"]``.
-    steps_per_round: shared-weight steps per call.
+    recipe: the shared weights' recipe; ``steps`` is the schedule's length (all the steps that
+      :meth:`train` will take), ``batch_size`` the batch of every step, ``loss`` e.g. ``KD_PRESETS["oracle"]``.
     teacher: required when the loss has a soft term.
     seed: the shared weights' initialisation and the data stream derive from it.
     val_examples: size of the held-out scoring set (0: the whole validation split).
     lowering: a name of :data:`jdanas.lowering.LOWERINGS` or a Lowering.
   """
 
-  name = "one_shot"
-  score_kind = ScoreKind("one_shot_val_accuracy", "fraction in [0, 1]")
-
-  def __init__(self, space: AbstractSearchSpace, data, *, recipe: Recipe, steps_per_round: int, teacher=None,
-               seed: int = 0, val_examples: int = 0, lowering: str | lowering_lib.Lowering = "auto"):
+  def __init__(self, space: AbstractSearchSpace, data, *, recipe: Recipe, teacher=None, seed: int = 0,
+               val_examples: int = 0, lowering: str | lowering_lib.Lowering = "auto"):
     if not has_one_signature(space):
       raise ValueError(f"space: the one_shot evaluator needs a masked space (one supernet), got {space.name!r}")
-    if steps_per_round < 1:
-      raise ValueError(f"steps_per_round: must be >= 1, got {steps_per_round}")
     if recipe.loss.uses_teacher and teacher is None:
       raise ValueError("teacher: the recipe's loss has a soft (KD) term but no teacher was given")
     n = len(data.train.y)
@@ -87,7 +79,7 @@ class OneShotEvaluator:
       raise ValueError(f"recipe.batch_size: {recipe.batch_size} exceeds the {n} training examples")
     if val_examples < 0:
       raise ValueError(f"val_examples: must be >= 0 (0 = the whole validation split), got {val_examples}")
-    self.space, self.recipe, self.steps_per_round = space, recipe, int(steps_per_round)
+    self.space, self.recipe = space, recipe
     self.lowering = lowering_lib.resolve(lowering)
     zero = np.zeros(space.num_decisions, np.int32)
     module = lowering_lib.build(space, space.signature(zero), int(data.num_classes), self.lowering, "train")
@@ -102,8 +94,8 @@ class OneShotEvaluator:
     self._val = padded_split(val, recipe.eval_batch_size)
     batch_fn = batch_program(recipe, teacher, n, mean, std, batching.default_pad(image_shape[0]))
     loss_fn = recipe.loss
-    # Programs this evaluator builds, counted as they are traced (a jit traces once per program it
-    # compiles): Evaluation.num_compilations reports the ones built since the previous call.
+    # Programs built here, counted as they are traced (a jit traces once per program it compiles; no
+    # private JAX API): :meth:`new_programs` reports the ones built since it was last asked.
     self.trace_counts: dict[str, int] = {"init": 0, "step": 0, "score": 0}
     self._reported_traces = 0
 
@@ -129,37 +121,29 @@ class OneShotEvaluator:
     shared = jax.jit(init_fn)()
     self.state = OneShotState(shared=shared, step=jnp.zeros((), jnp.int32))
 
-  def __call__(self, key: jax.Array, encodings: np.ndarray) -> Evaluation:
-    """Trains the shared weights on the children ``encodings`` (``int[Q, D]``), then scores them.
-    ``key`` is unused: the data stream is the evaluator's own (its position is in the state)."""
-    del key
+  def children(self, encodings: np.ndarray) -> list:
+    """``encodings`` (``int[Q, D]``) checked, as device arrays (a non-empty batch)."""
     encs = [jnp.asarray(self.space.check(e)) for e in np.asarray(encodings)]
     if not encs:
       raise ValueError("encodings: the batch is empty")
-    t0 = time.perf_counter()
-    for t in range(self.steps_per_round):
+    return encs
+
+  def train(self, encs: list, steps: int) -> None:
+    """``steps`` shared-weight steps, step ``t`` on child ``encs[t mod len(encs)]``."""
+    for t in range(steps):
       self.state = self._step(self.state, encs[t % len(encs)], self._train_x, self._train_y, self._teacher_vars,
                               self._key_data, self._key_aug)
-    scores = self._scores(encs)
-    return Evaluation(scores=scores, seconds=time.perf_counter() - t0, num_compilations=self._new_programs())
 
-  def _new_programs(self) -> int:
+  def score(self, encs: list) -> np.ndarray:
+    """The held-out accuracy of each child with the current shared weights (trains nothing)."""
+    # every child dispatched first, then one device->host transfer (not one blocking float() each)
+    return np.asarray(jax.device_get([self._score(self.state, e, *self._val) for e in encs]), np.float32)
+
+  def new_programs(self) -> int:
     """Programs traced (so compiled, or loaded from the persistent cache) since the last call."""
     total = sum(self.trace_counts.values())
     new, self._reported_traces = total - self._reported_traces, total
     return new
-
-  def score(self, encodings: np.ndarray) -> np.ndarray:
-    """The held-out accuracy of each child of ``encodings`` (``int[Q, D]``) with the current shared
-    weights, without training them (ENAS's derive step: rank candidates after the search)."""
-    encs = [jnp.asarray(self.space.check(e)) for e in np.asarray(encodings)]
-    if not encs:
-      raise ValueError("encodings: the batch is empty")
-    return self._scores(encs)
-
-  def _scores(self, encs: list) -> np.ndarray:
-    # every child dispatched first, then one device->host transfer (not one blocking float() each)
-    return np.asarray(jax.device_get([self._score(self.state, e, *self._val) for e in encs]), np.float32)
 
   def restore(self, state: Any) -> None:
     """Continues from a checkpointed :attr:`state`."""
@@ -171,4 +155,4 @@ def _head(split, n: int):
   return type(split)(x=split.x[:n], y=split.y[:n])
 
 
-__all__ = ["OneShotEvaluator", "OneShotState", "has_one_signature"]
+__all__ = ["OneShotState", "SharedWeights", "has_one_signature"]
