@@ -30,6 +30,7 @@ import ml_collections
 import numpy as np
 
 from jdanas import costs
+from jdanas.pipeline import sections as S
 from jdanas.pipeline.config import CHOICES, ConfigError, MissingInput, Plan, build_plan, choices, job_of, need
 from jdanas.pipeline.resume import check_resume
 from jdanas.pipeline.setup import build_budget, load_data
@@ -243,12 +244,13 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
     from jdanas.pipeline.meta_train import describe_meta
     return "\n".join(lines + [describe_meta(config, checked)])
   size = math.prod(int(c) for c in plan.space.num_choices)
-  m = int(config.teacher.get("ensemble", 1))
-  teacher = (f"loaded from {config.teacher.path or ', '.join(config.teacher.paths)}" if plan.teacher_train is None
-             else f"{config.teacher.name} trained for {plan.teacher_train.steps} steps"
+  t = S.TEACHER.read(config.teacher)
+  m = t["ensemble"]
+  teacher = (f"loaded from {t['path'] or ', '.join(t['paths'])}" if plan.teacher_train is None
+             else f"{t['name']} trained for {plan.teacher_train.steps} steps"
              + (f", an ensemble of {m} seeds" if m > 1 else ""))
   evaluations = "rounds x proposals per round (see searcher.kwargs)"
-  asks = config.searcher.get("kwargs", {}).get("num_asks", None)
+  asks = dict(plan.searcher_kwargs).get("num_asks", None)
   if asks:
     evaluations = f"{plan.rounds * int(asks)} ({plan.rounds} rounds x {asks})"
   programs = ("one per distinct architecture" if plan.compute.specialize is True

@@ -59,7 +59,7 @@ import dataclasses
 import importlib
 import json
 import pathlib
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -70,7 +70,10 @@ from jdanas.distill import KD_PRESETS, ORACLE_AGGREGATES, SEMANTIC_MISMATCH, TAP
 from jdanas.lowering import LOWERINGS
 from jdanas.models.zoo import MODELS
 from jdanas.parallel import make_mesh
-from jdanas.pipeline.schema import ConfigError, need
+from jdanas.errors import FieldError
+from jdanas.pipeline import sections as S
+from jdanas.pipeline.schema import ConfigError, Section, need
+from jdanas.pipeline.sections import FINAL_INITS, JOBS, RECIPE_FIELDS, recipe_section
 from jdanas.teachers import SPACE_TEACHER
 from jdanas.searchers import SEARCHERS, Searcher, get_searcher, with_dedup
 from jdanas.spaces import SPACES, get_space
@@ -81,9 +84,7 @@ from jdanas.train.recipe import OPTIMIZERS, SCHEDULES
 
 SECTIONS = ("data", "teacher", "space", "searcher", "evaluator", "kd", "search", "final", "compute")
 EVALUATOR_NAMES = ("short_kd", "tabular", "zero_cost", "one_shot", "predictor")
-JOBS = ("search", "meta_train")  # config.job: a search run, or DaSS's meta-training (jdanas.pipeline.meta_train)
-FINAL_INITS = ("random", "remap")  # final.init: from scratch, or remapped from the teacher (DaSS)
-LIMITS = ("max_params", "max_flops", "max_latency_ms")
+LIMITS = tuple(S.CONSTRAINT.fields)
 
 
 class MissingInput(ConfigError):
@@ -91,7 +92,7 @@ class MissingInput(ConfigError):
   yet: a run stops on it, ``--show_config`` shows the plan without it (``build_plan(inputs_optional=True)``)."""
 
 
-DEFAULT_STALL_TIMEOUT_S = 1800.0
+DEFAULT_STALL_TIMEOUT_S = S.COMPUTE.fields["stall_timeout_s"].default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,34 +205,42 @@ def _latency_models() -> Sequence:
   return LATENCY_MODELS
 
 
-# Every config field whose value is one of a fixed set: the ONE declaration that validation
-# (:func:`_one_of`, which looks the field up here) and ``--show_config``'s "allowed values" read, so
-# the listing cannot miss a validated field. ``*.optimizer``/``*.schedule`` (any recipe section) are
-# checked by :class:`jdanas.train.Recipe` against the same tuples; ``compute.specialize`` by
-# :func:`parse_specialize`, which also takes the strings "true"/"false".
-CHOICES: dict[str, Callable[[], Sequence]] = {
-    "job": lambda: JOBS,
-    "teacher.name": lambda: (*sorted(MODELS), SPACE_TEACHER),
-    "space.name": lambda: sorted(SPACES),
-    "searcher.name": lambda: sorted(SEARCHERS),
+# Every config field whose value is one of a fixed set: the declared sections' choices
+# (:func:`jdanas.pipeline.sections.choices`, which follows :func:`jdanas.pipeline.sections.register`), plus
+# the fields below, checked by their own readers (the evaluator subsections until they are declared as
+# sections; ``compute.specialize`` by :func:`parse_specialize`, which also takes "true"/"false";
+# ``compute.score_strategy`` by the zero-cost evaluator, so that jdanas.scoring is imported only there).
+# Validation (:func:`_one_of`) and ``--show_config``'s "allowed values" read the same mapping.
+EXTRA_CHOICES: dict[str, Callable[[], Sequence]] = {
     "evaluator.name": lambda: EVALUATOR_NAMES,
     "evaluator.zero_cost.proxy": _scoring("", "PROXIES"),
     "evaluator.zero_cost.init": _scoring("", "INITS"),
     "evaluator.zero_cost.teacher_init": _scoring(".population", "TEACHER_INITS"),
     "evaluator.zero_cost.semantic_mismatch": lambda: SEMANTIC_MISMATCH,
     "evaluator.reward.latency_model": _latency_models,
-    "kd.loss": lambda: [n for n, l in KD_PRESETS.items() if l.uses_teacher],
-    "kd.oracle_aggregate": lambda: ORACLE_AGGREGATES,
-    "final.init": lambda: FINAL_INITS,
-    "*.optimizer": lambda: OPTIMIZERS,
-    "*.schedule": lambda: SCHEDULES,
-    "compute.strategy": lambda: STRATEGIES,
     "compute.score_strategy": _scoring("", "STRATEGIES"),
-    "compute.lowering": lambda: LOWERINGS,
-    "compute.precision": lambda: PRECISIONS,
     "compute.specialize": lambda: ("auto", True, False),
     "meta.target": _meta_targets,
 }
+
+
+class _Choices(Mapping):
+  """``{field: allowed-values function}``, collected on each access (sections may be registered late)."""
+
+  def _all(self) -> dict:
+    return {**S.choices(), **EXTRA_CHOICES}
+
+  def __getitem__(self, field):
+    return self._all()[field]
+
+  def __iter__(self):
+    return iter(self._all())
+
+  def __len__(self):
+    return len(self._all())
+
+
+CHOICES: Mapping[str, Callable[[], Sequence]] = _Choices()
 
 
 def choices(field: str) -> tuple:
@@ -245,49 +254,34 @@ def _one_of(value, field: str) -> None:
 
 
 # ---- building blocks (shared by validation and the run) -------------------------------------------
-RECIPE_FIELDS = ("steps", "batch_size", "optimizer", "learning_rate", "weight_decay", "schedule", "augment",
-                 "eval_batch_size")
+def _field_error(e: FieldError, where: str) -> ConfigError:
+  """A library's :class:`FieldError` as the config error of ``config.<where>.<its field>``."""
+  return ConfigError(f"config.{where}.{e.field}: {e.detail}")
 
 
 def build_recipe(section, field: str, loss: KDLoss, extra: tuple[str, ...] = ()) -> Recipe:
-  """The :class:`jdanas.train.Recipe` of a recipe section (``RECIPE_FIELDS``, plus ``extra`` fields
-  the caller reads); ``Recipe``'s own checks name the field."""
-  unknown = sorted(set(section) - set(RECIPE_FIELDS) - set(extra))
-  need(not unknown, field, f"unknown field(s) {unknown}; a recipe has {', '.join(RECIPE_FIELDS + extra)}")
+  """The :class:`jdanas.train.Recipe` of a recipe section (:func:`~jdanas.pipeline.sections.recipe_section`,
+  plus ``extra`` fields the caller reads), every value checked by the declaration first."""
+  v = recipe_section(field, extra=extra).read(section)
   try:
-    return Recipe(steps=section.steps, batch_size=section.batch_size, optimizer=section.optimizer,
-                  learning_rate=section.learning_rate, weight_decay=section.weight_decay,
-                  schedule=section.schedule, augment=bool(section.get("augment", True)), loss=loss,
-                  eval_batch_size=section.get("eval_batch_size", 500))
-  except (ValueError, TypeError) as e:
-    msg = str(e)
-    raise ConfigError(f"config.{field}.{msg[len('recipe.'):]}" if msg.startswith("recipe.")
-                      else f"config.{field}: {msg}") from None
+    return Recipe(**{k: v[k] for k in RECIPE_FIELDS}, loss=loss)
+  except FieldError as e:  # a rule of Recipe's own that the declaration does not state
+    raise _field_error(e, field) from None
 
 
 def build_loss(k) -> KDLoss:
   """The KD loss of ``config.kd``: a preset of :data:`jdanas.distill.KD_PRESETS` with the config's
   temperature and DisWOT distiller terms (0 = off)."""
-  kd_names = choices("kd.loss")
-  need(k.loss in kd_names, "kd.loss", f"{k.loss!r} is not a KD preset; choose one of {', '.join(kd_names)}")
-  need(_is_num(k.temperature) and k.temperature > 0, "kd.temperature", f"must be > 0, got {k.temperature!r}")
-  for field in ("semantic_weight", "relation_weight"):
-    v = k.get(field, 0.0)
-    need(_is_num(v) and v >= 0 and np.isfinite(v), f"kd.{field}", f"must be a number >= 0 (0 = off), got {v!r}")
-  tap = k.get("relation_tap", "pre_pool")
-  need(is_tap(tap), "kd.relation_tap", f"{tap!r} is not one of {', '.join(TAPS)} or stageI (I >= 1)")
-  base = KD_PRESETS[k.loss]
-  aggregate = k.get("oracle_aggregate", "logits")
-  _one_of(aggregate, "kd.oracle_aggregate")
+  v = S.KD.read(k)
+  base = KD_PRESETS[v["loss"]]
   if base.target == "oracle":
     for field in ("semantic_weight", "relation_weight"):
-      need(not k.get(field, 0.0), f"kd.{field}",
-           "must be 0 with kd.loss='oracle' (the oracle loss has no feature terms)")
+      need(not v[field], f"kd.{field}", "must be 0 with kd.loss='oracle' (the oracle loss has no feature terms)")
   try:
-    return KDLoss(temperature=float(k.temperature), hard_weight=base.hard_weight, soft_weight=base.soft_weight,
-                  soft_form=base.soft_form, semantic_weight=float(k.get("semantic_weight", 0.0)),
-                  relation_weight=float(k.get("relation_weight", 0.0)), relation_tap=str(tap), target=base.target,
-                  oracle_aggregate=str(aggregate))
+    return KDLoss(temperature=v["temperature"], hard_weight=base.hard_weight, soft_weight=base.soft_weight,
+                  soft_form=base.soft_form, semantic_weight=v["semantic_weight"],
+                  relation_weight=v["relation_weight"], relation_tap=str(v["relation_tap"]), target=base.target,
+                  oracle_aggregate=str(v["oracle_aggregate"]))
   except ValueError as e:
     raise ConfigError(f"config.kd: {e}") from None
 
@@ -296,39 +290,29 @@ def parse_specialize(v) -> bool | str:
   """``compute.specialize`` as the trainer takes it (a command line gives strings)."""
   if isinstance(v, bool):
     return v
-  s = str(v).lower()
-  need(s in ("auto", "true", "false"), "compute.specialize", f"must be True, False or 'auto', got {v!r}")
-  return {"auto": "auto", "true": True, "false": False}[s]
+  S.COMPUTE.fields["specialize"].validate(v, "compute.specialize")
+  return {"auto": "auto", "true": True, "false": False}[str(v).lower()]
 
 
 def build_compute(c, space: AbstractSearchSpace) -> Compute:
   """:class:`Compute` of ``config.compute``; the mesh is built to check it against the devices."""
-  _one_of(c.strategy, "compute.strategy")
-  score_strategy = c.get("score_strategy", "auto")
-  lowering = c.get("lowering", "auto")
-  _one_of(lowering, "compute.lowering")
-  specialize = parse_specialize(c.get("specialize", "auto"))
-  precision = c.get("precision", "fp32")
-  _one_of(precision, "compute.precision")
+  v = S.COMPUTE.read(c)
+  specialize = parse_specialize(v["specialize"])
   if specialize is True:
     need(space.can_specialize, "compute.specialize",
          f"space {space.name!r} has no specialised form (use 'auto' or False)")
-  stall = c.get("stall_timeout_s", DEFAULT_STALL_TIMEOUT_S)
-  need(_is_num(stall) and np.isfinite(stall) and stall >= 0, "compute.stall_timeout_s",
-       f"must be a finite number of seconds >= 0 (0 = no watchdog), got {stall!r}")
-  m = c.mesh
-  need(_is_int(m.pop) and _is_int(m.data), "compute.mesh", f"pop/data must be ints, got {m.pop!r}/{m.data!r}")
+  m = S.MESH.read(c.get("mesh", None))
   try:
-    mesh = make_mesh(int(m.pop), int(m.data))
-  except ValueError as e:
-    raise ConfigError(f"config.compute.{e}") from None
-  chunk = c.get("pop_chunk", 0)
-  need(_is_int(chunk) and chunk >= 0 and chunk % mesh.shape["pop"] == 0, "compute.pop_chunk",
+    mesh = make_mesh(m["pop"], m["data"])
+  except FieldError as e:  # its field is "mesh"
+    raise _field_error(e, "compute") from None
+  chunk = v["pop_chunk"]
+  need(chunk >= 0 and chunk % mesh.shape["pop"] == 0, "compute.pop_chunk",
        f"must be 0 (a whole group per call) or a positive multiple of compute.mesh.pop ({mesh.shape['pop']}), "
        f"got {chunk!r}")
-  return Compute(strategy=c.strategy, score_strategy=score_strategy, specialize=specialize, lowering=lowering,
-                 mesh_shape=(int(mesh.shape["pop"]), int(mesh.shape["data"])), precision=precision,
-                 stall_timeout_s=float(stall), pop_chunk=int(chunk))
+  return Compute(strategy=v["strategy"], score_strategy=v["score_strategy"], specialize=specialize,
+                 lowering=v["lowering"], mesh_shape=(int(mesh.shape["pop"]), int(mesh.shape["data"])),
+                 precision=v["precision"], stall_timeout_s=v["stall_timeout_s"], pop_chunk=chunk)
 
 
 def _stand_in_budget(enc: jax.Array) -> jax.Array:
@@ -337,9 +321,9 @@ def _stand_in_budget(enc: jax.Array) -> jax.Array:
 
 
 def build_space(s) -> AbstractSearchSpace:
-  _one_of(s.name, "space.name")
+  v = S.SPACE.read(s)
   try:
-    return get_space(s.name, **dict(s.get("kwargs", {})))
+    return get_space(v["name"], **dict(v["kwargs"]))
   except ValueError as e:
     raise ConfigError(f"config.space.kwargs: {e}") from None
 
@@ -356,63 +340,49 @@ def build_searcher(name: str, kwargs: dict, dedup: bool, space: AbstractSearchSp
 
 
 # ---- sections ----------------------------------------------------------------------------------
-def _check_data(d) -> None:
-  need(isinstance(d.name, str) and bool(d.name), "data.name", "must be a dataset name ('digits', 'npz' or a TFDS name)")
-  if d.name == "npz":
-    need(bool(d.get("path")), "data.path", "is required when data.name='npz'")
+def _check_data(d) -> dict:
+  """``config.data`` read, with the rules between its fields; returns its values."""
+  v = S.DATA.read(d)
+  if v["name"] == "npz":
+    need(bool(v["path"]), "data.path", "is required when data.name='npz'")
     for field in ("path", "test_path"):
-      if d.get(field):
-        path = pathlib.Path(d.get("data_dir") or ".") / d[field]
+      if v[field]:
+        path = pathlib.Path(v["data_dir"] or ".") / v[field]
         need(path.exists(), f"data.{field}", f"file {str(path)!r} does not exist")
-  need(isinstance(d.get("remap_labels", False), bool), "data.remap_labels",
-       f"must be True or False, got {d.get('remap_labels')!r}")
-  need(not d.get("remap_labels", False) or d.name == "npz", "data.remap_labels", "is only used with data.name='npz'")
-  need(isinstance(d.val_fraction, float) and 0 < d.val_fraction < 1, "data.val_fraction",
-       f"must be a float in (0, 1), got {d.val_fraction!r}")
-  size = d.get("image_size", 0)
-  need(_is_int(size) and size >= 0, "data.image_size", f"must be an int >= 0 (0 = as stored), got {size!r}")
-  need(isinstance(d.get("rgb", False), bool), "data.rgb", f"must be True or False, got {d.get('rgb')!r}")
-  classes = d.get("classes", ()) or ()
-  need(isinstance(classes, (list, tuple)) and all(_is_int(c) and c >= 0 for c in classes)
-       and len(set(classes)) == len(classes) and len(classes) != 1, "data.classes",
-       f"must be a list of >= 2 distinct class ids (empty = every class), got {classes!r}")
+  need(not v["remap_labels"] or v["name"] == "npz", "data.remap_labels", "is only used with data.name='npz'")
+  return v
 
 
 def teacher_size(t) -> int:
   """The number of networks (M) of ``config.teacher``: ``teacher.ensemble`` members of
   ``teacher.name`` trained with M seeds, the folders of ``teacher.paths``, or the saved teacher of
   ``teacher.path`` (a saved ensemble has M > 1); checked here, before compute."""
-  m = t.get("ensemble", 1)
-  need(_is_int(m) and m >= 1, "teacher.ensemble", f"must be an int >= 1 (1 = a single network), got {m!r}")
-  paths = t.get("paths", None) or ()
-  need(isinstance(paths, (list, tuple)) and all(isinstance(p, str) and p for p in paths), "teacher.paths",
-       f"must be a list of teacher folders, got {paths!r}")
+  v = S.TEACHER.read(t)
+  m, paths, path = v["ensemble"], v["paths"], v["path"]
   if paths:
-    need(not t.get("path"), "teacher.paths", "give teacher.path or teacher.paths, not both")
+    need(not path, "teacher.paths", "give teacher.path or teacher.paths, not both")
     need(len(paths) >= 2, "teacher.paths", f"an ensemble needs >= 2 folders, got {len(paths)}")
     for p in paths:
       need(pathlib.Path(p, "teacher.json").exists(), "teacher.paths", f"no teacher.json in {p!r}")
-  if paths or t.get("path"):
+  if paths or path:
     need(m == 1, "teacher.ensemble", "is for a trained ensemble of teacher.name; a loaded teacher's size is "
          "given by teacher.path/teacher.paths")
-  if t.get("path"):
-    info = pathlib.Path(t.path, "teacher.json")
-    need(info.exists(), "teacher.path", f"no teacher.json in {t.path!r}")
+  if path:
+    info = pathlib.Path(path, "teacher.json")
+    need(info.exists(), "teacher.path", f"no teacher.json in {path!r}")
     try:
       return max(len(json.loads(info.read_text()).get("members", ())), 1)
     except (ValueError, AttributeError) as e:
-      raise ConfigError(f"config.teacher.path: unreadable teacher.json in {t.path!r} ({e})") from None
-  return len(paths) or int(m)
+      raise ConfigError(f"config.teacher.path: unreadable teacher.json in {path!r} ({e})") from None
+  return len(paths) or m
 
 
 def _teacher_recipe(t) -> Recipe | None:
-  need(isinstance(t.get("require_above_chance", True), bool), "teacher.require_above_chance",
-       f"must be True or False, got {t.get('require_above_chance')!r}")
+  v = S.TEACHER.read(t)
   teacher_size(t)
-  if t.get("path") or t.get("paths"):
+  if v["path"] or v["paths"]:
     return None
-  _one_of(t.name, "teacher.name")
-  return build_recipe(t.train, "teacher.train", KD_PRESETS["ce"])
+  return build_recipe(t.get("train", None), "teacher.train", KD_PRESETS["ce"])
 
 
 def _zero_cost_kwargs(z, data) -> dict:
@@ -526,12 +496,7 @@ def build_tabular(table: str, column: str, space: AbstractSearchSpace | None = N
                       else f"config.evaluator.tabular: {msg}") from None
 
 
-def _baselines(f, space: AbstractSearchSpace) -> tuple[str, ...]:
-  baselines = f.get("baselines", None)
-  if baselines is None:
-    return ()
-  need(isinstance(baselines, (list, tuple)) and all(isinstance(b, str) and b for b in baselines),
-       "final.baselines", f"must be a list of architecture strings of space {space.name!r}, got {baselines!r}")
+def _baselines(baselines: tuple, space: AbstractSearchSpace) -> tuple[str, ...]:
   need(len(set(baselines)) == len(baselines), "final.baselines", f"has duplicates: {list(baselines)}")
   for b in baselines:
     try:
@@ -541,37 +506,27 @@ def _baselines(f, space: AbstractSearchSpace) -> tuple[str, ...]:
   return tuple(baselines)
 
 
-def _limits(c) -> dict:
-  limits = {}
-  for field in LIMITS:
-    v = (c or {}).get(field, 0)
-    need(_is_num(v) and v >= 0, f"constraint.{field}", f"must be >= 0 (0 = no limit), got {v!r}")
-    limits[field] = float(v or 0)
-  return limits
-
-
 def job_of(config: ml_collections.ConfigDict) -> str:
   """``config.job`` (default ``"search"``; ``"meta_train"``: DaSS's meta-training job)."""
-  job = config.get("job", "search")
-  _one_of(job, "job")
-  return job
+  return S.read(config, "")["job"]
 
 
 def space_ref(s) -> dict:
   """``{"name", "kwargs"}`` of a ``config.space`` section as plain JSON values (tuples become lists)."""
-  kwargs = s.get("kwargs", {}) or {}
+  v = S.SPACE.read(s)
+  kwargs = v["kwargs"]
   kwargs = kwargs.to_dict() if isinstance(kwargs, ml_collections.ConfigDict) else dict(kwargs)
-  return json.loads(json.dumps({"name": s.name, "kwargs": kwargs}))
+  return json.loads(json.dumps({"name": v["name"], "kwargs": kwargs}))
 
 
 def teacher_space_ref(config: ml_collections.ConfigDict) -> dict | None:
   """The space whose own full network the teacher is (``teacher.name='space'``, or a ``teacher.path``
   saved from such a run: its ``teacher.json`` records the space), else None."""
-  t = config.teacher
-  if t.get("path"):
-    ref = json.loads(pathlib.Path(t.path, "teacher.json").read_text()).get("meta", {}).get("space")
+  t = S.TEACHER.read(config.teacher)
+  if t["path"]:
+    ref = json.loads(pathlib.Path(t["path"], "teacher.json").read_text()).get("meta", {}).get("space")
     return {"name": ref["name"], "kwargs": ref.get("kwargs", {})} if ref else None  # JSON already
-  if t.get("paths") or t.get("ensemble", 1) != 1 or t.name != SPACE_TEACHER:
+  if t["paths"] or t["ensemble"] != 1 or t["name"] != SPACE_TEACHER:
     return None
   return space_ref(config.space)
 
@@ -632,25 +587,22 @@ def build_plan(config: ml_collections.ConfigDict, *, inputs_optional: bool = Fal
   ``inputs_optional`` (``--show_config``): an absent input file (:class:`MissingInput`) is no error."""
   for section in SECTIONS:
     need(section in config, section, "section is missing")
-  need(_is_int(config.get("seed", None)), "seed", f"must be an int, got {config.get('seed', None)!r}")
-  need(job_of(config) == "search", "job", "build_plan validates a search; a 'meta_train' config is validated by "
+  need(S.read(config, "")["job"] == "search", "job", "build_plan validates a search; a 'meta_train' config is validated by "
        "jdanas.pipeline.meta_train.build_meta_plan")
   _check_data(config.data)
   teacher_train = _teacher_recipe(config.teacher)
   space = build_space(config.space)
-  t = config.teacher
-  if t.name == SPACE_TEACHER and not (t.get("path") or t.get("paths")):
+  t = S.TEACHER.read(config.teacher)
+  if t["name"] == SPACE_TEACHER and not (t["path"] or t["paths"]):
     need(hasattr(space, "teacher_encoding"), "teacher.name",
          f"{SPACE_TEACHER!r} (the search space's own full network) needs a space that has one (dass_resnet), "
          f"got {space.name!r}")
-    need(t.get("ensemble", 1) == 1, "teacher.ensemble", f"teacher.name={SPACE_TEACHER!r} trains one network")
-  final_init = config.final.get("init", "random")
-  _one_of(final_init, "final.init")
-  se = config.searcher
-  _one_of(se.name, "searcher.name")
-  searcher_kwargs, dedup = dict(se.get("kwargs", {})), bool(se.get("dedup", True))
-  limits = _limits(config.get("constraint", None))
-  build_searcher(se.name, searcher_kwargs, dedup, space, _stand_in_budget if any(limits.values()) else None)
+    need(t["ensemble"] == 1, "teacher.ensemble", f"teacher.name={SPACE_TEACHER!r} trains one network")
+  f = S.FINAL.read(config.final)
+  se = S.SEARCHER.read(config.searcher)
+  searcher_kwargs, dedup = dict(se["kwargs"]), se["dedup"]
+  limits = S.CONSTRAINT.read(config.get("constraint", None))
+  build_searcher(se["name"], searcher_kwargs, dedup, space, _stand_in_budget if any(limits.values()) else None)
   loss = build_loss(config.kd)
   if teacher_size(config.teacher) > 1:  # an ensemble teacher gives logits, no feature taps
     need(config.evaluator.name != "zero_cost", "evaluator.name",
@@ -666,27 +618,23 @@ def build_plan(config: ml_collections.ConfigDict, *, inputs_optional: bool = Fal
   reward = _reward_kwargs(config.evaluator)
   one_shot = (build_recipe(config.evaluator.one_shot, "evaluator.one_shot", loss, extra=("val_examples",))
               if config.evaluator.name == "one_shot" else None)
-  final = build_recipe(config.final, "final", loss, extra=("baselines", "init", "seeds"))
-  final_seeds = config.final.get("seeds", 1)
-  need(_is_int(final_seeds) and final_seeds > 0, "final.seeds", f"must be a positive int, got {final_seeds!r}")
-  if final_init == "remap":
+  final = build_recipe(config.final, "final", loss, extra=tuple(set(S.FINAL.fields) - set(RECIPE_FIELDS)))
+  if f["init"] == "remap":
     _need_space_teacher(config, space, "final.init='remap'")
-  baselines = _baselines(config.final, space)
-  r = config.search
-  need(_is_int(r.rounds) and r.rounds > 0, "search.rounds", f"must be a positive int, got {r.rounds!r}")
-  need(_is_int(r.top_k) and r.top_k > 0, "search.top_k", f"must be a positive int, got {r.top_k!r}")
+  baselines = _baselines(f["baselines"], space)
+  r = S.SEARCH.read(config.search)
   compute = build_compute(config.compute, space)
   data_n = compute.mesh_shape[1]
   for field, recipe in (("evaluator.short_kd", short_kd), ("evaluator.one_shot", one_shot), ("final", final)):
     if recipe is not None:
       need(recipe.batch_size % data_n == 0, f"{field}.batch_size",
            f"{recipe.batch_size} is not divisible by the mesh's data axis ({data_n})")
-  return Plan(space=space, searcher_name=se.name, searcher_kwargs=searcher_kwargs, dedup=dedup,
+  return Plan(space=space, searcher_name=se["name"], searcher_kwargs=searcher_kwargs, dedup=dedup,
               evaluator=config.evaluator.name, evaluator_kwargs=evaluator_kwargs, short_kd_distill=distill,
               reward=reward, loss=loss,
               short_kd=short_kd, final=final, teacher_train=teacher_train, limits=limits,
-              rounds=int(r.rounds), top_k=int(r.top_k), baselines=baselines, compute=compute, one_shot=one_shot,
-              final_init=final_init, final_seeds=int(final_seeds))
+              rounds=r["rounds"], top_k=r["top_k"], baselines=baselines, compute=compute, one_shot=one_shot,
+              final_init=f["init"], final_seeds=f["seeds"])
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
