@@ -55,7 +55,7 @@ machine without the other jobs the run should be several times shorter (the teac
 about 2 s each here, against 0.3-0.5 s measured by ``bench/kd_sanity.py`` on a quieter machine),
 but that was not measured.
 """
-import ml_collections
+from configs import common
 
 SEARCHER_KWARGS = {
     "casmopolitan": dict(num_asks=8, n_init=16),
@@ -79,46 +79,23 @@ RUNLOCAL_KNOBS = (
 )
 
 
-def _parse(arg: str | None) -> tuple[bool, str]:
-  runlocal, searcher = False, "casmopolitan"
-  for part in (arg or "").split(","):
-    part = part.strip()
-    if not part:
-      continue
-    if part == "runlocal":
-      runlocal = True
-    elif part.startswith("searcher=") and part[len("searcher="):] in SEARCHER_KWARGS:
-      searcher = part[len("searcher="):]
-    else:
-      raise ValueError(f"configs/trade_cifar10.py: unknown option {part!r} (use 'runlocal' and/or "
-                       f"'searcher=' one of {', '.join(SEARCHER_KWARGS)})")
-  return runlocal, searcher
-
-
 def get_config(arg: str | None = None):
   """``arg``: comma-separated options ``runlocal`` and ``searcher=<name>`` (default casmopolitan)."""
-  runlocal, searcher = _parse(arg)
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.data = dict(name="cifar10", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0,
-                test_limit=0, remap_labels=False, image_size=0, rgb=False)
-  c.teacher = dict(name="resnet56", path="", require_above_chance=True,
-                   train=dict(steps=20_000, batch_size=128, optimizer="sgd", learning_rate=0.1,
-                              weight_decay=5e-4, schedule="cosine", augment=True))
-  c.space = dict(name="trade", kwargs=dict())
-  c.searcher = dict(name=searcher, dedup=True, kwargs=dict(SEARCHER_KWARGS[searcher]))
-  c.evaluator = dict(name="short_kd",
-                     short_kd=dict(steps=350, batch_size=128, optimizer="sgd", learning_rate=0.05,
-                                   weight_decay=5e-4, schedule="cosine", augment=True))
-  c.constraint = dict(max_params=700_000, max_flops=0.0, max_latency_ms=0.0)
-  c.kd = dict(loss="repdistiller", temperature=4.0)
-  c.search = dict(rounds=30, top_k=3)
-  c.final = dict(steps=10_500, batch_size=128, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
-                 schedule="cosine", augment=True,
-                 baselines=["resnet20", "resnet32", "wrn_16_2", "mobilenetv2_half"], seeds=1)
-  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
-                   mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0)
-  if runlocal:
+  o = common.parse_variant(arg, "configs/trade_cifar10.py", ("runlocal",), {"searcher": tuple(SEARCHER_KWARGS)})
+  searcher = o["searcher"] or "casmopolitan"
+  c = common.override(
+      common.base(),
+      data=dict(name="cifar10"),
+      teacher=dict(name="resnet56", train=common.recipe(20_000, 128, 0.1, 5e-4)),
+      space=dict(name="trade", kwargs=dict()),
+      searcher=dict(name=searcher, kwargs=dict(SEARCHER_KWARGS[searcher])),
+      evaluator=dict(name="short_kd", short_kd=common.recipe(350, 128, 0.05, 5e-4)),
+      constraint=dict(max_params=700_000),
+      kd=dict(loss="repdistiller", temperature=4.0),
+      search=dict(rounds=30, top_k=3),
+      final=dict(common.recipe(10_500, 128, 0.05, 5e-4),
+                 baselines=["resnet20", "resnet32", "wrn_16_2", "mobilenetv2_half"]))
+  if o["runlocal"]:
     c.data.update(train_limit=5000, test_limit=2000)
     c.teacher.name = "resnet20"
     c.teacher.train.update(steps=400, batch_size=64)
@@ -127,6 +104,6 @@ def get_config(arg: str | None = None):
     c.constraint.max_params = 300_000
     c.evaluator.short_kd.update(steps=40, batch_size=64)
     c.search.update(rounds=2, top_k=1)
-    c.final.update(steps=300, batch_size=64,
-                   baselines=["resnet20", "wrn_16_1", "mobilenetv2(width=0.25,depth=0.5,expansion=3)"])
-  return ml_collections.ConfigDict(c)
+    common.override(c, final=dict(steps=300, batch_size=64,
+                                  baselines=["resnet20", "wrn_16_1", "mobilenetv2(width=0.25,depth=0.5,expansion=3)"]))
+  return c

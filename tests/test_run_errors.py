@@ -271,7 +271,7 @@ CASES = [
      "config.meta.learning_rate"),
     ("meta_space", ["--config", DASS_META, "--workdir", "{w}", "--config.space.name=nb201",
                     "--config.space.kwargs={{}}"], "config.space.name: meta-training builds DaSS tasks"),
-    ("akd_unknown_option", ["--config", "configs/akd_cifar10.py:runlocal,bogus", "--workdir", "{w}"], "unknown option"),
+    ("akd_unknown_option", ["--config", "configs/akd_cifar10.py:runlocal,bogus", "--workdir", "{w}"], "unknown variant"),
 ]
 
 SUBPROCESS = {"config_missing", "config_syntax", "config_unknown_variant", "flag_no_workdir", "flag_rounds_not_int",
