@@ -45,7 +45,12 @@ def _kd_losses() -> list:
   return [n for n, loss in KD_PRESETS.items() if loss.uses_teacher]
 
 
-JOBS = ("search", "meta_train")  # config.job: a search run, or DaSS's meta-training (jdanas.pipeline.meta_train)
+def _jobs() -> tuple:
+  from jdanas.pipeline.jobs import JOBS as registry
+  return tuple(registry)
+
+
+JOBS = _jobs  # config.job's choices: the job registry (jdanas.pipeline.jobs)
 FINAL_INITS = ("random", "remap")  # final.init: from scratch, or remapped from the teacher (DaSS)
 
 # ---- checks of one value ---------------------------------------------------------------------------
@@ -83,7 +88,7 @@ def _architectures(v) -> str | None:
 
 # ---- the sections ----------------------------------------------------------------------------------
 TOP = Section("", {
-    "job": Field("str", "search", choices=lambda: JOBS,
+    "job": Field("str", "search", choices=_jobs,
                  doc="'search' (a search run) or 'meta_train' (DaSS's meta-training, jdanas.pipeline.meta_train)"),
     "seed": Field("int", 0, doc="the run's seed (data split, initialisations, searcher)"),
 }, doc="top-level fields")
