@@ -33,6 +33,7 @@ import ml_collections
 import numpy as np
 
 from jdanas.distill import KD_PRESETS
+from jdanas.errors import FieldError
 from jdanas.pipeline import sections as S
 from jdanas.pipeline.config import Compute, ConfigError, build_compute, build_recipe, build_space, job_of, need, space_ref
 from jdanas.pipeline.schema import Field, Section
@@ -150,8 +151,8 @@ def prepare_meta(config: ml_collections.ConfigDict, workdir=None, *, data_option
   try:
     from jdanas.meta.tasks import distinct_students
     distinct_students(jax.random.key(0), plan.space, plan.recipe.num_students, max_draws=8)
-  except ValueError as e:
-    raise ConfigError(f"config.tasks.{e}") from None
+  except FieldError as e:  # its field is tasks.num_students
+    raise ConfigError(f"config.tasks.{e.field}: {e.detail}") from None
   return Checked(plan=plan, data=data, budget=None, data_error=data_error)
 
 

@@ -116,8 +116,8 @@ def build_budget(plan: Plan, data):
   try:
     return cost_predicate(plan.space, num_classes=data.num_classes, input_shape=tuple(data.image_shape),
                           **plan.limits)
-  except ValueError as e:
-    raise ConfigError(f"config.constraint.{e}") from None
+  except FieldError as e:  # its field is the limit's name
+    raise ConfigError(f"config.constraint.{e.field}: {e.detail}") from None
 
 
 def plan_searcher(plan: Plan, feasible=None) -> Searcher:
