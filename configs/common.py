@@ -14,20 +14,15 @@ import ml_collections
 
 from jdanas.pipeline import sections
 
-SEARCH_SECTIONS = ("", "data", "teacher", "teacher.train", "space", "searcher", "kd", "constraint", "search", "final",
-                   "compute", "compute.mesh")
-META_SECTIONS = ("", "data", "space", "compute", "compute.mesh")  # + tasks/predictor/meta (jdanas.pipeline.meta_train)
 
 
 def base(job: str = "search") -> ml_collections.ConfigDict:
-  """Every declared section of a ``job`` config at its defaults (a search's evaluator: ``short_kd``; its
-  subsections are written by the configs that use them)."""
+  """Every declared section of a ``job`` config at its defaults (:data:`jdanas.pipeline.sections.JOB_SECTIONS`;
+  a search's evaluator: ``short_kd``, its subsections written by the configs that use them)."""
+  c = sections.base_sections(sections.JOB_SECTIONS[job])
+  c["job"] = job
   if job == "search":
-    c = sections.base_sections(SEARCH_SECTIONS)
     c["evaluator"] = {"name": "short_kd"}
-  else:
-    c = sections.base_sections(META_SECTIONS)
-    c["job"] = job
   return ml_collections.ConfigDict(c)
 
 

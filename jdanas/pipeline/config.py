@@ -66,21 +66,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jdanas.distill import KD_PRESETS, ORACLE_AGGREGATES, SEMANTIC_MISMATCH, TAPS, KDLoss, is_tap
-from jdanas.lowering import LOWERINGS
-from jdanas.models.zoo import MODELS
-from jdanas.parallel import make_mesh
+from jdanas.distill import KD_PRESETS, SEMANTIC_MISMATCH, TAPS, KDLoss, is_tap
 from jdanas.errors import FieldError
+from jdanas.lowering import LOWERINGS
+from jdanas.parallel import make_mesh
 from jdanas.pipeline import sections as S
-from jdanas.pipeline.schema import ConfigError, Section, need
+from jdanas.pipeline.schema import ConfigError, need
 from jdanas.pipeline.sections import FINAL_INITS, JOBS, RECIPE_FIELDS, recipe_section
 from jdanas.teachers import SPACE_TEACHER
-from jdanas.searchers import SEARCHERS, Searcher, get_searcher, with_dedup
-from jdanas.spaces import SPACES, get_space
+from jdanas.searchers import Searcher, get_searcher, with_dedup
+from jdanas.spaces import get_space
 from jdanas.spaces.base import AbstractSearchSpace
-from jdanas.train import STRATEGIES, Recipe
-from jdanas.train.population import PRECISIONS
-from jdanas.train.recipe import OPTIMIZERS, SCHEDULES
+from jdanas.train import Recipe
 
 SECTIONS = ("data", "teacher", "space", "searcher", "evaluator", "kd", "search", "final", "compute")
 EVALUATOR_NAMES = ("short_kd", "tabular", "zero_cost", "one_shot", "predictor")
@@ -195,11 +192,6 @@ def _scoring(module: str, name: str) -> Callable[[], Sequence]:
   return get
 
 
-def _meta_targets() -> Sequence:
-  from jdanas.meta.predictor import TARGETS
-  return TARGETS
-
-
 def _latency_models() -> Sequence:
   from jdanas.rewards import LATENCY_MODELS
   return LATENCY_MODELS
@@ -220,7 +212,6 @@ EXTRA_CHOICES: dict[str, Callable[[], Sequence]] = {
     "evaluator.reward.latency_model": _latency_models,
     "compute.score_strategy": _scoring("", "STRATEGIES"),
     "compute.specialize": lambda: ("auto", True, False),
-    "meta.target": _meta_targets,
 }
 
 

@@ -36,41 +36,10 @@ from jdanas.distill import KD_PRESETS
 from jdanas.errors import FieldError
 from jdanas.pipeline import sections as S
 from jdanas.pipeline.config import Compute, ConfigError, build_compute, build_recipe, build_space, job_of, need, space_ref
-from jdanas.pipeline.schema import Field, Section
-
-
-def _meta_targets() -> tuple:
-  from jdanas.meta.predictor import TARGETS
-  return tuple(TARGETS)
+from jdanas.pipeline.sections import META, PREDICTOR, TASKS
 from jdanas.pipeline.setup import load_data, log
 
 META_SECTIONS = ("data", "space", "tasks", "predictor", "meta", "compute")
-TASKS = Section("tasks", {
-    "num_tasks": Field("int", 16, lo=1, doc="meta-training tasks"),
-    "val_tasks": Field("int", 2, lo=1, doc="meta-validation tasks (pick the kept state by Spearman)"),
-    "classes_per_task": Field("int", 10, lo=2, doc="classes of a task"),
-    "num_students": Field("int", 50, lo=2, doc="students of a task, remapped from its teacher and KD-trained"),
-    "num_noise": Field("int", 8, lo=1, doc="noise images of the students' embedding"),
-    "noise_seed": Field("int", 0, doc="seed of the noise images"),
-}, extra=("teacher", "student"), doc="DaSS's meta-training tasks (teacher and student: recipes)")
-PREDICTOR = Section("predictor", {
-    "hidden_channels": Field("int", 128, lo=1, doc="the predictor's hidden channels"),
-    "out_channels": Field("int", 256, lo=1, doc="the predictor's output channels"),
-    "h_dim": Field("int", 64, lo=1, doc="the predictor's embedding size"),
-    "use_maps": Field("bool", True, doc="embed the students' feature maps"),
-}, doc="DaSS's predictor")
-META = Section("meta", {
-    "target": Field("str", "percent", choices=_meta_targets, doc="what the predictor learns to predict"),
-    "alpha_init": Field("number", 0.005, lo=0, lo_open=True, doc="Meta-SGD's initial per-parameter step"),
-    "learning_rate": Field("number", 5e-4, lo=0, lo_open=True, doc="the meta learning rate"),
-    "first_order": Field("bool", False, doc="first-order Meta-SGD"),
-    "episodes": Field("int", 2000, lo=1, doc="meta-training episodes"),
-    "num_queries": Field("int", 20, lo=1, doc="query students a task per episode (<= tasks.num_students)"),
-    "eval_every": Field("int", 50, lo=1, doc="episodes between meta-validations"),
-}, doc="Meta-SGD")
-TASK_TEACHER = S.recipe_section("tasks.teacher", doc="each task's teacher training")
-TASK_STUDENT = S.recipe_section("tasks.student", doc="each task's students' KD training")
-S.register(TASKS, TASK_TEACHER, TASK_STUDENT, PREDICTOR, META)
 REPORT = "meta_report.json"
 
 

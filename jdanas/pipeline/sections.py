@@ -200,10 +200,51 @@ MESH = Section("compute.mesh", {
     "data": Field("int", -1, check=_mesh_axis, doc="devices along the data axis (-1 = the rest)"),
 }, doc="the ('pop', 'data') device mesh")
 
-# The sections of a search config, in the order build_plan reads them; the evaluator's sections are
-# appended by their owner (:func:`register`).
+# ---- the sections of DaSS's meta-training job (config.job='meta_train', jdanas.pipeline.meta_train) ----
+
+
+def _meta_targets() -> tuple:
+  from jdanas.meta.predictor import TARGETS
+  return tuple(TARGETS)
+
+
+TASKS = Section("tasks", {
+    "num_tasks": Field("int", 16, lo=1, doc="meta-training tasks"),
+    "val_tasks": Field("int", 2, lo=1, doc="meta-validation tasks (pick the kept state by Spearman)"),
+    "classes_per_task": Field("int", 10, lo=2, doc="classes of a task"),
+    "num_students": Field("int", 50, lo=2, doc="students of a task, remapped from its teacher and KD-trained"),
+    "num_noise": Field("int", 8, lo=1, doc="noise images of the students' embedding"),
+    "noise_seed": Field("int", 0, doc="seed of the noise images"),
+}, extra=("teacher", "student"), doc="DaSS's meta-training tasks (teacher and student: recipes)")
+PREDICTOR = Section("predictor", {
+    "hidden_channels": Field("int", 128, lo=1, doc="the predictor's hidden channels"),
+    "out_channels": Field("int", 256, lo=1, doc="the predictor's output channels"),
+    "h_dim": Field("int", 64, lo=1, doc="the predictor's embedding size"),
+    "use_maps": Field("bool", True, doc="embed the students' feature maps"),
+}, doc="DaSS's predictor")
+META = Section("meta", {
+    "target": Field("str", "percent", choices=_meta_targets, doc="what the predictor learns to predict"),
+    "alpha_init": Field("number", 0.005, lo=0, lo_open=True, doc="Meta-SGD's initial per-parameter step"),
+    "learning_rate": Field("number", 5e-4, lo=0, lo_open=True, doc="the meta learning rate"),
+    "first_order": Field("bool", False, doc="first-order Meta-SGD"),
+    "episodes": Field("int", 2000, lo=1, doc="meta-training episodes"),
+    "num_queries": Field("int", 20, lo=1, doc="query students a task per episode (<= tasks.num_students)"),
+    "eval_every": Field("int", 50, lo=1, doc="episodes between meta-validations"),
+}, doc="Meta-SGD")
+TASK_TEACHER = recipe_section("tasks.teacher", doc="each task's teacher training")
+TASK_STUDENT = recipe_section("tasks.student", doc="each task's students' KD training")
+
+# Every declared section: a search's in the order build_plan reads them, then the meta-training job's;
+# the evaluator's sections are appended by their owner (:func:`register`).
 SCHEMA: list[Section] = [TOP, DATA, TEACHER, TEACHER_TRAIN, SPACE, SEARCHER, KD, CONSTRAINT, SEARCH, FINAL, COMPUTE,
-                         MESH]
+                         MESH, TASKS, TASK_TEACHER, TASK_STUDENT, PREDICTOR, META]
+# The sections of each job's config (configs/common.py's base; a subsection follows its parent).
+JOB_SECTIONS = {
+    "search": ("", "data", "teacher", "teacher.train", "space", "searcher", "kd", "constraint", "search", "final",
+               "compute", "compute.mesh"),
+    "meta_train": ("", "data", "space", "tasks", "tasks.teacher", "tasks.student", "predictor", "meta", "compute",
+                   "compute.mesh"),
+}
 
 
 def register(*sections: Section) -> None:
@@ -265,6 +306,7 @@ def base_sections(names: Sequence[str]) -> dict[str, Any]:
   return out
 
 
-__all__ = ["COMPUTE", "CONSTRAINT", "DATA", "FINAL", "FINAL_INITS", "JOBS", "KD", "MESH", "RECIPE_FIELDS", "SCHEMA",
+__all__ = ["COMPUTE", "CONSTRAINT", "DATA", "FINAL", "FINAL_INITS", "JOBS", "JOB_SECTIONS", "KD", "MESH", "META",
+           "PREDICTOR", "TASKS", "TASK_STUDENT", "TASK_TEACHER", "RECIPE_FIELDS", "SCHEMA",
            "SEARCH", "SEARCHER", "SPACE", "TEACHER", "TEACHER_TRAIN", "TOP", "base_sections", "choices", "defaults",
            "describe", "read", "recipe_section", "register", "section"]
