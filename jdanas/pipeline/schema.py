@@ -75,7 +75,8 @@ class Field:
     lo, hi, lo_open, hi_open: the range of a number (``lo=1`` on an int reads "a positive int").
     finite: numbers must be finite (``inf``/``nan`` refused).
     nonempty: a string or list must not be empty.
-    check: a further rule on the value: returns the error text (``"must be ..."``) or None.
+    check: a further rule on the value: returns the error text or None; a text starting with "must"
+      (``"must be ..."``) is followed by ``", got <value>"``, any other (``"'x' is not one of ..."``) stands as is.
     note: shown in the error after the requirement, e.g. ``"0 = no limit"``.
     doc: what the field means (``--show_config``).
   """
@@ -144,7 +145,7 @@ class Field:
       value = tuple(value)
     if self.check is not None:
       msg = self.check(value)
-      need(msg is None, name, f"{msg}, got {value!r}" if msg else "")
+      need(msg is None, name, f"{msg}, got {value!r}" if msg and msg.startswith("must") else msg or "")
     return value
 
 

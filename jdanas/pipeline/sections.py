@@ -71,7 +71,7 @@ def _folders(v) -> str | None:
 
 def _tap(v) -> str | None:
   from jdanas.distill import TAPS, is_tap
-  return None if is_tap(v) else f"must be one of {', '.join(TAPS)} or stageI (I >= 1)"
+  return None if is_tap(v) else f"{v!r} is not one of {', '.join(TAPS)} or stageI (I >= 1)"
 
 
 def _specialize(v) -> str | None:
@@ -306,7 +306,24 @@ def base_sections(names: Sequence[str]) -> dict[str, Any]:
   return out
 
 
+def _show(v) -> str:
+  if isinstance(v, str):
+    return f"`{v!r}`" if v else '`""`'
+  return f"`{v!r}`"
+
+
+def markdown() -> str:
+  """The field reference of docs/configs.md, one table row per declared field (tests/test_configs.py
+  checks the page holds it; print it with ``python -c "from jdanas.pipeline.sections import markdown;
+  print(markdown())"``)."""
+  from jdanas.pipeline.schema import REQUIRED
+  rows = ["| field | default | allowed | what |", "| --- | --- | --- | --- |"]
+  for field, default, requirement, doc in describe():
+    rows.append(f"| `{field}` | {'required' if default is REQUIRED else _show(default)} | {requirement} | {doc} |")
+  return "\n".join(rows)
+
+
 __all__ = ["COMPUTE", "CONSTRAINT", "DATA", "FINAL", "FINAL_INITS", "JOBS", "JOB_SECTIONS", "KD", "MESH", "META",
            "PREDICTOR", "TASKS", "TASK_STUDENT", "TASK_TEACHER", "RECIPE_FIELDS", "SCHEMA",
            "SEARCH", "SEARCHER", "SPACE", "TEACHER", "TEACHER_TRAIN", "TOP", "base_sections", "choices", "defaults",
-           "describe", "read", "recipe_section", "register", "section"]
+           "describe", "markdown", "read", "recipe_section", "register", "section"]
