@@ -1,10 +1,12 @@
 """The config schema of a jdanas run, and its validation by building what the run uses.
 
-A config is an ``ml_collections.ConfigDict`` with these sections (``configs/default.py`` is the
-reference; every shipped config has the same shape)::
+A config is an ``ml_collections.ConfigDict`` with these sections. Every field's type, default, allowed
+values and range are declared once in :mod:`jdanas.pipeline.sections` (read there, listed by
+``--show_config`` and docs/configs.md); every shipped config starts from ``configs/common.py``'s base,
+which holds each declared field at its default, and overrides what differs::
 
   job         "search" (default) or "meta_train" (DaSS's meta-training job, its own sections:
-              jdanas.pipeline.meta_train)
+              jdanas.pipeline.meta_train); the jobs' registry is jdanas.pipeline.jobs
   seed        int
   data        name, path, test_path, data_dir, val_fraction, train_limit, test_limit, remap_labels
               (npz labels with gaps are refused unless remap_labels=True maps them onto 0..K-1),
@@ -46,9 +48,12 @@ reference; every shipped config has the same shape)::
               (pop, data), stall_timeout_s, pop_chunk: how the search's evaluator AND the final training run on
               this machine
 
-:func:`build_plan` turns a config into a :class:`Plan`: the space, the searcher (with a stand-in
-budget of the same form), the recipes, the KD loss, the mesh and the evaluator settings are built
-by the same code the run uses, so a config that validates is the config that runs. Whatever
+:func:`build_plan` turns a config into a :class:`Plan`: it reads each section through its declaration,
+checks the rules between fields with :func:`need`, and builds the space, the searcher (with a stand-in
+budget of the same form), the recipes, the KD loss, the mesh and the evaluator settings with the same
+code the run uses, so a config that validates is the config that runs. A library error that names its
+argument (:class:`jdanas.errors.FieldError`) is mapped to the config field by that name, never by
+parsing its message. Whatever
 needs the data (the budget predicate, the evaluator, the trainers) is built by
 :mod:`jdanas.pipeline.setup` from the plan; its errors are reported the same way. Every error is a
 :class:`ConfigError` whose message is one line starting with ``config.<field>:``.
