@@ -531,13 +531,13 @@ def _need_space_teacher(config: ml_collections.ConfigDict, space: AbstractSearch
   """``what`` (the predictor evaluator, the remapped final init) reads the teacher's weights as the DaSS
   space's full network: the teacher must be exactly that network."""
   need(space.name == "dass_resnet", "space.name", f"{what} needs the DaSS space (dass_resnet), got {space.name!r}")
-  t = config.teacher
-  field = "teacher.path" if t.get("path") else "teacher.paths" if t.get("paths") else "teacher.name"
+  t = S.TEACHER.read(config.teacher)
+  field = "teacher.path" if t["path"] else "teacher.paths" if t["paths"] else "teacher.name"
   got = teacher_space_ref(config)
   need(got == space_ref(config.space), field,
        f"{what} needs the space's own full network as the teacher (teacher.name={SPACE_TEACHER!r}, or a teacher.path "
        f"saved from one with the same space.kwargs); got "
-       + (f"the full network of {got}" if got else f"{t.get('path') or list(t.get('paths') or ()) or t.name!r}"))
+       + (f"the full network of {got}" if got else f"{t['path'] or list(t['paths']) or t['name']!r}"))
 
 
 def _predictor_kwargs(config, space: AbstractSearchSpace, inputs_optional: bool = False) -> dict:
