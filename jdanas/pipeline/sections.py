@@ -154,11 +154,11 @@ RECIPE_FIELDS = ("steps", "batch_size", "optimizer", "learning_rate", "weight_de
                  "eval_batch_size")
 
 
-def recipe_section(name: str, fields: Mapping[str, Field] | None = None, extra: tuple[str, ...] = (),
+def recipe_section(name: str, extra: tuple[str, ...] = (), fields: Mapping[str, Field] | None = None,
                    doc: str = "a training recipe") -> Section:
   """The section of a training recipe (:class:`jdanas.train.Recipe`'s configurable fields, defaults
-  Recipe's own) named ``name``, plus ``fields`` declared by its owner and ``extra`` names another
-  reader checks."""
+  Recipe's own) named ``name``, plus ``extra`` names another reader checks (e.g. ``("distill",)``) and
+  ``fields`` declared by its owner (e.g. final's ``seeds``)."""
   d = _RECIPE_DEFAULTS
   return Section(name, {
       "steps": Field("int", d["steps"], lo=1, doc="optimisation steps"),
@@ -176,7 +176,7 @@ def recipe_section(name: str, fields: Mapping[str, Field] | None = None, extra: 
 
 TEACHER_TRAIN = recipe_section("teacher.train", doc="the teacher's training (when it is trained)")
 
-FINAL = recipe_section("final", {
+FINAL = recipe_section("final", fields={
     "baselines": Field("list", (), check=_architectures, doc="predefined students (architecture strings of the space)"),
     "init": Field("str", "random", choices=lambda: FINAL_INITS,
                   doc="'random', or 'remap': start from the teacher's remapped weights (DaSS)"),
