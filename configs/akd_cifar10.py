@@ -83,7 +83,6 @@ def get_config(arg: str | None = None):
       evaluator=dict(name="short_kd", short_kd=dict(common.recipe(350, 128, 0.05, 5e-4), distill=not o["nas_kd"]),
                      reward=dict(latency_model=latency, target=TARGETS[size][latency], alpha=-0.07,
                                  beta=-0.07, batch_size=1, repeats=20)),
-      kd=dict(loss="repdistiller", temperature=4.0),
       search=dict(rounds=50, top_k=3),
       final=common.recipe(10_500, 128, 0.05, 5e-4))
   if o["runlocal"]:

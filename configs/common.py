@@ -5,6 +5,11 @@
 differs and ``--config.<section>.<field>=...`` can override any declared field of any config (absl refuses
 a field the config does not hold). :func:`parse_variant` reads a config's ``:variant`` argument the same way
 for every config: comma-separated flags and ``name=value`` options, one error for anything else.
+
+What the base gives a search (the declared defaults; a config states what differs): RepDistiller's KD loss
+at T = 4, 6 rounds with the top 2 trained in full, regularized evolution with deduplication, no budget, one
+final seed, the compute defaults (strategy/specialize/lowering 'auto', fp32, mesh pop=1 x data=all,
+watchdog 1800 s). docs/configs.md#field-reference lists every field.
 """
 from __future__ import annotations
 

@@ -45,7 +45,6 @@ def get_config(arg: str | None = None):
                      # ENAS-style weight sharing on a masked space (steps: shared-weight steps per round)
                      one_shot=dict(common.recipe(20, 64, 0.05, 1e-4, augment=False), val_examples=0)),
       kd=dict(loss="repdistiller", temperature=2.0),
-      search=dict(rounds=6, top_k=2),
       final=dict(common.recipe(75, 64, 0.1, 5e-4, augment=False), seeds=8))
   # compute (the declared defaults): specialize 'auto' trains each cell with a program specialised to it on
   # CPU when the schedule is long enough (see jdanas.train.population); False keeps ONE masked program.

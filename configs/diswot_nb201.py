@@ -61,7 +61,6 @@ def get_config(arg: str | None = None):
                                     teacher_init="random", semantic_mismatch="class_gram"),
                      short_kd=common.recipe(780, 64, 0.05, 5e-4)),
       constraint=dict(max_params=1_000_000),
-      kd=dict(loss="repdistiller", temperature=4.0),
       search=dict(rounds=125, top_k=3),
       final=common.recipe(187_500, 64, 0.05, 5e-4))
   if variants["distiller"]:

@@ -77,7 +77,6 @@ def get_config(arg: str | None = None):
                      tabular=dict(table=common.shared_data_dir() + "/diswot_s1_cifar100_vanilla_vs_kd.csv",
                                   column="kd_top1")),
       constraint=dict(max_params=650_000),
-      kd=dict(loss="repdistiller", temperature=4.0),
       search=dict(rounds=8, top_k=3),
       final=common.recipe(187_500, 64, 0.05, 5e-4))
   if variants["table"]:  # scores from DisWOT's measured table; 4 rounds of 8 = half of the 64 students

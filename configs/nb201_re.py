@@ -36,7 +36,6 @@ def get_config(arg: str | None = None):
       searcher=dict(name="regularized_evolution", kwargs=dict(num_asks=8, population_size=32, tournament_size=8)),
       evaluator=dict(name="short_kd", short_kd=common.recipe(350, 128, 0.1, 5e-4),
                      tabular=dict(table="", column="cifar10_valid_acc")),
-      kd=dict(loss="repdistiller", temperature=4.0),
       search=dict(rounds=50, top_k=3),
       final=common.recipe(10_500, 128, 0.1, 5e-4))
   if runlocal:

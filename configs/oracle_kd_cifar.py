@@ -80,7 +80,7 @@ def get_config(arg: str | None = None):
                      # never bind: one-shot weights rank parameter-free add-ons first at small scale).
                      reward=dict(latency_model="", target=0.0, alpha=0.0, beta=-1.0)),
       # L_OD: RepDistiller's weights (0.1 CE + 0.9 T^2 KL) at T = 4; the paper gives neither.
-      kd=dict(loss="oracle", temperature=4.0, oracle_aggregate="logits"),
+      kd=dict(loss="oracle"),
       search=dict(rounds=150, top_k=3),
       final=dict(common.recipe(64_000, 128, 0.1, 5e-4), baselines=[backbone_arch(len(positions))]))
   if v == "runlocal":

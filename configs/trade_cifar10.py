@@ -91,7 +91,6 @@ def get_config(arg: str | None = None):
       searcher=dict(name=searcher, kwargs=dict(SEARCHER_KWARGS[searcher])),
       evaluator=dict(name="short_kd", short_kd=common.recipe(350, 128, 0.05, 5e-4)),
       constraint=dict(max_params=700_000),
-      kd=dict(loss="repdistiller", temperature=4.0),
       search=dict(rounds=30, top_k=3),
       final=dict(common.recipe(10_500, 128, 0.05, 5e-4),
                  baselines=["resnet20", "resnet32", "wrn_16_2", "mobilenetv2_half"]))
