@@ -38,15 +38,8 @@ Options (comma-separated: ``get_config("runlocal,nas_kd")``):
 * ``latency=<model>``: ``measured``, ``flops`` or ``params`` (the target is then scaled to that unit
   by :data:`TARGETS`).
 
-Measured end to end on 2026-12-05 (2-core CPU shared with other jobs, load average 12.3 before,
-13.4 after; ``timeout 1500 python run.py --config configs/akd_cifar10.py:runlocal --workdir
-/work/logs/h1/rl``): 987 s (16 min 27 s) wall, 973 s inside ``run.py``: teacher ResNet-8 about 3
-min (val 49.2 %, test 47.2 %), search 434 s for 4 students (4 compiled programs), final KD, the
-no-KD comparison and the report about 5.5 min. The chosen student (4.10 MFLOPs, target 4.2)
-reached 38.7 % test accuracy with KD vs 30.7 % without (ACC_KD of its 30-step short run 17.7 %,
-reward 0.177). An earlier attempt with a 400-step ResNet-20 teacher and 2 rounds of 4 did not
-finish in 30 min at load 12-14 (the teacher alone took 17 min), hence the smaller teacher and
-search.
+Measured end to end (wall time, the chosen student with and without KD): docs/methods/akd.md and
+docs/benchmarks.md, "AKD, Oracle-KD NAS and DaSS at reduced scale".
 """
 from configs import common
 

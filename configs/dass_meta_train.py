@@ -17,8 +17,7 @@ Variants:  (none)     accelerator-sized: CIFAR-100 from TFDS, 16 + 2 tasks of 10
                       reduced space (widths 8/16/16/32, depth 1-2, multipliers 0.5/0.75/1.0), 8 students
                       a task.
            smoke      tiny sizes for the tests (seconds of training; results meaningless).
-Measured (2026-12-05, 2-core CPU shared with other jobs, load 10-12): runlocal 14 min 17 s wall (task build
-          783 s, Meta-SGD 47 s), best meta-validation Spearman 0.20 (docs/methods/dass.md).
+Measured (wall time, meta-validation Spearman): docs/methods/dass.md.
 """
 from configs import common
 

@@ -24,9 +24,7 @@ Variants:  (none)     accelerator-sized, the paper's space at 32x32; ``dataset=<
            runlocal   CPU-sized, the shared npz CIFAR-10 restricted to classes 7-9 (never seen by
                       dass_meta_train.py:runlocal), a pool of 64 students, top 2 KD-trained 300 steps.
            smoke      tiny sizes for the tests.
-Measured (2026-12-05, 2-core CPU shared with other jobs, load 12-19): runlocal 9 min 35 s wall (64 predictor
-          evaluations in 26 s); teacher 78.8 % test, chosen student 81.7 % test with KD, 82.4 % without
-          (both from the remapped init; docs/methods/dass.md).
+Measured (wall time, the chosen student with and without KD): docs/methods/dass.md.
 """
 from configs import common
 from configs import dass_meta_train as meta_config

@@ -31,16 +31,7 @@ final 60 steps of 32 for the top 2::
   python run.py --config configs/diswot_nb201.py:runlocal --workdir /tmp/diswot_nb201_local
 
 With 437 training images of 100 classes accuracies are near chance: the variant checks the
-pipeline, it does not reproduce DisWOT. Measured 2026-11-27 on the 2-core CPU shared with other
-jobs (load average about 12), ``/usr/bin/time`` wall clock:
-
-* ``zero_cost`` (the command above; ``jdanas.scoring`` from the merged main checkout): 5 min 20 s
-  end to end; search 24 proxy evaluations in 27 s with one compiled scoring program; 24 distinct
-  cells, all within the budget (largest 49 k params); chosen
-  ``|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|nor_conv_3x3~0|skip_connect~1|none~2|``,
-  KD test 1.7 % vs no-KD 2.1 % (teacher ResNet-8 3.9 % test).
-* ``--config.evaluator.name=short_kd`` (5-step KD runs as scores, one masked program): 6 min 42 s;
-  search 24 evaluations in 129 s; KD test 2.0 % vs no-KD 2.8 %.
+pipeline, it does not reproduce DisWOT. Measured wall times: docs/benchmarks.md, "DisWOT configs".
 """
 from configs import common
 

@@ -43,17 +43,7 @@ searcher on the table without training anything::
   python run.py --config configs/diswot_s1.py:runlocal,table --workdir /tmp/diswot_s1_table
 
 With only 437 training images of 100 classes every accuracy is near chance: the variant checks
-the pipeline, it does not reproduce DisWOT. Measured 2026-11-27 on the 2-core CPU shared with
-other jobs (load average about 12), ``/usr/bin/time`` wall clock:
-
-* ``zero_cost`` (the command above; ``jdanas.scoring`` from the merged main checkout of 13:31):
-  5 min 39 s end to end; search 24 proxy evaluations in 24 s with one compiled scoring program;
-  24 distinct students, all within the budget (largest 556 k params); chosen ``371`` (205 k
-  params), KD test 2.7 % vs no-KD 2.8 % (teacher ResNet-8 3.9 % test).
-* ``:runlocal,distiller``: 4 min 49 s; the same search (the proxy does not depend on ``kd.*``);
-  chosen ``571``, KD + ICKD + SP test 2.6 % vs no-KD 3.5 %.
-* ``--config.evaluator.name=short_kd`` (5-step KD runs as scores, one masked program): 11 min 36 s;
-  search 24 evaluations in 268 s; chosen ``575``, KD test 2.7 % vs no-KD 2.2 %.
+the pipeline, it does not reproduce DisWOT. Measured wall times: docs/benchmarks.md, "DisWOT configs".
 """
 from configs import common
 

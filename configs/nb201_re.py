@@ -16,9 +16,8 @@ Hardware/runtime: the full variant is sized for an accelerator; it has not been 
 project's machines are 2-core CPUs without a GPU), so no result is claimed for it.
 
 ``:runlocal`` is a CPU-sized variant (C=8, one cell per stage, 5,000 training images, 3 rounds of
-4, short schedules). Measured 2026-11-22 on the 2-core CPU (loaded) with the shared CIFAR-10 npz
-files (command above with ``configs/nb201_re.py:runlocal``): 13 min 3 s end to end; teacher
-ResNet-20 (400 steps) 47.3 % test; chosen student 43.6 % test with KD vs 37.3 % without KD.
+4, short schedules); measured end to end (command above with ``configs/nb201_re.py:runlocal``):
+docs/benchmarks.md, "NB201 on CIFAR-10".
 """
 from configs import common
 

@@ -40,12 +40,8 @@ Variants:
 
     timeout 1800 python run.py --config configs/oracle_kd_cifar.py:runlocal --workdir /tmp/oracle_kd_local
 
-  Measured 2026-12-05 on the 2-core CPU shared with other jobs (load average 3.75 at the start,
-  3.43 at the end): 9 min 13 s wall, peak RSS 1.4 GB; chosen ``conv5x5:00`` (254,554 params): test
-  40.65 % with L_OD, 47.3 % without KD; backbone (152,026 params) with L_OD 38.95 %; ensemble
-  average 44.55 %, oracle 55.6 % (docs/methods/oracle_kd.md, "Measured: ``:runlocal``"; a run
-  before the pool-BatchNorm fix, beside other jobs of this session, took 16 min 32 s). The first
-  version of this variant (3 x ResNet-14, ResNet-14 backbone with two add-ons) took 41 min.
+  Measured (wall time, the chosen student, the backbone and the ensemble): docs/methods/oracle_kd.md
+  and docs/benchmarks.md, "Oracle KD on a small backbone".
 * ``smoke``: tiny nets and schedules on the embedded digits (seconds; for tests; results meaningless).
 """
 import os

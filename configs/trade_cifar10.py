@@ -26,34 +26,13 @@ Variants (``get_config("runlocal")``, ``get_config("runlocal,searcher=regularize
 the searcher option picks that searcher with kwargs that fit it):
 
 * full: sized for an accelerator; not run here (2-core CPU machines, no GPU), so no result is
-  claimed. Building the params table of the full space (1,089 architectures, abstract init of each)
-  took 292 s on the loaded 2-core CPU.
+  claimed.
 * ``runlocal``: CPU-sized: 5,000 training images, ResNet-20 teacher (400 steps), the seven families
   with small knob grids (24 architectures), budget 300,000 params, 2 rounds of 4, 40-step short KD,
   300-step final KD of the best, baselines ResNet-20, WRN-16-1 and a small MobileNetV2.
 
-Measured 2026-11-27 with ``:runlocal`` (CASMOPOLITAN) and the npz command above: 15 min 19 s with
-the teacher cached in the workdir (its training took about 8 min more); search 8 evaluations in
-304 s; it chose the same student with the same accuracies as the table below.
-Measured 2026-11-27 with ``:runlocal,searcher=regularized_evolution`` and the npz command above,
-on the 2-core CPU shared with four other agents' jobs (load average 9-13 throughout): **40 min 18 s** end to end (teacher 11.5
-min, search 6.9 min for 8 evaluations with 8 compiled programs, final phase about 21 min), peak RSS
-2.1 GB. Teacher ResNet-20 (400 steps): 46.5 % val / 44.8 % test. The searcher only proposed
-students within the 300,000-params budget (0 unrepaired). Chosen: ``vgg(config=8,width=0.25)``
-(247,050 params). Same final KD recipe (300 steps) for every student, test accuracy:
-
-| student | params | val | test |
-| --- | --- | --- | --- |
-| chosen ``vgg(config=8,width=0.25)`` | 247,050 | 46.2 % | 44.6 % |
-| ResNet-20 | 272,474 | 44.3 % | 42.5 % |
-| WRN-16-1 | 175,066 | 43.7 % | 42.1 % |
-| ``mobilenetv2(width=0.25,depth=0.5,expansion=3)`` | 162,840 | 33.7 % | 30.8 % |
-
-The chosen student trained *without* KD reached 52.4 % test: with this 400-step teacher (44.8 %
-test, weaker than the student's own CE training) KD lowers accuracy; reported as measured. On a
-machine without the other jobs the run should be several times shorter (the teacher's steps took
-about 2 s each here, against 0.3-0.5 s measured by ``bench/kd_sanity.py`` on a quieter machine),
-but that was not measured.
+Measured (wall times, the chosen student against the baselines, with and without KD): docs/benchmarks.md,
+"TRADE at reduced scale".
 """
 from configs import common
 
