@@ -54,7 +54,8 @@ def test_parse_variant():
   parse = common.parse_variant
   assert parse(None, "c.py", ("a", "b"), {"s": ("x", "y")}) == {"a": False, "b": False, "s": None}
   assert parse(" a, s=y ", "c.py", ("a", "b"), {"s": ("x", "y")}) == {"a": True, "b": False, "s": "y"}
-  with pytest.raises(ValueError, match=r"c.py: unknown variant 's=z' \(use nothing or comma-separated: a, b, s=<x\|y>\)"):
+  usage = r"\(use nothing or comma-separated: a, b, s=<x\|y>\)"
+  with pytest.raises(ValueError, match=r"c.py: unknown variant 's=z' " + usage):
     parse("s=z", "c.py", ("a", "b"), {"s": ("x", "y")})
   with pytest.raises(ValueError, match="c.py: variants a and b exclude each other"):
     parse("a,b", "c.py", ("a", "b"), exclusive=True)

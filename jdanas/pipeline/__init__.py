@@ -104,5 +104,6 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, c
     return report(searched, final)
 
 
-__all__ = ["EXIT_STALLED", "JOBS", "Checked", "ConfigError", "Plan", "SearchResult", "Watchdog", "build_plan", "describe",
+__all__ = ["EXIT_STALLED", "JOBS", "Checked", "ConfigError", "Plan", "SearchResult", "Watchdog", "build_plan",
+           "describe",
            "finished_report", "prepare", "report", "run", "search", "train_final", "validate_config"]

@@ -583,7 +583,8 @@ def build_plan(config: ml_collections.ConfigDict, *, inputs_optional: bool = Fal
   ``inputs_optional`` (``--show_config``): an absent input file (:class:`MissingInput`) is no error."""
   for section in SECTIONS:
     need(section in config, section, "section is missing")
-  need(S.read(config, "")["job"] == "search", "job", "build_plan validates a search; a 'meta_train' config is validated by "
+  need(S.read(config, "")["job"] == "search", "job",
+       "build_plan validates a search; a 'meta_train' config is validated by "
        "jdanas.pipeline.meta_train.build_meta_plan")
   _check_data(config.data)
   teacher_train = _teacher_recipe(config.teacher)

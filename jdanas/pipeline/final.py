@@ -87,7 +87,8 @@ def _export(s: SearchResult, enc: np.ndarray, variables, val_accuracy: float) ->
     space = S.SPACE.read(s.config.space)
     export_dir = export_student(
         export_dir, space=s.plan.space, space_kwargs=dict(space["kwargs"]), space_name=space["name"],
-        encoding=enc, variables=variables, num_classes=s.data.num_classes, input_shape=s.data.image_shape, mean=s.data.mean, std=s.data.std,
+        encoding=enc, variables=variables, num_classes=s.data.num_classes, input_shape=s.data.image_shape,
+        mean=s.data.mean, std=s.data.std,
         meta={"params": c.params, "flops": c.flops, "val_accuracy": val_accuracy})
   return str(export_dir.relative_to(s.workdir.absolute()) if export_dir.is_absolute() else export_dir)
 

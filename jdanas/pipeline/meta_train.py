@@ -35,7 +35,8 @@ import numpy as np
 from jdanas.distill import KD_PRESETS
 from jdanas.errors import FieldError
 from jdanas.pipeline import sections as S
-from jdanas.pipeline.config import Compute, ConfigError, build_compute, build_recipe, build_space, job_of, need, space_ref
+from jdanas.pipeline.config import (Compute, ConfigError, build_compute, build_recipe, build_space, job_of, need,
+                                    space_ref)
 from jdanas.pipeline.sections import META, PREDICTOR, TASKS
 from jdanas.pipeline.setup import load_data, log
 
