@@ -38,17 +38,10 @@ Options (comma-separated: ``get_config("runlocal,nas_kd")``):
 * ``latency=<model>``: ``measured``, ``flops`` or ``params`` (the target is then scaled to that unit
   by :data:`TARGETS`).
 
-Measured end to end on 2026-12-05 (2-core CPU shared with other jobs, load average 12.3 before,
-13.4 after; ``timeout 1500 python run.py --config configs/akd_cifar10.py:runlocal --workdir
-/work/logs/h1/rl``): 987 s (16 min 27 s) wall, 973 s inside ``run.py``: teacher ResNet-8 about 3
-min (val 49.2 %, test 47.2 %), search 434 s for 4 students (4 compiled programs), final KD, the
-no-KD comparison and the report about 5.5 min. The chosen student (4.10 MFLOPs, target 4.2)
-reached 38.7 % test accuracy with KD vs 30.7 % without (ACC_KD of its 30-step short run 17.7 %,
-reward 0.177). An earlier attempt with a 400-step ResNet-20 teacher and 2 rounds of 4 did not
-finish in 30 min at load 12-14 (the teacher alone took 17 min), hence the smaller teacher and
-search.
+Measured end to end (wall time, the chosen student with and without KD): docs/methods/akd.md and
+docs/benchmarks.md, "AKD, Oracle-KD NAS and DaSS at reduced scale".
 """
-import ml_collections
+from configs import common
 
 # Latency targets per model: the full variant (base_width 0.5) and runlocal (base_width 0.25), each
 # about the median of 12 random architectures of that space at 32x32 (measured: see akd.md).
@@ -66,57 +59,28 @@ RUNLOCAL_ASKS = 2
 OPTIONS = ("runlocal", "nas_kd", "searcher=<name>", "latency=<measured|flops|params>")
 
 
-def _parse(arg: str | None) -> dict:
-  opts = {"runlocal": False, "nas_kd": False, "searcher": "ppo", "latency": None}
-  for part in (arg or "").split(","):
-    part = part.strip()
-    if not part:
-      continue
-    name, _, value = part.partition("=")
-    if part in ("runlocal", "nas_kd"):
-      opts[part] = True
-    elif name == "searcher" and value in SEARCHER_KWARGS:
-      opts["searcher"] = value
-    elif name == "latency" and value in TARGETS["full"]:
-      opts["latency"] = value
-    else:
-      raise ValueError(f"configs/akd_cifar10.py: unknown option {part!r} (use {', '.join(OPTIONS)}; "
-                       f"searchers: {', '.join(SEARCHER_KWARGS)})")
-  return opts
-
-
 def get_config(arg: str | None = None):
   """``arg``: comma-separated options (see the module docstring)."""
-  o = _parse(arg)
+  o = common.parse_variant(arg, "configs/akd_cifar10.py", ("runlocal", "nas_kd"),
+                           {"searcher": tuple(SEARCHER_KWARGS), "latency": tuple(TARGETS["full"])})
+  searcher = o["searcher"] or "ppo"
   size = "runlocal" if o["runlocal"] else "full"
   latency = o["latency"] or ("flops" if o["runlocal"] else "measured")
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.data = dict(name="cifar10", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0,
-                test_limit=0, remap_labels=False, image_size=0, rgb=False)
-  c.teacher = dict(name="resnet56", path="", require_above_chance=True,
-                   train=dict(steps=20_000, batch_size=128, optimizer="sgd", learning_rate=0.1,
-                              weight_decay=5e-4, schedule="cosine", augment=True))
-  c.space = dict(name="mobilenet", kwargs=dict(base_width=0.5))
-  c.searcher = dict(name=o["searcher"], dedup=True, kwargs=dict(SEARCHER_KWARGS[o["searcher"]]))
-  # ACC_KD: a short KD run of each proposal (AKD's proxy task); distill=False is "NAS + KD".
-  c.evaluator = dict(name="short_kd",
-                     short_kd=dict(steps=350, batch_size=128, optimizer="sgd", learning_rate=0.05,
-                                   weight_decay=5e-4, schedule="cosine", augment=True,
-                                   distill=not o["nas_kd"]),
+  c = common.override(
+      common.base(),
+      data=dict(name="cifar10"),
+      teacher=dict(name="resnet56", train=common.recipe(20_000, 128, 0.1, 5e-4)),
+      space=dict(name="mobilenet", kwargs=dict(base_width=0.5)),
+      searcher=dict(name=searcher, kwargs=dict(SEARCHER_KWARGS[searcher])),
+      # ACC_KD: a short KD run of each proposal (AKD's proxy task); distill=False is "NAS + KD".
+      evaluator=dict(name="short_kd", short_kd=dict(common.recipe(350, 128, 0.05, 5e-4), distill=not o["nas_kd"]),
                      reward=dict(latency_model=latency, target=TARGETS[size][latency], alpha=-0.07,
-                                 beta=-0.07, batch_size=1, repeats=20))
-  c.constraint = dict(max_params=0, max_flops=0.0, max_latency_ms=0.0)
-  c.kd = dict(loss="repdistiller", temperature=4.0)
-  c.search = dict(rounds=50, top_k=3)
-  c.final = dict(steps=10_500, batch_size=128, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
-                 schedule="cosine", augment=True, seeds=1)
-  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto",
-                   mesh=dict(pop=1, data=-1))
+                                 beta=-0.07, batch_size=1, repeats=20)),
+      search=dict(rounds=50, top_k=3),
+      final=common.recipe(10_500, 128, 0.05, 5e-4))
   if o["runlocal"]:
-    from jdanas.data import shared_data_dir  # $JDANAS_DATA_DIR, else ../shared/data next to the repo
     c.data.update(name="npz", path="cifar10_train_subset.npz", test_path="cifar10_test.npz",
-                  data_dir=str(shared_data_dir()), train_limit=5000, test_limit=2000)
+                  data_dir=common.shared_data_dir(), train_limit=5000, test_limit=2000)
     c.teacher.name = "resnet8"
     c.teacher.train.update(steps=400, batch_size=64)
     c.space.kwargs = dict(base_width=0.25)
@@ -124,4 +88,4 @@ def get_config(arg: str | None = None):
     c.evaluator.short_kd.update(steps=30, batch_size=64)
     c.search.update(rounds=2, top_k=1)
     c.final.update(steps=300, batch_size=64)
-  return ml_collections.ConfigDict(c)
+  return c

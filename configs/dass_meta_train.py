@@ -17,10 +17,9 @@ Variants:  (none)     accelerator-sized: CIFAR-100 from TFDS, 16 + 2 tasks of 10
                       reduced space (widths 8/16/16/32, depth 1-2, multipliers 0.5/0.75/1.0), 8 students
                       a task.
            smoke      tiny sizes for the tests (seconds of training; results meaningless).
-Measured (2026-12-05, 2-core CPU shared with other jobs, load 10-12): runlocal 14 min 17 s wall (task build
-          783 s, Meta-SGD 47 s), best meta-validation Spearman 0.20 (docs/methods/dass.md).
+Measured (wall time, meta-validation Spearman): docs/methods/dass.md.
 """
-import ml_collections
+from configs import common
 
 # The runlocal space, shared with configs/dass_search.py (the predictor is tied to its space).
 RUNLOCAL_SPACE = dict(stage_widths=(8, 16, 16, 32), max_depth=2, multipliers=(0.5, 0.75, 1.0), image_size=32)
@@ -30,8 +29,7 @@ SEEN_CLASSES = (0, 1, 2, 3, 4, 5, 6)  # runlocal: CIFAR-10 classes meta-training
 
 
 def _recipe(steps, batch_size, learning_rate=0.05):
-  return dict(steps=steps, batch_size=batch_size, optimizer="sgd", learning_rate=learning_rate, weight_decay=3e-5,
-              schedule="cosine", augment=True)
+  return common.recipe(steps, batch_size, learning_rate, 3e-5)
 
 
 # The CPU-sized variants: what each changes in the full config.
@@ -51,37 +49,29 @@ SMALL = {
 
 def shared_npz(c, classes, train_limit, test_limit=1000):
   """The shared npz CIFAR-10 files (``$JDANAS_DATA_DIR``, else ../shared/data) restricted to ``classes``."""
-  from jdanas.data import shared_data_dir
   c.data.update(name="npz", path="cifar10_train_subset.npz", test_path="cifar10_test.npz",
-                data_dir=str(shared_data_dir()), train_limit=train_limit, test_limit=test_limit,
+                data_dir=common.shared_data_dir(), train_limit=train_limit, test_limit=test_limit,
                 classes=tuple(classes))
 
 
 def get_config(arg: str | None = None):
   """``arg``: None (full), ``"runlocal"`` or ``"smoke"``."""
-  if arg not in (None, "", "runlocal", "smoke"):
-    raise ValueError(f"configs/dass_meta_train.py: unknown variant {arg!r} (use nothing, 'runlocal' or 'smoke')")
-  c = ml_collections.ConfigDict()
-  c.job = "meta_train"
-  c.seed = 0
-  c.data = dict(name="cifar100", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0, test_limit=0,
-                remap_labels=False, classes=(), image_size=0, rgb=False)
-  c.space = dict(name="dass_resnet", kwargs=dict(FULL_SPACE))
-  c.tasks = dict(num_tasks=16, val_tasks=2, classes_per_task=10, num_students=50, num_noise=8, noise_seed=0,
-                 teacher=_recipe(4000, 128, 0.1), student=_recipe(1000, 128))
-  c.predictor = dict(hidden_channels=128, out_channels=256, h_dim=64, use_maps=True)
-  c.meta = dict(target="relative", alpha_init=0.005, learning_rate=5e-4, first_order=False, episodes=2000,
-                num_queries=20, eval_every=50)
-  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
-                   mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0)
-  if arg in SMALL:
-    size = SMALL[arg]
+  v = common.variant(arg, "configs/dass_meta_train.py", tuple(SMALL))
+  c = common.override(
+      common.base("meta_train"),
+      data=dict(name="cifar100"),
+      space=dict(name="dass_resnet", kwargs=dict(FULL_SPACE)),
+      tasks=dict(num_tasks=16, val_tasks=2, classes_per_task=10, num_students=50, num_noise=8, noise_seed=0,
+                 teacher=_recipe(4000, 128, 0.1), student=_recipe(1000, 128)),
+      predictor=dict(hidden_channels=128, out_channels=256, h_dim=64, use_maps=True),
+      meta=dict(target="relative", alpha_init=0.005, learning_rate=5e-4, first_order=False, episodes=2000,
+                num_queries=20, eval_every=50))
+  if v is not None:
+    size = SMALL[v]
     shared_npz(c, SEEN_CLASSES, **size["data"])
     c.space.kwargs = dict(size["space"])
-    c.tasks.update(size["tasks"])
-    c.predictor.update(size["predictor"])
-    c.meta.update(size["meta"])
+    common.override(c, tasks=size["tasks"], predictor=size["predictor"], meta=size["meta"])
     # one student after another in one compiled program: unrolling copies of the teacher-sized masked
     # network into one XLA:CPU program compiles for many minutes (bench/dass.py)
     c.compute.strategy = "loop"
-  return ml_collections.ConfigDict(c)
+  return c

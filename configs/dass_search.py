@@ -24,12 +24,9 @@ Variants:  (none)     accelerator-sized, the paper's space at 32x32; ``dataset=<
            runlocal   CPU-sized, the shared npz CIFAR-10 restricted to classes 7-9 (never seen by
                       dass_meta_train.py:runlocal), a pool of 64 students, top 2 KD-trained 300 steps.
            smoke      tiny sizes for the tests.
-Measured (2026-12-05, 2-core CPU shared with other jobs, load 12-19): runlocal 9 min 35 s wall (64 predictor
-          evaluations in 26 s); teacher 78.8 % test, chosen student 81.7 % test with KD, 82.4 % without
-          (both from the remapped init; docs/methods/dass.md).
+Measured (wall time, the chosen student with and without KD): docs/methods/dass.md.
 """
-import ml_collections
-
+from configs import common
 from configs import dass_meta_train as meta_config
 
 UNSEEN_CLASSES = (7, 8, 9)  # runlocal: CIFAR-10 classes the runlocal meta-training never saw
@@ -38,33 +35,21 @@ DATASETS = ("cifar10", "caltech_birds2011", "cars196", "dtd", "quickdraw_bitmap"
 
 def get_config(arg: str | None = None):
   """``arg``: None / ``"dataset=<name>"`` (full), ``"runlocal"`` or ``"smoke"``."""
-  arg = arg or ""
-  dataset = "cifar10"
-  if arg.startswith("dataset="):
-    dataset, arg = arg.split("=", 1)[1], ""
-    if dataset not in DATASETS:
-      raise ValueError(f"configs/dass_search.py: unknown dataset {dataset!r} (use one of {', '.join(DATASETS)})")
-  if arg not in ("", "runlocal", "smoke"):
-    raise ValueError(f"configs/dass_search.py: unknown variant {arg!r} (use nothing, 'dataset=<name>', 'runlocal' "
-                     "or 'smoke')")
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.data = dict(name=dataset, path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0, test_limit=0,
-                remap_labels=False, classes=(), image_size=meta_config.FULL_SPACE["image_size"], rgb=True)
-  c.teacher = dict(name="space", path="", require_above_chance=True,
-                   train=dict(steps=4000, batch_size=128, optimizer="sgd", learning_rate=0.1, weight_decay=3e-5,
-                              schedule="cosine", augment=True))
-  c.space = dict(name="dass_resnet", kwargs=dict(meta_config.FULL_SPACE))
-  c.searcher = dict(name="random", dedup=True, kwargs=dict(num_asks=1000, capacity=2048))
-  c.evaluator = dict(name="predictor", predictor=dict(path="", adapt=True, chunk=32))
-  c.constraint = dict(max_params=0, max_flops=0.0, max_latency_ms=0.0)
-  c.kd = dict(loss="dass", temperature=6.0)
-  c.search = dict(rounds=1, top_k=5)
-  c.final = dict(steps=8000, batch_size=128, optimizer="sgd", learning_rate=0.05, weight_decay=3e-5,
-                 schedule="cosine", augment=True, init="remap", seeds=1)
-  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
-                   mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0)
-  if arg == "runlocal":
+  o = common.parse_variant(arg, "configs/dass_search.py", ("runlocal", "smoke"), {"dataset": DATASETS}, exclusive=True)
+  if o["dataset"] and (o["runlocal"] or o["smoke"]):
+    raise ValueError("configs/dass_search.py: dataset=<name> is a variant of the full config (the CPU variants use "
+                     "the shared CIFAR-10 npz)")
+  c = common.override(
+      common.base(),
+      data=dict(name=o["dataset"] or "cifar10", image_size=meta_config.FULL_SPACE["image_size"], rgb=True),
+      teacher=dict(name="space", train=common.recipe(4000, 128, 0.1, 3e-5)),
+      space=dict(name="dass_resnet", kwargs=dict(meta_config.FULL_SPACE)),
+      searcher=dict(name="random", kwargs=dict(num_asks=1000, capacity=2048)),
+      evaluator=dict(name="predictor", predictor=dict(path="", adapt=True, chunk=32)),
+      kd=dict(loss="dass", temperature=6.0),
+      search=dict(rounds=1, top_k=5),
+      final=dict(common.recipe(8000, 128, 0.05, 3e-5), init="remap"))
+  if o["runlocal"]:
     meta_config.shared_npz(c, UNSEEN_CLASSES, train_limit=6000)
     c.space.kwargs = dict(meta_config.RUNLOCAL_SPACE)
     c.teacher.train.update(steps=300, batch_size=32)
@@ -72,7 +57,7 @@ def get_config(arg: str | None = None):
     c.search.top_k = 2
     c.final.update(steps=300, batch_size=32)
     c.compute.strategy = "loop"
-  elif arg == "smoke":
+  elif o["smoke"]:
     meta_config.shared_npz(c, UNSEEN_CLASSES[:2], train_limit=700, test_limit=200)
     c.space.kwargs = dict(meta_config.SMOKE_SPACE)
     c.teacher.train.update(steps=4, batch_size=16)
@@ -81,4 +66,4 @@ def get_config(arg: str | None = None):
     c.search.top_k = 2
     c.final.update(steps=2, batch_size=16)
     c.compute.strategy = "loop"
-  return ml_collections.ConfigDict(c)
+  return c

@@ -23,48 +23,34 @@ Smoke:    python run.py --config configs/default.py:smoke --workdir /tmp/jdanas_
           nets and schedules, for tests and quick checks of an installation; results meaningless)
 Measured: README.md's main-job block, written by bench/regenerate_docs.py (docs/data/main_job.json).
 """
-import ml_collections
+from configs import common
 
 
 def get_config(arg: str | None = None):
   """``arg``: None for the default run, ``"smoke"`` for the tiny variant used by tests."""
-  if arg not in (None, "", "smoke"):
-    raise ValueError(f"configs/default.py: unknown variant {arg!r} (use nothing or 'smoke')")
-  c = ml_collections.ConfigDict()
-  c.seed = 0
+  smoke = common.variant(arg, "configs/default.py", ("smoke",)) == "smoke"
   # Your own data: --config.data.name=npz --config.data.path=train.npz [--config.data.test_path=test.npz]
   # (keys x: uint8 [N, H, W, C], y: int [N]; labels 0..K-1, or set remap_labels=True for sparse labels).
-  c.data = dict(name="digits", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0, test_limit=0,
-                remap_labels=False, image_size=0, rgb=False)
   # Your own teacher: --config.teacher.path=<folder with teacher.json> (saved by jdanas.teachers.save_teacher).
-  c.teacher = dict(name="resnet20", path="", ensemble=1, require_above_chance=True,
-                   train=dict(steps=300, batch_size=64, optimizer="sgd", learning_rate=0.1,
-                              weight_decay=5e-4, schedule="cosine", augment=False))
-  c.space = dict(name="nb201_masked", kwargs=dict(channels=2, num_cells=1))
-  c.searcher = dict(name="regularized_evolution", dedup=True,
-                    kwargs=dict(num_asks=4, population_size=8, tournament_size=3))
-  # Every proposal is scored by a short KD run; ``tabular`` (an NB201 table, or DisWOT's S1 table with
-  # column kd_top1 / vanilla_top1 on an s1_resnet space) is the alternative for benchmarking searchers
-  # (--config.evaluator.name=tabular --config.evaluator.tabular.table=...).
-  c.evaluator = dict(name="short_kd",
-                     short_kd=dict(steps=60, batch_size=64, optimizer="sgd", learning_rate=0.1,
-                                   weight_decay=5e-4, schedule="cosine", augment=False),
+  c = common.override(
+      common.base(),
+      teacher=dict(name="resnet20", train=common.recipe(300, 64, 0.1, 5e-4, augment=False)),
+      space=dict(name="nb201_masked", kwargs=dict(channels=2, num_cells=1)),
+      searcher=dict(name="regularized_evolution", kwargs=dict(num_asks=4, population_size=8, tournament_size=3)),
+      # Every proposal is scored by a short KD run; ``tabular`` (an NB201 table, or DisWOT's S1 table with
+      # column kd_top1 / vanilla_top1 on an s1_resnet space) is the alternative for benchmarking searchers
+      # (--config.evaluator.name=tabular --config.evaluator.tabular.table=...).
+      evaluator=dict(name="short_kd", short_kd=common.recipe(60, 64, 0.1, 5e-4, augment=False),
                      tabular=dict(table="", column="cifar10_valid_acc"),
                      # ENAS-style weight sharing on a masked space (steps: shared-weight steps per round)
-                     one_shot=dict(steps=20, batch_size=64, optimizer="sgd", learning_rate=0.05,
-                                   weight_decay=1e-4, schedule="cosine", augment=False, val_examples=0))
-  c.constraint = dict(max_params=0, max_flops=0.0, max_latency_ms=0.0)  # 0 = no limit
-  c.kd = dict(loss="repdistiller", temperature=2.0, oracle_aggregate="logits")
-  c.search = dict(rounds=6, top_k=2)
-  c.final = dict(steps=75, batch_size=64, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
-                 schedule="cosine", augment=False, seeds=8)
-  # specialize: 'auto' trains each cell with a program specialised to it on CPU when the
-  # schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
-  # precision: "bf16" trains students in bfloat16 (float32 parameters and losses), for GPUs/TPUs.
+                     one_shot=dict(common.recipe(20, 64, 0.05, 1e-4, augment=False), val_examples=0)),
+      kd=dict(loss="repdistiller", temperature=2.0),
+      final=dict(common.recipe(75, 64, 0.1, 5e-4, augment=False), seeds=8))
+  # compute (the declared defaults): specialize 'auto' trains each cell with a program specialised to it on
+  # CPU when the schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
+  # precision "bf16" trains students in bfloat16 (float32 parameters and losses), for GPUs/TPUs.
   # pop_chunk: students per call of a vmapped group (a multiple of mesh.pop; 0 = the whole group).
-  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
-                   mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0, pop_chunk=0)
-  if arg == "smoke":
+  if smoke:
     c.teacher.name = "resnet8"
     c.teacher.train.update(steps=3, batch_size=32)
     c.space = dict(name="s1_resnet", kwargs=dict(depth_choices=(1, 2), widths=(4, 8, 8), stem=4))
@@ -72,4 +58,4 @@ def get_config(arg: str | None = None):
     c.evaluator.short_kd.update(steps=2, batch_size=32)
     c.search.update(rounds=3, top_k=2)
     c.final.update(steps=2, batch_size=32, seeds=1)
-  return ml_collections.ConfigDict(c)
+  return c

@@ -31,56 +31,35 @@ final 60 steps of 32 for the top 2::
   python run.py --config configs/diswot_nb201.py:runlocal --workdir /tmp/diswot_nb201_local
 
 With 437 training images of 100 classes accuracies are near chance: the variant checks the
-pipeline, it does not reproduce DisWOT. Measured 2026-11-27 on the 2-core CPU shared with other
-jobs (load average about 12), ``/usr/bin/time`` wall clock:
-
-* ``zero_cost`` (the command above; ``jdanas.scoring`` from the merged main checkout): 5 min 20 s
-  end to end; search 24 proxy evaluations in 27 s with one compiled scoring program; 24 distinct
-  cells, all within the budget (largest 49 k params); chosen
-  ``|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|nor_conv_3x3~0|skip_connect~1|none~2|``,
-  KD test 1.7 % vs no-KD 2.1 % (teacher ResNet-8 3.9 % test).
-* ``--config.evaluator.name=short_kd`` (5-step KD runs as scores, one masked program): 6 min 42 s;
-  search 24 evaluations in 129 s; KD test 2.0 % vs no-KD 2.8 %.
+pipeline, it does not reproduce DisWOT. Measured wall times: docs/benchmarks.md, "DisWOT configs".
 """
-import ml_collections
-
-from configs.diswot_s1 import parse
-from jdanas.data import shared_data_dir
+from configs import common
 
 
 def get_config(arg: str | None = None):
   """``arg``: comma-separated variants, ``runlocal`` (CPU-sized) and/or ``distiller``."""
-  variants = parse(arg, "configs/diswot_nb201.py")
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.data = dict(name="cifar100", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0,
-                test_limit=0, remap_labels=False, image_size=0, rgb=False)
-  c.teacher = dict(name="resnet56", path="", require_above_chance=True,
-                   train=dict(steps=187_500, batch_size=64, optimizer="sgd", learning_rate=0.05,
-                              weight_decay=5e-4, schedule="cosine", augment=True))
-  c.space = dict(name="nb201_masked", kwargs=dict(channels=16, num_cells=5))
-  c.searcher = dict(name="diswot_evolution", dedup=True,
-                    kwargs=dict(num_asks=8, population_size=36, tournament_size=8, max_mutations=2))
-  # zero_cost scores every proposal; short_kd (--config.evaluator.name=short_kd) is the trained check.
-  c.evaluator = dict(name="zero_cost",
+  variants = common.parse_variant(arg, "configs/diswot_nb201.py", ("runlocal", "distiller"))
+  c = common.override(
+      common.base(),
+      data=dict(name="cifar100"),
+      teacher=dict(name="resnet56", train=common.recipe(187_500, 64, 0.05, 5e-4)),
+      space=dict(name="nb201_masked", kwargs=dict(channels=16, num_cells=5)),
+      searcher=dict(name="diswot_evolution",
+                    kwargs=dict(num_asks=8, population_size=36, tournament_size=8, max_mutations=2)),
+      # zero_cost scores every proposal; short_kd (--config.evaluator.name=short_kd) is the trained check.
+      evaluator=dict(name="zero_cost",
                      zero_cost=dict(proxy="diswot", batch_size=64, init="gaussian", relation_tap="pre_pool",
                                     teacher_init="random", semantic_mismatch="class_gram"),
-                     short_kd=dict(steps=780, batch_size=64, optimizer="sgd", learning_rate=0.05,
-                                   weight_decay=5e-4, schedule="cosine", augment=True))
-  c.constraint = dict(max_params=1_000_000, max_flops=0.0, max_latency_ms=0.0)
-  c.kd = dict(loss="repdistiller", temperature=4.0, semantic_weight=0.0, relation_weight=0.0,
-              relation_tap="pre_pool")
-  c.search = dict(rounds=125, top_k=3)
-  c.final = dict(steps=187_500, batch_size=64, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
-                 schedule="cosine", augment=True, seeds=1)
-  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
-                   mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0)
-  if "distiller" in variants:
+                     short_kd=common.recipe(780, 64, 0.05, 5e-4)),
+      constraint=dict(max_params=1_000_000),
+      search=dict(rounds=125, top_k=3),
+      final=common.recipe(187_500, 64, 0.05, 5e-4))
+  if variants["distiller"]:
     c.kd.update(semantic_weight=1.0, relation_weight=3000.0)
-  if "runlocal" in variants:
+  if variants["runlocal"]:
     # 437 images of 100 classes: the teacher ends near chance; this variant checks the wiring only.
     c.teacher.require_above_chance = False
-    c.data.update(name="npz", data_dir=str(shared_data_dir()), path="cifar100_train_subset.npz",
+    c.data.update(name="npz", data_dir=common.shared_data_dir(), path="cifar100_train_subset.npz",
                   test_path="cifar100_test_subset.npz")
     c.teacher.name = "resnet8"
     c.teacher.train.update(steps=60, batch_size=32)
@@ -92,4 +71,4 @@ def get_config(arg: str | None = None):
     c.compute.update(strategy="loop", specialize="false")  # masked: one P=1 program for all
     c.search.update(rounds=3, top_k=2)
     c.final.update(steps=60, batch_size=32)
-  return ml_collections.ConfigDict(c)
+  return c

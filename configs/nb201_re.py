@@ -16,41 +16,28 @@ Hardware/runtime: the full variant is sized for an accelerator; it has not been 
 project's machines are 2-core CPUs without a GPU), so no result is claimed for it.
 
 ``:runlocal`` is a CPU-sized variant (C=8, one cell per stage, 5,000 training images, 3 rounds of
-4, short schedules). Measured 2026-11-22 on the 2-core CPU (loaded) with the shared CIFAR-10 npz
-files (command above with ``configs/nb201_re.py:runlocal``): 13 min 3 s end to end; teacher
-ResNet-20 (400 steps) 47.3 % test; chosen student 43.6 % test with KD vs 37.3 % without KD.
+4, short schedules); measured end to end (command above with ``configs/nb201_re.py:runlocal``):
+docs/benchmarks.md, "NB201 on CIFAR-10".
 """
-import ml_collections
+from configs import common
 
 
 def get_config(arg: str | None = None):
   """``arg``: None for the full run, ``"runlocal"`` for the CPU-sized variant."""
-  if arg not in (None, "", "runlocal"):
-    raise ValueError(f"configs/nb201_re.py: unknown variant {arg!r} (use nothing or 'runlocal')")
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.data = dict(name="cifar10", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0,
-                test_limit=0, remap_labels=False, image_size=0, rgb=False)
-  c.teacher = dict(name="resnet56", path="", require_above_chance=True,
-                   train=dict(steps=20_000, batch_size=128, optimizer="sgd", learning_rate=0.1,
-                              weight_decay=5e-4, schedule="cosine", augment=True))
-  c.space = dict(name="nb201_masked", kwargs=dict(channels=16, num_cells=5))
-  c.searcher = dict(name="regularized_evolution", dedup=True,
-                    kwargs=dict(num_asks=8, population_size=32, tournament_size=8))
-  c.evaluator = dict(name="short_kd",
-                     short_kd=dict(steps=350, batch_size=128, optimizer="sgd", learning_rate=0.1,
-                                   weight_decay=5e-4, schedule="cosine", augment=True),
-                     tabular=dict(table="", column="cifar10_valid_acc"))
-  c.constraint = dict(max_params=0, max_flops=0.0, max_latency_ms=0.0)
-  c.kd = dict(loss="repdistiller", temperature=4.0)
-  c.search = dict(rounds=50, top_k=3)
-  c.final = dict(steps=10_500, batch_size=128, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
-                 schedule="cosine", augment=True, seeds=1)
-  # specialize: 'auto' trains each cell with a program specialised to it on CPU when the
-  # schedule is long enough (see jdanas.train.population); False keeps ONE masked program.
-  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
-                   mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0)
-  if arg == "runlocal":
+  runlocal = common.variant(arg, "configs/nb201_re.py", ("runlocal",)) == "runlocal"
+  # compute: the declared defaults (specialize 'auto' trains each cell with a program specialised to it on
+  # CPU when the schedule is long enough, see jdanas.train.population; False keeps ONE masked program).
+  c = common.override(
+      common.base(),
+      data=dict(name="cifar10"),
+      teacher=dict(name="resnet56", train=common.recipe(20_000, 128, 0.1, 5e-4)),
+      space=dict(name="nb201_masked", kwargs=dict(channels=16, num_cells=5)),
+      searcher=dict(name="regularized_evolution", kwargs=dict(num_asks=8, population_size=32, tournament_size=8)),
+      evaluator=dict(name="short_kd", short_kd=common.recipe(350, 128, 0.1, 5e-4),
+                     tabular=dict(table="", column="cifar10_valid_acc")),
+      search=dict(rounds=50, top_k=3),
+      final=common.recipe(10_500, 128, 0.1, 5e-4))
+  if runlocal:
     c.data.update(train_limit=5000, test_limit=2000)
     c.teacher.name = "resnet20"
     c.teacher.train.update(steps=400, batch_size=64)
@@ -59,4 +46,4 @@ def get_config(arg: str | None = None):
     c.evaluator.short_kd.update(steps=40, batch_size=64)
     c.search.update(rounds=3, top_k=2)
     c.final.update(steps=300, batch_size=64)
-  return ml_collections.ConfigDict(c)
+  return c

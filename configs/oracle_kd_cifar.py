@@ -40,17 +40,13 @@ Variants:
 
     timeout 1800 python run.py --config configs/oracle_kd_cifar.py:runlocal --workdir /tmp/oracle_kd_local
 
-  Measured 2026-12-05 on the 2-core CPU shared with other jobs (load average 3.75 at the start,
-  3.43 at the end): 9 min 13 s wall, peak RSS 1.4 GB; chosen ``conv5x5:00`` (254,554 params): test
-  40.65 % with L_OD, 47.3 % without KD; backbone (152,026 params) with L_OD 38.95 %; ensemble
-  average 44.55 %, oracle 55.6 % (docs/methods/oracle_kd.md, "Measured: ``:runlocal``"; a run
-  before the pool-BatchNorm fix, beside other jobs of this session, took 16 min 32 s). The first
-  version of this variant (3 x ResNet-14, ResNet-14 backbone with two add-ons) took 41 min.
+  Measured (wall time, the chosen student, the backbone and the ensemble): docs/methods/oracle_kd.md
+  and docs/benchmarks.md, "Oracle KD on a small backbone".
 * ``smoke``: tiny nets and schedules on the embedded digits (seconds; for tests; results meaningless).
 """
 import os
 
-import ml_collections
+from configs import common
 
 VARIANTS = ("runlocal", "smoke")
 
@@ -63,37 +59,27 @@ def backbone_arch(num_addons: int) -> str:
 
 def get_config(arg: str | None = None):
   """``arg``: nothing (CIFAR-100 via TFDS, accelerator-sized), ``"runlocal"`` or ``"smoke"``."""
-  if arg not in (None, "") + VARIANTS:
-    raise ValueError(f"configs/oracle_kd_cifar.py: unknown variant {arg!r} (use nothing, 'runlocal' or 'smoke')")
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.data = dict(name="cifar100", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0,
-                test_limit=0, remap_labels=False, image_size=0, rgb=False)
-  c.teacher = dict(name="resnet32", path="", ensemble=3, require_above_chance=True,
-                   train=dict(steps=64_000, batch_size=128, optimizer="sgd", learning_rate=0.1,
-                              weight_decay=5e-4, schedule="cosine", augment=True))
+  v = common.variant(arg, "configs/oracle_kd_cifar.py", VARIANTS)
   positions = (1, 2, 3)
-  c.space = dict(name="kdas_masked", kwargs=dict(backbone="resnet32", positions=positions))
-  c.searcher = dict(name="reinforce", dedup=False, kwargs=dict(num_asks=10))
-  c.evaluator = dict(name="one_shot",
-                     one_shot=dict(steps=400, batch_size=128, optimizer="sgd", learning_rate=0.05,
-                                   weight_decay=1e-4, schedule="cosine", augment=True, val_examples=5000))
-  # The memory budget: a penalty (off here) or a constraint (0 = none). The penalty is AKD's reward
-  # on the params model: accuracy x (params / T)^w, hard form alpha = 0, beta = -1 (accuracy x
-  # min(1, T / params)); e.g. --config.evaluator.reward.latency_model=params
-  # --config.evaluator.reward.target=2e5. One target per point of the accuracy-vs-size curve; add
-  # --config.evaluator.reward.alpha=1 to make T a size target (an upper bound alone may never bind:
-  # one-shot weights rank parameter-free add-ons first at small scale).
-  c.evaluator.reward = dict(latency_model="", target=0.0, alpha=0.0, beta=-1.0)
-  c.constraint = dict(max_params=0, max_flops=0.0, max_latency_ms=0.0)
-  # L_OD: RepDistiller's weights (0.1 CE + 0.9 T^2 KL) at T = 4; the paper gives neither.
-  c.kd = dict(loss="oracle", temperature=4.0, oracle_aggregate="logits")
-  c.search = dict(rounds=150, top_k=3)
-  c.final = dict(steps=64_000, batch_size=128, optimizer="sgd", learning_rate=0.1, weight_decay=5e-4,
-                 schedule="cosine", augment=True, baselines=[backbone_arch(len(positions))], seeds=1)
-  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto",
-                   mesh=dict(pop=1, data=-1))
-  if arg == "runlocal":
+  c = common.override(
+      common.base(),
+      data=dict(name="cifar100"),
+      teacher=dict(name="resnet32", ensemble=3, train=common.recipe(64_000, 128, 0.1, 5e-4)),
+      space=dict(name="kdas_masked", kwargs=dict(backbone="resnet32", positions=positions)),
+      searcher=dict(name="reinforce", dedup=False, kwargs=dict(num_asks=10)),
+      evaluator=dict(name="one_shot", one_shot=dict(common.recipe(400, 128, 0.05, 1e-4), val_examples=5000),
+                     # The memory budget: a penalty (off here) or a constraint (0 = none). The penalty is AKD's
+                     # reward on the params model: accuracy x (params / T)^w, hard form alpha = 0, beta = -1
+                     # (accuracy x min(1, T / params)); e.g. --config.evaluator.reward.latency_model=params
+                     # --config.evaluator.reward.target=2e5. One target per point of the accuracy-vs-size curve;
+                     # add --config.evaluator.reward.alpha=1 to make T a size target (an upper bound alone may
+                     # never bind: one-shot weights rank parameter-free add-ons first at small scale).
+                     reward=dict(latency_model="", target=0.0, alpha=0.0, beta=-1.0)),
+      # L_OD: RepDistiller's weights (0.1 CE + 0.9 T^2 KL) at T = 4; the paper gives neither.
+      kd=dict(loss="oracle"),
+      search=dict(rounds=150, top_k=3),
+      final=dict(common.recipe(64_000, 128, 0.1, 5e-4), baselines=[backbone_arch(len(positions))]))
+  if v == "runlocal":
     c.data.update(name="npz", data_dir=os.environ.get("JDANAS_DATA_DIR", "../shared/data"),
                   path="cifar10_train_subset.npz", test_path="cifar10_test.npz", train_limit=5000, test_limit=2000)
     c.teacher.name = "resnet8"
@@ -103,8 +89,8 @@ def get_config(arg: str | None = None):
     c.searcher.kwargs = dict(num_asks=4)
     c.evaluator.one_shot.update(steps=30, batch_size=64, val_examples=500)
     c.search.update(rounds=4, top_k=1)
-    c.final.update(steps=300, batch_size=64, baselines=[backbone_arch(len(positions))])
-  elif arg == "smoke":
+    common.override(c, final=dict(steps=300, batch_size=64, baselines=[backbone_arch(len(positions))]))
+  elif v == "smoke":
     c.data.name = "digits"
     c.teacher.update(name="resnet8", ensemble=2)
     c.teacher.train.update(steps=3, batch_size=32, augment=False)
@@ -113,5 +99,5 @@ def get_config(arg: str | None = None):
     c.searcher.kwargs = dict(num_asks=2)
     c.evaluator.one_shot.update(steps=3, batch_size=32, augment=False, val_examples=0)
     c.search.update(rounds=2, top_k=1)
-    c.final.update(steps=2, batch_size=32, augment=False, baselines=[backbone_arch(len(positions))])
-  return ml_collections.ConfigDict(c)
+    common.override(c, final=dict(steps=2, batch_size=32, augment=False, baselines=[backbone_arch(len(positions))]))
+  return c

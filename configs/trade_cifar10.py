@@ -26,36 +26,15 @@ Variants (``get_config("runlocal")``, ``get_config("runlocal,searcher=regularize
 the searcher option picks that searcher with kwargs that fit it):
 
 * full: sized for an accelerator; not run here (2-core CPU machines, no GPU), so no result is
-  claimed. Building the params table of the full space (1,089 architectures, abstract init of each)
-  took 292 s on the loaded 2-core CPU.
+  claimed.
 * ``runlocal``: CPU-sized: 5,000 training images, ResNet-20 teacher (400 steps), the seven families
   with small knob grids (24 architectures), budget 300,000 params, 2 rounds of 4, 40-step short KD,
   300-step final KD of the best, baselines ResNet-20, WRN-16-1 and a small MobileNetV2.
 
-Measured 2026-11-27 with ``:runlocal`` (CASMOPOLITAN) and the npz command above: 15 min 19 s with
-the teacher cached in the workdir (its training took about 8 min more); search 8 evaluations in
-304 s; it chose the same student with the same accuracies as the table below.
-Measured 2026-11-27 with ``:runlocal,searcher=regularized_evolution`` and the npz command above,
-on the 2-core CPU shared with four other agents' jobs (load average 9-13 throughout): **40 min 18 s** end to end (teacher 11.5
-min, search 6.9 min for 8 evaluations with 8 compiled programs, final phase about 21 min), peak RSS
-2.1 GB. Teacher ResNet-20 (400 steps): 46.5 % val / 44.8 % test. The searcher only proposed
-students within the 300,000-params budget (0 unrepaired). Chosen: ``vgg(config=8,width=0.25)``
-(247,050 params). Same final KD recipe (300 steps) for every student, test accuracy:
-
-| student | params | val | test |
-| --- | --- | --- | --- |
-| chosen ``vgg(config=8,width=0.25)`` | 247,050 | 46.2 % | 44.6 % |
-| ResNet-20 | 272,474 | 44.3 % | 42.5 % |
-| WRN-16-1 | 175,066 | 43.7 % | 42.1 % |
-| ``mobilenetv2(width=0.25,depth=0.5,expansion=3)`` | 162,840 | 33.7 % | 30.8 % |
-
-The chosen student trained *without* KD reached 52.4 % test: with this 400-step teacher (44.8 %
-test, weaker than the student's own CE training) KD lowers accuracy; reported as measured. On a
-machine without the other jobs the run should be several times shorter (the teacher's steps took
-about 2 s each here, against 0.3-0.5 s measured by ``bench/kd_sanity.py`` on a quieter machine),
-but that was not measured.
+Measured (wall times, the chosen student against the baselines, with and without KD): docs/benchmarks.md,
+"TRADE at reduced scale".
 """
-import ml_collections
+from configs import common
 
 SEARCHER_KWARGS = {
     "casmopolitan": dict(num_asks=8, n_init=16),
@@ -79,46 +58,22 @@ RUNLOCAL_KNOBS = (
 )
 
 
-def _parse(arg: str | None) -> tuple[bool, str]:
-  runlocal, searcher = False, "casmopolitan"
-  for part in (arg or "").split(","):
-    part = part.strip()
-    if not part:
-      continue
-    if part == "runlocal":
-      runlocal = True
-    elif part.startswith("searcher=") and part[len("searcher="):] in SEARCHER_KWARGS:
-      searcher = part[len("searcher="):]
-    else:
-      raise ValueError(f"configs/trade_cifar10.py: unknown option {part!r} (use 'runlocal' and/or "
-                       f"'searcher=' one of {', '.join(SEARCHER_KWARGS)})")
-  return runlocal, searcher
-
-
 def get_config(arg: str | None = None):
   """``arg``: comma-separated options ``runlocal`` and ``searcher=<name>`` (default casmopolitan)."""
-  runlocal, searcher = _parse(arg)
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.data = dict(name="cifar10", path="", test_path="", data_dir="", val_fraction=0.1, train_limit=0,
-                test_limit=0, remap_labels=False, image_size=0, rgb=False)
-  c.teacher = dict(name="resnet56", path="", require_above_chance=True,
-                   train=dict(steps=20_000, batch_size=128, optimizer="sgd", learning_rate=0.1,
-                              weight_decay=5e-4, schedule="cosine", augment=True))
-  c.space = dict(name="trade", kwargs=dict())
-  c.searcher = dict(name=searcher, dedup=True, kwargs=dict(SEARCHER_KWARGS[searcher]))
-  c.evaluator = dict(name="short_kd",
-                     short_kd=dict(steps=350, batch_size=128, optimizer="sgd", learning_rate=0.05,
-                                   weight_decay=5e-4, schedule="cosine", augment=True))
-  c.constraint = dict(max_params=700_000, max_flops=0.0, max_latency_ms=0.0)
-  c.kd = dict(loss="repdistiller", temperature=4.0)
-  c.search = dict(rounds=30, top_k=3)
-  c.final = dict(steps=10_500, batch_size=128, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
-                 schedule="cosine", augment=True,
-                 baselines=["resnet20", "resnet32", "wrn_16_2", "mobilenetv2_half"], seeds=1)
-  c.compute = dict(strategy="auto", score_strategy="auto", specialize="auto", lowering="auto", precision="fp32",
-                   mesh=dict(pop=1, data=-1), stall_timeout_s=1800.0)
-  if runlocal:
+  o = common.parse_variant(arg, "configs/trade_cifar10.py", ("runlocal",), {"searcher": tuple(SEARCHER_KWARGS)})
+  searcher = o["searcher"] or "casmopolitan"
+  c = common.override(
+      common.base(),
+      data=dict(name="cifar10"),
+      teacher=dict(name="resnet56", train=common.recipe(20_000, 128, 0.1, 5e-4)),
+      space=dict(name="trade", kwargs=dict()),
+      searcher=dict(name=searcher, kwargs=dict(SEARCHER_KWARGS[searcher])),
+      evaluator=dict(name="short_kd", short_kd=common.recipe(350, 128, 0.05, 5e-4)),
+      constraint=dict(max_params=700_000),
+      search=dict(rounds=30, top_k=3),
+      final=dict(common.recipe(10_500, 128, 0.05, 5e-4),
+                 baselines=["resnet20", "resnet32", "wrn_16_2", "mobilenetv2_half"]))
+  if o["runlocal"]:
     c.data.update(train_limit=5000, test_limit=2000)
     c.teacher.name = "resnet20"
     c.teacher.train.update(steps=400, batch_size=64)
@@ -127,6 +82,6 @@ def get_config(arg: str | None = None):
     c.constraint.max_params = 300_000
     c.evaluator.short_kd.update(steps=40, batch_size=64)
     c.search.update(rounds=2, top_k=1)
-    c.final.update(steps=300, batch_size=64,
-                   baselines=["resnet20", "wrn_16_1", "mobilenetv2(width=0.25,depth=0.5,expansion=3)"])
-  return ml_collections.ConfigDict(c)
+    common.override(c, final=dict(steps=300, batch_size=64,
+                                  baselines=["resnet20", "wrn_16_1", "mobilenetv2(width=0.25,depth=0.5,expansion=3)"]))
+  return c

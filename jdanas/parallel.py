@@ -24,6 +24,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from jdanas.errors import FieldError
+
 ENV = {"coordinator": "JDANAS_COORDINATOR", "num_processes": "JDANAS_NUM_PROCESSES",
        "process_id": "JDANAS_PROCESS_ID", "heartbeat_timeout": "JDANAS_HEARTBEAT_TIMEOUT"}
 AUTO = "auto"  # --coordinator=auto: the cluster is detected by JAX (TPU pods, SLURM, Open MPI, ...)
@@ -35,14 +37,14 @@ def make_mesh(pop: int = 1, data: int = -1) -> Mesh:
   n = jax.device_count()
   for name, size in (("pop", pop), ("data", data)):
     if not isinstance(size, numbers.Integral) or (size < 1 and size != -1):
-      raise ValueError(f"mesh: {name} must be a positive int or -1, got {size!r}")
+      raise FieldError("mesh", f"{name} must be a positive int or -1, got {size!r}")
   pop, data = int(pop), int(data)
   if pop == -1 and data == -1:
-    raise ValueError("mesh: at most one of pop/data may be -1")
+    raise FieldError("mesh", "at most one of pop/data may be -1")
   pop = n // data if pop == -1 else pop
   data = n // pop if data == -1 else data
   if pop < 1 or data < 1 or pop * data != n:
-    raise ValueError(f"mesh: pop x data = {pop} x {data} does not use the {n} available devices")
+    raise FieldError("mesh", f"pop x data = {pop} x {data} does not use the {n} available devices")
   auto = (jax.sharding.AxisType.Auto,) * 2
   return jax.make_mesh((pop, data), ("pop", "data"), axis_types=auto)
 

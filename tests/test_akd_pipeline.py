@@ -190,7 +190,7 @@ def test_akd_config_variants_differ_only_where_they_say():
   local = akd_cifar10.get_config("runlocal")
   assert local.evaluator.reward.latency_model == "flops" and local.data.name == "npz"
   assert akd_cifar10.get_config("runlocal,latency=params").evaluator.reward.target == 220_000
-  with pytest.raises(ValueError, match="unknown option"):
+  with pytest.raises(ValueError, match="unknown variant"):
     akd_cifar10.get_config("runlocal,bogus")
 
 

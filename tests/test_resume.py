@@ -282,3 +282,22 @@ def test_resume_with_allowed_changes_then_the_finished_workdir_refuses_others(tm
   assert again["final"] == saved["final"]
   assert "config.compute.stall_timeout_s 600.0 -> 900.0" in capsys.readouterr().err
   assert _snapshot(workdir) == before
+
+
+def test_a_workdir_of_a_config_written_before_its_defaults_were_spelled_out_still_resumes(tmp_path):
+  """A config.json recorded before a field was written by the config (configs/common.py's base now spells
+  out every declared default) resolves to the same values: absent == the declared default is no change;
+  absent vs another value still is."""
+  from configs.default import get_config
+  from jdanas.pipeline.resume import ABSENT, check_resume, config_differences, config_json
+  config = get_config("smoke")
+  old = config_json(config)
+  for section, field in (("teacher", "paths"), ("teacher", "ensemble"), ("final", "eval_batch_size"),
+                         ("compute", "pop_chunk"), ("kd", "semantic_weight"), ("data", "classes")):
+    del old[section][field]
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  assert check_resume(config, tmp_path) == []
+  config.final.eval_batch_size = 100
+  assert config_differences(old, config_json(config)) == [("final.eval_batch_size", ABSENT, 100)]
+  with pytest.raises(Exception, match="config.final.eval_batch_size was absent, now 100"):
+    check_resume(config, tmp_path)

@@ -271,7 +271,7 @@ CASES = [
      "config.meta.learning_rate"),
     ("meta_space", ["--config", DASS_META, "--workdir", "{w}", "--config.space.name=nb201",
                     "--config.space.kwargs={{}}"], "config.space.name: meta-training builds DaSS tasks"),
-    ("akd_unknown_option", ["--config", "configs/akd_cifar10.py:runlocal,bogus", "--workdir", "{w}"], "unknown option"),
+    ("akd_unknown_option", ["--config", "configs/akd_cifar10.py:runlocal,bogus", "--workdir", "{w}"], "unknown variant"),
 ]
 
 SUBPROCESS = {"config_missing", "config_syntax", "config_unknown_variant", "flag_no_workdir", "flag_rounds_not_int",
@@ -506,10 +506,14 @@ def test_show_config_lists_the_allowed_values_of_every_choice_field(spec, capsys
 
 
 def test_every_choice_check_reads_the_declared_choices():
-  """Validation looks every fixed-set field up in config.CHOICES (``_one_of(value, field)``): a field
+  """Validation looks every fixed-set field up in config.CHOICES (``_one_of(value, field)``) or checks it
+  through its section's declaration (jdanas.pipeline.sections), whose choices CHOICES collects: a field
   checked elsewhere against its own tuple would be missing from --show_config."""
   import ast
+  from jdanas.pipeline import sections
   from jdanas.pipeline.config import CHOICES
+  declared = set(sections.choices())
+  assert declared <= set(CHOICES)
   fields = []
   for path in (REPO / "jdanas").rglob("*.py"):
     for node in ast.walk(ast.parse(path.read_text())):
@@ -519,9 +523,9 @@ def test_every_choice_check_reads_the_declared_choices():
   # the evaluators' fields are declared by their schema.Section (jdanas.evaluators), which CHOICES reads
   from jdanas.evaluators import EVALUATORS
   from jdanas.evaluators.reward import SECTION as REWARD
-  declared = [f for section in (*(spec.section for spec in EVALUATORS.values()), REWARD) for f in section.choices()]
-  assert set(fields) | set(declared) <= set(CHOICES)
-  assert len(set(fields) | set(declared)) >= 15
+  declared |= {f for section in (*(spec.section for spec in EVALUATORS.values()), REWARD) for f in section.choices()}
+  assert set(fields) | declared <= set(CHOICES)
+  assert len(set(fields) | declared) >= 15
 
 
 def test_a_second_main_in_one_process_reads_the_new_config_file(inputs, capsys):

@@ -12,13 +12,14 @@ S = Section("search", {
     "flag": Field("bool", default=True),
     "mode": Field("str", default="a", choices=lambda: ("a", "b")),
     "names": Field("list", default=(), check=lambda v: None if all(isinstance(x, str) for x in v) else "must hold strings"),
+    "tap": Field("str", default="a", check=lambda v: None if v.startswith("a") else f"{v!r} is not one of a, a1, ..."),
 }, extra=("distill",))
 
 
 def test_defaults_and_conversion():
   v = S.read({"rounds": 3, "names": ["x"], "distill": False})
   assert v == {"rounds": 3, "top_k": 1, "ratio": 0.5, "limit": 0.0, "flag": True, "mode": "a", "names": ("x",),
-               "distill": False}
+               "tap": "a", "distill": False}
   assert isinstance(S.read({"rounds": 2, "limit": 3})["limit"], float)
 
 
@@ -33,6 +34,7 @@ def test_defaults_and_conversion():
     ({"rounds": 1, "flag": "yes"}, "config.search.flag: must be True or False, got 'yes'"),
     ({"rounds": 1, "mode": "c"}, "config.search.mode: 'c' is not one of a, b"),
     ({"rounds": 1, "names": [1]}, "config.search.names: must hold strings, got (1,)"),
+    ({"rounds": 1, "tap": "b"}, "config.search.tap: 'b' is not one of a, a1, ..."),
     ({"rounds": 1, "nmae": 1}, "config.search: unknown field(s) ['nmae']; the fields are rounds, top_k, ratio"),
 ])
 def test_errors_name_the_field(section, message):
@@ -49,3 +51,10 @@ def test_one_error_class_and_listings():
   assert rows["search.rounds"][1] is REQUIRED and rows["search.mode"][2] == "one of a, b"
   with pytest.raises(ValueError, match="kind"):
     Field("float")
+
+
+def test_a_top_level_section_names_its_fields_alone():
+  top = Section("", {"seed": Field("int", 0)})
+  with pytest.raises(ConfigError, match=r"^config.seed: must be an int, got 'x'$"):
+    top.read({"seed": "x"})
+  assert top.describe()[0][0] == "seed" and top.path("seed") == "seed"

@@ -291,7 +291,7 @@ def test_trade_config_variants():
   space = get_space("trade", **dict(local.space.kwargs))
   for b in list(full_c.final.baselines) + list(local.final.baselines):
     (full() if b in full_c.final.baselines else space).encode(b)
-  with pytest.raises(ValueError, match="unknown option 'fast'"):
+  with pytest.raises(ValueError, match="unknown variant 'fast'"):
     trade_cifar10.get_config("runlocal,fast")
 
 

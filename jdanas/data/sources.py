@@ -39,6 +39,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from jdanas.errors import FieldError
+
 DATA_DIR_ENV = "JDANAS_DATA_DIR"
 
 _log = logging.getLogger(__name__)
@@ -66,14 +68,14 @@ class Split:
 
   def __post_init__(self):
     if not isinstance(self.x, np.ndarray) or self.x.dtype != np.uint8 or self.x.ndim != 4:
-      raise ValueError(f"x: expected a uint8 [N, H, W, C] array, got {_describe(self.x)}")
+      raise FieldError("x", f"expected a uint8 [N, H, W, C] array, got {_describe(self.x)}")
     if not isinstance(self.y, np.ndarray) or self.y.dtype != np.int32 or self.y.ndim != 1:
-      raise ValueError(f"y: expected an int32 [N] array, got {_describe(self.y)}")
+      raise FieldError("y", f"expected an int32 [N] array, got {_describe(self.y)}")
     if len(self.x) != len(self.y):
-      raise ValueError(f"y: has {len(self.y)} labels but x has {len(self.x)} images")
+      raise FieldError("y", f"has {len(self.y)} labels but x has {len(self.x)} images")
     if self.index is not None and (
         not isinstance(self.index, np.ndarray) or self.index.shape != self.y.shape):
-      raise ValueError(f"index: expected an integer [{len(self.y)}] array, got "
+      raise FieldError("index", f"expected an integer [{len(self.y)}] array, got "
                        f"{_describe(self.index)}")
 
   def __len__(self) -> int:
@@ -168,10 +170,10 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
     ValueError: a one-line message naming the argument, for any bad input.
   """
   if not isinstance(name, str) or not name:
-    raise ValueError(f"name: expected a non-empty string, got {name!r}")
+    raise FieldError("name", f"expected a non-empty string, got {name!r}")
   if not isinstance(val_fraction, (int, float, np.integer, np.floating)) or isinstance(
       val_fraction, bool) or not 0.0 < float(val_fraction) < 1.0:
-    raise ValueError(f"val_fraction: must lie strictly between 0 and 1 (the search selects on "
+    raise FieldError("val_fraction", f"must lie strictly between 0 and 1 (the search selects on "
                      f"the validation split), got {val_fraction!r}")
   _check_int("seed", seed, minimum=0)
   _check_int("val_size", val_size, minimum=1, optional=True)
@@ -180,26 +182,26 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
   _check_int("num_classes", num_classes, minimum=1, optional=True)
   for arg, value in (("image_key", image_key), ("label_key", label_key)):
     if value is not None and (not isinstance(value, str) or not value):
-      raise ValueError(f"{arg}: expected a non-empty string, got {value!r}")
+      raise FieldError(arg, f"expected a non-empty string, got {value!r}")
   if not isinstance(remap_labels, (bool, np.bool_)):
-    raise ValueError(f"remap_labels: expected True or False, got {remap_labels!r}")
+    raise FieldError("remap_labels", f"expected True or False, got {remap_labels!r}")
   _check_int("image_size", image_size, minimum=1, optional=True)
   if not isinstance(rgb, (bool, np.bool_)):
-    raise ValueError(f"rgb: expected True or False, got {rgb!r}")
+    raise FieldError("rgb", f"expected True or False, got {rgb!r}")
   fit = _image_fitter(image_size, bool(rgb))
   if name != "npz":
     for arg, value in (("path", path), ("test_path", test_path), ("remap_labels", remap_labels or None)):
       if value is not None:
-        raise ValueError(f"{arg}: only used with name='npz', got name={name!r}")
+        raise FieldError(arg, f"only used with name='npz', got name={name!r}")
 
   if name == "digits":
     for arg, value in (("image_key", image_key), ("label_key", label_key)):
       if value is not None:
-        raise ValueError(f"{arg}: not used with name='digits'")
+        raise FieldError(arg, f"not used with name='digits'")
     pool, test, default_classes = _digits_sources()
   elif name == "npz":
     if remap_labels and num_classes is not None:
-      raise ValueError("remap_labels: the number of classes is that of the remapped labels; drop num_classes")
+      raise FieldError("remap_labels", "the number of classes is that of the remapped labels; drop num_classes")
     pool, test, default_classes = _npz_sources(path, test_path, data_dir, image_key or "x",
                                                label_key or "y", remap_labels=bool(remap_labels),
                                                allow_gaps=num_classes is not None)
@@ -209,7 +211,7 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
   if fit is not None and name in ("digits", "npz"):  # uniform arrays: fitted after reading
     pool, test = (None if src is None else _fitted(src, fit) for src in (pool, test))
   if default_classes is None and num_classes is None:
-    raise ValueError(f"num_classes: cannot be inferred for {name!r}; pass num_classes")
+    raise FieldError("num_classes", f"cannot be inferred for {name!r}; pass num_classes")
   classes = int(num_classes if num_classes is not None else default_classes)
 
   train_idx, val_idx = _split_indices(pool.size, val_fraction=float(val_fraction),
@@ -225,16 +227,16 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
       test_idx = np.sort(perm[:test_limit]).astype(np.int64)
     test_split = test.take(test_idx)
     if test_split.x.shape[1:] != train.x.shape[1:]:
-      raise ValueError(f"{test.arg}: test images have shape {test_split.x.shape[1:]} but "
+      raise FieldError(test.arg, f"test images have shape {test_split.x.shape[1:]} but "
                        f"training images have {train.x.shape[1:]}")
 
   for split, source in ((train, pool), (val, pool), (test_split, test)):
     if split is not None and len(split) and split.y.max() >= classes:
       arg = "num_classes" if num_classes is not None else source.label_arg
-      raise ValueError(f"{arg}: label {int(split.y.max())} found but num_classes={classes}")
+      raise FieldError(arg, f"label {int(split.y.max())} found but num_classes={classes}")
   present = np.unique(train.y)
   if len(present) < 2:
-    raise ValueError(f"{pool.label_arg}: the training split holds a single class (label {int(present[0])}); "
+    raise FieldError(pool.label_arg, f"the training split holds a single class (label {int(present[0])}); "
                      f"classification needs at least 2")
 
   mean, std = _channel_stats(train.x)
@@ -261,12 +263,12 @@ def _split_indices(n: int, *, val_fraction: float, val_size: int | None, seed: i
   """
   if val_size is not None:
     if val_size >= n:
-      raise ValueError(f"val_size: {val_size} leaves no training examples out of {n}")
+      raise FieldError("val_size", f"{val_size} leaves no training examples out of {n}")
     num_val = int(val_size)
   else:
     num_val = int(round(val_fraction * n))
     if num_val < 1 or num_val >= n:
-      raise ValueError(f"val_fraction: {val_fraction} of {n} training examples gives "
+      raise FieldError("val_fraction", f"{val_fraction} of {n} training examples gives "
                        f"{num_val} validation examples; choose another val_fraction or val_size")
   perm = np.random.default_rng(seed).permutation(n)
   rest = perm[num_val:]
@@ -298,9 +300,9 @@ class _Source:
     """Reads the examples at ``idx`` into a :class:`Split`."""
     x, y = self.read(idx)
     if len(y) and y.min() < 0:
-      raise ValueError(f"{self.label_arg}: labels must be non-negative, found {int(y.min())}")
+      raise FieldError(self.label_arg, f"labels must be non-negative, found {int(y.min())}")
     if len(y) and y.max() > np.iinfo(np.int32).max:
-      raise ValueError(f"{self.label_arg}: label {int(y.max())} does not fit in int32")
+      raise FieldError(self.label_arg, f"label {int(y.max())} does not fit in int32")
     index = idx if self.positions is None else self.positions[idx]
     return Split(x=x, y=y.astype(np.int32), index=np.asarray(index, np.int64))
 
@@ -311,33 +313,34 @@ def _array_source(x: np.ndarray, y: np.ndarray, arg: str, label_arg: str) -> _So
                  label_arg=label_arg)
 
 
-def _check_arrays(x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _check_arrays(x: Any, y: Any, arg: str, what: str) -> tuple[np.ndarray, np.ndarray]:
   """Validates images and labels and returns them as (uint8 NHWC, int64[N]).
 
   Args:
     x: images, uint8 ``[N, H, W, C]`` or ``[N, H, W]``.
     y: integer labels ``[N]``.
-    what: message prefix naming the argument, e.g. ``"path: 'a.npz' (keys 'x'/'y')"``.
+    arg: the argument the arrays came from (``FieldError.field``).
+    what: what was read, e.g. ``"'a.npz' (keys 'x'/'y')"``.
 
   Returns:
     ``(x, y)`` with a channel axis added to rank-3 ``x`` and ``y`` as int64.
   """
   if x.dtype != np.uint8:
-    raise ValueError(f"{what}: images must be uint8, got {x.dtype}")
+    raise FieldError(arg, f"{what}: images must be uint8, got {x.dtype}")
   if x.ndim == 3:
     x = x[..., None]
   if x.ndim != 4:
-    raise ValueError(f"{what}: images must be [N, H, W, C] or [N, H, W], got shape {x.shape}")
+    raise FieldError(arg, f"{what}: images must be [N, H, W, C] or [N, H, W], got shape {x.shape}")
   if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-    raise ValueError(f"{what}: labels must be a 1-D integer array, got {_describe(y)}")
+    raise FieldError(arg, f"{what}: labels must be a 1-D integer array, got {_describe(y)}")
   if len(x) != len(y):
-    raise ValueError(f"{what}: {len(x)} images but {len(y)} labels")
+    raise FieldError(arg, f"{what}: {len(x)} images but {len(y)} labels")
   if len(y) == 0:
-    raise ValueError(f"{what}: no examples")
+    raise FieldError(arg, f"{what}: no examples")
   if y.min() < 0:
-    raise ValueError(f"{what}: labels must be non-negative, found {int(y.min())}")
+    raise FieldError(arg, f"{what}: labels must be non-negative, found {int(y.min())}")
   if int(y.max()) > np.iinfo(np.int32).max:
-    raise ValueError(f"{what}: label {int(y.max())} does not fit in int32")
+    raise FieldError(arg, f"{what}: label {int(y.max())} does not fit in int32")
   return x, y.astype(np.int64)
 
 
@@ -377,13 +380,13 @@ def _npz_sources(path: Any, test_path: Any, data_dir: Any, image_key: str, label
   ``0..K-1`` in sorted order). Unless ``allow_gaps`` (an explicit ``num_classes``), classes in
   ``0..max`` that occur in neither file are refused."""
   if path is None:
-    raise ValueError("path: name='npz' needs path=<file.npz>")
+    raise FieldError("path", "name='npz' needs path=<file.npz>")
   x, y = _read_npz("path", path, data_dir, image_key, label_key)
   tx = ty = None
   if test_path is not None:
     tx, ty = _read_npz("test_path", test_path, data_dir, image_key, label_key)
     if tx.shape[1:] != x.shape[1:]:
-      raise ValueError(f"test_path: images have shape {tx.shape[1:]} but those of path have "
+      raise FieldError("test_path", f"images have shape {tx.shape[1:]} but those of path have "
                        f"{x.shape[1:]}")
   seen = np.unique(y if ty is None else np.concatenate([y, ty]))
   if remap_labels:
@@ -394,7 +397,7 @@ def _npz_sources(path: Any, test_path: Any, data_dir: Any, image_key: str, label
   if not allow_gaps and len(seen) < classes:
     missing = np.setdiff1d(np.arange(classes), seen)
     shown = ", ".join(str(int(m)) for m in missing[:5]) + (", ..." if len(missing) > 5 else "")
-    raise ValueError(f"path: labels are not 0..K-1: {len(missing)} of the {classes} classes up to the largest "
+    raise FieldError("path", f"labels are not 0..K-1: {len(missing)} of the {classes} classes up to the largest "
                      f"label never occur ({shown}); set remap_labels=True or pass num_classes")
   test = None if tx is None else _array_source(tx, ty, "test_path", "test_path")
   return _array_source(x, y, "path", "path"), test, classes
@@ -417,27 +420,27 @@ def _read_npz(arg: str, path: Any, data_dir: Any, image_key: str,
   try:
     file = pathlib.Path(os.fspath(path)).expanduser()
   except TypeError:
-    raise ValueError(f"{arg}: expected a file path, got {path!r}") from None
+    raise FieldError(arg, f"expected a file path, got {path!r}") from None
   if data_dir is not None and not file.is_absolute():
     file = pathlib.Path(os.fspath(data_dir)).expanduser() / file
   if not file.is_file():
-    raise ValueError(f"{arg}: no such file {str(file)!r}")
-  where = f"{arg}: {str(file)!r}"
+    raise FieldError(arg, f"no such file {str(file)!r}")
+  where = repr(str(file))
   try:
     with np.load(file, allow_pickle=False) as npz:
       keys = list(npz.files)
       missing = [k for k in (image_key, label_key) if k not in keys]
       if missing:
-        raise ValueError(f"{arg}: {str(file)!r} lacks key(s) {missing} (has {keys}); set "
+        raise FieldError(arg, f"{str(file)!r} lacks key(s) {missing} (has {keys}); set "
                          f"image_key / label_key to pick others")
       x, y = npz[image_key], npz[label_key]
   except ValueError as e:
-    if str(e).startswith(f"{arg}:"):
+    if isinstance(e, FieldError):
       raise
-    raise ValueError(f"{where}: cannot read as a pickle-free .npz ({_first_line(e)})") from None
+    raise FieldError(arg, f"{where}: cannot read as a pickle-free .npz ({_first_line(e)})") from None
   except (OSError, EOFError) as e:
-    raise ValueError(f"{where}: cannot read as .npz ({_first_line(e)})") from None
-  return _check_arrays(x, y, f"{where} (keys {image_key!r}/{label_key!r})")
+    raise FieldError(arg, f"{where}: cannot read as .npz ({_first_line(e)})") from None
+  return _check_arrays(x, y, arg, f"{where} (keys {image_key!r}/{label_key!r})")
 
 
 # ---- TFDS -------------------------------------------------------------------------------------
@@ -455,7 +458,7 @@ def _tfds_sources(name: str, data_dir: Any, image_key: str, label_key: str,
   features = info.features
   for arg, key in (("image_key", image_key), ("label_key", label_key)):
     if features is not None and key not in features:
-      raise ValueError(f"{arg}: {name!r} has no feature {key!r} (has {sorted(features.keys())})")
+      raise FieldError(arg, f"{name!r} has no feature {key!r} (has {sorted(features.keys())})")
   classes = getattr(features[label_key], "num_classes", None) if features is not None else None
   available = set(info.splits.keys()) if info.splits else set()
   test_ds = None
@@ -507,7 +510,7 @@ def _open_tfds(tfds: Any, name: str, split: str, data_dir: str | None,
   try:
     return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   except tfds.core.registered.DatasetNotFoundError:
-    raise ValueError(f"name: unknown dataset {name!r} (neither 'digits', 'npz' nor a TFDS "
+    raise FieldError("name", f"unknown dataset {name!r} (neither 'digits', 'npz' nor a TFDS "
                      f"dataset name)") from None
   except Exception as e:  # pylint: disable=broad-except
     error = e
@@ -525,17 +528,17 @@ def _open_tfds(tfds: Any, name: str, split: str, data_dir: str | None,
            f"array_record`), or save the arrays as an .npz and use "
            f"load_dataset('npz', path=...)")
   if not prepared:
-    raise ValueError(f"data_dir: TFDS dataset {name!r} is not prepared in "
+    raise FieldError("data_dir", f"TFDS dataset {name!r} is not prepared in "
                      f"{data_dir or 'the default TFDS data_dir'}; {build}") from None
   if splits and split not in splits:
     if missing_ok:
       return None
-    raise ValueError(f"name: TFDS dataset {name!r} has no {split!r} split (has "
+    raise FieldError("name", f"TFDS dataset {name!r} has no {split!r} split (has "
                      f"{sorted(splits)})") from None
   if file_format is not None and "array_record" not in str(file_format).lower():
-    raise ValueError(f"data_dir: TFDS dataset {name!r} at {where} is stored as {file_format}, "
+    raise FieldError("data_dir", f"TFDS dataset {name!r} at {where} is stored as {file_format}, "
                      f"but reading without TensorFlow needs ArrayRecord files; {build}") from None
-  raise ValueError(f"name: cannot open TFDS dataset {name!r} split {split!r} at {where}: "
+  raise FieldError("name", f"cannot open TFDS dataset {name!r} split {split!r} at {where}: "
                    f"{type(error).__name__}: {_first_line(error)}") from None
 
 
@@ -576,7 +579,7 @@ def _read_tfds(ds: Any, idx: np.ndarray, image_key: str, label_key: str,
     for j, example in enumerate(examples):
       for arg, key in (("image_key", image_key), ("label_key", label_key)):
         if key not in example:
-          raise ValueError(f"{arg}: examples have no {key!r} (have {sorted(example)})")
+          raise FieldError(arg, f"examples have no {key!r} (have {sorted(example)})")
       image = np.asarray(example[image_key])
       if image.ndim == 2:
         image = image[..., None]
@@ -584,21 +587,21 @@ def _read_tfds(ds: Any, idx: np.ndarray, image_key: str, label_key: str,
         image = fit(image)
       if x is None:
         if image.dtype != np.uint8 or image.ndim != 3:
-          raise ValueError(f"image_key: {image_key!r} must hold uint8 [H, W, C] images, got "
+          raise FieldError("image_key", f"{image_key!r} must hold uint8 [H, W, C] images, got "
                            f"{_describe(image)}")
         x = np.empty((n,) + image.shape, np.uint8)
       elif image.shape != x.shape[1:] or image.dtype != np.uint8:
-        raise ValueError(f"image_key: images of {image_key!r} differ in shape or dtype "
+        raise FieldError("image_key", f"images of {image_key!r} differ in shape or dtype "
                          f"({_describe(image)} vs {_describe(x[0])}); pass image_size (config: "
                          f"data.image_size) to resize them as they are read")
       x[start + j] = image
       label = np.asarray(example[label_key])
       if label.ndim != 0 or not np.issubdtype(label.dtype, np.integer):
-        raise ValueError(f"label_key: {label_key!r} must hold integer scalars, got "
+        raise FieldError("label_key", f"{label_key!r} must hold integer scalars, got "
                          f"{_describe(label)}")
       y[start + j] = int(label)
   if x is None:
-    raise ValueError("name: the TFDS split holds no examples")
+    raise FieldError("name", "the TFDS split holds no examples")
   elapsed = time.perf_counter() - start_time
   _log.info("read %d TFDS examples in %.2fs (%s)", n, elapsed, "bulk" if bulk else "one by one")
   return x, y
@@ -661,7 +664,7 @@ def _check_int(arg: str, value: Any, *, minimum: int, optional: bool = False) ->
   if value is None and optional:
     return
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-    raise ValueError(f"{arg}: expected an integer >= {minimum}"
+    raise FieldError(arg, f"expected an integer >= {minimum}"
                      f"{' or None' if optional else ''}, got {value!r}")
 
 

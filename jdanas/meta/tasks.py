@@ -34,6 +34,7 @@ from flax import traverse_util
 
 from jdanas.data.sources import Dataset, Split
 from jdanas.distill.losses import KD_PRESETS
+from jdanas.errors import FieldError
 from jdanas.meta.embed import embed_exact, embed_students, embed_teacher, noise_input
 from jdanas.meta.predictor import Task
 from jdanas.meta.remap import MODES, remap_students
@@ -124,7 +125,7 @@ def distinct_students(key: jax.Array, space: DassSpace, n: int, *, max_draws: in
         out.append(enc)
         if len(out) == n:
           return np.stack(out).astype(np.int32)
-  raise ValueError(f"num_students: the space has fewer than {n} distinct students besides the teacher")
+  raise FieldError("num_students", f"the space has fewer than {n} distinct students besides the teacher")
 
 
 def build_task(key: jax.Array, space: DassSpace, data: Dataset, recipe: TaskRecipe, *,

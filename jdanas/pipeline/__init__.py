@@ -42,7 +42,8 @@ import ml_collections
 from jdanas.parallel import is_main_process
 from jdanas.lowering import configure_cpu_runtime
 from jdanas.pipeline.check import Checked, describe, prepare
-from jdanas.pipeline.config import ConfigError, Plan, build_plan, job_of, validate_config
+from jdanas.pipeline.config import ConfigError, Plan, build_plan, validate_config
+from jdanas.pipeline.jobs import JOBS, get_job
 from jdanas.pipeline.final import train_final
 from jdanas.pipeline.resume import RESUME_HARMLESS, check_resume, config_differences, describe_changes
 from jdanas.pipeline.search import SearchResult, search
@@ -81,9 +82,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   """
   configure_cpu_runtime()
   checked = checked or prepare(config, workdir)
-  if job_of(config) == "meta_train":  # DaSS's meta-training job (jdanas.pipeline.meta_train)
-    from jdanas.pipeline.meta_train import run_meta_train
-    return run_meta_train(config, workdir, checked)
+  return get_job(config).fn("run")(config, workdir, checked)  # the job registry (jdanas.pipeline.jobs)
+
+
+def run_search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, checked: Checked) -> dict[str, Any]:
+  """:func:`run` of the ``search`` job (``checked``: from :func:`prepare`)."""
   done = finished_report(config, workdir)
   if done is not None:
     log(f"[done] {workdir} already holds the finished run of this config (report.json); nothing to do "
@@ -101,5 +104,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     return report(searched, final)
 
 
-__all__ = ["EXIT_STALLED", "Checked", "ConfigError", "Plan", "SearchResult", "Watchdog", "build_plan", "describe",
+__all__ = ["EXIT_STALLED", "JOBS", "Checked", "ConfigError", "Plan", "SearchResult", "Watchdog", "build_plan",
+           "describe",
            "finished_report", "prepare", "report", "run", "search", "train_final", "validate_config"]

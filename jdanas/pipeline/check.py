@@ -30,7 +30,9 @@ import ml_collections
 import numpy as np
 
 from jdanas import costs
-from jdanas.pipeline.config import CHOICES, ConfigError, MissingInput, Plan, build_plan, choices, job_of, need
+from jdanas.pipeline import sections as S
+from jdanas.pipeline.jobs import get_job
+from jdanas.pipeline.config import CHOICES, ConfigError, MissingInput, Plan, build_plan, choices, need
 from jdanas.pipeline.resume import check_resume
 from jdanas.pipeline.setup import build_budget, load_data
 
@@ -168,9 +170,12 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None
   """Every check that needs no compute (see the module docstring); raises :class:`ConfigError`. A
   ``config.job='meta_train'`` config is checked by :func:`jdanas.pipeline.meta_train.prepare_meta`.
   ``data_optional``: a data error does not raise; it skips what needs the data (``--show_config``)."""
-  if job_of(config) == "meta_train":
-    from jdanas.pipeline.meta_train import prepare_meta
-    return prepare_meta(config, workdir, data_optional=data_optional)
+  return get_job(config).fn("prepare")(config, workdir, data_optional=data_optional)
+
+
+def prepare_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None, *,
+                   data_optional: bool = False) -> Checked:
+  """:func:`prepare` of the ``search`` job."""
   missing = None
   try:
     plan = build_plan(config)
@@ -236,21 +241,25 @@ def describe(config: ml_collections.ConfigDict, checked: Checked | None = None) 
   """The resolved config (every field with its type) and the plan, for ``run.py --show_config``; what
   needs data that could not be loaded says ``not available`` (see :func:`prepare`'s ``data_optional``)."""
   checked = checked or prepare(config, data_optional=True)
-  plan, data = checked.plan, checked.data
-  from jdanas.evaluators import get_spec
-  from jdanas.evaluators.reward import summary as reward_summary
   lines = ["# config (field: type = value; override any with --config.<field>=<value>)"]
   lines += _field_lines(config) + allowed_values(config)
-  if job_of(config) == "meta_train":
-    from jdanas.pipeline.meta_train import describe_meta
-    return "\n".join(lines + [describe_meta(config, checked)])
+  return "\n".join(lines + [get_job(config).fn("describe")(config, checked)])
+
+
+def describe_search(config: ml_collections.ConfigDict, checked: Checked) -> str:
+  """The ``--show_config`` plan lines of a ``search`` job."""
+  from jdanas.evaluators import get_spec
+  from jdanas.evaluators.reward import summary as reward_summary
+  plan, data = checked.plan, checked.data
+  lines = []
   size = math.prod(int(c) for c in plan.space.num_choices)
-  m = int(config.teacher.get("ensemble", 1))
-  teacher = (f"loaded from {config.teacher.path or ', '.join(config.teacher.paths)}" if plan.teacher_train is None
-             else f"{config.teacher.name} trained for {plan.teacher_train.steps} steps"
+  t = S.TEACHER.read(config.teacher)
+  m = t["ensemble"]
+  teacher = (f"loaded from {t['path'] or ', '.join(t['paths'])}" if plan.teacher_train is None
+             else f"{t['name']} trained for {plan.teacher_train.steps} steps"
              + (f", an ensemble of {m} seeds" if m > 1 else ""))
   evaluations = "rounds x proposals per round (see searcher.kwargs)"
-  asks = config.searcher.get("kwargs", {}).get("num_asks", None)
+  asks = dict(plan.searcher_kwargs).get("num_asks", None)
   if asks:
     evaluations = f"{plan.rounds * int(asks)} ({plan.rounds} rounds x {asks})"
   programs = ("one per distinct architecture" if plan.compute.specialize is True

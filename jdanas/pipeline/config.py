@@ -1,10 +1,12 @@
 """The config schema of a jdanas run, and its validation by building what the run uses.
 
-A config is an ``ml_collections.ConfigDict`` with these sections (``configs/default.py`` is the
-reference; every shipped config has the same shape)::
+A config is an ``ml_collections.ConfigDict`` with these sections. Every field's type, default, allowed
+values and range are declared once in :mod:`jdanas.pipeline.sections` (read there, listed by
+``--show_config`` and docs/configs.md); every shipped config starts from ``configs/common.py``'s base,
+which holds each declared field at its default, and overrides what differs::
 
   job         "search" (default) or "meta_train" (DaSS's meta-training job, its own sections:
-              jdanas.pipeline.meta_train)
+              jdanas.pipeline.meta_train); the jobs' registry is jdanas.pipeline.jobs
   seed        int
   data        name, path, test_path, data_dir, val_fraction, train_limit, test_limit, remap_labels
               (npz labels with gaps are refused unless remap_labels=True maps them onto 0..K-1),
@@ -47,9 +49,12 @@ reference; every shipped config has the same shape)::
               (pop, data), stall_timeout_s, pop_chunk: how the search's evaluator AND the final training run on
               this machine
 
-:func:`build_plan` turns a config into a :class:`Plan`: the space, the searcher (with a stand-in
-budget of the same form), the recipes, the KD loss, the mesh and the evaluator settings are built
-by the same code the run uses, so a config that validates is the config that runs. Whatever
+:func:`build_plan` turns a config into a :class:`Plan`: it reads each section through its declaration,
+checks the rules between fields with :func:`need`, and builds the space, the searcher (with a stand-in
+budget of the same form), the recipes, the KD loss, the mesh and the evaluator settings with the same
+code the run uses, so a config that validates is the config that runs. A library error that names its
+argument (:class:`jdanas.errors.FieldError`) is mapped to the config field by that name, never by
+parsing its message. Whatever
 needs the data (the budget predicate, the evaluator, the trainers) is built by
 :mod:`jdanas.pipeline.setup` from the plan; its errors are reported the same way. Every error is a
 :class:`ConfigError` whose message is one line starting with ``config.<field>:``.
@@ -60,33 +65,31 @@ import dataclasses
 import importlib
 import json
 import pathlib
-from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jdanas.distill import KD_PRESETS, ORACLE_AGGREGATES, TAPS, KDLoss, is_tap
+from jdanas.distill import KD_PRESETS, KDLoss
+from jdanas.errors import FieldError
 from jdanas.lowering import LOWERINGS
-from jdanas.models.zoo import MODELS
 from jdanas.parallel import make_mesh
+from jdanas.pipeline import sections as S
 from jdanas.pipeline.schema import ConfigError, need
+from jdanas.pipeline.sections import FINAL_INITS, JOBS, RECIPE_FIELDS, recipe_section
 from jdanas.teachers import SPACE_TEACHER
-from jdanas.searchers import SEARCHERS, Searcher, get_searcher, with_dedup
-from jdanas.spaces import SPACES, get_space
+from jdanas.searchers import Searcher, get_searcher, with_dedup
+from jdanas.spaces import get_space
 from jdanas.spaces.base import AbstractSearchSpace
-from jdanas.train import STRATEGIES, Recipe
-from jdanas.train.population import PRECISIONS
-from jdanas.train.recipe import OPTIMIZERS, SCHEDULES
+from jdanas.train import Recipe
 
 if TYPE_CHECKING:
   from jdanas.evaluators import EvaluatorSettings
 
 SECTIONS = ("data", "teacher", "space", "searcher", "evaluator", "kd", "search", "final", "compute")
-JOBS = ("search", "meta_train")  # config.job: a search run, or DaSS's meta-training (jdanas.pipeline.meta_train)
-FINAL_INITS = ("random", "remap")  # final.init: from scratch, or remapped from the teacher (DaSS)
-LIMITS = ("max_params", "max_flops", "max_latency_ms")
+LIMITS = tuple(S.CONSTRAINT.fields)
 
 
 class MissingInput(ConfigError):
@@ -94,7 +97,7 @@ class MissingInput(ConfigError):
   yet: a run stops on it, ``--show_config`` shows the plan without it (``build_plan(inputs_optional=True)``)."""
 
 
-DEFAULT_STALL_TIMEOUT_S = 1800.0
+DEFAULT_STALL_TIMEOUT_S = S.COMPUTE.fields["stall_timeout_s"].default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,60 +190,33 @@ def _scoring(module: str, name: str) -> Callable[[], Sequence]:
   return get
 
 
-def _meta_targets() -> Sequence:
-  from jdanas.meta.predictor import TARGETS
-  return TARGETS
+# Fields whose value is one of a fixed set but that no declared section lists: ``compute.specialize``
+# (checked by :func:`parse_specialize`, which also takes "true"/"false") and ``compute.score_strategy``
+# (checked by the zero-cost evaluator, so that jdanas.scoring is imported only there).
+EXTRA_CHOICES: dict[str, Callable[[], Sequence]] = {
+    "compute.score_strategy": _scoring("", "STRATEGIES"),
+    "compute.specialize": lambda: ("auto", True, False),
+}
 
 
 class _Choices(Mapping):
-  """:data:`CHOICES`: the entries below, with the evaluator registry's (``evaluator.*``, read from each
-  evaluator's :class:`~jdanas.pipeline.schema.Section`) after ``searcher.name``. The registry is read on
-  first use: its evaluator files import this package's schema, so it cannot be imported with this module."""
+  """``{field: allowed-values function}``, collected on each access (sections may be registered late)."""
 
-  def __init__(self, entries: dict[str, Callable[[], Sequence]]):
-    self._entries, self._all = entries, None
+  def _all(self) -> dict:
+    from jdanas.evaluators import choices as evaluator_choices  # the evaluator registry's declared sections
+    return {**S.choices(), **evaluator_choices(), **EXTRA_CHOICES}
 
-  def _resolved(self) -> dict[str, Callable[[], Sequence]]:
-    if self._all is None:
-      from jdanas.evaluators import choices as evaluator_choices
-      items = list(self._entries.items())
-      at = [k for k, _ in items].index("searcher.name") + 1
-      self._all = dict(items[:at] + list(evaluator_choices().items()) + items[at:])
-    return self._all
+  def __getitem__(self, field):
+    return self._all()[field]
 
-  def __getitem__(self, field: str) -> Callable[[], Sequence]:
-    return self._resolved()[field]
+  def __iter__(self):
+    return iter(self._all())
 
-  def __iter__(self) -> Iterator[str]:
-    return iter(self._resolved())
-
-  def __len__(self) -> int:
-    return len(self._resolved())
+  def __len__(self):
+    return len(self._all())
 
 
-# Every config field whose value is one of a fixed set: the ONE declaration that validation
-# (:func:`_one_of`, which looks the field up here) and ``--show_config``'s "allowed values" read, so
-# the listing cannot miss a validated field. ``*.optimizer``/``*.schedule`` (any recipe section) are
-# checked by :class:`jdanas.train.Recipe` against the same tuples; ``compute.specialize`` by
-# :func:`parse_specialize`, which also takes the strings "true"/"false". The evaluator fields come from
-# the evaluator registry (:func:`jdanas.evaluators.choices`).
-CHOICES: Mapping[str, Callable[[], Sequence]] = _Choices({
-    "job": lambda: JOBS,
-    "teacher.name": lambda: (*sorted(MODELS), SPACE_TEACHER),
-    "space.name": lambda: sorted(SPACES),
-    "searcher.name": lambda: sorted(SEARCHERS),
-    "kd.loss": lambda: [n for n, l in KD_PRESETS.items() if l.uses_teacher],
-    "kd.oracle_aggregate": lambda: ORACLE_AGGREGATES,
-    "final.init": lambda: FINAL_INITS,
-    "*.optimizer": lambda: OPTIMIZERS,
-    "*.schedule": lambda: SCHEDULES,
-    "compute.strategy": lambda: STRATEGIES,
-    "compute.score_strategy": _scoring("", "STRATEGIES"),
-    "compute.lowering": lambda: LOWERINGS,
-    "compute.precision": lambda: PRECISIONS,
-    "compute.specialize": lambda: ("auto", True, False),
-    "meta.target": _meta_targets,
-})
+CHOICES: Mapping[str, Callable[[], Sequence]] = _Choices()
 
 
 def choices(field: str) -> tuple:
@@ -254,49 +230,34 @@ def _one_of(value, field: str) -> None:
 
 
 # ---- building blocks (shared by validation and the run) -------------------------------------------
-RECIPE_FIELDS = ("steps", "batch_size", "optimizer", "learning_rate", "weight_decay", "schedule", "augment",
-                 "eval_batch_size")
+def _field_error(e: FieldError, where: str) -> ConfigError:
+  """A library's :class:`FieldError` as the config error of ``config.<where>.<its field>``."""
+  return ConfigError(f"config.{where}.{e.field}: {e.detail}")
 
 
 def build_recipe(section, field: str, loss: KDLoss, extra: tuple[str, ...] = ()) -> Recipe:
-  """The :class:`jdanas.train.Recipe` of a recipe section (``RECIPE_FIELDS``, plus ``extra`` fields
-  the caller reads); ``Recipe``'s own checks name the field."""
-  unknown = sorted(set(section) - set(RECIPE_FIELDS) - set(extra))
-  need(not unknown, field, f"unknown field(s) {unknown}; a recipe has {', '.join(RECIPE_FIELDS + extra)}")
+  """The :class:`jdanas.train.Recipe` of a recipe section (:func:`~jdanas.pipeline.sections.recipe_section`,
+  plus ``extra`` fields the caller reads), every value checked by the declaration first."""
+  v = recipe_section(field, extra=extra).read(section)
   try:
-    return Recipe(steps=section.steps, batch_size=section.batch_size, optimizer=section.optimizer,
-                  learning_rate=section.learning_rate, weight_decay=section.weight_decay,
-                  schedule=section.schedule, augment=bool(section.get("augment", True)), loss=loss,
-                  eval_batch_size=section.get("eval_batch_size", 500))
-  except (ValueError, TypeError) as e:
-    msg = str(e)
-    raise ConfigError(f"config.{field}.{msg[len('recipe.'):]}" if msg.startswith("recipe.")
-                      else f"config.{field}: {msg}") from None
+    return Recipe(**{k: v[k] for k in RECIPE_FIELDS}, loss=loss)
+  except FieldError as e:  # a rule of Recipe's own that the declaration does not state
+    raise _field_error(e, field) from None
 
 
 def build_loss(k) -> KDLoss:
   """The KD loss of ``config.kd``: a preset of :data:`jdanas.distill.KD_PRESETS` with the config's
   temperature and DisWOT distiller terms (0 = off)."""
-  kd_names = choices("kd.loss")
-  need(k.loss in kd_names, "kd.loss", f"{k.loss!r} is not a KD preset; choose one of {', '.join(kd_names)}")
-  need(_is_num(k.temperature) and k.temperature > 0, "kd.temperature", f"must be > 0, got {k.temperature!r}")
-  for field in ("semantic_weight", "relation_weight"):
-    v = k.get(field, 0.0)
-    need(_is_num(v) and v >= 0 and np.isfinite(v), f"kd.{field}", f"must be a number >= 0 (0 = off), got {v!r}")
-  tap = k.get("relation_tap", "pre_pool")
-  need(is_tap(tap), "kd.relation_tap", f"{tap!r} is not one of {', '.join(TAPS)} or stageI (I >= 1)")
-  base = KD_PRESETS[k.loss]
-  aggregate = k.get("oracle_aggregate", "logits")
-  _one_of(aggregate, "kd.oracle_aggregate")
+  v = S.KD.read(k)
+  base = KD_PRESETS[v["loss"]]
   if base.target == "oracle":
     for field in ("semantic_weight", "relation_weight"):
-      need(not k.get(field, 0.0), f"kd.{field}",
-           "must be 0 with kd.loss='oracle' (the oracle loss has no feature terms)")
+      need(not v[field], f"kd.{field}", "must be 0 with kd.loss='oracle' (the oracle loss has no feature terms)")
   try:
-    return KDLoss(temperature=float(k.temperature), hard_weight=base.hard_weight, soft_weight=base.soft_weight,
-                  soft_form=base.soft_form, semantic_weight=float(k.get("semantic_weight", 0.0)),
-                  relation_weight=float(k.get("relation_weight", 0.0)), relation_tap=str(tap), target=base.target,
-                  oracle_aggregate=str(aggregate))
+    return KDLoss(temperature=v["temperature"], hard_weight=base.hard_weight, soft_weight=base.soft_weight,
+                  soft_form=base.soft_form, semantic_weight=v["semantic_weight"],
+                  relation_weight=v["relation_weight"], relation_tap=str(v["relation_tap"]), target=base.target,
+                  oracle_aggregate=str(v["oracle_aggregate"]))
   except ValueError as e:
     raise ConfigError(f"config.kd: {e}") from None
 
@@ -305,39 +266,29 @@ def parse_specialize(v) -> bool | str:
   """``compute.specialize`` as the trainer takes it (a command line gives strings)."""
   if isinstance(v, bool):
     return v
-  s = str(v).lower()
-  need(s in ("auto", "true", "false"), "compute.specialize", f"must be True, False or 'auto', got {v!r}")
-  return {"auto": "auto", "true": True, "false": False}[s]
+  S.COMPUTE.fields["specialize"].validate(v, "compute.specialize")
+  return {"auto": "auto", "true": True, "false": False}[str(v).lower()]
 
 
 def build_compute(c, space: AbstractSearchSpace) -> Compute:
   """:class:`Compute` of ``config.compute``; the mesh is built to check it against the devices."""
-  _one_of(c.strategy, "compute.strategy")
-  score_strategy = c.get("score_strategy", "auto")
-  lowering = c.get("lowering", "auto")
-  _one_of(lowering, "compute.lowering")
-  specialize = parse_specialize(c.get("specialize", "auto"))
-  precision = c.get("precision", "fp32")
-  _one_of(precision, "compute.precision")
+  v = S.COMPUTE.read(c)
+  specialize = parse_specialize(v["specialize"])
   if specialize is True:
     need(space.can_specialize, "compute.specialize",
          f"space {space.name!r} has no specialised form (use 'auto' or False)")
-  stall = c.get("stall_timeout_s", DEFAULT_STALL_TIMEOUT_S)
-  need(_is_num(stall) and np.isfinite(stall) and stall >= 0, "compute.stall_timeout_s",
-       f"must be a finite number of seconds >= 0 (0 = no watchdog), got {stall!r}")
-  m = c.mesh
-  need(_is_int(m.pop) and _is_int(m.data), "compute.mesh", f"pop/data must be ints, got {m.pop!r}/{m.data!r}")
+  m = S.MESH.read(c.get("mesh", None))
   try:
-    mesh = make_mesh(int(m.pop), int(m.data))
-  except ValueError as e:
-    raise ConfigError(f"config.compute.{e}") from None
-  chunk = c.get("pop_chunk", 0)
-  need(_is_int(chunk) and chunk >= 0 and chunk % mesh.shape["pop"] == 0, "compute.pop_chunk",
+    mesh = make_mesh(m["pop"], m["data"])
+  except FieldError as e:  # its field is "mesh"
+    raise _field_error(e, "compute") from None
+  chunk = v["pop_chunk"]
+  need(chunk >= 0 and chunk % mesh.shape["pop"] == 0, "compute.pop_chunk",
        f"must be 0 (a whole group per call) or a positive multiple of compute.mesh.pop ({mesh.shape['pop']}), "
        f"got {chunk!r}")
-  return Compute(strategy=c.strategy, score_strategy=score_strategy, specialize=specialize, lowering=lowering,
-                 mesh_shape=(int(mesh.shape["pop"]), int(mesh.shape["data"])), precision=precision,
-                 stall_timeout_s=float(stall), pop_chunk=int(chunk))
+  return Compute(strategy=v["strategy"], score_strategy=v["score_strategy"], specialize=specialize,
+                 lowering=v["lowering"], mesh_shape=(int(mesh.shape["pop"]), int(mesh.shape["data"])),
+                 precision=v["precision"], stall_timeout_s=v["stall_timeout_s"], pop_chunk=chunk)
 
 
 def _stand_in_budget(enc: jax.Array) -> jax.Array:
@@ -346,9 +297,9 @@ def _stand_in_budget(enc: jax.Array) -> jax.Array:
 
 
 def build_space(s) -> AbstractSearchSpace:
-  _one_of(s.name, "space.name")
+  v = S.SPACE.read(s)
   try:
-    return get_space(s.name, **dict(s.get("kwargs", {})))
+    return get_space(v["name"], **dict(v["kwargs"]))
   except ValueError as e:
     raise ConfigError(f"config.space.kwargs: {e}") from None
 
@@ -365,71 +316,52 @@ def build_searcher(name: str, kwargs: dict, dedup: bool, space: AbstractSearchSp
 
 
 # ---- sections ----------------------------------------------------------------------------------
-def _check_data(d) -> None:
-  need(isinstance(d.name, str) and bool(d.name), "data.name", "must be a dataset name ('digits', 'npz' or a TFDS name)")
-  if d.name == "npz":
-    need(bool(d.get("path")), "data.path", "is required when data.name='npz'")
+def _check_data(d) -> dict:
+  """``config.data`` read, with the rules between its fields; returns its values."""
+  v = S.DATA.read(d)
+  if v["name"] == "npz":
+    need(bool(v["path"]), "data.path", "is required when data.name='npz'")
     for field in ("path", "test_path"):
-      if d.get(field):
-        path = pathlib.Path(d.get("data_dir") or ".") / d[field]
+      if v[field]:
+        path = pathlib.Path(v["data_dir"] or ".") / v[field]
         need(path.exists(), f"data.{field}", f"file {str(path)!r} does not exist")
-  need(isinstance(d.get("remap_labels", False), bool), "data.remap_labels",
-       f"must be True or False, got {d.get('remap_labels')!r}")
-  need(not d.get("remap_labels", False) or d.name == "npz", "data.remap_labels", "is only used with data.name='npz'")
-  need(isinstance(d.val_fraction, float) and 0 < d.val_fraction < 1, "data.val_fraction",
-       f"must be a float in (0, 1), got {d.val_fraction!r}")
-  size = d.get("image_size", 0)
-  need(_is_int(size) and size >= 0, "data.image_size", f"must be an int >= 0 (0 = as stored), got {size!r}")
-  need(isinstance(d.get("rgb", False), bool), "data.rgb", f"must be True or False, got {d.get('rgb')!r}")
-  classes = d.get("classes", ()) or ()
-  need(isinstance(classes, (list, tuple)) and all(_is_int(c) and c >= 0 for c in classes)
-       and len(set(classes)) == len(classes) and len(classes) != 1, "data.classes",
-       f"must be a list of >= 2 distinct class ids (empty = every class), got {classes!r}")
+  need(not v["remap_labels"] or v["name"] == "npz", "data.remap_labels", "is only used with data.name='npz'")
+  return v
 
 
 def teacher_size(t) -> int:
   """The number of networks (M) of ``config.teacher``: ``teacher.ensemble`` members of
   ``teacher.name`` trained with M seeds, the folders of ``teacher.paths``, or the saved teacher of
   ``teacher.path`` (a saved ensemble has M > 1); checked here, before compute."""
-  m = t.get("ensemble", 1)
-  need(_is_int(m) and m >= 1, "teacher.ensemble", f"must be an int >= 1 (1 = a single network), got {m!r}")
-  paths = t.get("paths", None) or ()
-  need(isinstance(paths, (list, tuple)) and all(isinstance(p, str) and p for p in paths), "teacher.paths",
-       f"must be a list of teacher folders, got {paths!r}")
+  v = S.TEACHER.read(t)
+  m, paths, path = v["ensemble"], v["paths"], v["path"]
   if paths:
-    need(not t.get("path"), "teacher.paths", "give teacher.path or teacher.paths, not both")
+    need(not path, "teacher.paths", "give teacher.path or teacher.paths, not both")
     need(len(paths) >= 2, "teacher.paths", f"an ensemble needs >= 2 folders, got {len(paths)}")
     for p in paths:
       need(pathlib.Path(p, "teacher.json").exists(), "teacher.paths", f"no teacher.json in {p!r}")
-  if paths or t.get("path"):
+  if paths or path:
     need(m == 1, "teacher.ensemble", "is for a trained ensemble of teacher.name; a loaded teacher's size is "
          "given by teacher.path/teacher.paths")
-  if t.get("path"):
-    info = pathlib.Path(t.path, "teacher.json")
-    need(info.exists(), "teacher.path", f"no teacher.json in {t.path!r}")
+  if path:
+    info = pathlib.Path(path, "teacher.json")
+    need(info.exists(), "teacher.path", f"no teacher.json in {path!r}")
     try:
       return max(len(json.loads(info.read_text()).get("members", ())), 1)
     except (ValueError, AttributeError) as e:
-      raise ConfigError(f"config.teacher.path: unreadable teacher.json in {t.path!r} ({e})") from None
-  return len(paths) or int(m)
+      raise ConfigError(f"config.teacher.path: unreadable teacher.json in {path!r} ({e})") from None
+  return len(paths) or m
 
 
 def _teacher_recipe(t) -> Recipe | None:
-  need(isinstance(t.get("require_above_chance", True), bool), "teacher.require_above_chance",
-       f"must be True or False, got {t.get('require_above_chance')!r}")
+  v = S.TEACHER.read(t)
   teacher_size(t)
-  if t.get("path") or t.get("paths"):
+  if v["path"] or v["paths"]:
     return None
-  _one_of(t.name, "teacher.name")
-  return build_recipe(t.train, "teacher.train", KD_PRESETS["ce"])
+  return build_recipe(t.get("train", None), "teacher.train", KD_PRESETS["ce"])
 
 
-def _baselines(f, space: AbstractSearchSpace) -> tuple[str, ...]:
-  baselines = f.get("baselines", None)
-  if baselines is None:
-    return ()
-  need(isinstance(baselines, (list, tuple)) and all(isinstance(b, str) and b for b in baselines),
-       "final.baselines", f"must be a list of architecture strings of space {space.name!r}, got {baselines!r}")
+def _baselines(baselines: tuple, space: AbstractSearchSpace) -> tuple[str, ...]:
   need(len(set(baselines)) == len(baselines), "final.baselines", f"has duplicates: {list(baselines)}")
   for b in baselines:
     try:
@@ -439,37 +371,27 @@ def _baselines(f, space: AbstractSearchSpace) -> tuple[str, ...]:
   return tuple(baselines)
 
 
-def _limits(c) -> dict:
-  limits = {}
-  for field in LIMITS:
-    v = (c or {}).get(field, 0)
-    need(_is_num(v) and v >= 0, f"constraint.{field}", f"must be >= 0 (0 = no limit), got {v!r}")
-    limits[field] = float(v or 0)
-  return limits
-
-
 def job_of(config: ml_collections.ConfigDict) -> str:
   """``config.job`` (default ``"search"``; ``"meta_train"``: DaSS's meta-training job)."""
-  job = config.get("job", "search")
-  _one_of(job, "job")
-  return job
+  return S.read(config, "")["job"]
 
 
 def space_ref(s) -> dict:
   """``{"name", "kwargs"}`` of a ``config.space`` section as plain JSON values (tuples become lists)."""
-  kwargs = s.get("kwargs", {}) or {}
+  v = S.SPACE.read(s)
+  kwargs = v["kwargs"]
   kwargs = kwargs.to_dict() if isinstance(kwargs, ml_collections.ConfigDict) else dict(kwargs)
-  return json.loads(json.dumps({"name": s.name, "kwargs": kwargs}))
+  return json.loads(json.dumps({"name": v["name"], "kwargs": kwargs}))
 
 
 def teacher_space_ref(config: ml_collections.ConfigDict) -> dict | None:
   """The space whose own full network the teacher is (``teacher.name='space'``, or a ``teacher.path``
   saved from such a run: its ``teacher.json`` records the space), else None."""
-  t = config.teacher
-  if t.get("path"):
-    ref = json.loads(pathlib.Path(t.path, "teacher.json").read_text()).get("meta", {}).get("space")
+  t = S.TEACHER.read(config.teacher)
+  if t["path"]:
+    ref = json.loads(pathlib.Path(t["path"], "teacher.json").read_text()).get("meta", {}).get("space")
     return {"name": ref["name"], "kwargs": ref.get("kwargs", {})} if ref else None  # JSON already
-  if t.get("paths") or t.get("ensemble", 1) != 1 or t.name != SPACE_TEACHER:
+  if t["paths"] or t["ensemble"] != 1 or t["name"] != SPACE_TEACHER:
     return None
   return space_ref(config.space)
 
@@ -478,13 +400,13 @@ def _need_space_teacher(config: ml_collections.ConfigDict, space: AbstractSearch
   """``what`` (the predictor evaluator, the remapped final init) reads the teacher's weights as the DaSS
   space's full network: the teacher must be exactly that network."""
   need(space.name == "dass_resnet", "space.name", f"{what} needs the DaSS space (dass_resnet), got {space.name!r}")
-  t = config.teacher
-  field = "teacher.path" if t.get("path") else "teacher.paths" if t.get("paths") else "teacher.name"
+  t = S.TEACHER.read(config.teacher)
+  field = "teacher.path" if t["path"] else "teacher.paths" if t["paths"] else "teacher.name"
   got = teacher_space_ref(config)
   need(got == space_ref(config.space), field,
        f"{what} needs the space's own full network as the teacher (teacher.name={SPACE_TEACHER!r}, or a teacher.path "
        f"saved from one with the same space.kwargs); got "
-       + (f"the full network of {got}" if got else f"{t.get('path') or list(t.get('paths') or ()) or t.name!r}"))
+       + (f"the full network of {got}" if got else f"{t['path'] or list(t['paths']) or t['name']!r}"))
 
 
 def build_plan(config: ml_collections.ConfigDict, *, inputs_optional: bool = False) -> Plan:
@@ -492,25 +414,23 @@ def build_plan(config: ml_collections.ConfigDict, *, inputs_optional: bool = Fal
   ``inputs_optional`` (``--show_config``): an absent input file (:class:`MissingInput`) is no error."""
   for section in SECTIONS:
     need(section in config, section, "section is missing")
-  need(_is_int(config.get("seed", None)), "seed", f"must be an int, got {config.get('seed', None)!r}")
-  need(job_of(config) == "search", "job", "build_plan validates a search; a 'meta_train' config is validated by "
+  need(S.read(config, "")["job"] == "search", "job",
+       "build_plan validates a search; a 'meta_train' config is validated by "
        "jdanas.pipeline.meta_train.build_meta_plan")
   _check_data(config.data)
   teacher_train = _teacher_recipe(config.teacher)
   space = build_space(config.space)
-  t = config.teacher
-  if t.name == SPACE_TEACHER and not (t.get("path") or t.get("paths")):
+  t = S.TEACHER.read(config.teacher)
+  if t["name"] == SPACE_TEACHER and not (t["path"] or t["paths"]):
     need(hasattr(space, "teacher_encoding"), "teacher.name",
          f"{SPACE_TEACHER!r} (the search space's own full network) needs a space that has one (dass_resnet), "
          f"got {space.name!r}")
-    need(t.get("ensemble", 1) == 1, "teacher.ensemble", f"teacher.name={SPACE_TEACHER!r} trains one network")
-  final_init = config.final.get("init", "random")
-  _one_of(final_init, "final.init")
-  se = config.searcher
-  _one_of(se.name, "searcher.name")
-  searcher_kwargs, dedup = dict(se.get("kwargs", {})), bool(se.get("dedup", True))
-  limits = _limits(config.get("constraint", None))
-  build_searcher(se.name, searcher_kwargs, dedup, space, _stand_in_budget if any(limits.values()) else None)
+    need(t["ensemble"] == 1, "teacher.ensemble", f"teacher.name={SPACE_TEACHER!r} trains one network")
+  f = S.FINAL.read(config.final)
+  se = S.SEARCHER.read(config.searcher)
+  searcher_kwargs, dedup = dict(se["kwargs"]), se["dedup"]
+  limits = S.CONSTRAINT.read(config.get("constraint", None))
+  build_searcher(se["name"], searcher_kwargs, dedup, space, _stand_in_budget if any(limits.values()) else None)
   loss = build_loss(config.kd)
   if teacher_size(config.teacher) > 1:  # an ensemble teacher gives logits, no feature taps
     need(not loss.uses_features, "kd.relation_weight",
@@ -518,25 +438,21 @@ def build_plan(config: ml_collections.ConfigDict, *, inputs_optional: bool = Fal
          "ensemble teacher")
   from jdanas import evaluators  # the registry (imported here: its files import this package's schema)
   evaluator = evaluators.settings(config, space, loss, inputs_optional=inputs_optional)
-  final = build_recipe(config.final, "final", loss, extra=("baselines", "init", "seeds"))
-  final_seeds = config.final.get("seeds", 1)
-  need(_is_int(final_seeds) and final_seeds > 0, "final.seeds", f"must be a positive int, got {final_seeds!r}")
-  if final_init == "remap":
+  final = build_recipe(config.final, "final", loss, extra=tuple(n for n in S.FINAL.fields if n not in RECIPE_FIELDS))
+  if f["init"] == "remap":
     _need_space_teacher(config, space, "final.init='remap'")
-  baselines = _baselines(config.final, space)
-  r = config.search
-  need(_is_int(r.rounds) and r.rounds > 0, "search.rounds", f"must be a positive int, got {r.rounds!r}")
-  need(_is_int(r.top_k) and r.top_k > 0, "search.top_k", f"must be a positive int, got {r.top_k!r}")
+  baselines = _baselines(f["baselines"], space)
+  r = S.SEARCH.read(config.search)
   compute = build_compute(config.compute, space)
   data_n = compute.mesh_shape[1]
   for field, recipe in ((evaluator.field, evaluator.recipe), ("final", final)):
     if recipe is not None:
       need(recipe.batch_size % data_n == 0, f"{field}.batch_size",
            f"{recipe.batch_size} is not divisible by the mesh's data axis ({data_n})")
-  return Plan(space=space, searcher_name=se.name, searcher_kwargs=searcher_kwargs, dedup=dedup,
+  return Plan(space=space, searcher_name=se["name"], searcher_kwargs=searcher_kwargs, dedup=dedup,
               evaluator=evaluator, loss=loss, final=final, teacher_train=teacher_train, limits=limits,
-              rounds=int(r.rounds), top_k=int(r.top_k), baselines=baselines, compute=compute, final_init=final_init,
-              final_seeds=int(final_seeds))
+              rounds=r["rounds"], top_k=r["top_k"], baselines=baselines, compute=compute, final_init=f["init"],
+              final_seeds=f["seeds"])
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

@@ -19,6 +19,7 @@ from scipy import stats
 
 from jdanas import costs
 from jdanas.parallel import is_main_process
+from jdanas.pipeline import sections as S
 from jdanas.pipeline.config import ConfigError
 from jdanas.pipeline.search import SearchResult, at_chance, chance_accuracy
 from jdanas.pipeline.setup import log, trainer, vanilla_recipe
@@ -83,10 +84,11 @@ def _export(s: SearchResult, enc: np.ndarray, variables, val_accuracy: float) ->
   if is_main_process():
     from jdanas.export import export_student
     c = costs.model_costs(s.plan.space, enc, num_classes=s.data.num_classes, input_shape=s.data.image_shape)
+    space = S.SPACE.read(s.config.space)
     export_dir = export_student(
-        export_dir, space=s.plan.space, space_kwargs=dict(s.config.space.get("kwargs", {})),
-        space_name=s.config.space.name, encoding=enc, variables=variables, num_classes=s.data.num_classes,
-        input_shape=s.data.image_shape, mean=s.data.mean, std=s.data.std,
+        export_dir, space=s.plan.space, space_kwargs=dict(space["kwargs"]), space_name=space["name"],
+        encoding=enc, variables=variables, num_classes=s.data.num_classes, input_shape=s.data.image_shape,
+        mean=s.data.mean, std=s.data.std,
         meta={"params": c.params, "flops": c.flops, "val_accuracy": val_accuracy})
   return str(export_dir.relative_to(s.workdir.absolute()) if export_dir.is_absolute() else export_dir)
 

@@ -33,15 +33,14 @@ import ml_collections
 import numpy as np
 
 from jdanas.distill import KD_PRESETS
-from jdanas.pipeline.config import (Compute, ConfigError, _is_int, _is_num, _one_of, build_compute, build_recipe,
-                                    build_space, job_of, need, need_fields, space_ref)
+from jdanas.errors import FieldError
+from jdanas.pipeline import sections as S
+from jdanas.pipeline.config import (Compute, ConfigError, build_compute, build_recipe, build_space, job_of, need,
+                                    space_ref)
+from jdanas.pipeline.sections import META, PREDICTOR, TASKS
 from jdanas.pipeline.setup import load_data, log
 
 META_SECTIONS = ("data", "space", "tasks", "predictor", "meta", "compute")
-TASK_FIELDS = ("num_tasks", "val_tasks", "classes_per_task", "num_students", "num_noise", "noise_seed", "teacher",
-               "student")
-PREDICTOR_FIELDS = ("hidden_channels", "out_channels", "h_dim", "use_maps")
-META_FIELDS = ("target", "alpha_init", "learning_rate", "first_order", "episodes", "num_queries", "eval_every")
 REPORT = "meta_report.json"
 
 
@@ -61,61 +60,33 @@ class MetaPlan:
   compute: Compute
 
 
-def _positive_int(section, field: str, name: str, minimum: int = 1) -> int:
-  v = section.get(field, None)
-  need(_is_int(v) and v >= minimum, f"{name}.{field}", f"must be an int >= {minimum}, got {v!r}")
-  return int(v)
-
-
 def build_meta_plan(config: ml_collections.ConfigDict) -> MetaPlan:
   """Validates a ``config.job='meta_train'`` config; raises :class:`ConfigError` naming the field."""
   from jdanas import meta
   need(job_of(config) == "meta_train", "job", "build_meta_plan validates config.job='meta_train'")
   for section in META_SECTIONS:
     need(section in config, section, "section is missing")
-  need(_is_int(config.get("seed", None)), "seed", f"must be an int, got {config.get('seed', None)!r}")
+  S.read(config, "")  # job, seed
   from jdanas.pipeline.config import _check_data
   _check_data(config.data)
   space = build_space(config.space)
   need(space.name == "dass_resnet", "space.name", f"meta-training builds DaSS tasks: needs dass_resnet, got "
        f"{space.name!r}")
-  t = config.tasks
-  need_fields(t, "tasks", TASK_FIELDS)
-  num_tasks = _positive_int(t, "num_tasks", "tasks")
-  val_tasks = _positive_int(t, "val_tasks", "tasks")
-  per_task = _positive_int(t, "classes_per_task", "tasks", minimum=2)
-  num_students = _positive_int(t, "num_students", "tasks", minimum=2)
-  num_noise = _positive_int(t, "num_noise", "tasks")
-  noise_seed = t.get("noise_seed", 0)
-  need(_is_int(noise_seed), "tasks.noise_seed", f"must be an int, got {noise_seed!r}")
-  teacher = build_recipe(t.teacher, "tasks.teacher", KD_PRESETS["ce"])
-  student = build_recipe(t.student, "tasks.student", KD_PRESETS["dass"])
+  t = TASKS.read(config.tasks)
+  teacher = build_recipe(config.tasks.get("teacher", None), "tasks.teacher", KD_PRESETS["ce"])
+  student = build_recipe(config.tasks.get("student", None), "tasks.student", KD_PRESETS["dass"])
   compute = build_compute(config.compute, space)
-  recipe = meta.TaskRecipe(teacher=teacher, student=student, num_students=num_students, num_noise=num_noise,
-                           noise_seed=int(noise_seed), strategy=compute.strategy)
-  p = config.predictor
-  need_fields(p, "predictor", PREDICTOR_FIELDS)
-  dims = {f: _positive_int(p, f, "predictor") for f in ("hidden_channels", "out_channels", "h_dim")}
-  use_maps = p.get("use_maps", True)
-  need(isinstance(use_maps, bool), "predictor.use_maps", f"must be True or False, got {use_maps!r}")
-  m = config.meta
-  need_fields(m, "meta", META_FIELDS)
-  _one_of(m.get("target", "percent"), "meta.target")
-  for field in ("alpha_init", "learning_rate"):
-    v = m.get(field, None)
-    need(_is_num(v) and np.isfinite(v) and v > 0, f"meta.{field}", f"must be a finite number > 0, got {v!r}")
-  first_order = m.get("first_order", False)
-  need(isinstance(first_order, bool), "meta.first_order", f"must be True or False, got {first_order!r}")
-  episodes = _positive_int(m, "episodes", "meta")
-  num_queries = _positive_int(m, "num_queries", "meta")
-  need(num_queries <= num_students, "meta.num_queries",
-       f"{num_queries} exceeds the {num_students} students of a task (tasks.num_students)")
-  eval_every = _positive_int(m, "eval_every", "meta")
-  config_meta = meta.MetaConfig(alpha_init=float(m.alpha_init), learning_rate=float(m.learning_rate),
-                                first_order=first_order, target=m.get("target", "percent"))
-  return MetaPlan(space=space, recipe=recipe, num_tasks=num_tasks, val_tasks=val_tasks, classes_per_task=per_task,
-                  model=meta.DassPredictor(use_maps=use_maps, **dims), meta=config_meta, episodes=episodes,
-                  num_queries=num_queries, eval_every=eval_every, compute=compute)
+  recipe = meta.TaskRecipe(teacher=teacher, student=student, num_students=t["num_students"],
+                           num_noise=t["num_noise"], noise_seed=t["noise_seed"], strategy=compute.strategy)
+  p = PREDICTOR.read(config.predictor)
+  m = META.read(config.meta)
+  need(m["num_queries"] <= t["num_students"], "meta.num_queries",
+       f"{m['num_queries']} exceeds the {t['num_students']} students of a task (tasks.num_students)")
+  config_meta = meta.MetaConfig(alpha_init=m["alpha_init"], learning_rate=m["learning_rate"],
+                                first_order=m["first_order"], target=m["target"])
+  return MetaPlan(space=space, recipe=recipe, num_tasks=t["num_tasks"], val_tasks=t["val_tasks"],
+                  classes_per_task=t["classes_per_task"], model=meta.DassPredictor(**p), meta=config_meta,
+                  episodes=m["episodes"], num_queries=m["num_queries"], eval_every=m["eval_every"], compute=compute)
 
 
 def task_classes(config: ml_collections.ConfigDict, plan: MetaPlan, data) -> list[tuple[int, ...]]:
@@ -150,8 +121,8 @@ def prepare_meta(config: ml_collections.ConfigDict, workdir=None, *, data_option
   try:
     from jdanas.meta.tasks import distinct_students
     distinct_students(jax.random.key(0), plan.space, plan.recipe.num_students, max_draws=8)
-  except ValueError as e:
-    raise ConfigError(f"config.tasks.{e}") from None
+  except FieldError as e:  # its field is tasks.num_students
+    raise ConfigError(f"config.tasks.{e.field}: {e.detail}") from None
   return Checked(plan=plan, data=data, budget=None, data_error=data_error)
 
 
@@ -202,7 +173,7 @@ def run_meta_train(config: ml_collections.ConfigDict, workdir, checked=None) -> 
   started = time.perf_counter()
   key_tasks, key_meta = jax.random.split(jax.random.key(config.seed))
   subsets = task_classes(config, plan, data)
-  source = [int(c) for c in config.data.get("classes", ()) or ()] or list(range(data.num_classes))
+  source = list(S.DATA.read(config.data)["classes"]) or list(range(data.num_classes))
   with Watchdog(plan.compute.stall_timeout_s) as watchdog:
     log(f"[tasks] building {len(subsets)} tasks in {workdir / 'meta_dataset'}")
     t0 = time.perf_counter()

@@ -41,16 +41,32 @@ def _json(v) -> str:
   return text if len(text) <= 80 else text[:77] + "..."
 
 
-def config_differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+def _declared_defaults() -> dict:
+  """``{"<section>.<field>": default}`` of the declared sections, as JSON values (tuples become lists)."""
+  from jdanas.pipeline.sections import defaults
+  return json.loads(json.dumps(defaults(), default=list))
+
+
+def config_differences(old: dict, new: dict, prefix: str = "",
+                       defaults: dict | None = None) -> list[tuple[str, object, object]]:
   """``(field, old value, new value)`` of every leaf where ``old`` and ``new`` differ, fields in sorted
-  order (depth first); a field present in one only has :data:`ABSENT` on the other side."""
+  order (depth first); a field present in one only has :data:`ABSENT` on the other side, unless its value
+  there is the field's declared default (:mod:`jdanas.pipeline.sections`): a config written before the
+  field was spelled out (or before it existed) resolves to the same value, so it is no difference."""
+  defaults = _declared_defaults() if defaults is None else defaults
   out = []
   for k in sorted(set(old) | set(new)):
     a, b = old.get(k, ABSENT), new.get(k, ABSENT)
+    if a is ABSENT and isinstance(b, dict) or b is ABSENT and isinstance(a, dict):
+      a, b = ({} if a is ABSENT else a), ({} if b is ABSENT else b)
     if isinstance(a, dict) and isinstance(b, dict):
-      out += config_differences(a, b, f"{prefix}{k}.")
-    elif a != b or type(a) is not type(b) and not {type(a), type(b)} <= {int, float}:
-      out.append((f"{prefix}{k}", a, b))
+      out += config_differences(a, b, f"{prefix}{k}.", defaults)
+      continue
+    field = f"{prefix}{k}"
+    if (a is ABSENT or b is ABSENT) and field in defaults and (b if a is ABSENT else a) == defaults[field]:
+      continue
+    if a != b or type(a) is not type(b) and not {type(a), type(b)} <= {int, float}:
+      out.append((field, a, b))
   return out
 
 

@@ -75,7 +75,8 @@ class Field:
     lo, hi, lo_open, hi_open: the range of a number (``lo=1`` on an int reads "a positive int").
     finite: numbers must be finite (``inf``/``nan`` refused).
     nonempty: a string or list must not be empty.
-    check: a further rule on the value: returns the error text (``"must be ..."``) or None.
+    check: a further rule on the value: returns the error text or None; a text starting with "must"
+      (``"must be ..."``) is followed by ``", got <value>"``, any other (``"'x' is not one of ..."``) stands as is.
     note: shown in the error after the requirement, e.g. ``"0 = no limit"``.
     doc: what the field means (``--show_config``).
   """
@@ -144,7 +145,7 @@ class Field:
       value = tuple(value)
     if self.check is not None:
       msg = self.check(value)
-      need(msg is None, name, f"{msg}, got {value!r}" if msg else "")
+      need(msg is None, name, f"{msg}, got {value!r}" if msg and msg.startswith("must") else msg or "")
     return value
 
 
@@ -160,6 +161,10 @@ class Section:
   extra: tuple[str, ...] = ()
   doc: str = ""
 
+  def path(self, field: str) -> str:
+    """``"<section>.<field>"`` (``"<field>"`` for the top-level section, named ``""``)."""
+    return f"{self.name}.{field}" if self.name else field
+
   def read(self, section) -> dict[str, Any]:
     """The section's values, defaults filled in; the first invalid or unknown field raises
     :class:`ConfigError` (unknown fields first: a typo is the likeliest mistake)."""
@@ -170,20 +175,20 @@ class Section:
     values = {}
     for name, f in self.fields.items():
       if name in section and section[name] is not None:
-        values[name] = f.validate(section[name], f"{self.name}.{name}")
+        values[name] = f.validate(section[name], self.path(name))
       else:
-        need(f.default is not REQUIRED, f"{self.name}.{name}", f"is required ({f.requirement()})")
+        need(f.default is not REQUIRED, self.path(name), f"is required ({f.requirement()})")
         values[name] = f.default
     values.update({name: section[name] for name in self.extra if name in section})
     return values
 
   def choices(self) -> dict[str, Callable[[], tuple]]:
     """``{"<section>.<field>": allowed-values function}`` of the fields with a fixed set."""
-    return {f"{self.name}.{n}": f.allowed for n, f in self.fields.items() if f.choices is not None}
+    return {self.path(n): f.allowed for n, f in self.fields.items() if f.choices is not None}
 
   def describe(self) -> list[tuple[str, Any, str, str]]:
     """``(field, default, requirement, doc)`` rows (``--show_config``, docs)."""
-    return [(f"{self.name}.{n}", f.default, (f"one of {', '.join(map(str, f.allowed()))}" if f.choices is not None
+    return [(self.path(n), f.default, (f"one of {', '.join(map(str, f.allowed()))}" if f.choices is not None
                                              else f.requirement()), f.doc) for n, f in self.fields.items()]
 
 

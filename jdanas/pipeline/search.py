@@ -18,6 +18,7 @@ from jdanas import costs
 from jdanas.parallel import check_same_across_processes, is_main_process
 from jdanas.evaluators.base import ScoreKind
 from jdanas.lowering import configure_cpu_runtime
+from jdanas.pipeline import sections as S
 from jdanas.pipeline.checkpoints import Checkpoints
 from jdanas.pipeline.check import Checked, prepare
 from jdanas.pipeline.config import ConfigError, Plan
@@ -102,7 +103,7 @@ def _data_and_teacher(config: ml_collections.ConfigDict, plan: Plan, workdir: pa
     log(f"[teacher] ensemble ({accuracy['ensemble']['split']}): " + ", ".join(
         f"{k} {v:.4f}" for k, v in accuracy["ensemble"].items() if isinstance(v, float))
         + ", members " + " ".join(f"{a:.4f}" for a in accuracy["ensemble"]["members"]))
-  if config.teacher.get("require_above_chance", True):
+  if S.TEACHER.read(config.teacher)["require_above_chance"]:
     check_teacher(teacher.name, val, data)
   elif problem := at_chance(teacher.name, val, chance_accuracy(data.val)):
     log(f"[teacher] warning: {problem}; continuing because teacher.require_above_chance=False")

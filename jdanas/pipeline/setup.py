@@ -13,6 +13,8 @@ import ml_collections
 from jdanas.distill import KD_PRESETS
 from jdanas.evaluators.base import BuildContext, Evaluator
 from jdanas.parallel import barrier, is_main_process
+from jdanas.errors import FieldError
+from jdanas.pipeline import sections as S
 from jdanas.pipeline.config import ConfigError, Plan, build_searcher, need, space_ref
 from jdanas.searchers import Searcher, cost_predicate
 from jdanas.lowering import resolve
@@ -29,20 +31,22 @@ def load_data(config: ml_collections.ConfigDict):
   """The :class:`jdanas.data.Dataset` of ``config.data`` (split with ``config.seed``); the loader's
   errors become :class:`ConfigError` lines naming ``config.data.<field>``."""
   from jdanas.data import load_dataset
-  d = config.data
+  d = S.DATA.read(config.data)
   try:
-    data = load_dataset(d.name, data_dir=d.get("data_dir") or None, path=d.get("path") or None,
-                        test_path=d.get("test_path") or None, val_fraction=d.val_fraction, seed=config.seed,
-                        train_limit=d.get("train_limit") or None, test_limit=d.get("test_limit") or None,
-                        remap_labels=bool(d.get("remap_labels", False)),
-                        image_size=d.get("image_size") or None, rgb=bool(d.get("rgb", False)))
-  except ValueError as e:  # the loader's messages start with its argument, which is the config field
+    data = load_dataset(d["name"], data_dir=d["data_dir"] or None, path=d["path"] or None,
+                        test_path=d["test_path"] or None, val_fraction=d["val_fraction"], seed=config.seed,
+                        train_limit=d["train_limit"] or None, test_limit=d["test_limit"] or None,
+                        remap_labels=d["remap_labels"], image_size=d["image_size"] or None, rgb=d["rgb"])
+  except FieldError as e:  # the loader names its argument, which is the config field (val_size: of val_fraction)
+    detail = (e.detail.strip().splitlines() or [""])[0]
+    raise ConfigError(f"config.data.{e.field}: {detail}" if e.field in d or e.field == "val_size"
+                      else f"config.data: {e.field}: {detail}") from None
+  except ValueError as e:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    arg = msg.split(":", 1)[0]
-    raise ConfigError(f"config.data.{msg}" if arg in d or arg in ("val_size",) else f"config.data: {msg}") from None
+    raise ConfigError(f"config.data: {msg}") from None
   except OSError as e:  # unreadable file, TFDS I/O
     raise ConfigError(f"config.data: {type(e).__name__}: {e}") from None
-  classes = [int(c) for c in d.get("classes", ()) or ()]
+  classes = list(d["classes"])
   if not classes:
     return data
   from jdanas.meta.tasks import subset
@@ -63,13 +67,13 @@ def get_teacher(config: ml_collections.ConfigDict, plan: Plan, data, workdir: pa
   members of one architecture run stacked or one by one as the lowering says
   (:attr:`jdanas.lowering.Lowering.ensemble`). A training whose loss is non-finite stops the run
   (``config.teacher.train``), whatever ``require_above_chance`` says."""
-  t = config.teacher
+  t = ml_collections.ConfigDict(S.TEACHER.read(config.teacher))
   stack = resolve(plan.compute.lowering).ensemble == "vmap"
-  m = int(t.get("ensemble", 1))
+  m = t.ensemble
   barrier("jdanas: teacher")  # no process looks for the cache while process 0 may be writing it
-  if t.get("path"):
+  if t.path:
     teacher = load_teacher(t.path, stack=stack)
-  elif t.get("paths"):
+  elif t.paths:
     teacher = ensemble_teacher([load_teacher(p) for p in t.paths], stack=stack)
   elif (workdir / "teacher" / "teacher.json").exists():
     teacher = load_teacher(workdir / "teacher", stack=stack)
@@ -110,8 +114,8 @@ def build_budget(plan: Plan, data):
   try:
     return cost_predicate(plan.space, num_classes=data.num_classes, input_shape=tuple(data.image_shape),
                           **plan.limits)
-  except ValueError as e:
-    raise ConfigError(f"config.constraint.{e}") from None
+  except FieldError as e:  # its field is the limit's name
+    raise ConfigError(f"config.constraint.{e.field}: {e.detail}") from None
 
 
 def plan_searcher(plan: Plan, feasible=None) -> Searcher:
@@ -127,13 +131,14 @@ def trainer(plan: Plan, data, recipe: Recipe, teacher: Teacher | None, mesh=None
     return PopulationTrainer(plan.space, data, recipe=recipe, teacher=teacher, strategy=plan.compute.strategy,
                              mesh=mesh, specialize=plan.compute.specialize, lowering=plan.compute.lowering,
                              precision=plan.compute.precision, pop_chunk=plan.compute.pop_chunk or None)
+  except FieldError as e:  # the trainer names its argument: a recipe's field, or one of config.compute
+    if e.owner == "recipe":
+      raise ConfigError(f"config.{field}.{e.field}: {e.detail}") from None
+    if e.field in S.COMPUTE.fields or e.field in S.COMPUTE.extra:
+      raise ConfigError(f"config.compute.{e.field}: {e.detail}") from None
+    raise ConfigError(f"config.{field}: {e}") from None
   except ValueError as e:
-    msg = str(e)
-    if msg.startswith("recipe."):
-      raise ConfigError(f"config.{field}.{msg[len('recipe.'):]}") from None
-    if msg.split(":")[0] in ("strategy", "specialize", "mesh", "lowering", "precision", "pop_chunk"):
-      raise ConfigError(f"config.compute.{msg}") from None
-    raise ConfigError(f"config.{field}: {msg}") from None
+    raise ConfigError(f"config.{field}: {e}") from None
 
 
 def vanilla_recipe(recipe: Recipe) -> Recipe:

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jdanas import costs
+from jdanas.errors import FieldError
 from jdanas.searchers.wrappers import Predicate, enumerate_encodings, mixed_radix_index
 from jdanas.spaces.base import AbstractSearchSpace
 
@@ -84,7 +85,7 @@ def cost_predicate(space: AbstractSearchSpace, *, num_classes: int, input_shape:
   limits = {"params": max_params, "flops": max_flops, "latency_ms": max_latency_ms}
   for name, v in limits.items():
     if not (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and v >= 0):
-      raise ValueError(f"max_{name}: must be a number >= 0 (0 = no limit), got {v!r}")
+      raise FieldError(f"max_{name}", f"must be a number >= 0 (0 = no limit), got {v!r}")
   limits = {k: float(v) for k, v in limits.items() if v}
   if not limits:
     return None
@@ -116,13 +117,13 @@ def cost_predicate(space: AbstractSearchSpace, *, num_classes: int, input_shape:
       checks.append(enumerated(metric))
       continue
     if metric == "latency_ms":
-      raise ValueError(f"max_latency_ms: needs every architecture measured, but space {space.name!r} has "
+      raise FieldError("max_latency_ms", f"needs every architecture measured, but space {space.name!r} has "
                        f"{size} > max_enumerate={max_enumerate}")
     base, delta = additive_costs(space, lambda e, m=metric: exact(m, e))
     predicted = lambda e: base + float(sum(delta[i, v] for i, v in enumerate(e)))
     rtol = 0.0 if metric == "params" else flops_rtol
     if not all(abs(predicted(e) - exact(metric, e)) <= rtol * abs(exact(metric, e)) + 1e-6 for e in samples):
-      raise ValueError(f"max_{metric}: the {metric} of space {space.name!r} are not additive per decision and "
+      raise FieldError(f"max_{metric}", f"the {metric} of space {space.name!r} are not additive per decision and "
                        f"its {size} architectures exceed max_enumerate={max_enumerate}")
     fn = _additive_fn(base, delta)
     checks.append(lambda enc, fn=fn, limit=limit: fn(enc) <= limit)

@@ -78,6 +78,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jdanas import lowering as lowering_lib
+from jdanas.errors import FieldError
 from jdanas.spaces.base import AbstractSearchSpace
 from jdanas.train import batching
 from jdanas.train.recipe import Recipe
@@ -107,7 +108,7 @@ def apply_in_precision(module, variables: dict, *args, precision: str = "fp32", 
   if precision == "fp32":
     return module.apply(variables, *args, **kwargs)
   if precision != "bf16":
-    raise ValueError(f"precision: {precision!r} is not one of {PRECISIONS}")
+    raise FieldError("precision", f"{precision!r} is not one of {PRECISIONS}")
   variables = {k: jax.tree.map(_to(jnp.bfloat16), v) if k == "params" else v for k, v in variables.items()}
   with nn.intercept_methods(_bf16_calls):
     out = module.apply(variables, *jax.tree.map(_to(jnp.bfloat16), args), **kwargs)
@@ -359,34 +360,34 @@ class PopulationTrainer:
                specialize: bool | str = "auto", lowering: str | lowering_lib.Lowering = "auto",
                programs: TrainingPrograms | None = None, precision: str = "fp32", pop_chunk: int | None = None):
     if strategy not in STRATEGIES:
-      raise ValueError(f"strategy: {strategy!r} is not one of {STRATEGIES}")
+      raise FieldError("strategy", f"{strategy!r} is not one of {STRATEGIES}")
     if not (isinstance(specialize, bool) or specialize == "auto"):
-      raise ValueError(f"specialize: {specialize!r} is not one of True, False, 'auto'")
+      raise FieldError("specialize", f"{specialize!r} is not one of True, False, 'auto'")
     if specialize is True and not space.can_specialize:
-      raise ValueError(f"specialize: space {space.name!r} has no specialised form (space.specialize)")
+      raise FieldError("specialize", f"space {space.name!r} has no specialised form (space.specialize)")
     if precision not in PRECISIONS:
-      raise ValueError(f"precision: {precision!r} is not one of {PRECISIONS}")
+      raise FieldError("precision", f"{precision!r} is not one of {PRECISIONS}")
     self.precision = precision
     self.lowering = lowering_lib.resolve(lowering)
     if recipe.loss.uses_teacher and teacher is None:
-      raise ValueError("teacher: the recipe's loss has a soft (KD) term but no teacher was given")
+      raise FieldError("teacher", "the recipe's loss has a soft (KD) term but no teacher was given")
     if max_unroll < 1:
-      raise ValueError(f"max_unroll: must be >= 1, got {max_unroll}")
+      raise FieldError("max_unroll", f"must be >= 1, got {max_unroll}")
     n_train = len(data.train.y)
     if n_train < recipe.batch_size:
-      raise ValueError(f"recipe.batch_size: {recipe.batch_size} exceeds the {n_train} training examples")
+      raise FieldError("batch_size", f"{recipe.batch_size} exceeds the {n_train} training examples", owner="recipe")
     pop = 1 if mesh is None else mesh.shape.get("pop", 1)
     if pop_chunk is not None and (isinstance(pop_chunk, bool) or not isinstance(pop_chunk, (int, np.integer))
                                   or pop_chunk < 1 or pop_chunk % pop):
-      raise ValueError(f"pop_chunk: must be a positive multiple of the mesh's 'pop' axis ({pop}) or None, "
+      raise FieldError("pop_chunk", f"must be a positive multiple of the mesh's 'pop' axis ({pop}) or None, "
                        f"got {pop_chunk!r}")
     self.pop_chunk = None if pop_chunk is None else int(pop_chunk)
     if mesh is not None:
       if tuple(mesh.axis_names) != ("pop", "data"):
-        raise ValueError(f"mesh: axes must be ('pop', 'data'), got {mesh.axis_names}")
+        raise FieldError("mesh", f"axes must be ('pop', 'data'), got {mesh.axis_names}")
       if recipe.batch_size % mesh.shape["data"]:
-        raise ValueError(f"recipe.batch_size: {recipe.batch_size} is not divisible by the mesh's "
-                         f"'data' axis ({mesh.shape['data']})")
+        raise FieldError("batch_size", f"{recipe.batch_size} is not divisible by the mesh's "
+                         f"'data' axis ({mesh.shape['data']})", owner="recipe")
     self.space, self.data, self.recipe, self.teacher = space, data, recipe, teacher
     self.strategy, self.mesh, self.max_unroll = strategy, mesh, max_unroll
     if specialize == "auto":

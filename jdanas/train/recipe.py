@@ -6,6 +6,7 @@ import dataclasses
 import optax
 
 from jdanas.distill.losses import KD_PRESETS, KDLoss
+from jdanas.errors import FieldError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant")
@@ -45,7 +46,7 @@ class Recipe:
   def __post_init__(self):
     def need(ok: bool, field: str, msg: str):
       if not ok:
-        raise ValueError(f"recipe.{field}: {msg}, got {getattr(self, field)!r}")
+        raise FieldError(field, f"{msg}, got {getattr(self, field)!r}", owner="recipe")
     need(isinstance(self.steps, int) and self.steps > 0, "steps", "must be a positive int")
     need(isinstance(self.batch_size, int) and self.batch_size > 0, "batch_size", "must be a positive int")
     need(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {OPTIMIZERS}")
