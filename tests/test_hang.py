@@ -59,15 +59,6 @@ def test_the_test_session_runs_with_the_safe_flags():
   assert "NPROC" in os.environ
 
 
-def test_too_late_warns_and_changes_nothing(monkeypatch):
-  jax.devices()  # the backend has started
-  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
-  monkeypatch.delenv(lowering.SAFE_ENV, raising=False)
-  with pytest.warns(RuntimeWarning, match="jax started without --xla_cpu_experimental_ynn_fusion_type="):
-    assert not lowering.configure_cpu_runtime()
-  assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=4"
-
-
 @pytest.mark.slow
 def test_the_flags_remove_ynn_fusions_from_a_program():
   """What the flag does, seen in a fresh process's compiled program (a reduction XLA:CPU hands to

@@ -40,15 +40,14 @@ from typing import Any
 import ml_collections
 
 from jdanas.parallel import is_main_process
-from jdanas.lowering import configure_cpu_runtime
-from jdanas.pipeline.check import Checked, describe, prepare
+from jdanas.pipeline.check import Checked, check_workdir, describe, prepare
 from jdanas.pipeline.config import ConfigError, Plan, build_plan, job_of, validate_config
 from jdanas.pipeline.final import train_final
 from jdanas.pipeline.resume import RESUME_HARMLESS, check_resume, config_differences, describe_changes
 from jdanas.pipeline.search import SearchResult, search
 from jdanas.pipeline.setup import log
 from jdanas.pipeline.summary import config_dict, print_summary, report
-from jdanas.pipeline.watchdog import EXIT_STALLED, Watchdog
+from jdanas.pipeline.watchdog import EXIT_STALLED, Progress, Watchdog
 
 
 def finished_report(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
@@ -69,21 +68,21 @@ def finished_report(config: ml_collections.ConfigDict, workdir: str | pathlib.Pa
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-        checked: Checked | None = None) -> dict[str, Any]:
+        checked: Checked | None = None, watchdog: Progress | None = None) -> dict[str, Any]:
   """Runs (or resumes) the whole pipeline in ``workdir``; returns the report dict. A workdir that
   already holds the finished run of ``config`` is recognised: its report is returned, nothing is
   recomputed. ``checked``: the result of :func:`prepare` when the caller already ran it.
 
-  Safe by default on CPU: the XLA:CPU runtime flags that avoid the wedge are applied first if jax
-  has not started yet (:func:`jdanas.lowering.configure_cpu_runtime`; ``JDANAS_XLA_SAFE=0`` turns
-  them off), and a run that makes no progress for ``compute.stall_timeout_s`` seconds ends the
-  process with one ``error:`` line, the Python stacks and exit status 3 (:class:`Watchdog`).
+  Touches nothing outside ``workdir`` and the log: no environment variable, no faulthandler timer, no
+  exit. ``watchdog``: the progress points' receiver (default: none); ``run.py`` passes a
+  :class:`Watchdog` of ``compute.stall_timeout_s``, which ends a stalled process with exit status 3.
+  A process that owns itself applies the XLA:CPU runtime settings first
+  (:func:`jdanas.runtime.configure`); without them on CPU :func:`search` warns.
   """
-  configure_cpu_runtime()
   checked = checked or prepare(config, workdir)
   if job_of(config) == "meta_train":  # DaSS's meta-training job (jdanas.pipeline.meta_train)
     from jdanas.pipeline.meta_train import run_meta_train
-    return run_meta_train(config, workdir, checked)
+    return run_meta_train(config, workdir, checked, watchdog=watchdog)
   done = finished_report(config, workdir)
   if done is not None:
     log(f"[done] {workdir} already holds the finished run of this config (report.json); nothing to do "
@@ -94,12 +93,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     if is_main_process():
       print_summary(done, pathlib.Path(workdir))
     return done
-  with Watchdog(checked.plan.compute.stall_timeout_s) as watchdog:
-    searched = search(config, workdir, checked, watchdog=watchdog)
-    final = train_final(searched, watchdog=watchdog)
-    watchdog.beat("report")
-    return report(searched, final)
+  watchdog = watchdog or Progress()
+  searched = search(config, workdir, checked, watchdog=watchdog)
+  final = train_final(searched, watchdog=watchdog)
+  watchdog.beat("report")
+  return report(searched, final)
 
 
-__all__ = ["EXIT_STALLED", "Checked", "ConfigError", "Plan", "SearchResult", "Watchdog", "build_plan", "describe",
-           "finished_report", "prepare", "report", "run", "search", "train_final", "validate_config"]
+__all__ = ["EXIT_STALLED", "Checked", "ConfigError", "Plan", "Progress", "SearchResult", "Watchdog", "build_plan",
+           "check_workdir", "describe", "finished_report", "prepare", "report", "run", "search", "train_final",
+           "validate_config"]

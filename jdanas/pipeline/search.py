@@ -17,13 +17,13 @@ from tqdm.auto import tqdm
 from jdanas import costs
 from jdanas.parallel import check_same_across_processes, is_main_process
 from jdanas.evaluators import ScoreKind
-from jdanas.lowering import configure_cpu_runtime
 from jdanas.pipeline.checkpoints import Checkpoints
 from jdanas.pipeline.check import Checked, prepare
 from jdanas.pipeline.config import ConfigError, Plan
 from jdanas.pipeline.resume import CONFIG_ECHO, check_resume, describe_changes, record_changes
 from jdanas.pipeline.setup import build_evaluator, get_teacher, log, plan_searcher
-from jdanas.pipeline.watchdog import Watchdog
+from jdanas.pipeline.watchdog import Progress
+from jdanas.runtime import check_cpu_runtime
 from jdanas.teachers import Teacher, ensemble_report, evaluate
 
 
@@ -84,7 +84,7 @@ def check_teacher(teacher_name: str, val_accuracy: float, data) -> None:
 
 
 def _data_and_teacher(config: ml_collections.ConfigDict, plan: Plan, workdir: pathlib.Path,
-                      key: jax.Array, data, watchdog: Watchdog) -> tuple[Any, Teacher, dict]:
+                      key: jax.Array, data, watchdog: Progress) -> tuple[Any, Teacher, dict]:
   """The teacher and its ``{"val_accuracy", "test_accuracy"}`` (stops at a teacher at chance)."""
   log(f"[data] {config.data.name}: train {len(data.train)}, val {len(data.val)}, "
       f"test {len(data.test) if data.test is not None else 0}, {data.num_classes} classes, {data.image_shape}")
@@ -209,7 +209,7 @@ def _metrics_row(r: int, ledger: list, scores: np.ndarray, metrics: dict) -> dic
 
 
 def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-           checked: Checked | None = None, watchdog: Watchdog | None = None) -> SearchResult:
+           checked: Checked | None = None, watchdog: Progress | None = None) -> SearchResult:
   """Validates ``config`` and everything checkable before compute (:func:`jdanas.pipeline.check.prepare`,
   skipped when ``checked`` is its result), trains or loads the teacher (a teacher no better than
   chance stops the run with a :class:`ConfigError`), and runs (or resumes) the search.
@@ -221,20 +221,14 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   In a multi-process run (docs/scaling.md) every process runs this same loop; the searcher state
   after each ``tell`` must have the same checksum on every process (a ``RuntimeError`` otherwise),
   every process takes part in the checkpoint, and only process 0 writes the other files.
-  Teacher steps and search rounds are progress points of ``watchdog`` (default: one of
-  ``compute.stall_timeout_s`` for this call, :mod:`jdanas.pipeline.watchdog`). The safe XLA:CPU runtime
-  flags are applied first when jax has not started yet (:func:`jdanas.lowering.configure_cpu_runtime`).
+  Teacher steps and search rounds are progress points of ``watchdog`` (default: none;
+  ``run.py`` passes a :class:`jdanas.pipeline.watchdog.Watchdog`). Writes no environment variable:
+  on CPU without the runtime settings of :func:`jdanas.runtime.configure` it warns
+  (:func:`jdanas.runtime.check_cpu_runtime`).
   """
-  configure_cpu_runtime()
   checked = checked or prepare(config, workdir)
-  if watchdog is not None:
-    return _search(config, workdir, checked, watchdog)
-  with Watchdog(checked.plan.compute.stall_timeout_s) as watchdog:
-    return _search(config, workdir, checked, watchdog)
-
-
-def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, checked: Checked,
-            watchdog: Watchdog) -> SearchResult:
+  check_cpu_runtime()
+  watchdog = watchdog or Progress()
   plan = checked.plan
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
