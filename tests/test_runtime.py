@@ -33,6 +33,7 @@ def test_importing_the_pipeline_writes_no_environment_variable():
   assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
+@pytest.mark.slow  # a one-round smoke run: ~50 s on the loaded 2-core CPU, compile-bound
 def test_pipeline_run_leaves_the_process_alone(tmp_path, monkeypatch):
   """A whole (tiny) run: the environment is unchanged, and no faulthandler timer, exit or watchdog
   thread is ever armed, whatever ``compute.stall_timeout_s`` says (run.py arms its own)."""
