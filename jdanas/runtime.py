@@ -15,6 +15,9 @@ process none of that is the library's to decide. So ``jdanas.pipeline.run`` / ``
 the process; on CPU without the settings they only warn (:func:`check_cpu_runtime`). JAX has no
 public query for "has the backend started" (jax-ml/jax#23320), so nothing here can tell whether
 settings written now still take effect: call :func:`configure` before jax computes anything.
+
+:class:`CompileCounter` counts the process's XLA compilations through JAX's public monitoring events
+(the search's ``num_compilations``, and tests that a phase compiles nothing).
 """
 from __future__ import annotations
 
@@ -77,4 +80,46 @@ def check_cpu_runtime() -> str | None:
   return message
 
 
-__all__ = ["check_cpu_runtime", "configure", "use_compilation_cache"]
+# JAX's monitoring events (jax.monitoring): one duration event per XLA program built for execution
+# (compiled, or loaded from the persistent compilation cache), and one event per such cache load.
+PROGRAM_BUILT_EVENT = "/jax/core/compile/backend_compile_duration"
+CACHE_LOAD_EVENT = "/jax/compilation_cache/cache_hits"
+
+
+class CompileCounter:
+  """Counts the XLA programs this process builds while the context is open (every thread's, so a
+  counter is meant for a phase that owns the process's compute): ``built`` programs, of which
+  ``cache_loads`` came from the persistent compilation cache; ``compilations`` = the rest, what
+  XLA compiled. ``names``: the built programs' names (``jit(<function>)``), for messages.
+
+  ``with CompileCounter() as c: ...; c.compilations`` (public ``jax.monitoring`` listeners, removed on exit)."""
+
+  def __init__(self):
+    self.built, self.cache_loads, self.names = 0, 0, []
+
+  @property
+  def compilations(self) -> int:
+    return self.built - self.cache_loads
+
+  def _on_duration(self, event: str, duration: float, **kwargs) -> None:
+    if event == PROGRAM_BUILT_EVENT:
+      self.built += 1
+      self.names.append(str(kwargs.get("fun_name", "?")))
+
+  def _on_event(self, event: str, **kwargs) -> None:
+    if event == CACHE_LOAD_EVENT:
+      self.cache_loads += 1
+
+  def __enter__(self) -> "CompileCounter":
+    import jax
+    jax.monitoring.register_event_duration_secs_listener(self._on_duration)
+    jax.monitoring.register_event_listener(self._on_event)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    import jax
+    jax.monitoring.unregister_event_duration_listener(self._on_duration)
+    jax.monitoring.unregister_event_listener(self._on_event)
+
+
+__all__ = ["CompileCounter", "check_cpu_runtime", "configure", "use_compilation_cache"]

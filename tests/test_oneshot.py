@@ -127,7 +127,7 @@ def test_kdas_search_with_reinforce_resumes_to_the_same_ledger(tmp_path, reward)
     return smoke_config(**changes, **({"evaluator.reward": reward} if reward else {}))
 
   straight = search(config(3), tmp_path / "straight")
-  assert straight.stats["num_compilations"] == 3  # a fresh workdir: init, step and score programs
+  assert straight.stats["evaluator_programs"] == 3  # a fresh workdir: init, step and score programs
   straight = straight.ledger
   save = Checkpoints.save
 

@@ -23,7 +23,7 @@ from jdanas.pipeline.config import ConfigError, Plan
 from jdanas.pipeline.resume import CONFIG_ECHO, check_resume, describe_changes, record_changes
 from jdanas.pipeline.setup import build_evaluator, get_teacher, log, plan_searcher
 from jdanas.pipeline.watchdog import Progress
-from jdanas.runtime import check_cpu_runtime
+from jdanas.runtime import CompileCounter, check_cpu_runtime
 from jdanas.teachers import Teacher, ensemble_report, evaluate
 
 
@@ -41,7 +41,11 @@ class SearchResult:
       latency model, its protocol, target, alpha, beta), or None without a reward.
     stats: ``evaluations``, ``rounds``, ``search_seconds`` (wall time of the search loop, what its progress bar
       shows: compilations, costs and checkpoints included; summed over resumes), ``round_seconds`` (per round),
-      ``num_compilations`` (programs the evaluator compiled in this process), ``resumed_from_round``,
+      ``evaluator_programs`` (programs the evaluator built in this process, compiled or loaded; called
+      ``num_compilations`` in reports written before it was renamed), ``xla_compilations`` (every XLA
+      compilation of this call to :func:`search`: teacher, evaluator, searcher, budget;
+      :class:`jdanas.runtime.CompileCounter`), ``cache_loads`` (programs loaded from the persistent
+      compilation cache instead), ``resumed_from_round``,
       ``resume_config_changes`` (the allowed config changes of every resume, :mod:`jdanas.pipeline.resume`).
     key_final: the key of the final phase (a function of ``config.seed`` only).
     mesh: the device mesh (None on one device).
@@ -228,7 +232,12 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   """
   checked = checked or prepare(config, workdir)
   check_cpu_runtime()
-  watchdog = watchdog or Progress()
+  with CompileCounter() as compiles:  # the search phase's XLA compilations, for the report
+    return _search(config, workdir, checked, watchdog or Progress(), compiles)
+
+
+def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, checked: Checked, watchdog: Progress,
+            compiles: CompileCounter) -> SearchResult:
   plan = checked.plan
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -279,7 +288,7 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   # Wall time of the search loop, as the progress bar counts it: compilations, costs and checkpoints
   # included; a resumed run adds its own to what the last checkpointed round recorded.
   base_seconds = _search_seconds(ledger)
-  compilations = 0
+  evaluator_programs = 0
   bar = tqdm(range(start_round, plan.rounds), desc="search", initial=start_round, total=plan.rounds, file=sys.stderr)
   t_loop = time.perf_counter()
   for r in bar:
@@ -291,7 +300,7 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     if r == start_round and (note := compile_note(plan, encs)):
       bar.write(note, file=sys.stderr)  # above the bar, which sits at 0 while this compiles
     feasible, scores, variables, extras, n_compiled = _evaluate(evaluator, feasible_batch, key_eval, encs)
-    compilations += n_compiled
+    evaluator_programs += n_compiled
     # Infeasible proposals are told as failed (NaN): they can never become the incumbent.
     state, metrics = tell(key_tell, state, encs, scores)
     check_same_across_processes(state, f"the searcher state after round {r}")
@@ -315,7 +324,8 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   ckpt.close()
   search_seconds = base_seconds + time.perf_counter() - t_loop
   stats = {"evaluations": len(ledger), "rounds": plan.rounds, "search_seconds": search_seconds,
-           "round_seconds": _round_seconds(ledger), "num_compilations": compilations,
+           "round_seconds": _round_seconds(ledger), "evaluator_programs": evaluator_programs,
+           "xla_compilations": compiles.compilations, "cache_loads": compiles.cache_loads,
            "resumed_from_round": start_round, "resume_config_changes": history}
   return SearchResult(config=config, plan=plan, workdir=workdir, data=data, teacher=teacher,
                       teacher_accuracy=teacher_accuracy, ledger=ledger, score_kind=evaluator.score_kind,
