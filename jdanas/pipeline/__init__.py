@@ -44,7 +44,8 @@ from jdanas.pipeline.check import Checked, check_workdir, describe, prepare
 from jdanas.pipeline.config import ConfigError, Plan, build_plan, job_of, validate_config
 from jdanas.pipeline.final import train_final
 from jdanas.pipeline.resume import RESUME_HARMLESS, check_resume, config_differences, describe_changes
-from jdanas.pipeline.search import SearchResult, search
+from jdanas.pipeline.results import SearchResult
+from jdanas.pipeline.search import search
 from jdanas.pipeline.setup import log
 from jdanas.pipeline.summary import config_dict, print_summary, report
 from jdanas.pipeline.watchdog import EXIT_STALLED, Progress, Watchdog

@@ -20,7 +20,7 @@ from scipy import stats
 from jdanas import costs
 from jdanas.parallel import is_main_process
 from jdanas.pipeline.config import ConfigError
-from jdanas.pipeline.search import SearchResult, at_chance, chance_accuracy
+from jdanas.pipeline.results import SearchResult, at_chance, chance_accuracy
 from jdanas.pipeline.setup import log, trainer, vanilla_recipe
 from jdanas.pipeline.watchdog import Progress
 from jdanas.teachers import evaluate

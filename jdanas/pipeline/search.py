@@ -2,7 +2,6 @@
 checkpointed after every round (a run in a workdir with a checkpoint resumes from it)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import pathlib
 import sys
@@ -20,63 +19,12 @@ from jdanas.evaluators import ScoreKind
 from jdanas.pipeline.checkpoints import Checkpoints
 from jdanas.pipeline.check import Checked, prepare
 from jdanas.pipeline.config import ConfigError, Plan
+from jdanas.pipeline.results import SearchResult, at_chance, chance_accuracy
 from jdanas.pipeline.resume import CONFIG_ECHO, check_resume, describe_changes, record_changes
 from jdanas.pipeline.setup import build_evaluator, get_teacher, log, plan_searcher
 from jdanas.pipeline.watchdog import Progress
 from jdanas.runtime import CompileCounter, check_cpu_runtime
 from jdanas.teachers import Teacher, ensemble_report, evaluate
-
-
-@dataclasses.dataclass
-class SearchResult:
-  """What :func:`search` hands to :func:`jdanas.pipeline.train_final` and :func:`jdanas.pipeline.report`.
-
-  Attributes:
-    config, plan, workdir: the run's config, its :class:`~jdanas.pipeline.config.Plan`, its folder.
-    data, teacher: the dataset and the teacher.
-    teacher_accuracy: ``{"val_accuracy": float, "test_accuracy": float | None}``.
-    ledger: one dict per evaluation (see :mod:`jdanas.report`).
-    score_kind: what the ledger's ``score`` is (:class:`jdanas.evaluators.ScoreKind`).
-    reward: the latency-aware reward's settings (:meth:`jdanas.rewards.RewardEvaluator.describe`:
-      latency model, its protocol, target, alpha, beta), or None without a reward.
-    stats: ``evaluations``, ``rounds``, ``search_seconds`` (wall time of the search loop, what its progress bar
-      shows: compilations, costs and checkpoints included; summed over resumes), ``round_seconds`` (per round),
-      ``evaluator_programs`` (programs the evaluator built in this process, compiled or loaded; called
-      ``num_compilations`` in reports written before it was renamed), ``xla_compilations`` (every XLA
-      compilation of this call to :func:`search`: teacher, evaluator, searcher, budget;
-      :class:`jdanas.runtime.CompileCounter`), ``cache_loads`` (programs loaded from the persistent
-      compilation cache instead), ``resumed_from_round``,
-      ``resume_config_changes`` (the allowed config changes of every resume, :mod:`jdanas.pipeline.resume`).
-    key_final: the key of the final phase (a function of ``config.seed`` only).
-    mesh: the device mesh (None on one device).
-    started: ``time.perf_counter()`` at the start of the run.
-  """
-  config: ml_collections.ConfigDict
-  plan: Plan
-  workdir: pathlib.Path
-  data: Any
-  teacher: Teacher
-  teacher_accuracy: dict
-  ledger: list
-  score_kind: ScoreKind
-  reward: dict | None
-  stats: dict
-  key_final: jax.Array
-  mesh: Any
-  started: float
-
-
-def chance_accuracy(split) -> float:
-  """Accuracy of always predicting the most frequent label of ``split``."""
-  return float(np.bincount(np.asarray(split.y)).max() / len(split.y))
-
-
-def at_chance(teacher_name: str, val_accuracy: float, chance: float) -> str | None:
-  """What is wrong with a teacher no better than ``chance`` on the validation split, else None."""
-  if np.isfinite(val_accuracy) and val_accuracy > chance:
-    return None
-  return (f"the teacher {teacher_name} is no better than chance (val accuracy {val_accuracy:.4f} <= {chance:.4f}, "
-          f"the most frequent class)")
 
 
 def check_teacher(teacher_name: str, val_accuracy: float, data) -> None:
@@ -333,4 +281,4 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
                       stats=stats, key_final=key_final, mesh=mesh, started=started)
 
 
-__all__ = ["CONFIG_ECHO", "SearchResult", "at_chance", "chance_accuracy", "check_teacher", "search"]
+__all__ = ["CONFIG_ECHO", "check_teacher", "search"]

@@ -8,7 +8,7 @@ import time
 
 from jdanas import report as report_lib
 from jdanas.parallel import is_main_process
-from jdanas.pipeline.search import SearchResult
+from jdanas.pipeline.results import SearchResult
 
 
 def report(s: SearchResult, final: dict) -> dict:
