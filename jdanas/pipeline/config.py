@@ -74,7 +74,7 @@ from jdanas.teachers import SPACE_TEACHER
 from jdanas.searchers import SEARCHERS, Searcher, get_searcher, with_dedup
 from jdanas.spaces import SPACES, get_space
 from jdanas.spaces.base import AbstractSearchSpace
-from jdanas.train import STRATEGIES, Recipe
+from jdanas.train import TRAIN_STRATEGIES, Recipe
 from jdanas.train.population import PRECISIONS
 from jdanas.train.recipe import OPTIMIZERS, SCHEDULES
 
@@ -102,8 +102,8 @@ class Compute:
   """``config.compute``: how evaluation and final training run (read by both phases).
 
   Attributes:
-    strategy: population-training strategy (:data:`jdanas.train.STRATEGIES`).
-    score_strategy: zero-cost scoring strategy (``jdanas.scoring.STRATEGIES``).
+    strategy: population-training strategy (:data:`jdanas.train.TRAIN_STRATEGIES`).
+    score_strategy: zero-cost scoring strategy (``jdanas.scoring.SCORE_STRATEGIES``).
     specialize: ``True``, ``False`` or ``"auto"`` (see :mod:`jdanas.train.population`).
     lowering: a name of :data:`jdanas.lowering.LOWERINGS` (``"auto"``: chosen per backend), passed
       to the population trainer and the zero-cost scorer.
@@ -234,8 +234,8 @@ CHOICES: dict[str, Callable[[], Sequence]] = {
     "final.init": lambda: FINAL_INITS,
     "*.optimizer": lambda: OPTIMIZERS,
     "*.schedule": lambda: SCHEDULES,
-    "compute.strategy": lambda: STRATEGIES,
-    "compute.score_strategy": _scoring("", "STRATEGIES"),
+    "compute.strategy": lambda: TRAIN_STRATEGIES,
+    "compute.score_strategy": _scoring("", "SCORE_STRATEGIES"),
     "compute.lowering": lambda: LOWERINGS,
     "compute.precision": lambda: PRECISIONS,
     "compute.specialize": lambda: ("auto", True, False),

@@ -12,8 +12,8 @@ the batch.
 """
 from jdanas.scoring.evaluator import ZeroCostEvaluator, random_teacher
 from jdanas.scoring.init import INITS, gaussian_variables, torch_variables
-from jdanas.scoring.population import STRATEGIES, ProgramCache, clear_caches, score_population
+from jdanas.scoring.population import SCORE_STRATEGIES, ProgramCache, clear_caches, score_population
 from jdanas.scoring.proxies import PROXIES, PROXY_INFO
 
-__all__ = ["INITS", "PROXIES", "PROXY_INFO", "ProgramCache", "STRATEGIES", "ZeroCostEvaluator", "clear_caches",
+__all__ = ["INITS", "PROXIES", "PROXY_INFO", "ProgramCache", "SCORE_STRATEGIES", "ZeroCostEvaluator", "clear_caches",
            "gaussian_variables", "random_teacher", "score_population", "torch_variables"]

@@ -83,7 +83,7 @@ from jdanas.spaces.base import AbstractSearchSpace
 from jdanas.train import batching
 from jdanas.train.recipe import Recipe
 
-STRATEGIES = ("auto", "vmap", "unroll", "loop")
+TRAIN_STRATEGIES = ("auto", "vmap", "unroll", "loop")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -356,8 +356,8 @@ class PopulationTrainer:
                strategy: str = "auto", mesh: Mesh | None = None, max_unroll: int = 16,
                specialize: bool | str = "auto", lowering: str | lowering_lib.Lowering = "auto",
                programs: TrainingPrograms | None = None, precision: str = "fp32", pop_chunk: int | None = None):
-    if strategy not in STRATEGIES:
-      raise ValueError(f"strategy: {strategy!r} is not one of {STRATEGIES}")
+    if strategy not in TRAIN_STRATEGIES:
+      raise ValueError(f"strategy: {strategy!r} is not one of {TRAIN_STRATEGIES}")
     if not (isinstance(specialize, bool) or specialize == "auto"):
       raise ValueError(f"specialize: {specialize!r} is not one of True, False, 'auto'")
     if specialize is True and not space.can_specialize:
