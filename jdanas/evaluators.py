@@ -92,10 +92,8 @@ class ShortKDEvaluator:
 
   def __call__(self, key: jax.Array, encodings: np.ndarray) -> Evaluation:
     result = self.trainer.train(key, list(np.asarray(encodings)), progress=self.progress, desc="short KD")
-    # Left on device: the scores are the round's one device->host transfer; the search fetches the
-    # variables of the few top-K students only, when it checkpoints them.
-    variables = [result.variables(i) for i in range(len(encodings))]
-    return Evaluation(scores=result.accuracy.astype(np.float32), variables=variables,
+    # The students' weights are dropped with the round (the final phase trains its own; pipeline/checkpoints.py).
+    return Evaluation(scores=result.accuracy.astype(np.float32),
                       seconds=result.train_seconds + result.compile_seconds,
                       num_compilations=result.num_compilations)
 

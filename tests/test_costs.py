@@ -39,8 +39,8 @@ def test_the_ledgers_flops_bookkeeping_compiles_nothing():
   data = types.SimpleNamespace(num_classes=10, image_shape=(32, 32, 3))
   ledger: list = []
   with CompileCounter() as c:
-    _record(0, encs, np.ones(4, bool), np.linspace(0.1, 0.4, 4, dtype=np.float32), [None] * 4, {}, ledger=ledger,
-            top=[], plan=plan, data=data, seed=0, score_kind=types.SimpleNamespace(kind="val_accuracy"), top_k=2)
+    _record(0, encs, np.ones(4, bool), np.linspace(0.1, 0.4, 4, dtype=np.float32), {}, ledger=ledger, plan=plan,
+            data=data, seed=0, score_kind=types.SimpleNamespace(kind="val_accuracy"))
   assert c.built == 0, c.names
   assert len(ledger) == 4 and all(r["flops"] > r["params"] > 0 for r in ledger)
   # the lowered program's analysis, nothing else

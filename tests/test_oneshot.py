@@ -82,11 +82,11 @@ def test_checkpointed_state_resumes_bit_identically(tiny_data, teacher, tmp_path
   for e in rounds[:2]:
     first(jax.random.key(0), e)
   ckpt = Checkpoints(tmp_path / "ckpt", jax.eval_shape(lambda: {"searcher": jnp.zeros(2), "evaluator": first.state}))
-  ckpt.save(2, {"searcher": jnp.zeros(2), "evaluator": first.state}, [], [])
+  ckpt.save(2, {"searcher": jnp.zeros(2), "evaluator": first.state}, [])
   ckpt.close()
   resumed = _evaluator(tiny_data, teacher)
   ckpt = Checkpoints(tmp_path / "ckpt", jax.eval_shape(lambda: {"searcher": jnp.zeros(2), "evaluator": resumed.state}))
-  round_done, state, _, _ = ckpt.restore_latest()
+  round_done, state, _ = ckpt.restore_latest()
   ckpt.close()
   resumed.restore(state["evaluator"])
   assert round_done == 2 and int(resumed.state.step) == 6

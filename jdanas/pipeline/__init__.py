@@ -18,8 +18,8 @@ search's ``predictor`` evaluator reads).
    proposals, :mod:`jdanas.train.oneshot`, checkpointed with the searcher) scores them, the
    searcher is told. Budgets
    (``config.constraint``) become a jittable predicate that the searcher receives as ``feasible``
-   and checks for every proposal; a proposal still over budget is told as failed. Searcher state,
-   ledger and top-K parameters are checkpointed every round; per-round metrics go to
+   and checks for every proposal; a proposal still over budget is told as failed. Searcher state
+   and ledger are checkpointed every round; per-round metrics go to
    ``metrics.jsonl`` and TensorBoard. Keys and batches are functions of ``(seed, round, step)``, so
    a resumed run ends with the same ledger as an uninterrupted one.
 3. **Final training** (:mod:`jdanas.pipeline.final`).

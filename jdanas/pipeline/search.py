@@ -67,14 +67,13 @@ def _reset_metrics(path: pathlib.Path, start_round: int) -> None:
 
 
 def _evaluate(evaluator, feasible_batch, key: jax.Array, encs: np.ndarray):
-  """Scores of one round (``float32[Q]``, NaN = failed or over budget), per-proposal short-KD
-  variables (None where there are none), the evaluator's extra columns (``{name: [value | None]}``,
-  None where a proposal was not evaluated) and the number of programs compiled."""
+  """Scores of one round (``float32[Q]``, NaN = failed or over budget), the evaluator's extra columns
+  (``{name: [value | None]}``, None where a proposal was not evaluated) and the number of programs
+  compiled."""
   # The searcher proposes within the budget; a proposal it could not repair is scored NaN.
   feasible = (np.asarray(jax.device_get(feasible_batch(encs))) if feasible_batch is not None
               else np.ones(len(encs), bool))
   scores = np.full(len(encs), np.nan, np.float32)
-  variables = [None] * len(encs)
   extras: dict[str, list] = {}
   compilations = 0
   if feasible.any():
@@ -82,21 +81,18 @@ def _evaluate(evaluator, feasible_batch, key: jax.Array, encs: np.ndarray):
     scores[feasible] = ev.scores
     compilations = ev.num_compilations
     rows = np.nonzero(feasible)[0]
-    if ev.variables is not None:
-      for j, i in enumerate(rows):
-        variables[i] = ev.variables[j]
     for name, column in (ev.extras or {}).items():
       extras[name] = [None] * len(encs)
       for j, i in enumerate(rows):
         v = float(column[j])
         extras[name][i] = v if np.isfinite(v) else None
-  return feasible, scores, variables, extras, compilations
+  return feasible, scores, extras, compilations
 
 
-def _record(r: int, encs, feasible, scores, variables, extras, *, ledger: list, top: list, plan: Plan, data,
-            seed: int, score_kind: ScoreKind, top_k: int) -> list:
+def _record(r: int, encs, feasible, scores, extras, *, ledger: list, plan: Plan, data, seed: int,
+            score_kind: ScoreKind) -> None:
   """Appends the round's ledger rows (with the evaluator's extra columns; the timing columns are
-  stamped by :func:`_stamp`); returns the updated best-first top-K short-KD students."""
+  stamped by :func:`_stamp`)."""
   space = plan.space
   for i, e in enumerate(encs):
     c = costs.model_costs(space, e, num_classes=data.num_classes, input_shape=data.image_shape)
@@ -105,9 +101,6 @@ def _record(r: int, encs, feasible, scores, variables, extras, *, ledger: list, 
                    "score_kind": score_kind.kind, "feasible": bool(feasible[i]), "params": c.params,
                    "flops": c.flops, "seed": seed,
                    **{name: column[i] for name, column in extras.items()}})
-    if variables[i] is not None and np.isfinite(scores[i]) and all(t["arch"] != ledger[-1]["arch"] for t in top):
-      top.append({"arch": ledger[-1]["arch"], "score": float(scores[i]), "variables": variables[i]})
-  return sorted(top, key=lambda t: -t["score"])[:top_k]
 
 
 def _stamp(rows: list, search_seconds: float, round_seconds: float) -> None:
@@ -217,9 +210,9 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
   pack = (lambda s: {"searcher": s, "evaluator": evaluator.state}) if stateful else (lambda s: s)
   ckpt = Checkpoints(workdir / "checkpoints", jax.eval_shape(lambda: pack(state)))
   restored = ckpt.restore_latest()
-  start_round, ledger, top = 0, [], []
+  start_round, ledger = 0, []
   if restored is not None:
-    start_round, state, ledger, top = restored
+    start_round, state, ledger = restored
     if stateful:
       evaluator.restore(state["evaluator"])
       state = state["searcher"]
@@ -247,16 +240,16 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
     encs = np.asarray(jax.device_get(encs))
     if r == start_round and (note := compile_note(plan, encs)):
       bar.write(note, file=sys.stderr)  # above the bar, which sits at 0 while this compiles
-    feasible, scores, variables, extras, n_compiled = _evaluate(evaluator, feasible_batch, key_eval, encs)
+    feasible, scores, extras, n_compiled = _evaluate(evaluator, feasible_batch, key_eval, encs)
     evaluator_programs += n_compiled
     # Infeasible proposals are told as failed (NaN): they can never become the incumbent.
     state, metrics = tell(key_tell, state, encs, scores)
     check_same_across_processes(state, f"the searcher state after round {r}")
-    top = _record(r, encs, feasible, scores, variables, extras, ledger=ledger, top=top, plan=plan, data=data,
-                  seed=int(config.seed), score_kind=evaluator.score_kind, top_k=plan.top_k)
+    _record(r, encs, feasible, scores, extras, ledger=ledger, plan=plan, data=data, seed=int(config.seed),
+            score_kind=evaluator.score_kind)
     now = time.perf_counter()
     _stamp(ledger[-len(encs):], base_seconds + now - t_loop, now - t_round)
-    ckpt.save(r + 1, pack(state), ledger, top)
+    ckpt.save(r + 1, pack(state), ledger)
     row = _metrics_row(r, ledger, scores, metrics)
     if main:
       with metrics_path.open("a") as f:
