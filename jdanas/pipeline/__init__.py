@@ -77,7 +77,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   Touches nothing outside ``workdir`` and the log: no environment variable, no faulthandler timer, no
   exit. ``watchdog``: the progress points' receiver (default: none); ``run.py`` passes a
   :class:`Watchdog` of ``compute.stall_timeout_s``, which ends a stalled process with exit status 3.
-  A process that owns itself applies the XLA:CPU runtime settings first
+  A program that owns its process applies the XLA:CPU runtime settings first
   (:func:`jdanas.runtime.configure`); without them on CPU :func:`search` warns.
   """
   checked = checked or prepare(config, workdir)
