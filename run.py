@@ -45,7 +45,6 @@ may differ; anything else is ``error: --workdir: ...``, docs/configs.md "Resumin
 from __future__ import annotations
 
 import ast
-import os
 import pathlib
 import re
 import sys
@@ -226,12 +225,12 @@ def main(argv: list[str]) -> int:
   logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
   try:
     config, workdir, show, launch = parse(argv)
-    from jdanas.lowering import configure_cpu_runtime
-    configure_cpu_runtime()  # before jax starts its backend: XLA reads XLA_FLAGS only then
+    from jdanas import runtime
+    runtime.configure()  # before jax starts its backend: XLA reads XLA_FLAGS and NPROC only then
     if launch is not None and not show:  # before any other JAX call (the mesh spans every process)
       from jdanas.parallel import initialize_distributed
       initialize_distributed(launch)
-    from jdanas.pipeline import ConfigError, describe, prepare, run
+    from jdanas.pipeline import ConfigError, Watchdog, check_workdir, describe, prepare, run
   except UsageError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
@@ -239,12 +238,12 @@ def main(argv: list[str]) -> int:
     if show:
       print(describe(config, prepare(config, workdir, data_optional=True)))  # shown without data too
       return 0
+    # The cache before anything compiles (JAX decides at its first compilation whether to use one), in a
+    # workdir known to be usable (JAX creates the folder then).
+    runtime.use_compilation_cache(check_workdir(workdir) / "jax_cache")
     checked = prepare(config, workdir)
-    import jax
-    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-      jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(workdir).absolute() / "jax_cache"))
-      jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    run(config, workdir, checked=checked)
+    with Watchdog(checked.plan.compute.stall_timeout_s) as watchdog:  # ends this process on a stall
+      run(config, workdir, checked=checked, watchdog=watchdog)
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

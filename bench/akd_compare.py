@@ -123,10 +123,10 @@ def _one(mode: str, seed: int, size: dict, teacher_dir: pathlib.Path, workdir: p
 
 def use_compilation_cache() -> None:
   """JAX's persistent compilation cache in ``$TMPDIR/<CACHE_DIR>`` unless
-  ``$JAX_COMPILATION_CACHE_DIR`` names one (call before jax starts)."""
-  import os
+  ``$JAX_COMPILATION_CACHE_DIR`` names one (call before jax compiles anything)."""
   import tempfile
-  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(pathlib.Path(tempfile.gettempdir()) / CACHE_DIR))
+  from jdanas.runtime import use_compilation_cache as use
+  use(pathlib.Path(tempfile.gettempdir()) / CACHE_DIR)
 
 
 def _spread(values: list[float]) -> dict:

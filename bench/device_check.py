@@ -121,7 +121,7 @@ def run_section(section: str, quick: bool, tiny: bool) -> None:
       print(json.dumps({"config": config, "overrides": extra, "wall_s": round(wall, 2), "returncode": proc.returncode,
                         "search_seconds": out.get("search", {}).get("search_seconds"),
                         "evaluations": out.get("search", {}).get("evaluations"),
-                        "num_compilations": out.get("search", {}).get("num_compilations"),
+                        "evaluator_programs": out.get("search", {}).get("evaluator_programs"),
                         "error": proc.stderr.strip().splitlines()[-1] if proc.returncode else None}), flush=True)
   else:
     raise SystemExit(f"unknown section {section!r}")

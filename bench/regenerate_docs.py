@@ -109,7 +109,7 @@ def main_job_figures(report: dict) -> str:
              f"(its no-KD twin {_pct(f['no_kd']['test_accuracy'])} %)")
   else:
     text += f"{_pct(f['kd']['test_accuracy'])} % with KD against {_pct(f['no_kd']['test_accuracy'])} % trained alone"
-  programs = s.get("num_compilations")
+  programs = s.get("evaluator_programs", s.get("num_compilations"))  # the key's name in older reports
   text += f"; {s['evaluations']} students evaluated"
   if programs:
     text += f" with {programs} compiled training program{'s' if programs != 1 else ''}"

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import pathlib
 import sys
 import tempfile
@@ -100,8 +99,8 @@ def make_config(quick: bool, searcher: str, seed: int, data_dir: pathlib.Path):
 
 
 def main(argv=None) -> None:
-  from jdanas.lowering import configure_cpu_runtime
-  configure_cpu_runtime()  # safe XLA:CPU flags, before jax starts (docs/lowering.md)
+  from jdanas import runtime
+  runtime.configure(pathlib.Path(tempfile.gettempdir()) / "jdanas_jax_cache")  # before jax starts (docs/lowering.md)
   args = parse_args(argv)
   from jdanas.data import shared_data_dir
   data_dir = shared_data_dir()
@@ -166,5 +165,4 @@ def len_or_none(config) -> int | None:
 
 
 if __name__ == "__main__":
-  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(pathlib.Path(tempfile.gettempdir()) / "jdanas_jax_cache"))
   main()

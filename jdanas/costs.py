@@ -3,9 +3,13 @@
 * ``params``: number of elements of the ``params`` collection (weights, biases, BN scale/bias; not BN
   running statistics), i.e. PyTorch's ``sum(p.numel() for p in model.parameters())``. Every
   parameter count in jdanas is :func:`num_params` (teachers, the ``params`` proxy, budgets).
-* ``flops``: XLA's cost analysis of the compiled inference forward pass at batch size 1. XLA
-  counts a multiply-add as 2 FLOPs (so ``flops ~= 2 x MACs`` plus element-wise work); many papers
-  (and the NB201 tables) report MACs under the name FLOPs.
+* ``flops``: XLA's cost analysis of the *lowered* (not compiled) inference forward pass at batch
+  size 1 (:func:`forward_flops`). Lowering takes a fraction of a compilation and compiles nothing, and
+  the figure does not depend on XLA's optimisation passes or flags (the compiled program's count moves
+  with fusion and constant folding: a few percent either way on NB201 cells, more with
+  ``jax_disable_most_optimizations``). XLA counts a multiply-add as 2 FLOPs (so ``flops ~= 2 x MACs``
+  plus element-wise work); many papers (and the NB201 tables) report MACs under the name FLOPs. The
+  population engine's work estimate (:func:`jdanas.train.population.masked_flops`) is the same function.
 
 Masked spaces are costed through ``space.cost_module(enc)``: unselected ops never count.
 """
@@ -18,6 +22,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jdanas.spaces.base import AbstractSearchSpace, to_tuple
 
@@ -44,27 +49,33 @@ def num_params(variables: Any, used: Callable[[tuple], float] | None = None) -> 
   return int(total)
 
 
+def forward_flops(fn: Callable, *args) -> float:
+  """FLOPs of ``jax.jit(fn)(*args)`` by XLA's cost analysis of the lowered program (``args`` may be
+  ``jax.ShapeDtypeStruct``s): nothing is compiled. The one definition of FLOPs in jdanas."""
+  analysis = jax.jit(fn).lower(*args).cost_analysis()
+  if isinstance(analysis, (list, tuple)):  # older jax returns one dict per program
+    analysis = analysis[0]
+  return float((analysis or {}).get("flops", float("nan")))
+
+
 @functools.lru_cache(maxsize=4096)
 def _costs(space: AbstractSearchSpace, enc: tuple[int, ...], num_classes: int,
            input_shape: tuple[int, ...], with_flops: bool) -> Costs:
   module = space.cost_module(enc, num_classes)
-  x = jnp.zeros((1,) + input_shape, jnp.float32)
-  e = jnp.asarray(enc, jnp.int32)
-  abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), x, e, train=False))
+  x = jax.ShapeDtypeStruct((1,) + input_shape, jnp.float32)  # shapes only: no device work
+  e = np.asarray(enc, np.int32)
+  abstract = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, e, train=False), x)
   params = num_params(abstract)
   flops = float("nan")
   if with_flops:
-    forward = jax.jit(lambda v, x: module.apply(v, x, e, train=False)["logits"])
-    analysis = forward.lower(abstract, x).compile().cost_analysis()
-    if isinstance(analysis, (list, tuple)):  # older jax returns one dict per program
-      analysis = analysis[0]
-    flops = float(analysis.get("flops", float("nan")))
+    flops = forward_flops(lambda v, x: module.apply(v, x, e, train=False)["logits"], abstract, x)
   return Costs(params=params, flops=flops)
 
 
 def model_costs(space: AbstractSearchSpace, enc: Any, *, num_classes: int,
                 input_shape: tuple[int, ...] = (32, 32, 3), flops: bool = True) -> Costs:
-  """Params and FLOPs of architecture ``enc`` (cached per architecture)."""
+  """Params and FLOPs (:func:`forward_flops`) of architecture ``enc`` (cached per architecture);
+  compiles nothing."""
   return _costs(space, to_tuple(space.check(enc)), int(num_classes), tuple(input_shape), bool(flops))
 
 

@@ -60,14 +60,14 @@ Runtime settings: :func:`configure_cpu_runtime` adds the ``XLA_FLAGS`` (:func:`c
 and the environment (``NPROC=1``: a one-thread intra-op pool) that avoid a crash and the XLA:CPU
 wedge (a program whose run never finishes, every thread idle: batched LAPACK kernels waiting on
 the pool they run on; ``docs/lowering.md``, "Hangs on XLA:CPU") to the user's own, before the
-backend starts.
+backend starts; a program that owns its process applies them through :func:`jdanas.runtime.configure`
+(the library never writes the environment).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
-import warnings
 from typing import Any, Hashable
 
 import flax.linen as nn
@@ -258,29 +258,26 @@ def cpu_runtime_flags(user_flags: str | None = None) -> str:
   return " ".join([user] * bool(user) + _missing(user))
 
 
+def cpu_runtime_missing(env=None) -> list[str]:
+  """The safe settings (``flag=value`` of :data:`CPU_SAFE_FLAGS` in ``XLA_FLAGS``, ``NAME=value`` of
+  :data:`CPU_SAFE_ENV`) that ``env`` (default ``os.environ``) does not set, to any value."""
+  env = os.environ if env is None else env
+  return _missing(env.get("XLA_FLAGS", "")) + [f"{name}={value}" for name, value in _missing_env(env).items()]
+
+
 def configure_cpu_runtime(env=None) -> bool:
   """Sets ``env["XLA_FLAGS"]`` (default ``os.environ``) to :func:`cpu_runtime_flags` and the
   variables of :data:`CPU_SAFE_ENV` the user has not set (``NPROC=1``: a one-thread intra-op
-  pool) unless ``JDANAS_XLA_SAFE=0``. XLA reads both when its backend starts, so this only takes
-  effect before jax computes anything: call it first (``run.py``, the tests and the benches do;
-  the pipeline's entry points call it too). Returns whether the settings are in effect; once the
-  backend has started without them it changes nothing and warns (once per process: Python's
-  default warning filter)."""
+  pool) unless ``JDANAS_XLA_SAFE=0``; never overrides a value the user set. Returns whether the
+  settings are in ``env``. Process setup, not library work: XLA reads both only when jax starts its
+  backend, so a program that owns its process calls it first (through :func:`jdanas.runtime.configure`:
+  ``run.py``, the tests, the benches, the notebooks); jax has no public query for whether that has
+  happened, so a later call cannot tell whether it took effect."""
   env = os.environ if env is None else env
   if env.get(SAFE_ENV, "1").strip() == "0":
     return False
   current = env.get("XLA_FLAGS", "")
-  missing, missing_env = _missing(current), _missing_env(env)
-  if not missing and not missing_env:
-    return True
-  from jax._src import xla_bridge  # no public query for "has the backend started"
-  if env is os.environ and xla_bridge.backends_are_initialized():
-    unset = missing + [f"{name}={value}" for name, value in missing_env.items()]
-    warnings.warn(f"jdanas: jax started without {' '.join(unset)} (XLA_FLAGS, environment), so a long XLA:CPU "
-                  f"run can hang (docs/lowering.md, 'Hangs on XLA:CPU'); call jdanas.lowering.configure_cpu_runtime() "
-                  f"before using jax, or set {SAFE_ENV}=0 to accept the risk", RuntimeWarning, stacklevel=2)
-    return False
-  if missing:
+  if _missing(current):
     env["XLA_FLAGS"] = cpu_runtime_flags(current)
-  env.update(missing_env)
+  env.update(_missing_env(env))
   return True

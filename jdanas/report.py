@@ -25,7 +25,10 @@ and ``reward`` (the score).
    "space": str | {"name": str, ...},
    "searcher": str | {"name": str, ...},
    "teacher": {"name": str, "val_accuracy": float, "test_accuracy": float, "params": int},
-   "search": {"evaluations": int, "rounds": int, "num_compilations": int,
+   "search": {"evaluations": int, "rounds": int,
+              "evaluator_programs": int,  # programs the evaluator built (an older report: "num_compilations")
+              "xla_compilations": int,  # every XLA compilation of the search phase (jdanas.runtime.CompileCounter)
+              "cache_loads": int,  # programs loaded from JAX's persistent compilation cache instead
               "search_seconds": float,  # wall time of the search loop (its progress bar), compilations included
               "round_seconds": [float],  # per round
               "score": {"kind": str, "units": str, "higher_is_better": bool, "label": str},
@@ -589,7 +592,10 @@ def _markdown(report: dict, workdir: pathlib.Path) -> str:
     for key, label, fmt in (("evaluations", "Evaluations", _count), ("rounds", "Rounds", _count),
                             ("search_seconds", "Search wall time (compilation included)", _seconds),
                             ("seconds", "Search time (evaluation rounds only)", _seconds),  # an older report
-                            ("num_compilations", "Compilations", _count)):
+                            ("num_compilations", "Evaluator programs", _count),  # an older report's name
+                            ("evaluator_programs", "Evaluator programs", _count),
+                            ("xla_compilations", "XLA compilations (search phase)", _count),
+                            ("cache_loads", "Programs loaded from the compilation cache", _count)):
       if search.get(key) is not None:
         summary.append(f"| {label} | {fmt(search[key])} |")
     if isinstance(search.get("score"), dict):

@@ -1,8 +1,8 @@
-"""Test setup: 4 simulated CPU devices (sharding tests), the safe XLA:CPU runtime flags
-(:func:`jdanas.lowering.configure_cpu_runtime`; inherited by the tests' subprocesses), XLA
-optimisations off (compile time dominates tiny test programs), a persistent compilation cache
-shared by the session's processes (resume tests compile the same programs again), and shared
-fixtures."""
+"""Test setup: 4 simulated CPU devices (sharding tests), the process setup of run.py
+(:func:`jdanas.runtime.configure`: the safe XLA:CPU runtime flags, inherited by the tests' subprocesses,
+and a persistent compilation cache shared by the session's processes through
+``$JAX_COMPILATION_CACHE_DIR``: resume tests compile the same programs again), XLA optimisations off
+(compile time dominates tiny test programs), and shared fixtures."""
 import os
 import tempfile
 
@@ -12,9 +12,9 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jdan
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-from jdanas.lowering import configure_cpu_runtime  # noqa: E402
+from jdanas import runtime  # noqa: E402
 
-configure_cpu_runtime()  # before jax starts its backend
+runtime.configure()  # before jax starts its backend
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -147,10 +147,10 @@ def test_batched_embeddings_equal_exact_ones_and_compile_once(teacher_vars):
   assert maps.shape == (3, 1, 1, 16)
   for enc, m in zip(encs, maps):
     np.testing.assert_allclose(m, embed_exact(SPACE, teacher_vars, enc, noise, num_classes=K), rtol=2e-5, atol=2e-5)
-  from jdanas.meta.embed import _masked_maps
-  before = _masked_maps._cache_size()
-  embed_students(SPACE, teacher_vars, students(3, seed=9), noise, num_classes=K, chunk=2)
-  assert _masked_maps._cache_size() == before  # same shapes: no new program
+  from jdanas.runtime import CompileCounter
+  with CompileCounter() as compiled:
+    embed_students(SPACE, teacher_vars, students(3, seed=9), noise, num_classes=K, chunk=2)
+  assert not [n for n in compiled.names if "_masked_maps" in n], compiled.names  # same shapes: no new program
   np.testing.assert_allclose(embed_teacher(SPACE, teacher_vars, noise, num_classes=K),
                              embed_exact(SPACE, teacher_vars, SPACE.teacher_encoding, noise, num_classes=K), rtol=1e-6)
   assert not np.allclose(maps[0], maps[1])
@@ -207,9 +207,10 @@ def test_predictor_shapes_and_meta_step_is_deterministic_and_compiles_once(targe
   assert np.isfinite(float(loss1)) and float(loss1) == float(loss2)
   for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2)):
     np.testing.assert_array_equal(a, b)
-  size = P.meta_step._cache_size()
-  s3, loss3 = P.meta_step(model, config, s1, P.sample_queries(jax.random.key(2), tasks, 4))
-  assert P.meta_step._cache_size() == size
+  from jdanas.runtime import CompileCounter
+  with CompileCounter() as compiled:
+    s3, loss3 = P.meta_step(model, config, s1, P.sample_queries(jax.random.key(2), tasks, 4))
+  assert not [n for n in compiled.names if "meta_step" in n], compiled.names
   assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(s1.alphas), jax.tree.leaves(state.alphas)))
 
 

@@ -78,7 +78,7 @@ def test_a_finished_workdir_is_recognised(uninterrupted, monkeypatch, capsys):
   again = run(tiny_config(), workdir)
   out = capsys.readouterr()
   assert "already holds the finished run of this config" in out.err
-  assert "compiled program" in out.out
+  assert "evaluator program" in out.out
   assert again["final"] == json.loads((workdir / "report.json").read_text())["final"]
   assert again["space"] == "s1_resnet" and again["config"]["space"]["name"] == "s1_resnet"
   assert json.loads((workdir / "config.json").read_text())["search"]["rounds"] == 3

@@ -59,15 +59,6 @@ def test_the_test_session_runs_with_the_safe_flags():
   assert "NPROC" in os.environ
 
 
-def test_too_late_warns_and_changes_nothing(monkeypatch):
-  jax.devices()  # the backend has started
-  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
-  monkeypatch.delenv(lowering.SAFE_ENV, raising=False)
-  with pytest.warns(RuntimeWarning, match="jax started without --xla_cpu_experimental_ynn_fusion_type="):
-    assert not lowering.configure_cpu_runtime()
-  assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=4"
-
-
 @pytest.mark.slow
 def test_the_flags_remove_ynn_fusions_from_a_program():
   """What the flag does, seen in a fresh process's compiled program (a reduction XLA:CPU hands to
@@ -283,14 +274,14 @@ def test_trbo_bench_ends_a_wedged_search_with_one_error_line():
 
 @pytest.mark.slow
 def test_a_stalled_teacher_step_stops_the_pipeline(tmp_path):
-  """The config field reaches the pipeline's watchdog and the teacher's steps are progress points:
-  a teacher step that never returns ends the run with status 3 and a message naming the phase."""
+  """The config field reaches run.py's watchdog (the library arms none: tests/test_runtime.py) and the
+  teacher's steps are progress points: a teacher step that never returns ends the run with status 3
+  and a message naming the phase."""
   out = _run(f"""
       import sys, time
       sys.path.insert(0, "tests")
-      import jdanas.pipeline as pipeline
       import jdanas.pipeline.setup as setup
-      from conftest import smoke_config
+      import run
 
       def stalled_teacher(key, name, data, *, recipe, progress):
         progress(0)
@@ -298,7 +289,8 @@ def test_a_stalled_teacher_step_stops_the_pipeline(tmp_path):
         time.sleep(100)
 
       setup.train_teacher = stalled_teacher
-      pipeline.run(smoke_config(**{{"compute.stall_timeout_s": 3}}), {str(tmp_path / "run")!r})
+      sys.exit(run.main(["run.py", "--config", "configs/default.py:smoke", "--workdir", {str(tmp_path / "run")!r},
+                         "--config.compute.stall_timeout_s=3"]))
   """, timeout=300)
   assert out.returncode == EXIT_STALLED, out.stderr
   line = next(l for l in out.stderr.splitlines() if l.startswith("error:"))

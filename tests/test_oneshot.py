@@ -82,12 +82,12 @@ def test_checkpointed_state_resumes_bit_identically(tiny_data, teacher, tmp_path
   for e in rounds[:2]:
     first(jax.random.key(0), e)
   ckpt = Checkpoints(tmp_path / "ckpt", jax.eval_shape(lambda: {"searcher": jnp.zeros(2), "evaluator": first.state()}))
-  ckpt.save(2, {"searcher": jnp.zeros(2), "evaluator": first.state()}, [], [])
+  ckpt.save(2, {"searcher": jnp.zeros(2), "evaluator": first.state()}, [])
   ckpt.close()
   resumed = _evaluator(tiny_data, teacher)
   ckpt = Checkpoints(tmp_path / "ckpt",
                      jax.eval_shape(lambda: {"searcher": jnp.zeros(2), "evaluator": resumed.state()}))
-  round_done, state, _, _ = ckpt.restore_latest()
+  round_done, state, _ = ckpt.restore_latest()
   ckpt.close()
   resumed.restore(state["evaluator"])
   assert round_done == 2 and int(resumed.state().step) == 6
@@ -128,7 +128,7 @@ def test_kdas_search_with_reinforce_resumes_to_the_same_ledger(tmp_path, reward)
     return smoke_config(**changes, **({"evaluator.reward": reward} if reward else {}))
 
   straight = search(config(3), tmp_path / "straight")
-  assert straight.stats["num_compilations"] == 3  # a fresh workdir: init, step and score programs
+  assert straight.stats["evaluator_programs"] == 3  # a fresh workdir: init, step and score programs
   straight = straight.ledger
   save = Checkpoints.save
 

@@ -106,7 +106,6 @@ def test_a_round_makes_one_device_to_host_transfer(strategy, mesh, chunk, depth_
   assert counted_fetches == [(2, sum(g.size for g in result.groups))] * 2
   assert len(result.groups) > 1 and np.all(np.isfinite(result.accuracy)) and np.all(np.isfinite(result.loss))
   np.testing.assert_array_equal(evaluation.scores, result.accuracy)
-  assert all(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(evaluation.variables[0]))  # left on device
 
 
 def test_plan_chunks_vmapped_groups(depth_space, tiny_data):

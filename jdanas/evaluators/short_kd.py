@@ -30,10 +30,9 @@ class ShortKDEvaluator(EvaluatorBase):
 
   def __call__(self, key: jax.Array, encodings: np.ndarray) -> Evaluation:
     result = self.trainer.train(key, list(np.asarray(encodings)), progress=self.progress, desc="short KD")
-    # Left on device: the scores are the round's one device->host transfer; the search fetches the
-    # variables of the few top-K students only, when it checkpoints them.
-    variables = [result.variables(i) for i in range(len(encodings))]
-    return Evaluation(scores=result.accuracy.astype(np.float32), variables=variables,
+    # The students' weights are not kept: final training starts from scratch (docs/benchmarks.md, "Final
+    # training from the search's weights").
+    return Evaluation(scores=result.accuracy.astype(np.float32),
                       seconds=result.train_seconds + result.compile_seconds,
                       num_compilations=result.num_compilations)
 

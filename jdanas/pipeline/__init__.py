@@ -18,8 +18,8 @@ search's ``predictor`` evaluator reads).
    proposals, :mod:`jdanas.train.oneshot`, checkpointed with the searcher) scores them, the
    searcher is told. Budgets
    (``config.constraint``) become a jittable predicate that the searcher receives as ``feasible``
-   and checks for every proposal; a proposal still over budget is told as failed. Searcher state,
-   ledger and top-K parameters are checkpointed every round; per-round metrics go to
+   and checks for every proposal; a proposal still over budget is told as failed. Searcher state
+   and ledger are checkpointed every round; per-round metrics go to
    ``metrics.jsonl`` and TensorBoard. Keys and batches are functions of ``(seed, round, step)``, so
    a resumed run ends with the same ledger as an uninterrupted one.
 3. **Final training** (:mod:`jdanas.pipeline.final`).
@@ -40,16 +40,16 @@ from typing import Any
 import ml_collections
 
 from jdanas.parallel import is_main_process
-from jdanas.lowering import configure_cpu_runtime
-from jdanas.pipeline.check import Checked, describe, prepare
+from jdanas.pipeline.check import Checked, check_workdir, describe, prepare
 from jdanas.pipeline.config import ConfigError, Plan, build_plan, validate_config
 from jdanas.pipeline.jobs import JOBS, get_job
 from jdanas.pipeline.final import train_final
 from jdanas.pipeline.resume import RESUME_HARMLESS, check_resume, config_differences, describe_changes
-from jdanas.pipeline.search import SearchResult, search
+from jdanas.pipeline.results import SearchResult
+from jdanas.pipeline.search import search
 from jdanas.pipeline.setup import log
 from jdanas.pipeline.summary import config_dict, print_summary, report
-from jdanas.pipeline.watchdog import EXIT_STALLED, Watchdog
+from jdanas.pipeline.watchdog import EXIT_STALLED, Progress, Watchdog
 
 
 def finished_report(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
@@ -70,23 +70,24 @@ def finished_report(config: ml_collections.ConfigDict, workdir: str | pathlib.Pa
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-        checked: Checked | None = None) -> dict[str, Any]:
+        checked: Checked | None = None, watchdog: Progress | None = None) -> dict[str, Any]:
   """Runs (or resumes) the whole pipeline in ``workdir``; returns the report dict. A workdir that
   already holds the finished run of ``config`` is recognised: its report is returned, nothing is
   recomputed. ``checked``: the result of :func:`prepare` when the caller already ran it.
 
-  Safe by default on CPU: the XLA:CPU runtime flags that avoid the wedge are applied first if jax
-  has not started yet (:func:`jdanas.lowering.configure_cpu_runtime`; ``JDANAS_XLA_SAFE=0`` turns
-  them off), and a run that makes no progress for ``compute.stall_timeout_s`` seconds ends the
-  process with one ``error:`` line, the Python stacks and exit status 3 (:class:`Watchdog`).
+  Touches nothing outside ``workdir`` and the log: no environment variable, no faulthandler timer, no
+  exit. ``watchdog``: the progress points' receiver (default: none); ``run.py`` passes a
+  :class:`Watchdog` of ``compute.stall_timeout_s``, which ends a stalled process with exit status 3.
+  A program that owns its process applies the XLA:CPU runtime settings first
+  (:func:`jdanas.runtime.configure`); without them on CPU :func:`search` warns.
   """
-  configure_cpu_runtime()
   checked = checked or prepare(config, workdir)
-  return get_job(config).fn("run")(config, workdir, checked)  # the job registry (jdanas.pipeline.jobs)
+  return get_job(config).fn("run")(config, workdir, checked, watchdog=watchdog)  # the job registry (pipeline.jobs)
 
 
-def run_search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, checked: Checked) -> dict[str, Any]:
-  """:func:`run` of the ``search`` job (``checked``: from :func:`prepare`)."""
+def run_search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, checked: Checked,
+               watchdog: Progress | None = None) -> dict[str, Any]:
+  """:func:`run` of the ``search`` job (``checked``: from :func:`prepare`; ``watchdog`` as in :func:`run`)."""
   done = finished_report(config, workdir)
   if done is not None:
     log(f"[done] {workdir} already holds the finished run of this config (report.json); nothing to do "
@@ -97,13 +98,13 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, c
     if is_main_process():
       print_summary(done, pathlib.Path(workdir))
     return done
-  with Watchdog(checked.plan.compute.stall_timeout_s) as watchdog:
-    searched = search(config, workdir, checked, watchdog=watchdog)
-    final = train_final(searched, watchdog=watchdog)
-    watchdog.beat("report")
-    return report(searched, final)
+  watchdog = watchdog or Progress()
+  searched = search(config, workdir, checked, watchdog=watchdog)
+  final = train_final(searched, watchdog=watchdog)
+  watchdog.beat("report")
+  return report(searched, final)
 
 
-__all__ = ["EXIT_STALLED", "JOBS", "Checked", "ConfigError", "Plan", "SearchResult", "Watchdog", "build_plan",
-           "describe",
-           "finished_report", "prepare", "report", "run", "search", "train_final", "validate_config"]
+__all__ = ["EXIT_STALLED", "JOBS", "Checked", "ConfigError", "Plan", "Progress", "SearchResult", "Watchdog",
+           "build_plan", "check_workdir", "describe", "finished_report", "prepare", "report", "run", "search",
+           "train_final", "validate_config"]

@@ -1,11 +1,16 @@
-"""Orbax checkpoints of a search: after every round, the searcher state, the evaluation ledger
-and the top-K short-KD students' parameters; a truncated latest step falls back to the previous,
-and unreadable steps are moved aside so that the rerun checkpoints those rounds again.
+"""Orbax checkpoints of a search: after every round, the searcher state (with a stateful evaluator's)
+and the evaluation ledger; a truncated latest step falls back to the previous, and unreadable steps
+are moved aside so that the rerun checkpoints those rounds again.
+
+The short-KD students' weights are not kept: the final phase trains its students again with its own
+recipe, and starting it from them bought nothing that as many more final steps do not (measured,
+docs/benchmarks.md, "Final training from the search's weights"). A checkpoint written when they
+were kept (a ``top`` item) still restores; the item is left unread.
 
 Multi-process runs (docs/scaling.md): every process calls :meth:`Checkpoints.save` and
 :meth:`Checkpoints.restore_latest` (orbax synchronises them; the directory must be on a filesystem
 every process sees). The values are saved as host (numpy) arrays, which orbax writes from process 0
-only: the searcher state and the short-KD students are the same on every process (the state is
+only: the searcher state is the same on every process (it is
 checked every round), so the layout is the same as a single-process run's and either kind of run
 resumes the other's checkpoints."""
 from __future__ import annotations
@@ -14,7 +19,6 @@ import pathlib
 import shutil
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from jdanas.parallel import barrier, is_main_process
@@ -22,7 +26,7 @@ from jdanas.pipeline.setup import log
 
 
 class Checkpoints:
-  """Searcher state + ledger + top-K params, one orbax step per completed round."""
+  """Searcher state + ledger, one orbax step per completed round."""
 
   def __init__(self, directory: pathlib.Path, abstract_state):
     options = ocp.CheckpointManagerOptions(max_to_keep=3, enable_async_checkpointing=False)
@@ -33,16 +37,14 @@ class Checkpoints:
     self.abstract_state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=local),
                                        abstract_state)
 
-  def save(self, round_done: int, state, ledger: list, top: list[dict]) -> None:
-    """``top``: best-first list of ``{"arch", "score", "variables"}`` (short-KD students)."""
-    meta = {"round": round_done, "ledger": ledger, "top": [{"arch": t["arch"], "score": t["score"]} for t in top]}
-    params = jax.device_get({f"top{i}": t["variables"] for i, t in enumerate(top)} or {"empty": np.zeros(())})
+  def save(self, round_done: int, state, ledger: list) -> None:
+    meta = {"round": round_done, "ledger": ledger}
     self.manager.save(round_done, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(jax.device_get(state)), ledger=ocp.args.JsonSave(meta), top=ocp.args.PyTreeSave(params)))
+        state=ocp.args.StandardSave(jax.device_get(state)), ledger=ocp.args.JsonSave(meta)))
     self.manager.wait_until_finished()
 
   def restore_latest(self):
-    """``(round_done, state, ledger, top)`` of the newest readable checkpoint, or ``None``.
+    """``(round_done, state, ledger)`` of the newest readable checkpoint, or ``None``.
 
     An unreadable step is moved aside into ``<directory>.unreadable/`` (kept for inspection):
     orbax never writes a step at or below the newest one present, so leaving it would stop
@@ -53,15 +55,13 @@ class Checkpoints:
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
         r = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(self.abstract_state), ledger=ocp.args.JsonRestore(),
-            top=ocp.args.PyTreeRestore()))
+            state=ocp.args.StandardRestore(self.abstract_state), ledger=ocp.args.JsonRestore()))
       except Exception as e:  # a truncated/corrupt step: fall back to the previous one
         log(f"[resume] checkpoint of round {step} is unreadable ({type(e).__name__}); trying the previous one")
         unreadable.append(step)
         continue
       meta = r["ledger"]
-      top = [dict(t, variables=r["top"][f"top{i}"]) for i, t in enumerate(meta["top"])]
-      restored = int(meta["round"]), r["state"], list(meta["ledger"]), top
+      restored = int(meta["round"]), r["state"], list(meta["ledger"])
       break
     if unreadable:
       if is_main_process():

@@ -105,8 +105,8 @@ class Compute:
   """``config.compute``: how evaluation and final training run (read by both phases).
 
   Attributes:
-    strategy: population-training strategy (:data:`jdanas.train.STRATEGIES`).
-    score_strategy: zero-cost scoring strategy (``jdanas.scoring.STRATEGIES``).
+    strategy: population-training strategy (:data:`jdanas.train.TRAIN_STRATEGIES`).
+    score_strategy: zero-cost scoring strategy (``jdanas.scoring.SCORE_STRATEGIES``).
     specialize: ``True``, ``False`` or ``"auto"`` (see :mod:`jdanas.train.population`).
     lowering: a name of :data:`jdanas.lowering.LOWERINGS` (``"auto"``: chosen per backend), passed
       to the population trainer and the zero-cost scorer.
@@ -194,7 +194,7 @@ def _scoring(module: str, name: str) -> Callable[[], Sequence]:
 # (checked by :func:`parse_specialize`, which also takes "true"/"false") and ``compute.score_strategy``
 # (checked by the zero-cost evaluator, so that jdanas.scoring is imported only there).
 EXTRA_CHOICES: dict[str, Callable[[], Sequence]] = {
-    "compute.score_strategy": _scoring("", "STRATEGIES"),
+    "compute.score_strategy": _scoring("", "SCORE_STRATEGIES"),
     "compute.specialize": lambda: ("auto", True, False),
 }
 

@@ -21,9 +21,9 @@ from jdanas import costs
 from jdanas.parallel import is_main_process
 from jdanas.pipeline import sections as S
 from jdanas.pipeline.config import ConfigError
-from jdanas.pipeline.search import SearchResult, at_chance, chance_accuracy
+from jdanas.pipeline.results import SearchResult, at_chance, chance_accuracy
 from jdanas.pipeline.setup import log, trainer, vanilla_recipe
-from jdanas.pipeline.watchdog import Watchdog
+from jdanas.pipeline.watchdog import Progress
 from jdanas.teachers import evaluate
 from jdanas.train import PopulationTrainer
 
@@ -192,22 +192,16 @@ def teacher_warnings(name: str, teacher_val: float, no_kd_val: float, chance: fl
   return out
 
 
-def train_final(s: SearchResult, watchdog: Watchdog | None = None) -> dict:
+def train_final(s: SearchResult, watchdog: Progress | None = None) -> dict:
   """Full-schedule KD of the top-K, choice by validation accuracy, no-KD comparison, baselines and
   export (``<workdir>/export``). Every training step is a progress point of ``watchdog`` (default:
-  one of ``compute.stall_timeout_s`` for this call, :mod:`jdanas.pipeline.watchdog`).
+  none; ``run.py`` passes a :class:`jdanas.pipeline.watchdog.Watchdog`).
 
   Returns:
     ``{"top": [...], "baselines": [...], "final": {...}, "export": str, "warnings": [str]}`` (sections of the report;
     see :mod:`jdanas.report`).
   """
-  if watchdog is not None:
-    return _train_final(s, watchdog)
-  with Watchdog(s.plan.compute.stall_timeout_s) as watchdog:
-    return _train_final(s, watchdog)
-
-
-def _train_final(s: SearchResult, watchdog: Watchdog) -> dict:
+  watchdog = watchdog or Progress()
   plan, data, space = s.plan, s.data, s.plan.space
   top = top_archs(s.ledger, plan.top_k)
   if not top:

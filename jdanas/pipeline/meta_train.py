@@ -38,7 +38,7 @@ from jdanas.pipeline import sections as S
 from jdanas.pipeline.config import (Compute, ConfigError, build_compute, build_recipe, build_space, job_of, need,
                                     space_ref)
 from jdanas.pipeline.sections import META, PREDICTOR, TASKS
-from jdanas.pipeline.setup import load_data, log
+from jdanas.pipeline.setup import log
 
 META_SECTIONS = ("data", "space", "tasks", "predictor", "meta", "compute")
 REPORT = "meta_report.json"
@@ -145,12 +145,15 @@ def describe_meta(config: ml_collections.ConfigDict, checked) -> str:
       "  output: <workdir>/meta_dataset, <workdir>/predictor, <workdir>/meta_report.json"])
 
 
-def run_meta_train(config: ml_collections.ConfigDict, workdir, checked=None) -> dict:
-  """Runs (or resumes) the job in ``workdir``; returns the report (see the module docstring)."""
+def run_meta_train(config: ml_collections.ConfigDict, workdir, checked=None, watchdog=None) -> dict:
+  """Runs (or resumes) the job in ``workdir``; returns the report (see the module docstring). ``watchdog``:
+  the progress points' receiver (default: none; ``run.py`` passes its :class:`~jdanas.pipeline.watchdog.Watchdog`)."""
+  import contextlib
   from jdanas import meta
   from jdanas.parallel import is_main_process
   from jdanas.pipeline.summary import config_dict
-  from jdanas.pipeline.watchdog import Watchdog
+  from jdanas.pipeline.watchdog import Progress
+  from jdanas.runtime import check_cpu_runtime
   checked = checked or prepare_meta(config, workdir)
   plan, data = checked.plan, checked.data
   workdir = pathlib.Path(workdir)
@@ -174,7 +177,8 @@ def run_meta_train(config: ml_collections.ConfigDict, workdir, checked=None) -> 
   key_tasks, key_meta = jax.random.split(jax.random.key(config.seed))
   subsets = task_classes(config, plan, data)
   source = list(S.DATA.read(config.data)["classes"]) or list(range(data.num_classes))
-  with Watchdog(plan.compute.stall_timeout_s) as watchdog:
+  check_cpu_runtime()
+  with contextlib.nullcontext(watchdog or Progress()) as watchdog:
     log(f"[tasks] building {len(subsets)} tasks in {workdir / 'meta_dataset'}")
     t0 = time.perf_counter()
     try:

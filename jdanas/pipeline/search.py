@@ -2,7 +2,6 @@
 checkpointed after every round (a run in a workdir with a checkpoint resumes from it)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import pathlib
 import sys
@@ -17,64 +16,16 @@ from tqdm.auto import tqdm
 from jdanas import costs
 from jdanas.parallel import check_same_across_processes, is_main_process
 from jdanas.evaluators.base import ScoreKind
-from jdanas.lowering import configure_cpu_runtime
 from jdanas.pipeline import sections as S
 from jdanas.pipeline.checkpoints import Checkpoints
 from jdanas.pipeline.check import Checked, prepare
 from jdanas.pipeline.config import ConfigError, Plan
+from jdanas.pipeline.results import SearchResult, at_chance, chance_accuracy
 from jdanas.pipeline.resume import CONFIG_ECHO, check_resume, describe_changes, record_changes
 from jdanas.pipeline.setup import build_evaluator, get_teacher, log, plan_searcher
-from jdanas.pipeline.watchdog import Watchdog
+from jdanas.pipeline.watchdog import Progress
+from jdanas.runtime import CompileCounter, check_cpu_runtime
 from jdanas.teachers import Teacher, ensemble_report, evaluate
-
-
-@dataclasses.dataclass
-class SearchResult:
-  """What :func:`search` hands to :func:`jdanas.pipeline.train_final` and :func:`jdanas.pipeline.report`.
-
-  Attributes:
-    config, plan, workdir: the run's config, its :class:`~jdanas.pipeline.config.Plan`, its folder.
-    data, teacher: the dataset and the teacher.
-    teacher_accuracy: ``{"val_accuracy": float, "test_accuracy": float | None}``.
-    ledger: one dict per evaluation (see :mod:`jdanas.report`).
-    score_kind: what the ledger's ``score`` is (:class:`jdanas.evaluators.ScoreKind`).
-    reward: the evaluator's ``describe()`` (the latency-aware reward's settings,
-      :meth:`jdanas.evaluators.reward.RewardEvaluator.describe`: latency model, its protocol, target, alpha,
-      beta), or None (no reward).
-    stats: ``evaluations``, ``rounds``, ``search_seconds`` (wall time of the search loop, what its progress bar
-      shows: compilations, costs and checkpoints included; summed over resumes), ``round_seconds`` (per round),
-      ``num_compilations`` (programs the evaluator compiled in this process), ``resumed_from_round``,
-      ``resume_config_changes`` (the allowed config changes of every resume, :mod:`jdanas.pipeline.resume`).
-    key_final: the key of the final phase (a function of ``config.seed`` only).
-    mesh: the device mesh (None on one device).
-    started: ``time.perf_counter()`` at the start of the run.
-  """
-  config: ml_collections.ConfigDict
-  plan: Plan
-  workdir: pathlib.Path
-  data: Any
-  teacher: Teacher
-  teacher_accuracy: dict
-  ledger: list
-  score_kind: ScoreKind
-  reward: dict | None
-  stats: dict
-  key_final: jax.Array
-  mesh: Any
-  started: float
-
-
-def chance_accuracy(split) -> float:
-  """Accuracy of always predicting the most frequent label of ``split``."""
-  return float(np.bincount(np.asarray(split.y)).max() / len(split.y))
-
-
-def at_chance(teacher_name: str, val_accuracy: float, chance: float) -> str | None:
-  """What is wrong with a teacher no better than ``chance`` on the validation split, else None."""
-  if np.isfinite(val_accuracy) and val_accuracy > chance:
-    return None
-  return (f"the teacher {teacher_name} is no better than chance (val accuracy {val_accuracy:.4f} <= {chance:.4f}, "
-          f"the most frequent class)")
 
 
 def check_teacher(teacher_name: str, val_accuracy: float, data) -> None:
@@ -86,7 +37,7 @@ def check_teacher(teacher_name: str, val_accuracy: float, data) -> None:
 
 
 def _data_and_teacher(config: ml_collections.ConfigDict, plan: Plan, workdir: pathlib.Path,
-                      key: jax.Array, data, watchdog: Watchdog) -> tuple[Any, Teacher, dict]:
+                      key: jax.Array, data, watchdog: Progress) -> tuple[Any, Teacher, dict]:
   """The teacher and its ``{"val_accuracy", "test_accuracy"}`` (stops at a teacher at chance)."""
   log(f"[data] {config.data.name}: train {len(data.train)}, val {len(data.val)}, "
       f"test {len(data.test) if data.test is not None else 0}, {data.num_classes} classes, {data.image_shape}")
@@ -117,14 +68,13 @@ def _reset_metrics(path: pathlib.Path, start_round: int) -> None:
 
 
 def _evaluate(evaluator, feasible_batch, key: jax.Array, encs: np.ndarray):
-  """Scores of one round (``float32[Q]``, NaN = failed or over budget), per-proposal short-KD
-  variables (None where there are none), the evaluator's extra columns (``{name: [value | None]}``,
-  None where a proposal was not evaluated) and the number of programs compiled."""
+  """Scores of one round (``float32[Q]``, NaN = failed or over budget), the evaluator's extra columns
+  (``{name: [value | None]}``, None where a proposal was not evaluated) and the number of programs
+  compiled."""
   # The searcher proposes within the budget; a proposal it could not repair is scored NaN.
   feasible = (np.asarray(jax.device_get(feasible_batch(encs))) if feasible_batch is not None
               else np.ones(len(encs), bool))
   scores = np.full(len(encs), np.nan, np.float32)
-  variables = [None] * len(encs)
   extras: dict[str, list] = {}
   compilations = 0
   if feasible.any():
@@ -132,21 +82,18 @@ def _evaluate(evaluator, feasible_batch, key: jax.Array, encs: np.ndarray):
     scores[feasible] = ev.scores
     compilations = ev.num_compilations
     rows = np.nonzero(feasible)[0]
-    if ev.variables is not None:
-      for j, i in enumerate(rows):
-        variables[i] = ev.variables[j]
     for name, column in (ev.extras or {}).items():
       extras[name] = [None] * len(encs)
       for j, i in enumerate(rows):
         v = float(column[j])
         extras[name][i] = v if np.isfinite(v) else None
-  return feasible, scores, variables, extras, compilations
+  return feasible, scores, extras, compilations
 
 
-def _record(r: int, encs, feasible, scores, variables, extras, *, ledger: list, top: list, plan: Plan, data,
-            seed: int, score_kind: ScoreKind, top_k: int) -> list:
+def _record(r: int, encs, feasible, scores, extras, *, ledger: list, plan: Plan, data, seed: int,
+            score_kind: ScoreKind) -> None:
   """Appends the round's ledger rows (with the evaluator's extra columns; the timing columns are
-  stamped by :func:`_stamp`); returns the updated best-first top-K short-KD students."""
+  stamped by :func:`_stamp`)."""
   space = plan.space
   for i, e in enumerate(encs):
     c = costs.model_costs(space, e, num_classes=data.num_classes, input_shape=data.image_shape)
@@ -155,9 +102,6 @@ def _record(r: int, encs, feasible, scores, variables, extras, *, ledger: list, 
                    "score_kind": score_kind.kind, "feasible": bool(feasible[i]), "params": c.params,
                    "flops": c.flops, "seed": seed,
                    **{name: column[i] for name, column in extras.items()}})
-    if variables[i] is not None and np.isfinite(scores[i]) and all(t["arch"] != ledger[-1]["arch"] for t in top):
-      top.append({"arch": ledger[-1]["arch"], "score": float(scores[i]), "variables": variables[i]})
-  return sorted(top, key=lambda t: -t["score"])[:top_k]
 
 
 def _stamp(rows: list, search_seconds: float, round_seconds: float) -> None:
@@ -204,7 +148,7 @@ def _metrics_row(r: int, ledger: list, scores: np.ndarray, metrics: dict) -> dic
 
 
 def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-           checked: Checked | None = None, watchdog: Watchdog | None = None) -> SearchResult:
+           checked: Checked | None = None, watchdog: Progress | None = None) -> SearchResult:
   """Validates ``config`` and everything checkable before compute (:func:`jdanas.pipeline.check.prepare`,
   skipped when ``checked`` is its result), trains or loads the teacher (a teacher no better than
   chance stops the run with a :class:`ConfigError`), and runs (or resumes) the search.
@@ -216,20 +160,19 @@ def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   In a multi-process run (docs/scaling.md) every process runs this same loop; the searcher state
   after each ``tell`` must have the same checksum on every process (a ``RuntimeError`` otherwise),
   every process takes part in the checkpoint, and only process 0 writes the other files.
-  Teacher steps and search rounds are progress points of ``watchdog`` (default: one of
-  ``compute.stall_timeout_s`` for this call, :mod:`jdanas.pipeline.watchdog`). The safe XLA:CPU runtime
-  flags are applied first when jax has not started yet (:func:`jdanas.lowering.configure_cpu_runtime`).
+  Teacher steps and search rounds are progress points of ``watchdog`` (default: none;
+  ``run.py`` passes a :class:`jdanas.pipeline.watchdog.Watchdog`). Writes no environment variable:
+  on CPU without the runtime settings of :func:`jdanas.runtime.configure` it warns
+  (:func:`jdanas.runtime.check_cpu_runtime`).
   """
-  configure_cpu_runtime()
   checked = checked or prepare(config, workdir)
-  if watchdog is not None:
-    return _search(config, workdir, checked, watchdog)
-  with Watchdog(checked.plan.compute.stall_timeout_s) as watchdog:
-    return _search(config, workdir, checked, watchdog)
+  check_cpu_runtime()
+  with CompileCounter() as compiles:  # the search phase's XLA compilations, for the report
+    return _search(config, workdir, checked, watchdog or Progress(), compiles)
 
 
-def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, checked: Checked,
-            watchdog: Watchdog) -> SearchResult:
+def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, checked: Checked, watchdog: Progress,
+            compiles: CompileCounter) -> SearchResult:
   plan = checked.plan
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -262,9 +205,9 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
   pack = (lambda s: {"searcher": s, "evaluator": evaluator.state()}) if stateful else (lambda s: s)
   ckpt = Checkpoints(workdir / "checkpoints", jax.eval_shape(lambda: pack(state)))
   restored = ckpt.restore_latest()
-  start_round, ledger, top = 0, [], []
+  start_round, ledger = 0, []
   if restored is not None:
-    start_round, state, ledger, top = restored
+    start_round, state, ledger = restored
     if stateful:
       evaluator.restore(state["evaluator"])
       state = state["searcher"]
@@ -280,7 +223,7 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
   # Wall time of the search loop, as the progress bar counts it: compilations, costs and checkpoints
   # included; a resumed run adds its own to what the last checkpointed round recorded.
   base_seconds = _search_seconds(ledger)
-  compilations = 0
+  evaluator_programs = 0
   bar = tqdm(range(start_round, plan.rounds), desc="search", initial=start_round, total=plan.rounds, file=sys.stderr)
   t_loop = time.perf_counter()
   for r in bar:
@@ -291,16 +234,16 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
     encs = np.asarray(jax.device_get(encs))
     if r == start_round and (note := compile_note(plan, encs)):
       bar.write(note, file=sys.stderr)  # above the bar, which sits at 0 while this compiles
-    feasible, scores, variables, extras, n_compiled = _evaluate(evaluator, feasible_batch, key_eval, encs)
-    compilations += n_compiled
+    feasible, scores, extras, n_compiled = _evaluate(evaluator, feasible_batch, key_eval, encs)
+    evaluator_programs += n_compiled
     # Infeasible proposals are told as failed (NaN): they can never become the incumbent.
     state, metrics = tell(key_tell, state, encs, scores)
     check_same_across_processes(state, f"the searcher state after round {r}")
-    top = _record(r, encs, feasible, scores, variables, extras, ledger=ledger, top=top, plan=plan, data=data,
-                  seed=int(config.seed), score_kind=evaluator.score_kind, top_k=plan.top_k)
+    _record(r, encs, feasible, scores, extras, ledger=ledger, plan=plan, data=data, seed=int(config.seed),
+            score_kind=evaluator.score_kind)
     now = time.perf_counter()
     _stamp(ledger[-len(encs):], base_seconds + now - t_loop, now - t_round)
-    ckpt.save(r + 1, pack(state), ledger, top)
+    ckpt.save(r + 1, pack(state), ledger)
     row = _metrics_row(r, ledger, scores, metrics)
     if main:
       with metrics_path.open("a") as f:
@@ -316,7 +259,8 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
   ckpt.close()
   search_seconds = base_seconds + time.perf_counter() - t_loop
   stats = {"evaluations": len(ledger), "rounds": plan.rounds, "search_seconds": search_seconds,
-           "round_seconds": _round_seconds(ledger), "num_compilations": compilations,
+           "round_seconds": _round_seconds(ledger), "evaluator_programs": evaluator_programs,
+           "xla_compilations": compiles.compilations, "cache_loads": compiles.cache_loads,
            "resumed_from_round": start_round, "resume_config_changes": history}
   return SearchResult(config=config, plan=plan, workdir=workdir, data=data, teacher=teacher,
                       teacher_accuracy=teacher_accuracy, ledger=ledger, score_kind=evaluator.score_kind,
@@ -324,4 +268,4 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
                       stats=stats, key_final=key_final, mesh=mesh, started=started)
 
 
-__all__ = ["CONFIG_ECHO", "SearchResult", "at_chance", "chance_accuracy", "check_teacher", "search"]
+__all__ = ["CONFIG_ECHO", "check_teacher", "search"]

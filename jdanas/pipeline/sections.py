@@ -184,8 +184,8 @@ FINAL = recipe_section("final", fields={
 }, doc="the final KD training of the top students")
 
 COMPUTE = Section("compute", {
-    "strategy": Field("str", "auto", choices=_lazy("jdanas.train", "STRATEGIES"), doc="population-training strategy"),
-    "score_strategy": Field("str", "auto", doc="zero-cost scoring strategy (jdanas.scoring.STRATEGIES)"),
+    "strategy": Field("str", "auto", choices=_lazy("jdanas.train", "TRAIN_STRATEGIES"), doc="population-training strategy"),
+    "score_strategy": Field("str", "auto", doc="zero-cost scoring strategy (jdanas.scoring.SCORE_STRATEGIES)"),
     "specialize": Field("any", "auto", check=_specialize, doc="specialised programs per student (True/False/'auto')"),
     "lowering": Field("str", "auto", choices=_lazy("jdanas.lowering", "LOWERINGS"), doc="the lowering of the engines"),
     "precision": Field("str", "fp32", choices=_lazy("jdanas.train.population", "PRECISIONS"),

@@ -8,7 +8,7 @@ import time
 
 from jdanas import report as report_lib
 from jdanas.parallel import is_main_process
-from jdanas.pipeline.search import SearchResult
+from jdanas.pipeline.results import SearchResult
 
 
 def report(s: SearchResult, final: dict) -> dict:
@@ -47,6 +47,15 @@ def _plural(n: int, word: str) -> str:
   return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _compilations(search: dict) -> str:
+  """``N evaluator programs, M XLA compilations`` (a report written before ``num_compilations`` was renamed
+  ``evaluator_programs`` has only that)."""
+  text = _plural(search.get("evaluator_programs", search.get("num_compilations", 0)), "evaluator program")
+  if search.get("xla_compilations") is not None:
+    text += f", {_plural(search['xla_compilations'], 'XLA compilation')}"
+  return text
+
+
 def print_summary(report: dict, workdir: pathlib.Path) -> None:
   """A few lines for the console: teacher, search, top students, KD vs no KD, baselines."""
   f, t = report["final"], report["teacher"]
@@ -56,7 +65,7 @@ def print_summary(report: dict, workdir: pathlib.Path) -> None:
   took = (f"{search['search_seconds']:.1f} s wall time, compilation included" if "search_seconds" in search
           else f"{search['seconds']:.1f} s (evaluation rounds only)")  # a report written before search_seconds
   print(f"search: {search['evaluations']} evaluations in {took} "
-        f"({_plural(search['num_compilations'], 'compiled program')}); score: {search['score']['label']}")
+        f"({_compilations(search)}); score: {search['score']['label']}")
   print(f"{'val_acc':>8} {'params':>9} {'MFLOPs':>8} {'ms@b1':>7}  arch (top after final KD)")
   for r in report["top"]:
     print(f"{fmt(r['val_accuracy']):>8} {r['params']:>9d} {r['flops'] / 1e6:>8.2f} {r['latency_ms']:>7.2f}  {r['arch']}")

@@ -17,7 +17,8 @@ together used less than :data:`IDLE_CPU_FRACTION` of one core for ``idle_s`` sec
 multi-minute XLA call that wedges ends within about ``idle_s`` seconds instead of ``timeout_s``.
 A process that was itself stopped (``SIGSTOP``, a suspended laptop: the watchdog thread wakes up
 long after it asked to) restarts the idle count instead of counting the pause as a wedge. Only a
-caller that owns the process (``run.py``, a bench) should arm it: the watchdog ends the process.
+caller that owns the process (``run.py``, a bench) arms it: the watchdog ends the process. The library's
+phases take any :class:`Progress` (default: one that does nothing), so a notebook's kernel is never ended.
 """
 from __future__ import annotations
 
@@ -34,7 +35,19 @@ IDLE_CPU_FRACTION = 0.01  # below 1 % of one core over `idle_s` seconds: wedged
 IDLE_POLL_S = 5.0
 
 
-class Watchdog:
+class Progress:
+  """Progress points of a long computation: what the pipeline's phases call. This base does nothing
+  (the default of :func:`jdanas.pipeline.search` and friends); :class:`Watchdog` acts on them."""
+
+  def beat(self, phase: str) -> None:
+    """A progress point of ``phase`` (e.g. ``"teacher step 12"``, ``"search round 3"``)."""
+
+  def ticker(self, phase: str) -> Callable[[int], None]:
+    """A per-step progress callback: ``step -> beat(f"{phase} step {step}")``."""
+    return lambda step: self.beat(f"{phase} step {step}")
+
+
+class Watchdog(Progress):
   """Fails the process when :meth:`beat` is not called for ``timeout_s`` seconds (0: never), or,
   with ``idle_s > 0``, when the process uses (almost) no CPU for ``idle_s`` seconds.
 
@@ -79,14 +92,9 @@ class Watchdog:
       faulthandler.cancel_dump_traceback_later()
 
   def beat(self, phase: str) -> None:
-    """A progress point of ``phase`` (e.g. ``"teacher step 12"``, ``"search round 3"``)."""
     self._phase, self._last = phase, time.monotonic()
     if self._thread is not None:
       self._arm_backstop()
-
-  def ticker(self, phase: str) -> Callable[[int], None]:
-    """A per-step progress callback: ``step -> beat(f"{phase} step {step}")``."""
-    return lambda step: self.beat(f"{phase} step {step}")
 
   def _out(self):
     """The stream, or the process's own stderr when it has no file descriptor (faulthandler needs one)."""
@@ -129,4 +137,4 @@ class Watchdog:
         last_wall, last_cpu = now, cpu
 
 
-__all__ = ["EXIT_STALLED", "Watchdog"]
+__all__ = ["EXIT_STALLED", "Progress", "Watchdog"]

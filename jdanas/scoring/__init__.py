@@ -13,9 +13,9 @@ The distances behind DisWOT and the KD-based proxies are the distillation losses
 the batch.
 """
 from jdanas.scoring.init import INITS, gaussian_variables, torch_variables
-from jdanas.scoring.population import STRATEGIES, ProgramCache, clear_caches, score_population
+from jdanas.scoring.population import SCORE_STRATEGIES, ProgramCache, clear_caches, score_population
 from jdanas.scoring.proxies import PROXIES, PROXY_INFO
 from jdanas.scoring.teacher import random_teacher
 
-__all__ = ["INITS", "PROXIES", "PROXY_INFO", "ProgramCache", "STRATEGIES", "clear_caches",
+__all__ = ["INITS", "PROXIES", "PROXY_INFO", "ProgramCache", "SCORE_STRATEGIES", "clear_caches",
            "gaussian_variables", "random_teacher", "score_population", "torch_variables"]

@@ -46,7 +46,7 @@ from jdanas.scoring.init import INITS, abstract_variables, count_params, init_va
 from jdanas.scoring.proxies import GROUP_FNS, PROXIES, PROXY_INFO, Context, _apply, finalize, paper_init
 from jdanas.spaces.base import AbstractSearchSpace
 
-STRATEGIES = ("auto", "map", "vmap")
+SCORE_STRATEGIES = ("auto", "map", "vmap")
 TEACHER_INITS = ("random", "trained")
 _TEACHER_KEY = 0x7EAC  # fold-in constant: the teacher's weights differ from the students'
 _NOISE_KEY = 0x2E4  # Zen's Gaussian inputs
@@ -55,8 +55,8 @@ DERIVATIVE_GROUPS = frozenset({"grad", "grasp", "fisher", "jacob_cov", "synflow"
 
 
 def resolve_strategy(strategy: str, lowering: str | lowering_lib.Lowering = "auto") -> str:
-  if strategy not in STRATEGIES:
-    raise ValueError(f"strategy: {strategy!r} is not one of {STRATEGIES}")
+  if strategy not in SCORE_STRATEGIES:
+    raise ValueError(f"strategy: {strategy!r} is not one of {SCORE_STRATEGIES}")
   return lowering_lib.resolve(lowering).score_strategy if strategy == "auto" else strategy
 
 

@@ -1,7 +1,7 @@
 """Training: recipes, device-side batching and the population engine."""
-from jdanas.train.population import (STRATEGIES, Group, PopulationResult, PopulationTrainer, StudentState,
+from jdanas.train.population import (TRAIN_STRATEGIES, Group, PopulationResult, PopulationTrainer, StudentState,
                                      TrainingPrograms, train_population)
 from jdanas.train.recipe import Recipe
 
-__all__ = ["STRATEGIES", "Group", "PopulationResult", "PopulationTrainer", "Recipe", "StudentState", "TrainingPrograms",
-           "train_population"]
+__all__ = ["TRAIN_STRATEGIES", "Group", "PopulationResult", "PopulationTrainer", "Recipe", "StudentState",
+           "TrainingPrograms", "train_population"]

@@ -78,12 +78,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jdanas import lowering as lowering_lib
+from jdanas.costs import forward_flops
 from jdanas.errors import FieldError
 from jdanas.spaces.base import AbstractSearchSpace
 from jdanas.train import batching
 from jdanas.train.recipe import Recipe
 
-STRATEGIES = ("auto", "vmap", "unroll", "loop")
+TRAIN_STRATEGIES = ("auto", "vmap", "unroll", "loop")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -117,17 +118,14 @@ def apply_in_precision(module, variables: dict, *args, precision: str = "fp32", 
 
 @functools.lru_cache(maxsize=64)
 def masked_flops(space: AbstractSearchSpace, num_classes: int, input_shape: tuple[int, ...]) -> float:
-  """Forward FLOPs per example of a masked space's superset module (XLA cost analysis of the
-  lowered program, no compilation), the per-step cost that specialisation avoids."""
+  """Forward FLOPs per example of a masked space's superset module (:func:`jdanas.costs.forward_flops`:
+  the lowered program, no compilation), the per-step cost that specialisation avoids."""
   module = space.build(space.signature(np.zeros(space.num_decisions, np.int32)), num_classes)
   x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
   e = jnp.zeros((space.num_decisions,), jnp.int32)
   abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), x, e, train=False))
-  analysis = jax.jit(lambda v, x, e: module.apply(v, x, e, train=False)["logits"]).lower(
-      abstract, x, e).cost_analysis()
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0]
-  return float((analysis or {}).get("flops", 0.0))
+  flops = forward_flops(lambda v, x, e: module.apply(v, x, e, train=False)["logits"], abstract, x, e)
+  return flops if math.isfinite(flops) else 0.0
 
 
 def schedule_work(space: AbstractSearchSpace, *, steps: int, batch_size: int, num_classes: int,
@@ -359,8 +357,8 @@ class PopulationTrainer:
                strategy: str = "auto", mesh: Mesh | None = None, max_unroll: int = 16,
                specialize: bool | str = "auto", lowering: str | lowering_lib.Lowering = "auto",
                programs: TrainingPrograms | None = None, precision: str = "fp32", pop_chunk: int | None = None):
-    if strategy not in STRATEGIES:
-      raise FieldError("strategy", f"{strategy!r} is not one of {STRATEGIES}")
+    if strategy not in TRAIN_STRATEGIES:
+      raise FieldError("strategy", f"{strategy!r} is not one of {TRAIN_STRATEGIES}")
     if not (isinstance(specialize, bool) or specialize == "auto"):
       raise FieldError("specialize", f"{specialize!r} is not one of True, False, 'auto'")
     if specialize is True and not space.can_specialize:
