@@ -51,9 +51,9 @@ def test_runlocal_backbone_is_the_plain_cifar_resnet():
 def test_the_memory_penalty_is_a_config_switch():
   """Off by default; latency_model=params turns the one-shot score into accuracy x min(1, T/params)."""
   c = oracle_kd_cifar.get_config("smoke")
-  assert build_plan(c).reward is None
+  assert build_plan(c).evaluator.reward is None
   c.evaluator.reward.update(latency_model="params", target=2e5)
-  assert build_plan(c).reward == dict(latency_model="params", target=2e5, alpha=0.0, beta=-1.0, batch_size=1,
+  assert build_plan(c).evaluator.reward == dict(latency_model="params", target=2e5, alpha=0.0, beta=-1.0, batch_size=1,
                                       repeats=20)
 
 

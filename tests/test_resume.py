@@ -237,12 +237,12 @@ def test_run_py_refuses_another_config_before_compute(tmp_path, capsys, monkeypa
 
 def test_meta_train_job_refuses_another_config_before_compute(tmp_path, capsys, monkeypatch):
   from configs import dass_meta_train
-  import jdanas.pipeline.meta_train as meta_train
+  import jdanas.pipeline.check as check
 
   def forbidden(*args, **kwargs):
     raise AssertionError("data loaded for a workdir of another config")
 
-  monkeypatch.setattr(meta_train, "load_data", forbidden)
+  monkeypatch.setattr(check, "load_data", forbidden)  # what prepare_meta's load_data_optional calls
   monkeypatch.chdir(REPO)
   workdir = _recorded_workdir(tmp_path / "meta", dass_meta_train.get_config(), finished=False)
   before = _snapshot(workdir)
