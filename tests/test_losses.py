@@ -112,7 +112,7 @@ def test_identical_logits_give_zero_kl():
 def test_presets_have_documented_values():
   # The DisWOT relation terms (semantic_weight, relation_weight, relation_tap) are off in every preset;
   # each distils the teacher's mean logits (target "mean"; the oracle preset is in test_oracle_loss.py).
-  tail = ("pre_pool", "mean", "logits")
+  tail = ("pre_pool", "mean", "logits", "ce")
   assert dataclasses.astuple(KD_PRESETS["repdistiller"]) == (4.0, 0.1, 0.9, "kl", 0.0, 0.0) + tail
   assert dataclasses.astuple(KD_PRESETS["dass"]) == (6.0, 0.5, 0.5, "soft_ce", 0.0, 0.0) + tail
   ce = KD_PRESETS["ce"]
