@@ -57,6 +57,15 @@ def test_the_memory_penalty_is_a_config_switch():
                                       repeats=20)
 
 
+def test_the_none_right_fallback_is_a_config_switch():
+  """kd.oracle_none_right: the paper's CE by default; 'average' (a jdanas variant) reaches the loss."""
+  c = oracle_kd_cifar.get_config("smoke")
+  assert build_plan(c).loss.oracle_none_right == "ce"
+  c.kd.oracle_none_right = "average"
+  loss = build_plan(c).loss
+  assert (loss.target, loss.oracle_none_right) == ("oracle", "average")
+
+
 def test_unknown_variant_is_refused():
   with pytest.raises(ValueError, match="unknown variant 'quick'"):
     oracle_kd_cifar.get_config("quick")

@@ -143,6 +143,8 @@ CASES = [
     ("kd_loss", ["--config", SMOKE, "--workdir", "{w}", "--config.kd.loss=fitnet"], "config.kd.loss"),
     ("kd_oracle_aggregate", ["--config", SMOKE, "--workdir", "{w}", "--config.kd.loss=oracle",
                              "--config.kd.oracle_aggregate=max"], "config.kd.oracle_aggregate"),
+    ("kd_oracle_none_right", ["--config", SMOKE, "--workdir", "{w}", "--config.kd.loss=oracle",
+                              "--config.kd.oracle_none_right=kd"], "config.kd.oracle_none_right: 'kd' is not one of ce, average"),
     ("teacher_ensemble", ["--config", SMOKE, "--workdir", "{w}", "--config.teacher.ensemble=0"],
      "config.teacher.ensemble"),
     ("teacher_ensemble_with_path", ["--config", SMOKE, "--workdir", "{w}", "--config.teacher.ensemble=2",

@@ -257,7 +257,7 @@ def build_loss(k) -> KDLoss:
     return KDLoss(temperature=v["temperature"], hard_weight=base.hard_weight, soft_weight=base.soft_weight,
                   soft_form=base.soft_form, semantic_weight=v["semantic_weight"],
                   relation_weight=v["relation_weight"], relation_tap=str(v["relation_tap"]), target=base.target,
-                  oracle_aggregate=str(v["oracle_aggregate"]))
+                  oracle_aggregate=str(v["oracle_aggregate"]), oracle_none_right=str(v["oracle_none_right"]))
   except ValueError as e:
     raise ConfigError(f"config.kd: {e}") from None
 

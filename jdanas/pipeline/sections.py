@@ -136,6 +136,9 @@ KD = Section("kd", {
     "relation_tap": Field("str", "pre_pool", check=_tap, doc="the feature the relation term compares"),
     "oracle_aggregate": Field("str", "logits", choices=_lazy("jdanas.distill", "ORACLE_AGGREGATES"),
                               doc="kd.loss='oracle': how the correct members are combined"),
+    "oracle_none_right": Field("str", "ce", choices=_lazy("jdanas.distill", "ORACLE_NONE_RIGHT"),
+                               doc="kd.loss='oracle': examples no member gets right: 'ce' (the paper) or "
+                                   "'average' (averaged-ensemble KD, a jdanas variant)"),
 }, doc="the KD loss of the short-KD evaluator and the final training")
 
 CONSTRAINT = Section("constraint", {
