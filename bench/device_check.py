@@ -5,6 +5,8 @@ Commands (from the repository root)::
   python bench/device_check.py                 # on a GPU/TPU: <= 8 min, JSON lines on stdout
   python bench/device_check.py --quick         # any machine (CI runs it on CPU): tiny sizes
   python bench/device_check.py --sections scoring default_run --budget-s 300
+  python bench/device_check.py --plan                   # the sections and the full-size studies, not run
+  python bench/device_check.py --studies oracle_kd_losses   # a study of the plan (STUDIES) at full size
 
 Sections (each runs in its own subprocess under a time limit, so one slow section cannot take the
 others' time; its JSON lines are passed through with ``"section"`` added, then one line
@@ -55,6 +57,21 @@ NB201_FULL = {"channels": 16, "num_cells": 5}
 # (every op of every edge keeps its activations), so the populations run as chunks of this many.
 POP_CHUNK = 8
 S1_FULL = {"widths": [16, 32, 64], "stem": 16, "depth_choices": [1, 3, 5, 7]}
+
+# The plan: the full-size run of each study that is sized down on the development CPU, ready for the first lent
+# accelerator (``--studies NAME``; ``--plan`` prints them). Each runs as its own process under its time limit, its
+# JSON lines passed through with ``"study"`` added, and goes to docs/benchmarks.md with the card's name.
+STUDIES = {
+    # Issue 30 §1 at full resolution: CIFAR-10 32x32, the shared 20,000-image subset, ResNet-32 members (the
+    # paper's member size) at two fit levels, a ResNet-8 student for 4,000 steps, 4 paired seeds. The CPU run
+    # (docs/methods/oracle_kd.md, "The loss study") is the same script at 16x16, 2,000 images.
+    "oracle_kd_losses": {
+        "argv": ["bench/oracle_kd.py", "--part", "losses", "--member", "resnet32", "--student", "resnet8",
+                 "--members", "3", "--seeds", "4", "--train-limit", "20000", "--student-steps", "4000",
+                 "--fit-steps", "2000,8000"],
+        "budget_s": 540,
+        "what": "CE / averaged KD / L_OD / L_OD with the averaged fallback at two member-fit levels"},
+}
 
 
 def section_argv(section: str, quick: bool, tiny: bool) -> list[str] | None:
@@ -144,6 +161,9 @@ def main(argv=None) -> int:
   p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
   p.add_argument("--budget-s", type=float, default=sum(BUDGET_S.values()),
                  help="total seconds; each section gets its share of the default budgets")
+  p.add_argument("--studies", nargs="+", choices=sorted(STUDIES),
+                 help="run these full-size studies of the plan (instead of the sections)")
+  p.add_argument("--plan", action="store_true", help="print the sections and the studies (commands, limits); run nothing")
   p.add_argument("--section", choices=SECTIONS, help=argparse.SUPPRESS)  # child mode
   args = p.parse_args(argv)
   if args.tiny and not args.quick:
@@ -151,13 +171,27 @@ def main(argv=None) -> int:
   if args.section:
     run_section(args.section, args.quick, args.tiny)
     return 0
-  print(json.dumps(_machine()), flush=True)
   scale = args.budget_s / sum(BUDGET_S.values())
+  children = []  # (key, name, command, limit in seconds)
+  if args.studies:
+    children = [("study", name, [sys.executable, *STUDIES[name]["argv"]], STUDIES[name]["budget_s"] * scale)
+                for name in args.studies]
+  else:
+    for section in args.sections:
+      limit = BUDGET_S[section] * scale * (4 if args.quick else 1)  # CPUs are slower than the budgets assume
+      children.append(("section", section, [sys.executable, str(pathlib.Path(__file__).resolve()), "--section",
+                                            section] + (["--quick"] if args.quick else []) + (
+                                                ["--tiny"] if args.tiny else []), limit))
+  if args.plan:
+    for name in SECTIONS:
+      print(json.dumps({"section": name, "budget_s": BUDGET_S[name], "argv": section_argv(name, False, False)}))
+    for name, study in STUDIES.items():
+      print(json.dumps({"study": name, "budget_s": study["budget_s"], "command": "python " + " ".join(study["argv"]),
+                        "what": study["what"]}))
+    return 0
+  print(json.dumps(_machine()), flush=True)
   failed = 0
-  for section in args.sections:
-    limit = BUDGET_S[section] * scale * (4 if args.quick else 1)  # CPUs are slower than the budgets assume
-    cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--section", section] + (
-        ["--quick"] if args.quick else []) + (["--tiny"] if args.tiny else [])
+  for key, name, cmd, limit in children:
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONPATH=str(REPO)))
@@ -176,9 +210,9 @@ def main(argv=None) -> int:
       if set(obj) == {"peak_bytes_in_use"}:
         peak = obj["peak_bytes_in_use"]
         continue
-      print(json.dumps({"section": section, **obj}), flush=True)
+      print(json.dumps({key: name, **obj}), flush=True)
     failed += int((timed_out and not args.quick) or (not timed_out and proc.returncode != 0))
-    print(json.dumps({"section": section, "seconds": round(time.perf_counter() - t0, 1), "timed_out": timed_out,
+    print(json.dumps({key: name, "seconds": round(time.perf_counter() - t0, 1), "timed_out": timed_out,
                       "limit_s": round(limit), "returncode": proc.returncode, "peak_bytes_in_use": peak}), flush=True)
   return 1 if failed else 0
 

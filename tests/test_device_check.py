@@ -1,5 +1,7 @@
 """bench/device_check.py: the one-command device measurement runs end to end (tiny sizes on CPU)
 and writes JSON lines for every section, with a closing line per section."""
+import contextlib
+import io
 import json
 import os
 import pathlib
@@ -9,6 +11,7 @@ import sys
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
 
 
 @pytest.mark.slow
@@ -30,3 +33,19 @@ def test_device_check_quick_writes_json_lines_for_each_section():
   assert any(r["section"] == "scoring" and r["proxy"] == "synflow" for r in rows)
   (run,) = [r for r in rows if r["section"] == "default_run"]
   assert run["returncode"] == 0 and run["wall_s"] > 0 and run["evaluations"] == 2
+
+
+def test_the_plan_lists_every_section_and_study_with_a_runnable_script():
+  """``--plan`` prints what a lent accelerator runs (nothing is run): every section and every full-size study,
+  each study's script present in the repository."""
+  import device_check
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    assert device_check.main(["--plan"]) == 0
+  lines = [json.loads(line) for line in out.getvalue().splitlines()]
+  assert [l["section"] for l in lines if "section" in l] == list(device_check.SECTIONS)
+  studies = {l["study"]: l for l in lines if "study" in l}
+  assert set(studies) == set(device_check.STUDIES) and studies
+  for name, study in device_check.STUDIES.items():
+    assert (REPO / study["argv"][0]).is_file(), name
+    assert studies[name]["command"].startswith("python bench/") and study["budget_s"] > 0

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from jdanas.benchmarks import read_csv
+from jdanas.errors import FieldError
 from jdanas.evaluators import ScoreKind
 from jdanas.searchers.wrappers import enumerate_encodings
 from jdanas.spaces.base import AbstractSearchSpace
@@ -34,6 +35,16 @@ COLUMNS = ("vanilla_top1", "kd_top1")  # the measured columns a search may be sc
 WIDTHS, STEM = (16, 32, 64), 16  # the students DisWOT trained ("mutable ResNet20")
 KEY_COLUMNS = ("struct", "depth_stage1", "depth_stage2", "depth_stage3")
 
+
+
+def _tabular_error(field: str, detail: str) -> FieldError:
+  """A bad table or column, named as the config field the pipeline reads it from."""
+  return FieldError(field, detail, owner="evaluator.tabular")
+
+
+def _space_error(field: str, detail: str) -> FieldError:
+  """A space the table does not describe (``space.name`` / ``space.kwargs``)."""
+  return FieldError(field, detail, owner="space")
 
 class DisWOTS1Table:
   """Lookup of DisWOT's S1 measurements for the encodings of one ``s1_resnet`` space.
@@ -50,24 +61,24 @@ class DisWOTS1Table:
   def __init__(self, path: str | pathlib.Path, space: AbstractSearchSpace | None = None):
     path = pathlib.Path(path)
     if not path.exists():
-      raise ValueError(f"evaluator.tabular.table: DisWOT S1 table file {str(path)!r} does not exist")
+      raise _tabular_error("table", f"DisWOT S1 table file {str(path)!r} does not exist")
     rows, fields = read_csv(path)
     missing = [c for c in ("struct",) + COLUMNS if c not in fields]
     if missing:
-      raise ValueError(f"evaluator.tabular.table: {str(path)!r} is not DisWOT's S1 table (no column(s) "
+      raise _tabular_error("table", f"{str(path)!r} is not DisWOT's S1 table (no column(s) "
                        f"{', '.join(missing)}; the S1 table has struct, depth_stage1..3, {', '.join(COLUMNS)})")
     self.path = path
     self.structs = [r["struct"].strip() for r in rows]
     if len(set(self.structs)) != len(self.structs):
-      raise ValueError(f"evaluator.tabular.table: {str(path)!r} repeats a struct")
+      raise _tabular_error("table", f"{str(path)!r} repeats a struct")
     try:
       self.columns = {c: np.asarray([float(r[c]) for r in rows], np.float64) for c in COLUMNS}
     except ValueError as e:
-      raise ValueError(f"evaluator.tabular.table: non-numeric value in {str(path)!r} ({e})") from None
+      raise _tabular_error("table", f"non-numeric value in {str(path)!r} ({e})") from None
     stages = [c for c in KEY_COLUMNS[1:] if c in fields]
     for r, name in zip(rows, self.structs):  # the per-stage depths, where given, must spell the struct
       if stages and "".join(str(int(r[c])) for c in stages) != name:
-        raise ValueError(f"evaluator.tabular.table: row {name!r} of {str(path)!r} has depths "
+        raise _tabular_error("table", f"row {name!r} of {str(path)!r} has depths "
                          f"{[r[c] for c in stages]} that do not spell its struct")
     self._row_of_struct = {s: i for i, s in enumerate(self.structs)}
     self.space = ResNetDepthSpace() if space is None else space
@@ -77,15 +88,15 @@ class DisWOTS1Table:
     """``int64[M]``: the row of every encoding of ``space`` in mixed-radix order (see
     :func:`jdanas.searchers.enumerate_encodings`); refuses a space the table does not describe."""
     if not isinstance(space, ResNetDepthSpace):
-      raise ValueError(f"space.name: DisWOT's S1 table describes the s1_resnet spaces, got {space.name!r}")
+      raise _space_error("name", f"DisWOT's S1 table describes the s1_resnet spaces, got {space.name!r}")
     if tuple(space.widths) != WIDTHS or int(space.stem) != STEM:
-      raise ValueError(f"space.kwargs: DisWOT's S1 table measured students of widths {WIDTHS} and stem {STEM}; "
+      raise _space_error("kwargs", f"DisWOT's S1 table measured students of widths {WIDTHS} and stem {STEM}; "
                        f"the space has widths {tuple(space.widths)} and stem {space.stem}")
     names = [space.decode(e) for e in enumerate_encodings(space.num_choices)]
     absent = [n for n in names if n not in self._row_of_struct]
     if absent:
       depths = sorted({int(c) for s in self.structs for c in s if c.isdigit()})
-      raise ValueError(f"space.kwargs: depth_choices {tuple(space.depth_choices)}: {len(absent)} of the space's "
+      raise _space_error("kwargs", f"depth_choices {tuple(space.depth_choices)}: {len(absent)} of the space's "
                        f"{len(names)} students have no row in {str(self.path)!r} (e.g. {absent[0]!r}); the table's "
                        f"depths are {', '.join(map(str, depths))}")
     return np.asarray([self._row_of_struct[n] for n in names], np.int64)
@@ -96,7 +107,7 @@ class DisWOTS1Table:
   def check_column(self, column: str) -> None:
     """Raises (naming ``evaluator.tabular.column``) unless ``column`` is a measured column."""
     if column not in self.columns:
-      raise ValueError(f"evaluator.tabular.column: {column!r} is not a column of DisWOT's S1 table {str(self.path)!r}; "
+      raise _tabular_error("column", f"{column!r} is not a column of DisWOT's S1 table {str(self.path)!r}; "
                        f"choose from {', '.join(COLUMNS)}")
 
   def score_kind(self, column: str) -> ScoreKind:

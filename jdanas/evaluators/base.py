@@ -114,11 +114,14 @@ class EvaluatorSettings:
     recipe: the training recipe of an evaluator that trains (``short_kd``, ``one_shot``), else None.
     reward: ``evaluator.reward``'s values (``latency_model``, ``target``, ``alpha``, ``beta``,
       ``batch_size``, ``repeats``), or None without a reward (:mod:`jdanas.evaluators.reward`).
+    built: an evaluator the spec's ``settings`` already built to check the config and that needs nothing
+      from the data (``tabular``: the table read once), handed to the run by its ``build``; else None.
   """
   name: str
   values: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   recipe: Recipe | None = None
   reward: dict | None = None
+  built: Any = dataclasses.field(default=None, compare=False, repr=False)
 
   @property
   def field(self) -> str:

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdanas.errors import FieldError
 from jdanas.evaluators.base import BuildContext, Evaluation, EvaluatorBase, EvaluatorSettings, EvaluatorSpec, ScoreKind
 from jdanas.pipeline.schema import ConfigError, Field, Section, need
 
@@ -47,8 +48,8 @@ class PredictorEvaluator(EvaluatorBase):
     k = teacher.num_classes
     teacher_map = meta.embed_teacher(space, teacher.variables, self.noise, num_classes=k)
     if tuple(teacher_map.shape) != tuple(info["map_shape"]):
-      raise ValueError(f"evaluator.predictor.path: the predictor reads maps of shape {tuple(info['map_shape'])}, "
-                       f"the teacher gives {tuple(teacher_map.shape)}")
+      raise FieldError("path", f"the predictor reads maps of shape {tuple(info['map_shape'])}, "
+                       f"the teacher gives {tuple(teacher_map.shape)}", owner="evaluator.predictor")
     # programs counted as they are traced (a jit traces once per program it compiles; no private JAX API)
     self.trace_counts = {"features": 0, "predict": 0}
 
@@ -147,10 +148,10 @@ def build(ctx: BuildContext) -> PredictorEvaluator:
               else ctx.teacher_val)
   try:
     return PredictorEvaluator(ctx.plan.space, teacher, accuracy, v["path"], adapt=v["adapt"], chunk=v["chunk"])
-  except ValueError as e:  # e.g. a predictor whose maps do not match this teacher's
-    msg = str(e)
-    raise ConfigError(f"config.{msg}" if msg.startswith("evaluator.")
-                      else f"config.evaluator.predictor: {msg}") from None
+  except FieldError as e:  # e.g. a predictor whose maps do not match this teacher's
+    raise ConfigError(f"config.{e.owner}.{e.field}: {e.detail}") from None
+  except ValueError as e:
+    raise ConfigError(f"config.evaluator.predictor: {e}") from None
 
 
 SPEC = EvaluatorSpec(name="predictor", section=SECTION, settings=settings, build=build,

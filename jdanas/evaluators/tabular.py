@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from jdanas.evaluators.base import BuildContext, Evaluation, EvaluatorBase, EvaluatorSettings, EvaluatorSpec, ScoreKind
+from jdanas.errors import FieldError
 from jdanas.pipeline.schema import ConfigError, Field, Section, need
 
 # the table of the ``tabular`` evaluator by space, and its default column
@@ -34,8 +35,8 @@ class TabularEvaluator(EvaluatorBase):
       self.score_kind, self._divisor = table.score_kind(column), 1.0
       return
     if column not in table.columns:
-      raise ValueError(f"evaluator.tabular.column: {column!r} is not a column of {table.path}; "
-                       f"choose from {', '.join(sorted(table.columns))}")
+      raise FieldError("column", f"{column!r} is not a column of {table.path}; "
+                       f"choose from {', '.join(sorted(table.columns))}", owner="evaluator.tabular")
     units = "fraction in [0, 1]" if "acc" in column else "table value / 100"
     self.score_kind, self._divisor = ScoreKind(f"tabular:{column}", units), 100.0
 
@@ -55,11 +56,10 @@ def build_tabular(table: str, column: str, space=None) -> TabularEvaluator:
       return TabularEvaluator(DisWOTS1Table(table, space), column)
     from jdanas.benchmarks.nb201 import NB201Table
     return TabularEvaluator(NB201Table(table), column)
-  except ValueError as e:
-    msg = str(e)
-    if msg.startswith(("evaluator.tabular.", "space.")):  # the field is named
-      raise ConfigError(f"config.{msg}") from None
-    raise ConfigError(f"config.evaluator.tabular: {msg}") from None
+  except FieldError as e:  # the table names the config field (evaluator.tabular.* or space.*)
+    raise ConfigError(f"config.{e.owner}.{e.field}: {e.detail}") from None
+  except ValueError as e:  # an unreadable table
+    raise ConfigError(f"config.evaluator.tabular.table: {e}") from None
 
 
 SECTION = Section("evaluator.tabular", {
@@ -78,12 +78,15 @@ def settings(config, space, loss, *, inputs_optional: bool = False) -> Evaluator
   need(bool(values["table"]) and pathlib.Path(values["table"]).exists(), "evaluator.tabular.table",
        f"{kind} table file {values['table']!r} does not exist")
   values["column"] = values["column"] or TABULAR_DEFAULT_COLUMN[kind]
-  build_tabular(values["table"], values["column"], space=space)
-  return EvaluatorSettings(name="tabular", values=values)
+  # the evaluator is built here (the table is read once); build() hands this one to the run
+  return EvaluatorSettings(name="tabular", values=values,
+                           built=build_tabular(values["table"], values["column"], space=space))
 
 
 def build(ctx: BuildContext) -> TabularEvaluator:
-  return build_tabular(ctx.settings.values["table"], ctx.settings.values["column"], space=ctx.plan.space)
+  built = ctx.settings.built
+  return built if built is not None else build_tabular(ctx.settings.values["table"], ctx.settings.values["column"],
+                                                       space=ctx.plan.space)
 
 
 SPEC = EvaluatorSpec(name="tabular", section=SECTION, settings=settings, build=build, accuracy=True,
