@@ -67,7 +67,7 @@ def get_config(arg: str | None = None):
       teacher=dict(name="resnet32", ensemble=3, train=common.recipe(64_000, 128, 0.1, 5e-4)),
       space=dict(name="kdas_masked", kwargs=dict(backbone="resnet32", positions=positions)),
       searcher=dict(name="reinforce", dedup=False, kwargs=dict(num_asks=10)),
-      evaluator=dict(name="one_shot", one_shot=dict(common.recipe(400, 128, 0.05, 1e-4), val_examples=5000),
+      evaluator=dict(name="one_shot", one_shot=dict(common.recipe(400, 128, 0.05, 1e-4), val_examples=5000, bn="running"),
                      # The memory budget: a penalty (off here) or a constraint (0 = none). The penalty is AKD's
                      # reward on the params model: accuracy x (params / T)^w, hard form alpha = 0, beta = -1
                      # (accuracy x min(1, T / params)); e.g. --config.evaluator.reward.latency_model=params

@@ -103,7 +103,7 @@ def test_needs_a_masked_space_and_valid_settings(tiny_data, teacher):
   masked = {"space.name": "kdas_masked", "evaluator.name": "one_shot",
             "space.kwargs": dict(backbone="resnet8", depths=(2, 1, 2), widths=(4, 4, 8), stem=4, positions=(3,))}
   plan = build_plan(smoke_config(**masked))
-  assert plan.evaluator.recipe.steps == 20 and plan.evaluator.values == {"val_examples": 0}
+  assert plan.evaluator.recipe.steps == 20 and plan.evaluator.values == {"val_examples": 0, "bn": "running"}
   for changes, field in [({"evaluator.name": "one_shot"}, "config.space.name: the one_shot evaluator"),
                          ({**masked, "evaluator.one_shot.val_examples": -1}, "config.evaluator.one_shot.val_examples"),
                          ({**masked, "evaluator.one_shot.steps": 0}, "config.evaluator.one_shot.steps")]:
@@ -188,3 +188,35 @@ def test_params_penalty_wraps_the_one_shot_evaluator_and_forwards_its_state(tiny
   assert lat[0] == costs.model_costs(exact, small, num_classes=tiny_data.num_classes,
                                      input_shape=tuple(tiny_data.image_shape), flops=False).params
   assert lat[0] < lat[1]
+
+
+def test_batch_statistics_scoring_is_enass(tiny_data, teacher):
+  """``bn="batch"`` (ENAS's ``is_training=True``): each held-out batch is normalised with its own statistics, so
+  the score is independent of the running averages the children share, and equals a hand computation
+  (the 20 held-out examples in batches of 8: the last batch padded with repeated examples, counted once)."""
+  space = get_space("kdas_masked", **SPACE)
+  recipe = Recipe(steps=4, batch_size=16, loss=KD_PRESETS["oracle"], eval_batch_size=8, augment=True)
+  ev = OneShotEvaluator(space, tiny_data, recipe=recipe, steps_per_round=2, teacher=teacher, seed=0,
+                        val_examples=20, bn="batch")
+  enc = _rounds(1, 1, space)[0]
+  ev(jax.random.key(0), enc)
+  module = space.build((), 4)
+  shared = ev.state().shared
+  x = (np.asarray(tiny_data.val.x[:20], np.float32) / 255.0 - np.asarray(tiny_data.mean)) / np.asarray(tiny_data.std)
+  y = np.asarray(tiny_data.val.y[:20])
+  idx = np.arange(24) % 20  # three batches of 8, the last one wrapped around
+  variables = {"params": shared.params, "batch_stats": shared.batch_stats}
+  for e, got in zip(enc, ev.score(enc)):
+    hits = []
+    for b in range(3):
+      out, _ = module.apply(variables, jnp.asarray(x[idx[8 * b:8 * b + 8]]), jnp.asarray(e), train=True,
+                            mutable=["batch_stats"])
+      hits.append(np.argmax(np.asarray(out["logits"]), -1) == y[idx[8 * b:8 * b + 8]])
+    assert float(got) == pytest.approx(float(np.mean(np.concatenate(hits)[:20])))
+  # the running statistics play no part: moved far away, the scores stay
+  before = ev.score(enc)
+  moved = shared.replace(batch_stats=jax.tree.map(lambda v: v + 3.0, shared.batch_stats))
+  ev.shared.state = ev.shared.state.replace(shared=moved)
+  np.testing.assert_array_equal(ev.score(enc), before)
+  with pytest.raises(ValueError, match="^bn:"):
+    OneShotEvaluator(space, tiny_data, recipe=recipe, steps_per_round=2, teacher=teacher, val_examples=20, bn="eval")

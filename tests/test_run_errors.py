@@ -143,6 +143,8 @@ CASES = [
     ("kd_loss", ["--config", SMOKE, "--workdir", "{w}", "--config.kd.loss=fitnet"], "config.kd.loss"),
     ("kd_oracle_aggregate", ["--config", SMOKE, "--workdir", "{w}", "--config.kd.loss=oracle",
                              "--config.kd.oracle_aggregate=max"], "config.kd.oracle_aggregate"),
+    ("one_shot_bn", ["--config", "configs/oracle_kd_cifar.py:smoke", "--workdir", "{w}",
+                     "--config.evaluator.one_shot.bn=eval"], "config.evaluator.one_shot.bn: 'eval' is not one of running, batch"),
     ("kd_oracle_none_right", ["--config", SMOKE, "--workdir", "{w}", "--config.kd.loss=oracle",
                               "--config.kd.oracle_none_right=kd"], "config.kd.oracle_none_right: 'kd' is not one of ce, average"),
     ("teacher_ensemble", ["--config", SMOKE, "--workdir", "{w}", "--config.teacher.ensemble=0"],

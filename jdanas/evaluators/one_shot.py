@@ -34,19 +34,21 @@ class OneShotEvaluator(EvaluatorBase):
     seed: the shared weights' initialisation and the data stream derive from it.
     val_examples: size of the held-out scoring set (0: the whole validation split).
     lowering: a name of :data:`jdanas.lowering.LOWERINGS` or a Lowering.
+    bn: the BatchNorm statistics a child is scored with, ``"running"`` or ``"batch"`` (ENAS's;
+      :data:`jdanas.train.oneshot.BN_MODES`).
   """
 
   name = "one_shot"
   score_kind = ScoreKind("one_shot_val_accuracy", "fraction in [0, 1]")
 
   def __init__(self, space, data, *, recipe, steps_per_round: int, teacher=None, seed: int = 0,
-               val_examples: int = 0, lowering: str | lowering_lib.Lowering = "auto"):
+               val_examples: int = 0, lowering: str | lowering_lib.Lowering = "auto", bn: str = "running"):
     from jdanas.train.oneshot import SharedWeights
     if steps_per_round < 1:
       raise ValueError(f"steps_per_round: must be >= 1, got {steps_per_round}")
     self.steps_per_round = int(steps_per_round)
     self.shared = SharedWeights(space, data, recipe=recipe, teacher=teacher, seed=seed, val_examples=val_examples,
-                                lowering=lowering)
+                                lowering=lowering, bn=bn)
     self.space, self.recipe = space, recipe
 
   @property
@@ -81,7 +83,10 @@ class OneShotEvaluator(EvaluatorBase):
 SECTION = Section("evaluator.one_shot", {
     "val_examples": Field("int", 0, lo=0, note="0 = the whole validation split",
                           doc="held-out examples that score a child"),
-}, doc="a recipe (steps: shared-weight steps per round; its fields: config.build_recipe), plus val_examples")
+    "bn": Field("str", "running", choices=lambda: __import__("jdanas.train.oneshot", fromlist=["BN_MODES"]).BN_MODES,
+                doc="BatchNorm statistics of child scoring: 'running' (eval mode, shared running averages) or "
+                    "'batch' (ENAS's: each held-out batch's own statistics)"),
+}, doc="a recipe (steps: shared-weight steps per round; its fields: config.build_recipe), plus val_examples, bn")
 
 
 def settings(config, space, loss, *, inputs_optional: bool = False) -> EvaluatorSettings:
@@ -99,7 +104,8 @@ def build(ctx: BuildContext) -> OneShotEvaluator:
   recipe = dataclasses.replace(s.recipe, steps=s.recipe.steps * plan.rounds)
   try:
     return OneShotEvaluator(plan.space, ctx.data, recipe=recipe, steps_per_round=s.recipe.steps, teacher=ctx.teacher,
-                            seed=int(ctx.seed), val_examples=s.values["val_examples"], lowering=plan.compute.lowering)
+                            seed=int(ctx.seed), val_examples=s.values["val_examples"], lowering=plan.compute.lowering,
+                            bn=s.values["bn"])
   except ValueError as e:
     raise ConfigError(f"config.evaluator.one_shot: {e}") from None
 

@@ -42,9 +42,13 @@ def _json(v) -> str:
 
 
 def _declared_defaults() -> dict:
-  """``{"<section>.<field>": default}`` of the declared sections, as JSON values (tuples become lists)."""
+  """``{"<section>.<field>": default}`` of the declared sections (the pipeline's and every registered evaluator's),
+  as JSON values (tuples become lists)."""
+  from jdanas.evaluators import EVALUATORS
+  from jdanas.evaluators.reward import SECTION as REWARD
   from jdanas.pipeline.sections import defaults
-  return json.loads(json.dumps(defaults(), default=list))
+  evaluator_sections = [spec.section for spec in EVALUATORS.values()] + [REWARD]
+  return json.loads(json.dumps({**defaults(), **defaults(evaluator_sections)}, default=list))
 
 
 def config_differences(old: dict, new: dict, prefix: str = "",

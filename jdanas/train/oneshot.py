@@ -8,8 +8,11 @@ with the shared weights. KDAS (Kang, Mun & Han, AAAI 2020; docs/methods/oracle_k
 shared weights with the oracle KD loss. :class:`SharedWeights` is that supernet training:
 :meth:`SharedWeights.train` takes steps on a list of children (step ``t`` on child ``t mod Q``, with
 the recipe's loss, one teacher pass per batch) and :meth:`SharedWeights.score` scores children by
-their accuracy with the shared weights, in eval mode, on a fixed held-out set (the first
-``val_examples`` of the validation split). The search evaluator around it is
+their accuracy with the shared weights on a fixed held-out set (the first ``val_examples`` of the
+validation split). ``bn`` says which BatchNorm statistics a child is scored with: ``"running"`` (eval
+mode: the running averages that every child updates in turn during the shared training) or ``"batch"``
+(ENAS's: each held-out batch normalised with its own statistics, ``is_training=True`` in ENAS's
+code, so a child is scored with statistics of its own activations; nothing is updated). The search evaluator around it is
 :class:`jdanas.evaluators.one_shot.OneShotEvaluator` (the controller is an ordinary searcher,
 ``reinforce``).
 
@@ -37,6 +40,7 @@ from jdanas.train.population import StudentState, _single_eval, _single_init, _s
 from jdanas.train.recipe import Recipe
 
 _SHARED_KEY = 0x5A7ED  # fold-in constant of the shared weights' and the data stream's keys
+BN_MODES = ("running", "batch")  # the BatchNorm statistics a child is scored with (see the module docstring)
 
 
 @flax.struct.dataclass
@@ -66,10 +70,13 @@ class SharedWeights:
     seed: the shared weights' initialisation and the data stream derive from it.
     val_examples: size of the held-out scoring set (0: the whole validation split).
     lowering: a name of :data:`jdanas.lowering.LOWERINGS` or a Lowering.
+    bn: ``"running"`` or ``"batch"`` (:data:`BN_MODES`): the BatchNorm statistics of child scoring.
   """
 
   def __init__(self, space: AbstractSearchSpace, data, *, recipe: Recipe, teacher=None, seed: int = 0,
-               val_examples: int = 0, lowering: str | lowering_lib.Lowering = "auto"):
+               val_examples: int = 0, lowering: str | lowering_lib.Lowering = "auto", bn: str = "running"):
+    if bn not in BN_MODES:
+      raise ValueError(f"bn: {bn!r} is not one of {', '.join(BN_MODES)}")
     if not has_one_signature(space):
       raise ValueError(f"space: the one_shot evaluator needs a masked space (one supernet), got {space.name!r}")
     if recipe.loss.uses_teacher and teacher is None:
@@ -91,7 +98,11 @@ class SharedWeights:
     self._train_x, self._train_y = jnp.asarray(data.train.x), jnp.asarray(data.train.y, jnp.int32)
     self._teacher_vars = teacher.variables if teacher is not None else None
     val = data.val if not val_examples else _head(data.val, int(val_examples))
-    self._val = padded_split(val, recipe.eval_batch_size)
+    self.bn = bn
+    # With batch statistics a padded example would enter its batch's statistics: the last batch is filled
+    # with repeated held-out examples instead of zeros (the mask still counts each example once).
+    self._val = padded_split(val, recipe.eval_batch_size) if bn == "running" else _wrap_padded(val,
+                                                                                                recipe.eval_batch_size)
     batch_fn = batch_program(recipe, teacher, n, mean, std, batching.default_pad(image_shape[0]))
     loss_fn = recipe.loss
     # Programs built here, counted as they are traced (a jit traces once per program it compiles; no
@@ -107,7 +118,9 @@ class SharedWeights:
 
     def score_fn(state: OneShotState, enc, vx, vy, vmask):
       self.trace_counts["score"] += 1
-      return _single_eval(module, state.shared.replace(enc=enc), vx, vy, vmask, mean, std)
+      if bn == "running":
+        return _single_eval(module, state.shared.replace(enc=enc), vx, vy, vmask, mean, std)
+      return _batch_stats_eval(module, state.shared, enc, vx, vy, vmask, mean, std)
 
     self._step = jax.jit(step_fn, donate_argnums=0)
     self._score = jax.jit(score_fn)
@@ -150,9 +163,40 @@ class SharedWeights:
     self.state = jax.tree.map(jnp.asarray, state)
 
 
+def _batch_stats_eval(module, shared: StudentState, enc, vx, vy, vmask, mean, std):
+  """Accuracy over ``[nb, eb, ...]`` held-out batches, each normalised by its own BatchNorm statistics
+  (train mode; the updated running statistics are discarded); NaN if diverged or non-finite."""
+  variables = {"params": shared.params, "batch_stats": shared.batch_stats}
+
+  def body(carry, batch):
+    correct, finite = carry
+    x, y, m = batch
+    out, _ = module.apply(variables, batching.normalize(x, mean, std), enc, train=True, mutable=["batch_stats"])
+    logits = out["logits"]
+    hit = (jnp.argmax(logits, -1) == y) & m
+    return (correct + hit.sum(), finite & jnp.all(jnp.isfinite(logits))), None
+
+  (correct, finite), _ = jax.lax.scan(body, (jnp.zeros((), jnp.int32), jnp.ones((), bool)), (vx, vy, vmask))
+  acc = correct / jnp.maximum(vmask.sum(), 1)
+  return jnp.where(finite & ~shared.diverged, acc, jnp.nan).astype(jnp.float32)
+
+
+def _wrap_padded(split, eval_batch: int) -> tuple:
+  """:func:`padded_split` whose padding repeats the split's first examples (masked out of the count)."""
+  x, y = np.asarray(split.x), np.asarray(split.y, np.int32)
+  n = len(y)
+  if n == 0:
+    raise ValueError("data.val: the validation split is empty")
+  eb = min(eval_batch, n)
+  nb = -(-n // eb)
+  idx = np.arange(nb * eb) % n
+  mask = (np.arange(nb * eb) < n).reshape(nb, eb)
+  return tuple(jax.device_put(a) for a in (x[idx].reshape((nb, eb) + x.shape[1:]), y[idx].reshape(nb, eb), mask))
+
+
 def _head(split, n: int):
   """The first ``n`` examples of a split."""
   return type(split)(x=split.x[:n], y=split.y[:n])
 
 
-__all__ = ["OneShotState", "SharedWeights", "has_one_signature"]
+__all__ = ["BN_MODES", "OneShotState", "SharedWeights", "has_one_signature"]
