@@ -28,7 +28,7 @@ class SearchResult:
     teacher_accuracy: ``{"val_accuracy": float, "test_accuracy": float | None}``.
     ledger: one dict per evaluation (see :mod:`jdanas.report`).
     score_kind: what the ledger's ``score`` is (:class:`jdanas.evaluators.ScoreKind`).
-    reward: the latency-aware reward's settings (:meth:`jdanas.rewards.RewardEvaluator.describe`:
+    reward: the latency-aware reward's settings (:meth:`jdanas.evaluators.reward.RewardEvaluator.describe`:
       latency model, its protocol, target, alpha, beta), or None without a reward.
     stats: ``evaluations``, ``rounds``, ``search_seconds`` (wall time of the search loop, what its progress bar
       shows: compilations, costs and checkpoints included; summed over resumes), ``round_seconds`` (per round),
