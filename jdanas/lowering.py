@@ -137,6 +137,11 @@ _PRESETS = {
 }
 
 
+def on_cpu() -> bool:
+  """Whether jax computes on XLA:CPU (the backend the runtime settings of :func:`configure_cpu_runtime` are for)."""
+  return jax.default_backend() == "cpu"
+
+
 def resolve(lowering: str | Lowering = "auto", backend: str | None = None) -> Lowering:
   """A :class:`Lowering` from a name in :data:`LOWERINGS` (``"auto"``: ``"cpu"`` on the
   ``cpu`` backend, ``"xla"`` elsewhere; ``backend`` defaults to ``jax.default_backend()``) or

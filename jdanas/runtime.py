@@ -67,8 +67,7 @@ def check_cpu_runtime() -> str | None:
   the process themselves. Starts jax's backend (to ask its platform): call it where jax computes next."""
   if os.environ.get(lowering.SAFE_ENV, "1").strip() == "0":
     return None
-  import jax
-  if jax.default_backend() != "cpu":
+  if not lowering.on_cpu():
     return None
   missing = lowering.cpu_runtime_missing(os.environ)
   if not missing:

@@ -79,13 +79,10 @@ class Evaluator(Protocol):
 
 
 class EvaluatorBase:
-  """Defaults of the :class:`Evaluator` protocol for a stateless evaluator."""
+  """Defaults of the :class:`Evaluator` protocol for a stateless evaluator (a subclass defines ``__call__``)."""
 
   name: str = ""
   score_kind: ScoreKind
-
-  def __call__(self, key: jax.Array, encodings: np.ndarray) -> Evaluation:
-    raise NotImplementedError
 
   def state(self) -> Any | None:
     """None: nothing to checkpoint."""
