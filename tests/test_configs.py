@@ -98,3 +98,30 @@ def test_every_declared_field_can_be_overridden_on_the_command_line(config, job)
   for field, v in values.items():
     got = _node(c, field)
     assert (tuple(got) if isinstance(v, tuple) else got) == v, field
+
+
+def test_load_config_works_from_any_working_directory(tmp_path):
+  """pipeline.load_config loads a shipped config (which imports configs.common) from a process whose working
+  directory and sys.path hold no configs/ (a notebook kernel in notebooks/): the CI failure of 01_akd.ipynb."""
+  import subprocess
+  import sys
+  code = ("import sys; from jdanas import pipeline; "
+          "assert 'configs' not in sys.modules; "
+          f"c = pipeline.load_config({str(REPO / 'configs' / 'akd_cifar10.py')!r} + ':runlocal,nas_kd'); "
+          "print(c.evaluator.name, c.evaluator.reward.latency_model, c.evaluator.short_kd.distill)")
+  env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+  env["PYTHONPATH"] = str(REPO / "jdanas" / "..")  # jdanas importable, configs/ only through load_config
+  out = subprocess.run([sys.executable, "-P", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+  assert out.returncode == 0, out.stderr[-2000:]
+  expected = importlib.import_module("configs.akd_cifar10").get_config("runlocal,nas_kd")
+  assert out.stdout.split() == [expected.evaluator.name, expected.evaluator.reward.latency_model,
+                                str(expected.evaluator.short_kd.distill)]
+
+
+def test_load_config_errors_name_the_file(tmp_path):
+  from jdanas import pipeline
+  with pytest.raises(FileNotFoundError, match="nope.py"):
+    pipeline.load_config(tmp_path / "nope.py:runlocal")
+  (tmp_path / "empty.py").write_text("x = 1\n")
+  with pytest.raises(ValueError, match="get_config"):
+    pipeline.load_config(tmp_path / "empty.py")

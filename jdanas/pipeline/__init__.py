@@ -33,8 +33,10 @@ data and the feasibility of budgets and recipes (:func:`prepare`, :mod:`jdanas.p
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import pathlib
+import sys
 from typing import Any
 
 import ml_collections
@@ -67,6 +69,35 @@ def finished_report(config: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     return None
   changes = config_differences(done["config"], config_dict(config))
   return done if all(field in RESUME_HARMLESS for field, _, _ in changes) else None
+
+
+def load_config(spec: str | pathlib.Path) -> ml_collections.ConfigDict:
+  """The config that ``run.py --config <spec>`` runs, for a notebook or a script: ``spec`` is a config
+  file's path with an optional ``:variant`` (``"configs/akd_cifar10.py:runlocal"``), relative to the
+  working directory or absolute. The file's ``get_config(variant)`` is called as run.py calls it.
+
+  The shipped configs import ``configs.common``: the folder that holds the file's ``configs/`` folder (the
+  repository, where run.py sits) is put on ``sys.path`` while the file loads, so a notebook whose working
+  directory is ``notebooks/`` loads them too. A missing file is one ``FileNotFoundError`` naming it."""
+  text = str(spec)
+  path_text, _, variant = text.partition(":") if not pathlib.Path(text).is_file() else (text, "", "")
+  path = pathlib.Path(path_text).expanduser().resolve()
+  if not path.is_file():
+    raise FileNotFoundError(f"config file {path_text!r} not found (looked at {path})")
+  root = str(path.parent.parent)
+  added = root not in sys.path
+  if added:
+    sys.path.insert(0, root)
+  try:
+    module_spec = importlib.util.spec_from_file_location(f"_jdanas_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+      raise ValueError(f"config file {path_text!r} defines no get_config()")
+    return module.get_config(variant) if variant else module.get_config()
+  finally:
+    if added:
+      sys.path.remove(root)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
@@ -106,5 +137,5 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, c
 
 
 __all__ = ["EXIT_STALLED", "JOBS", "Checked", "ConfigError", "Plan", "Progress", "SearchResult", "Watchdog",
-           "build_plan", "check_workdir", "describe", "finished_report", "prepare", "report", "run", "search",
+           "build_plan", "check_workdir", "describe", "finished_report", "load_config", "prepare", "report", "run", "search",
            "train_final", "validate_config"]
