@@ -6,6 +6,9 @@ Kang, Mun & Han, "Towards Oracle Knowledge Distillation with Neural Architecture
   python bench/oracle_kd.py [--quick] [--members 3 --member resnet8 --student resnet8 --seeds 2]
                             [--part rows|search|all --search-backbone resnet8 --search-depths 1,1,2
                              --search-positions 3 --targets 1.3 --rounds 6 --steps-per-round 20 --score-all]
+  python bench/oracle_kd.py --part fidelity --member resnet20 --member-steps 1500 --image-size 16 --train-limit 2000
+                            --student-steps 500 --rounds 30 --steps-per-round 20 [--search-depths 2,2,2
+                            --search-positions 1,2,3 --children 24] [--teacher-dir DIR]
 
 1. trains an ensemble of M zoo ResNets (member ``i`` from ``fold_in(key, i)``, plain CE) on the
    shared CIFAR-10 subset (``JDANAS_DATA_DIR``) and reports its oracle statistics on the TRAINING
@@ -31,7 +34,9 @@ accuracy-vs-size curve. ``--alpha A > 0`` turns each target into a size target (
 (params / T)^A`` under T as well: the best child near T; the upper bound alone never binds when
 the one-shot ranking puts parameter-free add-ons first); ``--score-all`` scores every child of the
 space with each search's final shared weights (ENAS's derive step), reports them and trains the
-best by the search's reward. ``--part all`` runs both parts after one ensemble.
+best by the search's reward. ``--part all`` runs both parts after one ensemble. ``--part losses``: the
+loss study at several member-fit levels (:func:`_loss_study`); ``--part fidelity``: Kendall tau between
+one-shot scores (both BatchNorm modes) and the same children trained alone (:func:`_fidelity`).
 
 Output: JSON lines on stdout: one ``{"row": "ensemble", ...}``, one per student row, and a last
 ``{"summary": ...}`` line with the oracle-minus-KD and KD-minus-CE gaps of the means (part
@@ -56,7 +61,7 @@ FULL = dict(train_limit=5000, val_size=500, test_limit=2000, member_steps=300, s
             rounds=6, steps_per_round=20, num_asks=4)
 QUICK = dict(train_limit=256, val_size=64, test_limit=200, member_steps=4, student_steps=4, batch_size=32,
              rounds=2, steps_per_round=2, num_asks=2)
-PARTS = ("rows", "search", "all", "losses")
+PARTS = ("rows", "search", "all", "losses", "fidelity")
 # part losses: the same student under each loss; (row, KD preset, none_right of the oracle loss or None)
 LOSS_ROWS = (("kd_average", "repdistiller", None), ("oracle", "oracle", "ce"),
              ("oracle_avg_fallback", "oracle", "average"))
@@ -104,6 +109,15 @@ def main(argv=None) -> None:
                  help="part search: after each search, score every child of the space (<= 200) with the final "
                       "shared weights (one-shot accuracy and the search's reward), add the list to its line and "
                       "train the best of them ('derived') instead of the best round's child")
+  p.add_argument("--children", type=int, default=28,
+                 help="part fidelity: children compared (the whole space if it has no more, else a uniform sample "
+                      "that includes the backbone)")
+  p.add_argument("--supernets", type=int, default=2,
+                 help="part fidelity: shared-weight supernets trained from different seeds (their agreement is the "
+                      "one-shot side's noise)")
+  p.add_argument("--teacher-dir", default="",
+                 help="part fidelity: keep the trained ensemble in this folder and reuse it when the folder "
+                      "holds one trained with the same arguments")
   args = p.parse_args(argv)
   if args.members < 2 or args.seeds < 2:
     p.error("--members and --seeds must be >= 2")
@@ -155,6 +169,10 @@ def main(argv=None) -> None:
                   warmup_steps=max(1, steps // 20), augment=True,
                   loss=KD_PRESETS[loss] if isinstance(loss, str) else loss, eval_batch_size=min(500, len(data.val)))
 
+  if args.part == "fidelity":
+    _fidelity(args, cfg, cfg["member_steps"], data, recipe, common)
+    print(json.dumps({"done": args.part, "seconds": round(time.perf_counter() - t_start, 1)}), flush=True)
+    return
   if args.part == "losses":
     _loss_study(args, cfg, fit_steps, data, recipe, common)
     print(json.dumps({"done": args.part, "seconds": round(time.perf_counter() - t_start, 1)}), flush=True)
@@ -198,6 +216,139 @@ def main(argv=None) -> None:
 def _mean_se(values) -> tuple[float, float]:
   v = np.asarray(values, np.float64)
   return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+
+
+def _ensemble(args, key, level: int, data, recipe):
+  """The ``--members`` x ``--member`` ensemble trained ``level`` steps, loaded from ``--teacher-dir`` when it holds
+  one made with the same arguments (``bench_args.json``), else trained (and saved there when given)."""
+  import pathlib
+
+  from jdanas.lowering import resolve
+  from jdanas.teachers import load_teacher, save_teacher, train_ensemble
+  stack = resolve("auto").ensemble == "vmap"
+  made_with = {"member": args.member, "members": args.members, "steps": level, "seed": args.seed,
+               "train_limit": len(data.train) + len(data.val), "image_size": int(data.image_shape[0])}
+  folder = pathlib.Path(args.teacher_dir) if args.teacher_dir else None
+  if folder is not None and (folder / "bench_args.json").is_file():
+    if json.loads((folder / "bench_args.json").read_text()) == made_with:
+      log(f"[ensemble] loaded from {folder}")
+      return load_teacher(folder, stack=stack)
+    raise SystemExit(f"--teacher-dir: {folder} holds an ensemble made with other arguments "
+                     f"({(folder / 'bench_args.json').read_text().strip()}); give another folder")
+  teacher = train_ensemble(key, [args.member] * args.members, data, recipe=recipe(level, "ce"), stack=stack)
+  if folder is not None:
+    save_teacher(folder, teacher)
+    (folder / "bench_args.json").write_text(json.dumps(made_with) + "\n")
+  return teacher
+
+
+def _kendall(a, b) -> dict:
+  """Kendall tau-b of two score vectors, with its p-value (scipy.stats.kendalltau), and Spearman's rho."""
+  from scipy import stats
+  t = stats.kendalltau(a, b)
+  return {"tau": round(float(t.statistic), 3), "p": round(float(t.pvalue), 4),
+          "spearman": round(float(stats.spearmanr(a, b).statistic), 3)}
+
+
+def _fidelity(args, cfg, level: int, data, recipe, common) -> None:
+  """Part ``fidelity`` (issue 30 §2): how well one-shot scores rank KDAS children, per BatchNorm mode.
+
+  1. The ensemble of ``--member-steps`` steps (its oracle statistics are printed).
+  2. ``--supernets`` shared-weight supernets (:class:`OneShotEvaluator`, L_OD, ``--rounds`` x
+     ``--steps-per-round`` steps, seeds ``seed + j``), each trained on ``--num-asks`` children drawn
+     uniformly from the space per round (not by a controller: every child is trained about equally often, so
+     the ranking measured is the shared weights', not a controller's preference); each then scores the compared
+     children with its final weights in both modes of :data:`jdanas.train.oneshot.BN_MODES`: ``running``
+     (eval mode, the running averages every child updates) and ``batch`` (ENAS: each held-out batch's own
+     statistics).
+  3. Every compared child trained alone with L_OD (``--student-steps``, ``--seeds`` initialisations; one
+     population, the same batches for every student), its test accuracy.
+  4. Kendall tau (and Spearman) between each supernet's scores and the stand-alone mean, per mode; the
+     ceilings: tau between stand-alone seed halves (the labels' own agreement) and between the supernets.
+  """
+  import itertools
+
+  import jax
+
+  from jdanas.evaluators.one_shot import OneShotEvaluator
+  from jdanas.teachers import ensemble_report, evaluate
+  from jdanas.train import PopulationTrainer
+  from jdanas.train.oneshot import BN_MODES
+
+  r4 = lambda x: round(float(x), 4)  # noqa: E731
+  key_teacher, key_student = jax.random.split(jax.random.key(args.seed))
+  t0 = time.perf_counter()
+  teacher = _ensemble(args, key_teacher, level, data, recipe)
+  tr, te = (ensemble_report(teacher, split, data.mean, data.std) for split in (data.train, data.test))
+  print(json.dumps({"row": "ensemble", "model": f"{args.members}x{args.member}", "member_steps": level,
+                    **{f"{name}_{k}": ([r4(a) for a in st[k]] if k == "members" else r4(st[k]))
+                       for name, st in (("train", tr), ("test", te))
+                       for k in ("members", "average", "oracle", "all_right", "none_right")},
+                    "seconds": round(time.perf_counter() - t0, 1), **common}), flush=True)
+
+  kw, exact, masked, backbone = _kdas_spaces(args)
+  size = int(np.prod(masked.num_choices))
+  rng = np.random.default_rng(args.seed)
+  if size <= args.children:
+    children = np.asarray(list(itertools.product(*[range(c) for c in masked.num_choices])), np.int32)
+  else:  # a uniform sample without repeats, the backbone first
+    seen, rows = {exact.decode(backbone)}, [np.asarray(backbone, np.int32)]
+    while len(rows) < args.children:
+      enc = np.asarray([rng.integers(c) for c in masked.num_choices], np.int32)
+      if exact.decode(enc) not in seen:
+        seen.add(exact.decode(enc))
+        rows.append(enc)
+    children = np.stack(rows)
+  archs = [exact.decode(e) for e in children]
+  log(f"[fidelity] {len(children)} of {size} children of kdas{kw}")
+
+  shared_steps = cfg["rounds"] * cfg["steps_per_round"]
+  one_shot = {}
+  for j in range(args.supernets):
+    t0 = time.perf_counter()
+    ev = OneShotEvaluator(masked, data, recipe=recipe(shared_steps, "oracle"), steps_per_round=cfg["steps_per_round"],
+                          teacher=teacher, seed=args.seed + j, val_examples=0, bn="running")
+    draw = np.random.default_rng([args.seed, j])
+    for r in range(cfg["rounds"]):
+      ev(None, np.stack([np.asarray([draw.integers(c) for c in masked.num_choices], np.int32)
+                         for _ in range(cfg["num_asks"])]))
+    one_shot[(j, "running")] = ev.score(children)
+    batch = OneShotEvaluator(masked, data, recipe=recipe(shared_steps, "oracle"),
+                             steps_per_round=cfg["steps_per_round"], teacher=teacher, seed=args.seed + j,
+                             val_examples=0, bn="batch")
+    batch.restore(ev.state())
+    one_shot[(j, "batch")] = batch.score(children)
+    log(f"[fidelity] supernet {j}: {shared_steps} steps and scoring in {time.perf_counter() - t0:.0f} s")
+
+  t0 = time.perf_counter()
+  trainer = PopulationTrainer(masked, data, recipe=recipe(cfg["student_steps"], "oracle"), teacher=teacher)
+  population = [e for e in children for _ in range(args.seeds)]
+  result = trainer.train(key_student, population, desc="stand-alone children")
+  tests = np.asarray([evaluate(masked.build(masked.signature(e), data.num_classes), result.variables(i), data.test,
+                               data.mean, data.std, enc=e) for i, e in enumerate(population)])
+  tests = tests.reshape(len(children), args.seeds)
+  alone = tests.mean(axis=1)
+  train_s = time.perf_counter() - t0
+  log(f"[fidelity] stand-alone training of {len(population)} students in {train_s:.0f} s")
+  half = args.seeds // 2
+  for i in np.argsort(-alone, kind="stable"):
+    print(json.dumps({"child": archs[i], "test_per_seed": [r4(a) for a in tests[i]], "test_mean": r4(alone[i]),
+                      **{f"one_shot_{mode}_{j}": r4(one_shot[(j, mode)][i]) for j in range(args.supernets)
+                         for mode in BN_MODES}}), flush=True)
+  summary = {"children": len(children), "space_size": size, "space": {k: list(v) if isinstance(v, tuple) else v
+                                                                       for k, v in kw.items()},
+             "shared_steps": shared_steps, "num_asks": cfg["num_asks"], "student_steps": cfg["student_steps"],
+             "seeds": args.seeds, "supernets": args.supernets, "member_steps": level,
+             "stand_alone_mean": r4(alone.mean()), "stand_alone_range": [r4(alone.min()), r4(alone.max())],
+             "stand_alone_seed_sd": r4(np.mean(tests.std(axis=1, ddof=1))) if args.seeds > 1 else None,
+             "train_seconds": round(train_s, 1)}
+  if args.seeds >= 2:  # the labels' own agreement: two disjoint halves of the initialisations
+    summary["labels_half_vs_half"] = _kendall(tests[:, :half].mean(axis=1), tests[:, half:].mean(axis=1))
+  for mode in BN_MODES:
+    summary[f"tau_{mode}"] = [_kendall(one_shot[(j, mode)], alone) for j in range(args.supernets)]
+    if args.supernets >= 2:
+      summary[f"supernets_agree_{mode}"] = _kendall(one_shot[(0, mode)], one_shot[(1, mode)])
+  print(json.dumps({"summary": summary, **common}), flush=True)
 
 
 def _loss_study(args, cfg, fit_steps, data, recipe, common) -> None:
@@ -279,6 +430,20 @@ def _backbone_rows(args, train_student, common, get_space) -> None:
                                 "oracle_minus_ce": round(means["oracle"] - means["ce"], 4)}}), flush=True)
 
 
+def _kdas_spaces(args):
+  """The KDAS space of ``--search-*`` (its keyword arguments, exact and masked forms) and its backbone's
+  encoding (every add-on ``identity``)."""
+  from jdanas.spaces import get_space
+  kw = dict(backbone=args.search_backbone, positions=tuple(int(v) for v in args.search_positions.split(",")))
+  for name in ("depths", "widths"):
+    if getattr(args, f"search_{name}"):
+      kw[name] = tuple(int(v) for v in getattr(args, f"search_{name}").split(","))
+  if "widths" in kw:
+    kw["stem"] = kw["widths"][0]
+  exact, masked = get_space("kdas", **kw), get_space("kdas_masked", **kw)
+  return kw, exact, masked, exact.encode("|".join(["identity:00"] * (masked.num_decisions // 3)))
+
+
 def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, common, r4) -> None:
   """KDAS searches (no penalty, then one params target each), then the students trained with L_OD:
   the unpenalised search's (``searched``), the search backbone (``search_backbone``) and the
@@ -291,16 +456,8 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
   from jdanas.evaluators.reward import RewardEvaluator
   from jdanas.rewards import LatencyModel
   from jdanas.searchers import SEARCHERS
-  from jdanas.spaces import get_space
 
-  kw = dict(backbone=args.search_backbone, positions=tuple(int(v) for v in args.search_positions.split(",")))
-  for name in ("depths", "widths"):
-    if getattr(args, f"search_{name}"):
-      kw[name] = tuple(int(v) for v in getattr(args, f"search_{name}").split(","))
-  if "widths" in kw:
-    kw["stem"] = kw["widths"][0]
-  exact, masked = get_space("kdas", **kw), get_space("kdas_masked", **kw)
-  backbone = exact.encode("|".join(["identity:00"] * (masked.num_decisions // 3)))
+  kw, exact, masked, backbone = _kdas_spaces(args)
   sizes_cache: dict[str, int] = {}
 
   def params(enc) -> int:
