@@ -7,6 +7,7 @@ Commands (from the repository root)::
   python bench/device_check.py --sections scoring default_run --budget-s 300
   python bench/device_check.py --plan                   # the sections and the full-size studies, not run
   python bench/device_check.py --studies oracle_kd_losses   # a study of the plan (STUDIES) at full size
+  python bench/device_check.py --pack-data .devdata --studies oracle_kd_losses   # its data, for the device's carry
 
 Sections (each runs in its own subprocess under a time limit, so one slow section cannot take the
 others' time; its JSON lines are passed through with ``"section"`` added, then one line
@@ -70,8 +71,15 @@ STUDIES = {
                  "--members", "3", "--seeds", "4", "--train-limit", "20000", "--student-steps", "4000",
                  "--fit-steps", "2000,8000"],
         "budget_s": 540,
+        "data": {"cifar10_train_subset.npz": None, "cifar10_test.npz": 2000},
         "what": "CE / averaged KD / L_OD / L_OD with the averaged fallback at two member-fit levels"},
 }
+# The lent machine reaches nothing outside it and receives the working tree plus carried folders (64 MiB in all), not
+# ../shared: ``--pack-data`` writes the files the chosen studies read (``"data"``: file -> rows the study reads, None =
+# all) to this ignored folder, compressed, x and y only; the study then runs with JDANAS_DATA_DIR pointing there.
+# The CIFAR-10 studies' files pack to 59.7 MB (the 20,000-image subset 54.3 MB, 2,000 test images 5.4 MB), which with
+# the ~2.6 MB tree fits the carry; the full test set would not.
+DEVICE_DATA = ".devdata"
 
 
 def section_argv(section: str, quick: bool, tiny: bool) -> list[str] | None:
@@ -97,6 +105,28 @@ def section_argv(section: str, quick: bool, tiny: bool) -> list[str] | None:
     return (["--quick"] + (["--students", "2", "--steps", "1", "--rounds", "1"] if tiny else [])) if quick else \
         ["--rounds", "3"]
   return None
+
+
+def pack_data(names, out_dir: pathlib.Path, data_dir: pathlib.Path) -> list[dict]:
+  """Writes the data files the studies ``names`` read to ``out_dir``: ``x`` and ``y`` of each (np.savez_compressed),
+  cut to the first ``rows`` rows where the study reads no more (a test split read with ``test_limit``; any subset
+  of that size serves the study as well). One dict per file: name, rows, megabytes."""
+  import numpy as np
+  rows: dict[str, int | None] = {}
+  for name in names:
+    for file, n in STUDIES[name].get("data", {}).items():
+      rows[file] = None if (file in rows and rows[file] is None) or n is None else max(rows.get(file) or 0, n)
+  missing = [f for f in rows if not (data_dir / f).is_file()]
+  if missing:
+    raise SystemExit(f"--pack-data: {missing} not found in {data_dir} (set JDANAS_DATA_DIR)")
+  out_dir.mkdir(parents=True, exist_ok=True)
+  written = []
+  for file, n in rows.items():
+    with np.load(data_dir / file) as d:
+      x, y = d["x"][:n], d["y"][:n]
+    np.savez_compressed(out_dir / file, x=x, y=y)
+    written.append({"packed": file, "rows": int(len(y)), "megabytes": round((out_dir / file).stat().st_size / 2**20, 1)})
+  return written
 
 
 def _peak_bytes():
@@ -164,12 +194,23 @@ def main(argv=None) -> int:
   p.add_argument("--studies", nargs="+", choices=sorted(STUDIES),
                  help="run these full-size studies of the plan (instead of the sections)")
   p.add_argument("--plan", action="store_true", help="print the sections and the studies (commands, limits); run nothing")
+  p.add_argument("--pack-data", metavar="DIR", nargs="?", const=DEVICE_DATA,
+                 help=f"write the data files of --studies (default: every study) to DIR (default {DEVICE_DATA}, "
+                      "ignored by git) for the device tool's carry; run nothing")
   p.add_argument("--section", choices=SECTIONS, help=argparse.SUPPRESS)  # child mode
   args = p.parse_args(argv)
   if args.tiny and not args.quick:
     p.error("--tiny needs --quick")
   if args.section:
     run_section(args.section, args.quick, args.tiny)
+    return 0
+  if args.pack_data:
+    from jdanas.data import shared_data_dir
+    out = pathlib.Path(args.pack_data)
+    written = pack_data(args.studies or list(STUDIES), out if out.is_absolute() else REPO / out, shared_data_dir())
+    for line in written:
+      print(json.dumps(line))
+    print(json.dumps({"packed_megabytes": round(sum(w["megabytes"] for w in written), 1), "folder": args.pack_data}))
     return 0
   scale = args.budget_s / sum(BUDGET_S.values())
   children = []  # (key, name, command, limit in seconds)
@@ -187,7 +228,11 @@ def main(argv=None) -> int:
       print(json.dumps({"section": name, "budget_s": BUDGET_S[name], "argv": section_argv(name, False, False)}))
     for name, study in STUDIES.items():
       print(json.dumps({"study": name, "budget_s": study["budget_s"], "command": "python " + " ".join(study["argv"]),
-                        "what": study["what"]}))
+                        "what": study["what"], "data": study.get("data", {}),
+                        "device": {"here": f"python bench/device_check.py --pack-data {DEVICE_DATA} --studies {name}",
+                                   "carry": [DEVICE_DATA],
+                                   "command": f"JDANAS_DATA_DIR={DEVICE_DATA} python bench/device_check.py "
+                                              f"--studies {name}"}}))
     return 0
   print(json.dumps(_machine()), flush=True)
   failed = 0

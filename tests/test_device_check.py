@@ -49,3 +49,36 @@ def test_the_plan_lists_every_section_and_study_with_a_runnable_script():
   for name, study in device_check.STUDIES.items():
     assert (REPO / study["argv"][0]).is_file(), name
     assert studies[name]["command"].startswith("python bench/") and study["budget_s"] > 0
+
+
+def test_pack_data_writes_what_each_study_reads_for_the_device_carry(tmp_path, monkeypatch):
+  """``--pack-data``: the files a study declares, x and y only, cut to the rows it reads; the plan says how to carry
+  them and the study's command reads them through JDANAS_DATA_DIR."""
+  import numpy as np
+
+  import device_check
+  src = tmp_path / "shared"
+  src.mkdir()
+  rng = np.random.default_rng(0)
+  for name, n in (("cifar10_train_subset.npz", 30), ("cifar10_test.npz", 2500)):
+    np.savez(src / name, x=rng.integers(0, 255, (n, 4, 4, 3), dtype=np.uint8), y=np.arange(n) % 10,
+             class_names=np.array(["a"] * 10))
+  monkeypatch.setenv("JDANAS_DATA_DIR", str(src))
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    assert device_check.main(["--pack-data", str(tmp_path / "packed"), "--studies", "oracle_kd_losses"]) == 0
+  lines = [json.loads(line) for line in out.getvalue().splitlines()]
+  assert {l["packed"]: l["rows"] for l in lines if "packed" in l} == {"cifar10_train_subset.npz": 30,
+                                                                      "cifar10_test.npz": 2000}
+  with np.load(tmp_path / "packed" / "cifar10_test.npz") as d, np.load(src / "cifar10_test.npz") as full:
+    assert sorted(d.keys()) == ["x", "y"] and (d["x"] == full["x"][:2000]).all() and (d["y"] == full["y"][:2000]).all()
+  (tmp_path / "shared" / "cifar10_test.npz").unlink()
+  with pytest.raises(SystemExit, match="cifar10_test.npz"):
+    device_check.main(["--pack-data", str(tmp_path / "again"), "--studies", "oracle_kd_losses"])
+  plan = io.StringIO()
+  with contextlib.redirect_stdout(plan):
+    device_check.main(["--plan"])
+  for line in map(json.loads, plan.getvalue().splitlines()):
+    if "study" in line and line["data"]:
+      assert line["device"]["carry"] == [device_check.DEVICE_DATA]
+      assert line["device"]["command"].startswith(f"JDANAS_DATA_DIR={device_check.DEVICE_DATA} ")
