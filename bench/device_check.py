@@ -73,6 +73,18 @@ STUDIES = {
         "budget_s": 540,
         "data": {"cifar10_train_subset.npz": None, "cifar10_test.npz": 2000},
         "what": "CE / averaged KD / L_OD / L_OD with the averaged fallback at two member-fit levels"},
+    # Issue 30 §2 at full resolution: one-shot scores (both BatchNorm modes) vs the same KDAS children trained alone
+    # with L_OD, on a ResNet-20 backbone with an add-on after every stage (a uniform sample of 32 children), members
+    # that fit. The CPU run is the same script at 16x16, 2,000 images, ResNet-8 backbones. Sizes are a first guess
+    # for one GPU: the first lent accelerator's timings set them.
+    "oracle_kd_fidelity": {
+        "argv": ["bench/oracle_kd.py", "--part", "fidelity", "--member", "resnet32", "--members", "3",
+                 "--member-steps", "6000", "--train-limit", "20000", "--student-steps", "2000", "--seeds", "2",
+                 "--rounds", "50", "--steps-per-round", "40", "--search-backbone", "resnet20", "--search-depths",
+                 "3,3,3", "--search-positions", "1,2,3", "--children", "32"],
+        "budget_s": 540,
+        "data": {"cifar10_train_subset.npz": None, "cifar10_test.npz": 2000},
+        "what": "Kendall tau of one-shot child scores (running / batch BatchNorm) vs stand-alone L_OD accuracy"},
 }
 # The lent machine reaches nothing outside it and receives the working tree plus carried folders (64 MiB in all), not
 # ../shared: ``--pack-data`` writes the files the chosen studies read (``"data"``: file -> rows the study reads, None =
