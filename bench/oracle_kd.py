@@ -115,8 +115,10 @@ def main(argv=None) -> None:
   p.add_argument("--supernets", type=int, default=2,
                  help="part fidelity: shared-weight supernets trained from different seeds (their agreement is the "
                       "one-shot side's noise)")
+  p.add_argument("--bn", choices=("running", "batch"), default="running",
+                 help="part search: the BatchNorm statistics of child scoring (evaluator.one_shot.bn)")
   p.add_argument("--teacher-dir", default="",
-                 help="part fidelity: keep the trained ensemble in this folder and reuse it when the folder "
+                 help="parts rows/search/fidelity: keep the trained ensemble in this folder and reuse it when the folder "
                       "holds one trained with the same arguments")
   args = p.parse_args(argv)
   if args.members < 2 or args.seeds < 2:
@@ -152,9 +154,8 @@ def main(argv=None) -> None:
   import jax
 
   from jdanas.distill import KD_PRESETS
-  from jdanas.lowering import resolve
   from jdanas.spaces import get_space
-  from jdanas.teachers import ensemble_report, evaluate, train_ensemble
+  from jdanas.teachers import ensemble_report, evaluate
   from jdanas.train import PopulationTrainer, Recipe
 
   t_start = time.perf_counter()
@@ -180,8 +181,7 @@ def main(argv=None) -> None:
 
   key_teacher, key_student = jax.random.split(jax.random.key(args.seed))
   t0 = time.perf_counter()
-  teacher = train_ensemble(key_teacher, [args.member] * args.members, data,
-                           recipe=recipe(cfg["member_steps"], "ce"), stack=resolve("auto").ensemble == "vmap")
+  teacher = _ensemble(args, key_teacher, cfg["member_steps"], data, recipe)
   teacher_s = time.perf_counter() - t0
   stats = ensemble_report(teacher, data.train, data.mean, data.std)
   test_stats = ensemble_report(teacher, data.test, data.mean, data.std)
@@ -475,7 +475,7 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
   # One evaluator (its step and score programs compile once); every search starts from the same
   # initial shared weights and data position.
   one_shot = OneShotEvaluator(masked, data, recipe=shared_recipe, steps_per_round=cfg["steps_per_round"],
-                              teacher=teacher, seed=args.seed, val_examples=0)
+                              teacher=teacher, seed=args.seed, val_examples=0, bn=args.bn)
   initial = jax.tree.map(np.array, one_shot.state())
   latency = LatencyModel("params", masked, num_classes=data.num_classes, input_shape=tuple(data.image_shape))
   found = []
@@ -518,7 +518,7 @@ def _search_rows(args, cfg, targets, data, teacher, recipe, train_student, commo
       every["derived"] = every["all_children"][0][0]  # trained below instead of the best round's child
       found[-1] = (target, every["derived"])
     print(json.dumps({"search": {"space": {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()},
-                                 "target_x_backbone": target, "reward": reward},
+                                 "target_x_backbone": target, "reward": reward, "bn": args.bn},
                       "arch": arch, "params": params(best[1]), "backbone_params": backbone_params,
                       "score": r4(best[0]), "one_shot_accuracy": r4(best[2]),
                       "last_round": [[a, params(exact.encode(a)), acc] for a, acc in sorted(
