@@ -128,6 +128,9 @@ def build(ctx: BuildContext) -> OneShotEvaluator:
 
 
 SPEC = EvaluatorSpec(name="one_shot", section=SECTION, settings=settings, build=build, accuracy=True,
+                     summary=lambda s: (f" (derive: {s.values['derive']} sampled children and the ledger's, scored "
+                                        f"with the final shared weights, pick the final top_k)" if s.values["derive"]
+                                        else ""),
                      programs=lambda s, plan, encodings: "2: the shared weights' training step and the children's "
                      "scoring")
 
