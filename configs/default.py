@@ -43,7 +43,8 @@ def get_config(arg: str | None = None):
       evaluator=dict(name="short_kd", short_kd=common.recipe(60, 64, 0.1, 5e-4, augment=False),
                      tabular=dict(table="", column="cifar10_valid_acc"),
                      # ENAS-style weight sharing on a masked space (steps: shared-weight steps per round)
-                     one_shot=dict(common.recipe(20, 64, 0.05, 1e-4, augment=False), val_examples=0, bn="running")),
+                     one_shot=dict(common.recipe(20, 64, 0.05, 1e-4, augment=False), val_examples=0, bn="running",
+                                   derive=0)),
       kd=dict(loss="repdistiller", temperature=2.0),
       final=dict(common.recipe(75, 64, 0.1, 5e-4, augment=False), seeds=8))
   # compute (the declared defaults): specialize 'auto' trains each cell with a program specialised to it on

@@ -19,7 +19,8 @@ Pipeline:
    ``evaluator.reward.alpha > 0`` the budget is a size target (a child under T loses reward too:
    the best child near T); searching with several targets T gives the accuracy-vs-size curve
    (``bench/oracle_kd.py --part search --alpha 1``; docs/methods/oracle_kd.md).
-3. Final: the best ``top_k`` children are trained from scratch with L_OD; the best by validation
+3. Final: the best ``top_k`` children (by their score with the final shared weights: ENAS's derive step,
+   ``evaluator.one_shot.derive = 100``; 0 in the variants) are trained from scratch with L_OD; the best by validation
    accuracy is exported and also trained without KD. The backbone (all add-ons identity, i.e. the
    plain ResNet-32) is trained with the same L_OD recipe (``final.baselines``), so the report lists
    the student, the ensemble and the backbone with their params.
@@ -67,7 +68,11 @@ def get_config(arg: str | None = None):
       teacher=dict(name="resnet32", ensemble=3, train=common.recipe(64_000, 128, 0.1, 5e-4)),
       space=dict(name="kdas_masked", kwargs=dict(backbone="resnet32", positions=positions)),
       searcher=dict(name="reinforce", dedup=False, kwargs=dict(num_asks=10)),
-      evaluator=dict(name="one_shot", one_shot=dict(common.recipe(400, 128, 0.05, 1e-4), val_examples=5000, bn="running"),
+      # derive = 100: ENAS's derive step (docs/configs.md): 100 children sampled from the final controller plus the
+      # ledger's distinct children, all scored with the final shared weights; the top_k by that score are trained.
+      # At most one held-out scoring per ledger row + 100, no training step: less than the search's own scoring.
+      evaluator=dict(name="one_shot", one_shot=dict(common.recipe(400, 128, 0.05, 1e-4), val_examples=5000,
+                                                    bn="running", derive=100),
                      # The memory budget: a penalty (off here) or a constraint (0 = none). The penalty is AKD's
                      # reward on the params model: accuracy x (params / T)^w, hard form alpha = 0, beta = -1
                      # (accuracy x min(1, T / params)); e.g. --config.evaluator.reward.latency_model=params
@@ -87,7 +92,7 @@ def get_config(arg: str | None = None):
     positions = (3,)  # ResNet-8 with two blocks in stage 3 (bench/oracle_kd.py's search backbone)
     c.space.kwargs = dict(backbone="resnet8", depths=(1, 1, 2), positions=positions)
     c.searcher.kwargs = dict(num_asks=4)
-    c.evaluator.one_shot.update(steps=30, batch_size=64, val_examples=500)
+    c.evaluator.one_shot.update(steps=30, batch_size=64, val_examples=500, derive=0)
     c.search.update(rounds=4, top_k=1)
     common.override(c, final=dict(steps=300, batch_size=64, baselines=[backbone_arch(len(positions))]))
   elif v == "smoke":
@@ -97,7 +102,7 @@ def get_config(arg: str | None = None):
     positions = (1, 3)
     c.space.kwargs = dict(backbone="resnet8", depths=(2, 1, 2), widths=(4, 4, 8), stem=4, positions=positions)
     c.searcher.kwargs = dict(num_asks=2)
-    c.evaluator.one_shot.update(steps=3, batch_size=32, augment=False, val_examples=0)
+    c.evaluator.one_shot.update(steps=3, batch_size=32, augment=False, val_examples=0, derive=0)
     c.search.update(rounds=2, top_k=1)
     common.override(c, final=dict(steps=2, batch_size=32, augment=False, baselines=[backbone_arch(len(positions))]))
   return c

@@ -39,7 +39,11 @@ and ``reward`` (the score).
             "latency_ms": float,                  # optional: the column appears if any row has it
             "search_score": float,                # optional: the score the search gave it
             "search_accuracy": float, "latency": float, "reward": float,  # optional: reward terms
-            "final_reward": float}],              # optional: the reward on val_accuracy (chose the final)
+            "final_reward": float,                # optional: the reward on val_accuracy (chose the final)
+            "derive_score": float, "origin": str}], # optional: the derive step's score, "sampled"/"ledger"/"both"
+   "derive": {"n": int, "asks": int, "sampled": int, "from_ledger": int, "candidates": int, "seconds": float,
+              "rows": [{"arch": str, "derive_score": float, "ledger_score": float, "origin": str, ...}]},
+              # optional (evaluator.one_shot.derive): every candidate scored with the final shared weights
    "final": {"arch": str,
              "kd": {"val_accuracy": float, "test_accuracy": float},
              "no_kd": {"val_accuracy": float, "test_accuracy": float},
@@ -602,6 +606,11 @@ def _markdown(report: dict, workdir: pathlib.Path) -> str:
       summary.append(f"| Search score | {_cell(_score_label(search['score']))} |")
     if isinstance(search.get("reward"), dict):
       summary.append(f"| Reward | {_cell(_reward_text(search['reward']))} |")
+  derive = report.get("derive")
+  if isinstance(derive, dict):
+    summary.append(f"| Derive step | {_count(derive.get('candidates'))} distinct candidates scored with the final "
+                   f"shared weights ({_count(derive.get('sampled'))} sampled from the controller, "
+                   f"{_count(derive.get('from_ledger'))} from the ledger) |")
   if summary:
     lines += ["## Summary", "", "| Item | Value |", "| --- | --- |", *summary, ""]
   warnings = report.get("warnings")
@@ -616,6 +625,8 @@ def _markdown(report: dict, workdir: pathlib.Path) -> str:
     reward = search.get("reward") if isinstance(search, dict) and isinstance(search.get("reward"), dict) else {}
     head = ["Rank", "Architecture", "Val acc"] + (["Search score"] if has_score and not has_reward else [])
     has_final_reward = any(_num(r.get("final_reward")) is not None for r in top)
+    has_derive = any("derive_score" in r for r in top)  # with a reward, its columns are the derive step's
+    head += ["Derive score", "Origin"] if has_derive and not has_reward else ["Origin"] if has_derive else []
     head += [f"ACC ({reward.get('accuracy', 'search')})", f"LAT ({reward.get('units', '?')})",
              "Reward"] if has_reward else []
     head += ["Final reward"] if has_final_reward else []
@@ -626,6 +637,9 @@ def _markdown(report: dict, workdir: pathlib.Path) -> str:
       if has_score and not has_reward:
         score = _num(_search_score(r))
         row.append("–" if score is None else f"{score:.4g}")
+      if has_derive:
+        score = _num(r.get("derive_score"))
+        row += ([] if has_reward else ["–" if score is None else f"{score:.4g}"]) + [_cell(r.get("origin", "–"))]
       if has_reward:
         acc, lat, rew = (_num(r.get(k)) for k in ("search_accuracy", "latency", "reward"))
         row += [_pct(acc), "–" if lat is None else f"{lat:.4g}", "–" if rew is None else f"{rew:.4g}"]
@@ -641,6 +655,12 @@ def _markdown(report: dict, workdir: pathlib.Path) -> str:
                    "validation accuracy)." if has_final_reward else
                    "Ordered by the final choice's criterion: the final KD validation accuracy (the search score "
                    "only picked these students)."), ""]
+    if has_derive:
+      lines += [("Picked by the derive step (evaluator.one_shot.derive): ACC, LAT and Reward are each candidate's "
+                 "with the final shared weights." if has_reward else
+                 "Picked by the derive step (evaluator.one_shot.derive): the best by Derive score, the score with "
+                 "the final shared weights; Search score is the ledger's, from the round a child was proposed in "
+                 "(– for a child sampled only after the search)."), ""]
 
   final = report.get("final")
   if isinstance(final, dict):

@@ -103,7 +103,8 @@ def test_needs_a_masked_space_and_valid_settings(tiny_data, teacher):
   masked = {"space.name": "kdas_masked", "evaluator.name": "one_shot",
             "space.kwargs": dict(backbone="resnet8", depths=(2, 1, 2), widths=(4, 4, 8), stem=4, positions=(3,))}
   plan = build_plan(smoke_config(**masked))
-  assert plan.evaluator.recipe.steps == 20 and plan.evaluator.values == {"val_examples": 0, "bn": "running"}
+  assert plan.evaluator.recipe.steps == 20
+  assert plan.evaluator.values == {"val_examples": 0, "bn": "running", "derive": 0}
   for changes, field in [({"evaluator.name": "one_shot"}, "config.space.name: the one_shot evaluator"),
                          ({**masked, "evaluator.one_shot.val_examples": -1}, "config.evaluator.one_shot.val_examples"),
                          ({**masked, "evaluator.one_shot.steps": 0}, "config.evaluator.one_shot.steps")]:

@@ -145,6 +145,8 @@ CASES = [
                              "--config.kd.oracle_aggregate=max"], "config.kd.oracle_aggregate"),
     ("one_shot_bn", ["--config", "configs/oracle_kd_cifar.py:smoke", "--workdir", "{w}",
                      "--config.evaluator.one_shot.bn=eval"], "config.evaluator.one_shot.bn: 'eval' is not one of running, batch"),
+    ("one_shot_derive", ["--config", "configs/oracle_kd_cifar.py:smoke", "--workdir", "{w}",
+                         "--config.evaluator.one_shot.derive=-1"], "config.evaluator.one_shot.derive"),
     ("kd_oracle_none_right", ["--config", SMOKE, "--workdir", "{w}", "--config.kd.loss=oracle",
                               "--config.kd.oracle_none_right=kd"], "config.kd.oracle_none_right: 'kd' is not one of ce, average"),
     ("teacher_ensemble", ["--config", SMOKE, "--workdir", "{w}", "--config.teacher.ensemble=0"],

@@ -5,6 +5,12 @@ for ``steps_per_round`` steps on the round's children (the controller's proposal
 child by its held-out accuracy with the shared weights. The shared weights and the data position are
 its :meth:`OneShotEvaluator.state`, which the search checkpoints with the controller, so a resumed
 search continues bit-identically. The supernet training is imported when the evaluator is built.
+
+``evaluator.one_shot.derive = N`` adds ENAS's derive step after the last round
+(:func:`jdanas.pipeline.search.derive_candidates`): N children sampled from the final controller plus every
+distinct feasible child of the ledger, all scored with the *final* shared weights (:meth:`OneShotEvaluator.derive`),
+so the final training's candidates are ranked by scores of one age, not by ledger scores measured with the
+weights of the round each child was proposed in.
 """
 from __future__ import annotations
 
@@ -71,6 +77,12 @@ class OneShotEvaluator(EvaluatorBase):
     weights, without training them (ENAS's derive step: rank candidates after the search)."""
     return self.shared.score(self.shared.children(encodings))
 
+  def derive(self, encodings: np.ndarray) -> Evaluation:
+    """:meth:`score` as an :class:`Evaluation` (the form a call returns, which the reward wraps the same way)."""
+    t0 = time.perf_counter()
+    scores = self.score(encodings)
+    return Evaluation(scores=scores, seconds=time.perf_counter() - t0, num_compilations=self.shared.new_programs())
+
   def state(self) -> Any:
     """The shared weights and the data position (:class:`jdanas.train.oneshot.OneShotState`)."""
     return self.shared.state
@@ -86,7 +98,12 @@ SECTION = Section("evaluator.one_shot", {
     "bn": Field("str", "running", choices=lambda: __import__("jdanas.train.oneshot", fromlist=["BN_MODES"]).BN_MODES,
                 doc="BatchNorm statistics of child scoring: 'running' (eval mode, shared running averages) or "
                     "'batch' (ENAS's: each held-out batch's own statistics)"),
-}, doc="a recipe (steps: shared-weight steps per round; its fields: config.build_recipe), plus val_examples, bn")
+    "derive": Field("int", 0, lo=0, note="0 = off: the final candidates are the ledger's best scores",
+                    doc="N > 0: after the last round the final training's top_k are the best by a score with the "
+                        "final shared weights of (a) N children sampled from the final controller (ENAS's derive) "
+                        "and (b) every distinct feasible child of the ledger (a jdanas addition)"),
+}, doc="a recipe (steps: shared-weight steps per round; its fields: config.build_recipe), plus val_examples, bn, "
+       "derive")
 
 
 def settings(config, space, loss, *, inputs_optional: bool = False) -> EvaluatorSettings:
@@ -111,6 +128,9 @@ def build(ctx: BuildContext) -> OneShotEvaluator:
 
 
 SPEC = EvaluatorSpec(name="one_shot", section=SECTION, settings=settings, build=build, accuracy=True,
+                     summary=lambda s: (f" (derive: {s.values['derive']} sampled children and the ledger's, scored "
+                                        f"with the final shared weights, pick the final top_k)" if s.values["derive"]
+                                        else ""),
                      programs=lambda s, plan, encodings: "2: the shared weights' training step and the children's "
                      "scoring")
 

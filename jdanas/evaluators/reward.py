@@ -74,12 +74,24 @@ class RewardEvaluator(EvaluatorBase):
     return {**d, "target": self.target, "alpha": self.alpha, "beta": self.beta,
             "accuracy": self.inner.score_kind.kind, "cached_architectures": len(self.cache)}
 
-  def __call__(self, key: jax.Array, encodings: np.ndarray) -> Evaluation:
-    ev = self.inner(key, encodings)
+  def _rewarded(self, ev: Evaluation, encodings: np.ndarray) -> Evaluation:
+    """The inner evaluation ``ev`` of ``encodings`` with the rewards as scores and the reward's columns."""
     lat = self.latencies(encodings)
     r = reward(ev.scores, lat, target=self.target, alpha=self.alpha, beta=self.beta)
     extras = {"accuracy": np.asarray(ev.scores, np.float32), "latency": lat, "reward": r}
     return dataclasses.replace(ev, scores=r, extras=extras)
+
+  def __call__(self, key: jax.Array, encodings: np.ndarray) -> Evaluation:
+    return self._rewarded(self.inner(key, encodings), encodings)
+
+  def derive(self, encodings: np.ndarray) -> Evaluation:
+    """The inner evaluator's :meth:`derive` (one_shot: its current shared weights, nothing trained) turned
+    into the reward the search used, with the same columns as a call (ENAS's derive step)."""
+    return self._rewarded(self.inner.derive(encodings), encodings)
+
+  def score(self, encodings: np.ndarray) -> np.ndarray:
+    """The reward of each of ``encodings`` from the inner evaluator's score, training nothing."""
+    return self.derive(encodings).scores
 
 
 SECTION = Section("evaluator.reward", {

@@ -1,5 +1,6 @@
-"""The final phase: the best ``top_k`` distinct architectures of the search are KD-trained with the
-full schedule (``config.final``); the one with the best *validation* accuracy is chosen (the test
+"""The final phase: the best ``top_k`` distinct architectures of the search (by ledger score, or with
+``evaluator.one_shot.derive`` by their score with the final shared weights: :func:`candidates`) are KD-trained
+with the full schedule (``config.final``); the one with the best *validation* accuracy is chosen (the test
 split is only reported; with ``evaluator.reward`` the best reward on the validation accuracy, so a
 size or latency budget binds the choice too), trained again without KD for comparison, and exported. The predefined
 students of ``config.final.baselines`` are KD-trained with the same trainer (recipe, teacher,
@@ -39,6 +40,16 @@ def top_archs(ledger: list, k: int) -> list[dict]:
   return sorted(best.values(), key=lambda r: (-r["score"], r["index"]))[:k]
 
 
+def candidates(s: SearchResult, k: int) -> list[dict]:
+  """The ``k`` students of the final training: with the derive step (``evaluator.one_shot.derive``) the best
+  distinct candidates by their score with the final shared weights (``s.derive``, failed ones excluded), else
+  the ledger's best (:func:`top_archs`). Each has ``arch``, ``encoding``, ``params``, ``flops`` (and with a
+  reward ``latency``)."""
+  if s.derive is None:
+    return top_archs(s.ledger, k)
+  return [r for r in s.derive["rows"] if r["derive_score"] is not None][:k]
+
+
 def choose(accuracy: np.ndarray, top: list[dict], reward: dict | None) -> tuple[int, np.ndarray | None]:
   """The index of the chosen student among the KD-trained ``top`` (ledger rows) with final
   validation ``accuracy``: the best accuracy, or with the search's ``reward`` (the plan's
@@ -66,11 +77,14 @@ def _top_rows(s: SearchResult, top: list[dict], encs: list[np.ndarray], accuracy
   reward) first."""
   rows = []
   for i, r in enumerate(top):
-    rows.append({"arch": r["arch"], "search_score": r["score"], "params": r["params"], "flops": r["flops"],
+    derived = "derive_score" in r  # a derive candidate: its ledger score (if any) and its final-weights score
+    rows.append({"arch": r["arch"], "search_score": r["ledger_score"] if derived else r["score"],
+                 **({"derive_score": r["derive_score"], "origin": r["origin"]} if derived else {}),
+                 "params": r["params"], "flops": r["flops"],
                  "latency_ms": costs.latency_ms(s.plan.space, encs[i], num_classes=s.data.num_classes,
                                                 input_shape=s.data.image_shape),
                  "val_accuracy": None if not np.isfinite(accuracy[i]) else float(accuracy[i])})
-    if "reward" in r:  # the search's reward terms: ACC (short run), LAT (cached), R
+    if "reward" in r:  # the search's reward terms: ACC (short run or final shared weights), LAT (cached), R
       rows[-1].update(search_accuracy=r.get("accuracy"), latency=r.get("latency"), reward=r["reward"])
     if final_reward is not None:
       rows[-1]["final_reward"] = float(final_reward[i]) if np.isfinite(final_reward[i]) else None
@@ -203,7 +217,10 @@ def train_final(s: SearchResult, watchdog: Progress | None = None) -> dict:
   """
   watchdog = watchdog or Progress()
   plan, data, space = s.plan, s.data, s.plan.space
-  top = top_archs(s.ledger, plan.top_k)
+  top = candidates(s, plan.top_k)
+  if not top and s.derive is not None:
+    raise ConfigError("config.evaluator.one_shot.derive: every derive candidate failed (NaN scores with the final "
+                      "shared weights, or no feasible child); nothing to train: check config.constraint")
   if not top:
     raise ConfigError("config.search: every evaluation failed (NaN scores: a short-KD training diverged or every "
                       "proposal was over the budget); nothing to train: check evaluator.short_kd.learning_rate "
@@ -249,5 +266,5 @@ def train_final(s: SearchResult, watchdog: Progress | None = None) -> dict:
   }
 
 
-__all__ = ["choose", "initial_variables", "paired_gain", "seed_study", "teacher_warnings", "top_archs", "train_baselines",
-           "train_final"]
+__all__ = ["candidates", "choose", "initial_variables", "paired_gain", "seed_study", "teacher_warnings", "top_archs",
+           "train_baselines", "train_final"]

@@ -41,6 +41,9 @@ class SearchResult:
     key_final: the key of the final phase (a function of ``config.seed`` only).
     mesh: the device mesh (None on one device).
     started: ``time.perf_counter()`` at the start of the run.
+    derive: the derive step's candidates and their scores with the final shared weights
+      (:func:`jdanas.pipeline.search.derive_candidates`; ``evaluator.one_shot.derive > 0``), from which the
+      final training takes its top-K; None without it (the top-K are the ledger's best).
   """
   config: ml_collections.ConfigDict
   plan: Plan
@@ -55,6 +58,7 @@ class SearchResult:
   key_final: jax.Array
   mesh: Any
   started: float
+  derive: dict | None = None
 
 
 def chance_accuracy(split) -> float:

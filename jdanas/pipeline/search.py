@@ -147,6 +147,81 @@ def _metrics_row(r: int, ledger: list, scores: np.ndarray, metrics: dict) -> dic
           **{k: float(np.asarray(v)) for k, v in metrics.items()}}
 
 
+def derive_candidates(evaluator, ask, state, key_loop: jax.Array, *, n: int, rounds: int, feasible_batch,
+                      ledger: list, space, data) -> dict:
+  """ENAS's derive step (``evaluator.one_shot.derive = n``): the final training's candidates ranked by
+  scores of one age.
+
+  Candidates: (a) ``n`` children sampled from the searcher's final ``state`` (ENAS's derive): ``ask`` with
+  ``fold_in(key_loop, rounds + i)``, i = 0, 1, ..., its returned states discarded, proposals the budget's
+  ``feasible_batch`` rejects dropped (the loop tells them failed), until ``n`` are collected (at most ``10 n``
+  asks); (b) every distinct feasible child of the ``ledger`` (a jdanas addition: the search's good children
+  stay in the running). Every distinct candidate is scored by ``evaluator.derive`` (the final shared weights,
+  nothing trained; with ``evaluator.reward`` the search's reward of that score). A deterministic function of
+  the final checkpoint and the keys, so a resumed run derives the same.
+
+  Returns ``{"n", "asks", "sampled", "from_ledger", "candidates", "evaluator_programs", "seconds", "rows"}``;
+  ``rows``: one per distinct candidate, ``{"arch", "encoding", "derive_score" (None: failed), "ledger_score"
+  (its best in the ledger, None when not there or failed), "origin" ("sampled", "ledger" or "both"),
+  "params", "flops"}`` plus the evaluator's columns (the reward's ``accuracy``, ``latency``, ``reward``),
+  best derive score first; ties keep the candidate order (sampled in sampling order, then the ledger's)."""
+  t0 = time.perf_counter()
+  sampled: list[np.ndarray] = []
+  asks = 0
+  while len(sampled) < n and asks < 10 * n:
+    encs, _ = ask(jax.random.fold_in(key_loop, rounds + asks), state)
+    encs = np.asarray(jax.device_get(encs))
+    ok = (np.asarray(jax.device_get(feasible_batch(encs))) if feasible_batch is not None
+          else np.ones(len(encs), bool))
+    sampled += list(encs[ok])
+    asks += 1
+  sampled = sampled[:n]
+  found: dict[str, dict] = {}
+  for e in sampled:
+    found.setdefault(space.decode(e), {"encoding": [int(v) for v in e], "origin": "sampled", "ledger_score": None})
+  for row in ledger:
+    if not row["feasible"]:
+      continue
+    c = found.setdefault(row["arch"], {"encoding": list(row["encoding"]), "origin": "ledger", "ledger_score": None})
+    if c["origin"] == "sampled":
+      c["origin"] = "both"
+    if row["score"] is not None and (c["ledger_score"] is None or row["score"] > c["ledger_score"]):
+      c["ledger_score"] = row["score"]
+  rows, programs = [], 0
+  finite = lambda v: float(v) if np.isfinite(v) else None  # noqa: E731
+  if found:
+    ev = evaluator.derive(np.asarray([c["encoding"] for c in found.values()], np.int32))
+    programs = ev.num_compilations
+    for i, (arch, c) in enumerate(found.items()):
+      cost = costs.model_costs(space, c["encoding"], num_classes=data.num_classes, input_shape=data.image_shape)
+      rows.append({"arch": arch, "encoding": c["encoding"], "derive_score": finite(ev.scores[i]),
+                   "ledger_score": c["ledger_score"], "origin": c["origin"], "params": cost.params, "flops": cost.flops,
+                   **{name: finite(column[i]) for name, column in (ev.extras or {}).items()}})
+  order = sorted(range(len(rows)), key=lambda i: (rows[i]["derive_score"] is None, -(rows[i]["derive_score"] or 0), i))
+  return {"n": n, "asks": asks, "sampled": len(sampled), "from_ledger": sum(r["origin"] != "sampled" for r in rows),
+          "candidates": len(rows), "evaluator_programs": programs, "seconds": time.perf_counter() - t0,
+          "rows": [rows[i] for i in order]}
+
+
+def _derive(plan: Plan, evaluator, ask, state, key_loop, feasible_batch, ledger, data, watchdog) -> dict | None:
+  """:func:`derive_candidates` when the plan asks for it (``evaluator.one_shot.derive > 0``), logged; else None."""
+  n = plan.evaluator.values.get("derive", 0) if plan.evaluator.name == "one_shot" else 0
+  if not n:
+    return None
+  watchdog.beat("derive")
+  out = derive_candidates(evaluator, ask, state, key_loop, n=n, rounds=plan.rounds, feasible_batch=feasible_batch,
+                          ledger=ledger, space=plan.space, data=data)
+  best = out["rows"][0] if out["rows"] else None
+  fmt = lambda v: "none" if v is None else f"{v:.4f}"  # noqa: E731
+  log(f"[derive] {out['candidates']} distinct candidates scored with the final shared weights ({out['sampled']} "
+      f"sampled from the controller in {out['asks']} asks, {out['from_ledger']} from the ledger) in "
+      f"{out['seconds']:.1f} s; the final training gets the top {min(plan.top_k, out['candidates'])}"
+      + (f", best {best['arch']} (derive score {fmt(best['derive_score'])}, ledger score "
+         f"{fmt(best['ledger_score'])})" if best else ""))
+  watchdog.beat("derive (done)")
+  return out
+
+
 def search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
            checked: Checked | None = None, watchdog: Progress | None = None) -> SearchResult:
   """Validates ``config`` and everything checkable before compute (:func:`jdanas.pipeline.check.prepare`,
@@ -258,14 +333,16 @@ def _search(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, chec
     writer.close()
   ckpt.close()
   search_seconds = base_seconds + time.perf_counter() - t_loop
+  derived = _derive(plan, evaluator, ask, state, key_loop, feasible_batch, ledger, data, watchdog)
   stats = {"evaluations": len(ledger), "rounds": plan.rounds, "search_seconds": search_seconds,
-           "round_seconds": _round_seconds(ledger), "evaluator_programs": evaluator_programs,
+           "round_seconds": _round_seconds(ledger),
+           "evaluator_programs": evaluator_programs + (derived["evaluator_programs"] if derived else 0),
            "xla_compilations": compiles.compilations, "cache_loads": compiles.cache_loads,
            "resumed_from_round": start_round, "resume_config_changes": history}
   return SearchResult(config=config, plan=plan, workdir=workdir, data=data, teacher=teacher,
                       teacher_accuracy=teacher_accuracy, ledger=ledger, score_kind=evaluator.score_kind,
-                      reward=evaluator.describe(),
+                      reward=evaluator.describe(), derive=derived,
                       stats=stats, key_final=key_final, mesh=mesh, started=started)
 
 
-__all__ = ["CONFIG_ECHO", "check_teacher", "search"]
+__all__ = ["CONFIG_ECHO", "check_teacher", "derive_candidates", "search"]

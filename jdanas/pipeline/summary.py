@@ -23,6 +23,7 @@ def report(s: SearchResult, final: dict) -> dict:
       "teacher": {"name": s.teacher.name, **s.teacher_accuracy},
       "search": {**s.stats, "score": s.score_kind.to_dict(),
                  **({"reward": s.reward} if s.reward is not None else {})},
+      **({"derive": s.derive} if s.derive is not None else {}),
       "seconds": time.perf_counter() - s.started,
       "config": config_dict(s.config),
   })
@@ -66,6 +67,10 @@ def print_summary(report: dict, workdir: pathlib.Path) -> None:
           else f"{search['seconds']:.1f} s (evaluation rounds only)")  # a report written before search_seconds
   print(f"search: {search['evaluations']} evaluations in {took} "
         f"({_compilations(search)}); score: {search['score']['label']}")
+  if isinstance(report.get("derive"), dict):
+    d = report["derive"]
+    print(f"derive: {d['candidates']} candidates scored with the final shared weights ({d['sampled']} sampled, "
+          f"{d['from_ledger']} from the ledger); the top {len(report['top'])} went to the final training")
   print(f"{'val_acc':>8} {'params':>9} {'MFLOPs':>8} {'ms@b1':>7}  arch (top after final KD)")
   for r in report["top"]:
     print(f"{fmt(r['val_accuracy']):>8} {r['params']:>9d} {r['flops'] / 1e6:>8.2f} {r['latency_ms']:>7.2f}  {r['arch']}")
