@@ -59,6 +59,13 @@ NB201_FULL = {"channels": 16, "num_cells": 5}
 POP_CHUNK = 8
 S1_FULL = {"widths": [16, 32, 64], "stem": 16, "depth_choices": [1, 3, 5, 7]}
 
+# The lent machine reaches nothing outside it and receives the working tree plus carried folders (64 MiB in all), not
+# ../shared: ``--pack-data`` writes the files the chosen studies read (``"data"``: file -> rows the study reads, None =
+# all) to this ignored folder, compressed, x and y only; the study then runs with JDANAS_DATA_DIR pointing there.
+# The CIFAR-10 studies' files pack to 59.7 MB (the 20,000-image subset 54.3 MB, 2,000 test images 5.4 MB), which with
+# the ~2.6 MB tree fits the carry; the full test set would not.
+DEVICE_DATA = ".devdata"
+
 # The plan: the full-size run of each study that is sized down on the development CPU, ready for the first lent
 # accelerator (``--studies NAME``; ``--plan`` prints them). Each runs as its own process under its time limit, its
 # JSON lines passed through with ``"study"`` added, and goes to docs/benchmarks.md with the card's name.
@@ -85,13 +92,18 @@ STUDIES = {
         "budget_s": 540,
         "data": {"cifar10_train_subset.npz": None, "cifar10_test.npz": 2000},
         "what": "Kendall tau of one-shot child scores (running / batch BatchNorm) vs stand-alone L_OD accuracy"},
+    # Issue 30 §3: the Oracle-KD pipeline end to end at the paper's networks (configs/oracle_kd_cifar.py:gpu: 3 x
+    # ResNet-32 members, the ResNet-32 KDAS backbone with three add-ons, derive step) on the CIFAR-10 files a lent
+    # machine can receive (the variant's CIFAR-100 comes from TFDS, which an offline machine cannot download).
+    "oracle_kd_gpu": {
+        "argv": ["run.py", "--config", "configs/oracle_kd_cifar.py:gpu", "--config.data.name=npz",
+                 f"--config.data.data_dir={DEVICE_DATA}", "--config.data.path=cifar10_train_subset.npz",
+                 "--config.data.test_path=cifar10_test.npz", "--config.evaluator.one_shot.val_examples=2000"],
+        "workdir": True,
+        "budget_s": 540,
+        "data": {"cifar10_train_subset.npz": None, "cifar10_test.npz": 2000},
+        "what": "ensemble teacher, KDAS one-shot search with L_OD and the derive step, final L_OD training, report"},
 }
-# The lent machine reaches nothing outside it and receives the working tree plus carried folders (64 MiB in all), not
-# ../shared: ``--pack-data`` writes the files the chosen studies read (``"data"``: file -> rows the study reads, None =
-# all) to this ignored folder, compressed, x and y only; the study then runs with JDANAS_DATA_DIR pointing there.
-# The CIFAR-10 studies' files pack to 59.7 MB (the 20,000-image subset 54.3 MB, 2,000 test images 5.4 MB), which with
-# the ~2.6 MB tree fits the carry; the full test set would not.
-DEVICE_DATA = ".devdata"
 
 
 def section_argv(section: str, quick: bool, tiny: bool) -> list[str] | None:
@@ -139,6 +151,24 @@ def pack_data(names, out_dir: pathlib.Path, data_dir: pathlib.Path) -> list[dict
     np.savez_compressed(out_dir / file, x=x, y=y)
     written.append({"packed": file, "rows": int(len(y)), "megabytes": round((out_dir / file).stat().st_size / 2**20, 1)})
   return written
+
+
+def _study_report(name: str, workdir: pathlib.Path) -> None:
+  """One JSON line with the pipeline report's teacher, search summary and top students (``report.json`` of
+  ``workdir``), and its report.json / report.md copied to ``$OUT`` when that is set (the device tool returns
+  what is there)."""
+  report = workdir / "report.json"
+  if not report.is_file():
+    print(json.dumps({"study": name, "report": None, "workdir": str(workdir)}), flush=True)
+    return
+  r = json.loads(report.read_text())
+  print(json.dumps({"study": name, "report": {k: r.get(k) for k in ("teacher", "final", "top", "baselines", "seconds")},
+                    "search": {k: v for k, v in (r.get("search") or {}).items() if not isinstance(v, list)}}), flush=True)
+  out = os.environ.get("OUT")
+  if out:
+    for f in ("report.json", "report.md"):
+      if (workdir / f).is_file():
+        (pathlib.Path(out) / f"{name}_{f}").write_bytes((workdir / f).read_bytes())
 
 
 def _peak_bytes():
@@ -226,9 +256,14 @@ def main(argv=None) -> int:
     return 0
   scale = args.budget_s / sum(BUDGET_S.values())
   children = []  # (key, name, command, limit in seconds)
+  workdirs = {}  # study -> the workdir of a pipeline study (its report is copied to $OUT, or printed)
   if args.studies:
-    children = [("study", name, [sys.executable, *STUDIES[name]["argv"]], STUDIES[name]["budget_s"] * scale)
-                for name in args.studies]
+    for name in args.studies:
+      argv = list(STUDIES[name]["argv"])
+      if STUDIES[name].get("workdir"):
+        workdirs[name] = pathlib.Path(tempfile.mkdtemp(prefix=f"jdanas_{name}_")) / "run"
+        argv += ["--workdir", str(workdirs[name])]
+      children.append(("study", name, [sys.executable, *argv], STUDIES[name]["budget_s"] * scale))
   else:
     for section in args.sections:
       limit = BUDGET_S[section] * scale * (4 if args.quick else 1)  # CPUs are slower than the budgets assume
@@ -268,6 +303,8 @@ def main(argv=None) -> int:
         peak = obj["peak_bytes_in_use"]
         continue
       print(json.dumps({key: name, **obj}), flush=True)
+    if name in workdirs:  # a pipeline run prints no JSON lines: its report, and report.json to $OUT if set
+      _study_report(name, workdirs[name])
     failed += int((timed_out and not args.quick) or (not timed_out and proc.returncode != 0))
     print(json.dumps({key: name, "seconds": round(time.perf_counter() - t0, 1), "timed_out": timed_out,
                       "limit_s": round(limit), "returncode": proc.returncode, "peak_bytes_in_use": peak}), flush=True)

@@ -43,13 +43,18 @@ Variants:
 
   Measured (wall time, the chosen student, the backbone and the ensemble): docs/methods/oracle_kd.md
   and docs/benchmarks.md, "Oracle KD on a small backbone".
+* ``gpu``: the full variant's data, networks and space (CIFAR-100, 3 x ResNet-32 members, the ResNet-32
+  backbone with an add-on after every stage) with schedules cut to about ten minutes of one GPU: members
+  5,000 steps, 30 rounds of 10 children x 100 shared-weight steps, derive 100, top 3 trained 5,000 steps. Not
+  run yet (no result claimed): its command, on the CIFAR-10 files a lent machine can receive, is
+  ``oracle_kd_gpu`` in ``bench/device_check.py --plan``.
 * ``smoke``: tiny nets and schedules on the embedded digits (seconds; for tests; results meaningless).
 """
 import os
 
 from configs import common
 
-VARIANTS = ("runlocal", "smoke")
+VARIANTS = ("runlocal", "gpu", "smoke")
 
 
 def backbone_arch(num_addons: int) -> str:
@@ -59,7 +64,7 @@ def backbone_arch(num_addons: int) -> str:
 
 
 def get_config(arg: str | None = None):
-  """``arg``: nothing (CIFAR-100 via TFDS, accelerator-sized), ``"runlocal"`` or ``"smoke"``."""
+  """``arg``: nothing (CIFAR-100 via TFDS, accelerator-sized), ``"runlocal"``, ``"gpu"`` or ``"smoke"``."""
   v = common.variant(arg, "configs/oracle_kd_cifar.py", VARIANTS)
   positions = (1, 2, 3)
   c = common.override(
@@ -95,6 +100,11 @@ def get_config(arg: str | None = None):
     c.evaluator.one_shot.update(steps=30, batch_size=64, val_examples=500, derive=0)
     c.search.update(rounds=4, top_k=1)
     common.override(c, final=dict(steps=300, batch_size=64, baselines=[backbone_arch(len(positions))]))
+  elif v == "gpu":
+    c.teacher.train.update(steps=5000)
+    c.evaluator.one_shot.update(steps=100)
+    c.search.update(rounds=30)
+    c.final.update(steps=5000)
   elif v == "smoke":
     c.data.name = "digits"
     c.teacher.update(name="resnet8", ensemble=2)

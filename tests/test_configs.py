@@ -18,7 +18,7 @@ CONFIGS = {  # config -> a few of its variants (every one is parsed by common.pa
     "trade_cifar10": (None, "runlocal,searcher=random"),
     "diswot_nb201": (None, "runlocal,distiller"),
     "diswot_s1": (None, "runlocal,distiller,table"),
-    "oracle_kd_cifar": (None, "runlocal", "smoke"),
+    "oracle_kd_cifar": (None, "runlocal", "gpu", "smoke"),
     "dass_meta_train": (None, "runlocal", "smoke"),
     "dass_search": (None, "dataset=dtd", "runlocal", "smoke"),
 }

@@ -48,7 +48,7 @@ def test_the_plan_lists_every_section_and_study_with_a_runnable_script():
   assert set(studies) == set(device_check.STUDIES) and studies
   for name, study in device_check.STUDIES.items():
     assert (REPO / study["argv"][0]).is_file(), name
-    assert studies[name]["command"].startswith("python bench/") and study["budget_s"] > 0
+    assert studies[name]["command"].startswith(("python bench/", "python run.py")) and study["budget_s"] > 0
 
 
 def test_pack_data_writes_what_each_study_reads_for_the_device_carry(tmp_path, monkeypatch):
@@ -82,3 +82,26 @@ def test_pack_data_writes_what_each_study_reads_for_the_device_carry(tmp_path, m
     if "study" in line and line["data"]:
       assert line["device"]["carry"] == [device_check.DEVICE_DATA]
       assert line["device"]["command"].startswith(f"JDANAS_DATA_DIR={device_check.DEVICE_DATA} ")
+
+
+def test_a_pipeline_study_reports_its_run_and_copies_the_report_to_out(tmp_path, monkeypatch):
+  """A study that runs run.py (``"workdir": True``) gets a workdir; its report's summary is one JSON line and
+  report.json / report.md go to $OUT (what the device tool returns)."""
+  import device_check
+  assert any(s.get("workdir") for s in device_check.STUDIES.values())
+  work = tmp_path / "run"
+  work.mkdir()
+  (work / "report.json").write_text(json.dumps({"teacher": {"name": "ensemble"}, "final": {"test_accuracy": 0.5},
+                                                "top": [{"arch": "a"}], "search": {"evaluations": 3, "ledger": [1]}}))
+  (work / "report.md").write_text("# report\n")
+  monkeypatch.setenv("OUT", str(tmp_path / "out"))
+  (tmp_path / "out").mkdir()
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    device_check._study_report("oracle_kd_gpu", work)
+    device_check._study_report("missing", tmp_path / "nothing")
+  first, second = map(json.loads, out.getvalue().splitlines())
+  assert first["report"]["final"] == {"test_accuracy": 0.5} and first["search"] == {"evaluations": 3}
+  assert second["report"] is None
+  assert (tmp_path / "out" / "oracle_kd_gpu_report.json").is_file()
+  assert (tmp_path / "out" / "oracle_kd_gpu_report.md").read_text() == "# report\n"

@@ -16,7 +16,7 @@ from jdanas.pipeline.config import build_plan, teacher_size
 from jdanas.spaces import get_space
 
 
-@pytest.mark.parametrize("variant", [None, "runlocal", "smoke"])
+@pytest.mark.parametrize("variant", [None, "runlocal", "gpu", "smoke"])
 def test_variants_are_oracle_kd_plans(variant, data_dir):
   c = oracle_kd_cifar.get_config(variant)
   if variant == "runlocal":  # the shared CIFAR-10 npz (JDANAS_DATA_DIR)
@@ -29,7 +29,7 @@ def test_variants_are_oracle_kd_plans(variant, data_dir):
   (backbone,) = plan.baselines
   n = len(c.space.kwargs["positions"])
   assert backbone == "|".join(["identity:00"] * n) and plan.space.decode(plan.space.encode(backbone)) == backbone
-  assert {"data": "cifar100", "runlocal": "npz", "smoke": "digits"}[variant or "data"] == c.data.name
+  assert {"data": "cifar100", "gpu": "cifar100", "runlocal": "npz", "smoke": "digits"}[variant or "data"] == c.data.name
 
 
 def test_runlocal_backbone_is_the_plain_cifar_resnet():
