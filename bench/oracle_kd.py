@@ -8,7 +8,8 @@ Kang, Mun & Han, "Towards Oracle Knowledge Distillation with Neural Architecture
                              --search-positions 3 --targets 1.3 --rounds 6 --steps-per-round 20 --score-all]
   python bench/oracle_kd.py --part fidelity --member resnet20 --member-steps 1500 --image-size 16 --train-limit 2000
                             --student-steps 500 --rounds 30 --steps-per-round 20 [--search-depths 2,2,2
-                            --search-positions 1,2,3 --children 24] [--teacher-dir DIR]
+                            --search-positions 1,2,3 --children 16 --supernets 1] [--teacher-dir DIR]
+  python bench/oracle_kd.py --part fidelity --from-jsonl FIDELITY.jsonl --targets 1.05,1.25,1.7 --alpha 1
 
 1. trains an ensemble of M zoo ResNets (member ``i`` from ``fold_in(key, i)``, plain CE) on the
    shared CIFAR-10 subset (``JDANAS_DATA_DIR``) and reports its oracle statistics on the TRAINING
@@ -36,7 +37,9 @@ the one-shot ranking puts parameter-free add-ons first); ``--score-all`` scores 
 space with each search's final shared weights (ENAS's derive step), reports them and trains the
 best by the search's reward. ``--part all`` runs both parts after one ensemble. ``--part losses``: the
 loss study at several member-fit levels (:func:`_loss_study`); ``--part fidelity``: Kendall tau between
-one-shot scores (both BatchNorm modes) and the same children trained alone (:func:`_fidelity`).
+one-shot scores (both BatchNorm modes) and the same children trained alone (:func:`_fidelity`), then the
+size curve of the derive step over those children (:func:`_fidelity_curve`; ``--from-jsonl`` recomputes it from a
+saved run's lines).
 
 Output: JSON lines on stdout: one ``{"row": "ensemble", ...}``, one per student row, and a last
 ``{"summary": ...}`` line with the oracle-minus-KD and KD-minus-CE gaps of the means (part
@@ -115,6 +118,9 @@ def main(argv=None) -> None:
   p.add_argument("--supernets", type=int, default=2,
                  help="part fidelity: shared-weight supernets trained from different seeds (their agreement is the "
                       "one-shot side's noise)")
+  p.add_argument("--from-jsonl", default="",
+                 help="part fidelity: print the size curve (--targets, --alpha) from a saved fidelity run's JSON lines "
+                      "instead of running one (the CIFAR-10 files are not read)")
   p.add_argument("--bn", choices=("running", "batch"), default="running",
                  help="part search: the BatchNorm statistics of child scoring (evaluator.one_shot.bn)")
   p.add_argument("--teacher-dir", default="",
@@ -144,6 +150,9 @@ def main(argv=None) -> None:
     if getattr(args, name) is not None:
       cfg[name] = getattr(args, name)
 
+  if args.part == "fidelity" and args.from_jsonl:
+    _curve_from_jsonl(args)
+    return
   from jdanas.data import load_dataset, shared_data_dir
   data_dir = shared_data_dir()
   missing = [f for f in (TRAIN_FILE, TEST_FILE) if not (data_dir / f).exists()]
@@ -349,6 +358,63 @@ def _fidelity(args, cfg, level: int, data, recipe, common) -> None:
     if args.supernets >= 2:
       summary[f"supernets_agree_{mode}"] = _kendall(one_shot[(0, mode)], one_shot[(1, mode)])
   print(json.dumps({"summary": summary, **common}), flush=True)
+  rows = [{"child": archs[i], "test_per_seed": list(tests[i]),
+           **{f"one_shot_{mode}_{j}": float(one_shot[(j, mode)][i]) for j in range(args.supernets) for mode in BN_MODES}}
+          for i in range(len(archs))]
+  _fidelity_curve(rows, exact, data.num_classes, tuple(data.image_shape), _targets(args), args.alpha)
+
+
+def _targets(args) -> list[float]:
+  return [float(t) for t in args.targets.split(",") if t.strip()]
+
+
+def _fidelity_curve(rows: list[dict], exact, num_classes: int, input_shape: tuple, targets, alpha: float) -> None:
+  """The accuracy-vs-size curve of ENAS's derive step over the fidelity study's children: for no budget and each
+  size target ``T`` (``targets`` x the backbone's params; reward ``accuracy x (params / T)^w``, ``w = alpha`` under
+  ``T``, -1 over it, as part search), the child each supernet's final weights pick by reward in each BatchNorm
+  mode (``rows``' ``one_shot_<mode>_<j>`` columns), with its stand-alone L_OD test accuracy, and the ``perfect``
+  pick (the same reward on the stand-alone accuracies: what a ranking without error would choose). One
+  ``{"curve": ...}`` line per (target, mode, supernet)."""
+  from jdanas import costs
+  from jdanas import rewards as rewards_lib
+  r4 = lambda x: round(float(x), 4)  # noqa: E731
+  archs = [r["child"] for r in rows]
+  params = np.asarray([costs.model_costs(exact, exact.encode(a), num_classes=num_classes, input_shape=input_shape,
+                                         flops=False).params for a in archs], np.float64)
+  backbone = costs.model_costs(exact, exact.encode("|".join(["identity:00"] * (exact.num_decisions // 3))),
+                               num_classes=num_classes, input_shape=input_shape, flops=False).params
+  alone = np.asarray([np.mean(r["test_per_seed"]) for r in rows])
+  columns = sorted(k for k in rows[0] if k.startswith("one_shot_"))
+
+  def pick(acc, target):
+    score = acc if target is None else rewards_lib.reward(acc, params, target=target * backbone, alpha=alpha, beta=-1.0)
+    return int(np.argmax(score))
+
+  for target in [None] + list(targets):
+    best = pick(alone, target)
+    perfect = {"pick": archs[best], "params": int(params[best]), "test_mean": r4(alone[best])}
+    for col in columns:
+      mode, j = col[len("one_shot_"):].rsplit("_", 1)
+      i = pick(np.asarray([r[col] for r in rows]), target)
+      print(json.dumps({"curve": {"target_x_backbone": target, "alpha": alpha, "mode": mode, "supernet": int(j),
+                                  "pick": archs[i], "params": int(params[i]), "x_backbone": r4(params[i] / backbone),
+                                  "test_mean": r4(alone[i]), "test_per_seed": [r4(a) for a in rows[i]["test_per_seed"]]},
+                        "perfect": perfect, "backbone_params": int(backbone)}), flush=True)
+
+
+def _curve_from_jsonl(args) -> None:
+  """``--part fidelity --from-jsonl FILE``: the curve lines of :func:`_fidelity_curve` from a saved fidelity run's
+  child and summary lines (nothing trained)."""
+  import pathlib
+  lines = [json.loads(l) for l in pathlib.Path(args.from_jsonl).read_text().splitlines() if l.strip()]
+  rows = [l for l in lines if "child" in l]
+  (summary,) = [l for l in lines if "summary" in l]
+  if not rows:
+    raise SystemExit(f"--from-jsonl: no child lines in {args.from_jsonl}")
+  from jdanas.spaces import get_space
+  kw = {k: tuple(v) if isinstance(v, list) else v for k, v in summary["summary"]["space"].items()}
+  size = summary["image_size"]
+  _fidelity_curve(rows, get_space("kdas", **kw), 10, (size, size, 3), _targets(args), args.alpha)
 
 
 def _loss_study(args, cfg, fit_steps, data, recipe, common) -> None:
