@@ -130,8 +130,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   args = p.parse_args(argv)
   base = PILOT_QUICK if args.quick else PILOT_FULL
   for name, value in base.items():
-    # --seeds of --part compare keeps its own default (bench/akd_compare.py), not the pilot's.
-    if getattr(args, name, None) is None and not (name == "seeds" and args.part == "compare"):
+    # --seeds and --space of --part compare keep their own defaults (bench/akd_compare.py), not the pilot's.
+    if getattr(args, name, None) is None and not (name in ("seeds", "space") and args.part == "compare"):
       setattr(args, name, value)
   if args.space is None:
     args.space = "mobilenet" if args.part == "compare" else base["space"]
