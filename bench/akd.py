@@ -3,42 +3,46 @@ CVPR 2020): the paper's claims measured on the shared CIFAR-10 files, JSON lines
 
 Commands (from the repository root)::
 
-  python bench/akd.py --part pilot            # the pilot study (34 min on a 2-core CPU shared with other jobs)
-  python bench/akd.py --part pilot --quick    # smoke run (accuracies at chance; compile-bound)
+  nice -n 10 python bench/akd.py --part pilot --ce   # the pilot study on a 2-core CPU (<= 20 min; see below)
+  python bench/akd.py --part pilot --quick           # smoke run (tiny data, a few steps: accuracies at chance)
 
-Measured 2026-12-05 on a 2-core CPU running about 12 other jobs: the default pilot took 2,055 s,
-of which 945 s compiled the 12 students' programs (once, reused by every teacher and seed) and
-373 s trained them; ``--quick`` took about 14 min there, almost all compilation. With these
-defaults (20 steps of batch 32 per student, 0.03 epochs) the students stay near chance (8-14 %
-validation accuracy), so their rankings are mostly noise: raise ``--student-steps`` (e.g. 500)
-where the machine allows.
+Wall time, load, accuracies and taus of the measured runs: docs/benchmarks.md (AKD's pilot study).
 
 ``--part pilot`` -- "pearls are everywhere": does the best student depend on the teacher?
 
-1. Teachers of different families from the zoo (default ``resnet8`` and ``vgg8``; e.g.
-   ``--teachers resnet20,vgg8,mobilenetv2_half`` for three) are trained once with plain
-   cross-entropy (the same short recipe) on ``cifar10_train_subset.npz`` (20,000 images;
-   ``--val-size`` held out for validation); their validation and test (``cifar10_test.npz``)
-   accuracies are reported. ``--teacher-dir DIR`` saves them there and loads them on later runs
-   (trained again if absent).
-2. A fixed set of students from the ``mobilenet`` (MnasNet-style) space with similar size: a
-   pool of random architectures is drawn with ``--seed``, and the first ``--students`` distinct
-   ones whose parameter count is within ``--tolerance`` (default +-15 %) of the pool's median
-   are kept.
+1. Teachers of different families from the zoo (default ``resnet8:400,vgg8:150``: ``NAME:STEPS``
+   sets a teacher's own CE steps, else ``--teacher-steps``, so a costly teacher can be trained to the
+   accuracy of a cheap one; e.g. ``--teachers resnet20,vgg8,mobilenetv2_half`` for three) are trained
+   with plain cross-entropy on ``cifar10_train_subset.npz`` (``--train-limit`` images after
+   ``--val-size`` are held out for validation; 0 = all); their validation and test
+   (``cifar10_test.npz``, ``--test-limit``) accuracies are reported. ``--teacher-dir DIR`` saves
+   them under DIR (one folder per name, steps, image size and split) and loads them on later runs.
+2. A fixed set of ``--students`` distinct students with similar size: a pool of ``--pool`` random
+   architectures of ``--space`` is drawn with ``--seed``, and the first ones whose parameter count
+   is within ``--tolerance`` of the pool's median are kept. ``--space nb201_masked`` (the default;
+   ``--space-kwargs`` JSON over ``{"channels": 8, "num_cells": 1}``) computes every op of the cell
+   with the architecture as an input, so ONE compiled program trains every student of every
+   teacher and seed (``--strategy loop`` calls it once per student per step); ``--space
+   mobilenet`` (AKD's MnasNet-style space, ``--base-width``) compiles one program per student
+   (about 70 s each on the 2-core CPU). Images are resized to ``--image-size`` (default 16; 0 =
+   as stored, 32x32). In the NB201 cell the parameter count only says how many convolutions of
+   each kind it holds, and at +-15 % around the median the students' true differences were below
+   the seed-to-seed noise of a short run (docs/benchmarks.md), so the CPU default is +-40 %:
+   students of comparable size whose rankings are stable across seeds.
 3. Every student is KD-trained from every teacher with the same recipe (RepDistiller's loss:
-   0.1 CE + 0.9 T^2 KL, T=4) by the population engine (``--strategy``; programs are compiled
-   once and reused for every teacher and seed), for each of ``--seeds`` seeds. The default is
-   ``loop``, one program per student: these students differ in every shape, and on XLA:CPU one
-   ``unroll`` program of 3 of them compiled in 582 s where a single student's took about 70 s
-   (2-core CPU shared with other jobs). A seed fixes the students' initial weights, batch order
-   and augmentation, so within a seed the teacher is the only difference. With ``--ce`` the same
-   students are also trained without a teacher (the "NAS + KD" search signal).
-4. Each student's held-out (validation) accuracy is its ``ACC_KD``. Reported per teacher: the
-   ranking (by the mean over seeds) and the best student; Kendall tau (``scipy.stats.kendalltau``)
-   between the rankings of every pair of teachers, within each seed and on the seed means; and
-   the seed-to-seed tau of each teacher, the noise floor: a cross-teacher tau well below the
-   seed-to-seed tau says the teacher changes the ranking, similar values say the differences
-   are noise.
+   0.1 CE + 0.9 T^2 KL, T=4) by the population engine, for each of ``--seeds`` seeds. A seed fixes
+   the students' initial weights, batch order and augmentation, so within a seed the teacher is the
+   only difference. With ``--ce`` the same students are also trained without a teacher (the
+   "NAS + KD" search signal).
+4. Each student's held-out (validation) accuracy is its ``ACC_KD``. Reported per teacher (and
+   ``ce``): the ranking by the mean over seeds, the best student, the students' mean / min / max
+   accuracy, and the seed-to-seed Kendall tau (the noise floor). For every pair: Kendall tau-b on
+   the seed means, within each seed, and across seeds (teacher A's seed s vs teacher B's seed t,
+   s != t: the same noise as the seed-to-seed tau, so the two compare like for like), and the
+   paired difference cross-teacher minus seed-to-seed. Every tau has a 95 % percentile bootstrap
+   interval (``bootstrap_tau``: students resampled with replacement, ``--resamples``, seeded with
+   ``--seed``, numpy only); a difference whose interval lies below 0 says the teacher changes the
+   ranking beyond seed noise, an interval around 0 says the data cannot tell.
 
 JSON lines (``"part": "pilot"``): one ``"kind": "teacher"`` line per teacher, one ``"kind": "run"``
 line per (teacher, seed) as soon as it is trained, one ``"kind": "student"`` line per student
@@ -65,16 +69,19 @@ import akd_compare  # noqa: E402  (bench/akd_compare.py, next to this file)
 
 TRAIN_FILE = "cifar10_train_subset.npz"
 TEST_FILE = "cifar10_test.npz"
-# Sized on the 2-core CPU (docs/benchmarks.md): the masked NB201 cell trains every student of a
-# teacher with one compiled program (signature-free), at 16x16 so 20 min hold 2 teachers + CE x 3 seeds.
-PILOT_FULL = dict(teachers="resnet8,vgg8", teacher_steps=400, teacher_batch_size=64, student_steps=200,
-                  students=16, seeds=3, batch_size=64, base_width=0.25, pool=256, train_limit=5000,
-                  val_size=1000, test_limit=2000, space="nb201_masked", image_size=16)
-PILOT_QUICK = dict(teachers="resnet8,vgg8", teacher_steps=3, teacher_batch_size=16, student_steps=3,
+# Sized on the 2-core CPU (docs/benchmarks.md): the masked NB201 cell trains every student with one
+# compiled program, at 16x16, so 2 teachers + CE x 2 seeds x 16 students fit about 20 min there.
+PILOT_FULL = dict(teachers="resnet8:800,vgg8_quarter:300", teacher_steps=400, teacher_batch_size=64,
+                  student_steps=100, students=16, seeds=2, batch_size=64, base_width=0.25, pool=256,
+                  train_limit=5000, val_size=3000, test_limit=2000, space="nb201_masked", image_size=16)
+PILOT_QUICK = dict(teachers="resnet8,vgg8_quarter", teacher_steps=3, teacher_batch_size=16, student_steps=3,
                    students=3, seeds=2, batch_size=16, base_width=0.25, pool=32, train_limit=256, val_size=64,
                    test_limit=200, space="nb201_masked", image_size=16)
 # Student space kwargs before --space-kwargs: small enough for the CPU (mobilenet's width is --base-width).
 PILOT_SPACE_KWARGS = {"nb201_masked": dict(channels=8, num_cells=1), "mobilenet": {}}
+# Students' size band around the pool's median (--tolerance): NB201 cells of similar size differ by
+# less than a short run's seed noise, so its band is wider (module docstring).
+PILOT_TOLERANCE = {"nb201_masked": 0.4, "mobilenet": 0.15}
 BOOTSTRAP_RESAMPLES = 2000
 
 
@@ -95,7 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--part", choices=("pilot", "compare"), default="pilot", help="which study to run")
   p.add_argument("--quick", action="store_true", help="smoke run (tiny data, a few steps)")
-  p.add_argument("--teachers", default=None, help="comma-separated zoo names (pilot)")
+  p.add_argument("--teachers", default=None,
+                 help="comma-separated zoo names, each optionally NAME:STEPS to override --teacher-steps (pilot)")
   p.add_argument("--teacher-steps", type=int, default=None, help="CE training steps of each teacher")
   p.add_argument("--student-steps", type=int, default=None, help="KD training steps of each student")
   p.add_argument("--students", type=int, default=None, help="students of similar size (pilot)")
@@ -105,7 +113,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="teachers' batch size")
   p.add_argument("--base-width", type=float, default=None, help="mobilenet space width multiplier")
   p.add_argument("--pool", type=int, default=None, help="random architectures the students are picked from")
-  p.add_argument("--tolerance", type=float, default=0.15, help="students' params within +- this of the median")
+  p.add_argument("--tolerance", type=float, default=None,
+                 help="students' params within +- this of the pool's median (default 0.4 nb201_masked, 0.15 mobilenet)")
   p.add_argument("--val-size", type=int, default=None, help="training images held out for ACC_KD")
   p.add_argument("--learning-rate", type=float, default=0.05, help="peak SGD learning rate of every run")
   p.add_argument("--strategy", choices=("loop", "unroll", "vmap", "auto"), default="loop",
@@ -141,6 +150,8 @@ def parse_args(argv=None) -> argparse.Namespace:
       p.error(f"--{name.replace('_', '-')} must be positive")
   if args.part == "pilot" and args.seeds < 2:
     p.error("--seeds must be >= 2 (the seed-to-seed tau is the noise floor)")
+  if args.tolerance is None:
+    args.tolerance = PILOT_TOLERANCE.get(args.space, 0.15)
   if not 0 < args.tolerance < 1:
     p.error("--tolerance must be in (0, 1)")
   if args.image_size < 0:
@@ -150,7 +161,30 @@ def parse_args(argv=None) -> argparse.Namespace:
       p.error(f"--{name.replace('_', '-')} must be >= 0 (0 = all)")
     setattr(args, name, getattr(args, name) or None)
   args.space_kwargs = space_kwargs(p, args)
+  args.teacher_plan = teacher_plan(p, args)
   return args
+
+
+def teacher_plan(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
+  """``--teachers`` as ``{name: CE steps}``: ``NAME:STEPS`` sets one teacher's steps, so teachers of
+  different cost can be trained to similar accuracy (the pilot compares rankings, not teachers)."""
+  plan = {}
+  for item in (t.strip() for t in args.teachers.split(",")):
+    if not item:
+      continue
+    name, _, steps = item.partition(":")
+    try:
+      n = int(steps) if steps else args.teacher_steps
+    except ValueError:
+      n = 0
+    if n < 1:
+      p.error(f"--teachers: {item!r}: steps must be a positive integer")
+    if name in plan:
+      p.error(f"--teachers: {name!r} given twice")
+    plan[name] = n
+  if args.part == "pilot" and len(plan) < 2:
+    p.error("--teachers: the pilot compares at least two teachers")
+  return plan
 
 
 def space_kwargs(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
@@ -307,7 +341,7 @@ def pilot(args: argparse.Namespace) -> None:
   data = load_dataset("npz", data_dir=data_dir, path=TRAIN_FILE, test_path=TEST_FILE, val_size=args.val_size,
                       seed=args.seed, train_limit=args.train_limit, test_limit=args.test_limit,
                       image_size=args.image_size or None)
-  teachers = [t.strip() for t in args.teachers.split(",") if t.strip()]
+  teachers = list(args.teacher_plan)
   log(f"[akd pilot] backend={jax.default_backend()} train={len(data.train)} val={len(data.val)} "
       f"test={len(data.test)} image={data.image_shape[0]} teachers={teachers} students={args.students} "
       f"seeds={args.seeds} space={args.space} {args.space_kwargs}")
@@ -331,10 +365,12 @@ def pilot(args: argparse.Namespace) -> None:
   teacher_test = {}
   for i, name in enumerate(teachers):
     t0 = time.perf_counter()
-    # A saved teacher is reused only for the same image size, steps and training images.
-    folder = f"{name}_{data.image_shape[0]}px_{args.teacher_steps}steps_{len(data.train)}img_seed{args.seed}"
+    # A saved teacher is reused only for the same image size, steps and data split.
+    steps = args.teacher_plan[name]
+    folder = (f"{name}_{data.image_shape[0]}px_{steps}steps_{len(data.train)}train_{len(data.val)}val"
+              f"_seed{args.seed}")
     teacher, loaded[name] = get_teacher(jax.random.fold_in(root, 100 + i), name, data,
-                                        recipe(args.teacher_steps, KD_PRESETS["ce"], args.teacher_batch_size),
+                                        recipe(steps, KD_PRESETS["ce"], args.teacher_batch_size),
                                         args.teacher_dir, folder)
     test_acc = evaluate(teacher.module, teacher.variables, data.test, data.mean, data.std)
     models[name] = teacher
@@ -415,10 +451,10 @@ def pilot(args: argparse.Namespace) -> None:
         "space": args.space, "space_kwargs": args.space_kwargs, "image_size": int(data.image_shape[0]),
         "student_params_min": min(int(n) for _, n in chosen),
         "student_params_max": max(int(n) for _, n in chosen),
-        "teacher_steps": args.teacher_steps, "student_steps": args.student_steps,
+        "teacher_steps": args.teacher_plan, "student_steps": args.student_steps,
         "batch_size": args.batch_size, "teacher_batch_size": args.teacher_batch_size,
         "student_epochs": round(args.student_steps * args.batch_size / len(data.train), 2),
-        "teacher_epochs": round(args.teacher_steps * args.teacher_batch_size / len(data.train), 2),
+        "teacher_epochs": {t: round(n * args.teacher_batch_size / len(data.train), 2) for t, n in args.teacher_plan.items()},
         "learning_rate": args.learning_rate, "strategy": args.strategy,
         "kd_loss": "repdistiller (0.1 CE + 0.9 T^2 KL, T=4)",
         "num_train": len(data.train), "num_val": len(data.val), "num_test": len(data.test),

@@ -103,3 +103,11 @@ def test_pilot_options():
   for bad in (["--space-kwargs", "[1]"], ["--space-kwargs", "{oops"], ["--image-size", "-1"], ["--resamples", "0"]):
     with pytest.raises(SystemExit):
       bench.parse_args(bad)
+
+
+def test_teacher_steps_per_teacher():
+  args = bench.parse_args(["--teachers", "resnet8:800,vgg8", "--teacher-steps", "150"])
+  assert args.teacher_plan == {"resnet8": 800, "vgg8": 150}
+  for bad in ("resnet8:x,vgg8", "resnet8:0,vgg8", "resnet8,resnet8", "resnet8"):
+    with pytest.raises(SystemExit):
+      bench.parse_args(["--teachers", bad])
