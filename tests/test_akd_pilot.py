@@ -111,3 +111,17 @@ def test_teacher_steps_per_teacher():
   for bad in ("resnet8:x,vgg8", "resnet8:0,vgg8", "resnet8,resnet8", "resnet8"):
     with pytest.raises(SystemExit):
       bench.parse_args(["--teachers", bad])
+
+
+def test_vgg8_quarter_is_vgg8_at_a_quarter_of_the_widths():
+  """The pilot's second teacher family: the zoo's VGG-8 with every conv width divided by 4."""
+  import jax
+  import jax.numpy as jnp
+
+  from jdanas.models.vgg import VGG_CFGS
+  from jdanas.models.zoo import get_model
+
+  shapes = jax.eval_shape(lambda: get_model("vgg8_quarter", 10).init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)),
+                                                                      None, train=False))
+  widths = [shapes["params"][f"group{g}_conv0"]["kernel"].shape[-1] for g in range(5)]
+  assert widths == [group[0] // 4 for group in VGG_CFGS["vgg8"]] == [16, 32, 64, 128, 128]
