@@ -3,16 +3,17 @@ CVPR 2020): the paper's claims measured on the shared CIFAR-10 files, JSON lines
 
 Commands (from the repository root)::
 
-  nice -n 10 python bench/akd.py --part pilot --ce   # the pilot study on a 2-core CPU (<= 20 min; see below)
+  nice -n 10 python bench/akd.py --part pilot --ce   # the pilot study, sized for a 2-core CPU (about 17 min)
   python bench/akd.py --part pilot --quick           # smoke run (tiny data, a few steps: accuracies at chance)
 
-Wall time, load, accuracies and taus of the measured runs: docs/benchmarks.md (AKD's pilot study).
+Wall time, load, accuracies and taus of the measured runs, and the sizing: docs/benchmarks.md (AKD's
+pilot study); the command prepared for a GPU: docs/methods/akd.md.
 
 ``--part pilot`` -- "pearls are everywhere": does the best student depend on the teacher?
 
-1. Teachers of different families from the zoo (default ``resnet8:400,vgg8:150``: ``NAME:STEPS``
-   sets a teacher's own CE steps, else ``--teacher-steps``, so a costly teacher can be trained to the
-   accuracy of a cheap one; e.g. ``--teachers resnet20,vgg8,mobilenetv2_half`` for three) are trained
+1. Teachers of different families from the zoo (default ``resnet8:800,vgg8_quarter:300``, ResNet-8 and
+   VGG-8 at quarter width, of similar accuracy on the CPU data; ``NAME:STEPS`` sets a teacher's own CE
+   steps, else ``--teacher-steps``; e.g. ``--teachers resnet20,vgg8,mobilenetv2_half`` for three) are trained
    with plain cross-entropy on ``cifar10_train_subset.npz`` (``--train-limit`` images after
    ``--val-size`` are held out for validation; 0 = all); their validation and test
    (``cifar10_test.npz``, ``--test-limit``) accuracies are reported. ``--teacher-dir DIR`` saves
@@ -21,14 +22,15 @@ Wall time, load, accuracies and taus of the measured runs: docs/benchmarks.md (A
    architectures of ``--space`` is drawn with ``--seed``, and the first ones whose parameter count
    is within ``--tolerance`` of the pool's median are kept. ``--space nb201_masked`` (the default;
    ``--space-kwargs`` JSON over ``{"channels": 8, "num_cells": 1}``) computes every op of the cell
-   with the architecture as an input, so ONE compiled program trains every student of every
-   teacher and seed (``--strategy loop`` calls it once per student per step); ``--space
+   with the architecture as an input, so one compiled program per loss (KD, CE) trains every
+   student of every teacher and seed (``--strategy loop`` calls it once per student per step; on a
+   GPU ``vmap`` stacks them); ``--space
    mobilenet`` (AKD's MnasNet-style space, ``--base-width``) compiles one program per student
    (about 70 s each on the 2-core CPU). Images are resized to ``--image-size`` (default 16; 0 =
    as stored, 32x32). In the NB201 cell the parameter count only says how many convolutions of
-   each kind it holds, and at +-15 % around the median the students' true differences were below
-   the seed-to-seed noise of a short run (docs/benchmarks.md), so the CPU default is +-40 %:
-   students of comparable size whose rankings are stable across seeds.
+   each kind it holds, and at +-15 % around the median the students' true differences were far
+   below the seed-to-seed noise of a short run (docs/benchmarks.md), so the CPU default is +-40 %
+   (``--tolerance``; ``mobilenet`` keeps +-15 %): students of comparable size that differ more.
 3. Every student is KD-trained from every teacher with the same recipe (RepDistiller's loss:
    0.1 CE + 0.9 T^2 KL, T=4) by the population engine, for each of ``--seeds`` seeds. A seed fixes
    the students' initial weights, batch order and augmentation, so within a seed the teacher is the
@@ -47,7 +49,7 @@ Wall time, load, accuracies and taus of the measured runs: docs/benchmarks.md (A
 JSON lines (``"part": "pilot"``): one ``"kind": "teacher"`` line per teacher, one ``"kind": "run"``
 line per (teacher, seed) as soon as it is trained, one ``"kind": "student"`` line per student
 (architecture, params, accuracy per teacher and seed), one ``"kind": "ranking"`` line per teacher,
-one ``"kind": "tau"`` line per teacher pair and a ``"kind": "summary"`` line. Progress and
+one ``"kind": "tau"`` line per pair (each tau as ``{"tau", "ci95"}``) and a ``"kind": "summary"`` line. Progress and
 timings go to stderr. Without the data files it prints one ``{"skipped": ...}`` line and exits 0.
 
 ``--part compare`` -- AKD vs NAS + KD at equal search budget and latency target
@@ -132,7 +134,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="images resized to this square (pilot; default 16, 0 = as stored, 32x32)")
   p.add_argument("--train-limit", type=int, default=None,
                  help="training images used (pilot; after the val split; 0 = all 20,000 less --val-size)")
-  p.add_argument("--test-limit", type=int, default=None, help="test images of the teachers' test accuracy (pilot; 0 = all)")
+  p.add_argument("--test-limit", type=int, default=None,
+                 help="test images of the teachers' test accuracy (pilot; 0 = all)")
   akd_compare.add_arguments(p, standalone=False)
   # --space is shared with --part compare (default mobilenet there); the pilot's default is its own.
   p.set_defaults(space=None)
@@ -454,7 +457,8 @@ def pilot(args: argparse.Namespace) -> None:
         "teacher_steps": args.teacher_plan, "student_steps": args.student_steps,
         "batch_size": args.batch_size, "teacher_batch_size": args.teacher_batch_size,
         "student_epochs": round(args.student_steps * args.batch_size / len(data.train), 2),
-        "teacher_epochs": {t: round(n * args.teacher_batch_size / len(data.train), 2) for t, n in args.teacher_plan.items()},
+        "teacher_epochs": {t: round(n * args.teacher_batch_size / len(data.train), 2)
+                           for t, n in args.teacher_plan.items()},
         "learning_rate": args.learning_rate, "strategy": args.strategy,
         "kd_loss": "repdistiller (0.1 CE + 0.9 T^2 KL, T=4)",
         "num_train": len(data.train), "num_val": len(data.val), "num_test": len(data.test),
