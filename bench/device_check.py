@@ -92,6 +92,17 @@ STUDIES = {
         "budget_s": 540,
         "data": {"cifar10_train_subset.npz": None, "cifar10_test.npz": 2000},
         "what": "Kendall tau of one-shot child scores (running / batch BatchNorm) vs stand-alone L_OD accuracy"},
+    # Issue 29 §3 at full size: AKD's pilot (does the best student depend on the teacher?) with full-size NB201
+    # cells at 32x32, every training image, two teacher families, 24 students, 3 seeds. Step counts are a first guess.
+    "akd_pilot": {
+        "argv": ["bench/akd.py", "--part", "pilot", "--ce", "--space", "nb201_masked", "--space-kwargs",
+                 json.dumps({"channels": 16, "num_cells": 5}), "--image-size", "0", "--train-limit", "0",
+                 "--val-size", "5000", "--test-limit", "2000", "--teachers", "resnet20:6000,vgg8:4000",
+                 "--teacher-batch-size", "128", "--student-steps", "3000", "--batch-size", "128", "--students", "24",
+                 "--seeds", "3", "--strategy", "vmap"],
+        "budget_s": 540,
+        "data": {"cifar10_train_subset.npz": None, "cifar10_test.npz": 2000},
+        "what": "Kendall tau between the KD rankings of two teachers, with bootstrap intervals and the seed noise"},
     # Issue 30 §3: the Oracle-KD pipeline end to end at the paper's networks (configs/oracle_kd_cifar.py:gpu: 3 x
     # ResNet-32 members, the ResNet-32 KDAS backbone with three add-ons, derive step) on the CIFAR-10 files a lent
     # machine can receive (the variant's CIFAR-100 comes from TFDS, which an offline machine cannot download).
