@@ -312,7 +312,7 @@ def _fidelity(args, cfg, level: int, data, recipe, common) -> None:
   log(f"[fidelity] {len(children)} of {size} children of kdas{kw}")
 
   shared_steps = cfg["rounds"] * cfg["steps_per_round"]
-  one_shot = {}
+  one_shot, batch = {}, None
   for j in range(args.supernets):
     t0 = time.perf_counter()
     ev = OneShotEvaluator(masked, data, recipe=recipe(shared_steps, "oracle"), steps_per_round=cfg["steps_per_round"],
@@ -322,9 +322,10 @@ def _fidelity(args, cfg, level: int, data, recipe, common) -> None:
       ev(None, np.stack([np.asarray([draw.integers(c) for c in masked.num_choices], np.int32)
                          for _ in range(cfg["num_asks"])]))
     one_shot[(j, "running")] = ev.score(children)
-    batch = OneShotEvaluator(masked, data, recipe=recipe(shared_steps, "oracle"),
-                             steps_per_round=cfg["steps_per_round"], teacher=teacher, seed=args.seed + j,
-                             val_examples=0, bn="batch")
+    if batch is None:  # one batch-statistics scorer (its programs compile once), given each supernet's weights
+      batch = OneShotEvaluator(masked, data, recipe=recipe(shared_steps, "oracle"),
+                               steps_per_round=cfg["steps_per_round"], teacher=teacher, seed=args.seed,
+                               val_examples=0, bn="batch")
     batch.restore(ev.state())
     one_shot[(j, "batch")] = batch.score(children)
     log(f"[fidelity] supernet {j}: {shared_steps} steps and scoring in {time.perf_counter() - t0:.0f} s")
@@ -333,8 +334,9 @@ def _fidelity(args, cfg, level: int, data, recipe, common) -> None:
   trainer = PopulationTrainer(masked, data, recipe=recipe(cfg["student_steps"], "oracle"), teacher=teacher)
   population = [e for e in children for _ in range(args.seeds)]
   result = trainer.train(key_student, population, desc="stand-alone children")
-  tests = np.asarray([evaluate(masked.build(masked.signature(e), data.num_classes), result.variables(i), data.test,
-                               data.mean, data.std, enc=e) for i, e in enumerate(population)])
+  module = masked.build(masked.signature(children[0]), data.num_classes)  # one signature: one eval program
+  tests = np.asarray([evaluate(module, result.variables(i), data.test, data.mean, data.std, enc=e)
+                      for i, e in enumerate(population)])
   tests = tests.reshape(len(children), args.seeds)
   alone = tests.mean(axis=1)
   train_s = time.perf_counter() - t0

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import smoke_config
+from jdanas import costs
 from jdanas.evaluators.base import Evaluation, ScoreKind
 from jdanas.evaluators.reward import RewardEvaluator
 from jdanas.pipeline.final import candidates, choose, top_archs
@@ -50,9 +51,15 @@ def _ask(space):
   return jax.jit(lambda key, state: (jax.vmap(space.sample)(jax.random.split(key, 2)), state + 1))
 
 
+def _costs(space, arch):
+  return costs.model_costs(space, space.encode(arch), num_classes=DATA.num_classes, input_shape=DATA.image_shape)
+
+
 def _ledger(space, archs_scores):
+  """Ledger rows as the search writes them (params and FLOPs of each child, as pipeline.search._record)."""
   return [{"round": 0, "index": i, "arch": a, "encoding": [int(v) for v in space.encode(a)], "score": s,
-           "feasible": f, "params": 0, "flops": 0.0} for i, (a, s, f) in enumerate(archs_scores)]
+           "feasible": f, "params": _costs(space, a).params, "flops": _costs(space, a).flops}
+          for i, (a, s, f) in enumerate(archs_scores)]
 
 
 def test_derive_ranks_candidates_by_the_final_weights_not_by_the_ledger():
@@ -94,6 +101,7 @@ def test_derive_ranks_candidates_by_the_final_weights_not_by_the_ledger():
     assert r["origin"] == {(True, False): "sampled", (False, True): "ledger", (True, True): "both"}[
         (r["arch"] in sampled_archs, r["arch"] in ledger_archs)]
     assert r["params"] > 0 and r["encoding"] == [int(v) for v in space.encode(r["arch"])]
+    assert (r["params"], r["flops"]) == (_costs(space, r["arch"]).params, _costs(space, r["arch"]).flops)
   assert out["from_ledger"] == sum(r["origin"] != "sampled" for r in rows) == 4
   # The final training's candidates: the derive's top-K, not the ledger's
   s = types.SimpleNamespace(derive=out, ledger=ledger)

@@ -185,6 +185,8 @@ def derive_candidates(evaluator, ask, state, key_loop: jax.Array, *, n: int, rou
     c = found.setdefault(row["arch"], {"encoding": list(row["encoding"]), "origin": "ledger", "ledger_score": None})
     if c["origin"] == "sampled":
       c["origin"] = "both"
+    c.setdefault("params", row["params"])  # the ledger's costs: no recomputation (e.g. after a resume)
+    c.setdefault("flops", row["flops"])
     if row["score"] is not None and (c["ledger_score"] is None or row["score"] > c["ledger_score"]):
       c["ledger_score"] = row["score"]
   rows, programs = [], 0
@@ -193,9 +195,11 @@ def derive_candidates(evaluator, ask, state, key_loop: jax.Array, *, n: int, rou
     ev = evaluator.derive(np.asarray([c["encoding"] for c in found.values()], np.int32))
     programs = ev.num_compilations
     for i, (arch, c) in enumerate(found.items()):
-      cost = costs.model_costs(space, c["encoding"], num_classes=data.num_classes, input_shape=data.image_shape)
+      if "params" not in c:  # sampled only: not in the ledger
+        cost = costs.model_costs(space, c["encoding"], num_classes=data.num_classes, input_shape=data.image_shape)
+        c.update(params=cost.params, flops=cost.flops)
       rows.append({"arch": arch, "encoding": c["encoding"], "derive_score": finite(ev.scores[i]),
-                   "ledger_score": c["ledger_score"], "origin": c["origin"], "params": cost.params, "flops": cost.flops,
+                   "ledger_score": c["ledger_score"], "origin": c["origin"], "params": c["params"], "flops": c["flops"],
                    **{name: finite(column[i]) for name, column in (ev.extras or {}).items()}})
   order = sorted(range(len(rows)), key=lambda i: (rows[i]["derive_score"] is None, -(rows[i]["derive_score"] or 0), i))
   return {"n": n, "asks": asks, "sampled": len(sampled), "from_ledger": sum(r["origin"] != "sampled" for r in rows),
