@@ -220,7 +220,7 @@ def split_half_reliability(a: Sequence[float], b: Sequence[float]) -> dict:
   """How well two labellings of the same students (two seeds) agree: ``spearman`` (rank correlation of the
   halves), ``spearman_brown`` (``2 r / (1 + r)``, the reliability of a label that averaged both halves),
   ``kendall`` (tau-b) and ``n`` (the pairs used). A ranking study cannot be more precise than its labels,
-  so this bounds what any predictor can reach. Pairs with a NaN (a diverged student) are dropped; fewer than
+  so this roughly bounds what any predictor can reach. Pairs with a NaN (a diverged student) are dropped; fewer than
   3 finite pairs, or a constant half, give NaN statistics."""
   from scipy import stats
   a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
