@@ -220,8 +220,8 @@ def split_half_reliability(a: Sequence[float], b: Sequence[float]) -> dict:
   """How well two labellings of the same students (two seeds) agree: ``spearman`` (rank correlation of the
   halves), ``spearman_brown`` (``2 r / (1 + r)``, the reliability of a label that averaged both halves),
   ``kendall`` (tau-b) and ``n`` (the pairs used). A ranking study cannot be more precise than its labels,
-  so this roughly bounds what any predictor can reach. Pairs with a NaN (a diverged student) are dropped; fewer than
-  3 finite pairs, or a constant half, give NaN statistics."""
+  so this roughly bounds what any predictor can reach. Pairs with a NaN (a diverged student) are dropped;
+  fewer than 3 finite pairs, or a constant half, give NaN statistics."""
   from scipy import stats
   a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
   if a.shape != b.shape:
@@ -271,8 +271,8 @@ def task_layout(num_classes: int, unseen: Sequence[int], *, train: int, val: int
   list of sorted class tuples.
 
   Meta-training (``train``) and meta-validation (``val``) tasks use only the classes not in ``unseen``;
-  every one of them is a different subset (a validation task is never a training task's subset, though the
-  two may share classes: model selection then sees new tasks, not new classes), disjoint from each other
+  every one of them is a different subset (a validation task never has a training task's class set, though
+  the two may share classes: model selection then sees new tasks, not new classes), disjoint from each other
   while the classes last. Held-out tasks (``heldout``, of ``heldout_classes_per_task`` classes, default
   ``classes_per_task``) use only ``unseen`` classes, distinct subsets (3 unseen classes in pairs make exactly
   3), so the claim "ranks students of an unseen dataset" is tested on classes no meta-training or model
@@ -283,7 +283,7 @@ def task_layout(num_classes: int, unseen: Sequence[int], *, train: int, val: int
     raise FieldError("num_classes", f"need an int >= 2, got {num_classes!r}")
   hidden = sorted(int(c) for c in unseen)  # the order given does not matter
   if len(set(hidden)) != len(hidden) or any(not 0 <= c < num_classes for c in hidden):
-    raise FieldError("unseen", f"need distinct classes in 0..{num_classes - 1}, got {list(unseen)}")
+    raise FieldError("unseen", f"need distinct classes in 0..{num_classes - 1}, got {hidden}")
   for name, value, least in (("train", train, 1), ("val", val, 0), ("heldout", heldout, 0)):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
       raise FieldError(name, f"need an int >= {least}, got {value!r}")
