@@ -254,7 +254,9 @@ def test_class_subsets_and_subset():
 def fake_task(key, space, data, recipe, progress=False):
   """A cheap stand-in for the training inside build_task (the builder's bookkeeping is under test)."""
   v = float(jax.random.uniform(key))
-  return {"encodings": np.zeros((2, space.num_decisions), np.int32), "labels": np.asarray([v, np.nan], np.float32),
+  labels = np.asarray([v, np.nan], np.float32)
+  return {"encodings": np.zeros((2, space.num_decisions), np.int32), "labels": labels,
+          "label_repeats": labels[None], "curve": np.zeros((0, 2), np.float32), "curve_steps": np.zeros(0, np.int32),
           "maps": np.zeros((2, 1, 1, 4), np.float32), "arch": np.zeros((2, 3), np.float32),
           "teacher_map": np.zeros((1, 1, 4), np.float32), "teacher_arch": np.zeros(3, np.float32),
           "teacher_label": np.float32(data.num_classes), "teacher_encoding": np.zeros(space.num_decisions, np.int32),
@@ -282,6 +284,7 @@ def test_builder_resumes_after_an_interruption_and_refuses_other_settings(tmp_pa
   resumed = T.build_meta_dataset(jax.random.key(0), SPACE, data, tasks, tmp_path / "b",
                                  on_task=lambda i, e: built.append(i))
   assert built == [1, 2] and resumed["tasks"] == full["tasks"]
+  assert all(e["label_spread"] == 0.0 and "reliability" not in e for e in full["tasks"].values())  # one repeat
   a, b = T.load_meta_dataset(tmp_path / "a"), T.load_meta_dataset(tmp_path / "b")
   for x, y in zip(a, b):
     np.testing.assert_array_equal(x.labels, y.labels)

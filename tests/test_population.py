@@ -282,3 +282,40 @@ def test_shared_programs_never_reuse_another_teachers_batch_or_another_losss_ste
     _assert_same_students(got, alone)
   PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="loop", programs=programs).train(key, enc)
   assert sum(1 for k in programs.compiled if k[0] == "step") == 2
+
+
+def test_validation_curve_reuses_the_eval_program_and_leaves_training_unchanged(depth_space, tiny_data, key):
+  """``eval_every``: rows after steps 3 and 4 (the last step once), the last row is the final accuracy, the
+  best is the max over the rows, no new program is compiled and the students train exactly as without it."""
+  encs = [depth_space.encode(n) for n in ("111", "111", "211")]
+  trainer = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="auto")
+  plain = trainer.train(key, encs)
+  assert plain.curve is None and plain.curve_steps == () and plain.best_accuracy is plain.accuracy
+  compiled = set(trainer.programs.compiled)
+  curved = trainer.train(key, encs, eval_every=3)
+  assert curved.num_compilations == 0 and set(trainer.programs.compiled) == compiled
+  assert set(trainer.trace_counts.values()) == {1}, trainer.trace_counts
+  assert curved.curve_steps == (3, 4) and curved.curve.shape == (2, 3) and curved.curve.dtype == np.float32
+  np.testing.assert_array_equal(curved.curve[-1], curved.accuracy)
+  np.testing.assert_array_equal(curved.accuracy, plain.accuracy)  # evaluating does not disturb training
+  np.testing.assert_array_equal(curved.loss, plain.loss)
+  np.testing.assert_array_equal(curved.best_accuracy, curved.curve.max(axis=0))
+  assert trainer.train(key, encs, eval_every=2).curve_steps == (2, 4)  # no duplicate of the last step
+  every = trainer.train(key, encs, eval_every=1)
+  assert every.curve_steps == (1, 2, 3, 4) and not np.array_equal(every.curve[0], every.curve[-1])
+  for bad in (-1, 5, 1.5, True, "2"):
+    with pytest.raises(ValueError, match="^eval_every: "):
+      trainer.train(key, encs, eval_every=bad)
+
+
+def test_validation_curve_of_a_vmapped_group_keeps_a_diverged_student_nan(depth_space, tiny_data, key):
+  encs = [depth_space.encode(n) for n in ("111", "111", "111")]
+  trainer = PopulationTrainer(depth_space, tiny_data, recipe=RECIPE, strategy="vmap")
+  plain = trainer.train(key, encs, lr_scale=[1.0, 1e30, 1.0])
+  curved = trainer.train(key, encs, lr_scale=[1.0, 1e30, 1.0], eval_every=2)
+  assert curved.num_compilations == 0 and curved.curve_steps == (2, 4)
+  np.testing.assert_array_equal(curved.accuracy, plain.accuracy)
+  np.testing.assert_array_equal(curved.curve[-1], curved.accuracy)
+  assert np.isnan(curved.accuracy[1]) and np.isnan(curved.best_accuracy[1])
+  ok = [0, 2]
+  np.testing.assert_array_equal(curved.best_accuracy[ok], curved.curve[:, ok].max(axis=0))

@@ -5,25 +5,34 @@ from that task's teacher. The official release has only the preprocessed archive
 class-split tasks), not the code that made them. jdanas regenerates them from any source dataset:
 
 1. :func:`class_subsets` splits the source classes into tasks (disjoint while the classes last);
+   :func:`task_layout` lays out meta-training, meta-validation and held-out tasks, the held-out ones of
+   classes no other task has seen (:func:`check_disjoint`);
 2. per task (:func:`build_task`): the task's data (:func:`subset`, labels renumbered ``0..k-1``), its
    teacher (the space's full network trained with cross-entropy), ``num_students`` distinct students
    sampled from the space, each initialised by remapping the teacher (:func:`jdanas.meta.remap`) and
    KD-trained from it with the DaSS recipe by the population engine (``copy_paste_first``: all students in
    one compiled program, the masked form of :class:`jdanas.spaces.DassSpace`); the label of a student is its
-   validation accuracy (percent) after the schedule (the official labels are the best accuracy over
-   epochs); plus the functional embeddings of the students and the teacher and the architecture vectors;
-3. :func:`build_meta_dataset` writes one file per task (``task_000.npz``, ``task_001.npz``, ...) and a ``manifest.json``; a build that
-   is interrupted resumes at the first task not on disk, and a task is written atomically, so a killed
-   build never leaves a half-written task. The same key and settings give the same labels.
+   validation accuracy (percent): the best over the evaluation points of the schedule (``label="best"``,
+   the official labels' form: the best accuracy over 50 KD epochs) or the last one (``"final"``); the same
+   students may be trained ``repeats`` times with other data orders, so that the labels' split-half
+   reliability can be measured (:func:`split_half_reliability`, in the manifest); plus the functional
+   embeddings of the students and the teacher and the architecture vectors;
+3. :func:`build_meta_dataset` writes one file per task (``task_000.npz``, ``task_001.npz``, ...) and a
+   ``manifest.json`` (per task: the label spread and, with repeats, the labels' split-half reliability); a
+   build that is interrupted resumes at the first task not on disk, and a task is written atomically, so a
+   killed build never leaves a half-written task. The same key and settings give the same labels.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
+import math
 import os
 import pathlib
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
 import jax
@@ -43,7 +52,8 @@ from jdanas.teachers import Teacher, train_architecture
 from jdanas.train.population import PopulationTrainer
 from jdanas.train.recipe import Recipe
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: TaskRecipe.eval_every/label/repeats; label_repeats, curve, curve_steps in task files
+LABELS = ("best", "final")  # TaskRecipe.label: best validation accuracy over the eval points, or the last one
 TEACHER_PREFIX = "teacher_variables:"  # npz keys of the task teacher's variables, "teacher_variables:params/..."
 
 
@@ -91,7 +101,13 @@ class TaskRecipe:
   """How each task is built. ``teacher``/``student``: training recipes (the student's loss is forced
   to DaSS's alpha-distillation, ``KD_PRESETS["dass"]``, the teacher's to cross-entropy);
   ``num_students``: distinct students per task; ``remap``: teacher -> student initialisation
-  (:data:`jdanas.meta.MODES`); ``num_noise`` / ``noise_seed``: the embedding input."""
+  (:data:`jdanas.meta.MODES`); ``num_noise`` / ``noise_seed``: the embedding input.
+
+  ``eval_every``: evaluate the students on the task's validation split every ``eval_every`` student steps
+  (and after the last), the validation curve (``0``: after the last step only); ``label``: ``"best"``, the
+  best accuracy over that curve (the official labels' form), or ``"final"``, the last one (the same with
+  ``eval_every=0``); ``repeats``: train the same students from the same initialisation this many times with
+  other data orders (repeat 0 is the labelled one; two or more give the labels' split-half reliability)."""
   teacher: Recipe = Recipe(steps=300, batch_size=64, learning_rate=0.05, weight_decay=3e-5)
   student: Recipe = Recipe(steps=100, batch_size=64, learning_rate=0.05, weight_decay=3e-5)
   num_students: int = 20
@@ -99,6 +115,9 @@ class TaskRecipe:
   num_noise: int = 8
   noise_seed: int = 0
   strategy: str = "auto"
+  eval_every: int = 0
+  label: str = "best"
+  repeats: int = 1
 
   def __post_init__(self):
     if self.remap not in MODES:
@@ -107,6 +126,13 @@ class TaskRecipe:
       raise ValueError(f"num_students: need an int >= 2, got {self.num_students!r}")
     if not (isinstance(self.num_noise, int) and self.num_noise >= 1):
       raise ValueError(f"num_noise: need an int >= 1, got {self.num_noise!r}")
+    steps = self.student.steps
+    if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or not 0 <= self.eval_every <= steps:
+      raise ValueError(f"eval_every: need an int in 0..{steps} (the student recipe's steps), got {self.eval_every!r}")
+    if self.label not in LABELS:
+      raise ValueError(f"label: must be one of {', '.join(LABELS)}, got {self.label!r}")
+    if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
+      raise ValueError(f"repeats: need an int >= 1, got {self.repeats!r}")
 
   def fingerprint(self, space: DassSpace) -> str:
     text = repr((FORMAT_VERSION, space, self))
@@ -130,9 +156,15 @@ def distinct_students(key: jax.Array, space: DassSpace, n: int, *, max_draws: in
 
 def build_task(key: jax.Array, space: DassSpace, data: Dataset, recipe: TaskRecipe, *,
                progress: bool = False) -> dict[str, np.ndarray]:
-  """One task's arrays (see the module docstring): ``encodings``, ``labels`` (percent), ``maps``,
-  ``arch``, ``teacher_map``, ``teacher_arch``, ``teacher_label``, ``teacher_encoding``, ``seconds`` and the
-  teacher's variables under :data:`TEACHER_PREFIX` keys (:func:`load_teacher_variables`)."""
+  """One task's arrays (see the module docstring): ``encodings``, ``labels`` (percent, ``float32[n]``),
+  ``label_repeats`` (``float32[repeats, n]``, percent, row 0 equal to ``labels``), ``curve`` (``float32[E, n]``,
+  percent, repeat 0's validation curve; ``[0, n]`` with ``eval_every=0``), ``curve_steps`` (``int32[E]``),
+  ``maps``, ``arch``, ``teacher_map``, ``teacher_arch``, ``teacher_label``, ``teacher_encoding``, ``seconds`` and
+  the teacher's variables under :data:`TEACHER_PREFIX` keys (:func:`load_teacher_variables`).
+
+  Repeat 0 trains with ``key_train`` (so ``repeats=1`` gives the labels of a build without repeats), repeat
+  ``r >= 1`` with ``fold_in(key_train, r)``: the same students and initialisation, other data orders and
+  augmentations, through the same compiled programs."""
   t0 = time.perf_counter()
   key_teacher, key_students, key_train = jax.random.split(key, 3)
   k = data.num_classes
@@ -151,14 +183,23 @@ def build_task(key: jax.Array, space: DassSpace, data: Dataset, recipe: TaskReci
     init = remap_students(t_vars, space, encs, k, data.image_shape, recipe.remap)
   s_recipe = dataclasses.replace(recipe.student, loss=KD_PRESETS["dass"])
   s_trainer = PopulationTrainer(train_space, data, recipe=s_recipe, teacher=teacher, strategy=recipe.strategy)
-  s_result = s_trainer.train(key_train, list(encs), init_variables=init, progress=progress, desc="task students")
+  results = [s_trainer.train(key_train if r == 0 else jax.random.fold_in(key_train, r), list(encs),
+                             init_variables=init, progress=progress, eval_every=recipe.eval_every,
+                             desc="task students" + (f" (repeat {r})" if r else ""))
+             for r in range(recipe.repeats)]
+  label_repeats = np.stack([(100.0 * (res.best_accuracy if recipe.label == "best" else res.accuracy))
+                            .astype(np.float32) for res in results])
+  first = results[0]
+  curve = (np.zeros((0, len(encs)), np.float32) if first.curve is None
+           else (100.0 * first.curve).astype(np.float32))
   noise = noise_input(jax.random.key(recipe.noise_seed), space, recipe.num_noise)
   if recipe.remap == "copy_paste_first":
     maps = np.asarray(embed_students(space, t_vars, encs, noise, num_classes=k))
   else:
     maps = np.stack([np.asarray(embed_exact(space, t_vars, e, noise, num_classes=k, mode=recipe.remap)) for e in encs])
   features = jax.vmap(lambda e: encoding_features(space, e))
-  return {"encodings": encs, "labels": (100.0 * s_result.accuracy).astype(np.float32), "maps": maps,
+  return {"encodings": encs, "labels": label_repeats[0], "label_repeats": label_repeats, "curve": curve,
+          "curve_steps": np.asarray(first.curve_steps, np.int32), "maps": maps,
           "arch": np.asarray(features(jnp.asarray(encs))),
           "teacher_map": np.asarray(embed_teacher(space, t_vars, noise, num_classes=k)),
           "teacher_arch": np.asarray(features(jnp.asarray(t_enc)[None]))[0],
@@ -167,6 +208,120 @@ def build_task(key: jax.Array, space: DassSpace, data: Dataset, recipe: TaskReci
           "seconds": np.float64(time.perf_counter() - t0),
           **{f"{TEACHER_PREFIX}{'/'.join(map(str, path))}": np.asarray(leaf)
              for path, leaf in traverse_util.flatten_dict(t_vars).items()}}
+
+
+def label_spread(labels: np.ndarray) -> float:
+  """``max - min`` of the finite labels (NaN with none): whether a task's students separate at all."""
+  finite = np.asarray(labels, np.float64)[np.isfinite(labels)]
+  return float(finite.max() - finite.min()) if finite.size else float("nan")
+
+
+def split_half_reliability(a: Sequence[float], b: Sequence[float]) -> dict:
+  """How well two labellings of the same students (two seeds) agree: ``spearman`` (rank correlation of the
+  halves), ``spearman_brown`` (``2 r / (1 + r)``, the reliability of a label that averaged both halves),
+  ``kendall`` (tau-b) and ``n`` (the pairs used). A ranking study cannot be more precise than its labels,
+  so this roughly bounds what any predictor can reach. Pairs with a NaN (a diverged student) are dropped;
+  fewer than 3 finite pairs, or a constant half, give NaN statistics."""
+  from scipy import stats
+  a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+  if a.shape != b.shape:
+    raise ValueError(f"b: expected {a.shape[0]} labels like a, got {b.shape[0]}")
+  ok = np.isfinite(a) & np.isfinite(b)
+  n = int(ok.sum())
+  nan = float("nan")
+  if n < 3:
+    return {"spearman": nan, "spearman_brown": nan, "kendall": nan, "n": n}
+  with warnings.catch_warnings():  # a constant half: scipy warns and returns NaN, which is the answer
+    warnings.simplefilter("ignore")
+    rho = float(stats.spearmanr(a[ok], b[ok]).statistic)
+    tau = float(stats.kendalltau(a[ok], b[ok]).statistic)
+  brown = 2 * rho / (1 + rho) if np.isfinite(rho) and rho > -1 else nan
+  return {"spearman": rho, "spearman_brown": float(brown), "kendall": tau, "n": n}
+
+
+def _distinct_subsets(rng: np.random.Generator, classes: Sequence[int], k: int, count: int,
+                      taken: set[tuple[int, ...]]) -> list[tuple[int, ...]]:
+  """``count`` sorted ``k``-subsets of ``classes`` not in ``taken`` (which grows): seeded permutations cut into
+  consecutive pieces, so subsets are disjoint while the classes last; when few subsets are left and the
+  cuts keep repeating old ones, the rest come from the remaining subsets in a seeded order."""
+  out: list[tuple[int, ...]] = []
+  order: list[int] = []
+  for _ in range(64 * count + 64):
+    if len(out) == count:
+      break
+    if len(order) < k:
+      order = [int(c) for c in rng.permutation(np.asarray(classes))]
+    s = tuple(sorted(order[:k]))
+    order = order[k:]
+    if s not in taken:
+      taken.add(s)
+      out.append(s)
+  if len(out) < count:  # only when the remaining subsets are few (the caller checked there are enough)
+    rest = [s for s in itertools.combinations(sorted(classes), k) if s not in taken]
+    for j in rng.permutation(len(rest))[:count - len(out)]:
+      taken.add(rest[j])
+      out.append(rest[j])
+  return out
+
+
+def task_layout(num_classes: int, unseen: Sequence[int], *, train: int, val: int, heldout: int,
+                classes_per_task: int, heldout_classes_per_task: int | None = None,
+                seed: int = 0) -> dict[str, list[tuple[int, ...]]]:
+  """The class subsets of a meta-dataset's tasks: ``{"train": [...], "val": [...], "heldout": [...]}``, each a
+  list of sorted class tuples.
+
+  Meta-training (``train``) and meta-validation (``val``) tasks use only the classes not in ``unseen``;
+  every one of them is a different subset (a validation task never has a training task's class set, though
+  the two may share classes: model selection then sees new tasks, not new classes), disjoint from each other
+  while the classes last. Held-out tasks (``heldout``, of ``heldout_classes_per_task`` classes, default
+  ``classes_per_task``) use only ``unseen`` classes, distinct subsets (3 unseen classes in pairs make exactly
+  3), so the claim "ranks students of an unseen dataset" is tested on classes no meta-training or model
+  selection has seen (:func:`check_disjoint`). Deterministic in ``seed``; the held-out tasks do not depend on
+  the train/val counts, nor the train tasks on ``val``. An impossible request raises a
+  :class:`jdanas.errors.FieldError` naming the field."""
+  if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+    raise FieldError("num_classes", f"need an int >= 2, got {num_classes!r}")
+  hidden = sorted(int(c) for c in unseen)  # the order given does not matter
+  if len(set(hidden)) != len(hidden) or any(not 0 <= c < num_classes for c in hidden):
+    raise FieldError("unseen", f"need distinct classes in 0..{num_classes - 1}, got {hidden}")
+  for name, value, least in (("train", train, 1), ("val", val, 0), ("heldout", heldout, 0)):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+      raise FieldError(name, f"need an int >= {least}, got {value!r}")
+  seen = [c for c in range(num_classes) if c not in set(hidden)]
+  if not (isinstance(classes_per_task, (int, np.integer)) and 2 <= classes_per_task <= len(seen)):
+    raise FieldError("classes_per_task", f"need 2..{len(seen)} (the classes not in unseen), got {classes_per_task!r}")
+  hk = classes_per_task if heldout_classes_per_task is None else heldout_classes_per_task
+  if heldout and len(hidden) < 2:
+    raise FieldError("unseen", f"held-out tasks need >= 2 unseen classes, got {len(hidden)}")
+  if heldout and not (isinstance(hk, (int, np.integer)) and 2 <= hk <= len(hidden)):
+    raise FieldError("heldout_classes_per_task", f"need 2..{len(hidden)} (the unseen classes), got {hk!r}")
+  total = math.comb(len(seen), classes_per_task)
+  if train > total:
+    raise FieldError("train", f"{train} tasks of {classes_per_task} classes out of {len(seen)} seen classes: "
+                     f"only {total} distinct subsets")
+  if train + val > total:
+    raise FieldError("val", f"{val} tasks besides {train} train tasks of {classes_per_task} classes out of "
+                     f"{len(seen)} seen classes: only {total} distinct subsets")
+  if heldout and heldout > math.comb(len(hidden), hk):
+    raise FieldError("heldout", f"{heldout} tasks of {hk} classes out of {len(hidden)} unseen classes: only "
+                     f"{math.comb(len(hidden), hk)} distinct subsets")
+  taken: set[tuple[int, ...]] = set()
+  rng = np.random.default_rng([seed, 0])
+  layout = {"train": _distinct_subsets(rng, seen, int(classes_per_task), int(train), taken)}
+  layout["val"] = _distinct_subsets(rng, seen, int(classes_per_task), int(val), taken)
+  layout["heldout"] = (_distinct_subsets(np.random.default_rng([seed, 1]), hidden, int(hk), int(heldout), set())
+                       if heldout else [])
+  return layout
+
+
+def check_disjoint(layout: dict[str, Sequence[Sequence[int]]]) -> None:
+  """Raises ``ValueError`` if a class of a held-out task appears in a train or val task of ``layout`` (the
+  form of :func:`task_layout`): a held-out task must be of classes meta-training never saw."""
+  held = {int(c) for t in layout.get("heldout", ()) for c in t}
+  for part in ("train", "val"):
+    shared = held & {int(c) for t in layout.get(part, ()) for c in t}
+    if shared:
+      raise ValueError(f"layout: held-out classes {sorted(shared)} also appear in {part} tasks")
 
 
 def _write_json(path: pathlib.Path, obj: Any) -> None:
@@ -209,7 +364,11 @@ def build_meta_dataset(key: jax.Array, space: DassSpace, data: Dataset, tasks: S
     entry = {"file": name, "classes": [int(c) for c in classes],
              "teacher_accuracy": float(arrays["teacher_label"]), "seconds": float(arrays["seconds"]),
              "num_students": int(len(arrays["labels"])),
-             "num_failed": int(np.isnan(arrays["labels"]).sum())}
+             "num_failed": int(np.isnan(arrays["labels"]).sum()),
+             "label_spread": label_spread(arrays["labels"])}
+    repeats = arrays["label_repeats"]
+    if len(repeats) >= 2:
+      entry["reliability"] = split_half_reliability(repeats[0], repeats[1])
     manifest["tasks"][str(i)] = entry
     _write_json(manifest_path, manifest)
     if on_task is not None:

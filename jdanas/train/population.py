@@ -50,8 +50,8 @@ program per *group* of students and trains any list of encodings of ``space``:
 * no host round-trips inside a round: step indices are put on device before the step loop, the
   loop dispatches with ``jax.transfer_guard("disallow")`` (an implicit host<->device copy raises),
   states are donated to each step, and the accuracies and last losses of all students leave the
-  device in ONE transfer at the end (:func:`fetch_scores`); the progress bar and callback see
-  host-side step counters only;
+  device in ONE transfer at the end (:func:`fetch_scores`), with a validation curve (``eval_every``)
+  the scores of every evaluation point too; the progress bar and callback see host-side step counters only;
 * mixed precision (``precision="bf16"``, for accelerators): students and teacher compute in
   bfloat16 while parameters, optimizer state and BatchNorm statistics stay float32 and the KD
   softmax and losses run in float32 (mixed-precision training as in Micikevicius et al., "Mixed
@@ -183,6 +183,12 @@ class PopulationResult:
     compile_seconds: time spent compiling (training, batch and eval programs).
     train_seconds: wall time of the training steps (after compilation).
     examples_per_s: student-examples per second over ``train_seconds`` (``P * steps * B / t``).
+    curve: ``float32[E, P]`` validation accuracy at each of ``curve_steps`` (rows in step order, the last row
+      equal to ``accuracy``), or None when the call had ``eval_every == 0``.
+    curve_steps: the steps after which ``curve``'s rows were measured (empty without a curve).
+    best_accuracy: ``float32[P]`` the best validation accuracy over the curve (DaSS's official label is the
+      best accuracy over epochs, not the last one); equal to ``accuracy`` without a curve, and NaN wherever
+      ``accuracy`` is NaN (a diverged student is not rescued by an accuracy it had before diverging).
   """
   accuracy: np.ndarray
   loss: np.ndarray
@@ -192,6 +198,13 @@ class PopulationResult:
   train_seconds: float
   examples_per_s: float
   _states: dict = dataclasses.field(repr=False, default_factory=dict)
+  curve: np.ndarray | None = None
+  curve_steps: tuple[int, ...] = ()
+  best_accuracy: np.ndarray | None = None
+
+  def __post_init__(self):
+    if self.best_accuracy is None:
+      self.best_accuracy = self.accuracy
 
   def variables(self, i: int) -> dict:
     """Flax variables ``{'params', 'batch_stats'}`` of student ``i`` (on device)."""
@@ -449,7 +462,7 @@ class PopulationTrainer:
 
   def train(self, key: jax.Array, encodings: Sequence[Any], *, lr_scale: Sequence[float] | None = None,
             init_variables: Sequence[Any] | None = None, progress: bool | Callable[[int], None] = False,
-            desc: str = "train") -> PopulationResult:
+            desc: str = "train", eval_every: int = 0) -> PopulationResult:
     """Trains every encoding (from scratch unless ``init_variables`` says otherwise) and returns
     validation accuracies.
 
@@ -463,7 +476,17 @@ class PopulationTrainer:
       progress: show a tqdm bar over steps; a callable is also called with each step number
         before the step (the pipeline's no-progress watchdog).
       desc: the bar's label.
+      eval_every: when > 0, every student is also evaluated on the validation split after steps
+        ``eval_every, 2 * eval_every, ...`` and after the last step (once), by the group's eval program (the
+        one the final evaluation compiles anyway), and the result carries ``curve``, ``curve_steps`` and
+        ``best_accuracy``; the scores of all points stay on device until the one transfer at the end, and
+        ``train_seconds`` then includes the evaluations. ``0`` (default): only the final evaluation.
     """
+    steps_total = self.recipe.steps
+    if isinstance(eval_every, bool) or not isinstance(eval_every, (int, np.integer)) or not (
+        0 <= eval_every <= steps_total):
+      raise ValueError(f"eval_every: need an int in 0..{steps_total} (the recipe's steps), got {eval_every!r}")
+    eval_every = int(eval_every)
     encs = [self.space.check(e) for e in encodings]
     n = len(encs)
     if n == 0:
@@ -503,6 +526,17 @@ class PopulationTrainer:
       step_fn, dt = self._get("step", g.key, lambda g=g: self._build_step_fn(g), (states[gi], x, y, t))
       compile_s += dt
       steps.append(step_fn)
+    evals = []  # with a curve: the group's eval programs, compiled before the loop (the same ones as below)
+    if eval_every:
+      for gi, g in enumerate(groups):
+        eval_fn, dt = self._get("eval", g.key, lambda g=g: self._build_eval_fn(g), (states[gi],) + self._val)
+        compile_s += dt
+        evals.append(eval_fn)
+    curve_steps = tuple(range(eval_every, steps_total + 1, eval_every)) if eval_every else ()
+    if eval_every and curve_steps[-1] != steps_total:
+      curve_steps += (steps_total,)
+    at_point = set(curve_steps)
+    curve_scores = []  # per eval point: the groups' float32[2, size] scores, on device
     t_start = time.perf_counter()
     for step in tqdm(range(self.recipe.steps), desc=desc, disable=not progress, leave=False):
       if callable(progress):
@@ -511,30 +545,47 @@ class PopulationTrainer:
         x, y, t = batch_fn(*self._batch_args(key_data, key_aug, step_ids[step]))
         for gi in range(len(groups)):  # every group and chunk consumes the same batch and teacher outputs
           states[gi] = steps[gi](states[gi], x, y, t)
+        if step + 1 in at_point:  # read before the next step donates the states
+          curve_scores.append([evals[gi](states[gi], *self._val) for gi in range(len(groups))])
     jax.block_until_ready(states)
     train_s = time.perf_counter() - t_start
     scores, rows, offset = [], {}, 0  # rows[i]: student i's column in the concatenated scores
     per_student: dict[int, StudentState] = {}
     for gi, g in enumerate(groups):
-      eval_fn, dt = self._get("eval", g.key, lambda g=g: self._build_eval_fn(g), (states[gi],) + self._val)
-      compile_s += dt
-      with jax.transfer_guard("disallow"):
-        scores.append(eval_fn(states[gi], *self._val))
+      if eval_every:  # the last curve point is the final evaluation
+        scores.append(curve_scores[-1][gi])
+      else:
+        eval_fn, dt = self._get("eval", g.key, lambda g=g: self._build_eval_fn(g), (states[gi],) + self._val)
+        compile_s += dt
+        with jax.transfer_guard("disallow"):
+          scores.append(eval_fn(states[gi], *self._val))
       members = self._member_states(g, states[gi])
       for j, i in enumerate(g.members):
         if i not in per_student:  # padding repeats a member already stored
           rows[i] = offset + j
           per_student[i] = members[j]
       offset += g.size
-    host = fetch_scores(scores[0] if len(scores) == 1 else jnp.concatenate(scores, axis=1))
     order = [rows[i] for i in range(n)]
+    curve = best = None
+    if eval_every:  # every point's scores leave the device in one transfer: float32[E, 2, total]
+      host_curve = fetch_scores(jnp.stack([s[0] if len(s) == 1 else jnp.concatenate(s, axis=1)
+                                           for s in curve_scores]))
+      host = host_curve[-1]
+      curve = host_curve[:, 0, order].astype(np.float32)
+    else:
+      host = fetch_scores(scores[0] if len(scores) == 1 else jnp.concatenate(scores, axis=1))
     acc, loss = host[0, order].astype(np.float32), host[1, order].astype(np.float32)
+    if curve is not None:
+      # the last row is ``acc``: where it is finite the max is too; a NaN (diverged) student stays NaN
+      best = np.where(np.isfinite(acc), np.max(np.where(np.isfinite(curve), curve, -np.inf), axis=0),
+                      np.nan).astype(np.float32)
     return PopulationResult(
         accuracy=acc, loss=loss, groups=groups,
         num_compilations=self.num_compilations - compiled_before, compile_seconds=compile_s,
         train_seconds=train_s,
         examples_per_s=n * self.recipe.steps * self.recipe.batch_size / max(train_s, 1e-9),
-        _states=per_student)
+        _states=per_student, curve=curve, curve_steps=curve_steps,
+        best_accuracy=acc if best is None else best)
 
   def _start_from(self, state: StudentState, variables: Any, i: int) -> StudentState:
     """``state`` with the given starting variables (same structure and shapes) and a fresh optimiser."""
