@@ -161,6 +161,17 @@ def test_meta_train_config_validates():
   with pytest.raises(ConfigError, match=r"^config\.meta\.num_queries: 9 exceeds"):
     build_meta_plan(c)
   c = dass_meta_train.get_config("runlocal")
+  c.tasks.eval_every, c.tasks.label, c.tasks.repeats = 20, "final", 2
+  plan = build_meta_plan(c)
+  assert (plan.recipe.eval_every, plan.recipe.label, plan.recipe.repeats) == (20, "final", 2)
+  c.tasks.eval_every = 61
+  with pytest.raises(ConfigError, match=r"^config\.tasks\.eval_every: 61 exceeds the students' 60 steps"):
+    build_meta_plan(c)
+  c = dass_meta_train.get_config("runlocal")
+  c.tasks.label = "mean"
+  with pytest.raises(ConfigError, match=r"^config\.tasks\.label: "):
+    build_meta_plan(c)
+  c = dass_meta_train.get_config("runlocal")
   c.predictor.width = 3
   with pytest.raises(ConfigError, match=r"^config\.predictor: unknown field"):
     build_meta_plan(c)

@@ -75,9 +75,12 @@ def build_meta_plan(config: ml_collections.ConfigDict) -> MetaPlan:
   t = TASKS.read(config.tasks)
   teacher = build_recipe(config.tasks.get("teacher", None), "tasks.teacher", KD_PRESETS["ce"])
   student = build_recipe(config.tasks.get("student", None), "tasks.student", KD_PRESETS["dass"])
+  need(t["eval_every"] <= student.steps, "tasks.eval_every",
+       f"{t['eval_every']} exceeds the students' {student.steps} steps (tasks.student.steps)")
   compute = build_compute(config.compute, space)
   recipe = meta.TaskRecipe(teacher=teacher, student=student, num_students=t["num_students"],
-                           num_noise=t["num_noise"], noise_seed=t["noise_seed"], strategy=compute.strategy)
+                           num_noise=t["num_noise"], noise_seed=t["noise_seed"], strategy=compute.strategy,
+                           eval_every=t["eval_every"], label=t["label"], repeats=t["repeats"])
   p = PREDICTOR.read(config.predictor)
   m = META.read(config.meta)
   need(m["num_queries"] <= t["num_students"], "meta.num_queries",

@@ -218,6 +218,10 @@ TASKS = Section("tasks", {
     "num_students": Field("int", 50, lo=2, doc="students of a task, remapped from its teacher and KD-trained"),
     "num_noise": Field("int", 8, lo=1, doc="noise images of the students' embedding"),
     "noise_seed": Field("int", 0, doc="seed of the noise images"),
+    "eval_every": Field("int", 0, lo=0, doc="evaluate the students every this many steps (0: only at the end)"),
+    "label": Field("str", "best", choices=("best", "final"),
+                   doc="a student's label: best validation accuracy over the evaluations (official) or the last"),
+    "repeats": Field("int", 1, lo=1, doc="train each task's students this many times (>= 2: label reliability)"),
 }, extra=("teacher", "student"), doc="DaSS's meta-training tasks (teacher and student: recipes)")
 PREDICTOR = Section("predictor", {
     "hidden_channels": Field("int", 128, lo=1, doc="the predictor's hidden channels"),
