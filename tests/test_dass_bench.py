@@ -136,3 +136,21 @@ def test_learnability_fails_when_the_inputs_carry_no_information(tmp_path):
   assert row["flops_vs_synthetic"] == 1.0  # noise 0: the target is exactly the FLOPs order
   assert np.isnan(row["dass"]["spearman"]) and np.isnan(row["plain"]["spearman"])
   assert row["passed"] is False
+
+
+def test_cached_scores_compute_once_per_identity(tmp_path):
+  path, calls = tmp_path / "proxy_scores.npz", []
+  encs = np.arange(6, dtype=np.int32).reshape(3, 2)
+
+  def compute():
+    calls.append(1)
+    return np.array([3.0, 1.0, 2.0], np.float32)
+
+  first, fresh = bench.cached_scores(path, ("synflow", 0, 0, encs), compute)
+  again, fresh_again = bench.cached_scores(path, ("synflow", 0, 0, encs), compute)
+  assert (fresh, fresh_again, len(calls)) == (True, False, 1)
+  assert first.dtype == np.float64 and again.tolist() == [3.0, 1.0, 2.0]
+  bench.cached_scores(path, ("synflow", 1, 0, encs), compute)  # another seed
+  bench.cached_scores(path, ("synflow", 0, 0, encs + 1), compute)  # other students
+  bench.cached_scores(path, ("diswot", 0, 0, encs), compute)
+  assert len(calls) == 4 and len(np.load(path).files) == 4
