@@ -31,8 +31,9 @@ Then, in this order (one JSON line each; ``stage`` lines carry each stage's seco
 
 Resumable: each split's tasks live in ``--workdir``/<quick|full>/<split> (finished tasks are skipped; a
 directory built with other settings is refused with ``error: ...``, exit 2), so after the build the
-predictor study reruns in minutes. Commands (the default size is the 2-core CPU one; ``--quick`` is a smoke
-run of a couple of minutes):
+predictor study reruns in minutes (SynFlow/DisWOT scores are cached there too). Commands (the default size is
+the 2-core CPU one; ``--quick`` is a smoke run: 2 min with its meta-dataset on disk, about 10 min from scratch on
+the shared 2-core CPU at load 5, nearly all of it compiling the six tasks' programs):
 
   XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" JDANAS_DATA_DIR=../shared/data \\
       python bench/dass.py --quick
@@ -246,7 +247,7 @@ def predictor_preds(p: dict, key, train: Sequence[Any], val: Sequence[Any],
     out["dass_no_adapt"].append(meta.rank_candidates(model, config, state.params, state.alphas, task,
                                                      adapt_to_teacher=False)[1])
     out["plain"].append(np.asarray(meta.predict(model, plain, task, target=config.target)))
-  info = {"meta_train_seconds": round(t1 - t0, 1), "plain_seconds": round(t2 - t1, 1),
+  info = {"seconds": round(t2 - t0, 1), "meta_train_seconds": round(t1 - t0, 1), "plain_seconds": round(t2 - t1, 1),
           "best_val_spearman": round(max(hist["val_spearman"]), 4), "val_tasks": len(val)}
   return out, info
 
