@@ -24,9 +24,10 @@ Then, in this order (one JSON line each; ``stage`` lines carry each stage's seco
    truth) of the student each method would pick, each the mean over the ``--seeds`` meta-training /
    proxy-init seeds. Methods: ``dass`` (meta-trained, adapted once on the held-out task's teacher),
    ``dass_no_adapt``, ``plain`` (:func:`jdanas.meta.fit_plain`: the same network, plain MSE on the pooled
-   labels), ``params``, ``flops``, ``synflow``, ``diswot`` (each proxy with its paper's initialisation; DisWOT with
-   the task teacher's architecture, re-initialised as DisWOT's protocol; the scores are cached in the
-   held-out directory, as the exact networks compile one program per student).
+   labels, the same Adam learning rate and as many steps as episodes, no model selection), ``params``,
+   ``flops``, ``synflow``, ``diswot`` (each proxy with its paper's initialisation; DisWOT with the task
+   teacher's architecture, re-initialised as DisWOT's protocol; the scores are cached in the held-out
+   directory, as the exact networks compile one program per student).
    The truth of a held-out student is the mean of its two training runs (``--truth first``: run 0 only).
 
 Resumable: each split's tasks live in ``--workdir``/<quick|full>/<split> (finished tasks are skipped; a
@@ -82,8 +83,19 @@ class BenchError(ValueError):
   """A bad flag or setting: printed as ``error: ...`` (exit 2) before anything is computed."""
 
 
+def _strict(v):
+  """NaN/inf (an undefined rank correlation) as null, so every line is strict JSON."""
+  if isinstance(v, dict):
+    return {k: _strict(x) for k, x in v.items()}
+  if isinstance(v, (list, tuple)):
+    return [_strict(x) for x in v]
+  if isinstance(v, (float, np.floating)):
+    return float(v) if np.isfinite(v) else None
+  return v
+
+
 def emit(**row):
-  print(json.dumps(row), flush=True)
+  print(json.dumps(_strict(row), allow_nan=False), flush=True)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -239,7 +251,7 @@ def predictor_preds(p: dict, key, train: Sequence[Any], val: Sequence[Any],
   state, hist = meta.meta_train(key, model, config, stacked, list(val), **p["meta"])
   t1 = time.perf_counter()
   plain = meta.fit_plain(jax.random.fold_in(key, 1), model, stacked, target=config.target, steps=p["plain_steps"],
-                         num_queries=p["meta"]["num_queries"])
+                         num_queries=p["meta"]["num_queries"], learning_rate=config.learning_rate)  # same Adam
   t2 = time.perf_counter()
   out = {"dass": [], "dass_no_adapt": [], "plain": []}
   for task in heldout:
@@ -372,8 +384,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     splits[split] = load_split(p["dirs"][split], manifest, p["truth"])
     for i, s in enumerate(splits[split]):
       e = s["entry"]
+      rel = e.get("reliability")
       emit(task=i, split=split, classes=list(s["classes"]), teacher_accuracy=round(e["teacher_accuracy"], 2),
-           label_spread=e.get("label_spread"), reliability=e.get("reliability"), num_students=e["num_students"],
+           label_spread=None if e.get("label_spread") is None else round(e["label_spread"], 2),
+           reliability=None if rel is None else {k: round(v, 4) if isinstance(v, float) else v for k, v in rel.items()},
+           num_students=e["num_students"],
            num_failed=e["num_failed"], build_seconds=round(e["seconds"], 1))
 
   t = time.perf_counter()

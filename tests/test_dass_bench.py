@@ -154,3 +154,8 @@ def test_cached_scores_compute_once_per_identity(tmp_path):
   bench.cached_scores(path, ("synflow", 0, 0, encs + 1), compute)  # other students
   bench.cached_scores(path, ("diswot", 0, 0, encs), compute)
   assert len(calls) == 4 and len(np.load(path).files) == 4
+
+
+def test_emit_writes_strict_json(capsys):
+  bench.emit(a=float("nan"), b={"c": [1.5, float("inf")], "d": np.float32(2.0)}, e="x")
+  assert json.loads(capsys.readouterr().out) == {"a": None, "b": {"c": [1.5, None], "d": 2.0}, "e": "x"}
