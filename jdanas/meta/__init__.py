@@ -6,6 +6,7 @@ from jdanas.meta.predictor import (TARGETS, DassPredictor, MetaConfig, MetaState
                                    meta_loss, meta_step, meta_train, predict, rank_candidates,
                                    sample_queries, save_predictor, load_predictor, spearman)
 from jdanas.meta.remap import MODES, remap, remap_students
+from jdanas.meta.study import bootstrap_ci, pooled_metric, rank_metrics, regret, synthetic_labels
 from jdanas.meta.tasks import (TaskRecipe, build_meta_dataset, build_task, class_subsets, load_meta_dataset, load_task,
                                load_teacher_variables,
                                stack_tasks, subset)
@@ -13,4 +14,5 @@ from jdanas.meta.tasks import (TaskRecipe, build_meta_dataset, build_task, class
 __all__ = ["DassPredictor", "MODES", "MetaConfig", "MetaState", "TARGETS", "Task", "adapt", "embed_exact",
            "embed_students", "embed_teacher", "fit_plain", "inner_step", "meta_init", "meta_loss", "meta_step", "meta_train",
            "load_predictor", "noise_input", "predict", "rank_candidates", "remap", "remap_students", "save_predictor", "sample_queries", "spearman", "TaskRecipe", "build_meta_dataset",
-           "build_task", "class_subsets", "load_meta_dataset", "load_task", "load_teacher_variables", "stack_tasks", "subset"]
+           "build_task", "class_subsets", "load_meta_dataset", "load_task", "load_teacher_variables", "stack_tasks", "subset",
+           "bootstrap_ci", "pooled_metric", "rank_metrics", "regret", "synthetic_labels"]
