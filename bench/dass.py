@@ -6,8 +6,10 @@ The meta-dataset (:mod:`jdanas.meta.tasks`, shared CIFAR-10 npz, images resized 
 layout of :func:`jdanas.meta.tasks.task_layout` — meta-train and meta-validation tasks of classes 0-6
 (``--classes-per-task`` each), held-out tasks of the unseen classes 7, 8, 9 only (``--heldout-classes`` each),
 checked disjoint by :func:`jdanas.meta.tasks.check_disjoint` before anything is computed. Per task: its own
-teacher (the space's full network) and ``--students`` students remapped from it and KD-trained together
-(strategy ``loop``), labelled with the best validation accuracy over evaluations every ``--eval-every`` steps
+teacher and ``--students`` students remapped from it and KD-trained together (``--strategy``; ``loop`` on
+the CPU sizes). DaSS is teacher-aware, so the teachers are of two architectures (``--teacher-widths``; task ``i``
+takes architecture ``i`` mod their number): two DaSS ResNets with other stage widths and the same last stage (the
+predictor reads maps of its channels); each is the full network of its own space, whose students it remaps. Labelled with the best validation accuracy over evaluations every ``--eval-every`` steps
 (the official label form); the meta-validation and held-out students are trained twice (two seeds), which
 gives each task's split-half label reliability, the ceiling of any method's rho there.
 
@@ -40,6 +42,7 @@ the shared 2-core CPU at load 5, nearly all of it compiling the six tasks' progr
       python bench/dass.py --quick
   JDANAS_DATA_DIR=../shared/data nice -n 5 python bench/dass.py --seeds 3              # 16x16, 8+2+3 tasks x 32
   JDANAS_DATA_DIR=../shared/data python bench/dass.py --seeds 3 --target relative    # the per-task normalised labels
+  JDANAS_DATA_DIR=.devdata python bench/dass.py --size gpu                          # one accelerator (device_check)
 """
 from __future__ import annotations
 
@@ -63,16 +66,30 @@ TOP_K = (1, 5)
 # Everything a flag left unset takes from here. "full" is the default 2-core CPU size (issue 31: >= 8 train,
 # >= 2 val, >= 3 held-out tasks, >= 32 students, image size 16); "quick" keeps the same code path tiny.
 SIZES = {
-    "full": dict(stage_widths=(8, 16, 32, 64), max_depth=3, multipliers=(0.5, 0.625, 0.75, 0.875, 1.0),
+    # full: multipliers down to 0.25 (the paper's 0.5-1.0 gave remapped students whose 150-step labels agreed across
+    # two seeds at Spearman 0.28 only: docs/methods/dass.md); 100 steps at batch 32 keep the build near 30 min
+    "full": dict(stage_widths=(8, 16, 32, 64), teacher_widths=((8, 16, 32, 64), (16, 24, 32, 64)), max_depth=3,
+                 multipliers=(0.25, 0.5, 0.75, 1.0),
                  image_size=16, train_tasks=8, val_tasks=2, heldout_tasks=3, classes_per_task=3, heldout_classes=2,
-                 students=32, student_steps=150, eval_every=25, teacher_steps=300, batch=64, lr=0.02,
+                 students=32, student_steps=100, eval_every=20, teacher_steps=600, batch=32, lr=0.02,
                  num_noise=4, val_size=3000, train_limit=0, episodes=600, queries=16, meta_eval_every=20,
-                 plain_steps=0, seeds=3, learn_seeds=1, n_boot=2000),
-    "quick": dict(stage_widths=(4, 8, 8, 16), max_depth=2, multipliers=(0.5, 0.75, 1.0),
+                 plain_steps=0, seeds=3, learn_seeds=1, n_boot=2000, strategy="loop"),
+    "quick": dict(stage_widths=(4, 8, 8, 16), teacher_widths=((4, 8, 8, 16), (8, 8, 8, 16)), max_depth=2, multipliers=(0.5, 0.75, 1.0),
                   image_size=16, train_tasks=3, val_tasks=1, heldout_tasks=2, classes_per_task=3, heldout_classes=2,
                   students=6, student_steps=20, eval_every=10, teacher_steps=40, batch=32, lr=0.02,
                   num_noise=2, val_size=600, train_limit=3000, episodes=40, queries=4, meta_eval_every=20,
-                  plain_steps=0, seeds=1, learn_seeds=1, n_boot=500),
+                  plain_steps=0, seeds=1, learn_seeds=1, n_boot=500, strategy="loop"),
+    # One accelerator (bench/device_check.py's plan, study "dass_study"): 32x32 images, a space twice as wide, 50
+    # students a task (the official code's >= 50) and the official 8 meta-training tasks, longer schedules, the
+    # students of a task vmapped in one program. The official run (Tiny-ImageNet 64x64, widths 32-256, depth 1-5,
+    # labels the best over 50 KD epochs) is larger still: these sizes are a first guess that the first lent
+    # accelerator's timings set.
+    "gpu": dict(stage_widths=(16, 32, 64, 128), teacher_widths=((16, 32, 64, 128), (32, 48, 64, 128)), max_depth=3,
+                multipliers=(0.5, 0.625, 0.75, 0.875, 1.0), image_size=32, train_tasks=8, val_tasks=2,
+                heldout_tasks=3, classes_per_task=3, heldout_classes=2, students=50, student_steps=1000,
+                eval_every=100, teacher_steps=3000, batch=128, lr=0.05, num_noise=8, val_size=3000, train_limit=0,
+                episodes=2000, queries=20, meta_eval_every=50, plain_steps=0, seeds=3, learn_seeds=2, n_boot=2000,
+                strategy="vmap"),
 }
 INT_FLAGS = ("image_size", "train_tasks", "val_tasks", "heldout_tasks", "classes_per_task", "heldout_classes",
              "students", "student_steps", "eval_every", "teacher_steps", "batch", "num_noise", "val_size",
@@ -100,7 +117,14 @@ def emit(**row):
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run of a couple of minutes)")
+  ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run; the same as --size quick)")
+  ap.add_argument("--size", choices=tuple(SIZES), default=None,
+                  help="the defaults of every size flag: full (2-core CPU, the default), quick, gpu (one accelerator)")
+  ap.add_argument("--teacher-widths", default=None,
+                  help="the task teachers' architectures, ';'-separated stage widths (tasks take them in turn), "
+                       "e.g. '8,16,32,64;16,24,32,64'; every one needs the same last-stage width")
+  ap.add_argument("--strategy", choices=("loop", "vmap", "unroll", "auto"), default=None,
+                  help="how a task's students train in one program (default: loop on CPU sizes, vmap for gpu)")
   ap.add_argument("--workdir", default="/tmp/jdanas_bench_dass", help="where the meta-dataset is built (resumable)")
   ap.add_argument("--target", choices=("percent", "relative"), default="percent",
                   help="predictor target: percent (the official, faithful form) or relative (label / teacher)")
@@ -117,7 +141,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--" + name.replace("_", "-"), type=int, default=None,
                     help=help_int.get(name, "") + f" (default {SIZES['full'][name]}, --quick {SIZES['quick'][name]})")
   args = ap.parse_args(argv)
-  for name, value in SIZES["quick" if args.quick else "full"].items():
+  if args.quick and args.size not in (None, "quick"):
+    ap.error(f"--quick and --size {args.size} exclude each other")
+  args.size = "quick" if args.quick else args.size or "full"
+  args.quick = args.size == "quick"
+  for name, value in SIZES[args.size].items():
     if getattr(args, name, None) is None:
       setattr(args, name, value)
   return args
@@ -145,10 +173,20 @@ def plan(args: argparse.Namespace) -> dict:
     raise BenchError(f"--noise: need a finite value >= 0, got {args.noise}")
   if not args.lr > 0:
     raise BenchError(f"--lr: need > 0, got {args.lr}")
-  size = "quick" if args.quick else "full"
+  size = args.size
+  widths = args.teacher_widths
+  if isinstance(widths, str):
+    try:
+      widths = tuple(tuple(int(w) for w in part.split(",")) for part in widths.split(";"))
+    except ValueError:
+      raise BenchError(f"--teacher-widths: need ';'-separated lists of ints, got {args.teacher_widths!r}") from None
+  if len({w[-1] for w in widths}) != 1 or len({len(w) for w in widths}) != 1:
+    raise BenchError(f"--teacher-widths: every teacher needs as many stages and the same last-stage width (the "
+                     f"predictor reads maps of its channels), got {args.teacher_widths!r}")
   try:
-    space = DassSpace(stage_widths=SIZES[size]["stage_widths"], max_depth=SIZES[size]["max_depth"],
-                      multipliers=SIZES[size]["multipliers"], image_size=args.image_size)
+    spaces = tuple(DassSpace(stage_widths=w, max_depth=SIZES[size]["max_depth"], multipliers=SIZES[size]["multipliers"],
+                             image_size=args.image_size) for w in widths)
+    space = spaces[0]
     layout = T.task_layout(NUM_CLASSES, UNSEEN, train=args.train_tasks, val=args.val_tasks,
                            heldout=args.heldout_tasks, classes_per_task=args.classes_per_task,
                            heldout_classes_per_task=args.heldout_classes, seed=args.layout_seed)
@@ -158,13 +196,13 @@ def plan(args: argparse.Namespace) -> dict:
       recipes[split] = T.TaskRecipe(
           teacher=Recipe(steps=args.teacher_steps, batch_size=args.batch, learning_rate=args.lr),
           student=Recipe(steps=args.student_steps, batch_size=args.batch, learning_rate=args.lr),
-          num_students=args.students, num_noise=args.num_noise, strategy="loop", eval_every=args.eval_every,
+          num_students=args.students, num_noise=args.num_noise, strategy=args.strategy, eval_every=args.eval_every,
           label="best", repeats=1 if split == "train" else 2)
     config = meta.MetaConfig(learning_rate=1e-3, target=args.target)
   except ValueError as e:  # FieldError is one: already a one-line "field: ..." message
     raise BenchError(str(e)) from None
   work = pathlib.Path(args.workdir) / size
-  return {"size": size, "space": space, "layout": layout, "recipes": recipes, "config": config,
+  return {"size": size, "space": space, "spaces": spaces, "layout": layout, "recipes": recipes, "config": config,
           "model": meta.DassPredictor(hidden_channels=32, out_channels=64, h_dim=32),
           "data": dict(val_size=args.val_size, train_limit=args.train_limit or None, test_limit=1000,
                        image_size=args.image_size),
@@ -178,6 +216,7 @@ def describe(p: dict) -> dict:
   """The plan as one JSON-able line (what a reader needs to reproduce the numbers)."""
   r = p["recipes"]["train"]
   return {"size": p["size"], "space": dataclasses.asdict(p["space"]),
+          "teacher_widths": [list(sp.stage_widths) for sp in p["spaces"]], "strategy": r.strategy,
           "layout": {k: [list(t) for t in v] for k, v in p["layout"].items()},
           "students": r.num_students, "teacher_steps": r.teacher.steps, "student_steps": r.student.steps,
           "eval_every": r.eval_every, "batch": r.student.batch_size, "lr": r.student.learning_rate,
@@ -297,9 +336,9 @@ def proxy_scores(p: dict, data, heldout: Sequence[dict], cache: pathlib.Path) ->
   from jdanas.teachers import Teacher
   from jdanas.train import batching
 
-  space = p["space"]
   out: dict[str, list] = {"synflow": [], "diswot": []}
   for i, x in enumerate(heldout):
+    space = p["spaces"][x.get("teacher", 0)]
     k = len(x["classes"])
     sub = T.subset(data, x["classes"])
     images = np.asarray(batching.normalize(jnp.asarray(sub.train.x[:64]), sub.mean, sub.std))
@@ -311,7 +350,7 @@ def proxy_scores(p: dict, data, heldout: Sequence[dict], cache: pathlib.Path) ->
         def score(proxy=proxy, seed=seed):
           return score_population(jax.random.fold_in(jax.random.key(100 + seed), i), space, x["encodings"], images,
                                   labels, proxies=(proxy,), num_classes=k, teacher=teacher)[proxy]
-        rows.append(cached_scores(cache, (proxy, seed, i, x["encodings"], images, labels), score))
+        rows.append(cached_scores(cache, (proxy, seed, i, x["encodings"], images, labels, repr(space)), score))
       out[proxy].append(rows)
   return out
 
@@ -370,22 +409,34 @@ def main(argv: Sequence[str] | None = None) -> int:
   data = load_dataset("npz", data_dir=data_dir, path="cifar10_train_subset.npz", test_path="cifar10_test.npz",
                       **p["data"])
   emit(stage="data", seconds=round(time.perf_counter() - t, 1), train=int(len(data.train.y)), val=int(len(data.val.y)))
-  space, key = p["space"], jax.random.key(0)
+  spaces, key = p["spaces"], jax.random.key(0)
   splits = {}
   for split in SPLITS:
     t = time.perf_counter()
-    try:
-      manifest = T.build_meta_dataset(jax.random.fold_in(key, SPLIT_KEYS[split]), space, data, p["layout"][split],
-                                      p["dirs"][split], p["recipes"][split])
-    except ValueError as e:  # another build's directory: refuse before overwriting anything
-      print(f"error: {e}", file=sys.stderr)
-      return 2
+    tasks = p["layout"][split]
+    built: list = [None] * len(tasks)
+    for a, space in enumerate(spaces):  # task i's teacher is architecture i % len(spaces)
+      ids = list(range(a, len(tasks), len(spaces)))
+      if not ids:
+        continue
+      # one architecture: the layout of the single-teacher runs (same directory and key)
+      out_dir = p["dirs"][split] if len(spaces) == 1 else p["dirs"][split] / f"teacher{a}"
+      split_key = jax.random.fold_in(key, SPLIT_KEYS[split])
+      try:
+        manifest = T.build_meta_dataset(split_key if len(spaces) == 1 else jax.random.fold_in(split_key, a), space,
+                                        data, [tasks[i] for i in ids], out_dir, p["recipes"][split])
+      except ValueError as e:  # another build's directory: refuse before overwriting anything
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+      for i, x in zip(ids, load_split(out_dir, manifest, p["truth"])):
+        built[i] = dict(x, teacher=a)
     emit(stage="build", split=split, seconds=round(time.perf_counter() - t, 1), note="0 when every task was on disk")
-    splits[split] = load_split(p["dirs"][split], manifest, p["truth"])
+    splits[split] = built
     for i, s in enumerate(splits[split]):
       e = s["entry"]
       rel = e.get("reliability")
-      emit(task=i, split=split, classes=list(s["classes"]), teacher_accuracy=round(e["teacher_accuracy"], 2),
+      emit(task=i, split=split, classes=list(s["classes"]), teacher_widths=list(spaces[s["teacher"]].stage_widths),
+           teacher_accuracy=round(e["teacher_accuracy"], 2),
            label_spread=None if e.get("label_spread") is None else round(e["label_spread"], 2),
            reliability=None if rel is None else {k: round(v, 4) if isinstance(v, float) else v for k, v in rel.items()},
            num_students=e["num_students"],
@@ -393,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   t = time.perf_counter()
   shape = (args.image_size, args.image_size, 3)
-  model_costs = {s: [[costs.model_costs(space, e, num_classes=len(x["classes"]), input_shape=shape)
+  model_costs = {s: [[costs.model_costs(spaces[x["teacher"]], e, num_classes=len(x["classes"]), input_shape=shape)
                       for e in x["encodings"]] for x in splits[s]] for s in SPLITS}
   flops = {s: [np.array([c.flops for c in cs], np.float64) for cs in model_costs[s]] for s in SPLITS}
   emit(stage="costs", seconds=round(time.perf_counter() - t, 1))

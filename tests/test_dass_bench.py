@@ -23,13 +23,11 @@ def _bench():
 
 
 bench = _bench()
-needs_layout = pytest.mark.skipif(not hasattr(T, "task_layout"),
-                                  reason="needs jdanas.meta.tasks.task_layout / TaskRecipe(eval_every, label, repeats)")
 
 
 def test_flags_take_the_size_defaults_and_explicit_values_win():
   full = bench.parse_args([])
-  assert (full.students, full.student_steps, full.eval_every, full.teacher_steps, full.batch) == (32, 150, 25, 300, 64)
+  assert (full.students, full.student_steps, full.eval_every, full.teacher_steps, full.batch) == (32, 100, 20, 600, 32)
   assert (full.train_tasks, full.val_tasks, full.heldout_tasks, full.heldout_classes) == (8, 2, 3, 2)
   assert full.image_size == 16 and full.target == "percent" and full.seeds == 3
   quick = bench.parse_args(["--quick", "--students", "9", "--target", "relative"])
@@ -43,6 +41,9 @@ def test_flags_take_the_size_defaults_and_explicit_values_win():
     (["--eval-every", "0"], "--eval-every: need >= 1"),
     (["--noise", "-1"], "--noise"),
     (["--lr", "0"], "--lr"),
+    (["--teacher-widths", "8,16,32,64;16,24,32,32"], "--teacher-widths: every teacher needs as many stages and the same"),
+    (["--teacher-widths", "8,16,x"], "--teacher-widths: need ';'-separated lists of ints"),
+    (["--teacher-widths", "8,16,32,64;16,18,32,64"], "0.25 x stage width 18 is not a whole channel count"),
 ])
 def test_plan_refuses_bad_flags_before_any_compute(argv, message, capsys):
   with pytest.raises(bench.BenchError, match=message):
@@ -51,7 +52,6 @@ def test_plan_refuses_bad_flags_before_any_compute(argv, message, capsys):
   assert capsys.readouterr().err.startswith("error: ")
 
 
-@needs_layout
 def test_plan_layout_keeps_the_unseen_classes_out_of_meta_training(tmp_path):
   p = bench.plan(bench.parse_args(["--workdir", str(tmp_path)]))
   layout = p["layout"]
@@ -117,7 +117,6 @@ def test_score_methods_rows():
   json.dumps(rows)
 
 
-@needs_layout
 @pytest.mark.slow
 def test_learnability_fails_when_the_inputs_carry_no_information(tmp_path):
   """Negative control: identical inputs for every student give constant predictions, so the check must not
@@ -159,3 +158,19 @@ def test_cached_scores_compute_once_per_identity(tmp_path):
 def test_emit_writes_strict_json(capsys):
   bench.emit(a=float("nan"), b={"c": [1.5, float("inf")], "d": np.float32(2.0)}, e="x")
   assert json.loads(capsys.readouterr().out) == {"a": None, "b": {"c": [1.5, None], "d": 2.0}, "e": "x"}
+
+
+def test_teachers_of_two_architectures_and_the_accelerator_size(tmp_path):
+  p = bench.plan(bench.parse_args(["--workdir", str(tmp_path)]))
+  assert [sp.stage_widths for sp in p["spaces"]] == [(8, 16, 32, 64), (16, 24, 32, 64)]
+  assert p["space"] is p["spaces"][0] and len({sp.teacher_encoding.shape for sp in p["spaces"]}) == 1
+  one = bench.plan(bench.parse_args(["--workdir", str(tmp_path), "--teacher-widths", "8,16,32,64"]))
+  assert [sp.stage_widths for sp in one["spaces"]] == [(8, 16, 32, 64)]
+  assert bench.describe(p)["teacher_widths"] == [[8, 16, 32, 64], [16, 24, 32, 64]]
+  gpu = bench.parse_args(["--size", "gpu"])
+  assert (gpu.size, gpu.students, gpu.image_size, gpu.strategy, gpu.train_tasks) == ("gpu", 50, 32, "vmap", 8)
+  g = bench.plan(gpu)
+  assert g["recipes"]["train"].strategy == "vmap" and g["recipes"]["heldout"].repeats == 2
+  assert bench.parse_args(["--quick"]).size == "quick" and bench.parse_args([]).strategy == "loop"
+  with pytest.raises(SystemExit):
+    bench.parse_args(["--quick", "--size", "gpu"])
