@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from jdanas.meta import Task
-from jdanas.meta import tasks as T
 
 
 def _bench():
@@ -62,8 +61,8 @@ def test_plan_layout_keeps_the_unseen_classes_out_of_meta_training(tmp_path):
   assert len(set(layout["heldout"])) == 3
   assert [p["recipes"][s].repeats for s in bench.SPLITS] == [1, 2, 2]
   r = p["recipes"]["heldout"]
-  assert (r.eval_every, r.label, r.strategy, r.num_students, r.student.steps) == (25, "best", "loop", 32, 150)
-  assert p["space"].image_size == 16 and p["space"].multipliers == (0.5, 0.625, 0.75, 0.875, 1.0)
+  assert (r.eval_every, r.label, r.strategy, r.num_students, r.student.steps) == (20, "best", "loop", 32, 100)
+  assert p["space"].image_size == 16 and p["space"].multipliers == (0.25, 0.5, 0.75, 1.0)
   assert p["dirs"]["heldout"] == tmp_path / "full" / "heldout"
   json.dumps(bench.describe(p))  # the plan line is JSON
   with pytest.raises(bench.BenchError, match="heldout"):  # 3 unseen classes, 2 per task: 3 distinct tasks
