@@ -86,8 +86,8 @@ SIZES = {
     # accelerator's timings set.
     "gpu": dict(stage_widths=(16, 32, 64, 128), teacher_widths=((16, 32, 64, 128), (32, 48, 64, 128)), max_depth=3,
                 multipliers=(0.5, 0.625, 0.75, 0.875, 1.0), image_size=32, train_tasks=8, val_tasks=2,
-                heldout_tasks=3, classes_per_task=3, heldout_classes=2, students=50, student_steps=1000,
-                eval_every=100, teacher_steps=3000, batch=128, lr=0.05, num_noise=8, val_size=3000, train_limit=0,
+                heldout_tasks=3, classes_per_task=3, heldout_classes=2, students=50, student_steps=500,
+                eval_every=50, teacher_steps=2000, batch=128, lr=0.05, num_noise=8, val_size=3000, train_limit=0,
                 episodes=2000, queries=20, meta_eval_every=50, plain_steps=0, seeds=3, learn_seeds=2, n_boot=2000,
                 strategy="vmap"),
 }

@@ -103,6 +103,15 @@ STUDIES = {
         "budget_s": 540,
         "data": {"cifar10_train_subset.npz": None, "cifar10_test.npz": 2000},
         "what": "Kendall tau between the KD rankings of two teachers, with bootstrap intervals and the seed noise"},
+    # Issue 31 at accelerator size: DaSS's meta-dataset (8 meta-train, 2 meta-val, 3 held-out tasks of unseen classes;
+    # teachers of two architectures; 50 students a task vmapped in one program, labels the best over evaluations,
+    # val/held-out students trained twice for their reliability) at 32x32, then the predictor study with its
+    # learnability check: `--size gpu` of bench/dass.py, whose schedule is a first guess for one GPU.
+    "dass_study": {
+        "argv": ["bench/dass.py", "--size", "gpu", "--workdir", "/tmp/jdanas_dass_gpu"],
+        "budget_s": 540,
+        "data": {"cifar10_train_subset.npz": None, "cifar10_test.npz": 2000},
+        "what": "DaSS vs params/FLOPs/SynFlow/DisWOT/plain predictor on held-out tasks, learnability, label reliability"},
     # Issue 30 §3: the Oracle-KD pipeline end to end at the paper's networks (configs/oracle_kd_cifar.py:gpu: 3 x
     # ResNet-32 members, the ResNet-32 KDAS backbone with three add-ons, derive step) on the CIFAR-10 files a lent
     # machine can receive (the variant's CIFAR-100 comes from TFDS, which an offline machine cannot download).
