@@ -186,3 +186,25 @@ def test_the_harness_end_to_end_and_the_resume_of_a_half_finished_comparison(tmp
   again = _bench(workdir)
   assert all(l["cached"] for l in again if l["kind"] in ("arm", "final"))
   assert [l for l in again if l["kind"] == "row"] == rows
+
+
+def test_the_trade_arms_searcher_state_on_nb201_cells_checkpoints_and_restores(tmp_path):
+  # CASMOPOLITAN on a purely categorical space had a zero-size GP lengthscale, which orbax refuses to save: the
+  # pipeline stopped after the first round of the trade arm (jdanas.searchers.gp.init_params keeps one now).
+  import jax
+  import numpy as np
+  from jdanas.pipeline.checkpoints import Checkpoints
+  from jdanas.searchers import get_searcher
+  from jdanas.spaces import get_space
+  study = _study()
+  space = get_space("nb201_masked", **study.base.space.kwargs)
+  searcher = get_searcher("casmopolitan", space, **study.searchers["casmopolitan"])
+  state = searcher.init(jax.random.key(0))
+  assert all(leaf.size for leaf in jax.tree.leaves(state))
+  ckpt = Checkpoints(tmp_path / "checkpoints", jax.eval_shape(lambda: state))
+  ckpt.save(1, state, [{"round": 0}])
+  round_done, restored, ledger = ckpt.restore_latest()
+  ckpt.close()
+  assert (round_done, ledger) == (1, [{"round": 0}])
+  for a, b in zip(jax.tree.leaves(jax.device_get(state)), jax.tree.leaves(restored)):
+    np.testing.assert_array_equal(np.asarray(b), np.asarray(a))  # NaN (empty buffer slots) equal to NaN
