@@ -215,14 +215,15 @@ def _num(v, fmt: str) -> str:
 
 def render_table(rows: Sequence[Mapping]) -> str:
   """The markdown table of :func:`aggregate`'s rows (accuracies in %, mean ± s.e. over the seeds; the gain is the
-  paired KD minus no-KD difference)."""
+  paired KD minus no-KD difference; the pick's ``|`` escaped, so an NB201 string stays in its cell)."""
   out = ["| arm | pick | params | MFLOPs | evals | search s | programs | KD test % | no-KD test % | KD gain (pts) "
          "| seeds |",
          "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
   for r in rows:
     gain = "-" if r.get("gain_mean") is None else (f"{100 * r['gain_mean']:+.2f}" + (
         "" if r.get("gain_se") is None else f" ± {100 * r['gain_se']:.2f}"))
-    out.append(f"| {r['arm']} | `{r['arch']}` | {_num(r.get('params'), ',')} | "
+    arch = str(r["arch"]).replace("|", "\\|")  # NB201 strings are full of pipes, which end a table cell
+    out.append(f"| {r['arm']} | `{arch}` | {_num(r.get('params'), ',')} | "
                f"{_num(None if r.get('flops') is None else r['flops'] / 1e6, '.2f')} | {_num(r.get('evaluations'), 'd')} "
                f"| {_num(r.get('search_seconds'), '.1f')} | {_num(r.get('programs'), 'd')} | "
                f"{_pct(r.get('kd_mean'), r.get('kd_se'))} | {_pct(r.get('no_kd_mean'), r.get('no_kd_se'))} | "
