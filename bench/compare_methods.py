@@ -134,7 +134,7 @@ def run(args) -> int:
   stages: dict = {"arms": {}, "final": {}}
 
   import jax
-  from jdanas.pipeline.setup import get_teacher, load_data
+  from jdanas.pipeline.setup import get_teacher
   from jdanas.teachers import evaluate, load_teacher
   t0 = time.perf_counter()
   checked = pipeline.prepare(study.base, workdir)  # the data, the budget, the recipes

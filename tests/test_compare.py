@@ -3,8 +3,6 @@ configs, the no-search arm, a bad arm name before any compute, and (slow) the ha
 with the resume of a half-finished comparison."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import os
@@ -52,7 +50,8 @@ def test_aggregate_leaves_a_diverged_seed_out_of_the_mean_and_the_pairs():
 
 
 def test_render_table_on_hand_rows():
-  rows = [{"arm": "random", "arch": "|skip_connect~0|+|none~0|none~1|", "params": 31234, "flops": 1.5e6, "evaluations": 16, "search_seconds": 120.25,
+  rows = [{"arm": "random", "arch": "|skip_connect~0|+|none~0|none~1|", "params": 31234, "flops": 1.5e6,
+           "evaluations": 16, "search_seconds": 120.25,
            "programs": 2, "kd_mean": 0.52, "kd_se": 0.011547, "no_kd_mean": 0.47, "no_kd_se": 0.01, "gain_mean": 0.05,
            "gain_se": 0.011547, "seeds": 3},
           {"arm": "best_by_params", "arch": "b", "params": 39000, "flops": 2e6, "evaluations": 16,
@@ -61,7 +60,8 @@ def test_render_table_on_hand_rows():
   lines = compare.render_table(rows).splitlines()
   assert lines[0].startswith("| arm | pick | params | MFLOPs |") and len(lines) == 4
   assert all(l.replace("\\|", "").count("|") == 12 for l in lines)  # 11 cells a line, the pick's pipes escaped
-  assert lines[2] == ("| random | `\\|skip_connect~0\\|+\\|none~0\\|none~1\\|` | 31,234 | 1.50 | 16 | 120.2 | 2 | 52.00 ± 1.15 | 47.00 ± 1.00 | +5.00 ± 1.15 "
+  assert lines[2] == ("| random | `\\|skip_connect~0\\|+\\|none~0\\|none~1\\|` | 31,234 | 1.50 | 16 | 120.2 | 2 "
+                      "| 52.00 ± 1.15 | 47.00 ± 1.00 | +5.00 ± 1.15 "
                       "| 3 |")
   assert lines[3] == "| best_by_params | `b` | 39,000 | 2.00 | 16 | 0.5 | 0 | 40.00 | - | - | 1 |"
 

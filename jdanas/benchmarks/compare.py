@@ -224,7 +224,8 @@ def render_table(rows: Sequence[Mapping]) -> str:
         "" if r.get("gain_se") is None else f" ± {100 * r['gain_se']:.2f}"))
     arch = str(r["arch"]).replace("|", "\\|")  # NB201 strings are full of pipes, which end a table cell
     out.append(f"| {r['arm']} | `{arch}` | {_num(r.get('params'), ',')} | "
-               f"{_num(None if r.get('flops') is None else r['flops'] / 1e6, '.2f')} | {_num(r.get('evaluations'), 'd')} "
+               f"{_num(None if r.get('flops') is None else r['flops'] / 1e6, '.2f')} | "
+               f"{_num(r.get('evaluations'), 'd')} "
                f"| {_num(r.get('search_seconds'), '.1f')} | {_num(r.get('programs'), 'd')} | "
                f"{_pct(r.get('kd_mean'), r.get('kd_se'))} | {_pct(r.get('no_kd_mean'), r.get('no_kd_se'))} | "
                f"{gain} | {r.get('seeds', 0)} |")
