@@ -1,6 +1,7 @@
 """Executes the notebooks end to end (slow: the quickstart runs the default search, ~5 min on CPU;
 02_oracle_kd trains a tiny ensemble and three students, 6 min wall on the loaded 2-core CPU, 2 min of CPU;
-03_dass builds a tiny DaSS predictor and ranks candidates, 6 min wall at load 15-18)."""
+03_dass builds a tiny DaSS predictor and ranks candidates, 6 min wall at load 15-18; 04_compare runs
+bench/compare_methods.py --quick itself and draws its table and plot)."""
 import json
 import pathlib
 
@@ -11,7 +12,8 @@ NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").g
 LAST_OUTPUT = {"00_quickstart.ipynb": "test accuracy of the exported program",
                "01_akd.ipynb": "test accuracy of the exported program",
                "02_oracle_kd.ipynb": "oracle KD test accuracy",
-               "03_dass.ipynb": "DaSS ranking of"}
+               "03_dass.ipynb": "DaSS ranking of",
+               "04_compare.ipynb": "comparison table of"}
 
 
 def test_every_notebook_has_its_last_output():

@@ -144,8 +144,10 @@ def check_spec(spec: KernelSpec, bounds: Bounds) -> None:
 
 
 def init_params(spec: KernelSpec, bounds: Bounds = Bounds(), dtype=jnp.float32) -> GPParams:
-  """Raw parameters at the initial values of ``bounds``."""
-  full = lambda n, v, b: jnp.full((min(n, 1) if not spec.ard else n,), _to_raw(v, b), dtype)
+  """Raw parameters at the initial values of ``bounds``. A kind of dimension the spec lacks keeps one unused
+  parameter: a zero-size array cannot be checkpointed (orbax refuses it), which stopped a pipeline search with
+  CASMOPOLITAN on a purely categorical space (NB201 cells) after its first round."""
+  full = lambda n, v, b: jnp.full(((n if spec.ard else min(n, 1)) or 1,), _to_raw(v, b), dtype)
   scalar = lambda v, b: jnp.asarray(_to_raw(v, b), dtype)
   return GPParams(lengthscale=full(len(spec.continuous), bounds.init_lengthscale, bounds.lengthscale),
                   cat_lengthscale=full(len(spec.categorical), bounds.init_cat_lengthscale,
