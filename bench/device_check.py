@@ -112,6 +112,15 @@ STUDIES = {
         "budget_s": 540,
         "data": {"cifar10_train_subset.npz": None, "cifar10_test.npz": 2000},
         "what": "DaSS vs params/FLOPs/SynFlow/DisWOT/plain predictor on held-out tasks, learnability, label reliability"},
+    # Issue 33 at accelerator size: the seven common-space arms (configs/compare/nb201.py:gpu: full-width NB201 cells
+    # at 32x32, a 6,000-step ResNet-20 teacher, 64 scored candidates an arm) and the same final KD recipe for every
+    # pick, 3 seeds. Each finished arm prints its line, so a run cut by the budget still reports the arms it finished.
+    "compare_gpu": {
+        "argv": ["bench/compare_methods.py", "--config", "configs/compare/nb201.py:gpu", "--workdir",
+                 "/tmp/jdanas_compare_gpu"],
+        "budget_s": 540,
+        "data": {"cifar10_train_subset.npz": None, "cifar10_test.npz": 2000},
+        "what": "final KD accuracy of each arm's pick (mean +- s.e.), search evaluations and wall time, one table"},
     # Issue 30 §3: the Oracle-KD pipeline end to end at the paper's networks (configs/oracle_kd_cifar.py:gpu: 3 x
     # ResNet-32 members, the ResNet-32 KDAS backbone with three add-ons, derive step) on the CIFAR-10 files a lent
     # machine can receive (the variant's CIFAR-100 comes from TFDS, which an offline machine cannot download).

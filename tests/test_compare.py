@@ -99,7 +99,7 @@ def _study(variant="quick"):
   return compare_methods.load_study(f"configs/compare/nb201.py:{variant}")
 
 
-@pytest.mark.parametrize("variant", ["quick", ""])
+@pytest.mark.parametrize("variant", ["quick", "", "gpu"])
 def test_every_arm_config_is_a_valid_pipeline_config_with_the_common_parts(variant, tmp_path):
   study = _study(variant)
   require_file(os.path.join(study.base.data.data_dir, study.base.data.path))

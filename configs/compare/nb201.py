@@ -15,7 +15,11 @@ seeds, all picks of a seed in one population.
   python bench/compare_methods.py --workdir /tmp/compare                       # this config (CPU, <= 45 min)
   python bench/compare_methods.py --quick --workdir /tmp/compare_quick         # :quick, minutes
 
-Variants: none (the CPU study), ``quick`` (tiny sizes: checks the harness, results meaningless). The CPU study's
+Variants: none (the CPU study), ``quick`` (tiny sizes: checks the harness, results meaningless), ``gpu`` (one
+accelerator, ``bench/device_check.py``'s study ``compare_gpu``: NB201 at full width (C=16, 5 cells a stage) on
+32x32 images, all 18,000 training images of the shared subset, a 6,000-step teacher, 200-step short runs and 64
+scored candidates per arm, a 2,000-step final recipe; sizes are a first guess that the first lent accelerator's
+timings set). The CPU study's
 sizes come from measured stage times (docs/compare.md, "Harness timings"): 16x16 images and a 200-step final recipe
 keep the estimated total under 45 minutes on the loaded 2-core CPU.
 """
@@ -43,8 +47,10 @@ def searcher_kwargs(num_asks: int, evaluations: int) -> dict:
 
 
 def get_config(arg: str | None = None):
-  """``arg``: None for the CPU study, ``"quick"`` for the tiny one (tests, the notebook)."""
-  quick = common.variant(arg, "configs/compare/nb201.py", ("quick",)) == "quick"
+  """``arg``: None for the CPU study, ``"quick"`` for the tiny one (tests, the notebook), ``"gpu"`` for one
+  accelerator."""
+  v = common.variant(arg, "configs/compare/nb201.py", ("quick", "gpu"))
+  quick = v == "quick"
   base = common.override(
       common.base(),
       data=dict(name="npz", data_dir=common.shared_data_dir(), path="cifar10_train_subset.npz",
@@ -65,12 +71,20 @@ def get_config(arg: str | None = None):
     base.evaluator.zero_cost.batch_size = 16
     rounds, num_asks, final_steps, final_batch, seeds = 2, 2, 10, 32, 3
     base.teacher.require_above_chance = False  # 20 steps: the harness is checked, not the teacher
+  if v == "gpu":
+    base.data.update(train_limit=0, image_size=0)  # 32x32, every training image of the subset
+    base.teacher.train.update(steps=6000, batch_size=128)
+    base.space.kwargs = dict(channels=16, num_cells=5)
+    base.evaluator.short_kd.update(steps=200, batch_size=128)
+    base.constraint.max_params = 800_000
+    base.compute.pop_chunk = 8  # bench/device_check.py's POP_CHUNK: full-size masked cells, batch 128
+    rounds, num_asks, final_steps, final_batch, seeds = 4, 16, 2000, 128, 3
   base.search.rounds = rounds
   # The arm's own final phase (pipeline.run's, top_k=1): a short check of the pick, the short run's recipe; the
   # comparison's final stage is the harness's (``final`` below).
   base.final = dict(base.evaluator.short_kd.to_dict(), baselines=(), init="random", seeds=1)
   return ml_collections.ConfigDict(dict(
-      name="nb201" + ("_quick" if quick else ""),
+      name="nb201" + (f"_{v}" if v else ""),
       base=base,
       num_asks=num_asks,
       rounds=rounds,
