@@ -206,11 +206,15 @@ def test_meta_train_then_search_end_to_end(tmp_path, data_dir, capsys):
   from configs import dass_meta_train, dass_search
   from jdanas import pipeline
   from jdanas.export import load_student
-  meta_report = pipeline.run(dass_meta_train.get_config("smoke"), tmp_path / "meta")
+  meta_config = dass_meta_train.get_config("smoke")
+  meta_config.tasks.update(eval_every=1, repeats=2)  # best-over-curve labels, two trainings of every task
+  meta_report = pipeline.run(meta_config, tmp_path / "meta")
   assert [t["split"] for t in meta_report["tasks"]] == ["meta_train", "meta_train", "meta_val"]
   assert all(set(t["classes"]) <= set(dass_meta_train.SEEN_CLASSES) for t in meta_report["tasks"])
+  assert all(set(t["reliability"]) == {"spearman", "spearman_brown", "kendall", "n"} for t in meta_report["tasks"])
+  assert "label reliability (split-half Spearman)" in capsys.readouterr().out
   assert (tmp_path / "meta" / "predictor" / "predictor.json").is_file()
-  again = pipeline.run(dass_meta_train.get_config("smoke"), tmp_path / "meta")  # finished: nothing recomputed
+  again = pipeline.run(meta_config, tmp_path / "meta")  # finished: nothing recomputed
   assert again["seconds"] == meta_report["seconds"]
   c = dass_search.get_config("smoke")
   c.evaluator.predictor.path = str(tmp_path / "meta" / "predictor")

@@ -214,7 +214,10 @@ def run_meta_train(config: ml_collections.ConfigDict, workdir, checked=None, wat
                  "classes": [source[c] for c in e["classes"]], "teacher_accuracy": e["teacher_accuracy"],
                  "num_students": e["num_students"], "num_failed": e["num_failed"], "seconds": e["seconds"],
                  "label_mean": float(np.mean(np.asarray(t.labels))), "label_min": float(np.min(np.asarray(t.labels))),
-                 "label_max": float(np.max(np.asarray(t.labels)))} for i, (e, t) in enumerate(zip(entries, tasks))],
+                 "label_max": float(np.max(np.asarray(t.labels))),
+                 # tasks.repeats >= 2: how well two trainings of the same students agree (split-half Spearman)
+                 **({"reliability": e["reliability"]} if "reliability" in e else {})}
+                for i, (e, t) in enumerate(zip(entries, tasks))],
       "meta_train": {**history, "best_val_spearman": max(history["val_spearman"])},
       "stages": {"task_build_seconds": build_seconds, "meta_train_seconds": meta_seconds},
       "predictor": "predictor", "seconds": time.perf_counter() - started, "config": config_dict(config),
@@ -235,7 +238,9 @@ def print_meta_summary(report: dict, workdir: pathlib.Path) -> None:
   """A few console lines: per-task teachers, the meta-validation Spearman, the predictor's folder."""
   for i, t in enumerate(report["tasks"]):
     print(f"task {i} ({t['split']}): classes {t['classes']}, teacher {t['teacher_accuracy']:.1f}%, students "
-          f"{t['label_min']:.1f}-{t['label_max']:.1f}% (mean {t['label_mean']:.1f}), {t['seconds']:.0f} s")
+          f"{t['label_min']:.1f}-{t['label_max']:.1f}% (mean {t['label_mean']:.1f}), {t['seconds']:.0f} s"
+          + (f", label reliability (split-half Spearman) {t['reliability']['spearman']:.2f}" if "reliability" in t
+             else ""))
   m, s = report["meta_train"], report["stages"]
   print(f"meta-validation Spearman by episode: "
         + ", ".join(f"{e}: {r:.3f}" for e, r in zip(m["episode"], m["val_spearman"]))
