@@ -66,8 +66,8 @@ TOP_K = (1, 5)
 # Everything a flag left unset takes from here. "full" is the default 2-core CPU size (issue 31: >= 8 train,
 # >= 2 val, >= 3 held-out tasks, >= 32 students, image size 16); "quick" keeps the same code path tiny.
 SIZES = {
-    # full: multipliers down to 0.25 (the paper's 0.5-1.0 gave remapped students whose 150-step labels agreed across
-    # two seeds at Spearman 0.28 only: docs/methods/dass.md); 100 steps at batch 32 keep the build near 30 min
+    # full: multipliers down to 0.25 (with the paper's 0.5-1.0, remapped students' 150-step labels agreed across two
+    # seeds at Spearman 0.28 only: bench/dass_labels.py, docs/methods/dass.md); 100 steps at batch 32 for the time
     "full": dict(stage_widths=(8, 16, 32, 64), teacher_widths=((8, 16, 32, 64), (16, 24, 32, 64)), max_depth=3,
                  multipliers=(0.25, 0.5, 0.75, 1.0),
                  image_size=16, train_tasks=8, val_tasks=2, heldout_tasks=3, classes_per_task=3, heldout_classes=2,

@@ -173,3 +173,21 @@ def test_teachers_of_two_architectures_and_the_accelerator_size(tmp_path):
   assert bench.parse_args(["--quick"]).size == "quick" and bench.parse_args([]).strategy == "loop"
   with pytest.raises(SystemExit):
     bench.parse_args(["--quick", "--size", "gpu"])
+
+
+def _labels_bench():
+  path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "dass_labels.py"
+  spec = importlib.util.spec_from_file_location("bench_dass_labels", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--eval-every", "0"], "error: --eval-every: need 1..100, got 0"),
+    (["--students", "2"], "error: --students: need >= 3, got 2"),
+    (["--multipliers", "0.3"], "error: dass_resnet.multipliers: 0.3 x stage width 8 is not a whole channel count"),
+])
+def test_label_reliability_bench_refuses_bad_flags_before_any_compute(argv, message, capsys):
+  assert _labels_bench().main(argv) == 2
+  assert capsys.readouterr().err.strip() == message
