@@ -66,15 +66,21 @@ def concrete_variables(shapes, seed: int = 0):
   return jax.tree_util.tree_map_with_path(value, shapes)
 
 
-def load_run_cli():
-  """``run.py`` as a module, so a test calls its ``main(argv)`` without a subprocess."""
+def load_script(relpath: str, name: str):
+  """A script of the repository (``run.py``, ``bench/<x>.py``) as module ``name``, so a test calls its functions
+  and ``main(argv)`` without a subprocess."""
   import importlib.util
   import pathlib
-  path = pathlib.Path(__file__).resolve().parents[1] / "run.py"
-  spec = importlib.util.spec_from_file_location("jdanas_run_cli", path)
+  path = pathlib.Path(__file__).resolve().parents[1] / relpath
+  spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def load_run_cli():
+  """``run.py`` as a module, so a test calls its ``main(argv)`` without a subprocess."""
+  return load_script("run.py", "jdanas_run_cli")
 
 
 def smoke_config(**changes):

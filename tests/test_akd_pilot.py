@@ -2,23 +2,15 @@
 pilot's options (no training here: the bench's own runs are measured in docs/benchmarks.md)."""
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 
 import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-
-def _bench():
-  path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "akd.py"
-  spec = importlib.util.spec_from_file_location("bench_akd_pilot", path)
-  bench = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(bench)
-  return bench
+from conftest import load_script
 
 
-bench = _bench()
+bench = load_script("bench/akd.py", "bench_akd_pilot")
 
 
 def test_tau_b_matches_scipy_with_ties_and_per_row():

@@ -3,25 +3,17 @@ before compute), the held-out task loader, the scoring rows, and the learnabilit
 The bench's own runs are measured in docs/benchmarks.md."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
 
 import numpy as np
 import pytest
 
 from jdanas.meta import Task
 
-
-def _bench():
-  path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "dass.py"
-  spec = importlib.util.spec_from_file_location("bench_dass", path)
-  bench = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(bench)
-  return bench
+from conftest import load_script
 
 
-bench = _bench()
+bench = load_script("bench/dass.py", "bench_dass")
 
 
 def test_flags_take_the_size_defaults_and_explicit_values_win():
@@ -175,19 +167,11 @@ def test_teachers_of_two_architectures_and_the_accelerator_size(tmp_path):
     bench.parse_args(["--quick", "--size", "gpu"])
 
 
-def _labels_bench():
-  path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "dass_labels.py"
-  spec = importlib.util.spec_from_file_location("bench_dass_labels", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 @pytest.mark.parametrize("argv, message", [
     (["--eval-every", "0"], "error: --eval-every: need 1..100, got 0"),
     (["--students", "2"], "error: --students: need >= 3, got 2"),
     (["--multipliers", "0.3"], "error: dass_resnet.multipliers: 0.3 x stage width 8 is not a whole channel count"),
 ])
 def test_label_reliability_bench_refuses_bad_flags_before_any_compute(argv, message, capsys):
-  assert _labels_bench().main(argv) == 2
+  assert load_script("bench/dass_labels.py", "bench_dass_labels").main(argv) == 2
   assert capsys.readouterr().err.strip() == message
