@@ -69,6 +69,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import akd_compare  # noqa: E402  (bench/akd_compare.py, next to this file)
 
+from jdanas.meta.study import tau_b  # noqa: E402  (vectorised tau-b: the bootstrap's resamples at once)
+
 TRAIN_FILE = "cifar10_train_subset.npz"
 TEST_FILE = "cifar10_test.npz"
 # Sized on the 2-core CPU (docs/benchmarks.md): the masked NB201 cell trains every student with one
@@ -248,22 +250,6 @@ def kendall(a, b) -> tuple[float, float]:
 
   result = kendalltau(a, b)
   return float(result.statistic), float(result.pvalue)
-
-
-def tau_b(a, b):
-  """Kendall's tau-b of ``a`` and ``b`` along the last axis (any leading axes: one tau per row), in
-  numpy so a bootstrap evaluates all its resamples at once; equals ``scipy.stats.kendalltau``'s
-  default, ties included (resampling with replacement makes ties). NaN where a row is constant."""
-  import numpy as np
-
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  sa = np.sign(a[..., :, None] - a[..., None, :])
-  sb = np.sign(b[..., :, None] - b[..., None, :])
-  # Sums over all ordered pairs count every unordered pair twice, on top and bottom alike.
-  num = (sa * sb).sum(axis=(-2, -1))
-  den = np.sqrt((sa * sa).sum(axis=(-2, -1)) * (sb * sb).sum(axis=(-2, -1)))
-  with np.errstate(invalid="ignore", divide="ignore"):
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
 def bootstrap_tau(x_pairs, y_pairs=(), *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,

@@ -163,8 +163,9 @@ class FinalStage:
         test = None
         if val is not None and self.data.test is not None:
           module = self.space.build(self.space.signature(enc), self.data.num_classes)
-          test = float(evaluate(module, jax.device_get(r.variables(i)), self.data.test, self.data.mean,
-                                self.data.std, enc=np.asarray(enc)))
+          # the variables stay on device: fetched to the host they would be copied back for every test batch
+          test = float(evaluate(module, r.variables(i), self.data.test, self.data.mean, self.data.std,
+                                enc=np.asarray(enc)))
         results[arch][mode] = {"val_accuracy": val, "test_accuracy": test}
     return {"seed": int(seed), "archs": archs, "results": results, "programs": programs,
             "seconds": time.perf_counter() - t0}

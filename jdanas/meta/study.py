@@ -58,22 +58,27 @@ def _spearman_rows(p: np.ndarray, t: np.ndarray) -> np.ndarray:
   return _pearson_rows(stats.rankdata(p, axis=-1), stats.rankdata(t, axis=-1))
 
 
-def _kendall_rows(p: np.ndarray, t: np.ndarray, chunk: int = 256) -> np.ndarray:
-  """Kendall tau-b of every row pair (``[B, n]``), equal to ``scipy.stats.kendalltau``'s default with ties
-  (resampling with replacement makes ties); NaN for a constant row. Chunked: ``B x n x n`` signs."""
+def tau_b(a, b, chunk: int = 256) -> np.ndarray | float:
+  """Kendall's tau-b of ``a`` and ``b`` along the last axis (any leading axes: one tau per row), in numpy so a
+  bootstrap evaluates all its resamples at once; equals ``scipy.stats.kendalltau``'s default with ties (resampling
+  with replacement makes ties); NaN for a constant row. Chunked over rows: ``chunk x n x n`` signs at a time."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  lead, n = a.shape[:-1], a.shape[-1]
+  p, t = a.reshape(-1, n), b.reshape(-1, n)
   out = np.empty(p.shape[0])
   for s in range(0, p.shape[0], chunk):
-    a, b = p[s:s + chunk], t[s:s + chunk]
-    sa = np.sign(a[:, :, None] - a[:, None, :])
-    sb = np.sign(b[:, :, None] - b[:, None, :])
-    num = (sa * sb).sum(axis=(1, 2))
-    den = np.sqrt((sa * sa).sum(axis=(1, 2)) * (sb * sb).sum(axis=(1, 2)))
+    x, y = p[s:s + chunk], t[s:s + chunk]
+    sx = np.sign(x[:, :, None] - x[:, None, :])
+    sy = np.sign(y[:, :, None] - y[:, None, :])
+    # sums over ordered pairs count every unordered pair twice, on top and bottom alike
+    num = (sx * sy).sum(axis=(1, 2))
+    den = np.sqrt((sx * sx).sum(axis=(1, 2)) * (sy * sy).sum(axis=(1, 2)))
     with np.errstate(invalid="ignore", divide="ignore"):
       out[s:s + chunk] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-  return out
+  return out.reshape(lead) if lead else float(out[0])
 
 
-_ROWS = {"spearman": _spearman_rows, "kendall": _kendall_rows}
+_ROWS = {"spearman": _spearman_rows, "kendall": tau_b}
 
 
 def _metric_rows(metric: str | Callable, p: np.ndarray, t: np.ndarray) -> np.ndarray:
