@@ -154,8 +154,8 @@ def run(args) -> int:
     cache = workdir / "arms" / f"{arm}.json"
     want = configs[arm].to_dict() if arm in configs else {"best_by_params": True, "base": study.base.to_dict(),
                                                            "evaluations": study.rounds * study.num_asks}
-    done = json.loads(cache.read_text()) if cache.exists() else None
-    if done is not None and done.get("config") == json.loads(json.dumps(want)):
+    done = compare.read_cached(cache, want)
+    if done is not None:
       record = {**done["record"], "cached": True}
     else:
       if arm in configs:
@@ -189,8 +189,8 @@ def run(args) -> int:
     t0 = time.perf_counter()
     cache = workdir / "final" / f"seed{j}-{pid}.json"
     want = {"recipe": study.final.to_dict(), "archs": population, "seed": j}
-    done = json.loads(cache.read_text()) if cache.exists() else None
-    if done is not None and done.get("config") == json.loads(json.dumps(want)):
+    done = compare.read_cached(cache, want)
+    if done is not None:
       result, cached = done["result"], True
     else:
       if stage is None:

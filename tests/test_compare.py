@@ -144,6 +144,14 @@ def test_write_json_is_atomic_and_read_lines_groups_by_kind(tmp_path):
   assert {k: [d["a"] for d in v] for k, v in got.items()} == {"arm": [1, 3], "row": [2]}
 
 
+def test_read_cached_returns_a_record_only_for_the_same_config(tmp_path):
+  path = tmp_path / "arm.json"
+  assert compare.read_cached(path, {"seed": 0}) is None  # nothing stored
+  compare.write_json(path, {"config": {"seed": 0, "archs": ("a", "b")}, "record": {"x": 1}})
+  assert compare.read_cached(path, {"seed": 0, "archs": ("a", "b")})["record"] == {"x": 1}  # tuple == stored list
+  assert compare.read_cached(path, {"seed": 1, "archs": ("a", "b")}) is None
+
+
 def _bench(workdir, *args):
   """The bench in a subprocess (its own process: JAX settings, compilation cache, one CPU device)."""
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}

@@ -285,6 +285,14 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     raise
 
 
+def read_cached(path: str | os.PathLike, config: Any) -> dict | None:
+  """The record :func:`write_json` stored at ``path`` as ``{"config", ...}`` when its ``config`` equals ``config``
+  (compared as JSON, so tuples and lists match); None when there is none or it was made with another config."""
+  path = pathlib.Path(path)
+  done = json.loads(path.read_text()) if path.exists() else None
+  return done if done is not None and done.get("config") == json.loads(json.dumps(config)) else None
+
+
 def read_lines(path: str | os.PathLike) -> dict[str, list[dict]]:
   """The bench's JSON lines file grouped by ``kind`` (``arm``, ``final``, ``row``, ``stage``, ``teacher``)."""
   out: dict[str, list[dict]] = {}
@@ -296,4 +304,4 @@ def read_lines(path: str | os.PathLike) -> dict[str, list[dict]]:
 
 
 __all__ = ["ARMS", "ArmSpec", "FinalStage", "aggregate", "arm_config", "best_by_params", "check_arms", "mean_se",
-           "plot", "population_id", "read_lines", "render_table", "write_json"]
+           "plot", "population_id", "read_cached", "read_lines", "render_table", "write_json"]
